@@ -1,0 +1,737 @@
+//! The edge: Kubernetes objects (k8s-openapi) to the internal model, once per object.
+//! Errors name the object and the field so a user can fix the manifest.
+
+use super::*;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{kind} {object}: {field}: {message}")]
+pub struct ConvertError {
+    pub kind: &'static str,
+    pub object: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// Resolves `priorityClassName` when `spec.priority` is unset (objects read from files
+/// have not been through the API server's priority admission).
+pub trait PriorityResolver {
+    fn priority_of(&self, class_name: Option<&str>) -> Option<i32>;
+}
+
+impl PriorityResolver for () {
+    fn priority_of(&self, _: Option<&str>) -> Option<i32> {
+        None
+    }
+}
+
+struct Ctx<'a> {
+    kind: &'static str,
+    object: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConvertError {
+        ConvertError {
+            kind: self.kind,
+            object: self.object.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn object_name(meta: &meta::ObjectMeta) -> String {
+    match (&meta.namespace, &meta.name) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        (None, Some(n)) => n.clone(),
+        _ => "<unnamed>".to_owned(),
+    }
+}
+
+fn resources(
+    ctx: &Ctx,
+    field: &str,
+    list: &BTreeMap<String, K8sQuantity>,
+) -> Result<Resources, ConvertError> {
+    let mut r = Resources::default();
+    for (name, q) in list {
+        let parsed =
+            Quantity::parse(&q.0).map_err(|e| ctx.err(format!("{field}.{name}"), e.to_string()))?;
+        if parsed.is_negative() {
+            return Err(ctx.err(
+                format!("{field}.{name}"),
+                format!("negative quantity {:?}", q.0),
+            ));
+        }
+        match name.as_str() {
+            resources::CPU => r.milli_cpu = parsed.milli_value(),
+            resources::MEMORY => r.memory = parsed.value(),
+            resources::EPHEMERAL_STORAGE => r.ephemeral_storage = parsed.value(),
+            resources::PODS => r.pods = parsed.value(),
+            other => r.set_scalar(Sym::new(other), parsed.value()),
+        }
+    }
+    Ok(r)
+}
+
+fn labels_of(m: &Option<BTreeMap<String, String>>) -> Labels {
+    m.as_ref()
+        .map(|m| Labels::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+        .unwrap_or_default()
+}
+
+pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
+    let object = object_name(&node.metadata);
+    let ctx = Ctx {
+        kind: "Node",
+        object: &object,
+    };
+    let name = node
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ctx.err("metadata.name", "missing"))?;
+    let spec = node.spec.clone().unwrap_or_default();
+    let mut taints = Vec::new();
+    for (i, t) in spec.taints.iter().flatten().enumerate() {
+        let effect = TaintEffect::parse(&t.effect).ok_or_else(|| {
+            ctx.err(
+                format!("spec.taints[{i}].effect"),
+                format!("unknown effect {:?}", t.effect),
+            )
+        })?;
+        taints.push(Taint {
+            key: Sym::new(&t.key),
+            value: Sym::new(t.value.as_deref().unwrap_or("")),
+            effect,
+        });
+    }
+    let empty = BTreeMap::new();
+    let status = node.status.as_ref();
+    // Allocatable falls back to capacity as the kubelet reports it when unset.
+    let alloc = status
+        .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
+        .unwrap_or(&empty);
+    let allocatable = resources(&ctx, "status.allocatable", alloc)?;
+    Ok(Node {
+        name: Sym::new(name),
+        uid: node.metadata.uid.clone().unwrap_or_default(),
+        labels: labels_of(&node.metadata.labels),
+        taints,
+        unschedulable: spec.unschedulable.unwrap_or(false),
+        allocatable,
+    })
+}
+
+fn container_requests(
+    ctx: &Ctx,
+    field: &str,
+    c: &core::Container,
+) -> Result<Resources, ConvertError> {
+    let Some(res) = &c.resources else {
+        return Ok(Resources::default());
+    };
+    // The API server defaults missing requests to limits; objects from files may not have been defaulted.
+    let mut merged: BTreeMap<String, K8sQuantity> = res.limits.clone().unwrap_or_default();
+    if let Some(req) = &res.requests {
+        merged.extend(req.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    resources(ctx, &format!("{field}.resources.requests"), &merged)
+}
+
+/// Upstream `resource.PodRequests`: sidecars (restartable init containers) run
+/// beside the app containers; each ordinary init container runs alone with the
+/// sidecars started before it; the pod needs the max of the two, plus overhead.
+fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<Resources, ConvertError> {
+    let mut reqs = Resources::default();
+    for (i, c) in spec.containers.iter().enumerate() {
+        reqs.add(&container_requests(
+            ctx,
+            &format!("spec.containers[{i}]"),
+            c,
+        )?);
+    }
+    let mut sidecars = Resources::default();
+    let mut init_max = Resources::default();
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        let r = container_requests(ctx, &format!("spec.initContainers[{i}]"), c)?;
+        if c.restart_policy.as_deref() == Some("Always") {
+            reqs.add(&r);
+            sidecars.add(&r);
+            init_max.max_with(&sidecars);
+        } else {
+            let mut during = r;
+            during.add(&sidecars);
+            init_max.max_with(&during);
+        }
+    }
+    reqs.max_with(&init_max);
+    if let Some(overhead) = &spec.overhead {
+        reqs.add(&resources(ctx, "spec.overhead", overhead)?);
+    }
+    reqs.pods = 0;
+    Ok(reqs)
+}
+
+fn requirement(
+    ctx: &Ctx,
+    field: &str,
+    key: &str,
+    op: &str,
+    values: &[String],
+    numeric_ops: bool,
+) -> Result<Requirement, ConvertError> {
+    let op_parsed = SelectorOp::parse(op)
+        .filter(|o| numeric_ops || !matches!(o, SelectorOp::Gt | SelectorOp::Lt))
+        .ok_or_else(|| {
+            ctx.err(
+                format!("{field}.operator"),
+                format!("unknown operator {op:?}"),
+            )
+        })?;
+    let mut number = 0;
+    match op_parsed {
+        SelectorOp::In | SelectorOp::NotIn if values.is_empty() => {
+            return Err(ctx.err(
+                format!("{field}.values"),
+                format!("operator {op} needs values"),
+            ));
+        }
+        SelectorOp::Exists | SelectorOp::DoesNotExist if !values.is_empty() => {
+            return Err(ctx.err(
+                format!("{field}.values"),
+                format!("operator {op} takes no values"),
+            ));
+        }
+        SelectorOp::Gt | SelectorOp::Lt => {
+            if values.len() != 1 {
+                return Err(ctx.err(
+                    format!("{field}.values"),
+                    format!("operator {op} needs one value"),
+                ));
+            }
+            number = values[0].parse().map_err(|_| {
+                ctx.err(
+                    format!("{field}.values"),
+                    format!("{:?} is not an integer", values[0]),
+                )
+            })?;
+        }
+        _ => {}
+    }
+    Ok(Requirement {
+        key: Sym::new(key),
+        op: op_parsed,
+        values: values.iter().map(|v| Sym::new(v)).collect(),
+        number,
+    })
+}
+
+/// Converts a NodeSelectorTerm. An invalid term (bad operator, Gt with a non-integer)
+/// is kept but marked invalid: upstream ignores such a term rather than rejecting the pod.
+fn node_selector_term(ctx: &Ctx, field: &str, t: &core::NodeSelectorTerm) -> NodeSelectorTerm {
+    let mut term = NodeSelectorTerm {
+        valid: true,
+        ..Default::default()
+    };
+    for (i, e) in t.match_expressions.iter().flatten().enumerate() {
+        match requirement(
+            ctx,
+            &format!("{field}.matchExpressions[{i}]"),
+            &e.key,
+            &e.operator,
+            e.values.as_deref().unwrap_or(&[]),
+            true,
+        ) {
+            Ok(r) => term.match_expressions.push(r),
+            Err(_) => term.valid = false,
+        }
+    }
+    for (i, e) in t.match_fields.iter().flatten().enumerate() {
+        let values = e.values.as_deref().unwrap_or(&[]);
+        let ok = e.key == "metadata.name"
+            && matches!(e.operator.as_str(), "In" | "NotIn")
+            && values.len() == 1;
+        match requirement(
+            ctx,
+            &format!("{field}.matchFields[{i}]"),
+            &e.key,
+            &e.operator,
+            values,
+            false,
+        ) {
+            Ok(r) if ok => term.match_fields.push(r),
+            _ => term.valid = false,
+        }
+    }
+    term
+}
+
+fn label_selector(
+    ctx: &Ctx,
+    field: &str,
+    s: &meta::LabelSelector,
+) -> Result<LabelSelector, ConvertError> {
+    let mut sel = LabelSelector::default();
+    for (k, v) in s.match_labels.iter().flatten() {
+        sel.requirements.push(Requirement {
+            key: Sym::new(k),
+            op: SelectorOp::In,
+            values: vec![Sym::new(v)],
+            number: 0,
+        });
+    }
+    for (i, e) in s.match_expressions.iter().flatten().enumerate() {
+        sel.requirements.push(requirement(
+            ctx,
+            &format!("{field}.matchExpressions[{i}]"),
+            &e.key,
+            &e.operator,
+            e.values.as_deref().unwrap_or(&[]),
+            false,
+        )?);
+    }
+    Ok(sel)
+}
+
+fn parse_time_ms(t: &meta::Time) -> i64 {
+    t.0.as_millisecond()
+}
+
+pub fn pod_from_k8s(
+    pod: &core::Pod,
+    priorities: &dyn PriorityResolver,
+) -> Result<Pod, ConvertError> {
+    let object = object_name(&pod.metadata);
+    let ctx = Ctx {
+        kind: "Pod",
+        object: &object,
+    };
+    let name = pod
+        .metadata
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ctx.err("metadata.name", "missing"))?;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| ctx.err("spec", "missing"))?;
+    if spec.containers.is_empty() {
+        return Err(ctx.err("spec.containers", "a pod needs at least one container"));
+    }
+    let labels = labels_of(&pod.metadata.labels);
+    let requests = pod_requests(&ctx, spec)?;
+
+    let mut tolerations = Vec::new();
+    for (i, t) in spec.tolerations.iter().flatten().enumerate() {
+        let op = match t.operator.as_deref() {
+            None | Some("") | Some("Equal") => TolerationOp::Equal,
+            Some("Exists") => TolerationOp::Exists,
+            Some(o) => {
+                return Err(ctx.err(
+                    format!("spec.tolerations[{i}].operator"),
+                    format!("unknown operator {o:?}"),
+                ))
+            }
+        };
+        let effect = match t.effect.as_deref() {
+            None | Some("") => None,
+            Some(e) => Some(TaintEffect::parse(e).ok_or_else(|| {
+                ctx.err(
+                    format!("spec.tolerations[{i}].effect"),
+                    format!("unknown effect {e:?}"),
+                )
+            })?),
+        };
+        let key = t.key.as_deref().filter(|k| !k.is_empty()).map(Sym::new);
+        if key.is_none() && op != TolerationOp::Exists {
+            return Err(ctx.err(
+                format!("spec.tolerations[{i}].key"),
+                "an empty key requires operator Exists",
+            ));
+        }
+        tolerations.push(Toleration {
+            key,
+            op,
+            value: Sym::new(t.value.as_deref().unwrap_or("")),
+            effect,
+        });
+    }
+
+    let mut node_selector: Vec<(Sym, Sym)> = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .map(|(k, v)| (Sym::new(k), Sym::new(v)))
+        .collect();
+    node_selector.sort();
+
+    let mut node_affinity = NodeAffinity::default();
+    if let Some(na) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+    {
+        if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
+            node_affinity.required = Some(
+                req.node_selector_terms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        node_selector_term(
+                            &ctx,
+                            &format!("spec.affinity.nodeAffinity.required.nodeSelectorTerms[{i}]"),
+                            t,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        for (i, p) in na
+            .preferred_during_scheduling_ignored_during_execution
+            .iter()
+            .flatten()
+            .enumerate()
+        {
+            node_affinity.preferred.push(PreferredTerm {
+                weight: p.weight,
+                term: node_selector_term(
+                    &ctx,
+                    &format!("spec.affinity.nodeAffinity.preferred[{i}].preference"),
+                    &p.preference,
+                ),
+            });
+        }
+    }
+
+    let mut topology_spread = Vec::new();
+    for (i, c) in spec
+        .topology_spread_constraints
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        let field = format!("spec.topologySpreadConstraints[{i}]");
+        if c.max_skew < 1 {
+            return Err(ctx.err(
+                format!("{field}.maxSkew"),
+                format!("must be at least 1, got {}", c.max_skew),
+            ));
+        }
+        let when_unsatisfiable = match c.when_unsatisfiable.as_str() {
+            "DoNotSchedule" => WhenUnsatisfiable::DoNotSchedule,
+            "ScheduleAnyway" => WhenUnsatisfiable::ScheduleAnyway,
+            o => {
+                return Err(ctx.err(
+                    format!("{field}.whenUnsatisfiable"),
+                    format!("unknown value {o:?}"),
+                ))
+            }
+        };
+        let policy = |v: Option<&str>, default, f: &str| match v {
+            None => Ok(default),
+            Some("Honor") => Ok(InclusionPolicy::Honor),
+            Some("Ignore") => Ok(InclusionPolicy::Ignore),
+            Some(o) => Err(ctx.err(format!("{field}.{f}"), format!("unknown policy {o:?}"))),
+        };
+        let mut selector = match &c.label_selector {
+            Some(s) => Some(label_selector(&ctx, &format!("{field}.labelSelector"), s)?),
+            None => None,
+        };
+        // matchLabelKeys: the pod's own values for these keys narrow the selector.
+        if let Some(sel) = selector.as_mut() {
+            for key in c.match_label_keys.iter().flatten() {
+                if let Some(v) = labels.get_str(key) {
+                    sel.requirements.push(Requirement {
+                        key: Sym::new(key),
+                        op: SelectorOp::In,
+                        values: vec![Sym::new(v)],
+                        number: 0,
+                    });
+                }
+            }
+        }
+        if let Some(md) = c.min_domains {
+            if md < 1 {
+                return Err(ctx.err(
+                    format!("{field}.minDomains"),
+                    format!("must be at least 1, got {md}"),
+                ));
+            }
+            if when_unsatisfiable != WhenUnsatisfiable::DoNotSchedule {
+                return Err(ctx.err(
+                    format!("{field}.minDomains"),
+                    "only allowed with whenUnsatisfiable DoNotSchedule",
+                ));
+            }
+        }
+        topology_spread.push(TopologySpreadConstraint {
+            max_skew: c.max_skew,
+            topology_key: Sym::new(&c.topology_key),
+            when_unsatisfiable,
+            selector,
+            min_domains: c.min_domains,
+            node_affinity_policy: policy(
+                c.node_affinity_policy.as_deref(),
+                InclusionPolicy::Honor,
+                "nodeAffinityPolicy",
+            )?,
+            node_taints_policy: policy(
+                c.node_taints_policy.as_deref(),
+                InclusionPolicy::Ignore,
+                "nodeTaintsPolicy",
+            )?,
+        });
+    }
+
+    let mut host_ports = Vec::new();
+    for (ci, c) in spec.containers.iter().enumerate() {
+        for (pi, p) in c.ports.iter().flatten().enumerate() {
+            let Some(hp) = p.host_port.filter(|hp| *hp > 0) else {
+                continue;
+            };
+            let port = u16::try_from(hp).map_err(|_| {
+                ctx.err(
+                    format!("spec.containers[{ci}].ports[{pi}].hostPort"),
+                    format!("{hp} is out of range"),
+                )
+            })?;
+            let protocol = match p.protocol.as_deref() {
+                None | Some("TCP") => Protocol::Tcp,
+                Some("UDP") => Protocol::Udp,
+                Some("SCTP") => Protocol::Sctp,
+                Some(o) => {
+                    return Err(ctx.err(
+                        format!("spec.containers[{ci}].ports[{pi}].protocol"),
+                        format!("unknown protocol {o:?}"),
+                    ))
+                }
+            };
+            host_ports.push(HostPort {
+                protocol,
+                host_ip: Sym::new(p.host_ip.as_deref().unwrap_or("")),
+                port,
+            });
+        }
+    }
+
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| OwnerRef {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+            uid: o.uid.clone(),
+            controller: true,
+        });
+
+    let priority = match spec.priority {
+        Some(p) => p,
+        None => priorities
+            .priority_of(spec.priority_class_name.as_deref())
+            .unwrap_or(0),
+    };
+    let preemption_policy = match spec.preemption_policy.as_deref() {
+        None | Some("PreemptLowerPriority") => PreemptionPolicy::PreemptLowerPriority,
+        Some("Never") => PreemptionPolicy::Never,
+        Some(o) => return Err(ctx.err("spec.preemptionPolicy", format!("unknown policy {o:?}"))),
+    };
+
+    let annotations = pod
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let uid = pod.metadata.uid.clone().unwrap_or_else(|| object.clone());
+    let spark = spark::identify(&labels, &uid, owner.as_ref());
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref());
+
+    Ok(Pod {
+        key: PodKey::new(namespace, name),
+        uid,
+        labels,
+        annotations,
+        scheduler_name: spec
+            .scheduler_name
+            .clone()
+            .unwrap_or_else(|| "default-scheduler".into()),
+        priority,
+        preemption_policy,
+        requests,
+        tolerations,
+        node_selector,
+        node_affinity,
+        topology_spread,
+        host_ports,
+        owner,
+        node_name: spec
+            .node_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .map(Sym::new),
+        nominated_node_name: status
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty())
+            .map(Sym::new),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        finished: matches!(phase, Some("Succeeded") | Some("Failed")),
+        created_ms: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, parse_time_ms),
+        started_ms: status
+            .and_then(|s| s.start_time.as_ref())
+            .map(parse_time_ms),
+        spark,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_yaml(y: &str) -> core::Pod {
+        serde_saphyr::from_str(y).unwrap()
+    }
+
+    #[test]
+    fn requests_follow_upstream_pod_requests() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, namespace: ns}
+spec:
+  overhead: {cpu: 10m}
+  initContainers:
+  - name: init
+    image: x
+    resources: {requests: {cpu: "2", memory: 1Gi}}
+  - name: sidecar
+    image: x
+    restartPolicy: Always
+    resources: {requests: {cpu: 100m}}
+  containers:
+  - name: a
+    image: x
+    resources: {requests: {cpu: 500m, memory: 2Gi, nvidia.com/gpu: "1"}}
+  - name: b
+    image: x
+    resources: {limits: {cpu: 250m}}
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        // running: 500m + 250m (limit defaulted) + 100m sidecar = 850m; init alone: 2000m. Max + 10m.
+        assert_eq!(m.requests.milli_cpu, 2010);
+        assert_eq!(m.requests.memory, 2 << 30);
+        assert_eq!(m.requests.scalar(Sym::new("nvidia.com/gpu")), 1);
+    }
+
+    #[test]
+    fn bad_quantity_names_object_and_field() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, namespace: ns}
+spec:
+  containers:
+  - name: a
+    image: x
+    resources: {requests: {cpu: lots}}
+"#,
+        );
+        let e = pod_from_k8s(&p, &()).unwrap_err();
+        assert_eq!(e.object, "ns/p");
+        assert_eq!(e.field, "spec.containers[0].resources.requests.cpu");
+        assert!(e.to_string().contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn no_containers_is_an_error() {
+        let p = pod_yaml("metadata: {name: p}\nspec: {containers: []}\n");
+        let e = pod_from_k8s(&p, &()).unwrap_err();
+        assert_eq!(e.field, "spec.containers");
+    }
+
+    #[test]
+    fn match_label_keys_merge_into_selector() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, labels: {app: web, pod-template-hash: abc}}
+spec:
+  containers: [{name: a, image: x}]
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: DoNotSchedule
+    labelSelector: {matchLabels: {app: web}}
+    matchLabelKeys: [pod-template-hash]
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        let sel = m.topology_spread[0].selector.as_ref().unwrap();
+        assert_eq!(sel.requirements.len(), 2);
+        assert!(sel.matches(&Labels::from_pairs([
+            ("app", "web"),
+            ("pod-template-hash", "abc")
+        ])));
+        assert!(!sel.matches(&Labels::from_pairs([
+            ("app", "web"),
+            ("pod-template-hash", "zzz")
+        ])));
+    }
+
+    #[test]
+    fn node_conversion() {
+        let n: core::Node = serde_saphyr::from_str(
+            r#"
+metadata: {name: n1, labels: {karpenter.sh/capacity-type: spot}}
+spec:
+  unschedulable: true
+  taints: [{key: dedicated, value: spark, effect: NoSchedule}]
+status:
+  allocatable: {cpu: "4", memory: 16Gi, pods: "110", nvidia.com/gpu: "2"}
+"#,
+        )
+        .unwrap();
+        let m = node_from_k8s(&n).unwrap();
+        assert_eq!(m.allocatable.milli_cpu, 4000);
+        assert_eq!(m.allocatable.pods, 110);
+        assert!(m.unschedulable);
+        assert_eq!(m.taints[0].effect, TaintEffect::NoSchedule);
+        assert_eq!(m.labels.get_str("karpenter.sh/capacity-type"), Some("spot"));
+    }
+
+    #[test]
+    fn invalid_affinity_term_matches_nothing() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  containers: [{name: a, image: x}]
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions: [{key: gen, operator: Gt, values: [notanumber]}]
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        let terms = m.node_affinity.required.as_ref().unwrap();
+        assert!(!terms[0].valid);
+        assert!(!terms[0].matches(&Labels::from_pairs([("gen", "5")]), Sym::new("n")));
+    }
+}

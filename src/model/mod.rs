@@ -1,0 +1,28 @@
+//! The internal model: compact, interned types converted once from Kubernetes objects.
+
+mod convert;
+mod intern;
+mod labels;
+mod node;
+mod pod;
+mod quantity;
+mod resources;
+pub mod spark;
+
+pub use convert::{node_from_k8s, pod_from_k8s, ConvertError, PriorityResolver};
+pub use intern::Sym;
+pub use labels::{LabelSelector, Labels, Requirement, SelectorOp};
+pub use node::{Node, Taint, TaintEffect};
+pub use pod::{
+    HostPort, InclusionPolicy, NodeAffinity, NodeSelectorTerm, OwnerRef, Pod, PodKey,
+    PreemptionPolicy, PreferredTerm, Protocol, Toleration, TolerationOp, TopologySpreadConstraint,
+    WhenUnsatisfiable,
+};
+pub use quantity::{Quantity, QuantityError};
+pub use resources::Resources;
+pub use spark::{SparkIdentity, SparkRole};
+
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+/// Prefix of the annotations spark-fleet reads.
+pub const ANNOTATION_PREFIX: &str = "spark-fleet.io/";

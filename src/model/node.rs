@@ -1,0 +1,61 @@
+//! Nodes and taints.
+
+use super::{Labels, Resources, Sym};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl TaintEffect {
+    pub fn parse(s: &str) -> Option<TaintEffect> {
+        Some(match s {
+            "NoSchedule" => TaintEffect::NoSchedule,
+            "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
+            "NoExecute" => TaintEffect::NoExecute,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Taint {
+    pub key: Sym,
+    pub value: Sym,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: Sym,
+    pub uid: String,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub allocatable: Resources,
+}
+
+impl Node {
+    /// A node with the given allocatable, no labels beyond the hostname and no taints.
+    pub fn new(name: &str, allocatable: Resources) -> Node {
+        Node {
+            name: Sym::new(name),
+            uid: String::new(),
+            labels: Labels::from_pairs([(super::LABEL_HOSTNAME, name)]),
+            taints: Vec::new(),
+            unschedulable: false,
+            allocatable,
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Pods as the scheduler sees them: requests, placement constraints, identity.
+
+use super::{LabelSelector, Labels, Requirement, Resources, Sym, TaintEffect};
+use crate::model::spark::SparkIdentity;
+use serde::Serialize;
+use std::fmt;
+
+/// `namespace/name`, the identity the scheduler and its reports use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PodKey {
+    pub namespace: Sym,
+    pub name: String,
+}
+
+impl PodKey {
+    pub fn new(namespace: &str, name: &str) -> PodKey {
+        PodKey {
+            namespace: Sym::new(namespace),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for PodKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum PreemptionPolicy {
+    #[default]
+    PreemptLowerPriority,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TolerationOp {
+    Equal,
+    Exists,
+}
+
+/// A toleration; `key: None` with `Exists` tolerates every taint, `effect: None` every effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Toleration {
+    pub key: Option<Sym>,
+    pub op: TolerationOp,
+    pub value: Sym,
+    pub effect: Option<TaintEffect>,
+}
+
+impl Toleration {
+    /// Upstream `Toleration.ToleratesTaint`.
+    pub fn tolerates(&self, taint: &super::Taint) -> bool {
+        if self.effect.is_some_and(|e| e != taint.effect) {
+            return false;
+        }
+        if self.key.is_some_and(|k| k != taint.key) {
+            return false;
+        }
+        match self.op {
+            TolerationOp::Exists => true,
+            TolerationOp::Equal => self.value == taint.value,
+        }
+    }
+}
+
+/// A NodeSelectorTerm: all expressions and fields must match. A term with
+/// neither, or one that failed validation, matches no node (as upstream).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct NodeSelectorTerm {
+    pub match_expressions: Vec<Requirement>,
+    /// Only `metadata.name` exists upstream; requirement keys are ignored here.
+    pub match_fields: Vec<Requirement>,
+    pub valid: bool,
+}
+
+impl NodeSelectorTerm {
+    pub fn matches(&self, node_labels: &Labels, node_name: Sym) -> bool {
+        if !self.valid || (self.match_expressions.is_empty() && self.match_fields.is_empty()) {
+            return false;
+        }
+        self.match_expressions
+            .iter()
+            .all(|r| r.matches(node_labels))
+            && self.match_fields.iter().all(|r| match r.op {
+                super::SelectorOp::In => r.values.contains(&node_name),
+                super::SelectorOp::NotIn => !r.values.contains(&node_name),
+                _ => false,
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreferredTerm {
+    pub weight: i32,
+    pub term: NodeSelectorTerm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct NodeAffinity {
+    /// `requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms` (ORed); None = no requirement.
+    pub required: Option<Vec<NodeSelectorTerm>>,
+    pub preferred: Vec<PreferredTerm>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum WhenUnsatisfiable {
+    DoNotSchedule,
+    ScheduleAnyway,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum InclusionPolicy {
+    Honor,
+    Ignore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopologySpreadConstraint {
+    pub max_skew: i32,
+    pub topology_key: Sym,
+    pub when_unsatisfiable: WhenUnsatisfiable,
+    /// None: the constraint selects no pod (upstream treats a nil selector as matching nothing).
+    /// `matchLabelKeys` are already merged in as `key In [value]` requirements.
+    pub selector: Option<LabelSelector>,
+    pub min_domains: Option<i32>,
+    /// Default Honor.
+    pub node_affinity_policy: InclusionPolicy,
+    /// Default Ignore.
+    pub node_taints_policy: InclusionPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostPort {
+    pub protocol: Protocol,
+    /// Empty or `0.0.0.0` means every address.
+    pub host_ip: Sym,
+    pub port: u16,
+}
+
+impl HostPort {
+    fn wildcard(&self) -> bool {
+        let ip = self.host_ip.as_str();
+        ip.is_empty() || ip == "0.0.0.0" || ip == "::"
+    }
+
+    /// Upstream `HostPortInfo` semantics: same protocol and port, and the
+    /// addresses equal or one of them a wildcard.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.host_ip == other.host_ip || self.wildcard() || other.wildcard())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnerRef {
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    pub controller: bool,
+}
+
+/// A pod converted once from the Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pod {
+    pub key: PodKey,
+    pub uid: String,
+    pub labels: Labels,
+    /// Only our own `spark-fleet.io/*` annotations are kept.
+    pub annotations: Vec<(String, String)>,
+    pub scheduler_name: String,
+    pub priority: i32,
+    pub preemption_policy: PreemptionPolicy,
+    /// max(sum of app containers and sidecars, each init container) + overhead.
+    pub requests: Resources,
+    pub tolerations: Vec<Toleration>,
+    pub node_selector: Vec<(Sym, Sym)>,
+    pub node_affinity: NodeAffinity,
+    pub topology_spread: Vec<TopologySpreadConstraint>,
+    pub host_ports: Vec<HostPort>,
+    pub owner: Option<OwnerRef>,
+    /// `spec.nodeName`: set for bound pods (and for pods asking for one node).
+    pub node_name: Option<Sym>,
+    pub nominated_node_name: Option<Sym>,
+    pub terminating: bool,
+    /// Terminal phase (Succeeded/Failed): holds no resources.
+    pub finished: bool,
+    /// Milliseconds since the epoch (creation time; used for queue order).
+    pub created_ms: i64,
+    /// Milliseconds since the epoch the pod started (status.startTime), for preemption's tiebreak.
+    pub started_ms: Option<i64>,
+    pub spark: Option<SparkIdentity>,
+}
+
+impl Pod {
+    /// A bare pod for tests and synthetic workloads.
+    pub fn new(namespace: &str, name: &str, requests: Resources) -> Pod {
+        Pod {
+            key: PodKey::new(namespace, name),
+            uid: format!("{namespace}/{name}"),
+            labels: Labels::default(),
+            annotations: Vec::new(),
+            scheduler_name: "spark-fleet".into(),
+            priority: 0,
+            preemption_policy: PreemptionPolicy::default(),
+            requests,
+            tolerations: Vec::new(),
+            node_selector: Vec::new(),
+            node_affinity: NodeAffinity::default(),
+            topology_spread: Vec::new(),
+            host_ports: Vec::new(),
+            owner: None,
+            node_name: None,
+            nominated_node_name: None,
+            terminating: false,
+            finished: false,
+            created_ms: 0,
+            started_ms: None,
+            spark: None,
+        }
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_driver(&self) -> bool {
+        self.spark
+            .as_ref()
+            .is_some_and(|s| s.role == super::SparkRole::Driver)
+    }
+
+    pub fn is_executor(&self) -> bool {
+        self.spark
+            .as_ref()
+            .is_some_and(|s| s.role == super::SparkRole::Executor)
+    }
+}
