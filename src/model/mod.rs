@@ -1,5 +1,6 @@
 //! The internal model: compact, interned types converted once from Kubernetes objects.
 
+pub mod capacity;
 mod convert;
 mod intern;
 mod labels;

@@ -1,0 +1,522 @@
+//! The configuration file: scheduler name, capacity-type rules, Spark defaults,
+//! profiles (plugins, weights, args) and the live scheduler's settings.
+//! Unknown fields are errors; every error names the file, line and field.
+
+mod defaults;
+
+use crate::model::capacity::CapacityRules;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use thiserror::Error;
+
+pub use defaults::{default_profiles, KUBE_DEFAULT, SPARK_FLEET};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Config {
+    /// Pods with this `spec.schedulerName` are ours.
+    pub scheduler_name: String,
+    /// Profile used for our pods (the simulator compares several).
+    pub default_profile: String,
+    pub capacity_types: CapacityRules,
+    pub spark: SparkConfig,
+    pub profiles: Vec<ProfileConfig>,
+    pub queue: QueueConfig,
+    pub bind: BindConfig,
+    pub client: ClientConfig,
+    pub leader_election: LeaderElectionConfig,
+    pub metrics: MetricsConfig,
+    pub partition: PartitionConfig,
+    pub logging: LoggingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            scheduler_name: "spark-fleet".into(),
+            default_profile: SPARK_FLEET.into(),
+            capacity_types: CapacityRules::default(),
+            spark: SparkConfig::default(),
+            profiles: default_profiles(),
+            queue: QueueConfig::default(),
+            bind: BindConfig::default(),
+            client: ClientConfig::default(),
+            leader_election: LeaderElectionConfig::default(),
+            metrics: MetricsConfig::default(),
+            partition: PartitionConfig::default(),
+            logging: LoggingConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MixMode {
+    #[default]
+    Soft,
+    Hard,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct SparkConfig {
+    /// Capacity types drivers may use, comma-separated, or `any` (annotation `spark-fleet.io/driver-capacity`).
+    pub driver_capacity: String,
+    /// Cluster-wide executor mix, e.g. `spot=40,on-demand=60` (annotation `spark-fleet.io/executor-capacity-mix`).
+    pub executor_capacity_mix: Option<String>,
+    pub capacity_mix_mode: MixMode,
+    /// Per-namespace defaults, overriding the cluster-wide ones.
+    pub namespaces: BTreeMap<String, NamespaceSparkDefaults>,
+    /// Driver admission: executors that must fit with the driver (annotation `spark-fleet.io/min-executors`); 0 = off.
+    pub min_executors: u32,
+    pub executor_spread: ExecutorSpreadConfig,
+    /// Allow executors to preempt drivers (of other applications) when priorities permit. Off: never.
+    pub executors_may_preempt_drivers: bool,
+}
+
+impl Default for SparkConfig {
+    fn default() -> Self {
+        SparkConfig {
+            driver_capacity: "on-demand".into(),
+            executor_capacity_mix: None,
+            capacity_mix_mode: MixMode::Soft,
+            namespaces: BTreeMap::new(),
+            min_executors: 0,
+            executor_spread: ExecutorSpreadConfig::default(),
+            executors_may_preempt_drivers: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespaceSparkDefaults {
+    pub driver_capacity: Option<String>,
+    pub executor_capacity_mix: Option<String>,
+    pub capacity_mix_mode: Option<MixMode>,
+    pub min_executors: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ExecutorSpreadConfig {
+    /// Max difference in an application's executors between zones (topology.kubernetes.io/zone).
+    pub zone_max_skew: u32,
+    /// Max difference between nodes (kubernetes.io/hostname).
+    pub node_max_skew: u32,
+}
+
+impl Default for ExecutorSpreadConfig {
+    fn default() -> Self {
+        ExecutorSpreadConfig {
+            zone_max_skew: 1,
+            node_max_skew: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfileConfig {
+    pub name: String,
+    /// Plugins in order: filters run in this order, so put cheap ones first.
+    pub plugins: Vec<PluginEntry>,
+    #[serde(default)]
+    pub plugin_args: PluginArgs,
+    /// Upstream's percentageOfNodesToScore; 0 (default) filters and scores every node.
+    #[serde(default)]
+    pub percentage_of_nodes_to_score: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PluginEntry {
+    pub name: String,
+    /// Score weight; plugins without a Score extension ignore it. Default 1.
+    #[serde(default = "one")]
+    pub weight: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PluginArgs {
+    pub node_resources_fit: NodeResourcesFitArgs,
+    pub node_resources_balanced_allocation: BalancedAllocationArgs,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct NodeResourcesFitArgs {
+    /// Extended resources the filter does not check.
+    pub ignored_resources: Vec<String>,
+    /// Extended resource groups (the part before `/`) the filter does not check.
+    pub ignored_resource_groups: Vec<String>,
+    pub scoring_strategy: ScoringStrategy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ScoringStrategyType {
+    #[default]
+    LeastAllocated,
+    MostAllocated,
+    RequestedToCapacityRatio,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ScoringStrategy {
+    #[serde(rename = "type")]
+    pub kind: ScoringStrategyType,
+    pub resources: Vec<ResourceWeight>,
+    pub requested_to_capacity_ratio: Option<RequestedToCapacityRatio>,
+}
+
+impl Default for ScoringStrategy {
+    fn default() -> Self {
+        ScoringStrategy {
+            kind: ScoringStrategyType::LeastAllocated,
+            resources: default_cpu_mem(),
+            requested_to_capacity_ratio: None,
+        }
+    }
+}
+
+pub fn default_cpu_mem() -> Vec<ResourceWeight> {
+    vec![
+        ResourceWeight {
+            name: "cpu".into(),
+            weight: 1,
+        },
+        ResourceWeight {
+            name: "memory".into(),
+            weight: 1,
+        },
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceWeight {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestedToCapacityRatio {
+    pub shape: Vec<UtilizationShapePoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UtilizationShapePoint {
+    /// 0..=100
+    pub utilization: i64,
+    /// 0..=10 (scaled ×10 to node scores, as upstream)
+    pub score: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct BalancedAllocationArgs {
+    pub resources: Vec<ResourceWeight>,
+}
+
+impl Default for BalancedAllocationArgs {
+    fn default() -> Self {
+        BalancedAllocationArgs {
+            resources: default_cpu_mem(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct QueueConfig {
+    pub initial_backoff_seconds: f64,
+    pub max_backoff_seconds: f64,
+    pub unschedulable_flush_seconds: f64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            initial_backoff_seconds: 1.0,
+            max_backoff_seconds: 10.0,
+            unschedulable_flush_seconds: 300.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct BindConfig {
+    /// Bindings in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for BindConfig {
+    fn default() -> Self {
+        BindConfig { concurrency: 16 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ClientConfig {
+    /// Sustained API requests per second (upstream kube-scheduler's default is 50).
+    pub qps: f64,
+    /// Requests allowed above `qps` in a burst (upstream default 100).
+    pub burst: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            qps: 50.0,
+            burst: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LeaderElectionConfig {
+    pub enabled: bool,
+    /// Default: the scheduler name.
+    pub lease_name: Option<String>,
+    /// Default: the POD_NAMESPACE environment variable, else `spark-fleet`.
+    pub lease_namespace: Option<String>,
+    pub lease_duration_seconds: f64,
+    pub renew_deadline_seconds: f64,
+    pub retry_period_seconds: f64,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            enabled: true,
+            lease_name: None,
+            lease_namespace: None,
+            lease_duration_seconds: 15.0,
+            renew_deadline_seconds: 10.0,
+            retry_period_seconds: 2.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct MetricsConfig {
+    /// Serves /metrics, /healthz and /readyz.
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            address: "0.0.0.0:8080".into(),
+        }
+    }
+}
+
+/// Lets several instances share a very large cluster, each owning a slice of the pods.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PartitionConfig {
+    /// Only pods in these namespaces (empty: all).
+    pub namespaces: Vec<String>,
+    /// Only pods matching this label selector (`k=v,k2!=v2,k3`; empty: all).
+    pub pod_selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates; `file` names the source in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            field,
+            message,
+        };
+        if self.scheduler_name.is_empty() {
+            return Err(invalid("schedulerName".into(), "must not be empty".into()));
+        }
+        if self.profiles.is_empty() {
+            return Err(invalid(
+                "profiles".into(),
+                "at least one profile is needed".into(),
+            ));
+        }
+        let known = self.capacity_types.known_types();
+        let types: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+        let check_mix = |field: String, mix: &Option<String>| -> Result<(), ConfigError> {
+            if let Some(m) = mix {
+                crate::spark::annotations::parse_mix(m, &types)
+                    .map_err(|e| invalid(field, e.to_string()))?;
+            }
+            Ok(())
+        };
+        let check_driver = |field: String, d: &str| -> Result<(), ConfigError> {
+            crate::spark::annotations::parse_driver_capacity(d, &types)
+                .map(|_| ())
+                .map_err(|e| invalid(field, e.to_string()))
+        };
+        check_mix(
+            "spark.executorCapacityMix".into(),
+            &self.spark.executor_capacity_mix,
+        )?;
+        check_driver("spark.driverCapacity".into(), &self.spark.driver_capacity)?;
+        for (ns, d) in &self.spark.namespaces {
+            check_mix(
+                format!("spark.namespaces.{ns}.executorCapacityMix"),
+                &d.executor_capacity_mix,
+            )?;
+            if let Some(dc) = &d.driver_capacity {
+                check_driver(format!("spark.namespaces.{ns}.driverCapacity"), dc)?;
+            }
+        }
+        if self.spark.executor_spread.zone_max_skew == 0
+            || self.spark.executor_spread.node_max_skew == 0
+        {
+            return Err(invalid(
+                "spark.executorSpread".into(),
+                "max skews must be at least 1".into(),
+            ));
+        }
+        let mut names = Vec::new();
+        for (i, p) in self.profiles.iter().enumerate() {
+            if names.contains(&p.name) {
+                return Err(invalid(
+                    format!("profiles[{i}].name"),
+                    format!("duplicate profile {:?}", p.name),
+                ));
+            }
+            names.push(p.name.clone());
+            if p.percentage_of_nodes_to_score > 100 {
+                return Err(invalid(
+                    format!("profiles[{i}].percentageOfNodesToScore"),
+                    "must be within 0..=100".into(),
+                ));
+            }
+            for (j, e) in p.plugins.iter().enumerate() {
+                if !crate::plugins::is_known(&e.name) {
+                    return Err(invalid(
+                        format!("profiles[{i}].plugins[{j}].name"),
+                        format!(
+                            "unknown plugin {:?} (known: {})",
+                            e.name,
+                            crate::plugins::KNOWN.join(", ")
+                        ),
+                    ));
+                }
+                if e.weight < 0 {
+                    return Err(invalid(
+                        format!("profiles[{i}].plugins[{j}].weight"),
+                        "must not be negative".into(),
+                    ));
+                }
+            }
+            crate::plugins::validate_args(&p.plugin_args)
+                .map_err(|(field, m)| invalid(format!("profiles[{i}].pluginArgs.{field}"), m))?;
+        }
+        if !names.contains(&self.default_profile) {
+            return Err(invalid(
+                "defaultProfile".into(),
+                format!("no profile named {:?}", self.default_profile),
+            ));
+        }
+        if self.bind.concurrency == 0 {
+            return Err(invalid(
+                "bind.concurrency".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.client.qps.is_nan() || self.client.qps <= 0.0 {
+            return Err(invalid("client.qps".into(), "must be positive".into()));
+        }
+        let le = &self.leader_election;
+        if !(le.lease_duration_seconds > le.renew_deadline_seconds
+            && le.renew_deadline_seconds > le.retry_period_seconds
+            && le.retry_period_seconds > 0.0)
+        {
+            return Err(invalid(
+                "leaderElection".into(),
+                "need leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds > 0".into(),
+            ));
+        }
+        if self
+            .metrics
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(invalid(
+                "metrics.address".into(),
+                format!("{:?} is not host:port", self.metrics.address),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&ProfileConfig> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

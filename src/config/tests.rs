@@ -1,0 +1,43 @@
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    Config::default().validate("default").unwrap();
+}
+
+#[test]
+fn unknown_field_names_field_and_line() {
+    let e = Config::parse("schedulerName: x\nbindd: {}\n", "cfg.yaml").unwrap_err();
+    let m = e.to_string();
+    assert!(m.starts_with("cfg.yaml: "), "{m}");
+    assert!(m.contains("bindd"), "{m}");
+    assert!(m.contains("line 2") || m.contains("2:"), "{m}");
+}
+
+#[test]
+fn bad_values_name_the_field() {
+    let cases = [
+        (
+            "spark: {executorCapacityMix: \"spot=forty\"}\n",
+            "spark.executorCapacityMix",
+        ),
+        ("spark: {driverCapacity: cheap}\n", "spark.driverCapacity"),
+        ("bind: {concurrency: 0}\n", "bind.concurrency"),
+        ("metrics: {address: nowhere}\n", "metrics.address"),
+        ("defaultProfile: nope\n", "defaultProfile"),
+        (
+            "profiles: [{name: a, plugins: [{name: NodeFoo}]}]\ndefaultProfile: a\n",
+            "profiles[0].plugins[0].name",
+        ),
+    ];
+    for (text, field) in cases {
+        let e = Config::parse(text, "c.yaml").unwrap_err();
+        assert!(e.to_string().contains(field), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn wrong_type_is_a_parse_error() {
+    let e = Config::parse("bind: {concurrency: lots}\n", "c.yaml").unwrap_err();
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+}

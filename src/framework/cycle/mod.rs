@@ -1,0 +1,306 @@
+//! One scheduling cycle: PreFilter → Filter → (PostFilter) → PreScore → Score → select.
+//!
+//! Ties between equally scored nodes go to the node whose name sorts first, so
+//! runs repeat exactly (upstream picks a random one among the best).
+
+use super::*;
+use crate::model::Pod;
+use crate::snapshot::{NodeIdx, Snapshot};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CycleOptions {
+    /// Keep every plugin's score per node (for `explain`); otherwise only totals.
+    pub detail: bool,
+    /// Run PostFilter (preemption) when no node fits.
+    pub post_filter: bool,
+}
+
+/// Why nodes were rejected: an explicit status per filtered node, and one status
+/// for all nodes when PreFilter rejected the pod (upstream's "absent nodes status").
+#[derive(Debug, Clone, Default)]
+pub struct NodeStatuses {
+    pub per_node: Vec<(NodeIdx, Status)>,
+    pub all_nodes: Option<Status>,
+}
+
+impl NodeStatuses {
+    /// The status of `node`, if it was rejected.
+    pub fn get(&self, node: NodeIdx) -> Option<&Status> {
+        self.all_nodes.as_ref().or_else(|| {
+            self.per_node
+                .iter()
+                .find(|(n, _)| *n == node)
+                .map(|(_, s)| s)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeScore {
+    pub node: NodeIdx,
+    pub total: i64,
+    /// (plugin, weighted normalized score); empty unless `detail`.
+    pub plugins: Vec<(&'static str, i64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub node: Option<NodeIdx>,
+    pub num_nodes: usize,
+    pub feasible: Vec<NodeIdx>,
+    pub statuses: NodeStatuses,
+    /// Best first.
+    pub scores: Vec<NodeScore>,
+    pub post_filter: Option<PostFilterResult>,
+    /// A plugin failed with `Code::Error`: the pod is retried with backoff.
+    pub error: Option<Status>,
+}
+
+impl Decision {
+    /// Upstream-form FailedScheduling message, when unschedulable.
+    pub fn message(&self) -> Option<String> {
+        if self.node.is_some() {
+            return None;
+        }
+        if let Some(e) = &self.error {
+            return Some(format!("running {} plugin: {}", e.plugin, e.message()));
+        }
+        let post = self
+            .post_filter
+            .as_ref()
+            .map(|p| p.status.message())
+            .filter(|m| !m.is_empty());
+        Some(unschedulable_message(
+            self.num_nodes,
+            self.statuses.all_nodes.as_ref(),
+            self.statuses.per_node.iter().map(|(_, s)| s),
+            post.as_deref(),
+        ))
+    }
+
+    /// Plugins that rejected the pod somewhere, for the queue's requeue rules.
+    pub fn rejected_by(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = Vec::new();
+        let all = self
+            .statuses
+            .all_nodes
+            .iter()
+            .chain(self.statuses.per_node.iter().map(|(_, s)| s));
+        for s in all {
+            if !s.plugin.is_empty() && !v.contains(&s.plugin) {
+                v.push(s.plugin);
+            }
+        }
+        v
+    }
+}
+
+/// Schedules `pod` against `snap` with `profile`. The caller assumes the pod on
+/// the chosen node.
+///
+/// Takes the snapshot mutably only for PostFilter's what-if evaluation, which
+/// restores it before returning.
+pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOptions) -> Decision {
+    let num_nodes = snap.nodes().len();
+    let mut decision = Decision {
+        node: None,
+        num_nodes,
+        feasible: Vec::new(),
+        statuses: NodeStatuses::default(),
+        scores: Vec::new(),
+        post_filter: None,
+        error: None,
+    };
+    let mut state = CycleState::default();
+
+    for p in &profile.pre_filter {
+        let st = p.pre_filter(&mut state, pod, snap);
+        match st.code {
+            Code::Success => {}
+            Code::Skip => state.mark_skip_filter(p.name()),
+            Code::Error => {
+                decision.error = Some(with_plugin(st, p.name()));
+                return decision;
+            }
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable => {
+                decision.statuses.all_nodes = Some(with_plugin(st, p.name()));
+                run_post_filter(profile, pod, snap, opts, &mut decision);
+                return decision;
+            }
+        }
+    }
+
+    let filters: Vec<&dyn FilterPlugin> = profile
+        .filter
+        .iter()
+        .filter(|f| !state.skips_filter(f.name()))
+        .map(|f| f.as_ref())
+        .collect();
+    let nodes = snap.nodes();
+    let slots = nodes.slots();
+    let (start, wanted) = sampling(profile, num_nodes, slots);
+    let mut visited = 0usize;
+    for step in 0..slots {
+        if decision.feasible.len() >= wanted {
+            break;
+        }
+        let i = ((start + step) % slots.max(1)) as NodeIdx;
+        if !nodes.live[i as usize] {
+            continue;
+        }
+        visited += 1;
+        let mut failed = None;
+        for f in &filters {
+            let st = f.filter(&state, pod, snap, i);
+            if !st.is_success() {
+                failed = Some(with_plugin(st, f.name()));
+                break;
+            }
+        }
+        match failed {
+            None => decision.feasible.push(i),
+            Some(st) if st.code == Code::Error => {
+                decision.error = Some(st);
+                return decision;
+            }
+            Some(st) => decision.statuses.per_node.push((i, st)),
+        }
+    }
+    if profile.percentage_of_nodes_to_score > 0 && slots > 0 {
+        let next = (start + visited) % slots;
+        profile.next_start.store(next, Ordering::Relaxed);
+    }
+
+    if decision.feasible.is_empty() {
+        run_post_filter(profile, pod, snap, opts, &mut decision);
+        return decision;
+    }
+
+    let mut active_scores = Vec::with_capacity(profile.score.len());
+    for p in &profile.pre_score {
+        let st = p.pre_score(&mut state, pod, snap, &decision.feasible);
+        match st.code {
+            Code::Success => {}
+            Code::Skip => state.mark_skip_score(p.name()),
+            _ => {
+                decision.error = Some(with_plugin(st, p.name()));
+                return decision;
+            }
+        }
+    }
+    for (p, w) in &profile.score {
+        if !state.skips_score(p.name()) {
+            active_scores.push((p.as_ref(), *w));
+        }
+    }
+
+    let nodes = snap.nodes();
+    let n = decision.feasible.len();
+    let mut totals = vec![0i64; n];
+    let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
+    let mut raw = vec![0i64; n];
+    for (p, weight) in &active_scores {
+        for (k, &node) in decision.feasible.iter().enumerate() {
+            raw[k] = p.score(&state, pod, snap, node);
+        }
+        p.normalize(&state, pod, &mut raw);
+        for k in 0..n {
+            let v = raw[k].clamp(0, MAX_NODE_SCORE) * weight;
+            totals[k] += v;
+        }
+        if opts.detail {
+            per_plugin.push((
+                p.name(),
+                raw.iter()
+                    .map(|v| v.clamp(&0, &MAX_NODE_SCORE) * weight)
+                    .collect(),
+            ));
+        }
+    }
+
+    let mut best = 0usize;
+    for k in 1..n {
+        let (a, b) = (decision.feasible[k], decision.feasible[best]);
+        if totals[k] > totals[best]
+            || (totals[k] == totals[best]
+                && nodes.name[a as usize].as_str() < nodes.name[b as usize].as_str())
+        {
+            best = k;
+        }
+    }
+    decision.node = Some(decision.feasible[best]);
+
+    if opts.detail {
+        let mut scores: Vec<NodeScore> = (0..n)
+            .map(|k| NodeScore {
+                node: decision.feasible[k],
+                total: totals[k],
+                plugins: per_plugin.iter().map(|(name, v)| (*name, v[k])).collect(),
+            })
+            .collect();
+        scores.sort_by(|a, b| {
+            b.total.cmp(&a.total).then_with(|| {
+                nodes.name[a.node as usize]
+                    .as_str()
+                    .cmp(nodes.name[b.node as usize].as_str())
+            })
+        });
+        decision.scores = scores;
+    } else {
+        decision.scores.push(NodeScore {
+            node: decision.feasible[best],
+            total: totals[best],
+            plugins: Vec::new(),
+        });
+    }
+    decision
+}
+
+fn with_plugin(mut st: Status, name: &'static str) -> Status {
+    if st.plugin.is_empty() {
+        st.plugin = name;
+    }
+    st
+}
+
+fn run_post_filter(
+    profile: &Profile,
+    pod: &Pod,
+    snap: &mut Snapshot,
+    opts: CycleOptions,
+    decision: &mut Decision,
+) {
+    if !opts.post_filter {
+        return;
+    }
+    let runner = FilterRunner {
+        pre_filters: &profile.pre_filter,
+        filters: &profile.filter,
+    };
+    for p in &profile.post_filter {
+        let r = p.post_filter(pod, snap, &decision.statuses, &runner);
+        let nominated = r.nomination.is_some();
+        decision.post_filter = Some(r);
+        if nominated {
+            return;
+        }
+    }
+}
+
+/// Upstream's numFeasibleNodesToFind: how many feasible nodes to look for, and
+/// where to start. With sampling off, all nodes from slot 0.
+fn sampling(profile: &Profile, num_nodes: usize, slots: usize) -> (usize, usize) {
+    const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+    let pct = profile.percentage_of_nodes_to_score as usize;
+    if pct == 0 || pct >= 100 || num_nodes < MIN_FEASIBLE_NODES_TO_FIND {
+        return (0, usize::MAX);
+    }
+    let wanted = (num_nodes * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND);
+    let start = profile.next_start.load(Ordering::Relaxed) % slots.max(1);
+    (start, wanted)
+}
+
+#[cfg(test)]
+mod tests;

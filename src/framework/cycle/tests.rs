@@ -1,0 +1,171 @@
+use super::*;
+use crate::model::capacity::CapacityRules;
+use crate::testkit::*;
+use std::sync::Arc;
+
+/// Rejects nodes whose name is listed; scores nodes by the number in their name.
+struct Fake {
+    reject: Vec<&'static str>,
+    code: Code,
+}
+
+impl Plugin for Fake {
+    fn name(&self) -> &'static str {
+        "Fake"
+    }
+}
+impl FilterPlugin for Fake {
+    fn filter(&self, _: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        let name = snap.nodes().name[node as usize].as_str();
+        if self.reject.contains(&name) {
+            Status::new(self.code, "", "node(s) were rejected by Fake")
+        } else {
+            Status::success()
+        }
+    }
+}
+impl ScorePlugin for Fake {
+    fn score(&self, _: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
+        let name = snap.nodes().name[node as usize].as_str();
+        name.trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+struct RejectAll;
+impl Plugin for RejectAll {
+    fn name(&self) -> &'static str {
+        "RejectAll"
+    }
+}
+impl PreFilterPlugin for RejectAll {
+    fn pre_filter(&self, _: &mut CycleState, _: &Pod, _: &Snapshot) -> Status {
+        Status::unresolvable("", "pod has a bad annotation")
+    }
+}
+
+fn profile(fake: Fake) -> Profile {
+    let f = Arc::new(fake);
+    let mut set = PluginSet::new("Fake");
+    set.filter = Some(f.clone());
+    set.score = Some(f);
+    Profile::new("test", vec![(set, 2)])
+}
+
+fn snapshot(names: &[&str]) -> Snapshot {
+    let mut s = Snapshot::new(CapacityRules::default());
+    for n in names {
+        s.upsert_node(node(n, 1000, GI).build());
+    }
+    s
+}
+
+#[test]
+fn picks_best_score_and_reports_filtered() {
+    let mut snap = snapshot(&["n1", "n5", "n9", "n3"]);
+    let p = profile(Fake {
+        reject: vec!["n9"],
+        code: Code::Unschedulable,
+    });
+    let d = schedule(
+        &p,
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions {
+            detail: true,
+            post_filter: true,
+        },
+    );
+    assert_eq!(snap.nodes().name[d.node.unwrap() as usize].as_str(), "n5");
+    assert_eq!(d.feasible.len(), 3);
+    assert_eq!(d.statuses.per_node.len(), 1);
+    assert_eq!(d.statuses.per_node[0].1.plugin, "Fake");
+    // Weighted: 5 * 2.
+    assert_eq!(d.scores[0].total, 10);
+    assert_eq!(d.scores[0].plugins, vec![("Fake", 10)]);
+    assert!(d.message().is_none());
+}
+
+#[test]
+fn ties_go_to_the_first_name() {
+    let mut snap = snapshot(&["b7", "a7", "c7"]);
+    let p = profile(Fake {
+        reject: vec![],
+        code: Code::Unschedulable,
+    });
+    let d = schedule(
+        &p,
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert_eq!(snap.nodes().name[d.node.unwrap() as usize].as_str(), "a7");
+}
+
+#[test]
+fn no_node_gives_upstream_message() {
+    let mut snap = snapshot(&["n1", "n2"]);
+    let p = profile(Fake {
+        reject: vec!["n1", "n2"],
+        code: Code::UnschedulableAndUnresolvable,
+    });
+    let d = schedule(
+        &p,
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert!(d.node.is_none());
+    assert_eq!(
+        d.message().unwrap(),
+        "0/2 nodes are available: 2 node(s) were rejected by Fake."
+    );
+    assert_eq!(d.rejected_by(), vec!["Fake"]);
+}
+
+#[test]
+fn prefilter_rejection_covers_all_nodes() {
+    let mut snap = snapshot(&["n1", "n2", "n3"]);
+    let mut set = PluginSet::new("RejectAll");
+    set.pre_filter = Some(Arc::new(RejectAll));
+    let p = Profile::new("t", vec![(set, 1)]);
+    let d = schedule(
+        &p,
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert!(d.node.is_none());
+    assert_eq!(
+        d.message().unwrap(),
+        "0/3 nodes are available: pod has a bad annotation."
+    );
+    assert_eq!(d.statuses.get(0).unwrap().plugin, "RejectAll");
+}
+
+#[test]
+fn sampling_stops_after_enough_feasible_nodes_and_rotates() {
+    let names: Vec<String> = (0..400).map(|i| format!("n{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let mut snap = snapshot(&refs);
+    let mut p = profile(Fake {
+        reject: vec![],
+        code: Code::Unschedulable,
+    });
+    p.percentage_of_nodes_to_score = 10;
+    let d1 = schedule(
+        &p,
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert_eq!(d1.feasible.len(), 100);
+    let d2 = schedule(
+        &p,
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert_eq!(d2.feasible[0], 100);
+}

@@ -1,0 +1,182 @@
+//! One trait per extension point, as in kube-scheduler's framework.
+//! Plugins are pure functions of (cycle state, pod, snapshot): no I/O.
+
+use super::{CycleState, NodeStatuses, Status};
+use crate::model::Pod;
+use crate::snapshot::{NodeIdx, Snapshot};
+use std::sync::Arc;
+
+pub const MAX_NODE_SCORE: i64 = 100;
+
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &'static str;
+}
+
+/// Runs once per cycle before filtering; may compute state or reject the pod outright.
+/// `Skip` means the plugin's Filter is not needed for this pod.
+pub trait PreFilterPlugin: Plugin {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot) -> Status;
+}
+
+/// Decides whether `node` can run `pod`.
+pub trait FilterPlugin: Plugin {
+    fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status;
+}
+
+/// What PostFilter (preemption) proposes when no node passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostFilterResult {
+    pub status: Status,
+    pub nomination: Option<Nomination>,
+}
+
+/// Run the pod on `node` once `victims` are gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nomination {
+    pub node: NodeIdx,
+    pub victims: Vec<Arc<Pod>>,
+}
+
+/// Runs a profile's PreFilter and Filter plugins for one pod, so PostFilter
+/// (preemption) can ask "would the pod fit on this node if these pods were gone?".
+pub struct FilterRunner<'a> {
+    pub pre_filters: &'a [Arc<dyn PreFilterPlugin>],
+    pub filters: &'a [Arc<dyn FilterPlugin>],
+}
+
+impl FilterRunner<'_> {
+    /// Runs every PreFilter; `Err` carries the rejection.
+    pub fn prepare(&self, pod: &Pod, snap: &Snapshot) -> Result<CycleState, Status> {
+        let mut state = CycleState::default();
+        for p in self.pre_filters {
+            let st = p.pre_filter(&mut state, pod, snap);
+            match st.code {
+                super::Code::Success => {}
+                super::Code::Skip => state.mark_skip_filter(p.name()),
+                _ => return Err(st),
+            }
+        }
+        Ok(state)
+    }
+
+    /// Runs the filters on one node with a prepared state; the first failure wins.
+    pub fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        for f in self.filters {
+            if state.skips_filter(f.name()) {
+                continue;
+            }
+            let st = f.filter(state, pod, snap, node);
+            if !st.is_success() {
+                return st;
+            }
+        }
+        Status::success()
+    }
+
+    /// PreFilter then Filter on one node, against the snapshot as it is now.
+    pub fn check(&self, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        match self.prepare(pod, snap) {
+            Ok(state) => self.filter(&state, pod, snap, node),
+            Err(st) => st,
+        }
+    }
+}
+
+/// PostFilter may change the snapshot to try things out (remove victims, re-run
+/// filters) but must leave it exactly as it found it.
+pub trait PostFilterPlugin: Plugin {
+    fn post_filter(
+        &self,
+        pod: &Pod,
+        snap: &mut Snapshot,
+        statuses: &NodeStatuses,
+        filters: &FilterRunner,
+    ) -> PostFilterResult;
+}
+
+pub trait PreScorePlugin: Plugin {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        feasible: &[NodeIdx],
+    ) -> Status;
+}
+
+pub trait ScorePlugin: Plugin {
+    fn score(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64;
+
+    /// Maps raw scores (one per feasible node, in order) into 0..=MAX_NODE_SCORE.
+    /// The default leaves scores that are already in range alone.
+    fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}
+}
+
+/// Reserve runs when a node is chosen, before binding; Unreserve undoes it on failure.
+pub trait ReservePlugin: Plugin {
+    fn reserve(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status;
+    fn unreserve(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx);
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PermitDecision {
+    Allow,
+    /// Hold the pod for at most this many milliseconds.
+    Wait(u64),
+    Reject(Status),
+}
+
+pub trait PermitPlugin: Plugin {
+    fn permit(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        node: NodeIdx,
+    ) -> PermitDecision;
+}
+
+/// Carries out a binding. The live scheduler binds through the API server; the
+/// simulator confirms the assumed pod in its snapshot.
+pub trait BindPlugin: Plugin {
+    fn bind(&self, pod: &Pod, node: &str) -> Status;
+}
+
+/// Helpers for normalize implementations, as upstream's `helper.DefaultNormalizeScore`.
+pub fn default_normalize(max_priority: i64, reverse: bool, scores: &mut [i64]) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = max_priority);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        let mut v = max_priority * *s / max;
+        if reverse {
+            v = max_priority - v;
+        }
+        *s = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_normalize_table() {
+        let mut s = [10, 20, 0];
+        default_normalize(100, false, &mut s);
+        assert_eq!(s, [50, 100, 0]);
+        let mut s = [10, 20, 0];
+        default_normalize(100, true, &mut s);
+        assert_eq!(s, [50, 0, 100]);
+        let mut s = [0, 0];
+        default_normalize(100, true, &mut s);
+        assert_eq!(s, [100, 100]);
+        let mut s = [0, 0];
+        default_normalize(100, false, &mut s);
+        assert_eq!(s, [0, 0]);
+    }
+}

@@ -1,0 +1,200 @@
+//! The plugins, one file each, and the registry that builds profiles from config.
+
+mod node_affinity;
+mod node_name;
+mod node_ports;
+mod node_unschedulable;
+mod taint_toleration;
+
+pub use node_affinity::NodeAffinity;
+pub use node_name::NodeName;
+pub use node_ports::NodePorts;
+pub use node_unschedulable::NodeUnschedulable;
+pub use taint_toleration::TaintToleration;
+
+use crate::config::{Config, PluginArgs, ProfileConfig};
+use crate::framework::{PluginSet, Profile};
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PluginError {
+    #[error("profile {profile:?}: unknown plugin {name:?}")]
+    Unknown { profile: String, name: String },
+    #[error("profile {profile:?}: plugin {name}: {message}")]
+    Args {
+        profile: String,
+        name: &'static str,
+        message: String,
+    },
+    #[error("no profile named {0:?}")]
+    NoProfile(String),
+}
+
+/// Every plugin name a profile may list.
+pub const KNOWN: &[&str] = &[
+    node_name::NAME,
+    node_unschedulable::NAME,
+    taint_toleration::NAME,
+    node_affinity::NAME,
+    node_ports::NAME,
+    "NodeResourcesFit",
+    "NodeResourcesBalancedAllocation",
+    "PodTopologySpread",
+    "CapacityMix",
+    "ExecutorSpread",
+    "DriverAdmission",
+    "DefaultPreemption",
+    "SparkPreemption",
+];
+
+pub fn is_known(name: &str) -> bool {
+    KNOWN.contains(&name)
+}
+
+/// Checks plugin args that serde cannot (ranges, resource names); returns (field, message).
+pub fn validate_args(_args: &PluginArgs) -> Result<(), (String, String)> {
+    Ok(())
+}
+
+/// What a plugin may read while being built.
+pub struct BuildContext<'a> {
+    pub config: &'a Config,
+    pub profile: &'a ProfileConfig,
+}
+
+fn set_filter_score<T>(name: &'static str, p: Arc<T>, filter: bool, score: bool) -> PluginSet
+where
+    T: crate::framework::FilterPlugin + crate::framework::ScorePlugin + 'static,
+{
+    let mut s = PluginSet::new(name);
+    if filter {
+        s.filter = Some(p.clone());
+    }
+    if score {
+        s.score = Some(p);
+    }
+    s
+}
+
+pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginError> {
+    let _ = ctx;
+    Ok(match name {
+        node_name::NAME => {
+            let mut s = PluginSet::new(node_name::NAME);
+            s.filter = Some(Arc::new(NodeName));
+            s
+        }
+        node_unschedulable::NAME => {
+            let mut s = PluginSet::new(node_unschedulable::NAME);
+            s.filter = Some(Arc::new(NodeUnschedulable));
+            s
+        }
+        taint_toleration::NAME => set_filter_score(
+            taint_toleration::NAME,
+            Arc::new(TaintToleration),
+            true,
+            true,
+        ),
+        node_affinity::NAME => {
+            let p = Arc::new(NodeAffinity);
+            let mut s = set_filter_score(node_affinity::NAME, p.clone(), true, true);
+            s.pre_filter = Some(p.clone());
+            s.pre_score = Some(p);
+            s
+        }
+        node_ports::NAME => {
+            let p = Arc::new(NodePorts);
+            let mut s = PluginSet::new(node_ports::NAME);
+            s.pre_filter = Some(p.clone());
+            s.filter = Some(p);
+            s
+        }
+        other => {
+            return Err(PluginError::Unknown {
+                profile: ctx.profile.name.clone(),
+                name: other.to_owned(),
+            })
+        }
+    })
+}
+
+pub fn build_profile(config: &Config, profile: &ProfileConfig) -> Result<Profile, PluginError> {
+    let ctx = BuildContext { config, profile };
+    let mut sets = Vec::new();
+    for e in &profile.plugins {
+        sets.push((build_plugin(&e.name, &ctx)?, e.weight));
+    }
+    let mut p = Profile::new(profile.name.clone(), sets);
+    p.percentage_of_nodes_to_score = profile.percentage_of_nodes_to_score;
+    Ok(p)
+}
+
+pub fn build_named_profile(config: &Config, name: &str) -> Result<Profile, PluginError> {
+    let pc = config
+        .profile(name)
+        .ok_or_else(|| PluginError::NoProfile(name.to_owned()))?;
+    build_profile(config, pc)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Runs one plugin's filter/score over a snapshot, for table tests.
+    use crate::framework::{
+        CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
+    };
+    use crate::model::Pod;
+    use crate::snapshot::Snapshot;
+
+    pub fn filter_all(
+        pre: Option<&dyn PreFilterPlugin>,
+        f: &dyn FilterPlugin,
+        pod: &Pod,
+        snap: &Snapshot,
+    ) -> Vec<(String, Status)> {
+        let mut state = CycleState::default();
+        if let Some(pre) = pre {
+            let st = pre.pre_filter(&mut state, pod, snap);
+            if !st.is_success() && st.code != crate::framework::Code::Skip {
+                return snap
+                    .nodes()
+                    .live_indices()
+                    .map(|i| (snap.nodes().name[i as usize].to_string(), st.clone()))
+                    .collect();
+            }
+        }
+        snap.nodes()
+            .live_indices()
+            .map(|i| {
+                (
+                    snap.nodes().name[i as usize].to_string(),
+                    f.filter(&state, pod, snap, i),
+                )
+            })
+            .collect()
+    }
+
+    /// Raw then normalized scores for every live node, in slot order.
+    pub fn score_all(
+        pre: Option<&dyn PreScorePlugin>,
+        s: &dyn ScorePlugin,
+        pod: &Pod,
+        snap: &Snapshot,
+    ) -> Vec<(String, i64)> {
+        let mut state = CycleState::default();
+        let nodes: Vec<u32> = snap.nodes().live_indices().collect();
+        if let Some(pre) = pre {
+            pre.pre_score(&mut state, pod, snap, &nodes);
+        }
+        let mut scores: Vec<i64> = nodes
+            .iter()
+            .map(|&i| s.score(&state, pod, snap, i))
+            .collect();
+        s.normalize(&state, pod, &mut scores);
+        nodes
+            .iter()
+            .zip(scores)
+            .map(|(&i, v)| (snap.nodes().name[i as usize].to_string(), v))
+            .collect()
+    }
+}

@@ -1,0 +1,287 @@
+//! NodeAffinity: `nodeSelector` and required node affinity terms (Filter);
+//! preferred terms add their weights (Score).
+
+use crate::framework::{
+    default_normalize, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin,
+    ScorePlugin, Status, MAX_NODE_SCORE,
+};
+use crate::model::{Pod, SelectorOp};
+use crate::snapshot::{NodeIdx, Snapshot};
+
+pub const NAME: &str = "NodeAffinity";
+pub const ERR_REASON_POD: &str = "node(s) didn't match Pod's node affinity/selector";
+pub const ERR_REASON_CONFLICT: &str = "pod affinity terms conflict";
+
+pub struct NodeAffinity;
+
+impl Plugin for NodeAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl PreFilterPlugin for NodeAffinity {
+    fn pre_filter(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
+        let Some(terms) = &pod.node_affinity.required else {
+            return if pod.node_selector.is_empty() {
+                Status::skip()
+            } else {
+                Status::success()
+            };
+        };
+        // As upstream: if every term pins node names (matchFields metadata.name In)
+        // and no name survives their intersection, nothing can match.
+        let mut any_unpinned = terms.is_empty();
+        let mut union_empty = true;
+        for t in terms {
+            let mut names: Option<Vec<_>> = None;
+            for r in t.match_fields.iter().filter(|r| r.op == SelectorOp::In) {
+                names = Some(match names {
+                    None => r.values.clone(),
+                    Some(prev) => prev.into_iter().filter(|n| r.values.contains(n)).collect(),
+                });
+            }
+            match names {
+                None => any_unpinned = true,
+                Some(n) => union_empty &= n.is_empty(),
+            }
+        }
+        if !any_unpinned && union_empty {
+            return Status::unresolvable(NAME, ERR_REASON_CONFLICT);
+        }
+        Status::success()
+    }
+}
+
+impl FilterPlugin for NodeAffinity {
+    fn filter(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        let n = &snap.nodes().node[node as usize];
+        let selector_ok = pod
+            .node_selector
+            .iter()
+            .all(|(k, v)| n.labels.get(*k) == Some(*v));
+        let affinity_ok = pod
+            .node_affinity
+            .required
+            .as_ref()
+            .is_none_or(|terms| terms.iter().any(|t| t.matches(&n.labels, n.name)));
+        if selector_ok && affinity_ok {
+            Status::success()
+        } else {
+            Status::unresolvable(NAME, ERR_REASON_POD)
+        }
+    }
+}
+
+impl PreScorePlugin for NodeAffinity {
+    fn pre_score(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot, _: &[NodeIdx]) -> Status {
+        if pod.node_affinity.preferred.is_empty() {
+            Status::skip()
+        } else {
+            Status::success()
+        }
+    }
+}
+
+impl ScorePlugin for NodeAffinity {
+    fn score(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
+        let n = &snap.nodes().node[node as usize];
+        pod.node_affinity
+            .preferred
+            .iter()
+            .filter(|p| p.weight != 0 && p.term.matches(&n.labels, n.name))
+            .map(|p| p.weight as i64)
+            .sum()
+    }
+
+    fn normalize(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
+        default_normalize(MAX_NODE_SCORE, false, scores);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::Code;
+    use crate::model::capacity::CapacityRules;
+    use crate::model::{NodeSelectorTerm, PreferredTerm, Sym};
+    use crate::plugins::test_support::{filter_all, score_all};
+    use crate::testkit::*;
+
+    fn snap() -> Snapshot {
+        let mut s = Snapshot::new(CapacityRules::default());
+        s.upsert_node(
+            node("a", 1000, GI)
+                .label("disk", "ssd")
+                .label("gen", "5")
+                .build(),
+        );
+        s.upsert_node(
+            node("b", 1000, GI)
+                .label("disk", "hdd")
+                .label("gen", "3")
+                .build(),
+        );
+        s.upsert_node(node("c", 1000, GI).build());
+        s
+    }
+
+    fn passing(p: &Pod, s: &Snapshot) -> Vec<String> {
+        filter_all(Some(&NodeAffinity), &NodeAffinity, p, s)
+            .into_iter()
+            .filter(|(_, st)| st.is_success())
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    #[test]
+    fn filter_table() {
+        let s = snap();
+        let cases: Vec<(Pod, Vec<&str>)> = vec![
+            (pod("p", 1, 1).build(), vec!["a", "b", "c"]),
+            (
+                pod("p", 1, 1).node_selector("disk", "ssd").build(),
+                vec!["a"],
+            ),
+            (pod("p", 1, 1).node_selector("disk", "nvme").build(), vec![]),
+            (
+                pod("p", 1, 1)
+                    .required_terms(vec![term(vec![req(
+                        "disk",
+                        SelectorOp::In,
+                        &["ssd", "hdd"],
+                    )])])
+                    .build(),
+                vec!["a", "b"],
+            ),
+            (
+                pod("p", 1, 1)
+                    .required_terms(vec![term(vec![req("disk", SelectorOp::NotIn, &["ssd"])])])
+                    .build(),
+                vec!["b", "c"],
+            ),
+            (
+                pod("p", 1, 1)
+                    .required_terms(vec![term(vec![req("disk", SelectorOp::Exists, &[])])])
+                    .build(),
+                vec!["a", "b"],
+            ),
+            (
+                pod("p", 1, 1)
+                    .required_terms(vec![term(vec![req("disk", SelectorOp::DoesNotExist, &[])])])
+                    .build(),
+                vec!["c"],
+            ),
+            (
+                pod("p", 1, 1)
+                    .required_terms(vec![term(vec![req("gen", SelectorOp::Gt, &["4"])])])
+                    .build(),
+                vec!["a"],
+            ),
+            (
+                pod("p", 1, 1)
+                    .required_terms(vec![term(vec![req("gen", SelectorOp::Lt, &["4"])])])
+                    .build(),
+                vec!["b"],
+            ),
+            // Terms are ORed; expressions inside a term are ANDed.
+            (
+                pod("p", 1, 1)
+                    .required_terms(vec![
+                        term(vec![
+                            req("disk", SelectorOp::In, &["ssd"]),
+                            req("gen", SelectorOp::Lt, &["4"]),
+                        ]),
+                        term(vec![req("disk", SelectorOp::DoesNotExist, &[])]),
+                    ])
+                    .build(),
+                vec!["c"],
+            ),
+            // An empty term matches nothing; an empty term list matches nothing.
+            (
+                pod("p", 1, 1).required_terms(vec![term(vec![])]).build(),
+                vec![],
+            ),
+            (pod("p", 1, 1).required_terms(vec![]).build(), vec![]),
+            // nodeSelector and affinity both apply.
+            (
+                pod("p", 1, 1)
+                    .node_selector("disk", "hdd")
+                    .required_terms(vec![term(vec![req("gen", SelectorOp::Gt, &["4"])])])
+                    .build(),
+                vec![],
+            ),
+        ];
+        for (i, (p, want)) in cases.iter().enumerate() {
+            assert_eq!(passing(p, &s), *want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn match_fields_on_node_name() {
+        let s = snap();
+        let by_name = |op, v: &str| NodeSelectorTerm {
+            match_expressions: vec![],
+            match_fields: vec![req("metadata.name", op, &[v])],
+            valid: true,
+        };
+        let p = pod("p", 1, 1)
+            .required_terms(vec![by_name(SelectorOp::In, "b")])
+            .build();
+        assert_eq!(passing(&p, &s), vec!["b"]);
+        let p = pod("p", 1, 1)
+            .required_terms(vec![by_name(SelectorOp::NotIn, "b")])
+            .build();
+        assert_eq!(passing(&p, &s), vec!["a", "c"]);
+        // Two names ANDed in one term conflict: rejected in PreFilter for every node.
+        let mut t = by_name(SelectorOp::In, "a");
+        t.match_fields
+            .push(req("metadata.name", SelectorOp::In, &["b"]));
+        let p = pod("p", 1, 1).required_terms(vec![t]).build();
+        let r = filter_all(Some(&NodeAffinity), &NodeAffinity, &p, &s);
+        assert!(r
+            .iter()
+            .all(|(_, st)| st.code == Code::UnschedulableAndUnresolvable
+                && st.reasons[0] == ERR_REASON_CONFLICT));
+    }
+
+    #[test]
+    fn reason_and_code() {
+        let s = snap();
+        let r = filter_all(
+            None,
+            &NodeAffinity,
+            &pod("p", 1, 1).node_selector("disk", "ssd").build(),
+            &s,
+        );
+        assert_eq!(r[1].1.code, Code::UnschedulableAndUnresolvable);
+        assert_eq!(r[1].1.reasons[0], ERR_REASON_POD);
+    }
+
+    #[test]
+    fn preferred_terms_score() {
+        let s = snap();
+        let p = pod("p", 1, 1)
+            .affinity(crate::model::NodeAffinity {
+                required: None,
+                preferred: vec![
+                    PreferredTerm {
+                        weight: 2,
+                        term: term(vec![req("disk", SelectorOp::In, &["ssd"])]),
+                    },
+                    PreferredTerm {
+                        weight: 8,
+                        term: term(vec![req("gen", SelectorOp::Exists, &[])]),
+                    },
+                ],
+            })
+            .build();
+        let r = score_all(Some(&NodeAffinity), &NodeAffinity, &p, &s);
+        // a: 10 → 100, b: 8 → 80, c: 0.
+        assert_eq!(
+            r,
+            vec![("a".into(), 100), ("b".into(), 80), ("c".into(), 0)]
+        );
+        let _ = Sym::new("unused");
+    }
+}

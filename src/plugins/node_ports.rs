@@ -1,0 +1,125 @@
+//! NodePorts: a pod's host ports must be free on the node.
+
+use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, Status};
+use crate::model::Pod;
+use crate::snapshot::{NodeIdx, Snapshot};
+
+pub const NAME: &str = "NodePorts";
+pub const ERR_REASON: &str = "node(s) didn't have free ports for the requested pod ports";
+
+pub struct NodePorts;
+
+impl Plugin for NodePorts {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl PreFilterPlugin for NodePorts {
+    fn pre_filter(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
+        if pod.host_ports.is_empty() {
+            Status::skip()
+        } else {
+            Status::success()
+        }
+    }
+}
+
+impl FilterPlugin for NodePorts {
+    fn filter(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        let conflict = snap.pods_on(node).any(|e| {
+            e.pod
+                .host_ports
+                .iter()
+                .any(|used| pod.host_ports.iter().any(|want| want.conflicts(used)))
+        });
+        if conflict {
+            Status::unschedulable(NAME, ERR_REASON)
+        } else {
+            Status::success()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::Code;
+    use crate::model::capacity::CapacityRules;
+    use crate::model::{HostPort, Protocol, Sym};
+    use crate::plugins::test_support::filter_all;
+    use crate::testkit::*;
+
+    fn port(protocol: Protocol, ip: &str, port: u16) -> HostPort {
+        HostPort {
+            protocol,
+            host_ip: Sym::new(ip),
+            port,
+        }
+    }
+
+    #[test]
+    fn conflict_rules() {
+        let cases = [
+            (
+                port(Protocol::Tcp, "", 80),
+                port(Protocol::Tcp, "", 80),
+                true,
+            ),
+            (
+                port(Protocol::Tcp, "", 80),
+                port(Protocol::Udp, "", 80),
+                false,
+            ),
+            (
+                port(Protocol::Tcp, "", 80),
+                port(Protocol::Tcp, "", 81),
+                false,
+            ),
+            (
+                port(Protocol::Tcp, "10.0.0.1", 80),
+                port(Protocol::Tcp, "10.0.0.2", 80),
+                false,
+            ),
+            (
+                port(Protocol::Tcp, "10.0.0.1", 80),
+                port(Protocol::Tcp, "0.0.0.0", 80),
+                true,
+            ),
+            (
+                port(Protocol::Tcp, "10.0.0.1", 80),
+                port(Protocol::Tcp, "10.0.0.1", 80),
+                true,
+            ),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(a.conflicts(&b), want, "{a:?} vs {b:?}");
+            assert_eq!(b.conflicts(&a), want);
+        }
+    }
+
+    #[test]
+    fn filter_table() {
+        let mut s = Snapshot::new(CapacityRules::default());
+        s.upsert_node(node("busy", 1000, GI).build());
+        s.upsert_node(node("free", 1000, GI).build());
+        s.upsert_pod(pod("web", 1, 1).host_port(8080).on("busy").arc())
+            .unwrap();
+        let r = filter_all(
+            Some(&NodePorts),
+            &NodePorts,
+            &pod("p", 1, 1).host_port(8080).build(),
+            &s,
+        );
+        assert_eq!(r[0].1.code, Code::Unschedulable);
+        assert_eq!(r[0].1.reasons[0], ERR_REASON);
+        assert!(r[1].1.is_success());
+        let mut st = CycleState::default();
+        assert_eq!(
+            NodePorts
+                .pre_filter(&mut st, &pod("p", 1, 1).build(), &s)
+                .code,
+            Code::Skip
+        );
+    }
+}

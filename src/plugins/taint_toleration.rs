@@ -1,0 +1,152 @@
+//! TaintToleration: NoSchedule/NoExecute taints must be tolerated (Filter);
+//! fewer untolerated PreferNoSchedule taints score higher (Score).
+
+use crate::framework::{
+    default_normalize, CycleState, FilterPlugin, Plugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
+use crate::model::{Pod, TaintEffect};
+use crate::snapshot::{NodeIdx, Snapshot};
+
+pub const NAME: &str = "TaintToleration";
+
+pub struct TaintToleration;
+
+impl Plugin for TaintToleration {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+impl FilterPlugin for TaintToleration {
+    fn filter(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        let nodes = snap.nodes();
+        if nodes.hard_taints[node as usize] == 0 {
+            return Status::success();
+        }
+        let untolerated = nodes.node[node as usize].taints.iter().find(|t| {
+            matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
+                && !pod.tolerations.iter().any(|tol| tol.tolerates(t))
+        });
+        match untolerated {
+            None => Status::success(),
+            Some(t) => Status::unresolvable(
+                NAME,
+                format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value),
+            ),
+        }
+    }
+}
+
+impl ScorePlugin for TaintToleration {
+    /// Untolerated PreferNoSchedule taints, counting only tolerations whose effect
+    /// is empty or PreferNoSchedule (upstream's getAllTolerationPreferNoSchedule).
+    fn score(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
+        snap.nodes().node[node as usize]
+            .taints
+            .iter()
+            .filter(|t| t.effect == TaintEffect::PreferNoSchedule)
+            .filter(|t| {
+                !pod.tolerations
+                    .iter()
+                    .filter(|tol| {
+                        tol.effect
+                            .is_none_or(|e| e == TaintEffect::PreferNoSchedule)
+                    })
+                    .any(|tol| tol.tolerates(t))
+            })
+            .count() as i64
+    }
+
+    fn normalize(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
+        default_normalize(MAX_NODE_SCORE, true, scores);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::Code;
+    use crate::model::capacity::CapacityRules;
+    use crate::model::{Sym, Toleration, TolerationOp};
+    use crate::plugins::test_support::{filter_all, score_all};
+    use crate::testkit::*;
+
+    fn snap() -> Snapshot {
+        let mut s = Snapshot::new(CapacityRules::default());
+        s.upsert_node(node("plain", 1000, GI).build());
+        s.upsert_node(
+            node("dedicated", 1000, GI)
+                .taint("dedicated", "spark", TaintEffect::NoSchedule)
+                .build(),
+        );
+        s.upsert_node(
+            node("evict", 1000, GI)
+                .taint("gone", "", TaintEffect::NoExecute)
+                .build(),
+        );
+        s.upsert_node(
+            node("prefer", 1000, GI)
+                .taint("cheap", "yes", TaintEffect::PreferNoSchedule)
+                .build(),
+        );
+        s
+    }
+
+    #[test]
+    fn filter_table() {
+        let s = snap();
+        let r = filter_all(None, &TaintToleration, &pod("p", 1, 1).build(), &s);
+        let codes: Vec<_> = r.iter().map(|(n, st)| (n.as_str(), st.code)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("plain", Code::Success),
+                ("dedicated", Code::UnschedulableAndUnresolvable),
+                ("evict", Code::UnschedulableAndUnresolvable),
+                ("prefer", Code::Success),
+            ]
+        );
+        assert_eq!(
+            r[1].1.reasons[0],
+            "node(s) had untolerated taint {dedicated: spark}"
+        );
+        assert_eq!(r[2].1.reasons[0], "node(s) had untolerated taint {gone: }");
+
+        let tolerant = pod("p", 1, 1)
+            .tolerate("dedicated", "spark", Some(TaintEffect::NoSchedule))
+            .build();
+        assert!(filter_all(None, &TaintToleration, &tolerant, &s)[1]
+            .1
+            .is_success());
+        let wrong_value = pod("p", 1, 1).tolerate("dedicated", "flink", None).build();
+        assert!(!filter_all(None, &TaintToleration, &wrong_value, &s)[1]
+            .1
+            .is_success());
+        let all = pod("p", 1, 1)
+            .toleration(Toleration {
+                key: None,
+                op: TolerationOp::Exists,
+                value: Sym::new(""),
+                effect: None,
+            })
+            .build();
+        assert!(filter_all(None, &TaintToleration, &all, &s)
+            .iter()
+            .all(|(_, st)| st.is_success()));
+    }
+
+    #[test]
+    fn score_prefers_fewer_untolerated_soft_taints() {
+        let s = snap();
+        let r = score_all(None, &TaintToleration, &pod("p", 1, 1).build(), &s);
+        assert_eq!(r.iter().find(|(n, _)| n == "prefer").unwrap().1, 0);
+        assert_eq!(r.iter().find(|(n, _)| n == "plain").unwrap().1, 100);
+        // A toleration with effect NoSchedule does not count for PreferNoSchedule taints.
+        let p = pod("p", 1, 1)
+            .tolerate("cheap", "yes", Some(TaintEffect::NoSchedule))
+            .build();
+        assert_eq!(score_all(None, &TaintToleration, &p, &s)[3].1, 0);
+        let p = pod("p", 1, 1).tolerate("cheap", "yes", None).build();
+        assert_eq!(score_all(None, &TaintToleration, &p, &s)[3].1, 100);
+    }
+}

@@ -1,0 +1,409 @@
+//! The cluster snapshot: nodes, bound and assumed pods, and the indices the
+//! plugins query. Every update is incremental and independent of cluster size.
+
+mod node_table;
+
+pub use node_table::{NodeIdx, NodeTable};
+
+use crate::model::capacity::CapacityRules;
+use crate::model::{Node, Pod, PodKey, Sym};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("pod {0} has no node name")]
+    NotBound(PodKey),
+    #[error("node {0} not found")]
+    NodeNotFound(String),
+}
+
+/// Slot of a pod in the snapshot's pod store.
+pub type PodId = u32;
+
+#[derive(Debug, Clone)]
+pub struct PodEntry {
+    pub pod: Arc<Pod>,
+    pub node: NodeIdx,
+    /// Placed by us, binding still in flight.
+    pub assumed: bool,
+    /// Position in `node_pods[node]`, for O(1) removal.
+    pos_in_node: u32,
+}
+
+/// Per-application view of the executors and driver currently placed.
+#[derive(Debug, Clone, Default)]
+pub struct AppPods {
+    pub driver: Option<PodId>,
+    pub executors: HashSet<PodId>,
+    /// Placed, non-terminating executors by capacity type.
+    pub executors_by_type: Vec<(Sym, u32)>,
+}
+
+impl AppPods {
+    pub fn executors_of_type(&self, ty: Sym) -> u32 {
+        self.executors_by_type
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn bump(&mut self, ty: Sym, delta: i32) {
+        match self.executors_by_type.iter_mut().find(|(t, _)| *t == ty) {
+            Some(e) => e.1 = (e.1 as i32 + delta).max(0) as u32,
+            None if delta > 0 => self.executors_by_type.push((ty, delta as u32)),
+            None => {}
+        }
+    }
+}
+
+/// A pod nominated to a node by preemption, waiting for its victims to leave.
+#[derive(Debug, Clone)]
+pub struct Nominated {
+    pub pod: Arc<Pod>,
+    pub node: NodeIdx,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    nodes: NodeTable,
+    capacity_rules: CapacityRules,
+
+    pods: Vec<Option<PodEntry>>,
+    free_pods: Vec<PodId>,
+    by_key: HashMap<PodKey, PodId>,
+    node_pods: Vec<Vec<PodId>>,
+    /// (namespace, label key, label value) → pods carrying it: topology spread counts
+    /// start from the pods a selector can match instead of scanning the cluster.
+    label_index: HashMap<(Sym, Sym, Sym), HashSet<PodId>>,
+    namespace_index: HashMap<Sym, HashSet<PodId>>,
+    apps: HashMap<Sym, AppPods>,
+    /// Bound pods whose node we have not seen (yet, or any more), by node name.
+    orphans: HashMap<Sym, Vec<Arc<Pod>>>,
+    nominated: HashMap<PodKey, Nominated>,
+    nominated_on: Vec<Vec<PodKey>>,
+    generation: u64,
+}
+
+impl Snapshot {
+    pub fn new(capacity_rules: CapacityRules) -> Snapshot {
+        Snapshot {
+            capacity_rules,
+            ..Default::default()
+        }
+    }
+
+    pub fn nodes(&self) -> &NodeTable {
+        &self.nodes
+    }
+
+    pub fn capacity_rules(&self) -> &CapacityRules {
+        &self.capacity_rules
+    }
+
+    /// Bumped on every change, so callers can tell whether anything moved.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    // ---- nodes -------------------------------------------------------------
+
+    /// Adds or updates a node (by name).
+    pub fn upsert_node(&mut self, node: Node) -> NodeIdx {
+        self.generation += 1;
+        let ty = self.capacity_rules.classify(&node.labels);
+        if let Some(idx) = self.nodes.get(node.name) {
+            let old_ty = self.nodes.capacity_type[idx as usize];
+            self.nodes.update(idx, node, ty);
+            if old_ty != ty {
+                self.retype_node_executors(idx, old_ty, ty);
+            }
+            return idx;
+        }
+        let name = node.name;
+        let idx = self.nodes.insert(node, ty);
+        let u = idx as usize;
+        if self.node_pods.len() <= u {
+            self.node_pods.resize_with(u + 1, Vec::new);
+            self.nominated_on.resize_with(u + 1, Vec::new);
+        }
+        self.node_pods[u].clear();
+        self.nominated_on[u].clear();
+        for pod in self.orphans.remove(&name).unwrap_or_default() {
+            self.insert_pod(pod, idx, false);
+        }
+        idx
+    }
+
+    /// Removes a node; its pods wait as orphans in case the node comes back.
+    pub fn remove_node(&mut self, name: Sym) -> bool {
+        let Some(idx) = self.nodes.get(name) else {
+            return false;
+        };
+        self.generation += 1;
+        let ids = std::mem::take(&mut self.node_pods[idx as usize]);
+        for id in ids {
+            if let Some(entry) = self.take_pod(id) {
+                if !entry.assumed {
+                    self.orphans.entry(name).or_default().push(entry.pod);
+                }
+            }
+        }
+        for key in std::mem::take(&mut self.nominated_on[idx as usize]) {
+            self.nominated.remove(&key);
+        }
+        self.nodes.remove(idx);
+        true
+    }
+
+    fn retype_node_executors(&mut self, idx: NodeIdx, old: Sym, new: Sym) {
+        for &id in &self.node_pods[idx as usize] {
+            let Some(entry) = &self.pods[id as usize] else {
+                continue;
+            };
+            if let Some(sp) = entry.pod.spark.as_ref() {
+                if entry.pod.is_executor() && !entry.pod.terminating {
+                    if let Some(app) = self.apps.get_mut(&sp.app) {
+                        app.bump(old, -1);
+                        app.bump(new, 1);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- pods --------------------------------------------------------------
+
+    /// Adds or updates a bound pod (`node_name` set). Finished pods are removed instead.
+    /// An update of an assumed pod confirms it.
+    pub fn upsert_pod(&mut self, pod: Arc<Pod>) -> Result<(), SnapshotError> {
+        if pod.finished {
+            self.remove_pod(&pod.key);
+            return Ok(());
+        }
+        let node_name = pod
+            .node_name
+            .ok_or_else(|| SnapshotError::NotBound(pod.key.clone()))?;
+        self.generation += 1;
+        self.remove_pod(&pod.key);
+        match self.nodes.get(node_name) {
+            Some(idx) => self.insert_pod(pod, idx, false),
+            None => self.orphans.entry(node_name).or_default().push(pod),
+        }
+        Ok(())
+    }
+
+    /// Places a pod whose binding is in flight, so the next decisions see it.
+    pub fn assume(&mut self, pod: Arc<Pod>, node: NodeIdx) -> Result<(), SnapshotError> {
+        if !self.nodes.live.get(node as usize).copied().unwrap_or(false) {
+            return Err(SnapshotError::NodeNotFound(node.to_string()));
+        }
+        self.generation += 1;
+        self.remove_pod(&pod.key);
+        self.insert_pod(pod, node, true);
+        Ok(())
+    }
+
+    /// Undoes `assume` (binding failed). A pod confirmed by the API meanwhile stays.
+    pub fn forget(&mut self, key: &PodKey) -> bool {
+        match self
+            .by_key
+            .get(key)
+            .and_then(|id| self.pods[*id as usize].as_ref())
+        {
+            Some(e) if e.assumed => self.remove_pod(key),
+            _ => false,
+        }
+    }
+
+    pub fn remove_pod(&mut self, key: &PodKey) -> bool {
+        self.clear_nomination(key);
+        let Some(id) = self.by_key.get(key).copied() else {
+            // It may be waiting for its node.
+            let mut found = false;
+            for pods in self.orphans.values_mut() {
+                let before = pods.len();
+                pods.retain(|p| &p.key != key);
+                found |= pods.len() != before;
+            }
+            return found;
+        };
+        self.generation += 1;
+        let Some(entry) = self.take_pod(id) else {
+            return false;
+        };
+        let list = &mut self.node_pods[entry.node as usize];
+        let pos = entry.pos_in_node as usize;
+        list.swap_remove(pos);
+        if let Some(&moved) = list.get(pos) {
+            if let Some(e) = self.pods[moved as usize].as_mut() {
+                e.pos_in_node = pos as u32;
+            }
+        }
+        true
+    }
+
+    fn insert_pod(&mut self, pod: Arc<Pod>, node: NodeIdx, assumed: bool) {
+        let list = &mut self.node_pods[node as usize];
+        let entry = PodEntry {
+            pod,
+            node,
+            assumed,
+            pos_in_node: list.len() as u32,
+        };
+        let id = match self.free_pods.pop() {
+            Some(id) => id,
+            None => {
+                self.pods.push(None);
+                (self.pods.len() - 1) as PodId
+            }
+        };
+        list.push(id);
+        self.nodes.account(node, &entry.pod.requests, 1);
+        let ns = entry.pod.key.namespace;
+        for (k, v) in entry.pod.labels.iter() {
+            self.label_index.entry((ns, k, v)).or_default().insert(id);
+        }
+        self.namespace_index.entry(ns).or_default().insert(id);
+        if let Some(sp) = entry.pod.spark.as_ref() {
+            let app = self.apps.entry(sp.app).or_default();
+            if entry.pod.is_driver() {
+                app.driver = Some(id);
+            } else {
+                app.executors.insert(id);
+                if !entry.pod.terminating {
+                    app.bump(self.nodes.capacity_type[node as usize], 1);
+                }
+            }
+        }
+        self.by_key.insert(entry.pod.key.clone(), id);
+        self.pods[id as usize] = Some(entry);
+    }
+
+    /// Removes a pod from every index except `node_pods` (callers fix that list).
+    fn take_pod(&mut self, id: PodId) -> Option<PodEntry> {
+        let entry = self.pods[id as usize].take()?;
+        self.free_pods.push(id);
+        self.by_key.remove(&entry.pod.key);
+        self.nodes.account(entry.node, &entry.pod.requests, -1);
+        let ns = entry.pod.key.namespace;
+        for (k, v) in entry.pod.labels.iter() {
+            if let Some(set) = self.label_index.get_mut(&(ns, k, v)) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.label_index.remove(&(ns, k, v));
+                }
+            }
+        }
+        if let Some(set) = self.namespace_index.get_mut(&ns) {
+            set.remove(&id);
+        }
+        if let Some(sp) = entry.pod.spark.as_ref() {
+            if let Some(app) = self.apps.get_mut(&sp.app) {
+                if app.driver == Some(id) {
+                    app.driver = None;
+                }
+                if app.executors.remove(&id) && !entry.pod.terminating {
+                    app.bump(self.nodes.capacity_type[entry.node as usize], -1);
+                }
+                if app.driver.is_none() && app.executors.is_empty() {
+                    self.apps.remove(&sp.app);
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    // ---- queries -----------------------------------------------------------
+
+    pub fn pod(&self, id: PodId) -> Option<&PodEntry> {
+        self.pods.get(id as usize).and_then(|e| e.as_ref())
+    }
+
+    pub fn pod_by_key(&self, key: &PodKey) -> Option<&PodEntry> {
+        self.by_key.get(key).and_then(|id| self.pod(*id))
+    }
+
+    pub fn pods_on(&self, node: NodeIdx) -> impl Iterator<Item = &PodEntry> + '_ {
+        self.node_pods
+            .get(node as usize)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.pod(*id))
+    }
+
+    pub fn pod_ids_on(&self, node: NodeIdx) -> &[PodId] {
+        self.node_pods
+            .get(node as usize)
+            .map_or(&[], |v| v.as_slice())
+    }
+
+    /// Every placed pod (bound or assumed).
+    pub fn all_pods(&self) -> impl Iterator<Item = (PodId, &PodEntry)> + '_ {
+        self.pods
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i as PodId, e)))
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Pods in `namespace` carrying `key=value`.
+    pub fn pods_with_label(&self, namespace: Sym, key: Sym, value: Sym) -> Option<&HashSet<PodId>> {
+        self.label_index.get(&(namespace, key, value))
+    }
+
+    pub fn pods_in_namespace(&self, namespace: Sym) -> Option<&HashSet<PodId>> {
+        self.namespace_index.get(&namespace)
+    }
+
+    pub fn app(&self, app: Sym) -> Option<&AppPods> {
+        self.apps.get(&app)
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = (Sym, &AppPods)> + '_ {
+        self.apps.iter().map(|(k, v)| (*k, v))
+    }
+
+    // ---- nominations (preemption) -------------------------------------------
+
+    pub fn nominate(&mut self, pod: Arc<Pod>, node: NodeIdx) {
+        self.clear_nomination(&pod.key);
+        self.generation += 1;
+        self.nominated_on[node as usize].push(pod.key.clone());
+        self.nominated
+            .insert(pod.key.clone(), Nominated { pod, node });
+    }
+
+    pub fn clear_nomination(&mut self, key: &PodKey) {
+        if let Some(n) = self.nominated.remove(key) {
+            self.generation += 1;
+            if let Some(list) = self.nominated_on.get_mut(n.node as usize) {
+                list.retain(|k| k != key);
+            }
+        }
+    }
+
+    /// Pods nominated to `node`.
+    pub fn nominated_on(&self, node: NodeIdx) -> impl Iterator<Item = &Nominated> + '_ {
+        self.nominated_on
+            .get(node as usize)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.nominated.get(k))
+    }
+
+    pub fn has_nominations(&self) -> bool {
+        !self.nominated.is_empty()
+    }
+
+    pub fn nomination_of(&self, key: &PodKey) -> Option<&Nominated> {
+        self.nominated.get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests;

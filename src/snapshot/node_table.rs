@@ -1,0 +1,194 @@
+//! Nodes in flat arrays (one column per field) so the filter and score loops
+//! scan contiguous integers without chasing pointers or allocating.
+
+use crate::model::{Node, Resources, Sym};
+use smallvec::SmallVec;
+use std::collections::HashMap;
+
+/// Index of a node slot. Slots are reused after a node is removed; `live` tells.
+pub type NodeIdx = u32;
+
+#[derive(Debug, Default, Clone)]
+pub struct NodeTable {
+    pub(super) index: HashMap<Sym, NodeIdx>,
+    free: Vec<NodeIdx>,
+
+    pub live: Vec<bool>,
+    pub name: Vec<Sym>,
+    /// Full node objects for the colder checks (labels, taints).
+    pub node: Vec<Node>,
+    pub capacity_type: Vec<Sym>,
+    pub zone: Vec<Option<Sym>>,
+    pub unschedulable: Vec<bool>,
+    /// Number of taints with effect NoSchedule or NoExecute: lets TaintToleration skip most nodes.
+    pub hard_taints: Vec<u8>,
+
+    pub alloc_cpu: Vec<i64>,
+    pub alloc_mem: Vec<i64>,
+    pub alloc_eph: Vec<i64>,
+    pub alloc_pods: Vec<i64>,
+
+    pub req_cpu: Vec<i64>,
+    pub req_mem: Vec<i64>,
+    pub req_eph: Vec<i64>,
+    pub pod_count: Vec<i64>,
+    /// Requests with upstream's non-zero defaults, used by scorers.
+    pub nonzero_cpu: Vec<i64>,
+    pub nonzero_mem: Vec<i64>,
+    pub req_scalars: Vec<SmallVec<[(Sym, i64); 2]>>,
+}
+
+impl NodeTable {
+    pub fn slots(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn get(&self, name: Sym) -> Option<NodeIdx> {
+        self.index.get(&name).copied()
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<NodeIdx> {
+        Sym::lookup(name).and_then(|s| self.get(s))
+    }
+
+    /// Live node indices in slot order.
+    pub fn live_indices(&self) -> impl Iterator<Item = NodeIdx> + '_ {
+        self.live
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l)
+            .map(|(i, _)| i as NodeIdx)
+    }
+
+    pub fn req_scalar(&self, i: NodeIdx, name: Sym) -> i64 {
+        self.req_scalars[i as usize]
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Requested resources of a node as one value (for reports and explain).
+    pub fn requested(&self, i: NodeIdx) -> Resources {
+        let i = i as usize;
+        Resources {
+            milli_cpu: self.req_cpu[i],
+            memory: self.req_mem[i],
+            ephemeral_storage: self.req_eph[i],
+            pods: self.pod_count[i],
+            scalars: self.req_scalars[i].clone(),
+        }
+    }
+
+    pub(super) fn insert(&mut self, node: Node, capacity_type: Sym) -> NodeIdx {
+        let zone = node.labels.get(Sym::new(crate::model::LABEL_ZONE));
+        let hard = count_hard_taints(&node);
+        let a = &node.allocatable;
+        let (cpu, mem, eph, pods) = (a.milli_cpu, a.memory, a.ephemeral_storage, a.pods);
+        let name = node.name;
+        let unschedulable = node.unschedulable;
+        let idx = match self.free.pop() {
+            Some(i) => {
+                let u = i as usize;
+                self.live[u] = true;
+                self.name[u] = name;
+                self.node[u] = node;
+                self.capacity_type[u] = capacity_type;
+                self.zone[u] = zone;
+                self.hard_taints[u] = hard;
+                self.unschedulable[u] = unschedulable;
+                self.alloc_cpu[u] = cpu;
+                self.alloc_mem[u] = mem;
+                self.alloc_eph[u] = eph;
+                self.alloc_pods[u] = pods;
+                self.req_cpu[u] = 0;
+                self.req_mem[u] = 0;
+                self.req_eph[u] = 0;
+                self.pod_count[u] = 0;
+                self.nonzero_cpu[u] = 0;
+                self.nonzero_mem[u] = 0;
+                self.req_scalars[u].clear();
+                i
+            }
+            None => {
+                self.live.push(true);
+                self.name.push(name);
+                self.node.push(node);
+                self.capacity_type.push(capacity_type);
+                self.zone.push(zone);
+                self.hard_taints.push(hard);
+                self.unschedulable.push(unschedulable);
+                self.alloc_cpu.push(cpu);
+                self.alloc_mem.push(mem);
+                self.alloc_eph.push(eph);
+                self.alloc_pods.push(pods);
+                self.req_cpu.push(0);
+                self.req_mem.push(0);
+                self.req_eph.push(0);
+                self.pod_count.push(0);
+                self.nonzero_cpu.push(0);
+                self.nonzero_mem.push(0);
+                self.req_scalars.push(SmallVec::new());
+                (self.live.len() - 1) as NodeIdx
+            }
+        };
+        self.index.insert(name, idx);
+        idx
+    }
+
+    /// Replaces the node object in place, keeping its usage.
+    pub(super) fn update(&mut self, idx: NodeIdx, node: Node, capacity_type: Sym) {
+        let u = idx as usize;
+        self.zone[u] = node.labels.get(Sym::new(crate::model::LABEL_ZONE));
+        self.hard_taints[u] = count_hard_taints(&node);
+        self.unschedulable[u] = node.unschedulable;
+        self.alloc_cpu[u] = node.allocatable.milli_cpu;
+        self.alloc_mem[u] = node.allocatable.memory;
+        self.alloc_eph[u] = node.allocatable.ephemeral_storage;
+        self.alloc_pods[u] = node.allocatable.pods;
+        self.capacity_type[u] = capacity_type;
+        self.node[u] = node;
+    }
+
+    pub(super) fn remove(&mut self, idx: NodeIdx) {
+        let u = idx as usize;
+        self.index.remove(&self.name[u]);
+        self.live[u] = false;
+        self.free.push(idx);
+    }
+
+    /// Adds (sign 1) or removes (sign -1) a pod's requests from a node's usage.
+    pub(super) fn account(&mut self, idx: NodeIdx, r: &Resources, sign: i64) {
+        let u = idx as usize;
+        let (nz_cpu, nz_mem) = r.non_zero_cpu_mem();
+        self.req_cpu[u] += sign * r.milli_cpu;
+        self.req_mem[u] += sign * r.memory;
+        self.req_eph[u] += sign * r.ephemeral_storage;
+        self.pod_count[u] += sign;
+        self.nonzero_cpu[u] += sign * nz_cpu;
+        self.nonzero_mem[u] += sign * nz_mem;
+        for &(n, v) in &r.scalars {
+            let slot = &mut self.req_scalars[u];
+            match slot.iter_mut().find(|(k, _)| *k == n) {
+                Some(e) => e.1 += sign * v,
+                None => slot.push((n, sign * v)),
+            }
+        }
+    }
+}
+
+fn count_hard_taints(node: &Node) -> u8 {
+    use crate::model::TaintEffect;
+    node.taints
+        .iter()
+        .filter(|t| matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute))
+        .count()
+        .min(u8::MAX as usize) as u8
+}

@@ -1,0 +1,172 @@
+//! Parsing of the `spark-fleet.io/*` annotations. Bad values are errors that the
+//! scheduler reports on the pod (event + PodScheduled=False); never ignored.
+
+use thiserror::Error;
+
+pub const EXECUTOR_CAPACITY_MIX: &str = "spark-fleet.io/executor-capacity-mix";
+pub const CAPACITY_MIX_MODE: &str = "spark-fleet.io/capacity-mix-mode";
+pub const DRIVER_CAPACITY: &str = "spark-fleet.io/driver-capacity";
+pub const MIN_EXECUTORS: &str = "spark-fleet.io/min-executors";
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AnnotationError {
+    #[error(
+        "{value:?} is not a capacity mix: expected type=weight pairs like \"spot=40,on-demand=60\""
+    )]
+    Syntax { value: String },
+    #[error("unknown capacity type {ty:?} (known: {known})")]
+    UnknownType { ty: String, known: String },
+    #[error("capacity type {ty:?} is listed twice")]
+    Duplicate { ty: String },
+    #[error("weights add up to zero")]
+    ZeroTotal,
+    #[error("{value:?} is not soft or hard")]
+    Mode { value: String },
+    #[error("{value:?} is not a non-negative integer")]
+    Count { value: String },
+}
+
+/// `spot=40,on-demand=60` → [("spot", 40), ("on-demand", 60)] in the order written.
+pub fn parse_mix(value: &str, known: &[&str]) -> Result<Vec<(String, u32)>, AnnotationError> {
+    let syntax = || AnnotationError::Syntax {
+        value: value.to_owned(),
+    };
+    let mut out: Vec<(String, u32)> = Vec::new();
+    for part in value.split(',') {
+        let part = part.trim();
+        let (ty, w) = part.split_once('=').ok_or_else(syntax)?;
+        let (ty, w) = (ty.trim(), w.trim());
+        if ty.is_empty() {
+            return Err(syntax());
+        }
+        let weight: u32 = w.parse().map_err(|_| syntax())?;
+        check_type(ty, known)?;
+        if out.iter().any(|(t, _)| t == ty) {
+            return Err(AnnotationError::Duplicate { ty: ty.to_owned() });
+        }
+        out.push((ty.to_owned(), weight));
+    }
+    if out.iter().map(|(_, w)| *w as u64).sum::<u64>() == 0 {
+        return Err(AnnotationError::ZeroTotal);
+    }
+    Ok(out)
+}
+
+/// `on-demand`, `spot,on-demand` or `any` (None = any type).
+pub fn parse_driver_capacity(
+    value: &str,
+    known: &[&str],
+) -> Result<Option<Vec<String>>, AnnotationError> {
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("any") {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for ty in v.split(',').map(str::trim) {
+        if ty.is_empty() {
+            return Err(AnnotationError::Syntax {
+                value: value.to_owned(),
+            });
+        }
+        check_type(ty, known)?;
+        if !out.iter().any(|t| t == ty) {
+            out.push(ty.to_owned());
+        }
+    }
+    Ok(Some(out))
+}
+
+pub fn parse_mode(value: &str) -> Result<crate::config::MixMode, AnnotationError> {
+    match value.trim() {
+        "soft" => Ok(crate::config::MixMode::Soft),
+        "hard" => Ok(crate::config::MixMode::Hard),
+        _ => Err(AnnotationError::Mode {
+            value: value.to_owned(),
+        }),
+    }
+}
+
+pub fn parse_count(value: &str) -> Result<u32, AnnotationError> {
+    value.trim().parse().map_err(|_| AnnotationError::Count {
+        value: value.to_owned(),
+    })
+}
+
+fn check_type(ty: &str, known: &[&str]) -> Result<(), AnnotationError> {
+    if known.contains(&ty) {
+        Ok(())
+    } else {
+        Err(AnnotationError::UnknownType {
+            ty: ty.to_owned(),
+            known: known.join(", "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[&str] = &["spot", "on-demand", "serverless"];
+
+    #[test]
+    fn mix_table() {
+        assert_eq!(
+            parse_mix("spot=40,on-demand=60", KNOWN).unwrap(),
+            vec![("spot".to_string(), 40), ("on-demand".to_string(), 60)]
+        );
+        assert_eq!(
+            parse_mix(" spot = 1 ", KNOWN).unwrap(),
+            vec![("spot".to_string(), 1)]
+        );
+        assert_eq!(
+            parse_mix("spot=0,on-demand=0", KNOWN),
+            Err(AnnotationError::ZeroTotal)
+        );
+        assert!(matches!(
+            parse_mix("gpu=1", KNOWN),
+            Err(AnnotationError::UnknownType { .. })
+        ));
+        assert!(matches!(
+            parse_mix("spot=1,spot=2", KNOWN),
+            Err(AnnotationError::Duplicate { .. })
+        ));
+        for bad in [
+            "",
+            "spot",
+            "spot=-1",
+            "spot=x",
+            "=4",
+            "spot=40;on-demand=60",
+            "spot=1.5",
+        ] {
+            assert!(
+                matches!(parse_mix(bad, KNOWN), Err(AnnotationError::Syntax { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn driver_capacity_table() {
+        assert_eq!(parse_driver_capacity("any", KNOWN).unwrap(), None);
+        assert_eq!(
+            parse_driver_capacity("on-demand", KNOWN).unwrap(),
+            Some(vec!["on-demand".to_string()])
+        );
+        assert_eq!(
+            parse_driver_capacity("on-demand, spot", KNOWN).unwrap(),
+            Some(vec!["on-demand".to_string(), "spot".to_string()])
+        );
+        assert!(parse_driver_capacity("cheap", KNOWN).is_err());
+        assert!(parse_driver_capacity("", KNOWN).is_err());
+    }
+
+    #[test]
+    fn mode_and_count() {
+        assert_eq!(parse_mode("hard").unwrap(), crate::config::MixMode::Hard);
+        assert!(parse_mode("strict").is_err());
+        assert_eq!(parse_count("3").unwrap(), 3);
+        assert!(parse_count("-1").is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! Small builders for nodes and pods, shared by unit tests, integration tests,
+//! benchmarks and the synthetic trace generator.
+
+use crate::model::{
+    HostPort, InclusionPolicy, LabelSelector, Labels, Node, NodeAffinity, NodeSelectorTerm, Pod,
+    Protocol, Requirement, Resources, SelectorOp, SparkIdentity, SparkRole, Sym, Taint,
+    TaintEffect, Toleration, TolerationOp, TopologySpreadConstraint, WhenUnsatisfiable,
+};
+use std::sync::Arc;
+
+pub const GI: i64 = 1 << 30;
+
+pub fn res(milli_cpu: i64, memory: i64) -> Resources {
+    Resources {
+        milli_cpu,
+        memory,
+        ..Default::default()
+    }
+}
+
+pub struct NodeBuilder(Node);
+
+/// A node with `cpu` millicores, `mem` bytes and 110 pod slots.
+pub fn node(name: &str, milli_cpu: i64, memory: i64) -> NodeBuilder {
+    let mut r = res(milli_cpu, memory);
+    r.pods = 110;
+    NodeBuilder(Node::new(name, r))
+}
+
+impl NodeBuilder {
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.0.labels.insert(Sym::new(k), Sym::new(v));
+        self
+    }
+    pub fn zone(self, z: &str) -> Self {
+        self.label(crate::model::LABEL_ZONE, z)
+    }
+    pub fn spot(self) -> Self {
+        self.label("karpenter.sh/capacity-type", "spot")
+    }
+    pub fn on_demand(self) -> Self {
+        self.label("karpenter.sh/capacity-type", "on-demand")
+    }
+    pub fn taint(mut self, k: &str, v: &str, effect: TaintEffect) -> Self {
+        self.0.taints.push(Taint {
+            key: Sym::new(k),
+            value: Sym::new(v),
+            effect,
+        });
+        self
+    }
+    pub fn pods(mut self, n: i64) -> Self {
+        self.0.allocatable.pods = n;
+        self
+    }
+    pub fn ephemeral(mut self, bytes: i64) -> Self {
+        self.0.allocatable.ephemeral_storage = bytes;
+        self
+    }
+    pub fn scalar(mut self, name: &str, v: i64) -> Self {
+        self.0.allocatable.set_scalar(Sym::new(name), v);
+        self
+    }
+    pub fn unschedulable(mut self) -> Self {
+        self.0.unschedulable = true;
+        self
+    }
+    pub fn build(self) -> Node {
+        self.0
+    }
+}
+
+pub struct PodBuilder(Pod);
+
+/// A pod in namespace `default` requesting `cpu` millicores and `mem` bytes.
+pub fn pod(name: &str, milli_cpu: i64, memory: i64) -> PodBuilder {
+    PodBuilder(Pod::new("default", name, res(milli_cpu, memory)))
+}
+
+impl PodBuilder {
+    pub fn namespace(mut self, ns: &str) -> Self {
+        self.0.key.namespace = Sym::new(ns);
+        self.0.uid = format!("{ns}/{}", self.0.key.name);
+        self
+    }
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.0.labels.insert(Sym::new(k), Sym::new(v));
+        self.0.spark =
+            crate::model::spark::identify(&self.0.labels, &self.0.uid, self.0.owner.as_ref());
+        self
+    }
+    pub fn priority(mut self, p: i32) -> Self {
+        self.0.priority = p;
+        self
+    }
+    pub fn created(mut self, ms: i64) -> Self {
+        self.0.created_ms = ms;
+        self
+    }
+    pub fn on(mut self, node: &str) -> Self {
+        self.0.node_name = Some(Sym::new(node));
+        self
+    }
+    pub fn annotation(mut self, k: &str, v: &str) -> Self {
+        self.0.annotations.retain(|(key, _)| key != k);
+        self.0.annotations.push((k.into(), v.into()));
+        self
+    }
+    pub fn driver(self, app: &str) -> Self {
+        self.label("spark-app-selector", app)
+            .label("spark-role", "driver")
+    }
+    pub fn executor(self, app: &str) -> Self {
+        self.label("spark-app-selector", app)
+            .label("spark-role", "executor")
+    }
+    pub fn scalar(mut self, name: &str, v: i64) -> Self {
+        self.0.requests.set_scalar(Sym::new(name), v);
+        self
+    }
+    pub fn ephemeral(mut self, bytes: i64) -> Self {
+        self.0.requests.ephemeral_storage = bytes;
+        self
+    }
+    pub fn node_selector(mut self, k: &str, v: &str) -> Self {
+        self.0.node_selector.push((Sym::new(k), Sym::new(v)));
+        self
+    }
+    pub fn tolerate(mut self, k: &str, v: &str, effect: Option<TaintEffect>) -> Self {
+        self.0.tolerations.push(Toleration {
+            key: Some(Sym::new(k)),
+            op: TolerationOp::Equal,
+            value: Sym::new(v),
+            effect,
+        });
+        self
+    }
+    pub fn toleration(mut self, t: Toleration) -> Self {
+        self.0.tolerations.push(t);
+        self
+    }
+    pub fn host_port(mut self, port: u16) -> Self {
+        self.0.host_ports.push(HostPort {
+            protocol: Protocol::Tcp,
+            host_ip: Sym::new(""),
+            port,
+        });
+        self
+    }
+    pub fn required_terms(mut self, terms: Vec<NodeSelectorTerm>) -> Self {
+        self.0.node_affinity.required = Some(terms);
+        self
+    }
+    pub fn affinity(mut self, a: NodeAffinity) -> Self {
+        self.0.node_affinity = a;
+        self
+    }
+    pub fn spread(mut self, max_skew: i32, key: &str, hard: bool, selector: LabelSelector) -> Self {
+        self.0.topology_spread.push(TopologySpreadConstraint {
+            max_skew,
+            topology_key: Sym::new(key),
+            when_unsatisfiable: if hard {
+                WhenUnsatisfiable::DoNotSchedule
+            } else {
+                WhenUnsatisfiable::ScheduleAnyway
+            },
+            selector: Some(selector),
+            min_domains: None,
+            node_affinity_policy: InclusionPolicy::Honor,
+            node_taints_policy: InclusionPolicy::Ignore,
+        });
+        self
+    }
+    pub fn constraint(mut self, c: TopologySpreadConstraint) -> Self {
+        self.0.topology_spread.push(c);
+        self
+    }
+    pub fn preempt_never(mut self) -> Self {
+        self.0.preemption_policy = crate::model::PreemptionPolicy::Never;
+        self
+    }
+    pub fn terminating(mut self) -> Self {
+        self.0.terminating = true;
+        self
+    }
+    pub fn spark(mut self, role: SparkRole, app: &str) -> Self {
+        self.0.spark = Some(SparkIdentity {
+            role,
+            app: Sym::new(app),
+        });
+        self
+    }
+    pub fn build(self) -> Pod {
+        self.0
+    }
+    pub fn arc(self) -> Arc<Pod> {
+        Arc::new(self.0)
+    }
+}
+
+/// `key op values` for selectors and node affinity terms.
+pub fn req(key: &str, op: SelectorOp, values: &[&str]) -> Requirement {
+    Requirement {
+        key: Sym::new(key),
+        op,
+        values: values.iter().map(|v| Sym::new(v)).collect(),
+        number: values.first().and_then(|v| v.parse().ok()).unwrap_or(0),
+    }
+}
+
+pub fn term(exprs: Vec<Requirement>) -> NodeSelectorTerm {
+    NodeSelectorTerm {
+        match_expressions: exprs,
+        match_fields: Vec::new(),
+        valid: true,
+    }
+}
+
+pub fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        requirements: pairs
+            .iter()
+            .map(|(k, v)| req(k, SelectorOp::In, &[v]))
+            .collect(),
+    }
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
