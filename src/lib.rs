@@ -10,3 +10,5 @@ pub mod plugins;
 pub mod snapshot;
 pub mod spark;
 pub mod testkit;
+pub mod manifests;
+pub mod explain;

@@ -41,3 +41,10 @@ fn wrong_type_is_a_parse_error() {
     let e = Config::parse("bind: {concurrency: lots}\n", "c.yaml").unwrap_err();
     assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
 }
+
+#[test]
+fn shipped_config_file_is_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/spark-fleet.yaml");
+    let cfg = Config::load(&path).unwrap();
+    assert_eq!(cfg, Config::default());
+}
