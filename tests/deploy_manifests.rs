@@ -341,6 +341,32 @@ fn the_deployment(m: &Manifests) -> &Deployment {
     &base[0].1
 }
 
+#[test]
+fn every_yaml_document_under_deploy_is_a_known_object() {
+    // load() fails on the first document that is not valid YAML, has an unknown kind, or
+    // carries a field its typed object does not have; here we also pin the inventory.
+    let m = load();
+    let inventory = [
+        ("Namespace", m.namespaces.len()),
+        ("ServiceAccount", m.service_accounts.len()),
+        ("ClusterRole", m.cluster_roles.len()),
+        ("ClusterRoleBinding", m.cluster_role_bindings.len()),
+        ("Role", m.roles.len()),
+        ("RoleBinding", m.role_bindings.len()),
+        ("Deployment", m.deployments.len()),
+        ("Service", m.services.len()),
+        ("PodDisruptionBudget", m.pod_disruption_budgets.len()),
+        ("PriorityClass", m.priority_classes.len()),
+        ("Pod", m.pods.len()),
+        ("SparkApplication", m.spark_applications.len()),
+    ];
+    for (kind, count) in inventory {
+        assert!(count > 0, "no {kind} under deploy/");
+    }
+    assert!(m.object_files.contains("rbac.yaml"));
+    assert!(m.object_files.contains("examples/priorityclasses.yaml"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // RBAC
 
