@@ -197,7 +197,7 @@ where
     object
 }
 
-/// configMapGenerator sources in the kustomization, as `(key, file)`.
+/// configMapGenerator sources in the kustomization, as `(config map name, key, file)`.
 fn generator_files(kustomization: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for generator in kustomization["configMapGenerator"]
