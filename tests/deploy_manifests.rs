@@ -1073,38 +1073,20 @@ fn example_priority_classes_rank_drivers_above_executors() {
     }
 }
 
-/// Checks a `spark-fleet.io/*` annotation value the way the scheduler will read it.
+/// Checks a `spark-fleet.io/*` annotation value with the scheduler's own parsers.
 fn annotation_problem(key: &str, value: &str) -> Option<String> {
-    let suffix = key.strip_prefix(spark_fleet::model::ANNOTATION_PREFIX)?;
-    match suffix {
-        "executor-capacity-mix" => {
-            let mut total = 0u32;
-            for part in value.split(',') {
-                let Some((capacity, share)) = part.split_once('=') else {
-                    return Some(format!("{key}: `{part}` is not capacity=percent"));
-                };
-                if capacity.trim().is_empty() {
-                    return Some(format!("{key}: empty capacity type"));
-                }
-                match share.trim().parse::<u32>() {
-                    Ok(p) => total += p,
-                    Err(_) => return Some(format!("{key}: `{share}` is not a percentage")),
-                }
-            }
-            (total != 100).then(|| format!("{key}: shares add up to {total}, not 100"))
-        }
-        "capacity-mix-mode" => (!matches!(value, "soft" | "hard"))
-            .then(|| format!("{key}: `{value}` is neither soft nor hard")),
-        "driver-capacity" => value
-            .trim()
-            .is_empty()
-            .then(|| format!("{key}: empty capacity type")),
-        "min-executors" => value
-            .parse::<u32>()
-            .is_err()
-            .then(|| format!("{key}: `{value}` is not a count")),
-        other => Some(format!("unknown annotation spark-fleet.io/{other}")),
-    }
+    use spark_fleet::spark::annotations as a;
+    let known: Vec<String> = spark_fleet::model::capacity::CapacityRules::default().known_types();
+    let known: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+    let result = match key {
+        a::EXECUTOR_CAPACITY_MIX => a::parse_mix(value, &known).map(|_| ()),
+        a::CAPACITY_MIX_MODE => a::parse_mode(value).map(|_| ()),
+        a::DRIVER_CAPACITY => a::parse_driver_capacity(value, &known).map(|_| ()),
+        a::MIN_EXECUTORS => a::parse_count(value).map(|_| ()),
+        k if k == format!("{}executor-resources", spark_fleet::model::ANNOTATION_PREFIX) => Ok(()),
+        other => return Some(format!("unknown annotation {other}")),
+    };
+    result.err().map(|e| format!("{key}: {e}"))
 }
 
 #[test]
@@ -1115,7 +1097,8 @@ fn annotation_check_rejects_bad_values() {
         annotation_problem(&key("executor-capacity-mix"), "spot=40,on-demand=60"),
         None
     );
-    assert!(annotation_problem(&key("executor-capacity-mix"), "spot=40,on-demand=50").is_some());
+    assert!(annotation_problem(&key("executor-capacity-mix"), "spot=0,on-demand=0").is_some());
+    assert!(annotation_problem(&key("executor-capacity-mix"), "cheap=1").is_some());
     assert!(annotation_problem(&key("executor-capacity-mix"), "spot:40").is_some());
     assert!(annotation_problem(&key("capacity-mix-mode"), "strict").is_some());
     assert!(annotation_problem(&key("min-executors"), "four").is_some());
@@ -1393,4 +1376,13 @@ fn grafana_dashboard_is_importable() {
             assert!(uses_var(&t["datasource"]), "{title}: target datasource");
         }
     }
+}
+
+#[test]
+fn deployed_config_is_the_shipped_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deployed = std::fs::read_to_string(root.join("deploy/spark-fleet.yaml")).unwrap();
+    let shipped = std::fs::read_to_string(root.join("config/spark-fleet.yaml")).unwrap();
+    assert_eq!(deployed, shipped, "deploy/spark-fleet.yaml must be a copy of config/spark-fleet.yaml");
+    spark_fleet::config::Config::parse(&deployed, "deploy/spark-fleet.yaml").unwrap();
 }
