@@ -228,3 +228,57 @@ pub fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied())
 }
+
+/// A seeded synthetic cluster for benchmarks and the memory probe: `nodes` nodes
+/// over 3 zones, 40% spot, 1 in 10 tainted for Spark, some labelled by team, each
+/// with about `pods_per_node` bound pods (a mix of Spark executors of many
+/// applications and plain pods), leaving room for more.
+pub fn synthetic_cluster(
+    nodes: usize,
+    pods_per_node: usize,
+    seed: u64,
+) -> crate::snapshot::Snapshot {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut snap = crate::snapshot::Snapshot::new(crate::model::capacity::CapacityRules::default());
+    let zones = ["zone-a", "zone-b", "zone-c"];
+    for i in 0..nodes {
+        let name = format!("node-{i:05}");
+        let mut b = node(&name, 64_000, 256 * GI)
+            .pods(pods_per_node as i64 + 80)
+            .zone(zones[i % 3])
+            .label("node.kubernetes.io/instance-type", if i % 2 == 0 { "m6i.16xlarge" } else { "r6i.16xlarge" });
+        b = if rng.random_bool(0.4) { b.spot() } else { b.on_demand() };
+        if i % 10 == 0 {
+            b = b.taint("dedicated", "gpu", TaintEffect::NoSchedule);
+        }
+        if i % 7 == 0 {
+            b = b.label("team", "analytics");
+        }
+        snap.upsert_node(b.build());
+    }
+    let apps = (nodes * pods_per_node / 40).max(1);
+    let mut n = 0usize;
+    for i in 0..nodes {
+        let node_name = format!("node-{i:05}");
+        for j in 0..pods_per_node {
+            n += 1;
+            let cpu = 500 * rng.random_range(1..=3);
+            let p = if j % 3 == 0 {
+                pod(&format!("web-{n}"), cpu, GI)
+                    .namespace("web")
+                    .label("app", &format!("web-{}", n % 50))
+            } else {
+                let app = rng.random_range(0..apps);
+                pod(&format!("app-{app}-exec-{n}"), cpu, 2 * GI)
+                    .namespace("spark")
+                    .executor(&format!("spark-app-{app}"))
+                    .priority(50_000)
+            };
+            let p = if i % 10 == 0 { p.tolerate("dedicated", "gpu", None) } else { p };
+            // Bound pods always have a node here.
+            let _ = snap.upsert_pod(p.on(&node_name).arc());
+        }
+    }
+    snap
+}
