@@ -86,13 +86,13 @@ mod tests {
         assert_eq!(c.backoff_ms(3), 1_000);
         assert!(c.validate().is_ok());
         let bad = QueueConfig {
-            initial_backoff_ms: 2_000,
+            initial_backoff_ms: 20_000,
             ..QueueConfig::default()
         };
         assert_eq!(
             bad.validate(),
             Err(QueueError::BackoffInitialAboveMax {
-                initial_ms: 2_000,
+                initial_ms: 20_000,
                 max_ms: 10_000
             })
         );

@@ -9,11 +9,15 @@ pub enum ClusterEvent {
     NodeUpdated,
     NodeRemoved,
     /// A bound pod was deleted or finished, freeing room; `app` is its Spark application.
-    PodDeleted { app: Option<Sym> },
+    PodDeleted {
+        app: Option<Sym>,
+    },
     /// An assigned pod's labels changed.
     PodUpdated,
     /// The set of executors of a Spark application changed (mix and spread shift).
-    AppExecutorsChanged { app: Sym },
+    AppExecutorsChanged {
+        app: Sym,
+    },
 }
 
 /// Plugin names as the framework reports them in `rejected_by`.
@@ -113,14 +117,29 @@ mod tests {
         let table: &[(ClusterEvent, Option<&str>, &[&'static str], bool)] = &[
             (ClusterEvent::NodeAdded, None, &[TAINT_TOLERATION], true),
             (ClusterEvent::NodeUpdated, None, &[NODE_NAME], true),
-            (ClusterEvent::NodeRemoved, None, &[NODE_RESOURCES_FIT], false),
+            (
+                ClusterEvent::NodeRemoved,
+                None,
+                &[NODE_RESOURCES_FIT],
+                false,
+            ),
             (ClusterEvent::NodeRemoved, None, &[], true),
             (deleted_none, None, &[NODE_RESOURCES_FIT], true),
             (deleted_none, None, &[NODE_PORTS], true),
             (deleted_none, None, &[SPARK_PREEMPTION], true),
             (deleted_none, None, &[TAINT_TOLERATION], false),
-            (deleted_none, None, &[NODE_AFFINITY, NODE_UNSCHEDULABLE], false),
-            (deleted_none, None, &[TAINT_TOLERATION, NODE_RESOURCES_FIT], true),
+            (
+                deleted_none,
+                None,
+                &[NODE_AFFINITY, NODE_UNSCHEDULABLE],
+                false,
+            ),
+            (
+                deleted_none,
+                None,
+                &[TAINT_TOLERATION, NODE_RESOURCES_FIT],
+                true,
+            ),
             (deleted_a, Some("app-a"), &[TAINT_TOLERATION], true),
             (deleted_a, Some("app-b"), &[TAINT_TOLERATION], false),
             (deleted_none, Some("app-a"), &[TAINT_TOLERATION], false),

@@ -20,6 +20,8 @@ pub enum QueueError {
         "queue config: initial_backoff_ms ({initial_ms}) must not exceed max_backoff_ms ({max_ms})"
     )]
     BackoffInitialAboveMax { initial_ms: u64, max_ms: u64 },
-    #[error("pod {0} was requeued but is not in flight (never popped, or its cycle already ended)")]
+    #[error(
+        "pod {0} was requeued but is not in flight (never popped, or its cycle already ended)"
+    )]
     NotInFlight(PodKey),
 }

@@ -450,7 +450,8 @@ impl SchedulingQueue {
                     .push(key.clone(), Reverse(self.backoff_expiry_ms(&qp)));
             }
             Location::Unschedulable => {
-                self.unschedulable.push(key.clone(), Reverse(qp.enqueued_ms));
+                self.unschedulable
+                    .push(key.clone(), Reverse(qp.enqueued_ms));
             }
             Location::InFlight => return,
         }
@@ -460,11 +461,17 @@ impl SchedulingQueue {
     fn take(&mut self, key: &PodKey) -> Option<QueuedPod> {
         let q = self.queued.remove(key)?;
         match q.at {
-            Location::Active => self.active.remove(key).map(|_| ()),
-            Location::Backoff => self.backoff.remove(key).map(|_| ()),
-            Location::Unschedulable => self.unschedulable.remove(key).map(|_| ()),
-            Location::InFlight => None,
-        };
+            Location::Active => {
+                self.active.remove(key);
+            }
+            Location::Backoff => {
+                self.backoff.remove(key);
+            }
+            Location::Unschedulable => {
+                self.unschedulable.remove(key);
+            }
+            Location::InFlight => {}
+        }
         Some(q.qp)
     }
 
@@ -483,7 +490,11 @@ impl SchedulingQueue {
                 self.unschedulable.get(key).is_some(),
                 self.in_flight.contains_key(key),
             ];
-            assert_eq!(places.iter().filter(|p| **p).count(), 1, "{key} in {places:?}");
+            assert_eq!(
+                places.iter().filter(|p| **p).count(),
+                1,
+                "{key} in {places:?}"
+            );
             let want = match q.at {
                 Location::Active => 0,
                 Location::Backoff => 1,
@@ -505,4 +516,619 @@ fn changed_beyond_status(old: &Pod, new: &Pod) -> bool {
     old.nominated_node_name = new.nominated_node_name;
     old.started_ms = new.started_ms;
     old != *new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Labels, Resources, SparkIdentity, SparkRole, Sym};
+    use crate::queue::plugin::*;
+    use crate::queue::ManualClock;
+
+    fn queue_at(start_ms: u64) -> (ManualClock, SchedulingQueue) {
+        let clock = ManualClock::new(start_ms);
+        let q = SchedulingQueue::new(QueueConfig::default(), Arc::new(clock.clone())).unwrap();
+        (clock, q)
+    }
+
+    fn pod_with(
+        name: &str,
+        priority: i32,
+        spark: Option<(SparkRole, &str)>,
+        created_ms: i64,
+    ) -> Pod {
+        let mut p = Pod::new("ns", name, Resources::default());
+        p.priority = priority;
+        p.created_ms = created_ms;
+        p.spark = spark.map(|(role, app)| SparkIdentity {
+            role,
+            app: Sym::new(app),
+        });
+        p
+    }
+
+    fn pod(name: &str) -> Arc<Pod> {
+        Arc::new(pod_with(name, 0, None, 0))
+    }
+
+    fn key(name: &str) -> PodKey {
+        PodKey::new("ns", name)
+    }
+
+    /// Adds `p`, pops it and fails it with `rejected_by`; returns where it went.
+    fn fail(q: &mut SchedulingQueue, p: Arc<Pod>, rejected_by: &[&'static str]) -> Location {
+        q.add(p.clone());
+        let qp = q.pop().unwrap();
+        assert_eq!(qp.pod.key, p.key);
+        q.requeue_unschedulable(qp, rejected_by.to_vec())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn active_order() {
+        use SparkRole::{Driver, Executor};
+        // (name, priority, spark, created_ms), listed in the expected pop order.
+        let table: &[(&str, i32, Option<(SparkRole, &str)>, i64)] = &[
+            ("high-exec", 100, Some((Executor, "a")), 50),
+            ("drv-new", 0, Some((Driver, "a")), 30),
+            ("plain-old", 0, None, 10),
+            ("plain-new", 0, None, 20),
+            ("exec-old-a", 0, Some((Executor, "a")), 1),
+            ("exec-old-b", 0, Some((Executor, "b")), 1),
+            ("exec-new", 0, Some((Executor, "a")), 2),
+            ("low-drv", -5, Some((Driver, "b")), 0),
+        ];
+        let (_, mut q) = queue_at(0);
+        // Insert in reverse and shuffled-ish order so the order comes from ranking.
+        for i in [3, 7, 0, 5, 1, 6, 2, 4] {
+            let (n, prio, spark, created) = table[i];
+            q.add(Arc::new(pod_with(n, prio, spark, created)));
+        }
+        let popped: Vec<String> =
+            std::iter::from_fn(|| q.pop().map(|qp| qp.pod.key.name.clone())).collect();
+        let want: Vec<&str> = table.iter().map(|r| r.0).collect();
+        assert_eq!(popped, want);
+    }
+
+    #[test]
+    fn update_in_active_reorders() {
+        let (_, mut q) = queue_at(0);
+        q.add(Arc::new(pod_with("a", 0, None, 0)));
+        q.add(Arc::new(pod_with("b", 5, None, 0)));
+        assert_eq!(
+            q.add(Arc::new(pod_with("a", 10, None, 0))),
+            Location::Active
+        );
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop().unwrap().pod.key.name, "a");
+        assert_eq!(q.pop().unwrap().pod.key.name, "b");
+    }
+
+    #[test]
+    fn backoff_durations() {
+        let (clock, mut q) = queue_at(1_000_000);
+        q.add(pod("p"));
+        // attempts 1..=6 -> 1, 2, 4, 8, 10, 10 seconds.
+        for (attempt, want_ms) in [
+            (1, 1_000),
+            (2, 2_000),
+            (3, 4_000),
+            (4, 8_000),
+            (5, 10_000),
+            (6, 10_000),
+        ] {
+            let qp = q.pop().expect("pod must be active");
+            assert_eq!(qp.attempts, attempt);
+            let t = clock.advance(123);
+            assert_eq!(q.requeue_backoff(qp).unwrap(), Some(Location::Backoff));
+            assert_eq!(
+                q.next_backoff_expiry_ms(),
+                Some(t + want_ms),
+                "attempt {attempt}"
+            );
+            clock.set(t + want_ms - 1);
+            assert_eq!(q.flush(), 0, "attempt {attempt}: moved before expiry");
+            assert!(q.pop().is_none());
+            clock.set(t + want_ms);
+            assert_eq!(q.flush(), 1, "attempt {attempt}: not moved at expiry");
+            assert_eq!(q.location(&key("p")), Some(Location::Active));
+        }
+    }
+
+    #[test]
+    fn node_added_moves_unschedulable_pod_node_removed_does_not() {
+        let (clock, mut q) = queue_at(0);
+        assert_eq!(
+            fail(&mut q, pod("p"), &[TAINT_TOLERATION]),
+            Location::Unschedulable
+        );
+        assert_eq!(q.on_event(&ClusterEvent::NodeRemoved), 0);
+        assert_eq!(q.location(&key("p")), Some(Location::Unschedulable));
+        // Still within the 1 s backoff: the helped pod waits in backoff.
+        clock.advance(500);
+        assert_eq!(q.on_event(&ClusterEvent::NodeAdded), 1);
+        assert_eq!(q.location(&key("p")), Some(Location::Backoff));
+        assert_eq!(
+            q.get(&key("p")).unwrap().rejected_by,
+            vec![TAINT_TOLERATION]
+        );
+    }
+
+    #[test]
+    fn helped_pod_past_backoff_goes_straight_to_active() {
+        let (clock, mut q) = queue_at(0);
+        fail(&mut q, pod("p"), &[NODE_AFFINITY]);
+        clock.advance(1_000);
+        assert_eq!(q.on_event(&ClusterEvent::NodeUpdated), 1);
+        assert_eq!(q.location(&key("p")), Some(Location::Active));
+    }
+
+    #[test]
+    fn pod_deleted_helps_resource_rejections_not_taint_only() {
+        let (_, mut q) = queue_at(0);
+        fail(&mut q, pod("fit"), &[NODE_RESOURCES_FIT]);
+        fail(&mut q, pod("taint"), &[TAINT_TOLERATION]);
+        fail(&mut q, pod("both"), &[TAINT_TOLERATION, NODE_PORTS]);
+        assert_eq!(q.pending_counts().unschedulable, 3);
+        assert_eq!(q.on_event(&ClusterEvent::PodDeleted { app: None }), 2);
+        assert_eq!(q.location(&key("fit")), Some(Location::Backoff));
+        assert_eq!(q.location(&key("both")), Some(Location::Backoff));
+        assert_eq!(q.location(&key("taint")), Some(Location::Unschedulable));
+        let left: Vec<_> = q
+            .unschedulable_pods()
+            .map(|qp| qp.pod.key.name.clone())
+            .collect();
+        assert_eq!(left, vec!["taint"]);
+    }
+
+    #[test]
+    fn pod_deleted_of_same_app_helps_any_rejection() {
+        let (_, mut q) = queue_at(0);
+        let exec = Arc::new(pod_with("e", 0, Some((SparkRole::Executor, "app-1")), 0));
+        fail(&mut q, exec, &[TAINT_TOLERATION]);
+        let other_app = Some(Sym::new("app-2"));
+        assert_eq!(q.on_event(&ClusterEvent::PodDeleted { app: other_app }), 0);
+        let same_app = Some(Sym::new("app-1"));
+        assert_eq!(q.on_event(&ClusterEvent::PodDeleted { app: same_app }), 1);
+    }
+
+    #[test]
+    fn app_executors_changed_only_helps_same_app() {
+        let (_, mut q) = queue_at(0);
+        let a = Arc::new(pod_with("a", 0, Some((SparkRole::Executor, "app-a")), 0));
+        let b = Arc::new(pod_with("b", 0, Some((SparkRole::Executor, "app-b")), 0));
+        let a_fit = Arc::new(pod_with(
+            "a-fit",
+            0,
+            Some((SparkRole::Executor, "app-a")),
+            0,
+        ));
+        fail(&mut q, a, &[CAPACITY_MIX]);
+        fail(&mut q, b, &[CAPACITY_MIX]);
+        fail(&mut q, a_fit, &[NODE_RESOURCES_FIT]);
+        let moved = q.on_event(&ClusterEvent::AppExecutorsChanged {
+            app: Sym::new("app-a"),
+        });
+        assert_eq!(moved, 1);
+        assert_eq!(q.location(&key("a")), Some(Location::Backoff));
+        assert_eq!(q.location(&key("b")), Some(Location::Unschedulable));
+        assert_eq!(q.location(&key("a-fit")), Some(Location::Unschedulable));
+    }
+
+    #[test]
+    fn leftover_flush_after_five_minutes() {
+        let (clock, mut q) = queue_at(10_000);
+        fail(&mut q, pod("p"), &[NODE_AFFINITY]);
+        assert_eq!(q.next_leftover_flush_ms(), Some(10_000 + 300_001));
+        clock.set(10_000 + 300_000);
+        assert_eq!(q.flush(), 0);
+        assert_eq!(q.location(&key("p")), Some(Location::Unschedulable));
+        clock.set(10_000 + 300_001);
+        assert_eq!(q.flush(), 1);
+        assert_eq!(q.location(&key("p")), Some(Location::Active));
+        assert_eq!(q.next_leftover_flush_ms(), None);
+    }
+
+    #[test]
+    fn leftover_flush_respects_short_config_and_backoff() {
+        let clock = ManualClock::new(0);
+        let config = QueueConfig {
+            unschedulable_flush_ms: 100,
+            ..QueueConfig::default()
+        };
+        let mut q = SchedulingQueue::new(config, Arc::new(clock.clone())).unwrap();
+        fail(&mut q, pod("p"), &[NODE_AFFINITY]);
+        clock.set(101);
+        // Out of the pool, but its 1 s backoff still runs.
+        assert_eq!(q.flush(), 1);
+        assert_eq!(q.location(&key("p")), Some(Location::Backoff));
+        clock.set(1_000);
+        assert_eq!(q.flush(), 1);
+        assert_eq!(q.location(&key("p")), Some(Location::Active));
+    }
+
+    #[test]
+    fn update_while_in_flight_is_not_lost() {
+        let (_, mut q) = queue_at(0);
+        q.add(pod("p"));
+        let qp = q.pop().unwrap();
+        let mut newer = pod_with("p", 0, None, 0);
+        newer.labels = Labels::from_pairs([("tier", "gold")]);
+        assert_eq!(q.add(Arc::new(newer)), Location::InFlight);
+        assert_eq!(q.len(), 1);
+        // A rejection the update may have cured: retried after backoff, with the new object.
+        let at = q.requeue_unschedulable(qp, vec![NODE_AFFINITY]).unwrap();
+        assert_eq!(at, Some(Location::Backoff));
+        let queued = q.get(&key("p")).unwrap();
+        assert_eq!(queued.pod.labels.get_str("tier"), Some("gold"));
+        assert_eq!(queued.attempts, 1);
+        assert!(!q.done(&key("p")), "done after requeue is a no-op");
+        assert_eq!(q.location(&key("p")), Some(Location::Backoff));
+    }
+
+    #[test]
+    fn status_only_update_while_in_flight_keeps_pod_unschedulable() {
+        let (_, mut q) = queue_at(0);
+        q.add(pod("p"));
+        let qp = q.pop().unwrap();
+        let mut newer = pod_with("p", 0, None, 0);
+        newer.nominated_node_name = Some(Sym::new("n1"));
+        q.add(Arc::new(newer));
+        let at = q.requeue_unschedulable(qp, vec![NODE_AFFINITY]).unwrap();
+        assert_eq!(at, Some(Location::Unschedulable));
+        assert_eq!(
+            q.get(&key("p")).unwrap().pod.nominated_node_name,
+            Some(Sym::new("n1"))
+        );
+    }
+
+    #[test]
+    fn update_of_unschedulable_pod_moves_it_unless_status_only() {
+        let (_, mut q) = queue_at(0);
+        fail(&mut q, pod("p"), &[NODE_AFFINITY]);
+        let mut status_only = pod_with("p", 0, None, 0);
+        status_only.started_ms = Some(5);
+        assert_eq!(q.add(Arc::new(status_only)), Location::Unschedulable);
+        let mut spec_change = pod_with("p", 0, None, 0);
+        spec_change.node_selector = vec![(Sym::new("zone"), Sym::new("a"))];
+        assert_eq!(q.add(Arc::new(spec_change)), Location::Backoff);
+        assert_eq!(q.get(&key("p")).unwrap().pod.node_selector.len(), 1);
+    }
+
+    #[test]
+    fn done_after_bind_forgets_the_pod_and_its_update() {
+        let (_, mut q) = queue_at(0);
+        q.add(pod("p"));
+        let _qp = q.pop().unwrap();
+        q.add(pod("p"));
+        assert!(q.done(&key("p")));
+        assert!(!q.contains(&key("p")));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn pod_recreated_during_flight_is_queued_fresh() {
+        let (_, mut q) = queue_at(0);
+        q.add(pod("p"));
+        let _qp = q.pop().unwrap();
+        assert!(q.delete(&key("p")));
+        let mut recreated = pod_with("p", 0, None, 0);
+        recreated.uid = "second-uid".into();
+        assert_eq!(q.add(Arc::new(recreated)), Location::InFlight);
+        assert!(q.done(&key("p")));
+        let queued = q.get(&key("p")).unwrap();
+        assert_eq!(queued.pod.uid, "second-uid");
+        assert_eq!(queued.attempts, 0);
+        assert_eq!(q.location(&key("p")), Some(Location::Active));
+    }
+
+    #[test]
+    fn delete_while_queued() {
+        let (_, mut q) = queue_at(0);
+        fail(&mut q, pod("unsched"), &[TAINT_TOLERATION]);
+        q.add(pod("backoff"));
+        let qp = q.pop().unwrap();
+        assert_eq!(q.requeue_backoff(qp).unwrap(), Some(Location::Backoff));
+        q.add(pod("active"));
+        q.add(pod("active2"));
+        let counts = q.pending_counts();
+        assert_eq!(
+            (counts.active, counts.backoff, counts.unschedulable),
+            (2, 1, 1)
+        );
+        for name in ["active", "backoff", "unsched", "active2"] {
+            assert!(q.delete(&key(name)), "{name}");
+            assert!(!q.contains(&key(name)), "{name}");
+            assert!(!q.delete(&key(name)), "{name} deleted twice");
+        }
+        assert_eq!(q.pending_counts(), PendingCounts::default());
+        assert!(q.pop().is_none());
+        assert_eq!(q.next_backoff_expiry_ms(), None);
+    }
+
+    #[test]
+    fn delete_while_in_flight_drops_on_requeue() {
+        let (_, mut q) = queue_at(0);
+        q.add(pod("p"));
+        let qp = q.pop().unwrap();
+        assert_eq!(q.location(&key("p")), Some(Location::InFlight));
+        assert!(q.delete(&key("p")));
+        assert!(!q.contains(&key("p")));
+        assert_eq!(q.requeue_unschedulable(qp.clone(), vec![]).unwrap(), None);
+        assert!(q.is_empty());
+        assert_eq!(
+            q.requeue_backoff(qp),
+            Err(QueueError::NotInFlight(key("p")))
+        );
+    }
+
+    #[test]
+    fn move_request_during_flight_sends_to_backoff() {
+        // (event during the flight, rejected_by, expected place)
+        let table: &[(Option<ClusterEvent>, &[&'static str], Location)] = &[
+            (None, &[TAINT_TOLERATION], Location::Unschedulable),
+            (
+                Some(ClusterEvent::NodeAdded),
+                &[TAINT_TOLERATION],
+                Location::Backoff,
+            ),
+            (
+                Some(ClusterEvent::NodeRemoved),
+                &[TAINT_TOLERATION],
+                Location::Unschedulable,
+            ),
+            (
+                Some(ClusterEvent::PodDeleted { app: None }),
+                &[TAINT_TOLERATION],
+                Location::Unschedulable,
+            ),
+            (
+                Some(ClusterEvent::PodDeleted { app: None }),
+                &[NODE_RESOURCES_FIT],
+                Location::Backoff,
+            ),
+            (None, &[], Location::Backoff),
+        ];
+        for (i, (event, rejected_by, want)) in table.iter().enumerate() {
+            let (_, mut q) = queue_at(0);
+            q.add(pod("p"));
+            let qp = q.pop().unwrap();
+            if let Some(e) = event {
+                q.on_event(e);
+            }
+            let at = q.requeue_unschedulable(qp, rejected_by.to_vec()).unwrap();
+            assert_eq!(at, Some(*want), "row {i}");
+        }
+    }
+
+    #[test]
+    fn events_before_the_flight_do_not_count() {
+        let (_, mut q) = queue_at(0);
+        q.add(pod("p"));
+        q.on_event(&ClusterEvent::NodeAdded);
+        let qp = q.pop().unwrap();
+        let at = q.requeue_unschedulable(qp, vec![TAINT_TOLERATION]).unwrap();
+        assert_eq!(at, Some(Location::Unschedulable));
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let config = QueueConfig {
+            initial_backoff_ms: 20_000,
+            ..QueueConfig::default()
+        };
+        let err = SchedulingQueue::new(config, Arc::new(ManualClock::new(0))).err();
+        assert_eq!(
+            err,
+            Some(QueueError::BackoffInitialAboveMax {
+                initial_ms: 20_000,
+                max_ms: 10_000
+            })
+        );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::{BTreeMap, HashMap};
+
+        const PODS: usize = 6;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Add pod `i`; `recreate` gives it a new uid.
+            Add {
+                i: usize,
+                priority: i32,
+                recreate: bool,
+            },
+            Pop,
+            /// Requeue the `j`-th held pod as unschedulable with a rejector subset.
+            Fail {
+                j: usize,
+                rejectors: u8,
+            },
+            Backoff {
+                j: usize,
+            },
+            /// Bind the `j`-th held pod.
+            Bound {
+                j: usize,
+            },
+            Delete {
+                i: usize,
+            },
+            Event(u8),
+            Advance(u64),
+            Flush,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0..PODS, -1..2i32, proptest::bool::weighted(0.15)).prop_map(
+                    |(i, priority, recreate)| Op::Add {
+                        i,
+                        priority,
+                        recreate
+                    }
+                ),
+                Just(Op::Pop),
+                (0..4usize, any::<u8>()).prop_map(|(j, rejectors)| Op::Fail { j, rejectors }),
+                (0..4usize).prop_map(|j| Op::Backoff { j }),
+                (0..4usize).prop_map(|j| Op::Bound { j }),
+                (0..PODS).prop_map(|i| Op::Delete { i }),
+                (0..6u8).prop_map(Op::Event),
+                (0..400_000u64).prop_map(Op::Advance),
+                Just(Op::Flush),
+            ]
+        }
+
+        const REJECTORS: [&str; 5] = [
+            TAINT_TOLERATION,
+            NODE_RESOURCES_FIT,
+            CAPACITY_MIX,
+            POD_TOPOLOGY_SPREAD,
+            NODE_AFFINITY,
+        ];
+
+        fn event(n: u8) -> ClusterEvent {
+            match n {
+                0 => ClusterEvent::NodeAdded,
+                1 => ClusterEvent::NodeUpdated,
+                2 => ClusterEvent::NodeRemoved,
+                3 => ClusterEvent::PodDeleted {
+                    app: Some(Sym::new("app-0")),
+                },
+                4 => ClusterEvent::PodUpdated,
+                _ => ClusterEvent::AppExecutorsChanged {
+                    app: Sym::new("app-1"),
+                },
+            }
+        }
+
+        fn make_pod(i: usize, priority: i32, uid_gen: u32) -> Arc<Pod> {
+            let role = if i % 3 == 0 {
+                SparkRole::Driver
+            } else {
+                SparkRole::Executor
+            };
+            let app = format!("app-{}", i % 2);
+            let mut p = pod_with(&format!("p{i}"), priority, Some((role, &app)), i as i64);
+            p.uid = format!("p{i}-{uid_gen}");
+            Arc::new(p)
+        }
+
+        /// Model: which pods must be tracked. `uid` is the pod's current uid;
+        /// a held pod whose key has a different current uid was recreated in flight.
+        #[derive(Default)]
+        struct Model {
+            live: BTreeMap<PodKey, String>,
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn no_pod_lost_or_duplicated(ops in proptest::collection::vec(op(), 1..80)) {
+                let clock = ManualClock::new(0);
+                let mut q = SchedulingQueue::new(QueueConfig::default(), Arc::new(clock.clone())).unwrap();
+                let mut model = Model::default();
+                let mut held: Vec<QueuedPod> = Vec::new();
+                let mut uid_gen: HashMap<usize, u32> = HashMap::new();
+                for op in ops {
+                    match op {
+                        Op::Add { i, priority, recreate } => {
+                            let g = uid_gen.entry(i).or_insert(0);
+                            if recreate {
+                                *g += 1;
+                            }
+                            let p = make_pod(i, priority, *g);
+                            model.live.insert(p.key.clone(), p.uid.clone());
+                            q.add(p);
+                        }
+                        Op::Pop => {
+                            if let Some(qp) = q.pop() {
+                                prop_assert!(model.live.contains_key(qp.key()));
+                                prop_assert!(held.iter().all(|h| h.key() != qp.key()), "popped twice");
+                                held.push(qp);
+                            }
+                        }
+                        Op::Fail { j, rejectors } if !held.is_empty() => {
+                            let qp = held.remove(j % held.len());
+                            let rejected_by: Vec<&'static str> = REJECTORS
+                                .iter()
+                                .enumerate()
+                                .filter(|(b, _)| rejectors & (1 << b) != 0)
+                                .map(|(_, r)| *r)
+                                .collect();
+                            let k = qp.key().clone();
+                            let at = q.requeue_unschedulable(qp, rejected_by).unwrap();
+                            prop_assert_eq!(at.is_some(), model.live.contains_key(&k));
+                        }
+                        Op::Backoff { j } if !held.is_empty() => {
+                            let qp = held.remove(j % held.len());
+                            let k = qp.key().clone();
+                            let at = q.requeue_backoff(qp).unwrap();
+                            prop_assert_eq!(at.is_some(), model.live.contains_key(&k));
+                        }
+                        Op::Bound { j } if !held.is_empty() => {
+                            let qp = held.remove(j % held.len());
+                            prop_assert!(q.done(qp.key()));
+                            // The bound pod leaves; a pod recreated under its name stays.
+                            if model.live.get(qp.key()) == Some(&qp.pod.uid) {
+                                model.live.remove(qp.key());
+                            }
+                        }
+                        Op::Fail { .. } | Op::Backoff { .. } | Op::Bound { .. } => {}
+                        Op::Delete { i } => {
+                            let k = key(&format!("p{i}"));
+                            let was = model.live.remove(&k).is_some();
+                            prop_assert_eq!(q.delete(&k), was);
+                        }
+                        Op::Event(n) => {
+                            q.on_event(&event(n));
+                        }
+                        Op::Advance(ms) => {
+                            clock.advance(ms);
+                        }
+                        Op::Flush => {
+                            q.flush();
+                        }
+                    }
+                    q.assert_consistent();
+                    prop_assert_eq!(q.len(), model.live.len());
+                    for i in 0..PODS {
+                        let k = key(&format!("p{i}"));
+                        let loc = q.location(&k);
+                        prop_assert_eq!(loc.is_some(), model.live.contains_key(&k), "{}", k);
+                        let in_hand = held.iter().any(|h| h.key() == &k);
+                        if loc.is_some() {
+                            prop_assert_eq!(loc == Some(Location::InFlight), in_hand, "{}", k);
+                        }
+                        if let (Some(uid), Some(queued)) = (model.live.get(&k), q.get(&k)) {
+                            prop_assert_eq!(uid, &queued.pod.uid);
+                        }
+                    }
+                    let counts = q.pending_counts();
+                    prop_assert_eq!(
+                        counts.active + counts.backoff + counts.unschedulable + q.in_flight_count(),
+                        model.live.len()
+                    );
+                }
+                // Given enough time and flushes, everything still tracked becomes poppable.
+                for qp in held.drain(..) {
+                    q.requeue_backoff(qp).unwrap();
+                }
+                clock.advance(301_000);
+                q.flush();
+                let mut drained = 0;
+                while let Some(qp) = q.pop() {
+                    prop_assert!(q.done(qp.key()));
+                    drained += 1;
+                }
+                prop_assert_eq!(drained, model.live.len());
+                prop_assert!(q.is_empty());
+            }
+        }
+    }
 }
