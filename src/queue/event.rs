@@ -64,7 +64,7 @@ const HELPED_BY_APP_EXECUTORS_CHANGED: &[&str] = &[CAPACITY_MIX, EXECUTOR_SPREAD
 /// |---|---|
 /// | `NodeAdded`, `NodeUpdated` | every pod |
 /// | `NodeRemoved` | no pod |
-/// | `PodDeleted { app }` | pods rejected by any of [`HELPED_BY_POD_DELETED`], and pods of `app` |
+/// | `PodDeleted { app }` | pods rejected by `NodeResourcesFit`, `NodePorts`, `PodTopologySpread`, `CapacityMix`, `ExecutorSpread`, `DriverAdmission`, `DefaultPreemption` or `SparkPreemption`; and pods of `app` |
 /// | `PodUpdated` | pods rejected by `PodTopologySpread` or `ExecutorSpread` |
 /// | `AppExecutorsChanged { app }` | pods of `app` rejected by `CapacityMix`, `ExecutorSpread` or `DriverAdmission` |
 ///

@@ -569,7 +569,8 @@ mod tests {
     fn active_order() {
         use SparkRole::{Driver, Executor};
         // (name, priority, spark, created_ms), listed in the expected pop order.
-        let table: &[(&str, i32, Option<(SparkRole, &str)>, i64)] = &[
+        type Row = (&'static str, i32, Option<(SparkRole, &'static str)>, i64);
+        let table: &[Row] = &[
             ("high-exec", 100, Some((Executor, "a")), 50),
             ("drv-new", 0, Some((Driver, "a")), 30),
             ("plain-old", 0, None, 10),
