@@ -1,14 +1,15 @@
 //! spark-fleet: a Kubernetes scheduler for Apache Spark.
 //!
 //! Data flows one way: watch (or trace) → [`snapshot`] → [`queue`] → scheduling
-//! cycle ([`framework`] running [`plugins`]) → reserve → bind (live [`kube`] or simulated [`sim`]).
+//! cycle ([`framework`] running [`plugins`]) → reserve → bind (live or simulated).
 
 pub mod config;
+pub mod explain;
 pub mod framework;
+pub mod manifests;
 pub mod model;
 pub mod plugins;
+pub mod queue;
 pub mod snapshot;
 pub mod spark;
 pub mod testkit;
-pub mod manifests;
-pub mod explain;

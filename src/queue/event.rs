@@ -1,0 +1,164 @@
+//! Cluster events and the one table saying which rejected pods an event may help.
+
+use crate::model::{Pod, Sym};
+
+/// Something that changed in the cluster and may make an unschedulable pod fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterEvent {
+    NodeAdded,
+    NodeUpdated,
+    NodeRemoved,
+    /// A bound pod was deleted or finished, freeing room; `app` is its Spark application.
+    PodDeleted {
+        app: Option<Sym>,
+    },
+    /// An assigned pod's labels changed.
+    PodUpdated,
+    /// The set of executors of a Spark application changed (mix and spread shift).
+    AppExecutorsChanged {
+        app: Sym,
+    },
+}
+
+/// Plugin names as the framework reports them in `rejected_by`.
+pub mod plugin {
+    pub const NODE_NAME: &str = "NodeName";
+    pub const NODE_UNSCHEDULABLE: &str = "NodeUnschedulable";
+    pub const TAINT_TOLERATION: &str = "TaintToleration";
+    pub const NODE_AFFINITY: &str = "NodeAffinity";
+    pub const NODE_RESOURCES_FIT: &str = "NodeResourcesFit";
+    pub const NODE_PORTS: &str = "NodePorts";
+    pub const POD_TOPOLOGY_SPREAD: &str = "PodTopologySpread";
+    pub const CAPACITY_MIX: &str = "CapacityMix";
+    pub const EXECUTOR_SPREAD: &str = "ExecutorSpread";
+    pub const DRIVER_ADMISSION: &str = "DriverAdmission";
+    pub const DEFAULT_PREEMPTION: &str = "DefaultPreemption";
+    pub const SPARK_PREEMPTION: &str = "SparkPreemption";
+}
+
+use plugin::*;
+
+/// Rejections a freed slot on some node may lift: resources, ports, spread
+/// counts, the app's capacity mix and admission, and preemption (fewer victims needed).
+/// Node-local properties (name, cordon, taints, affinity) don't change when a pod leaves.
+const HELPED_BY_POD_DELETED: &[&str] = &[
+    NODE_RESOURCES_FIT,
+    NODE_PORTS,
+    POD_TOPOLOGY_SPREAD,
+    CAPACITY_MIX,
+    EXECUTOR_SPREAD,
+    DRIVER_ADMISSION,
+    DEFAULT_PREEMPTION,
+    SPARK_PREEMPTION,
+];
+
+/// Label changes on assigned pods only shift the counts that spread constraints select.
+const HELPED_BY_POD_UPDATED: &[&str] = &[POD_TOPOLOGY_SPREAD, EXECUTOR_SPREAD];
+
+/// Per-application state: only that app's mix, spread and driver admission move.
+const HELPED_BY_APP_EXECUTORS_CHANGED: &[&str] = &[CAPACITY_MIX, EXECUTOR_SPREAD, DRIVER_ADMISSION];
+
+/// Whether `event` could make `pod`, last rejected by the plugins in `rejected_by`, schedulable.
+///
+/// | event | helps |
+/// |---|---|
+/// | `NodeAdded`, `NodeUpdated` | every pod |
+/// | `NodeRemoved` | no pod |
+/// | `PodDeleted { app }` | pods rejected by `NodeResourcesFit`, `NodePorts`, `PodTopologySpread`, `CapacityMix`, `ExecutorSpread`, `DriverAdmission`, `DefaultPreemption` or `SparkPreemption`; and pods of `app` |
+/// | `PodUpdated` | pods rejected by `PodTopologySpread` or `ExecutorSpread` |
+/// | `AppExecutorsChanged { app }` | pods of `app` rejected by `CapacityMix`, `ExecutorSpread` or `DriverAdmission` |
+///
+/// A pod with no recorded rejector (it failed on an error) is helped by every event.
+/// Being helped is a conservative "may": the pod is retried, not promised a node.
+pub fn event_may_help(event: &ClusterEvent, pod: &Pod, rejected_by: &[&'static str]) -> bool {
+    if rejected_by.is_empty() {
+        return true;
+    }
+    let rejected_by_any = |plugins: &[&str]| rejected_by.iter().any(|r| plugins.contains(r));
+    let pod_app = pod.spark.as_ref().map(|s| s.app);
+    match event {
+        ClusterEvent::NodeAdded | ClusterEvent::NodeUpdated => true,
+        ClusterEvent::NodeRemoved => false,
+        ClusterEvent::PodDeleted { app } => {
+            rejected_by_any(HELPED_BY_POD_DELETED) || (app.is_some() && pod_app == *app)
+        }
+        ClusterEvent::PodUpdated => rejected_by_any(HELPED_BY_POD_UPDATED),
+        ClusterEvent::AppExecutorsChanged { app } => {
+            pod_app == Some(*app) && rejected_by_any(HELPED_BY_APP_EXECUTORS_CHANGED)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Resources, SparkIdentity, SparkRole};
+
+    fn pod_of_app(app: Option<&str>) -> Pod {
+        let mut p = Pod::new("ns", "p", Resources::default());
+        p.spark = app.map(|a| SparkIdentity {
+            role: SparkRole::Executor,
+            app: Sym::new(a),
+        });
+        p
+    }
+
+    #[test]
+    fn rule_table() {
+        let a = Some(Sym::new("app-a"));
+        let b = Sym::new("app-b");
+        let deleted_a = ClusterEvent::PodDeleted { app: a };
+        let deleted_none = ClusterEvent::PodDeleted { app: None };
+        let exec_a = ClusterEvent::AppExecutorsChanged {
+            app: Sym::new("app-a"),
+        };
+        let exec_b = ClusterEvent::AppExecutorsChanged { app: b };
+        // (event, pod app, rejected_by, helps)
+        let table: &[(ClusterEvent, Option<&str>, &[&'static str], bool)] = &[
+            (ClusterEvent::NodeAdded, None, &[TAINT_TOLERATION], true),
+            (ClusterEvent::NodeUpdated, None, &[NODE_NAME], true),
+            (
+                ClusterEvent::NodeRemoved,
+                None,
+                &[NODE_RESOURCES_FIT],
+                false,
+            ),
+            (ClusterEvent::NodeRemoved, None, &[], true),
+            (deleted_none, None, &[NODE_RESOURCES_FIT], true),
+            (deleted_none, None, &[NODE_PORTS], true),
+            (deleted_none, None, &[SPARK_PREEMPTION], true),
+            (deleted_none, None, &[TAINT_TOLERATION], false),
+            (
+                deleted_none,
+                None,
+                &[NODE_AFFINITY, NODE_UNSCHEDULABLE],
+                false,
+            ),
+            (
+                deleted_none,
+                None,
+                &[TAINT_TOLERATION, NODE_RESOURCES_FIT],
+                true,
+            ),
+            (deleted_a, Some("app-a"), &[TAINT_TOLERATION], true),
+            (deleted_a, Some("app-b"), &[TAINT_TOLERATION], false),
+            (deleted_none, Some("app-a"), &[TAINT_TOLERATION], false),
+            (ClusterEvent::PodUpdated, None, &[POD_TOPOLOGY_SPREAD], true),
+            (ClusterEvent::PodUpdated, None, &[EXECUTOR_SPREAD], true),
+            (ClusterEvent::PodUpdated, None, &[NODE_RESOURCES_FIT], false),
+            (exec_a, Some("app-a"), &[CAPACITY_MIX], true),
+            (exec_a, Some("app-a"), &[DRIVER_ADMISSION], true),
+            (exec_a, Some("app-a"), &[NODE_RESOURCES_FIT], false),
+            (exec_b, Some("app-a"), &[CAPACITY_MIX], false),
+            (exec_a, None, &[CAPACITY_MIX], false),
+        ];
+        for (i, (event, app, rejected_by, want)) in table.iter().enumerate() {
+            let pod = pod_of_app(*app);
+            assert_eq!(
+                event_may_help(event, &pod, rejected_by),
+                *want,
+                "row {i}: {event:?} app {app:?} rejected_by {rejected_by:?}"
+            );
+        }
+    }
+}
