@@ -4,3 +4,4 @@
 //! cycle ([`framework`] running [`plugins`]) → reserve → bind (live [`kube`] or simulated [`sim`]).
 
 pub mod model;
+pub mod sim;
