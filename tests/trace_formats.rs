@@ -93,15 +93,37 @@ fn malformed_lines_report_line_and_field() {
     let lines: Vec<&str> = EVERY_FIELD.lines().collect();
     // (line to corrupt (1-based), replacement, text the message must contain)
     let cases = [
-        (3, lines[2].replace("\"cpu\"", "\"cpus\"").replace("allocatable", "allocatables"), "allocatables"),
+        (
+            3,
+            lines[2]
+                .replace("\"cpu\"", "\"cpus\"")
+                .replace("allocatable", "allocatables"),
+            "allocatables",
+        ),
         (3, lines[2].replace("7900m", "7900q"), "allocatable.cpu"),
         (5, lines[4].replace("\"executors\":3,", ""), "executors"),
-        (6, lines[5].replace("\"priority\":7", "\"priority\":\"high\""), "invalid type"),
+        (
+            6,
+            lines[5].replace("\"priority\":7", "\"priority\":\"high\""),
+            "invalid type",
+        ),
         (6, lines[5].replace("\"Gt\"", "\"Greater\""), "Greater"),
-        (6, lines[5].replace("duration_seconds\":30.000001", "duration_seconds\":-3"), "duration_seconds"),
-        (7, lines[6].replace("spot_interruption", "spot_warning"), "spot_warning"),
+        (
+            6,
+            lines[5].replace("duration_seconds\":30.000001", "duration_seconds\":-3"),
+            "duration_seconds",
+        ),
+        (
+            7,
+            lines[6].replace("spot_interruption", "spot_warning"),
+            "spot_warning",
+        ),
         (8, lines[7].replace("\"t\":130", "\"t\":99"), "time-ordered"),
-        (4, lines[3].replace("\"min\":1", "\"min\":1,\"mid\":2"), "unknown field `mid`"),
+        (
+            4,
+            lines[3].replace("\"min\":1", "\"min\":1,\"mid\":2"),
+            "unknown field `mid`",
+        ),
     ];
     for (line, bad, needle) in cases {
         let mut text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
@@ -164,13 +186,18 @@ fn openb_fixture_import() {
         .filter(|n| n.allocatable.contains_key(RESOURCE_GPU))
         .collect();
     assert_eq!(gpu_nodes.len(), 14);
-    assert!(gpu_nodes.iter().all(|n| n.labels.contains_key(LABEL_GPU_MODEL)));
+    assert!(gpu_nodes
+        .iter()
+        .all(|n| n.labels.contains_key(LABEL_GPU_MODEL)));
     for n in &nodes {
         n.to_node().unwrap();
     }
 
     // openb-pod-0000: 12000 milli-CPU, 16384 MiB, 1 whole GPU, LS, created at 0, ran 0..12537496.
-    let (t0, p0) = pods.iter().find(|(_, p)| p.name == "openb-pod-0000").unwrap();
+    let (t0, p0) = pods
+        .iter()
+        .find(|(_, p)| p.name == "openb-pod-0000")
+        .unwrap();
     assert_eq!(*t0, 0.0);
     assert_eq!(p0.requests[RESOURCE_GPU], "1");
     assert_eq!(p0.requests[openb::RESOURCE_GPU_MILLI], "1000");
@@ -178,7 +205,10 @@ fn openb_fixture_import() {
     let r = p0.requests().unwrap();
     assert_eq!((r.milli_cpu, r.memory), (12_000, 16_384 << 20));
     // openb-pod-0001 shares a GPU: 460 milli, no whole GPU.
-    let (_, p1) = pods.iter().find(|(_, p)| p.name == "openb-pod-0001").unwrap();
+    let (_, p1) = pods
+        .iter()
+        .find(|(_, p)| p.name == "openb-pod-0001")
+        .unwrap();
     assert!(!p1.requests.contains_key(RESOURCE_GPU));
     assert_eq!(p1.requests[openb::RESOURCE_GPU_MILLI], "460");
     // An 8-GPU pod requests 8 whole GPUs.
@@ -200,7 +230,10 @@ fn openb_capacity_types_are_seeded() {
             }))
         })
         .collect();
-    assert!(other.iter().any(|o| *o != a), "other seeds change the assignment");
+    assert!(
+        other.iter().any(|o| *o != a),
+        "other seeds change the assignment"
+    );
 }
 
 #[test]
@@ -229,10 +262,15 @@ fn openb_full_node_list_honours_spot_fraction_and_zones() {
     assert!((fraction - 0.3).abs() < 0.01, "{fraction}");
     let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
     for n in &nodes {
-        *zones.entry(n.labels["topology.kubernetes.io/zone"].as_str()).or_default() += 1;
+        *zones
+            .entry(n.labels["topology.kubernetes.io/zone"].as_str())
+            .or_default() += 1;
     }
     assert_eq!(zones.len(), 3);
-    assert!(zones.values().all(|&c| c.abs_diff(1523 / 3) <= 1), "{zones:?}");
+    assert!(
+        zones.values().all(|&c| c.abs_diff(1523 / 3) <= 1),
+        "{zones:?}"
+    );
 }
 
 #[test]
@@ -270,7 +308,11 @@ fn generated_shape_is_sane() {
                 }
             }
             Event::SpotInterruption(s) => {
-                assert!(spot_nodes.contains(&s.node), "{} is not a spot node", s.node);
+                assert!(
+                    spot_nodes.contains(&s.node),
+                    "{} is not a spot node",
+                    s.node
+                );
                 assert_eq!(s.notice_seconds, 120.0);
                 interruptions += 1;
             }
@@ -304,7 +346,10 @@ fn generated_shape_is_sane() {
     assert!((40..=110).contains(&dynamic), "{dynamic}");
     let mixed = apps
         .iter()
-        .filter(|a| a.annotations.contains_key("spark-fleet.io/executor-capacity-mix"))
+        .filter(|a| {
+            a.annotations
+                .contains_key("spark-fleet.io/executor-capacity-mix")
+        })
         .count();
     assert!(mixed > 220, "{mixed}");
     assert!(apps
@@ -314,7 +359,11 @@ fn generated_shape_is_sane() {
     // uniform arrival process (2/60 of the time) would give.
     let at_top = apps
         .iter()
-        .zip(t.events.iter().filter(|e| matches!(e.event, Event::AppSubmit(_))))
+        .zip(
+            t.events
+                .iter()
+                .filter(|e| matches!(e.event, Event::AppSubmit(_))),
+        )
         .filter(|(_, e)| e.t % 3600.0 < 120.0)
         .count();
     assert!(at_top > 100, "{at_top}");

@@ -6,12 +6,12 @@
 //! always produces a byte-identical trace.
 
 use super::openb::zone_name;
+use super::{AppSubmit, ResourceList};
 use super::{
     DynamicAllocation, Event, NodeAdd, PodSubmit, RoleSpec, SpotInterruption, StringMap,
     TimedEvent, Trace, TraceError, TraceHeader, ANNOTATION_CAPACITY_MIX, CAPACITY_ON_DEMAND,
     CAPACITY_SPOT, DEFAULT_SCHEDULER_NAME, LABEL_CAPACITY_TYPE,
 };
-use super::{AppSubmit, ResourceList};
 use crate::model::{LABEL_HOSTNAME, LABEL_ZONE};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -121,7 +121,9 @@ impl GenerateParams {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(TraceError::Options(format!("{name} {v} must be finite and >= 0")))
+                Err(TraceError::Options(format!(
+                    "{name} {v} must be finite and >= 0"
+                )))
             }
         };
         non_negative("monthly_interruption_rate", self.monthly_interruption_rate)?;
@@ -137,7 +139,10 @@ impl GenerateParams {
             )));
         }
         if !(1..=26).contains(&self.zones) {
-            return Err(TraceError::Options(format!("zones {} is not in 1..=26", self.zones)));
+            return Err(TraceError::Options(format!(
+                "zones {} is not in 1..=26",
+                self.zones
+            )));
         }
         Ok(())
     }
@@ -432,7 +437,10 @@ fn draw_app(rng: &mut Sampler, params: &GenerateParams, scheduled: bool) -> AppS
         id: String::new(),
         namespace: namespace.into(),
         driver: RoleSpec {
-            requests: resources(&driver_cores.to_string(), &format!("{}Gi", driver_cores * 4)),
+            requests: resources(
+                &driver_cores.to_string(),
+                &format!("{}Gi", driver_cores * 4),
+            ),
             priority: DRIVER_PRIORITY,
         },
         executor: RoleSpec {
@@ -465,7 +473,9 @@ mod tests {
         let n = 20_000;
         let mean = (0..n).map(|_| s.exponential(2.0)).sum::<f64>() / n as f64;
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
-        let picks = (0..n).filter(|_| s.weighted(&[(true, 0.25), (false, 0.75)])).count();
+        let picks = (0..n)
+            .filter(|_| s.weighted(&[(true, 0.25), (false, 0.75)]))
+            .count();
         assert!((picks as f64 / n as f64 - 0.25).abs() < 0.02);
         for _ in 0..1000 {
             let x = s.log_uniform(300.0, 3600.0);

@@ -486,7 +486,11 @@ pub enum SelectorOperator {
 /// Converts a resource list to model resources, the way the kubelet/scheduler read them:
 /// `cpu` in millicores, `memory`/`ephemeral-storage`/`pods` and extended resources as integers.
 /// Errors name `object` and `field.resource`; negative quantities are rejected.
-pub fn resources_from(list: &ResourceList, object: &str, field: &str) -> Result<Resources, TraceError> {
+pub fn resources_from(
+    list: &ResourceList,
+    object: &str,
+    field: &str,
+) -> Result<Resources, TraceError> {
     let mut r = Resources::default();
     for (name, q) in list {
         let err = |message: String| TraceError::Field {

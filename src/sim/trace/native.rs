@@ -54,8 +54,8 @@ pub fn parse_jsonl<R: BufRead>(reader: R, file: &str) -> Result<Trace, TraceErro
                 .as_f64()
                 .ok_or_else(|| line_err(line, format!("field `t`: expected seconds, got {v}")))?,
         };
-        let mut event =
-            Event::deserialize(serde_json::Value::Object(object)).map_err(|e| line_err(line, e.to_string()))?;
+        let mut event = Event::deserialize(serde_json::Value::Object(object))
+            .map_err(|e| line_err(line, e.to_string()))?;
         check_event(&event).map_err(|m| line_err(line, format!("{}: {m}", event.kind())))?;
         check_time(t, events.last().map(|e| e.t)).map_err(|m| line_err(line, m))?;
         quantize_event(&mut event);
@@ -237,7 +237,11 @@ mod tests {
 
     fn line_error(body: &str) -> (usize, String) {
         match parse(body) {
-            Err(TraceError::Line { file, line, message }) => {
+            Err(TraceError::Line {
+                file,
+                line,
+                message,
+            }) => {
                 assert_eq!(file, "traces/x.jsonl");
                 (line, message)
             }

@@ -170,7 +170,9 @@ struct Table<R: std::io::Read> {
 
 impl<R: std::io::Read> Table<R> {
     fn open(input: R, file: &str, wanted: &[&str]) -> Result<Table<R>, TraceError> {
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(input);
         let headers = reader.headers().map_err(|e| TraceError::Line {
             file: file.to_owned(),
             line: 1,
@@ -256,7 +258,11 @@ fn read_nodes<R: std::io::Read>(
     file: &str,
     options: &OpenbOptions,
 ) -> Result<Vec<TimedEvent>, TraceError> {
-    let mut table = Table::open(input, file, &["sn", "cpu_milli", "memory_mib", "gpu", "model"])?;
+    let mut table = Table::open(
+        input,
+        file,
+        &["sn", "cpu_milli", "memory_mib", "gpu", "model"],
+    )?;
     let mut nodes = Vec::new();
     table.for_each(|_, v| {
         let (name, cpu, mem, gpu, model) = (v[0], v[1], v[2], v[3], v[4]);
@@ -272,8 +278,8 @@ fn read_nodes<R: std::io::Read>(
         allocatable.insert("cpu".into(), cpu_quantity(cpu));
         allocatable.insert("memory".into(), format!("{mem}Mi"));
         allocatable.insert("pods".into(), PODS_PER_NODE.to_string());
-        let mut price = cpu as f64 / 1000.0 * PRICE_PER_VCPU_HOUR
-            + mem as f64 / 1024.0 * PRICE_PER_GIB_HOUR;
+        let mut price =
+            cpu as f64 / 1000.0 * PRICE_PER_VCPU_HOUR + mem as f64 / 1024.0 * PRICE_PER_GIB_HOUR;
         if gpu > 0 {
             allocatable.insert(RESOURCE_GPU.into(), gpu.to_string());
             allocatable.insert(RESOURCE_GPU_MILLI.into(), (gpu * 1000).to_string());
@@ -297,7 +303,11 @@ fn read_nodes<R: std::io::Read>(
     for (rank, i) in sampler.permutation(n).into_iter().enumerate() {
         let node = &mut nodes[i];
         let spot = rank < spot_count;
-        let capacity = if spot { CAPACITY_SPOT } else { CAPACITY_ON_DEMAND };
+        let capacity = if spot {
+            CAPACITY_SPOT
+        } else {
+            CAPACITY_ON_DEMAND
+        };
         node.labels
             .insert(LABEL_CAPACITY_TYPE.into(), capacity.into());
         if spot {
@@ -425,7 +435,13 @@ mod tests {
         n2,64000,131072,2,T4\n";
 
     fn import(pods: &str, options: &OpenbOptions) -> Result<Trace, TraceError> {
-        import_openb_readers(NODES.as_bytes(), "nodes.csv", pods.as_bytes(), "pods.csv", options)
+        import_openb_readers(
+            NODES.as_bytes(),
+            "nodes.csv",
+            pods.as_bytes(),
+            "pods.csv",
+            options,
+        )
     }
 
     const POD_HEADER: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n";
@@ -451,7 +467,11 @@ mod tests {
         let t = import(&csv, &OpenbOptions::default()).unwrap();
         let pods = pods_of(&t);
         let names: Vec<&str> = pods.iter().map(|(_, p)| p.name.as_str()).collect();
-        assert_eq!(names, ["share", "cpu", "whole"], "sorted by creation time, stable");
+        assert_eq!(
+            names,
+            ["share", "cpu", "whole"],
+            "sorted by creation time, stable"
+        );
         let (t_whole, whole) = pods[2];
         assert_eq!(t_whole, 50.0);
         assert_eq!(whole.duration_seconds, Some(90.0));
@@ -462,7 +482,11 @@ mod tests {
         let share = pods[0].1;
         assert!(!share.requests.contains_key(RESOURCE_GPU));
         assert_eq!(share.requests[RESOURCE_GPU_MILLI], "460");
-        assert_eq!(share.duration_seconds, Some(90.0), "never scheduled: deletion - creation");
+        assert_eq!(
+            share.duration_seconds,
+            Some(90.0),
+            "never scheduled: deletion - creation"
+        );
         assert_eq!(share.required_node_affinity[0].values, ["T4", "G2"]);
         assert_eq!(share.priority, 0);
         let cpu = pods[1].1;
@@ -482,9 +506,15 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let csv = format!("{POD_HEADER}ok,1,1,0,0,,LS,Running,0,1,0\nbad,1,1,0,0,,Premium,Running,0,1,0\n");
+        let csv = format!(
+            "{POD_HEADER}ok,1,1,0,0,,LS,Running,0,1,0\nbad,1,1,0,0,,Premium,Running,0,1,0\n"
+        );
         match import(&csv, &OpenbOptions::default()) {
-            Err(TraceError::Line { file, line, message }) => {
+            Err(TraceError::Line {
+                file,
+                line,
+                message,
+            }) => {
                 assert_eq!((file.as_str(), line), ("pods.csv", 3));
                 assert!(message.contains("Premium"), "{message}");
             }
@@ -492,14 +522,20 @@ mod tests {
         }
         let csv = format!("{POD_HEADER}x,1,lots,0,0,,LS,Running,0,1,0\n");
         let e = import(&csv, &OpenbOptions::default()).unwrap_err();
-        assert!(e.to_string().starts_with("pods.csv:2: column `memory_mib`"), "{e}");
+        assert!(
+            e.to_string().starts_with("pods.csv:2: column `memory_mib`"),
+            "{e}"
+        );
         let e = import("name,cpu_milli\nx,1\n", &OpenbOptions::default()).unwrap_err();
         assert!(e.to_string().contains("missing column `memory_mib`"), "{e}");
         let bad = OpenbOptions {
             spot_fraction: 1.5,
             ..Default::default()
         };
-        assert!(matches!(import(POD_HEADER, &bad), Err(TraceError::Options(_))));
+        assert!(matches!(
+            import(POD_HEADER, &bad),
+            Err(TraceError::Options(_))
+        ));
     }
 
     #[test]
