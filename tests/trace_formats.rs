@@ -237,7 +237,7 @@ fn openb_capacity_types_are_seeded() {
 }
 
 #[test]
-fn openb_full_node_list_honours_spot_fraction_and_zones() {
+fn openb_full_trace_honours_spot_fraction_and_zones() {
     let options = OpenbOptions {
         seed: 11,
         spot_fraction: 0.3,
@@ -247,13 +247,14 @@ fn openb_full_node_list_honours_spot_fraction_and_zones() {
         &format!(
             "openb:{},{}",
             repo("simulations/traces/openb/openb_node_list_all_node.csv").display(),
-            repo("tests/fixtures/traces/openb_pods_first50.csv").display()
+            repo("simulations/traces/openb/openb_pod_list_default.csv").display()
         ),
         &options,
     )
     .unwrap();
     let nodes = node_adds(&t);
     assert_eq!(nodes.len(), 1523);
+    assert_eq!(t.events.len(), 1523 + 8152);
     let spot = nodes
         .iter()
         .filter(|n| n.capacity_type() == Some(CAPACITY_SPOT))
@@ -389,4 +390,48 @@ fn committed_spark_small_matches_generator() {
         .filter(|e| matches!(e.event, Event::SpotInterruption(_)))
         .count();
     assert!(interruptions >= 3, "{interruptions}");
+}
+
+#[test]
+fn readme_example_parses() {
+    let readme = std::fs::read_to_string(repo("simulations/README.md")).unwrap();
+    let start = readme.find("```json\n").unwrap() + "```json\n".len();
+    let len = readme[start..].find("```").unwrap();
+    let t = parse(&readme[start..start + len]).unwrap();
+    assert_eq!(t.events.len(), 5);
+    assert_eq!(t.header.seed, Some(7));
+}
+
+mod round_trip_property {
+    use super::*;
+    use proptest::prelude::*;
+    use spark_fleet::sim::trace::{
+        quantize, NodeRemove, SpotInterruption, TimedEvent, TraceHeader,
+    };
+
+    proptest! {
+        #[test]
+        fn arbitrary_times_survive(mut times in proptest::collection::vec(0.0f64..1e9, 1..40),
+                                   notices in proptest::collection::vec(0.0f64..1e5, 40)) {
+            times.sort_by(f64::total_cmp);
+            let events = times
+                .iter()
+                .zip(&notices)
+                .enumerate()
+                .map(|(i, (&t, &notice))| TimedEvent {
+                    t: quantize(t),
+                    event: if i % 2 == 0 {
+                        Event::NodeRemove(NodeRemove { name: format!("n{i}") })
+                    } else {
+                        Event::SpotInterruption(SpotInterruption {
+                            node: format!("n{i}"),
+                            notice_seconds: quantize(notice),
+                        })
+                    },
+                })
+                .collect();
+            let t = Trace { header: TraceHeader::new(None, None, None), events };
+            prop_assert_eq!(parse(&to_jsonl(&t)).unwrap(), t);
+        }
+    }
 }
