@@ -178,16 +178,13 @@ impl NodeAdd {
         let object = format!("node_add {}", self.name);
         let allocatable = resources_from(&self.allocatable, &object, "allocatable")?;
         let mut node = model::Node::new(&self.name, allocatable);
-        let mut labels = Labels::from_pairs(
+        // `from_pairs` keeps the first of duplicate keys, so a hostname label in the trace wins.
+        node.labels = Labels::from_pairs(
             self.labels
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .chain(std::iter::once((model::LABEL_HOSTNAME, self.name.as_str()))),
         );
-        if let Some(host) = self.labels.get(model::LABEL_HOSTNAME) {
-            labels.insert(Sym::new(model::LABEL_HOSTNAME), Sym::new(host));
-        }
-        node.labels = labels;
         node.taints = self
             .taints
             .iter()
@@ -554,5 +551,88 @@ impl Trace {
     /// The checks applied at load time, for traces built in memory.
     pub fn validate(&self) -> Result<(), TraceError> {
         native::validate_trace(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(labels: &[(&str, &str)], allocatable: &[(&str, &str)]) -> NodeAdd {
+        NodeAdd {
+            name: "n1".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            allocatable: allocatable
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            taints: vec![TaintSpec {
+                key: "k".into(),
+                value: String::new(),
+                effect: Effect::NoExecute,
+            }],
+            price_per_hour: None,
+        }
+    }
+
+    #[test]
+    fn node_conversion_reads_quantities_and_labels() {
+        let n = node(
+            &[
+                (model::LABEL_HOSTNAME, "host-1"),
+                (LABEL_CAPACITY_TYPE, "spot"),
+            ],
+            &[
+                ("cpu", "1500m"),
+                ("memory", "2Gi"),
+                ("pods", "110"),
+                (RESOURCE_GPU, "4"),
+            ],
+        )
+        .to_node()
+        .unwrap();
+        assert_eq!(n.labels.get_str(model::LABEL_HOSTNAME), Some("host-1"));
+        assert_eq!(n.labels.get_str(LABEL_CAPACITY_TYPE), Some("spot"));
+        assert_eq!(n.allocatable.milli_cpu, 1500);
+        assert_eq!(n.allocatable.memory, 2 << 30);
+        assert_eq!(n.allocatable.pods, 110);
+        assert_eq!(n.allocatable.scalar(Sym::new(RESOURCE_GPU)), 4);
+        assert_eq!(n.taints[0].effect, model::TaintEffect::NoExecute);
+        let plain = node(&[], &[]).to_node().unwrap();
+        assert_eq!(plain.labels.get_str(model::LABEL_HOSTNAME), Some("n1"));
+    }
+
+    #[test]
+    fn conversion_errors_name_object_and_field() {
+        let e = node(&[], &[("memory", "2Gb")]).to_node().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "node_add n1: allocatable.memory: invalid quantity \"2Gb\": unknown suffix"
+        );
+        let e = node(&[], &[("cpu", "-1")]).to_node().unwrap_err();
+        assert!(e.to_string().contains("negative"), "{e}");
+    }
+
+    #[test]
+    fn validate_rejects_unsorted_in_memory_traces() {
+        let ev = |t: f64| TimedEvent {
+            t,
+            event: Event::NodeRemove(NodeRemove { name: "n".into() }),
+        };
+        let t = Trace {
+            header: TraceHeader::new(None, None, None),
+            events: vec![ev(2.0), ev(1.0)],
+        };
+        assert!(matches!(
+            t.validate(),
+            Err(TraceError::Event { index: 1, .. })
+        ));
+        assert!(
+            t.write_jsonl(Vec::new()).is_err(),
+            "an invalid trace is not written"
+        );
     }
 }

@@ -198,10 +198,10 @@ impl<R: std::io::Read> Table<R> {
         })
     }
 
-    /// Calls `row` with the line number and the wanted columns' values, in `wanted` order.
+    /// Calls `row` with the wanted columns' values, in `wanted` order; its errors get file and line.
     fn for_each(
         &mut self,
-        mut row: impl FnMut(usize, &[&str]) -> Result<(), String>,
+        mut row: impl FnMut(&[&str]) -> Result<(), String>,
     ) -> Result<(), TraceError> {
         let mut record = csv::StringRecord::new();
         loop {
@@ -222,7 +222,7 @@ impl<R: std::io::Read> Table<R> {
                 .iter()
                 .map(|&c| record.get(c).unwrap_or("").trim())
                 .collect();
-            row(line, &values).map_err(|message| TraceError::Line {
+            row(&values).map_err(|message| TraceError::Line {
                 file: self.file.clone(),
                 line,
                 message,
@@ -264,7 +264,7 @@ fn read_nodes<R: std::io::Read>(
         &["sn", "cpu_milli", "memory_mib", "gpu", "model"],
     )?;
     let mut nodes = Vec::new();
-    table.for_each(|_, v| {
+    table.for_each(|v| {
         let (name, cpu, mem, gpu, model) = (v[0], v[1], v[2], v[3], v[4]);
         if name.is_empty() {
             return Err("column `sn` is empty".into());
@@ -345,7 +345,7 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
     ];
     let mut table = Table::open(input, file, &columns)?;
     let mut pods = Vec::new();
-    table.for_each(|_, v| {
+    table.for_each(|v| {
         let name = v[0];
         if name.is_empty() {
             return Err("column `name` is empty".into());
