@@ -543,7 +543,8 @@ impl Trace {
     }
 
     /// Writes the native JSON Lines form. The trace is validated first, so a written trace
-    /// always loads; `parse(write(t)) == t` for every trace that passes validation.
+    /// always loads. `parse(write(t)) == t` when its seconds and prices are whole micro-units,
+    /// as in every loaded, imported or generated trace (see [`quantize`]).
     pub fn write_jsonl<W: std::io::Write>(&self, w: W) -> Result<(), TraceError> {
         native::write_jsonl(self, w)
     }
