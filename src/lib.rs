@@ -10,6 +10,7 @@ pub mod manifests;
 pub mod model;
 pub mod plugins;
 pub mod queue;
+pub mod sim;
 pub mod snapshot;
 pub mod spark;
 pub mod testkit;

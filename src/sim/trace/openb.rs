@@ -1,0 +1,565 @@
+//! Importer for the Alibaba openb GPU cluster trace (`alibaba/clusterdata`,
+//! `cluster-trace-gpu-v2023`). The rules are documented in `simulations/README.md`:
+//!
+//! - Every node is added at `t = 0`. Capacity type and zone are not in the trace; they are
+//!   assigned from a ChaCha8 stream seeded with [`OpenbOptions::seed`]: a seeded shuffle of the
+//!   nodes, the first `round(n · spot_fraction)` of which are spot; then a second shuffle whose
+//!   position `j` goes to zone `j mod zones` (zones `zone-a`, `zone-b`, ...).
+//! - Prices are assumptions (on-demand per vCPU, per GiB and per GPU by model; spot at
+//!   [`SPOT_PRICE_RATIO`] of on-demand), not data from the trace.
+//! - GPUs: whole-GPU pods request `nvidia.com/gpu` and `num_gpu × 1000` of [`RESOURCE_GPU_MILLI`];
+//!   GPU-sharing pods (`gpu_milli < 1000`) request only `gpu_milli` of [`RESOURCE_GPU_MILLI`]. GPU
+//!   nodes advertise `gpu × 1000` of it. This treats a node's GPUs as one pool of GPU-milli, so
+//!   packing of shares onto individual GPUs (the fragmentation the paper studies) is not modelled:
+//!   the simulator is optimistic about GPU fit.
+//! - Priority from `qos`: see [`priority_of_qos`].
+
+use super::generate::Sampler;
+use super::{
+    quantize, AffinityRequirement, Event, NodeAdd, PodSubmit, SelectorOperator, StringMap,
+    TimedEvent, Trace, TraceError, TraceHeader, CAPACITY_ON_DEMAND, CAPACITY_SPOT,
+    DEFAULT_SCHEDULER_NAME, LABEL_CAPACITY_TYPE, LABEL_GPU_MODEL, RESOURCE_GPU,
+};
+use crate::model::{LABEL_HOSTNAME, LABEL_ZONE};
+use std::path::Path;
+
+/// Extended resource for fractional GPUs (thousandths of a GPU).
+pub const RESOURCE_GPU_MILLI: &str = "alibaba.com/gpu-milli";
+/// Pod label carrying the trace's QoS class.
+pub const LABEL_QOS: &str = "spark-fleet.io/openb-qos";
+/// Namespace of imported pods.
+pub const NAMESPACE: &str = "openb";
+/// Spot price as a fraction of on-demand (assumption: a typical ~65% spot discount).
+pub const SPOT_PRICE_RATIO: f64 = 0.35;
+/// On-demand $/vCPU-hour (assumption, close to general-purpose cloud list prices).
+pub const PRICE_PER_VCPU_HOUR: f64 = 0.04;
+/// On-demand $/GiB-hour (assumption).
+pub const PRICE_PER_GIB_HOUR: f64 = 0.005;
+/// Pods per node (the kubelet default `maxPods`).
+pub const PODS_PER_NODE: i64 = 110;
+
+/// On-demand $/GPU-hour by trace GPU model (assumptions, in the range of public cloud GPU
+/// prices; `G2`, `G3` and unknown models are Alibaba-internal names priced at $1.00).
+pub fn gpu_price_per_hour(model: &str) -> f64 {
+    match model {
+        "T4" => 0.35,
+        "A10" => 0.75,
+        "P100" => 1.46,
+        "V100M16" => 2.48,
+        "V100M32" => 2.98,
+        _ => 1.00,
+    }
+}
+
+/// QoS class → pod priority: `LS` (latency-sensitive services) 1000, `Guaranteed` 1000,
+/// `Burstable` 500, `BE` (best effort) 0. Higher classes may preempt lower ones.
+pub fn priority_of_qos(qos: &str) -> Option<i32> {
+    Some(match qos {
+        "LS" | "Guaranteed" => 1000,
+        "Burstable" => 500,
+        "BE" => 0,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenbOptions {
+    /// Seeds the capacity-type and zone assignment.
+    pub seed: u64,
+    /// Fraction of nodes labelled spot, in [0, 1].
+    pub spot_fraction: f64,
+    /// Number of zones, 1..=26.
+    pub zones: u32,
+}
+
+impl Default for OpenbOptions {
+    fn default() -> Self {
+        OpenbOptions {
+            seed: 1,
+            spot_fraction: 0.3,
+            zones: 3,
+        }
+    }
+}
+
+impl OpenbOptions {
+    fn check(&self) -> Result<(), TraceError> {
+        if !(0.0..=1.0).contains(&self.spot_fraction) {
+            return Err(TraceError::Options(format!(
+                "spot_fraction {} is not in [0, 1]",
+                self.spot_fraction
+            )));
+        }
+        if !(1..=26).contains(&self.zones) {
+            return Err(TraceError::Options(format!(
+                "zones {} is not in 1..=26",
+                self.zones
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Name of zone `i`: `zone-a`, `zone-b`, ...
+pub fn zone_name(i: u32) -> String {
+    format!("zone-{}", char::from(b'a' + (i % 26) as u8))
+}
+
+/// Imports the node and pod CSV files.
+pub fn import_openb(
+    nodes_csv: &Path,
+    pods_csv: &Path,
+    options: &OpenbOptions,
+) -> Result<Trace, TraceError> {
+    let open = |p: &Path| {
+        std::fs::File::open(p).map_err(|source| TraceError::Io {
+            file: p.display().to_string(),
+            source,
+        })
+    };
+    let mut trace = import_openb_readers(
+        open(nodes_csv)?,
+        &nodes_csv.display().to_string(),
+        open(pods_csv)?,
+        &pods_csv.display().to_string(),
+        options,
+    )?;
+    trace.header.source = Some(format!(
+        "openb:{},{} (alibaba/clusterdata cluster-trace-gpu-v2023; seed {}, spot_fraction {}, zones {})",
+        nodes_csv.display(),
+        pods_csv.display(),
+        options.seed,
+        options.spot_fraction,
+        options.zones
+    ));
+    Ok(trace)
+}
+
+/// Imports from readers; `nodes_name`/`pods_name` name the sources in errors.
+pub fn import_openb_readers<N: std::io::Read, P: std::io::Read>(
+    nodes: N,
+    nodes_name: &str,
+    pods: P,
+    pods_name: &str,
+    options: &OpenbOptions,
+) -> Result<Trace, TraceError> {
+    options.check()?;
+    let mut events = read_nodes(nodes, nodes_name, options)?;
+    let mut pod_events = read_pods(pods, pods_name)?;
+    // Stable: pods created at the same second keep their file order.
+    pod_events.sort_by(|a, b| a.t.total_cmp(&b.t));
+    events.extend(pod_events);
+    let trace = Trace {
+        header: TraceHeader::new(
+            Some("openb".into()),
+            Some(format!("openb:{nodes_name},{pods_name}")),
+            Some(options.seed),
+        ),
+        events,
+    };
+    trace.validate()?;
+    Ok(trace)
+}
+
+/// One CSV file with named columns; errors name the file and the 1-based line.
+struct Table<R: std::io::Read> {
+    file: String,
+    reader: csv::Reader<R>,
+    columns: Vec<usize>,
+}
+
+impl<R: std::io::Read> Table<R> {
+    fn open(input: R, file: &str, wanted: &[&str]) -> Result<Table<R>, TraceError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(input);
+        let headers = reader.headers().map_err(|e| TraceError::Line {
+            file: file.to_owned(),
+            line: 1,
+            message: e.to_string(),
+        })?;
+        let columns = wanted
+            .iter()
+            .map(|w| {
+                headers
+                    .iter()
+                    .position(|h| h.trim() == *w)
+                    .ok_or_else(|| TraceError::Line {
+                        file: file.to_owned(),
+                        line: 1,
+                        message: format!("missing column `{w}`"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Table {
+            file: file.to_owned(),
+            reader,
+            columns,
+        })
+    }
+
+    /// Calls `row` with the wanted columns' values, in `wanted` order; its errors get file and line.
+    fn for_each(
+        &mut self,
+        mut row: impl FnMut(&[&str]) -> Result<(), String>,
+    ) -> Result<(), TraceError> {
+        let mut record = csv::StringRecord::new();
+        loop {
+            let more = self
+                .reader
+                .read_record(&mut record)
+                .map_err(|e| TraceError::Line {
+                    file: self.file.clone(),
+                    line: e.position().map_or(0, |p| p.line() as usize),
+                    message: e.to_string(),
+                })?;
+            if !more {
+                return Ok(());
+            }
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            let values: Vec<&str> = self
+                .columns
+                .iter()
+                .map(|&c| record.get(c).unwrap_or("").trim())
+                .collect();
+            row(&values).map_err(|message| TraceError::Line {
+                file: self.file.clone(),
+                line,
+                message,
+            })?;
+        }
+    }
+}
+
+fn int(column: &str, v: &str) -> Result<u64, String> {
+    v.parse()
+        .map_err(|_| format!("column `{column}`: {v:?} is not a non-negative integer"))
+}
+
+fn optional_int(column: &str, v: &str) -> Result<Option<u64>, String> {
+    if v.is_empty() {
+        Ok(None)
+    } else {
+        int(column, v).map(Some)
+    }
+}
+
+/// `cpu_milli` as a quantity: whole cores when exact, else millicores.
+fn cpu_quantity(milli: u64) -> String {
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
+fn read_nodes<R: std::io::Read>(
+    input: R,
+    file: &str,
+    options: &OpenbOptions,
+) -> Result<Vec<TimedEvent>, TraceError> {
+    let mut table = Table::open(
+        input,
+        file,
+        &["sn", "cpu_milli", "memory_mib", "gpu", "model"],
+    )?;
+    let mut nodes = Vec::new();
+    table.for_each(|v| {
+        let (name, cpu, mem, gpu, model) = (v[0], v[1], v[2], v[3], v[4]);
+        if name.is_empty() {
+            return Err("column `sn` is empty".into());
+        }
+        let cpu = int("cpu_milli", cpu)?;
+        let mem = int("memory_mib", mem)?;
+        let gpu = int("gpu", gpu)?;
+        let mut labels = StringMap::new();
+        labels.insert(LABEL_HOSTNAME.into(), name.into());
+        let mut allocatable = StringMap::new();
+        allocatable.insert("cpu".into(), cpu_quantity(cpu));
+        allocatable.insert("memory".into(), format!("{mem}Mi"));
+        allocatable.insert("pods".into(), PODS_PER_NODE.to_string());
+        let mut price =
+            cpu as f64 / 1000.0 * PRICE_PER_VCPU_HOUR + mem as f64 / 1024.0 * PRICE_PER_GIB_HOUR;
+        if gpu > 0 {
+            allocatable.insert(RESOURCE_GPU.into(), gpu.to_string());
+            allocatable.insert(RESOURCE_GPU_MILLI.into(), (gpu * 1000).to_string());
+            price += gpu as f64 * gpu_price_per_hour(model);
+        }
+        if !model.is_empty() {
+            labels.insert(LABEL_GPU_MODEL.into(), model.into());
+        }
+        nodes.push(NodeAdd {
+            name: name.into(),
+            labels,
+            allocatable,
+            taints: Vec::new(),
+            price_per_hour: Some(price),
+        });
+        Ok(())
+    })?;
+    let mut sampler = Sampler::new(options.seed);
+    let n = nodes.len();
+    let spot_count = (n as f64 * options.spot_fraction).round() as usize;
+    for (rank, i) in sampler.permutation(n).into_iter().enumerate() {
+        let node = &mut nodes[i];
+        let spot = rank < spot_count;
+        let capacity = if spot {
+            CAPACITY_SPOT
+        } else {
+            CAPACITY_ON_DEMAND
+        };
+        node.labels
+            .insert(LABEL_CAPACITY_TYPE.into(), capacity.into());
+        if spot {
+            node.price_per_hour = node.price_per_hour.map(|p| p * SPOT_PRICE_RATIO);
+        }
+        node.price_per_hour = node.price_per_hour.map(quantize);
+    }
+    for (pos, i) in sampler.permutation(n).into_iter().enumerate() {
+        nodes[i]
+            .labels
+            .insert(LABEL_ZONE.into(), zone_name(pos as u32 % options.zones));
+    }
+    Ok(nodes
+        .into_iter()
+        .map(|n| TimedEvent {
+            t: 0.0,
+            event: Event::NodeAdd(n),
+        })
+        .collect())
+}
+
+fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, TraceError> {
+    let columns = [
+        "name",
+        "cpu_milli",
+        "memory_mib",
+        "num_gpu",
+        "gpu_milli",
+        "gpu_spec",
+        "qos",
+        "pod_phase",
+        "creation_time",
+        "deletion_time",
+        "scheduled_time",
+    ];
+    let mut table = Table::open(input, file, &columns)?;
+    let mut pods = Vec::new();
+    table.for_each(|v| {
+        let name = v[0];
+        if name.is_empty() {
+            return Err("column `name` is empty".into());
+        }
+        let cpu = int("cpu_milli", v[1])?;
+        let mem = int("memory_mib", v[2])?;
+        let num_gpu = int("num_gpu", v[3])?;
+        let gpu_milli = int("gpu_milli", v[4])?;
+        let qos = v[6];
+        let priority =
+            priority_of_qos(qos).ok_or_else(|| format!("column `qos`: unknown class {qos:?}"))?;
+        let created = int("creation_time", v[8])?;
+        let deleted = optional_int("deletion_time", v[9])?;
+        let scheduled = optional_int("scheduled_time", v[10])?;
+        let duration = match (deleted, scheduled) {
+            (Some(d), Some(s)) => Some(d.checked_sub(s).ok_or_else(|| {
+                format!("deletion_time {d} is before scheduled_time {s}")
+            })?),
+            (Some(d), None) => Some(d.checked_sub(created).ok_or_else(|| {
+                format!("deletion_time {d} is before creation_time {created}")
+            })?),
+            (None, _) => None,
+        };
+        let mut requests = StringMap::new();
+        requests.insert("cpu".into(), cpu_quantity(cpu));
+        requests.insert("memory".into(), format!("{mem}Mi"));
+        match (num_gpu, gpu_milli) {
+            (0, 0) => {}
+            (n, 1000) if n >= 1 => {
+                requests.insert(RESOURCE_GPU.into(), n.to_string());
+                requests.insert(RESOURCE_GPU_MILLI.into(), (n * 1000).to_string());
+            }
+            (0 | 1, m) if m < 1000 => {
+                requests.insert(RESOURCE_GPU_MILLI.into(), m.to_string());
+            }
+            (n, m) => {
+                return Err(format!(
+                    "columns `num_gpu`, `gpu_milli`: {n} GPUs at {m} milli each is not a form openb uses"
+                ))
+            }
+        }
+        let mut models: Vec<String> = Vec::new();
+        for m in v[5].split('|').map(str::trim).filter(|m| !m.is_empty()) {
+            if !models.iter().any(|x| x == m) {
+                models.push(m.to_owned());
+            }
+        }
+        let required_node_affinity = if models.is_empty() {
+            Vec::new()
+        } else {
+            vec![AffinityRequirement {
+                key: LABEL_GPU_MODEL.into(),
+                operator: SelectorOperator::In,
+                values: models,
+            }]
+        };
+        let mut labels = StringMap::new();
+        labels.insert(LABEL_QOS.into(), qos.into());
+        pods.push(TimedEvent {
+            t: created as f64,
+            event: Event::PodSubmit(PodSubmit {
+                name: name.into(),
+                namespace: NAMESPACE.into(),
+                requests,
+                priority,
+                duration_seconds: duration.map(|d| d as f64),
+                labels,
+                node_selector: StringMap::new(),
+                tolerations: Vec::new(),
+                annotations: StringMap::new(),
+                required_node_affinity,
+                scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+            }),
+        });
+        Ok(())
+    })?;
+    Ok(pods)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODES: &str = "sn,cpu_milli,memory_mib,gpu,model\n\
+        n0,32000,262144,0,\n\
+        n1,96000,393216,8,G2\n\
+        n2,64000,131072,2,T4\n";
+
+    fn import(pods: &str, options: &OpenbOptions) -> Result<Trace, TraceError> {
+        import_openb_readers(
+            NODES.as_bytes(),
+            "nodes.csv",
+            pods.as_bytes(),
+            "pods.csv",
+            options,
+        )
+    }
+
+    const POD_HEADER: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n";
+
+    fn pods_of(t: &Trace) -> Vec<(f64, &PodSubmit)> {
+        t.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::PodSubmit(p) => Some((e.t, p)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gpu_rules_durations_and_order() {
+        let csv = format!(
+            "{POD_HEADER}\
+             whole,12000,16384,2,1000,,LS,Running,50,150,60\n\
+             share,6000,12288,1,460,T4|G2|T4,BE,Running,10,100,\n\
+             cpu,500,1024,0,0,,Burstable,Pending,10,,\n"
+        );
+        let t = import(&csv, &OpenbOptions::default()).unwrap();
+        let pods = pods_of(&t);
+        let names: Vec<&str> = pods.iter().map(|(_, p)| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["share", "cpu", "whole"],
+            "sorted by creation time, stable"
+        );
+        let (t_whole, whole) = pods[2];
+        assert_eq!(t_whole, 50.0);
+        assert_eq!(whole.duration_seconds, Some(90.0));
+        assert_eq!(whole.requests[RESOURCE_GPU], "2");
+        assert_eq!(whole.requests[RESOURCE_GPU_MILLI], "2000");
+        assert_eq!(whole.requests["cpu"], "12");
+        assert_eq!(whole.priority, 1000);
+        let share = pods[0].1;
+        assert!(!share.requests.contains_key(RESOURCE_GPU));
+        assert_eq!(share.requests[RESOURCE_GPU_MILLI], "460");
+        assert_eq!(
+            share.duration_seconds,
+            Some(90.0),
+            "never scheduled: deletion - creation"
+        );
+        assert_eq!(share.required_node_affinity[0].values, ["T4", "G2"]);
+        assert_eq!(share.priority, 0);
+        let cpu = pods[1].1;
+        assert_eq!(cpu.duration_seconds, None);
+        assert_eq!(cpu.requests["cpu"], "500m");
+        assert_eq!(cpu.priority, 500);
+        let Event::NodeAdd(n1) = &t.events[1].event else {
+            panic!()
+        };
+        assert_eq!(n1.allocatable[RESOURCE_GPU], "8");
+        assert_eq!(n1.allocatable[RESOURCE_GPU_MILLI], "8000");
+        assert_eq!(n1.labels[LABEL_GPU_MODEL], "G2");
+        let node = n1.to_node().unwrap();
+        assert_eq!(node.allocatable.memory, 393216 << 20);
+        assert_eq!(node.allocatable.milli_cpu, 96000);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let csv = format!(
+            "{POD_HEADER}ok,1,1,0,0,,LS,Running,0,1,0\nbad,1,1,0,0,,Premium,Running,0,1,0\n"
+        );
+        match import(&csv, &OpenbOptions::default()) {
+            Err(TraceError::Line {
+                file,
+                line,
+                message,
+            }) => {
+                assert_eq!((file.as_str(), line), ("pods.csv", 3));
+                assert!(message.contains("Premium"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let csv = format!("{POD_HEADER}x,1,lots,0,0,,LS,Running,0,1,0\n");
+        let e = import(&csv, &OpenbOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("pods.csv:2: column `memory_mib`"),
+            "{e}"
+        );
+        let e = import("name,cpu_milli\nx,1\n", &OpenbOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("missing column `memory_mib`"), "{e}");
+        let bad = OpenbOptions {
+            spot_fraction: 1.5,
+            ..Default::default()
+        };
+        assert!(matches!(
+            import(POD_HEADER, &bad),
+            Err(TraceError::Options(_))
+        ));
+    }
+
+    #[test]
+    fn spot_nodes_are_discounted() {
+        let all_spot = OpenbOptions {
+            spot_fraction: 1.0,
+            ..Default::default()
+        };
+        let spot = import(POD_HEADER, &all_spot).unwrap();
+        let od = import(
+            POD_HEADER,
+            &OpenbOptions {
+                spot_fraction: 0.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let price = |t: &Trace| match &t.events[0].event {
+            Event::NodeAdd(n) => n.price_per_hour.unwrap(),
+            _ => panic!(),
+        };
+        // n0: 32 vCPU, 256 GiB, no GPU.
+        let want = 32.0 * PRICE_PER_VCPU_HOUR + 256.0 * PRICE_PER_GIB_HOUR;
+        assert!((price(&od) - want).abs() < 1e-6);
+        assert!((price(&spot) - want * SPOT_PRICE_RATIO).abs() < 1e-6);
+    }
+}
