@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// Driver-pod annotation marking the capacity mix as a hard constraint (value `hard`); without
 /// it the mix is a preference.
-pub const ANNOTATION_CAPACITY_MIX_MODE: &str = "spark-fleet.io/executor-capacity-mix-mode";
+pub const ANNOTATION_CAPACITY_MIX_MODE: &str = crate::spark::annotations::CAPACITY_MIX_MODE;
 pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
 pub const DRIVER_PRIORITY: i32 = 100_000;
 pub const EXECUTOR_PRIORITY: i32 = 50_000;
