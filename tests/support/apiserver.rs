@@ -110,7 +110,11 @@ impl TestApiServer {
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
         let id = resource_id::<K>();
-        let ns = if resources::resource(id).namespaced { namespace } else { "" };
+        let ns = if resources::resource(id).namespaced {
+            namespace
+        } else {
+            ""
+        };
         self.shared.store.get(id, ns, name).map(from_value)
     }
 
@@ -135,8 +139,7 @@ impl TestApiServer {
         let rt = resources::resource(id);
         let ns = registry::namespace_for(rt, None, &value)?;
         let name = obj.meta().name.clone().unwrap_or_default();
-        registry::replace(&self.shared.store, id, &ns, &name, value, Scope::Whole)
-            .map(from_value)
+        registry::replace(&self.shared.store, id, &ns, &name, value, Scope::Whole).map(from_value)
     }
 
     /// JSON merge patch of a whole object, status included.
@@ -145,7 +148,11 @@ impl TestApiServer {
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
         let id = resource_id::<K>();
-        let ns = if resources::resource(id).namespaced { namespace } else { "" };
+        let ns = if resources::resource(id).namespaced {
+            namespace
+        } else {
+            ""
+        };
         registry::patch(
             &self.shared.store,
             id,
@@ -164,7 +171,11 @@ impl TestApiServer {
         K: Resource<DynamicType = ()> + DeserializeOwned,
     {
         let id = resource_id::<K>();
-        let ns = if resources::resource(id).namespaced { namespace } else { "" };
+        let ns = if resources::resource(id).namespaced {
+            namespace
+        } else {
+            ""
+        };
         registry::delete(&self.shared.store, id, ns, name, None).map(from_value)
     }
 

@@ -236,7 +236,9 @@ fn dispatch_resource(
         Some("binding") if rt.plural == "pods" && rt.group.is_empty() => {
             let name = path.name.as_deref().unwrap_or("");
             if method != Method::POST {
-                return Err(ApiError::method_not_allowed("pods/binding only supports create"));
+                return Err(ApiError::method_not_allowed(
+                    "pods/binding only supports create",
+                ));
             }
             registry::bind(store, &ns, name, &parse_body(body)?)?;
             return Ok(Reply::Json(201, status::success(201)));
@@ -302,18 +304,24 @@ fn dispatch_resource(
             .get(path.resource, &ns, name)
             .map(|o| Reply::Json(200, o))
             .ok_or_else(|| ApiError::not_found(rt, name)),
-        Method::PUT => {
-            registry::replace(store, path.resource, &ns, name, parse_body(body)?, scope)
-                .map(|o| Reply::Json(200, o))
-        }
+        Method::PUT => registry::replace(store, path.resource, &ns, name, parse_body(body)?, scope)
+            .map(|o| Reply::Json(200, o)),
         Method::PATCH => {
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             let kind = PatchKind::from_content_type(content_type)?;
-            registry::patch(store, path.resource, &ns, name, kind, &parse_body(body)?, scope)
-                .map(|o| Reply::Json(200, o))
+            registry::patch(
+                store,
+                path.resource,
+                &ns,
+                name,
+                kind,
+                &parse_body(body)?,
+                scope,
+            )
+            .map(|o| Reply::Json(200, o))
         }
         Method::DELETE if scope == Scope::Main => {
             let options = if body.is_empty() {
@@ -393,9 +401,10 @@ fn start_watch(
         .unwrap_or("");
     let start_rv: Option<u64> = match rv_param {
         "" | "0" => None,
-        s => Some(s.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid resourceVersion {s:?}"))
-        })?),
+        s => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
+        ),
     };
     let send_initial = is_true(query.get("sendInitialEvents"));
     let bookmarks = is_true(query.get("allowWatchBookmarks"));
@@ -423,9 +432,9 @@ fn start_watch(
             Some(rv) => rv,
             None => {
                 // RV unset or "0": the current state as synthetic ADDED events first.
-                let (rv, items) = shared
-                    .store
-                    .list(path.resource, namespace.as_deref(), |o| selection.matches(o));
+                let (rv, items) = shared.store.list(path.resource, namespace.as_deref(), |o| {
+                    selection.matches(o)
+                });
                 for item in &items {
                     if tx.send(Ok(event_line("ADDED", item))).await.is_err() {
                         return;
@@ -475,10 +484,10 @@ fn start_watch(
                     None => std::future::pending().await,
                 }
             };
+            // Biased: a drop or shutdown requested together with new changes wins, so
+            // changes made right after `drop_watches()` are only seen on the resumed watch.
             tokio::select! {
-                res = changed.changed() => {
-                    if res.is_err() { return; }
-                }
+                biased;
                 _ = dropped.changed() => {
                     // Abort mid-stream so the client sees a broken connection, not a clean end.
                     let _ = tx.send(Err(std::io::Error::new(
@@ -487,7 +496,11 @@ fn start_watch(
                     ))).await;
                     return;
                 }
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = async { shutdown.wait_for(|s| *s).await.map(|_| ()) } => return,
+                _ = tx.closed() => return,
+                res = changed.changed() => {
+                    if res.is_err() { return; }
+                }
                 _ = sleep_until_deadline => {
                     if bookmarks {
                         let _ = tx.send(Ok(bookmark(rt.kind, &api_version, cursor, false))).await;
@@ -499,7 +512,6 @@ fn start_watch(
                         return;
                     }
                 }
-                _ = tx.closed() => return,
             }
         }
     });

@@ -118,7 +118,9 @@ fn merge_keyed_list(slot: &mut Value, items: &[Value], key: &str) {
     let replace = items
         .iter()
         .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
-    let keyed = items.iter().all(|i| i.get(key).is_some() || i.get("$patch").is_some());
+    let keyed = items
+        .iter()
+        .all(|i| i.get(key).is_some() || i.get("$patch").is_some());
     if replace || !keyed || !slot.is_array() {
         *slot = Value::Array(
             items

@@ -207,7 +207,12 @@ fn finish_write(rt: &ResourceType, current: &Value, mut next: Value, scope: Scop
     next
 }
 
-fn check_rv(rt: &ResourceType, name: &str, current: &Value, wanted: Option<&str>) -> Result<(), ApiError> {
+fn check_rv(
+    rt: &ResourceType,
+    name: &str,
+    current: &Value,
+    wanted: Option<&str>,
+) -> Result<(), ApiError> {
     match wanted {
         Some(rv) if Some(rv) != meta_str(current, "resourceVersion") => {
             Err(ApiError::stale(rt, name))
@@ -326,7 +331,12 @@ pub fn delete(
 
 /// The pods/binding subresource: assigns an unassigned pod to `target.name`, merges the
 /// binding's annotations and sets PodScheduled=True, like the real BindingREST.
-pub fn bind(store: &Store, namespace: &str, pod_name: &str, binding: &Value) -> Result<(), ApiError> {
+pub fn bind(
+    store: &Store,
+    namespace: &str,
+    pod_name: &str,
+    binding: &Value,
+) -> Result<(), ApiError> {
     let pods = super::resources::lookup("", "v1", "pods")
         .ok_or_else(|| ApiError::not_found_path("pods"))?;
     let rt = resource(pods);
@@ -383,7 +393,10 @@ pub fn bind(store: &Store, namespace: &str, pod_name: &str, binding: &Value) -> 
         }
         let mut next = pod.clone();
         next["spec"]["nodeName"] = json!(node);
-        if let Some(annotations) = binding.pointer("/metadata/annotations").and_then(Value::as_object) {
+        if let Some(annotations) = binding
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+        {
             for (k, v) in annotations {
                 next["metadata"]["annotations"][k] = v.clone();
             }

@@ -163,7 +163,9 @@ pub enum Target {
     Version,
     Healthz,
     /// `POST /api/v1/namespaces/{ns}/bindings` (the pre-subresource binding API).
-    Bindings { namespace: String },
+    Bindings {
+        namespace: String,
+    },
     Resource(ResourcePath),
     Unknown,
 }

@@ -33,7 +33,11 @@ fn qualified(rt: &ResourceType) -> String {
 
 impl ApiError {
     fn with_details(mut self, rt: &ResourceType, name: &str) -> Self {
-        self.details = Some((name.to_string(), rt.plural.to_string(), rt.group.to_string()));
+        self.details = Some((
+            name.to_string(),
+            rt.plural.to_string(),
+            rt.group.to_string(),
+        ));
         self
     }
 
