@@ -770,3 +770,165 @@ async fn dropping_the_server_stops_serving() {
     .await;
     assert!(!matches!(after, kube::Error::Api(_)), "{after:?}");
 }
+
+#[tokio::test]
+async fn writes_follow_the_real_api_server_rules() {
+    let server = TestApiServer::start().await;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let pp = PostParams::default();
+
+    let mut with_rv = pod("default", "x", "spark-fleet");
+    with_rv.metadata.resource_version = Some("7".into());
+    assert_eq!(
+        api_code(within("create with rv", pods.create(&pp, &with_rv)).await),
+        400
+    );
+    let mut wrong_ns = pod("other", "x", "spark-fleet");
+    wrong_ns.metadata.namespace = Some("other".into());
+    assert_eq!(
+        api_code(within("ns mismatch", pods.create(&pp, &wrong_ns)).await),
+        400
+    );
+    let mut generated = pod("default", "", "spark-fleet");
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("exec-".into());
+    let g = within("generateName", pods.create(&pp, &generated))
+        .await
+        .unwrap();
+    assert!(g
+        .metadata
+        .name
+        .as_deref()
+        .is_some_and(|n| n.starts_with("exec-") && n.len() == 10));
+
+    match within("get missing", pods.get("absent")).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (404, "NotFound"));
+            assert_eq!(s.message, "pods \"absent\" not found");
+            let details = s.details.unwrap();
+            assert_eq!(
+                (details.name.as_str(), details.kind.as_str()),
+                ("absent", "pods")
+            );
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    // Unconditional replace (no resourceVersion) is allowed; status is not writable through it.
+    let mut p = server.create(&pod("default", "r", "spark-fleet")).unwrap();
+    p.metadata.resource_version = None;
+    p.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("gen".into(), "2".into());
+    p.status.as_mut().unwrap().phase = Some("Running".into());
+    let replaced = within("replace", pods.replace("r", &pp, &p)).await.unwrap();
+    assert_eq!(replaced.metadata.labels.unwrap()["gen"], "2");
+    assert_eq!(replaced.status.unwrap().phase.as_deref(), Some("Pending"));
+
+    // Finalizers merge as a set under strategic merge; `$patch: delete` removes a keyed item.
+    let fin = json!({"metadata": {"finalizers": ["a"]}});
+    within(
+        "merge",
+        pods.patch("r", &PatchParams::default(), &Patch::Merge(&fin)),
+    )
+    .await
+    .unwrap();
+    let fin2 = json!({"metadata": {"finalizers": ["b"]}});
+    let out = within(
+        "strategic",
+        pods.patch("r", &PatchParams::default(), &Patch::Strategic(&fin2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.metadata.finalizers.unwrap(), ["a", "b"]);
+    let conds = json!({"status": {"conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "False"}]}});
+    within(
+        "status",
+        pods.patch_status("r", &PatchParams::default(), &Patch::Strategic(&conds)),
+    )
+    .await
+    .unwrap();
+    let del = json!({"status": {"conditions": [{"type": "Initialized", "$patch": "delete"}]}});
+    let out = within(
+        "delete directive",
+        pods.patch_status("r", &PatchParams::default(), &Patch::Strategic(&del)),
+    )
+    .await
+    .unwrap();
+    let types: Vec<String> = out
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(types, ["Ready"]);
+
+    let apply = Patch::Apply(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "r"}}));
+    assert_eq!(
+        api_code(within("apply", pods.patch("r", &PatchParams::apply("t"), &apply)).await),
+        415
+    );
+
+    // Delete preconditions.
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: Some("1".into()),
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        api_code(within("stale delete", pods.delete("r", &stale)).await),
+        409
+    );
+    assert!(server.get::<Pod>("default", "r").is_some());
+}
+
+#[tokio::test]
+async fn raw_watch_and_legacy_bindings_endpoint() {
+    let server = TestApiServer::start().await;
+    server.create(&pod("default", "w", "spark-fleet")).unwrap();
+    let client = server.client();
+    // `watch=1` without a resourceVersion starts with the current state as ADDED events.
+    let req = axum::http::Request::get("/api/v1/namespaces/default/pods?watch=1&timeoutSeconds=1")
+        .body(Vec::new())
+        .unwrap();
+    let text = within("raw watch", client.request_text(req)).await.unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "ADDED");
+    assert_eq!(first["object"]["metadata"]["name"], "w");
+
+    let body = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "w"}, "target": {"kind": "Node", "name": "n3"}});
+    let req = axum::http::Request::post("/api/v1/namespaces/default/bindings")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(
+        &within("legacy bind", client.request_text(req))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            status["kind"].as_str(),
+            status["status"].as_str(),
+            status["code"].as_u64()
+        ),
+        (Some("Status"), Some("Success"), Some(201))
+    );
+    assert_eq!(
+        server
+            .get::<Pod>("default", "w")
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name
+            .as_deref(),
+        Some("n3")
+    );
+}
