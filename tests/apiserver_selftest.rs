@@ -932,3 +932,71 @@ async fn raw_watch_and_legacy_bindings_endpoint() {
         Some("n3")
     );
 }
+
+#[tokio::test]
+async fn cluster_scoped_and_policy_resources_are_served() {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    let server = TestApiServer::start().await;
+    let client = server.client();
+
+    let pcs: Api<PriorityClass> = Api::all(client.clone());
+    let pc: PriorityClass = serde_json::from_value(json!({
+        "metadata": { "name": "spark-driver" }, "value": 1000, "preemptionPolicy": "PreemptLowerPriority",
+    }))
+    .unwrap();
+    within("create pc", pcs.create(&PostParams::default(), &pc))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("get pc", pcs.get("spark-driver"))
+            .await
+            .unwrap()
+            .value,
+        1000
+    );
+    assert_eq!(
+        server
+            .raw_list("scheduling.k8s.io", "priorityclasses")
+            .len(),
+        1
+    );
+
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "spark");
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": { "name": "drivers" },
+        "spec": { "minAvailable": 1, "selector": { "matchLabels": { "spark-role": "driver" } } },
+    }))
+    .unwrap();
+    within("create pdb", pdbs.create(&PostParams::default(), &pdb))
+        .await
+        .unwrap();
+    let all_pdbs: Api<PodDisruptionBudget> = Api::all(client.clone());
+    assert_eq!(
+        within("list pdbs", all_pdbs.list(&ListParams::default()))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(server
+        .raw_get("policy", "poddisruptionbudgets", "spark", "drivers")
+        .is_some());
+
+    // Nodes: a cluster-wide watch sees a status patch (a kubelet heartbeat) as a change.
+    server.create(&node("n1", json!({}))).unwrap();
+    let nodes: Api<Node> = Api::all(client);
+    let mut rx = drive(watcher::watcher(nodes.clone(), watcher::Config::default()));
+    next_matching(&mut rx, "init done", |e| matches!(e, Event::InitDone)).await;
+    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    within(
+        "node status",
+        nodes.patch_status("n1", &PatchParams::default(), &Patch::Strategic(&patch)),
+    )
+    .await
+    .unwrap();
+    let ev = next_matching(&mut rx, "node modified", |e| matches!(e, Event::Apply(_))).await;
+    let Event::Apply(n) = ev else { unreachable!() };
+    assert_eq!(n.status.unwrap().conditions.unwrap()[0].type_, "Ready");
+}
