@@ -873,6 +873,32 @@ async fn writes_follow_the_real_api_server_rules() {
         415
     );
 
+    // Malformed bodies are rejected as Invalid, not crashed on.
+    let bad_labels = json!({"metadata": {"labels": {"n": 1}}});
+    assert_eq!(
+        api_code(
+            within(
+                "bad labels",
+                pods.patch("r", &PatchParams::default(), &Patch::Merge(&bad_labels))
+            )
+            .await
+        ),
+        422
+    );
+    let raw: Api<kube::core::DynamicObject> = Api::namespaced_with(
+        server.client(),
+        "default",
+        &kube::discovery::ApiResource::erase::<Pod>(&()),
+    );
+    let bad_spec: kube::core::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad"}, "spec": "not an object",
+    }))
+    .unwrap();
+    assert_eq!(
+        api_code(within("bad spec", raw.create(&pp, &bad_spec)).await),
+        422
+    );
+
     // Delete preconditions.
     let stale = DeleteParams {
         preconditions: Some(kube::api::Preconditions {

@@ -76,6 +76,42 @@ pub fn namespace_for(
     }
 }
 
+/// The structural checks the real server's schema would make before any field is
+/// touched here: the parts this server reads or writes must have the right JSON type.
+fn check_shape(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    let name = meta_str(obj, "name").unwrap_or("");
+    let wrong = |field: &str, want: &str| {
+        Err(ApiError::invalid(
+            rt,
+            name,
+            format!(
+                "{} \"{name}\" is invalid: {field}: Invalid value: must be {want}",
+                rt.kind
+            ),
+        ))
+    };
+    for field in ["metadata", "spec", "status"] {
+        if obj
+            .get(field)
+            .is_some_and(|v| !v.is_object() && !v.is_null())
+        {
+            return wrong(field, "an object");
+        }
+    }
+    for field in ["labels", "annotations"] {
+        if let Some(map) = obj.get("metadata").and_then(|m| m.get(field)) {
+            let ok = map.is_null()
+                || map
+                    .as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string));
+            if !ok {
+                return wrong(&format!("metadata.{field}"), "a map of strings");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn set_type_meta(rt: &ResourceType, obj: &mut Value) {
     obj["apiVersion"] = json!(rt.api_version());
     obj["kind"] = json!(rt.kind);
@@ -107,6 +143,7 @@ pub fn create(
     if !body.get("metadata").is_some_and(Value::is_object) {
         body["metadata"] = json!({});
     }
+    check_shape(rt, &body)?;
     let namespace = namespace_for(rt, path_namespace, &body)?;
     if meta_str(&body, "resourceVersion").is_some() {
         if origin == Origin::Api {
@@ -245,6 +282,7 @@ pub fn replace(
     }
     store.update(res, namespace, name, |current| {
         check_rv(rt, name, current, meta_str(&body, "resourceVersion"))?;
+        check_shape(rt, &body)?;
         Ok(finish_write(rt, current, body, scope))
     })
 }
@@ -286,6 +324,7 @@ pub fn patch(
             PatchKind::Merge => merge_patch(&mut next, patch),
             PatchKind::Strategic => strategic_merge_patch(&mut next, patch),
         }
+        check_shape(rt, &next)?;
         Ok(finish_write(rt, current, next, scope))
     })
 }
