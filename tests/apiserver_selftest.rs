@@ -757,7 +757,13 @@ async fn dropping_the_server_stops_serving() {
     within("list", nodes.list(&ListParams::default()))
         .await
         .unwrap();
+    let open = within("watch", nodes.watch(&WatchParams::default(), "0"))
+        .await
+        .unwrap();
+    wait_until("watch open", || server.open_watches() == 1).await;
     drop(server);
+    // Open watch streams end with the server instead of hanging.
+    let _ = within("watch ends on drop", open.collect::<Vec<_>>()).await;
     let after = within("list after drop", async {
         // The listener closes asynchronously; poll until requests fail.
         loop {
@@ -1025,4 +1031,54 @@ async fn cluster_scoped_and_policy_resources_are_served() {
     let ev = next_matching(&mut rx, "node modified", |e| matches!(e, Event::Apply(_))).await;
     let Event::Apply(n) = ev else { unreachable!() };
     assert_eq!(n.status.unwrap().conditions.unwrap()[0].type_, "Ready");
+}
+
+#[tokio::test]
+async fn graceful_pod_deletion_marks_bound_pods_until_removed() {
+    let server = TestApiServer::start_with(support::apiserver::ServerOptions {
+        graceful_pod_deletion: true,
+        ..Default::default()
+    })
+    .await;
+    server
+        .create(&pod("default", "bound", "spark-fleet"))
+        .unwrap();
+    server
+        .create(&pod("default", "pending", "spark-fleet"))
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    bind(&pods, "bound", "n1").await.unwrap();
+
+    within(
+        "delete bound",
+        pods.delete("bound", &DeleteParams::default()),
+    )
+    .await
+    .unwrap();
+    let terminating = server.get::<Pod>("default", "bound").unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    // It stays until the "kubelet" (here: the handle) removes it.
+    server.delete::<Pod>("default", "bound").unwrap();
+    assert!(server.get::<Pod>("default", "bound").is_none());
+
+    // Unbound pods, and gracePeriodSeconds=0, delete at once.
+    within(
+        "delete pending",
+        pods.delete("pending", &DeleteParams::default()),
+    )
+    .await
+    .unwrap();
+    assert!(server.get::<Pod>("default", "pending").is_none());
+    server
+        .create(&pod("default", "forced", "spark-fleet"))
+        .unwrap();
+    bind(&pods, "forced", "n1").await.unwrap();
+    within(
+        "force delete",
+        pods.delete("forced", &DeleteParams::default().grace_period(0)),
+    )
+    .await
+    .unwrap();
+    assert!(server.get::<Pod>("default", "forced").is_none());
 }

@@ -165,7 +165,7 @@ impl TestApiServer {
         .map(from_value)
     }
 
-    /// Deletes an object and returns it as it was.
+    /// Deletes an object at once (also a gracefully terminating pod) and returns it.
     pub fn delete<K>(&self, namespace: &str, name: &str) -> Result<K, ApiError>
     where
         K: Resource<DynamicType = ()> + DeserializeOwned,
@@ -176,7 +176,7 @@ impl TestApiServer {
         } else {
             ""
         };
-        registry::delete(&self.shared.store, id, ns, name, None).map(from_value)
+        registry::delete(&self.shared.store, id, ns, name, None, false).map(from_value)
     }
 
     /// Raw stored JSON, by API group ("" for core), plural, namespace ("" if cluster-scoped), name.

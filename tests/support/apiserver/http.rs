@@ -41,6 +41,9 @@ pub struct ServerOptions {
     pub event_log_capacity: usize,
     /// How often an idle watch that allows bookmarks gets a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// DELETE of a bound pod only sets deletionTimestamp (a MODIFIED event) until the
+    /// test removes it with `TestApiServer::delete`, like a kubelet finishing termination.
+    pub graceful_pod_deletion: bool,
 }
 
 impl Default for ServerOptions {
@@ -48,6 +51,7 @@ impl Default for ServerOptions {
         ServerOptions {
             event_log_capacity: 10_000,
             bookmark_interval: Duration::from_secs(1),
+            graceful_pod_deletion: false,
         }
     }
 }
@@ -329,8 +333,15 @@ fn dispatch_resource(
             } else {
                 Some(parse_body(body)?)
             };
-            registry::delete(store, path.resource, &ns, name, options.as_ref())
-                .map(|o| Reply::Json(200, o))
+            registry::delete(
+                store,
+                path.resource,
+                &ns,
+                name,
+                options.as_ref(),
+                shared.options.graceful_pod_deletion,
+            )
+            .map(|o| Reply::Json(200, o))
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported here"

@@ -329,42 +329,72 @@ pub fn patch(
     })
 }
 
+fn check_preconditions(
+    rt: &ResourceType,
+    name: &str,
+    current: &Value,
+    options: Option<&Value>,
+) -> Result<(), ApiError> {
+    let pre = options.and_then(|o| o.get("preconditions"));
+    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        if let Some(want) = pre.and_then(|p| p.get(field)).and_then(Value::as_str) {
+            let actual = meta_str(current, field).unwrap_or("");
+            if want != actual {
+                return Err(ApiError::conflict(
+                    rt,
+                    name,
+                    &format!(
+                        "Precondition failed: {label} in precondition: {want}, {label} in object meta: {actual}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// DELETE; honours `preconditions.uid` / `preconditions.resourceVersion` of DeleteOptions.
+/// With `graceful_pods`, a bound pod is only marked (deletionTimestamp, MODIFIED) as the
+/// real server does while the kubelet stops it, unless `gracePeriodSeconds` is 0.
 pub fn delete(
     store: &Store,
     res: ResourceId,
     namespace: &str,
     name: &str,
     options: Option<&Value>,
+    graceful_pods: bool,
 ) -> Result<Value, ApiError> {
     let rt = resource(res);
-    let pre = options.and_then(|o| o.get("preconditions"));
-    let want_uid = pre.and_then(|p| p.get("uid")).and_then(Value::as_str);
-    let want_rv = pre
-        .and_then(|p| p.get("resourceVersion"))
-        .and_then(Value::as_str);
+    let grace = options
+        .and_then(|o| o.get("gracePeriodSeconds"))
+        .and_then(Value::as_i64);
+    let is_pod = rt.group.is_empty() && rt.plural == "pods";
+    if graceful_pods && is_pod && grace != Some(0) {
+        let mut marked = false;
+        let result = store.update(res, namespace, name, |current| {
+            check_preconditions(rt, name, current, options)?;
+            let bound = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            let mut next = current.clone();
+            if bound {
+                marked = true;
+                if next.pointer("/metadata/deletionTimestamp").is_none() {
+                    next["metadata"]["deletionTimestamp"] = json!(now_timestamp());
+                    next["metadata"]["deletionGracePeriodSeconds"] = json!(grace.unwrap_or(30));
+                }
+            }
+            Ok(next)
+        });
+        match result {
+            Ok(pod) if marked => return Ok(pod),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
     store.remove(res, namespace, name, |current| {
-        if let Some(uid) = want_uid {
-            let actual = meta_str(current, "uid").unwrap_or("");
-            if uid != actual {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
-                ));
-            }
-        }
-        if let Some(rv) = want_rv {
-            let actual = meta_str(current, "resourceVersion").unwrap_or("");
-            if rv != actual {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
-                ));
-            }
-        }
-        Ok(())
+        check_preconditions(rt, name, current, options)
     })
 }
 
