@@ -1082,3 +1082,36 @@ async fn graceful_pod_deletion_marks_bound_pods_until_removed() {
     .unwrap();
     assert!(server.get::<Pod>("default", "forced").is_none());
 }
+
+#[tokio::test]
+async fn wait_helpers_observe_changes_made_by_clients() {
+    let server = TestApiServer::start().await;
+    server.create(&pod("default", "w", "spark-fleet")).unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let binder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bind(&pods, "w", "n7").await.unwrap();
+    });
+    let is_bound = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("n7");
+    assert!(server
+        .get::<Pod>("default", "w")
+        .is_some_and(|p| !is_bound(&p)));
+    let bound = server.wait_for::<Pod>("default", "w", STEP, is_bound).await;
+    assert!(bound.is_some());
+    assert!(
+        server
+            .wait_for_requests("POST", "/pods/w/binding", 1, STEP)
+            .await
+    );
+    binder.await.unwrap();
+    // Conditions that never hold time out instead of hanging.
+    let never = server
+        .wait_for::<Pod>("default", "w", Duration::from_millis(50), |_| false)
+        .await;
+    assert!(never.is_none());
+    assert!(
+        !server
+            .wait_for_requests("POST", "/pods/w/binding", 2, Duration::from_millis(50))
+            .await
+    );
+}

@@ -4,6 +4,40 @@
 //! reflectors run against it. Objects are stored as JSON with one global
 //! resourceVersion; watches replay from an in-memory event log. The handle can inject
 //! faults, drop open watches and report every request it served.
+//!
+//! ```ignore
+//! mod support;
+//! let server = support::apiserver::TestApiServer::start().await;
+//! server.create(&node)?;                       // seed state directly (not logged)
+//! let pods: kube::Api<Pod> = kube::Api::all(server.client());
+//! server.fail_next("POST", "/binding", 500, 1); // next binding POST fails once
+//! server.drop_watches();                        // watchers must resume
+//! assert_eq!(server.count_requests("POST", "/pods/p/binding"), 2);
+//! ```
+//!
+//! Served: core/v1 pods (+status, +binding), nodes (+status), events, namespaces;
+//! events.k8s.io/v1 events; policy/v1 poddisruptionbudgets (+status);
+//! scheduling.k8s.io/v1 priorityclasses; coordination.k8s.io/v1 leases; the legacy
+//! `POST /api/v1/namespaces/{ns}/bindings`; `/version`, `/healthz`, `/livez`, `/readyz`.
+//!
+//! Behaviour that follows the real server: binding answers `201` with a `Status`
+//! (`status: Success`), not the Binding, and sets `PodScheduled=True`; a second binding is
+//! `409 Conflict` "pod X is already assigned to node \"Y\""; pod creation defaults
+//! `spec.schedulerName` to `default-scheduler` and `status.phase` to `Pending`; writes to
+//! the main resource ignore `status` and writes to `/status` change only status; a write
+//! that changes nothing keeps the resourceVersion and emits no event; selecting watches
+//! see objects leaving (entering) the selection as DELETED (ADDED); unsupported field
+//! selector labels are `400`; a watch from an RV older than the log is a `410 Expired`
+//! ERROR event; watches without RV (or RV 0) start with ADDED events for current state,
+//! and `sendInitialEvents=true` ends those with an `k8s.io/initial-events-end` bookmark.
+//!
+//! Simplifications: `limit`/`continue` and `resourceVersionMatch` on lists are ignored
+//! (everything, current state); namespaces need not exist; core/v1 and events.k8s.io/v1
+//! Events are separate collections (no conversion between them); strategic merge knows
+//! merge keys by field name (`conditions` by `type`, containers by `name`, ...); JSON
+//! patch and server-side apply answer `415`; no admission, quota or field validation
+//! beyond object shape; pods are deleted at once unless
+//! `ServerOptions::graceful_pod_deletion` is set; no auth.
 
 mod http;
 mod patch;
@@ -15,6 +49,7 @@ mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -177,6 +212,54 @@ impl TestApiServer {
             ""
         };
         registry::delete(&self.shared.store, id, ns, name, None, false).map(from_value)
+    }
+
+    /// Waits until the object exists and `condition` holds for it; `None` after `timeout`.
+    pub async fn wait_for<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        condition: impl Fn(&K) -> bool,
+    ) -> Option<K>
+    where
+        K: Resource<DynamicType = ()> + DeserializeOwned,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.shared.store.subscribe();
+        loop {
+            changed.borrow_and_update();
+            if let Some(obj) = self.get::<K>(namespace, name) {
+                if condition(&obj) {
+                    return Some(obj);
+                }
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Waits until at least `count` logged requests match (see `count_requests`);
+    /// returns whether they did within `timeout`.
+    pub async fn wait_for_requests(
+        &self,
+        method: &str,
+        path_substring: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.count_requests(method, path_substring) >= count {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Raw stored JSON, by API group ("" for core), plural, namespace ("" if cluster-scoped), name.
