@@ -125,7 +125,11 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
     };
     Explanation {
         pod: pod.key.to_string(),
-        outcome: if node.is_some() { "Scheduled" } else { "Unschedulable" },
+        outcome: if node.is_some() {
+            "Scheduled"
+        } else {
+            "Unschedulable"
+        },
         node,
         feasible,
         filtered,
@@ -139,7 +143,15 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
 pub fn render_text(e: &Explanation, profile: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "pod {}  (profile {profile})", e.pod);
-    let _ = writeln!(out, "outcome: {}{}", e.outcome, e.node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "outcome: {}{}",
+        e.outcome,
+        e.node
+            .as_deref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default()
+    );
     let _ = writeln!(out, "message: {}", e.message);
     for n in &e.notes {
         let _ = writeln!(out, "{n}");
@@ -147,7 +159,13 @@ pub fn render_text(e: &Explanation, profile: &str) -> String {
     if !e.scores.is_empty() {
         let plugins: Vec<&String> = e.scores[0].plugins.keys().collect();
         let _ = writeln!(out, "\nfeasible nodes ({}), best first:", e.scores.len());
-        let width = e.scores.iter().map(|s| s.node.len()).max().unwrap_or(4).max(4);
+        let width = e
+            .scores
+            .iter()
+            .map(|s| s.node.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let mut header = format!("  {:<width$}  {:>6}", "NODE", "TOTAL");
         for p in &plugins {
             let _ = write!(header, "  {p}");
@@ -165,15 +183,28 @@ pub fn render_text(e: &Explanation, profile: &str) -> String {
     if !e.filtered.is_empty() {
         let mut groups: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
         for f in &e.filtered {
-            groups.entry((f.plugin.clone(), f.reason.clone())).or_default().push(&f.node);
+            groups
+                .entry((f.plugin.clone(), f.reason.clone()))
+                .or_default()
+                .push(&f.node);
         }
         let _ = writeln!(out, "\nfiltered nodes ({}):", e.filtered.len());
         for ((plugin, reason), nodes) in groups {
-            let _ = writeln!(out, "  {plugin}: {reason} ({}): {}", nodes.len(), nodes.join(", "));
+            let _ = writeln!(
+                out,
+                "  {plugin}: {reason} ({}): {}",
+                nodes.len(),
+                nodes.join(", ")
+            );
         }
     }
     if let Some(p) = &e.preemption {
-        let _ = writeln!(out, "\npreemption: nominate {} after evicting {}", p.node, p.victims.join(", "));
+        let _ = writeln!(
+            out,
+            "\npreemption: nominate {} after evicting {}",
+            p.node,
+            p.victims.join(", ")
+        );
     }
     out
 }

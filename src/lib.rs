@@ -6,6 +6,7 @@
 pub mod config;
 pub mod explain;
 pub mod framework;
+pub mod kube;
 pub mod manifests;
 pub mod model;
 pub mod plugins;

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "spark-fleet", version, about = "A Kubernetes scheduler for Apache Spark")]
+#[command(
+    name = "spark-fleet",
+    version,
+    about = "A Kubernetes scheduler for Apache Spark"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,7 +88,10 @@ fn run(cli: Cli) -> Result<(), InputError> {
             let config = load_config(config.as_ref()).map_err(InputError)?;
             let m = manifests::load_snapshot_file(&snapshot).map_err(|e| InputError(e.into()))?;
             for (line, kind) in &m.skipped {
-                eprintln!("spark-fleet: warning: {}:{line}: skipping kind {kind}", snapshot.display());
+                eprintln!(
+                    "spark-fleet: warning: {}:{line}: skipping kind {kind}",
+                    snapshot.display()
+                );
             }
             let pod = manifests::load_pod_file(&pod, &m).map_err(|e| InputError(e.into()))?;
             let name = profile.unwrap_or_else(|| config.default_profile.clone());
@@ -109,7 +116,16 @@ fn run(cli: Cli) -> Result<(), InputError> {
             for p in &cfg.profiles {
                 plugins::build_profile(&cfg, p).map_err(|e| InputError(e.into()))?;
             }
-            println!("{}: ok ({} profiles: {})", file.display(), cfg.profiles.len(), cfg.profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
+            println!(
+                "{}: ok ({} profiles: {})",
+                file.display(),
+                cfg.profiles.len(),
+                cfg.profiles
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             Ok(())
         }
     }

@@ -1,0 +1,90 @@
+//! Prometheus metrics (exact names are part of the interface: dashboards use them).
+//!
+//! One process-wide recorder; its handle renders `/metrics`. Several schedulers in
+//! one process (tests) share it.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const SCHEDULE_ATTEMPTS: &str = "spark_fleet_schedule_attempts_total";
+pub const ALGORITHM_DURATION: &str = "spark_fleet_scheduling_algorithm_duration_seconds";
+pub const E2E_DURATION: &str = "spark_fleet_e2e_scheduling_duration_seconds";
+pub const PENDING_PODS: &str = "spark_fleet_pending_pods";
+pub const BINDS: &str = "spark_fleet_binds_total";
+pub const PREEMPTION_VICTIMS: &str = "spark_fleet_preemption_victims_total";
+pub const CAPACITY_FALLBACKS: &str = "spark_fleet_capacity_fallbacks_total";
+pub const CAPACITY_MIX_DEVIATION: &str = "spark_fleet_app_capacity_mix_deviation";
+pub const LEADER: &str = "spark_fleet_leader";
+
+/// Upstream's scheduling-duration buckets (1 ms doubling to ~16 s).
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192, 16.384,
+];
+const E2E_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus handle, installing the recorder on first use.
+/// None if another recorder was installed first (metrics then go there).
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(ALGORITHM_DURATION.into()), DURATION_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(E2E_DURATION.into()), E2E_BUCKETS)
+                });
+            let recorder = match builder {
+                Ok(b) => b.build_recorder(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics buckets rejected");
+                    PrometheusBuilder::new().build_recorder()
+                }
+            };
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a metrics recorder was already installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Registers the counters and gauges at zero so `/metrics` lists them before the first
+/// event (histograms appear with their first observation).
+pub fn describe() {
+    for result in ["scheduled", "unschedulable", "error"] {
+        metrics::counter!(SCHEDULE_ATTEMPTS, "result" => result).increment(0);
+    }
+    for queue in ["active", "backoff", "unschedulable"] {
+        metrics::gauge!(PENDING_PODS, "queue" => queue).set(0.0);
+    }
+    metrics::counter!(CAPACITY_FALLBACKS).increment(0);
+    metrics::gauge!(CAPACITY_MIX_DEVIATION).set(0.0);
+    metrics::gauge!(LEADER).set(0.0);
+    metrics::counter!(BINDS, "role" => "none", "capacity_type" => "on-demand").increment(0);
+    metrics::counter!(PREEMPTION_VICTIMS, "role" => "none").increment(0);
+}
+
+pub fn record_pending(counts: crate::queue::PendingCounts) {
+    metrics::gauge!(PENDING_PODS, "queue" => "active").set(counts.active as f64);
+    metrics::gauge!(PENDING_PODS, "queue" => "backoff").set(counts.backoff as f64);
+    metrics::gauge!(PENDING_PODS, "queue" => "unschedulable").set(counts.unschedulable as f64);
+}
+
+/// `driver`, `executor` or `none`: the Spark role label.
+pub fn role_label(pod: &crate::model::Pod) -> &'static str {
+    if pod.is_driver() {
+        "driver"
+    } else if pod.is_executor() {
+        "executor"
+    } else {
+        "none"
+    }
+}

@@ -1,0 +1,548 @@
+//! The live scheduler on Kubernetes (`spark-fleet run`).
+//!
+//! Watchers keep the [`Snapshot`] and the [`SchedulingQueue`] current (always, also on
+//! a standby, so a takeover starts warm). The leader runs the loop: flush → pop →
+//! [`schedule`] → assume → bind asynchronously through the Binding subresource with
+//! bounded concurrency. Outcomes are reported as upstream kube-scheduler does
+//! (PodScheduled condition, events, nominatedNodeName, preemption of victims).
+
+mod binder;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod partition;
+pub mod rate_limit;
+mod reporter;
+mod watch;
+
+pub use partition::{is_ours, parse_selector, raw_is_ours, Partition};
+
+use crate::config::{Config, LogFormat};
+use crate::framework::{schedule, CycleOptions, Profile};
+use crate::model::{Pod, PodKey, PriorityResolver};
+use crate::queue::{QueueConfig, QueuedPod, SchedulingQueue, SystemClock};
+use crate::snapshot::Snapshot;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use rate_limit::RateLimiter;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{watch as tokio_watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+/// The reporting controller name on events.
+pub const CONTROLLER: &str = "spark-fleet";
+
+/// In-flight bindings get this long to finish at shutdown.
+const SHUTDOWN_BIND_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum KubeError {
+    #[error("kubeconfig {file}: {message}")]
+    Kubeconfig { file: String, message: String },
+    #[error("in-cluster Kubernetes config: {0}")]
+    InCluster(String),
+    #[error("kube client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("partition.podSelector {selector:?}: term {term:?}: {message}")]
+    Selector {
+        selector: String,
+        term: String,
+        message: String,
+    },
+    #[error("metrics.address {address}: {source}")]
+    MetricsBind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// Text or JSON logs on stderr; `RUST_LOG` filters (default `info`). Safe to call twice.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Builds the client (in-cluster config, or `kubeconfig` when given), runs the
+/// scheduler until `shutdown` completes, then shuts down gracefully.
+pub async fn run(
+    config: Config,
+    kubeconfig: Option<PathBuf>,
+    shutdown: impl Future,
+) -> Result<(), KubeError> {
+    let client = client_for(kubeconfig).await?;
+    let scheduler = Scheduler::start(client, config).await?;
+    tracing::info!(
+        identity = %scheduler.identity(),
+        metrics = %scheduler.metrics_addr(),
+        "spark-fleet running"
+    );
+    shutdown.await;
+    tracing::info!("shutting down");
+    scheduler.shutdown().await;
+    Ok(())
+}
+
+async fn client_for(kubeconfig: Option<PathBuf>) -> Result<Client, KubeError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = path.display().to_string();
+            let kc =
+                kube::config::Kubeconfig::read_from(&path).map_err(|e| KubeError::Kubeconfig {
+                    file: file.clone(),
+                    message: e.to_string(),
+                })?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| KubeError::Kubeconfig {
+                    file,
+                    message: e.to_string(),
+                })?
+        }
+        None => kube::Config::incluster().map_err(|e| KubeError::InCluster(e.to_string()))?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Everything the watchers, the loop, the binders and the lease task share.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub profile: Profile,
+    pub partition: Partition,
+    pub client: Client,
+    pub limiter: RateLimiter,
+    pub recorder: Recorder,
+    pub identity: String,
+    pub state: Mutex<State>,
+    /// Something changed that may let the loop pop a pod.
+    pub wake: Notify,
+    pub leader: tokio_watch::Sender<bool>,
+    pub stop: tokio_watch::Sender<bool>,
+    /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
+    pub synced: [AtomicBool; 4],
+    pub bind_slots: Arc<Semaphore>,
+    pub bind_concurrency: usize,
+    pub binds: AtomicU64,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// The caches and the queue, behind one lock: a scheduling cycle sees one consistent state.
+pub(crate) struct State {
+    pub snap: Snapshot,
+    pub queue: SchedulingQueue,
+    /// Every pod seen (uid by key), so a re-list can tell which disappeared.
+    pub pods: HashMap<PodKey, String>,
+    pub priority_classes: PriorityClasses,
+    /// PodDisruptionBudgets by (namespace, name). Kept for preemption.
+    // PDB-SNAPSHOT: feed `snap.upsert_pdb` once the preemption module is in main.
+    pub pdbs: HashMap<(String, String), k8s_openapi::api::policy::v1::PodDisruptionBudget>,
+    /// Last FailedScheduling message reported per pod: identical ones are not re-sent.
+    pub reported: HashMap<PodKey, String>,
+}
+
+/// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PriorityClasses {
+    pub values: HashMap<String, (i32, bool)>,
+}
+
+impl PriorityResolver for PriorityClasses {
+    fn priority_of(&self, class_name: Option<&str>) -> Option<i32> {
+        match class_name {
+            Some(name) => self.values.get(name).map(|v| v.0),
+            None => self.values.values().find(|v| v.1).map(|v| v.0),
+        }
+    }
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; keep serving rather than cascade.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        let changed = self.leader.send_if_modified(|l| {
+            let changed = *l != leading;
+            *l = leading;
+            changed
+        });
+        if changed {
+            ::metrics::gauge!(metrics::LEADER).set(if leading { 1.0 } else { 0.0 });
+            self.wake.notify_one();
+        }
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Ordering::Acquire))
+    }
+
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+/// A running scheduler. Dropping it without [`shutdown`](Self::shutdown) aborts its tasks.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    lease: Option<(JoinHandle<()>, leader::LeaseSettings)>,
+    metrics_addr: SocketAddr,
+}
+
+impl Scheduler {
+    /// Starts watchers, the metrics server, leader election (if enabled) and the loop.
+    pub async fn start(client: Client, config: Config) -> Result<Scheduler, KubeError> {
+        Self::start_as(client, config, leader::default_identity()).await
+    }
+
+    /// As [`start`](Self::start) with an explicit leader-election identity.
+    pub async fn start_as(
+        client: Client,
+        config: Config,
+        identity: String,
+    ) -> Result<Scheduler, KubeError> {
+        config
+            .validate("<config>")
+            .map_err(|e| KubeError::Config(e.to_string()))?;
+        let profile = crate::plugins::build_named_profile(&config, &config.default_profile)
+            .map_err(|e| KubeError::Config(e.to_string()))?;
+        let partition = Partition::from_config(&config.partition)?;
+        let q = &config.queue;
+        let queue = SchedulingQueue::new(
+            QueueConfig {
+                initial_backoff_ms: secs_to_ms(q.initial_backoff_seconds),
+                max_backoff_ms: secs_to_ms(q.max_backoff_seconds),
+                unschedulable_flush_ms: secs_to_ms(q.unschedulable_flush_seconds),
+            },
+            Arc::new(SystemClock::new()),
+        )
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+        let metrics_handle = metrics::handle();
+        metrics::describe();
+        let bind_concurrency = config.bind.concurrency.max(1);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: CONTROLLER.into(),
+                instance: Some(identity.clone()),
+            },
+        );
+        let leader_election = config.leader_election.enabled;
+        let shared = Arc::new(Shared {
+            limiter: RateLimiter::new(config.client.qps, config.client.burst),
+            partition,
+            profile,
+            client,
+            recorder,
+            identity,
+            state: Mutex::new(State {
+                snap: Snapshot::new(config.capacity_types.clone()),
+                queue,
+                pods: HashMap::new(),
+                priority_classes: PriorityClasses::default(),
+                pdbs: HashMap::new(),
+                reported: HashMap::new(),
+            }),
+            wake: Notify::new(),
+            leader: tokio_watch::Sender::new(false),
+            stop: tokio_watch::Sender::new(false),
+            synced: Default::default(),
+            bind_slots: Arc::new(Semaphore::new(bind_concurrency)),
+            bind_concurrency,
+            binds: AtomicU64::new(0),
+            metrics: metrics_handle,
+            config,
+        });
+        let metrics_addr = health::serve(shared.clone(), &shared.config.metrics.address).await?;
+        let mut tasks = watch::spawn_all(shared.clone());
+        let lease = if leader_election {
+            let settings = leader::LeaseSettings::from_config(&shared.config);
+            let handle = tokio::spawn(leader::run(
+                shared.clone(),
+                leader::LeaseSettings::from_config(&shared.config),
+            ));
+            Some((handle, settings))
+        } else {
+            shared.set_leader(true);
+            None
+        };
+        tasks.push(tokio::spawn(scheduling_loop(shared.clone())));
+        Ok(Scheduler {
+            shared,
+            tasks,
+            lease,
+            metrics_addr,
+        })
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.shared.identity
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.shared.is_leader()
+    }
+
+    /// Every watcher has listed once.
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_synced()
+    }
+
+    /// Successful bindings made by this instance.
+    pub fn binds(&self) -> u64 {
+        self.shared.binds.load(Ordering::Relaxed)
+    }
+
+    /// Reads the snapshot (for tests and debugging).
+    pub fn with_snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
+        f(&self.shared.lock().snap)
+    }
+
+    /// Whether the queue tracks the pod (queued or in flight).
+    pub fn is_queued(&self, namespace: &str, name: &str) -> bool {
+        self.shared
+            .lock()
+            .queue
+            .contains(&PodKey::new(namespace, name))
+    }
+
+    /// Stops dequeuing, waits (bounded) for in-flight bindings, releases the lease,
+    /// stops the watchers and the metrics server.
+    pub async fn shutdown(mut self) {
+        self.shared.stop.send_replace(true);
+        self.shared.wake.notify_one();
+        let all = u32::try_from(self.shared.bind_concurrency).unwrap_or(u32::MAX);
+        match tokio::time::timeout(SHUTDOWN_BIND_WAIT, self.shared.bind_slots.acquire_many(all))
+            .await
+        {
+            Ok(_) => tracing::info!("in-flight bindings finished"),
+            Err(_) => tracing::warn!("in-flight bindings did not finish in time"),
+        }
+        if let Some((task, settings)) = self.lease.take() {
+            let _ = task.await;
+            leader::release(&self.shared, &settings).await;
+        }
+        self.shared.set_leader(false);
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shared.stop.send_replace(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some((t, _)) = &self.lease {
+            t.abort();
+        }
+    }
+}
+
+fn secs_to_ms(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+/// What one cycle produced, acted on after the lock is released.
+enum Outcome {
+    Bind {
+        qp: QueuedPod,
+        node: String,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    Unschedulable {
+        pod: Arc<Pod>,
+        message: Option<String>,
+        preemption: Option<reporter::Preemption>,
+    },
+}
+
+async fn scheduling_loop(shared: Arc<Shared>) {
+    let mut leader = shared.leader.subscribe();
+    let mut stop = shared.stop.subscribe();
+    loop {
+        if shared.stopping() {
+            return;
+        }
+        // Standbys (and an instance whose caches are not yet synced) don't schedule.
+        if !shared.is_leader() || !shared.is_synced() {
+            tokio::select! {
+                _ = leader.changed() => {}
+                _ = shared.wake.notified() => {}
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        // A bind slot first, so a full pipeline doesn't pop pods it cannot bind.
+        let permit = tokio::select! {
+            p = shared.bind_slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => continue,
+        };
+        let (outcome, sleep_for) = {
+            let mut st = shared.lock();
+            let st = &mut *st;
+            st.queue.flush();
+            metrics::record_pending(st.queue.pending_counts());
+            match st.queue.pop() {
+                Some(qp) => (Some(cycle(&shared, st, qp, permit)), None),
+                None => {
+                    let now = st.queue.now_ms();
+                    let next = [
+                        st.queue.next_backoff_expiry_ms(),
+                        st.queue.next_leftover_flush_ms(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| Duration::from_millis(at.saturating_sub(now).max(1)));
+                    (None, Some(next.unwrap_or(Duration::from_secs(1))))
+                }
+            }
+        };
+        match outcome {
+            Some(Outcome::Bind { qp, node, permit }) => {
+                tokio::spawn(binder::bind(shared.clone(), qp, node, permit));
+            }
+            Some(Outcome::Unschedulable {
+                pod,
+                message,
+                preemption,
+            }) => {
+                if let Some(message) = message {
+                    tokio::spawn(reporter::unschedulable(
+                        shared.clone(),
+                        pod.clone(),
+                        message,
+                    ));
+                }
+                if let Some(p) = preemption {
+                    tokio::spawn(reporter::preempt(shared.clone(), pod, p));
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = shared.wake.notified() => {}
+                    _ = tokio::time::sleep(sleep_for.unwrap_or(Duration::from_secs(1))) => {}
+                    _ = stop.changed() => {}
+                    _ = leader.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// One scheduling cycle under the state lock.
+fn cycle(
+    shared: &Shared,
+    st: &mut State,
+    qp: QueuedPod,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Outcome {
+    let pod = qp.pod.clone();
+    let started = Instant::now();
+    let decision = schedule(
+        &shared.profile,
+        &pod,
+        &mut st.snap,
+        CycleOptions {
+            detail: false,
+            post_filter: true,
+        },
+    );
+    ::metrics::histogram!(metrics::ALGORITHM_DURATION).record(started.elapsed().as_secs_f64());
+    if let Some(idx) = decision.node {
+        let node = st.snap.nodes().node[idx as usize].name.as_str().to_owned();
+        // CAPACITY-FALLBACK: checked before assume (the assumed pod is left out of its
+        // app's counts either way); see `reporter::capacity_fallback`.
+        let fallback = reporter::capacity_fallback(&shared.config, &pod, &st.snap, idx);
+        match st.snap.assume(pod.clone(), idx) {
+            Ok(()) => {
+                st.snap.clear_nomination(&pod.key);
+                if let Some(fb) = fallback {
+                    ::metrics::counter!(metrics::CAPACITY_FALLBACKS).increment(1);
+                    tokio::spawn(reporter::capacity_fallback_event(
+                        shared.recorder.clone(),
+                        pod.clone(),
+                        node.clone(),
+                        fb,
+                    ));
+                }
+                return Outcome::Bind { qp, node, permit };
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod.key, error = %e, "assume failed; retrying");
+                ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
+                let _ = st.queue.requeue_backoff(qp);
+                return Outcome::Unschedulable {
+                    pod,
+                    message: None,
+                    preemption: None,
+                };
+            }
+        }
+    }
+    drop(permit);
+    let message = decision.message().unwrap_or_default();
+    let result = if decision.error.is_some() {
+        let _ = st.queue.requeue_backoff(qp);
+        "error"
+    } else {
+        let _ = st.queue.requeue_unschedulable(qp, decision.rejected_by());
+        "unschedulable"
+    };
+    ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => result).increment(1);
+    tracing::debug!(pod = %pod.key, %message, "unschedulable");
+    let preemption = decision.post_filter.and_then(|p| p.nomination).map(|nom| {
+        st.snap.nominate(pod.clone(), nom.node);
+        reporter::Preemption {
+            node: st.snap.nodes().node[nom.node as usize]
+                .name
+                .as_str()
+                .to_owned(),
+            victims: nom.victims,
+        }
+    });
+    let fresh = st.reported.get(&pod.key) != Some(&message);
+    if fresh {
+        st.reported.insert(pod.key.clone(), message.clone());
+    }
+    Outcome::Unschedulable {
+        pod,
+        message: fresh.then_some(message),
+        preemption,
+    }
+}

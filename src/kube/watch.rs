@@ -1,0 +1,361 @@
+//! Watchers → snapshot + queue. One kube-runtime `watcher` per kind (with the default
+//! backoff, so dropped streams resume and expired resourceVersions re-list).
+//!
+//! A re-list (`Init` … `InitApply`* … `InitDone`) applies objects as they come and, at
+//! `InitDone`, deletes whatever we knew that the list no longer has.
+
+use super::{partition, reporter, Shared, State};
+use crate::model::{node_from_k8s, pod_from_k8s, PodKey, Sym};
+use crate::queue::ClusterEvent;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node as K8sNode, Pod as K8sPod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Work a watcher event leaves for after the lock (API calls).
+pub(crate) enum Followup {
+    /// Our pod could not be converted: tell its owner why.
+    InvalidPod {
+        namespace: String,
+        name: String,
+        uid: String,
+        message: String,
+    },
+}
+
+/// How one kind's events change the state.
+trait Handler: Send + Sync + 'static {
+    type K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static;
+    const KIND: &'static str;
+    fn apply(shared: &Shared, st: &mut State, obj: &Self::K) -> Option<Followup>;
+    fn delete(st: &mut State, key: &str);
+    fn known_keys(st: &State) -> Vec<String>;
+}
+
+fn key_of<K: Resource>(obj: &K) -> String {
+    let m = obj.meta();
+    match &m.namespace {
+        Some(ns) => format!("{ns}/{}", m.name.as_deref().unwrap_or_default()),
+        None => m.name.clone().unwrap_or_default(),
+    }
+}
+
+fn pod_key(key: &str) -> PodKey {
+    let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+    PodKey::new(ns, name)
+}
+
+pub(crate) fn spawn_all(shared: Arc<Shared>) -> Vec<JoinHandle<()>> {
+    let c = shared.client.clone();
+    vec![
+        tokio::spawn(run::<Nodes>(shared.clone(), 0, Api::all(c.clone()))),
+        tokio::spawn(run::<Pods>(shared.clone(), 1, Api::all(c.clone()))),
+        tokio::spawn(run::<Pdbs>(shared.clone(), 2, Api::all(c.clone()))),
+        tokio::spawn(run::<PriorityClasses>(shared, 3, Api::all(c))),
+    ]
+}
+
+async fn run<H: Handler>(shared: Arc<Shared>, idx: usize, api: Api<H::K>) {
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut stop = shared.stop.subscribe();
+    let mut relisted: Option<HashSet<String>> = None;
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => ev,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Some(ev) = ev else { return };
+        let followup = match ev {
+            Err(e) => {
+                tracing::warn!(kind = H::KIND, error = %e, "watch failed; retrying with backoff");
+                None
+            }
+            Ok(Event::Init) => {
+                relisted = Some(HashSet::new());
+                None
+            }
+            Ok(Event::InitApply(obj)) => {
+                if let Some(seen) = relisted.as_mut() {
+                    seen.insert(key_of(&obj));
+                }
+                H::apply(&shared, &mut shared.lock(), &obj)
+            }
+            Ok(Event::InitDone) => {
+                let seen = relisted.take().unwrap_or_default();
+                {
+                    let mut st = shared.lock();
+                    let gone: Vec<String> = H::known_keys(&st)
+                        .into_iter()
+                        .filter(|k| !seen.contains(k))
+                        .collect();
+                    for key in &gone {
+                        tracing::debug!(kind = H::KIND, %key, "gone after re-list");
+                        H::delete(&mut st, key);
+                    }
+                }
+                if !shared.synced[idx].swap(true, Ordering::AcqRel) {
+                    tracing::info!(kind = H::KIND, "watcher synced");
+                }
+                None
+            }
+            Ok(Event::Apply(obj)) => H::apply(&shared, &mut shared.lock(), &obj),
+            Ok(Event::Delete(obj)) => {
+                H::delete(&mut shared.lock(), &key_of(&obj));
+                None
+            }
+        };
+        shared.wake.notify_one();
+        if let Some(Followup::InvalidPod {
+            namespace,
+            name,
+            uid,
+            message,
+        }) = followup
+        {
+            tokio::spawn(reporter::invalid_pod(
+                shared.clone(),
+                namespace,
+                name,
+                uid,
+                message,
+            ));
+        }
+    }
+}
+
+struct Nodes;
+
+impl Handler for Nodes {
+    type K = K8sNode;
+    const KIND: &'static str = "Node";
+
+    fn apply(_: &Shared, st: &mut State, obj: &K8sNode) -> Option<Followup> {
+        match node_from_k8s(obj) {
+            Ok(node) => {
+                let existing = st.snap.nodes().get(node.name);
+                if let Some(idx) = existing {
+                    if st.snap.nodes().node[idx as usize] == node {
+                        return None;
+                    }
+                }
+                st.snap.upsert_node(node);
+                st.queue.on_event(&if existing.is_some() {
+                    ClusterEvent::NodeUpdated
+                } else {
+                    ClusterEvent::NodeAdded
+                });
+            }
+            Err(e) => {
+                // A node we cannot read is a node we cannot place pods on.
+                tracing::warn!(error = %e, "ignoring node");
+                if let Some(name) = &obj.metadata.name {
+                    Self::delete(st, name);
+                }
+            }
+        }
+        None
+    }
+
+    fn delete(st: &mut State, key: &str) {
+        if st.snap.remove_node(Sym::new(key)) {
+            st.queue.on_event(&ClusterEvent::NodeRemoved);
+        }
+    }
+
+    fn known_keys(st: &State) -> Vec<String> {
+        let nodes = st.snap.nodes();
+        (0..nodes.len())
+            .filter(|&i| nodes.live[i])
+            .map(|i| nodes.node[i].name.as_str().to_owned())
+            .collect()
+    }
+}
+
+struct Pods;
+
+/// Removes a pod from the snapshot and the queue; returns the event its leaving causes.
+fn remove_pod(st: &mut State, key: &PodKey) {
+    if let Some(e) = st.snap.pod_by_key(key) {
+        let app = e.pod.spark.as_ref().map(|s| s.app);
+        let executor = e.pod.is_executor();
+        st.snap.remove_pod(key);
+        st.queue.on_event(&ClusterEvent::PodDeleted { app });
+        if let (Some(app), true) = (app, executor) {
+            st.queue
+                .on_event(&ClusterEvent::AppExecutorsChanged { app });
+        }
+    } else {
+        st.snap.remove_pod(key);
+    }
+    st.queue.delete(key);
+}
+
+impl Handler for Pods {
+    type K = K8sPod;
+    const KIND: &'static str = "Pod";
+
+    fn apply(shared: &Shared, st: &mut State, obj: &K8sPod) -> Option<Followup> {
+        let name = obj.metadata.name.as_deref()?;
+        let namespace = obj.metadata.namespace.as_deref().unwrap_or("default");
+        let key = PodKey::new(namespace, name);
+        let uid = obj.metadata.uid.clone().unwrap_or_default();
+        st.pods.insert(key.clone(), uid.clone());
+        let sched = shared.config.scheduler_name.as_str();
+        let pod = match pod_from_k8s(obj, &st.priority_classes) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                // Neither countable nor schedulable; never dropped silently.
+                tracing::warn!(error = %e, "pod cannot be converted");
+                remove_pod(st, &key);
+                if !partition::raw_is_ours(obj, sched, &shared.partition) {
+                    return None;
+                }
+                let message = e.to_string();
+                if st.reported.get(&key) == Some(&message) {
+                    return None;
+                }
+                st.reported.insert(key, message.clone());
+                return Some(Followup::InvalidPod {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    uid,
+                    message,
+                });
+            }
+        };
+        if pod.node_name.is_some() && !pod.finished {
+            let prev = st.snap.pod_by_key(&key).map(|e| (e.pod.clone(), e.assumed));
+            if let Err(e) = st.snap.upsert_pod(pod.clone()) {
+                tracing::warn!(error = %e, "bound pod not added");
+            }
+            st.queue.delete(&key);
+            st.reported.remove(&key);
+            let app = pod.spark.as_ref().map(|s| s.app);
+            match prev {
+                Some((old, assumed)) => {
+                    if old.labels != pod.labels {
+                        st.queue.on_event(&ClusterEvent::PodUpdated);
+                    }
+                    let counted = |p: &crate::model::Pod, assumed: bool| {
+                        (p.node_name, p.terminating, assumed)
+                    };
+                    if let (Some(app), true) = (app, pod.is_executor()) {
+                        if counted(&old, assumed) != counted(&pod, false) {
+                            st.queue
+                                .on_event(&ClusterEvent::AppExecutorsChanged { app });
+                        }
+                    }
+                }
+                None => {
+                    if let (Some(app), true) = (app, pod.is_executor()) {
+                        st.queue
+                            .on_event(&ClusterEvent::AppExecutorsChanged { app });
+                    }
+                }
+            }
+            return None;
+        }
+        // Pending or finished: it holds nothing, unless we assumed it and the binding
+        // is still on its way.
+        let assumed = st.snap.pod_by_key(&key).map(|e| e.assumed);
+        match assumed {
+            Some(false) => remove_pod(st, &key),
+            Some(true) if pod.finished => remove_pod(st, &key),
+            _ => {}
+        }
+        if partition::is_ours(&pod, sched, &shared.partition) {
+            // Bound by us and not yet seen bound: a late update of the pending object.
+            if assumed == Some(true) && !st.queue.contains(&key) {
+                return None;
+            }
+            if let Some(node) = pod.nominated_node_name {
+                if st.snap.nomination_of(&key).is_none() {
+                    if let Some(idx) = st.snap.nodes().get(node) {
+                        st.snap.nominate(pod.clone(), idx);
+                    }
+                }
+            }
+            st.queue.add(pod);
+        } else {
+            st.queue.delete(&key);
+            st.snap.clear_nomination(&key);
+            st.reported.remove(&key);
+        }
+        None
+    }
+
+    fn delete(st: &mut State, key: &str) {
+        let key = pod_key(key);
+        st.pods.remove(&key);
+        st.reported.remove(&key);
+        remove_pod(st, &key);
+    }
+
+    fn known_keys(st: &State) -> Vec<String> {
+        st.pods
+            .keys()
+            .map(|k| format!("{}/{}", k.namespace, k.name))
+            .collect()
+    }
+}
+
+struct Pdbs;
+
+impl Handler for Pdbs {
+    type K = PodDisruptionBudget;
+    const KIND: &'static str = "PodDisruptionBudget";
+
+    fn apply(_: &Shared, st: &mut State, obj: &PodDisruptionBudget) -> Option<Followup> {
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        // No queue event: budgets change often (status), and a budget with room again
+        // only matters to preemption, which the leftover flush retries.
+        st.pdbs.insert((ns, name), obj.clone());
+        None
+    }
+
+    fn delete(st: &mut State, key: &str) {
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        st.pdbs.remove(&(ns.to_owned(), name.to_owned()));
+    }
+
+    fn known_keys(st: &State) -> Vec<String> {
+        st.pdbs.keys().map(|(ns, n)| format!("{ns}/{n}")).collect()
+    }
+}
+
+struct PriorityClasses;
+
+impl Handler for PriorityClasses {
+    type K = PriorityClass;
+    const KIND: &'static str = "PriorityClass";
+
+    fn apply(_: &Shared, st: &mut State, obj: &PriorityClass) -> Option<Followup> {
+        if let Some(name) = &obj.metadata.name {
+            st.priority_classes.values.insert(
+                name.clone(),
+                (obj.value, obj.global_default.unwrap_or(false)),
+            );
+        }
+        None
+    }
+
+    fn delete(st: &mut State, key: &str) {
+        st.priority_classes.values.remove(key);
+    }
+
+    fn known_keys(st: &State) -> Vec<String> {
+        st.priority_classes.values.keys().cloned().collect()
+    }
+}
