@@ -519,10 +519,18 @@ async fn fail_next_fails_exactly_the_matching_calls() {
         .collect();
     assert_eq!(statuses, [500, 201]);
 
+    // A delayed call is served normally, late.
+    server.delay_next("GET", "/pods/e1", Duration::from_millis(300), 1);
+    let started = std::time::Instant::now();
+    within("delayed get", pods.get("e1")).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    server.clear_request_log();
+
     // The kube client retries 503 by itself: two injected 503s are invisible to the caller.
     server.fail_next("get", "/pods/e1", 503, 2);
     within("get retried", pods.get("e1")).await.unwrap();
-    assert_eq!(server.count_requests("GET", "/pods/e1"), 4);
+    let statuses: Vec<u16> = server.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 503, 200]);
 }
 
 #[tokio::test]

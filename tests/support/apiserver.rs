@@ -289,6 +289,12 @@ impl TestApiServer {
             .fail_next(method, path_substring, status_code, count);
     }
 
+    /// The next `count` matching requests (as for `fail_next`) are served normally but
+    /// only after `delay`, e.g. to keep a binding in flight.
+    pub fn delay_next(&self, method: &str, path_substring: &str, delay: Duration, count: usize) {
+        self.shared.delay_next(method, path_substring, delay, count);
+    }
+
     /// Aborts every open watch stream mid-response (the client sees a broken connection).
     pub fn drop_watches(&self) {
         self.shared.drop_watches();
