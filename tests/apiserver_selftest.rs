@@ -1123,3 +1123,25 @@ async fn wait_helpers_observe_changes_made_by_clients() {
             .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_loses_nothing_across_repeated_drops_on_a_multi_thread_runtime() {
+    let server = TestApiServer::start().await;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let mut stream = drive(watcher::watcher(pods, watcher::Config::default()));
+    next_matching(&mut stream, "init done", |e| matches!(e, Event::InitDone)).await;
+    for round in 0..5 {
+        let name = format!("p{round}");
+        server.drop_watches();
+        server
+            .create(&pod("default", &name, "spark-fleet"))
+            .unwrap();
+        next_matching(&mut stream, "pod after drop", |e| applied(e, &name)).await;
+    }
+    let lists = server
+        .request_log()
+        .iter()
+        .filter(|r| r.method == "GET" && !r.path.contains("watch="))
+        .count();
+    assert_eq!(lists, 1, "resumed without re-listing");
+}

@@ -488,6 +488,15 @@ fn start_watch(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
+            if dropped.has_changed().unwrap_or(true) {
+                let _ = tx
+                    .send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "watch dropped by test",
+                    )))
+                    .await;
+                return;
+            }
             match shared
                 .store
                 .events_since(path.resource, namespace.as_deref(), cursor)
