@@ -2,3 +2,4 @@
 //! mix and driver placement, and how defaults from config combine with them.
 
 pub mod annotations;
+pub mod policy;
