@@ -46,12 +46,10 @@ impl Plugin for CapacityMix {
     }
 }
 
-/// The mix for an executor and its types ranked for the next placement.
-fn executor_plan(
-    config: &Config,
-    pod: &Pod,
-    snap: &Snapshot,
-) -> Result<Option<(Mix, Vec<(Sym, i64)>)>, PolicyError> {
+/// An executor's mix and its types ranked for the next placement, best first.
+type Plan = (Mix, Vec<(Sym, i64)>);
+
+fn executor_plan(config: &Config, pod: &Pod, snap: &Snapshot) -> Result<Option<Plan>, PolicyError> {
     let Some(sp) = pod.spark.as_ref().filter(|_| pod.is_executor()) else {
         return Ok(None);
     };

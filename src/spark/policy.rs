@@ -60,7 +60,7 @@ impl Mix {
             .map(|&(t, w)| (t, w as i64 * after - placed(t) as i64 * w_all))
             .collect();
         // Stable sort keeps the written order among equal deficits.
-        ranked.sort_by(|a, b| b.1.cmp(&a.1));
+        ranked.sort_by_key(|e| std::cmp::Reverse(e.1));
         ranked
     }
 
