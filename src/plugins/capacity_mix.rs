@@ -108,17 +108,15 @@ impl FilterPlugin for CapacityMix {
                     ),
                 )
             }
-            Some(MixCycle::Executor { mix, ranking })
-                if mix.mode == MixMode::Hard && ranking[0].0 != ty =>
+            Some(MixCycle::Executor { mix, ranking }) if mix.mode == MixMode::Hard => match ranking
+                .first()
             {
-                Status::unschedulable(
+                Some(&(wanted, _)) if wanted != ty => Status::unschedulable(
                     NAME,
-                    format!(
-                        "node(s) didn't match the application's capacity mix (wants {})",
-                        ranking[0].0
-                    ),
-                )
-            }
+                    format!("node(s) didn't match the application's capacity mix (wants {wanted})"),
+                ),
+                _ => Status::success(),
+            },
             _ => Status::success(),
         }
     }
@@ -184,7 +182,7 @@ pub fn capacity_fallback(
 ) -> Option<CapacityFallback> {
     let (_, ranking) = executor_plan(config, pod, snap).ok()??;
     let got = *snap.nodes().capacity_type.get(node as usize)?;
-    let wanted = ranking[0].0;
+    let wanted = ranking.first()?.0;
     (wanted != got).then_some(CapacityFallback { wanted, got })
 }
 
@@ -228,7 +226,7 @@ pub fn mix_status(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<MixStat
             .map(|&(t, w)| (t.to_string(), w))
             .collect(),
         mode: mix.mode,
-        next: Some(mix.next_type(count, total).to_string()),
+        next: mix.next_type(count, total).map(|t| t.to_string()),
         current,
     })
 }

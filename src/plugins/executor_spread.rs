@@ -59,10 +59,10 @@ fn mix_target(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<Sym> {
         .map(|a| policy::executor_counts(snap, a, Some(pod)))
         .unwrap_or_default();
     let total: u32 = counts.iter().map(|e| e.1).sum();
-    Some(mix.next_type(
+    mix.next_type(
         |t| counts.iter().find(|e| e.0 == t).map_or(0, |e| e.1),
         total,
-    ))
+    )
 }
 
 impl PreScorePlugin for ExecutorSpread {

@@ -64,9 +64,10 @@ impl Mix {
         ranked
     }
 
-    /// The type the next executor should go to.
-    pub fn next_type(&self, placed: impl Fn(Sym) -> u32, total: u32) -> Sym {
-        self.ranking(placed, total)[0].0
+    /// The type the next executor should go to (None only for a mix without types,
+    /// which the parsers never produce).
+    pub fn next_type(&self, placed: impl Fn(Sym) -> u32, total: u32) -> Option<Sym> {
+        self.ranking(placed, total).first().map(|e| e.0)
     }
 
     /// Per-type executor counts the mix asks for when `n` more executors are placed
@@ -77,7 +78,9 @@ impl Mix {
         let count_of = |c: &[(Sym, u32)], t: Sym| c.iter().find(|e| e.0 == t).map_or(0, |e| e.1);
         for _ in 0..n {
             let total: u32 = counts.iter().map(|e| e.1).sum();
-            let t = self.next_type(|t| count_of(&counts, t), total);
+            let Some(t) = self.next_type(|t| count_of(&counts, t), total) else {
+                break;
+            };
             match counts.iter_mut().find(|e| e.0 == t) {
                 Some(e) => e.1 += 1,
                 None => counts.push((t, 1)),
@@ -319,16 +322,23 @@ mod tests {
         ];
         for ((sp, od), want) in cases {
             let placed = |t: Sym| if t == s("spot") { sp } else { od };
-            assert_eq!(m.next_type(placed, sp + od).as_str(), want, "{sp}/{od}");
+            assert_eq!(
+                m.next_type(placed, sp + od).unwrap().as_str(),
+                want,
+                "{sp}/{od}"
+            );
         }
         // Ties go to the type written first.
         let even = mix(&[("spot", 1), ("on-demand", 1)]);
-        assert_eq!(even.next_type(|_| 0, 0).as_str(), "spot");
+        assert_eq!(even.next_type(|_| 0, 0).unwrap().as_str(), "spot");
         let even = mix(&[("on-demand", 1), ("spot", 1)]);
-        assert_eq!(even.next_type(|_| 0, 0).as_str(), "on-demand");
+        assert_eq!(even.next_type(|_| 0, 0).unwrap().as_str(), "on-demand");
+        let empty = mix(&[]);
+        assert_eq!(empty.next_type(|_| 0, 0), None);
+        assert!(empty.plan(&[], 3).is_empty());
         // A zero-weight type is never targeted.
         let only = mix(&[("spot", 0), ("on-demand", 1)]);
-        assert_eq!(only.next_type(|_| 0, 5).as_str(), "on-demand");
+        assert_eq!(only.next_type(|_| 0, 5).unwrap().as_str(), "on-demand");
     }
 
     #[test]
