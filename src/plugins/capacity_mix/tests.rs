@@ -130,6 +130,33 @@ fn sequence_follows_the_mix() {
 }
 
 #[test]
+fn executors_lost_with_a_spot_node_are_refilled() {
+    let cfg = Config::default();
+    let profile = spark_profile(&cfg);
+    let mut s = cluster(1, 1);
+    s.upsert_node(node("spot-2", 64_000, 256 * GI).spot().build());
+    let drv = pod("drv", 1000, 4 * GI)
+        .driver("app")
+        .annotation(EXECUTOR_CAPACITY_MIX, "spot=50,on-demand=50")
+        .build();
+    place(&mut s, drv, "od-1");
+    for i in 0..4 {
+        place(&mut s, executor(&format!("s{i}"), "app").build(), "spot-2");
+        place(&mut s, executor(&format!("o{i}"), "app").build(), "od-1");
+    }
+    // The spot node is reclaimed with its 4 executors.
+    assert!(s.remove_node(Sym::new("spot-2")));
+    let mut got = Vec::new();
+    for i in 0..4 {
+        let p = executor(&format!("n{i}"), "app").arc();
+        let d = schedule(&profile, &p, &mut s, CycleOptions::default());
+        got.push(chosen_type(&s, &d).unwrap());
+        s.assume(p, d.node.unwrap()).unwrap();
+    }
+    assert_eq!(got, ["spot"; 4]);
+}
+
+#[test]
 fn soft_falls_back_when_target_type_has_no_room() {
     let cfg = Config::default();
     let profile = spark_profile(&cfg);
@@ -526,5 +553,45 @@ proptest! {
                 prop_assert!(!any);
             }
         }
+    }
+}
+
+/// Spread and mix together: each type's executors alternate zones, and the mix holds.
+#[test]
+fn spread_composes_with_the_mix() {
+    let cfg = Config::default();
+    let profile = spark_profile(&cfg);
+    let mut s = Snapshot::new(CapacityRules::default());
+    for z in ["a", "b"] {
+        s.upsert_node(
+            node(&format!("spot-{z}"), 64_000, 256 * GI)
+                .spot()
+                .zone(z)
+                .build(),
+        );
+        s.upsert_node(
+            node(&format!("od-{z}"), 64_000, 256 * GI)
+                .on_demand()
+                .zone(z)
+                .build(),
+        );
+    }
+    let drv = pod("drv", 1000, GI)
+        .driver("app")
+        .annotation(EXECUTOR_CAPACITY_MIX, "spot=50,on-demand=50")
+        .build();
+    place(&mut s, drv, "od-a");
+    let mut per_node: HashMap<&str, i32> = HashMap::new();
+    for i in 0..8 {
+        let p = executor(&format!("e{i}"), "app").arc();
+        let d = schedule(&profile, &p, &mut s, CycleOptions::default());
+        let n = d.node.unwrap();
+        *per_node
+            .entry(s.nodes().name[n as usize].as_str())
+            .or_default() += 1;
+        s.assume(p, n).unwrap();
+    }
+    for n in ["spot-a", "spot-b", "od-a", "od-b"] {
+        assert_eq!(per_node.get(n), Some(&2), "{per_node:?}");
     }
 }
