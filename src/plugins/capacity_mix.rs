@@ -69,6 +69,10 @@ fn executor_plan(config: &Config, pod: &Pod, snap: &Snapshot) -> Result<Option<P
 impl PreFilterPlugin for CapacityMix {
     fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot) -> Status {
         if pod.is_driver() {
+            // A bad mix on the driver would strand every executor: refuse the driver now.
+            if let Err(e) = policy::executor_mix(&self.config, pod, snap) {
+                return Status::unresolvable(NAME, e.to_string());
+            }
             return match policy::driver_capacity(&self.config, pod) {
                 Err(e) => Status::unresolvable(NAME, e.to_string()),
                 Ok(None) => Status::skip(),

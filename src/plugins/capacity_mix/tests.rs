@@ -97,6 +97,11 @@ fn issue_scenario_next_executor_goes_on_demand() {
         vec![("spot".to_string(), 4), ("on-demand".to_string(), 2)]
     );
     assert_eq!(st.next.as_deref(), Some("on-demand"));
+    // The driver shows its application's mix too.
+    let drv = s
+        .pod_by_key(&crate::model::PodKey::new("default", "drv"))
+        .unwrap();
+    assert_eq!(mix_status(&cfg, &drv.pod.clone(), &s), Some(st.clone()));
     assert_eq!(st.mode, MixMode::Soft);
     assert_eq!(
         st.target,
@@ -305,6 +310,16 @@ fn bad_annotations_reject_in_prefilter() {
         "{msg}"
     );
     assert!(msg.contains("inherited from driver default/drv"), "{msg}");
+    // A driver whose mix for its executors is bad is refused itself.
+    let bad_mix = pod("d3", 1000, GI)
+        .driver("app3")
+        .annotation(EXECUTOR_CAPACITY_MIX, "spot=40,on-demand=sixty")
+        .build();
+    let d = schedule(&profile, &bad_mix, &mut s, CycleOptions::default());
+    assert_eq!(d.node, None);
+    assert!(d.message().unwrap().contains(
+        "invalid annotation spark-fleet.io/executor-capacity-mix \"spot=40,on-demand=sixty\""
+    ));
     // A driver with a bad driver-capacity.
     let bad = pod("d2", 1000, GI)
         .driver("app2")
