@@ -4,12 +4,14 @@ mod node_affinity;
 mod node_name;
 mod node_ports;
 mod node_unschedulable;
+mod pod_topology_spread;
 mod taint_toleration;
 
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
 pub use node_unschedulable::NodeUnschedulable;
+pub use pod_topology_spread::PodTopologySpread;
 pub use taint_toleration::TaintToleration;
 
 use crate::config::{Config, PluginArgs, ProfileConfig};
@@ -40,7 +42,7 @@ pub const KNOWN: &[&str] = &[
     node_ports::NAME,
     "NodeResourcesFit",
     "NodeResourcesBalancedAllocation",
-    "PodTopologySpread",
+    pod_topology_spread::NAME,
     "CapacityMix",
     "ExecutorSpread",
     "DriverAdmission",
@@ -108,6 +110,13 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
             let mut s = PluginSet::new(node_ports::NAME);
             s.pre_filter = Some(p.clone());
             s.filter = Some(p);
+            s
+        }
+        pod_topology_spread::NAME => {
+            let p = Arc::new(PodTopologySpread);
+            let mut s = set_filter_score(pod_topology_spread::NAME, p.clone(), true, true);
+            s.pre_filter = Some(p.clone());
+            s.pre_score = Some(p);
             s
         }
         other => {
