@@ -6,16 +6,17 @@ use super::{
     constraints_of, for_each_matching_pod, has_all_keys, DomainMap, NodeInclusion,
     PodTopologySpread, NO_DOMAIN,
 };
-use crate::framework::{
-    CycleState, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
-};
+use crate::framework::{CycleState, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::model::{Pod, WhenUnsatisfiable, LABEL_HOSTNAME};
 use crate::snapshot::{NodeIdx, Snapshot};
 
 #[derive(Debug)]
 enum Counts {
     /// Matching pods per domain; `node_domain` is indexed by `NodeIdx`.
-    Domains { node_domain: Vec<u32>, counts: Vec<i64> },
+    Domains {
+        node_domain: Vec<u32>,
+        counts: Vec<i64>,
+    },
     /// `kubernetes.io/hostname`: matching pods per node, every node counted
     /// regardless of the inclusion policies (as upstream's Score).
     PerNode(Vec<i64>),

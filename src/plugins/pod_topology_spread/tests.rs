@@ -1,0 +1,724 @@
+use super::filtering::PreFilterState;
+use super::*;
+use crate::framework::{
+    Code, CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
+};
+use crate::model::capacity::CapacityRules;
+use crate::model::{
+    pod_from_k8s, InclusionPolicy, LabelSelector, Node, SelectorOp, TopologySpreadConstraint,
+};
+use crate::plugins::test_support::filter_all;
+use crate::testkit::*;
+use std::collections::BTreeMap;
+
+const ZONE: &str = crate::model::LABEL_ZONE;
+const HOST: &str = crate::model::LABEL_HOSTNAME;
+
+fn snap(nodes: Vec<Node>, pods: Vec<Pod>) -> Snapshot {
+    let mut s = Snapshot::new(CapacityRules::default());
+    for n in nodes {
+        s.upsert_node(n);
+    }
+    for p in pods {
+        s.upsert_pod(std::sync::Arc::new(p)).unwrap();
+    }
+    s
+}
+
+fn zn(name: &str, zone: &str) -> Node {
+    node(name, 1000, GI).zone(zone).build()
+}
+
+/// `n` pods labelled foo=bar on `on`, in namespace `default`.
+fn foo_pods(prefix: &str, on: &str, n: usize) -> Vec<Pod> {
+    (0..n)
+        .map(|i| {
+            pod(&format!("{prefix}-{on}-{i}"), 1, 1)
+                .label("foo", "bar")
+                .on(on)
+                .build()
+        })
+        .collect()
+}
+
+fn foo() -> LabelSelector {
+    selector(&[("foo", "bar")])
+}
+
+fn hard(max_skew: i32, key: &str) -> TopologySpreadConstraint {
+    TopologySpreadConstraint {
+        max_skew,
+        topology_key: Sym::new(key),
+        when_unsatisfiable: WhenUnsatisfiable::DoNotSchedule,
+        selector: Some(foo()),
+        min_domains: None,
+        node_affinity_policy: InclusionPolicy::Honor,
+        node_taints_policy: InclusionPolicy::Ignore,
+    }
+}
+
+fn soft(max_skew: i32, key: &str) -> TopologySpreadConstraint {
+    TopologySpreadConstraint {
+        when_unsatisfiable: WhenUnsatisfiable::ScheduleAnyway,
+        ..hard(max_skew, key)
+    }
+}
+
+fn incoming(cs: Vec<TopologySpreadConstraint>) -> PodBuilder {
+    let mut b = pod("incoming", 1, 1).label("foo", "bar");
+    for c in cs {
+        b = b.constraint(c);
+    }
+    b
+}
+
+/// Names of the nodes passing the plugin's Filter.
+fn passing(p: &Pod, s: &Snapshot) -> Vec<String> {
+    let mut v: Vec<String> = filter_all(Some(&PodTopologySpread), &PodTopologySpread, p, s)
+        .into_iter()
+        .filter(|(_, st)| st.is_success())
+        .map(|(n, _)| n)
+        .collect();
+    v.sort();
+    v
+}
+
+fn four_nodes_two_zones() -> Vec<Node> {
+    vec![zn("n1", "a"), zn("n2", "a"), zn("n3", "b"), zn("n4", "b")]
+}
+
+#[test]
+fn filter_table() {
+    let base_pods = || {
+        [
+            foo_pods("p", "n1", 1),
+            foo_pods("p", "n2", 1),
+            foo_pods("p", "n3", 1),
+        ]
+        .concat()
+    };
+    struct Case {
+        name: &'static str,
+        nodes: Vec<Node>,
+        pods: Vec<Pod>,
+        pod: Pod,
+        want: Vec<&'static str>,
+    }
+    let cases = vec![
+        Case {
+            // a=2, b=1: a would reach skew 2.
+            name: "single zone constraint",
+            nodes: four_nodes_two_zones(),
+            pods: base_pods(),
+            pod: incoming(vec![hard(1, ZONE)]).build(),
+            want: vec!["n3", "n4"],
+        },
+        Case {
+            name: "maxSkew 2 tolerates a",
+            nodes: four_nodes_two_zones(),
+            pods: base_pods(),
+            pod: incoming(vec![hard(2, ZONE)]).build(),
+            want: vec!["n1", "n2", "n3", "n4"],
+        },
+        Case {
+            // The incoming pod does not match its own selector: it adds nothing.
+            name: "selfMatch false",
+            nodes: four_nodes_two_zones(),
+            pods: base_pods(),
+            pod: pod("incoming", 1, 1).constraint(hard(1, ZONE)).build(),
+            want: vec!["n1", "n2", "n3", "n4"],
+        },
+        Case {
+            // a=1, b=2 by zone; per host n1=1, n2=0, n3=1, n4=1.
+            name: "zone and hostname",
+            nodes: four_nodes_two_zones(),
+            pods: [
+                foo_pods("p", "n1", 1),
+                foo_pods("p", "n3", 1),
+                foo_pods("p", "n4", 1),
+            ]
+            .concat(),
+            pod: incoming(vec![hard(1, ZONE), hard(1, HOST)]).build(),
+            want: vec!["n2"],
+        },
+        Case {
+            // Pods in zone b of another namespace must not lift b's count.
+            name: "other namespaces ignored",
+            nodes: four_nodes_two_zones(),
+            pods: [
+                base_pods(),
+                (0..5)
+                    .map(|i| {
+                        pod(&format!("o{i}"), 1, 1)
+                            .namespace("other")
+                            .label("foo", "bar")
+                            .on("n3")
+                            .build()
+                    })
+                    .collect(),
+            ]
+            .concat(),
+            pod: incoming(vec![hard(1, ZONE)]).build(),
+            want: vec!["n3", "n4"],
+        },
+        Case {
+            name: "terminating pods ignored",
+            nodes: four_nodes_two_zones(),
+            pods: [
+                base_pods(),
+                (0..2)
+                    .map(|i| {
+                        pod(&format!("t{i}"), 1, 1)
+                            .label("foo", "bar")
+                            .terminating()
+                            .on("n3")
+                            .build()
+                    })
+                    .collect(),
+            ]
+            .concat(),
+            pod: incoming(vec![hard(1, ZONE)]).build(),
+            want: vec!["n3", "n4"],
+        },
+        Case {
+            // A label other than the selector's must not count either.
+            name: "non-matching pods ignored",
+            nodes: four_nodes_two_zones(),
+            pods: [
+                base_pods(),
+                vec![pod("x", 1, 1).label("foo", "baz").on("n3").build()],
+                vec![pod("y", 1, 1).label("foo", "baz").on("n4").build()],
+            ]
+            .concat(),
+            pod: incoming(vec![hard(1, ZONE)]).build(),
+            want: vec!["n3", "n4"],
+        },
+        Case {
+            // n5 has no zone: rejected, and its pods do not make zone counts.
+            name: "node missing the key",
+            nodes: [four_nodes_two_zones(), vec![node("n5", 1000, GI).build()]].concat(),
+            pods: [base_pods(), foo_pods("p", "n5", 3)].concat(),
+            pod: incoming(vec![hard(1, ZONE)]).build(),
+            want: vec!["n3", "n4"],
+        },
+        Case {
+            // n5 is in zone b but lacks `rack`: upstream counts a node only when it
+            // carries every constraint's key, so its 3 pods leave zone b at 1.
+            name: "counting requires all keys",
+            nodes: vec![
+                node("n1", 1000, GI).zone("a").label("rack", "r1").build(),
+                node("n3", 1000, GI).zone("b").label("rack", "r2").build(),
+                node("n5", 1000, GI).zone("b").build(),
+            ],
+            pods: [
+                foo_pods("p", "n1", 2),
+                foo_pods("p", "n3", 1),
+                foo_pods("p", "n5", 3),
+            ]
+            .concat(),
+            pod: incoming(vec![hard(1, ZONE), hard(5, "rack")]).build(),
+            want: vec!["n3"],
+        },
+        Case {
+            // A nil selector matches no pod, not even the incoming one.
+            name: "nil selector",
+            nodes: four_nodes_two_zones(),
+            pods: [foo_pods("p", "n1", 4)].concat(),
+            pod: incoming(vec![TopologySpreadConstraint {
+                selector: None,
+                ..hard(1, ZONE)
+            }])
+            .build(),
+            want: vec!["n1", "n2", "n3", "n4"],
+        },
+        Case {
+            // Operator selectors (no equality hint) take the namespace scan path.
+            name: "Exists selector",
+            nodes: four_nodes_two_zones(),
+            pods: base_pods(),
+            pod: incoming(vec![TopologySpreadConstraint {
+                selector: Some(LabelSelector {
+                    requirements: vec![req("foo", SelectorOp::Exists, &[])],
+                }),
+                ..hard(1, ZONE)
+            }])
+            .build(),
+            want: vec!["n3", "n4"],
+        },
+    ];
+    for c in cases {
+        let s = snap(c.nodes, c.pods);
+        assert_eq!(passing(&c.pod, &s), c.want, "{}", c.name);
+    }
+}
+
+#[test]
+fn filter_reasons_and_codes() {
+    let s = snap(
+        [four_nodes_two_zones(), vec![node("bare", 1000, GI).build()]].concat(),
+        [foo_pods("p", "n1", 2), foo_pods("p", "n3", 1)].concat(),
+    );
+    let p = incoming(vec![hard(1, ZONE)]).build();
+    let got: BTreeMap<String, (Code, String)> =
+        filter_all(Some(&PodTopologySpread), &PodTopologySpread, &p, &s)
+            .into_iter()
+            .map(|(n, st)| (n, (st.code, st.message())))
+            .collect();
+    assert_eq!(
+        got["n1"],
+        (
+            Code::Unschedulable,
+            ERR_REASON_CONSTRAINTS_NOT_MATCH.to_string()
+        )
+    );
+    assert_eq!(
+        got["bare"],
+        (
+            Code::UnschedulableAndUnresolvable,
+            "node(s) didn't match pod topology spread constraints (missing required label)"
+                .to_string()
+        )
+    );
+    assert_eq!(got["n3"].0, Code::Success);
+    let st = PodTopologySpread.filter(&CycleState::default(), &p, &s, 0);
+    assert_eq!(
+        st.code,
+        Code::Error,
+        "hard constraints but no PreFilter state"
+    );
+}
+
+#[test]
+fn node_affinity_policy() {
+    // Pool x = zones a, b; zone c is outside the pod's nodeSelector.
+    let nodes = vec![
+        node("n1", 1000, GI).zone("a").label("pool", "x").build(),
+        node("n2", 1000, GI).zone("b").label("pool", "x").build(),
+        node("n3", 1000, GI).zone("c").build(),
+    ];
+    let pods = [foo_pods("p", "n1", 1), foo_pods("p", "n2", 1)].concat();
+    let s = snap(nodes, pods);
+    for (policy, want) in [
+        // Honor: zone c is not a domain, min = 1: everything within skew.
+        (InclusionPolicy::Honor, vec!["n1", "n2", "n3"]),
+        // Ignore: zone c (0 pods) sets min = 0.
+        (InclusionPolicy::Ignore, vec!["n3"]),
+    ] {
+        let p = incoming(vec![TopologySpreadConstraint {
+            node_affinity_policy: policy,
+            ..hard(1, ZONE)
+        }])
+        .node_selector("pool", "x")
+        .build();
+        assert_eq!(passing(&p, &s), want, "{policy:?}");
+    }
+    // Required node affinity terms are honoured the same way as nodeSelector.
+    let p = incoming(vec![hard(1, ZONE)])
+        .required_terms(vec![term(vec![req("pool", SelectorOp::In, &["x"])])])
+        .build();
+    assert_eq!(passing(&p, &s), vec!["n1", "n2", "n3"]);
+}
+
+#[test]
+fn node_taints_policy() {
+    let build = |effect: Option<TaintEffect>| {
+        let mut n3 = node("n3", 1000, GI).zone("c");
+        if let Some(e) = effect {
+            n3 = n3.taint("dedicated", "gpu", e);
+        }
+        snap(
+            vec![zn("n1", "a"), zn("n2", "b"), n3.build()],
+            [foo_pods("p", "n1", 1), foo_pods("p", "n2", 1)].concat(),
+        )
+    };
+    let with_policy = |policy| {
+        incoming(vec![TopologySpreadConstraint {
+            node_taints_policy: policy,
+            ..hard(1, ZONE)
+        }])
+    };
+    let all = vec!["n1", "n2", "n3"];
+    let only_c = vec!["n3"];
+    let cases = [
+        (
+            Some(TaintEffect::NoSchedule),
+            InclusionPolicy::Honor,
+            None,
+            &all,
+        ),
+        (
+            Some(TaintEffect::NoExecute),
+            InclusionPolicy::Honor,
+            None,
+            &all,
+        ),
+        (
+            Some(TaintEffect::NoSchedule),
+            InclusionPolicy::Ignore,
+            None,
+            &only_c,
+        ),
+        // PreferNoSchedule does not exclude a node.
+        (
+            Some(TaintEffect::PreferNoSchedule),
+            InclusionPolicy::Honor,
+            None,
+            &only_c,
+        ),
+        // A tolerated taint does not exclude it either.
+        (
+            Some(TaintEffect::NoSchedule),
+            InclusionPolicy::Honor,
+            Some(("dedicated", "gpu")),
+            &only_c,
+        ),
+        (None, InclusionPolicy::Honor, None, &only_c),
+    ];
+    for (effect, policy, tol, want) in cases {
+        let s = build(effect);
+        let mut b = with_policy(policy);
+        if let Some((k, v)) = tol {
+            b = b.tolerate(k, v, None);
+        }
+        assert_eq!(
+            &passing(&b.build(), &s),
+            want,
+            "{effect:?} {policy:?} {tol:?}"
+        );
+    }
+}
+
+#[test]
+fn min_domains() {
+    let s = snap(
+        vec![zn("n1", "a"), zn("n2", "b")],
+        [foo_pods("p", "n1", 1), foo_pods("p", "n2", 1)].concat(),
+    );
+    for (md, want_min, want) in [
+        (None, 1, vec!["n1", "n2"]),
+        (Some(2), 1, vec!["n1", "n2"]),
+        // 2 domains < 3: the global minimum is 0, so 1 + 1 - 0 > 1 everywhere.
+        (Some(3), 0, vec![]),
+    ] {
+        let p = incoming(vec![TopologySpreadConstraint {
+            min_domains: md,
+            ..hard(1, ZONE)
+        }])
+        .build();
+        let mut st = CycleState::default();
+        assert!(PodTopologySpread.pre_filter(&mut st, &p, &s).is_success());
+        let state = st.read::<PreFilterState>().unwrap();
+        assert_eq!(state.constraints[0].min_match(), want_min, "{md:?}");
+        assert_eq!(passing(&p, &s), want, "{md:?}");
+    }
+}
+
+#[test]
+fn prefilter_skips_without_hard_constraints() {
+    let s = snap(four_nodes_two_zones(), vec![]);
+    let mut st = CycleState::default();
+    let none = pod("p", 1, 1).build();
+    assert_eq!(
+        PodTopologySpread.pre_filter(&mut st, &none, &s).code,
+        Code::Skip
+    );
+    let soft_only = incoming(vec![soft(1, ZONE)]).build();
+    assert_eq!(
+        PodTopologySpread.pre_filter(&mut st, &soft_only, &s).code,
+        Code::Skip
+    );
+    let hard_one = incoming(vec![soft(1, ZONE), hard(1, ZONE)]).build();
+    assert_eq!(
+        PodTopologySpread.pre_filter(&mut st, &hard_one, &s).code,
+        Code::Success
+    );
+}
+
+#[test]
+fn assumed_pods_count_and_forget_uncounts() {
+    let mut s = snap(four_nodes_two_zones(), foo_pods("p", "n1", 1));
+    let p = incoming(vec![hard(1, ZONE)]).build();
+    assert_eq!(passing(&p, &s), vec!["n3", "n4"]);
+    let n3 = s.nodes().by_name("n3").unwrap();
+    let extra = pod("assumed", 1, 1).label("foo", "bar").arc();
+    s.assume(extra.clone(), n3).unwrap();
+    assert_eq!(passing(&p, &s), vec!["n1", "n2", "n3", "n4"]);
+    s.forget(&extra.key);
+    assert_eq!(passing(&p, &s), vec!["n3", "n4"]);
+}
+
+fn k8s_pod(yaml: &str) -> Pod {
+    let p: k8s_openapi::api::core::v1::Pod = serde_saphyr::from_str(yaml).unwrap();
+    pod_from_k8s(&p, &()).unwrap()
+}
+
+#[test]
+fn match_label_keys_narrow_counting() {
+    let web = |name: &str, hash: &str, on: &str| {
+        pod(name, 1, 1)
+            .label("app", "web")
+            .label("pod-template-hash", hash)
+            .on(on)
+            .build()
+    };
+    // Zone a: two pods of the old revision; zone b: one of the new.
+    let s = snap(
+        four_nodes_two_zones(),
+        vec![
+            web("old1", "v1", "n1"),
+            web("old2", "v1", "n2"),
+            web("new1", "v2", "n3"),
+        ],
+    );
+    let yaml = |keys: &str| {
+        format!(
+            r#"
+metadata: {{name: incoming, namespace: default, labels: {{app: web, pod-template-hash: v2}}}}
+spec:
+  containers: [{{name: a, image: x}}]
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: DoNotSchedule
+    labelSelector: {{matchLabels: {{app: web}}}}
+{keys}
+"#
+        )
+    };
+    // All revisions: a=2, b=1 → only b.
+    let plain = k8s_pod(&yaml(""));
+    assert_eq!(passing(&plain, &s), vec!["n3", "n4"]);
+    // Only v2: a=0, b=1 → only a.
+    let keyed = k8s_pod(&yaml("    matchLabelKeys: [pod-template-hash]"));
+    assert_eq!(passing(&keyed, &s), vec!["n1", "n2"]);
+}
+
+// ---- scoring ---------------------------------------------------------------
+
+/// Normalized scores by node name, scoring only `feasible` (all live nodes when empty).
+fn scores(p: &Pod, s: &Snapshot, feasible: &[&str]) -> BTreeMap<String, i64> {
+    let nodes: Vec<NodeIdx> = if feasible.is_empty() {
+        s.nodes().live_indices().collect()
+    } else {
+        feasible
+            .iter()
+            .map(|n| s.nodes().by_name(n).unwrap())
+            .collect()
+    };
+    let mut st = CycleState::default();
+    assert!(PodTopologySpread
+        .pre_score(&mut st, p, s, &nodes)
+        .is_success());
+    let mut raw: Vec<i64> = nodes
+        .iter()
+        .map(|&n| PodTopologySpread.score(&st, p, s, n))
+        .collect();
+    PodTopologySpread.normalize(&st, p, &mut raw);
+    nodes
+        .iter()
+        .zip(raw)
+        .map(|(&n, v)| (s.nodes().name[n as usize].to_string(), v))
+        .collect()
+}
+
+fn expect(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+}
+
+#[test]
+fn score_table() {
+    struct Case {
+        name: &'static str,
+        nodes: Vec<Node>,
+        pods: Vec<Pod>,
+        pod: Pod,
+        feasible: Vec<&'static str>,
+        want: Vec<(&'static str, i64)>,
+    }
+    let three = || vec![zn("n1", "a"), zn("n2", "a"), zn("n3", "b")];
+    let cases = vec![
+        Case {
+            // weight ln(4); a: 2 pods → round(2.77) = 3, b: 1 → 1. 100*(3+1-s)/3.
+            name: "zone counts",
+            nodes: three(),
+            pods: [foo_pods("p", "n1", 2), foo_pods("p", "n3", 1)].concat(),
+            pod: incoming(vec![soft(1, ZONE)]).build(),
+            feasible: vec![],
+            want: vec![("n1", 33), ("n2", 33), ("n3", 100)],
+        },
+        Case {
+            // maxSkew 3 adds 2 to every raw score: 5, 5, 3 → 100*(5+3-s)/5.
+            name: "maxSkew waters differences down",
+            nodes: three(),
+            pods: [foo_pods("p", "n1", 2), foo_pods("p", "n3", 1)].concat(),
+            pod: incoming(vec![soft(3, ZONE)]).build(),
+            feasible: vec![],
+            want: vec![("n1", 60), ("n2", 60), ("n3", 100)],
+        },
+        Case {
+            // Per node, weight ln(3+2): 2 → 3, 1 → 2, 0 → 0.
+            name: "hostname counts per node",
+            nodes: three(),
+            pods: [foo_pods("p", "n1", 2), foo_pods("p", "n2", 1)].concat(),
+            pod: incoming(vec![soft(1, HOST)]).build(),
+            feasible: vec![],
+            want: vec![("n1", 0), ("n2", 33), ("n3", 100)],
+        },
+        Case {
+            name: "no matching pods anywhere",
+            nodes: three(),
+            pods: vec![],
+            pod: incoming(vec![soft(1, ZONE)]).build(),
+            feasible: vec![],
+            want: vec![("n1", 100), ("n2", 100), ("n3", 100)],
+        },
+        Case {
+            // nozone lacks the key: scored 0 and its pods not counted.
+            name: "nodes missing the key are ignored",
+            nodes: [three(), vec![node("nozone", 1000, GI).build()]].concat(),
+            pods: [foo_pods("p", "n1", 2), foo_pods("p", "nozone", 9)].concat(),
+            pod: incoming(vec![soft(1, ZONE)]).build(),
+            feasible: vec![],
+            want: vec![("n1", 0), ("n2", 0), ("n3", 100), ("nozone", 0)],
+        },
+        Case {
+            // Domains come from feasible nodes (a, b; weight ln 4), but pods on
+            // infeasible n2 still count for zone a; zone c is not a domain.
+            name: "counts span all nodes of feasible domains",
+            nodes: [three(), vec![zn("n4", "c")]].concat(),
+            pods: [foo_pods("p", "n2", 2), foo_pods("p", "n4", 5)].concat(),
+            pod: incoming(vec![soft(1, ZONE)]).build(),
+            feasible: vec!["n1", "n3"],
+            want: vec![("n1", 0), ("n3", 100)],
+        },
+        Case {
+            // Other namespaces and terminating pods do not count.
+            name: "namespace and terminating",
+            nodes: three(),
+            pods: [
+                foo_pods("p", "n3", 1),
+                vec![
+                    pod("o", 1, 1)
+                        .namespace("other")
+                        .label("foo", "bar")
+                        .on("n1")
+                        .build(),
+                    pod("t1", 1, 1)
+                        .label("foo", "bar")
+                        .terminating()
+                        .on("n1")
+                        .build(),
+                    pod("t2", 1, 1)
+                        .label("foo", "bar")
+                        .terminating()
+                        .on("n2")
+                        .build(),
+                ],
+            ]
+            .concat(),
+            pod: incoming(vec![soft(1, ZONE)]).build(),
+            feasible: vec![],
+            want: vec![("n1", 100), ("n2", 100), ("n3", 0)],
+        },
+        Case {
+            // zone (ln 4) + hostname (ln 5): n1: 1*1.39+1*1.61=3, n2: 1.39→1, n3: 0.
+            name: "zone and hostname",
+            nodes: three(),
+            pods: foo_pods("p", "n1", 1),
+            pod: incoming(vec![soft(1, ZONE), soft(1, HOST)]).build(),
+            feasible: vec![],
+            want: vec![("n1", 0), ("n2", 66), ("n3", 100)],
+        },
+    ];
+    for c in cases {
+        let s = snap(c.nodes, c.pods);
+        assert_eq!(
+            scores(&c.pod, &s, &c.feasible),
+            expect(&c.want),
+            "{}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn score_inclusion_policies() {
+    // n2 (zone a) carries an untolerated NoSchedule taint and 3 matching pods.
+    let s = snap(
+        vec![
+            zn("n1", "a"),
+            node("n2", 1000, GI)
+                .zone("a")
+                .taint("k", "v", TaintEffect::NoSchedule)
+                .build(),
+            zn("n3", "b"),
+        ],
+        [foo_pods("p", "n2", 3), foo_pods("p", "n3", 1)].concat(),
+    );
+    let with = |policy| {
+        incoming(vec![TopologySpreadConstraint {
+            node_taints_policy: policy,
+            ..soft(1, ZONE)
+        }])
+        .build()
+    };
+    // Ignore: a=3 (round 4.16=4), b=1 (1) → 100*(4+1-s)/4.
+    assert_eq!(
+        scores(&with(InclusionPolicy::Ignore), &s, &["n1", "n3"]),
+        expect(&[("n1", 25), ("n3", 100)])
+    );
+    // Honor: n2's pods leave zone a: a=0, b=1.
+    assert_eq!(
+        scores(&with(InclusionPolicy::Honor), &s, &["n1", "n3"]),
+        expect(&[("n1", 100), ("n3", 0)])
+    );
+    // nodeAffinityPolicy Honor: nodes outside the pod's selector do not count.
+    let s = snap(
+        vec![
+            node("n1", 1000, GI).zone("a").label("pool", "x").build(),
+            node("n2", 1000, GI).zone("a").build(),
+            node("n3", 1000, GI).zone("b").label("pool", "x").build(),
+        ],
+        [foo_pods("p", "n2", 3), foo_pods("p", "n3", 1)].concat(),
+    );
+    let p = incoming(vec![soft(1, ZONE)])
+        .node_selector("pool", "x")
+        .build();
+    assert_eq!(
+        scores(&p, &s, &["n1", "n3"]),
+        expect(&[("n1", 100), ("n3", 0)])
+    );
+}
+
+#[test]
+fn prescore_skips_without_soft_constraints() {
+    let s = snap(four_nodes_two_zones(), vec![]);
+    let mut st = CycleState::default();
+    let nodes: Vec<NodeIdx> = s.nodes().live_indices().collect();
+    let p = incoming(vec![hard(1, ZONE)]).build();
+    assert_eq!(
+        PodTopologySpread.pre_score(&mut st, &p, &s, &nodes).code,
+        Code::Skip
+    );
+}
+
+#[test]
+fn registered_in_registry() {
+    let cfg = crate::config::Config::default();
+    let profile = crate::config::ProfileConfig {
+        name: "t".into(),
+        plugins: Vec::new(),
+        plugin_args: Default::default(),
+        percentage_of_nodes_to_score: 0,
+    };
+    let set = crate::plugins::build_plugin(
+        NAME,
+        &crate::plugins::BuildContext {
+            config: &cfg,
+            profile: &profile,
+        },
+    )
+    .unwrap();
+    assert!(set.pre_filter.is_some() && set.filter.is_some());
+    assert!(set.pre_score.is_some() && set.score.is_some());
+}
