@@ -722,3 +722,143 @@ fn registered_in_registry() {
     assert!(set.pre_filter.is_some() && set.filter.is_some());
     assert!(set.pre_score.is_some() && set.score.is_some());
 }
+
+/// Upstream's algorithm written naively (scan every node's pods, string-free
+/// maps by value), to check the indexed, domain-id implementation against.
+fn reference_passing(p: &Pod, s: &Snapshot) -> Vec<String> {
+    let hard: Vec<&TopologySpreadConstraint> = p
+        .topology_spread
+        .iter()
+        .filter(|c| c.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule)
+        .collect();
+    let nodes = s.nodes();
+    let mut counts: Vec<BTreeMap<Sym, i64>> = vec![BTreeMap::new(); hard.len()];
+    for i in nodes.live_indices() {
+        let n = &nodes.node[i as usize];
+        if !hard.iter().all(|c| n.labels.contains_key(c.topology_key)) {
+            continue;
+        }
+        for (ci, c) in hard.iter().enumerate() {
+            if c.node_affinity_policy == InclusionPolicy::Honor && !required_affinity_matches(p, n)
+            {
+                continue;
+            }
+            if c.node_taints_policy == InclusionPolicy::Honor && has_untolerated_hard_taint(p, n) {
+                continue;
+            }
+            let matching = s
+                .pods_on(i)
+                .filter(|e| {
+                    e.pod.key.namespace == p.key.namespace
+                        && !e.pod.terminating
+                        && c.selector
+                            .as_ref()
+                            .is_some_and(|sel| sel.matches(&e.pod.labels))
+                })
+                .count() as i64;
+            *counts[ci]
+                .entry(n.labels.get(c.topology_key).unwrap())
+                .or_default() += matching;
+        }
+    }
+    let mut out: Vec<String> = nodes
+        .live_indices()
+        .filter(|&i| {
+            let n = &nodes.node[i as usize];
+            hard.iter().enumerate().all(|(ci, c)| {
+                let Some(v) = n.labels.get(c.topology_key) else {
+                    return false;
+                };
+                let min = if (counts[ci].len() as i64) < c.min_domains.unwrap_or(1) as i64 {
+                    0
+                } else {
+                    counts[ci].values().copied().min().unwrap_or(i64::MAX)
+                };
+                let own = c
+                    .selector
+                    .as_ref()
+                    .is_some_and(|sel| sel.matches(&p.labels)) as i64;
+                counts[ci].get(&v).copied().unwrap_or(0) + own - min <= c.max_skew as i64
+            })
+        })
+        .map(|i| nodes.name[i as usize].to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn indexed_counting_agrees_with_a_full_scan() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (mut passed, mut rejected) = (0, 0);
+    for round in 0..20 {
+        let mut nodes = Vec::new();
+        for i in 0..40 {
+            let mut b = node(&format!("n{i}"), 1000, GI);
+            if rng.random_bool(0.9) {
+                b = b.zone(["a", "b", "c", "d"][rng.random_range(0..4)]);
+            }
+            if rng.random_bool(0.8) {
+                b = b.label("rack", ["r1", "r2", "r3"][rng.random_range(0..3)]);
+            }
+            if rng.random_bool(0.5) {
+                b = b.label("pool", "x");
+            }
+            if rng.random_bool(0.2) {
+                b = b.taint("k", "v", TaintEffect::NoSchedule);
+            }
+            nodes.push(b.build());
+        }
+        let mut pods = Vec::new();
+        for j in 0..150 {
+            let mut b = pod(&format!("q{j}"), 1, 1)
+                .namespace(["default", "other"][rng.random_range(0..2)])
+                .label("foo", ["bar", "baz"][rng.random_range(0..2)])
+                .on(&format!("n{}", rng.random_range(0..40)));
+            if rng.random_bool(0.3) {
+                b = b.label("tier", "web");
+            }
+            if rng.random_bool(0.1) {
+                b = b.terminating();
+            }
+            pods.push(b.build());
+        }
+        let s = snap(nodes, pods);
+        let policy = |b: bool| {
+            if b {
+                InclusionPolicy::Honor
+            } else {
+                InclusionPolicy::Ignore
+            }
+        };
+        let mut cs = vec![TopologySpreadConstraint {
+            min_domains: rng.random_bool(0.3).then(|| rng.random_range(1..6)),
+            node_affinity_policy: policy(rng.random_bool(0.5)),
+            node_taints_policy: policy(rng.random_bool(0.5)),
+            ..hard(rng.random_range(1..4), ZONE)
+        }];
+        if rng.random_bool(0.5) {
+            cs.push(TopologySpreadConstraint {
+                selector: Some(LabelSelector {
+                    requirements: vec![req("tier", SelectorOp::Exists, &[])],
+                }),
+                ..hard(rng.random_range(1..4), "rack")
+            });
+        }
+        let mut b = incoming(cs);
+        if rng.random_bool(0.5) {
+            b = b.node_selector("pool", "x");
+        }
+        let p = b.build();
+        let got = passing(&p, &s);
+        assert_eq!(got, reference_passing(&p, &s), "round {round}");
+        passed += got.len();
+        rejected += 40 - got.len();
+    }
+    // The rounds must exercise both outcomes to mean anything.
+    assert!(
+        passed > 40 && rejected > 40,
+        "{passed} passed, {rejected} rejected"
+    );
+}
