@@ -862,3 +862,96 @@ fn indexed_counting_agrees_with_a_full_scan() {
         "{passed} passed, {rejected} rejected"
     );
 }
+
+fn spread_only_profile() -> crate::framework::Profile {
+    let cfg = crate::config::Config::default();
+    let pc = crate::config::ProfileConfig {
+        name: "t".into(),
+        plugins: Vec::new(),
+        plugin_args: Default::default(),
+        percentage_of_nodes_to_score: 0,
+    };
+    let ctx = crate::plugins::BuildContext {
+        config: &cfg,
+        profile: &pc,
+    };
+    let set = crate::plugins::build_plugin(NAME, &ctx).unwrap();
+    crate::framework::Profile::new("t", vec![(set, 1)])
+}
+
+/// Places `n` copies of `template` one by one through the scheduling cycle,
+/// assuming each on the chosen node; returns the pods per node name.
+fn place_through_cycle(template: &Pod, s: &mut Snapshot, n: usize) -> BTreeMap<String, usize> {
+    let profile = spread_only_profile();
+    let mut placed = BTreeMap::new();
+    for i in 0..n {
+        let mut p = template.clone();
+        p.key.name = format!("r{i}");
+        let d = crate::framework::schedule(&profile, &p, s, Default::default());
+        let node = d.node.unwrap_or_else(|| panic!("r{i}: {:?}", d.message()));
+        s.assume(std::sync::Arc::new(p), node).unwrap();
+        *placed
+            .entry(s.nodes().name[node as usize].to_string())
+            .or_default() += 1;
+    }
+    placed
+}
+
+#[test]
+fn cycle_spreads_hard_by_zone_and_soft_by_host() {
+    let nodes = || {
+        vec![
+            zn("a1", "a"),
+            zn("a2", "a"),
+            zn("b1", "b"),
+            zn("b2", "b"),
+            zn("c1", "c"),
+            zn("c2", "c"),
+        ]
+    };
+    // Hard zone spread, maxSkew 1: 9 pods land 3 per zone.
+    let mut s = snap(nodes(), vec![]);
+    let placed = place_through_cycle(&incoming(vec![hard(1, ZONE)]).build(), &mut s, 9);
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for (n, c) in &placed {
+        *per_zone.entry(n[..1].to_string()).or_default() += c;
+    }
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        vec![3, 3, 3]
+    );
+
+    // Soft hostname spread: 6 pods on 6 nodes, one each.
+    let mut s = snap(nodes(), vec![]);
+    let placed = place_through_cycle(&incoming(vec![soft(1, HOST)]).build(), &mut s, 6);
+    assert_eq!(placed.len(), 6, "{placed:?}");
+}
+
+#[test]
+fn cycle_reports_upstream_reasons() {
+    // minDomains 3 with 2 zones: the global minimum is 0, so a (1 pod) and
+    // b (2 pods) both exceed maxSkew 1; `bare` has no zone.
+    let mut s = snap(
+        vec![zn("a1", "a"), zn("b1", "b"), node("bare", 1000, GI).build()],
+        [foo_pods("p", "a1", 1), foo_pods("p", "b1", 2)].concat(),
+    );
+    let p = incoming(vec![TopologySpreadConstraint {
+        min_domains: Some(3),
+        ..hard(1, ZONE)
+    }])
+    .build();
+    let d = crate::framework::schedule(&spread_only_profile(), &p, &mut s, Default::default());
+    assert_eq!(d.node, None);
+    let msg = d.message().unwrap_or_default();
+    assert!(msg.starts_with("0/3 nodes are available"), "{msg}");
+    assert!(
+        msg.contains(
+            "1 node(s) didn't match pod topology spread constraints (missing required label)"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("2 node(s) didn't match pod topology spread constraints."),
+        "{msg}"
+    );
+}
