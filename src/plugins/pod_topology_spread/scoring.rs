@@ -7,7 +7,7 @@ use super::{
     PodTopologySpread, NO_DOMAIN,
 };
 use crate::framework::{CycleState, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
-use crate::model::{Pod, WhenUnsatisfiable, LABEL_HOSTNAME};
+use crate::model::{Pod, Sym, WhenUnsatisfiable, LABEL_HOSTNAME};
 use crate::snapshot::{NodeIdx, Snapshot};
 
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl PreScorePlugin for PodTopologySpread {
             return Status::skip();
         }
         let slots = nodes.slots();
-        let hostname = crate::model::Sym::new(LABEL_HOSTNAME);
+        let hostname = Sym::new(LABEL_HOSTNAME);
 
         let mut ignored = vec![false; slots];
         let mut ignored_in_order = Vec::with_capacity(feasible.len());
