@@ -7,6 +7,7 @@ mod node_affinity;
 mod node_name;
 mod node_ports;
 mod node_unschedulable;
+mod pod_topology_spread;
 mod taint_toleration;
 
 pub use capacity_mix::{capacity_fallback, mix_status, CapacityFallback, CapacityMix, MixStatus};
@@ -16,6 +17,7 @@ pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
 pub use node_unschedulable::NodeUnschedulable;
+pub use pod_topology_spread::PodTopologySpread;
 pub use taint_toleration::TaintToleration;
 
 use crate::config::{Config, PluginArgs, ProfileConfig};
@@ -46,7 +48,7 @@ pub const KNOWN: &[&str] = &[
     node_ports::NAME,
     "NodeResourcesFit",
     "NodeResourcesBalancedAllocation",
-    "PodTopologySpread",
+    pod_topology_spread::NAME,
     "CapacityMix",
     "ExecutorSpread",
     "DriverAdmission",
@@ -119,6 +121,13 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
         capacity_mix::NAME => {
             let p = Arc::new(CapacityMix::new(Arc::new(ctx.config.clone())));
             let mut s = set_filter_score(capacity_mix::NAME, p.clone(), true, true);
+            s.pre_filter = Some(p.clone());
+            s.pre_score = Some(p);
+            s
+        }
+        pod_topology_spread::NAME => {
+            let p = Arc::new(PodTopologySpread);
+            let mut s = set_filter_score(pod_topology_spread::NAME, p.clone(), true, true);
             s.pre_filter = Some(p.clone());
             s.pre_score = Some(p);
             s
