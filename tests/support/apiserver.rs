@@ -39,11 +39,11 @@
 //! beyond object shape; pods are deleted at once unless
 //! `ServerOptions::graceful_pod_deletion` is set; no auth.
 
-mod http;
 mod patch;
 mod registry;
 mod resources;
 mod selectors;
+mod service;
 mod status;
 mod store;
 
@@ -56,11 +56,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use http::{RequestRecord, ServerOptions};
+pub use service::{RequestRecord, ServerOptions};
 pub use status::ApiError;
 
-use http::Shared;
 use registry::{Origin, Scope};
+use service::Shared;
 
 /// A running test API server; shuts down when dropped.
 pub struct TestApiServer {
@@ -104,7 +104,7 @@ impl TestApiServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("listener has a local address");
         let app = axum::Router::new()
-            .fallback(http::handle)
+            .fallback(service::handle)
             .with_state(shared.clone());
         let mut shutdown = shared.shutdown.subscribe();
         tokio::spawn(async move {
@@ -287,6 +287,12 @@ impl TestApiServer {
     pub fn fail_next(&self, method: &str, path_substring: &str, status_code: u16, count: usize) {
         self.shared
             .fail_next(method, path_substring, status_code, count);
+    }
+
+    /// The next `count` matching requests (as for `fail_next`) are served normally but
+    /// only after `delay`, e.g. to keep a binding in flight.
+    pub fn delay_next(&self, method: &str, path_substring: &str, delay: Duration, count: usize) {
+        self.shared.delay_next(method, path_substring, delay, count);
     }
 
     /// Aborts every open watch stream mid-response (the client sees a broken connection).

@@ -27,10 +27,18 @@ pub struct RequestRecord {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Copy)]
+enum FaultAction {
+    /// Answer with a Status of this code instead of serving.
+    Fail(u16),
+    /// Serve normally after this delay.
+    Delay(Duration),
+}
+
 struct Fault {
     method: String,
     path_substring: String,
-    status: u16,
+    action: FaultAction,
     remaining: usize,
 }
 
@@ -84,24 +92,34 @@ impl Shared {
         }
     }
 
-    pub fn fail_next(&self, method: &str, path_substring: &str, status: u16, count: usize) {
+    fn add_fault(&self, method: &str, path_substring: &str, action: FaultAction, count: usize) {
         lock(&self.faults).push(Fault {
             method: method.to_ascii_uppercase(),
             path_substring: path_substring.to_string(),
-            status,
+            action,
             remaining: count,
         });
     }
 
-    fn take_fault(&self, method: &str, path: &str) -> Option<u16> {
+    pub fn fail_next(&self, method: &str, path_substring: &str, status: u16, count: usize) {
+        self.add_fault(method, path_substring, FaultAction::Fail(status), count);
+    }
+
+    pub fn delay_next(&self, method: &str, path_substring: &str, delay: Duration, count: usize) {
+        self.add_fault(method, path_substring, FaultAction::Delay(delay), count);
+    }
+
+    /// The first armed fault matching this request, consumed. Faults apply in the order
+    /// they were armed.
+    fn take_fault(&self, method: &str, path: &str) -> Option<FaultAction> {
         let mut faults = lock(&self.faults);
         let fault = faults.iter_mut().find(|f| {
             f.remaining > 0 && f.method == method && path.contains(f.path_substring.as_str())
         })?;
         fault.remaining -= 1;
-        let status = fault.status;
+        let action = fault.action;
         faults.retain(|f| f.remaining > 0);
-        Some(status)
+        Some(action)
     }
 
     pub fn drop_watches(&self) {
@@ -155,12 +173,16 @@ pub async fn handle(
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| uri.path().to_string());
-    let (code, response) = match shared.take_fault(method.as_str(), &path_and_query) {
-        Some(code) => {
+    let fault = shared.take_fault(method.as_str(), &path_and_query);
+    if let Some(FaultAction::Delay(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
+    let (code, response) = match fault {
+        Some(FaultAction::Fail(code)) => {
             let err = ApiError::injected(code);
             (code, error_response(&err))
         }
-        None => match dispatch(&shared, &method, &uri, &headers, &body) {
+        _ => match dispatch(&shared, &method, &uri, &headers, &body) {
             Ok(Reply::Json(code, value)) => (code, json_response(code, &value)),
             Ok(Reply::Watch(response)) => (200, response),
             Err(err) => (err.code, error_response(&err)),
@@ -466,6 +488,15 @@ fn start_watch(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
+            if dropped.has_changed().unwrap_or(true) {
+                let _ = tx
+                    .send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "watch dropped by test",
+                    )))
+                    .await;
+                return;
+            }
             match shared
                 .store
                 .events_since(path.resource, namespace.as_deref(), cursor)
