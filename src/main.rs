@@ -172,7 +172,8 @@ fn run(cli: Cli) -> Result<(), InputError> {
                 nodes,
                 seed,
                 spot_fraction: spot_fraction.unwrap_or(d.spot_fraction),
-                monthly_interruption_rate: monthly_interruption_rate.unwrap_or(d.monthly_interruption_rate),
+                monthly_interruption_rate: monthly_interruption_rate
+                    .unwrap_or(d.monthly_interruption_rate),
                 duration_hours: duration_hours.unwrap_or(d.duration_hours),
                 zones: zones.unwrap_or(d.zones),
                 scheduled_fraction: scheduled_fraction.unwrap_or(d.scheduled_fraction),

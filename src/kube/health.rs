@@ -44,6 +44,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, address: &str) -> Result<SocketAd
 async fn metrics(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     match &shared.metrics {
         Some(h) => {
+            // Computed per scrape: it walks every application.
+            let deviation = {
+                let st = shared.lock();
+                super::metrics::capacity_mix_deviation(&shared.config, &st.snap)
+            };
+            ::metrics::gauge!(super::metrics::CAPACITY_MIX_DEVIATION).set(deviation);
             h.run_upkeep();
             (StatusCode::OK, h.render())
         }

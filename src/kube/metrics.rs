@@ -88,3 +88,39 @@ pub fn role_label(pod: &crate::model::Pod) -> &'static str {
         "none"
     }
 }
+
+/// Mean over applications with an executor mix and placed executors of
+/// |spot share − spot target|. The application is read through its driver when placed
+/// (else one executor, which the mix status then leaves out of the counts).
+pub fn capacity_mix_deviation(
+    config: &crate::config::Config,
+    snap: &crate::snapshot::Snapshot,
+) -> f64 {
+    use crate::model::capacity::SPOT;
+    let mut sum = 0.0;
+    let mut apps = 0u32;
+    for (_, app) in snap.apps() {
+        let Some(id) = app.driver.or_else(|| app.executors.iter().next().copied()) else {
+            continue;
+        };
+        let Some(entry) = snap.pod(id) else { continue };
+        let Some(mix) = crate::plugins::capacity_mix::mix_status(config, &entry.pod, snap) else {
+            continue;
+        };
+        let weights: u32 = mix.target.iter().map(|t| t.1).sum();
+        let placed: u32 = mix.current.iter().map(|c| c.1).sum();
+        if weights == 0 || placed == 0 {
+            continue;
+        }
+        let of = |v: &[(String, u32)]| v.iter().filter(|e| e.0 == SPOT).map(|e| e.1).sum::<u32>();
+        let target = f64::from(of(&mix.target)) / f64::from(weights);
+        let share = f64::from(of(&mix.current)) / f64::from(placed);
+        sum += (share - target).abs();
+        apps += 1;
+    }
+    if apps == 0 {
+        0.0
+    } else {
+        sum / f64::from(apps)
+    }
+}

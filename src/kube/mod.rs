@@ -486,8 +486,6 @@ fn cycle(
     ::metrics::histogram!(metrics::ALGORITHM_DURATION).record(started.elapsed().as_secs_f64());
     if let Some(idx) = decision.node {
         let node = st.snap.nodes().node[idx as usize].name.as_str().to_owned();
-        // CAPACITY-FALLBACK: checked before assume (the assumed pod is left out of its
-        // app's counts either way); see `reporter::capacity_fallback`.
         let fallback = reporter::capacity_fallback(&shared.config, &pod, &st.snap, idx);
         match st.snap.assume(pod.clone(), idx) {
             Ok(()) => {

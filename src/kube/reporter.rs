@@ -214,15 +214,17 @@ pub(crate) struct Fallback {
     pub got: String,
 }
 
-/// CAPACITY-FALLBACK call site: `plugins::capacity_mix::capacity_fallback` is being
-/// written on another branch; until it lands in main this reports no fallback.
+/// Whether placing `pod` on `node` falls back from its mix's target capacity type.
 pub(crate) fn capacity_fallback(
-    _config: &Config,
-    _pod: &Pod,
-    _snap: &Snapshot,
-    _node: NodeIdx,
+    config: &Config,
+    pod: &Pod,
+    snap: &Snapshot,
+    node: NodeIdx,
 ) -> Option<Fallback> {
-    None
+    crate::plugins::capacity_mix::capacity_fallback(config, pod, snap, node).map(|f| Fallback {
+        wanted: f.wanted.as_str().to_owned(),
+        got: f.got.as_str().to_owned(),
+    })
 }
 
 pub(crate) async fn capacity_fallback_event(

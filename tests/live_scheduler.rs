@@ -1,0 +1,527 @@
+//! The live scheduler against the in-repo test API server, through the real kube client.
+
+mod support;
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{json, Value};
+use spark_fleet::config::{Config, PluginEntry, ProfileConfig};
+use spark_fleet::kube::Scheduler;
+use support::apiserver::TestApiServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STEP: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(STEP, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+/// Plugins available in every build of the crate, so outcomes do not depend on others' work.
+fn config() -> Config {
+    let mut c = Config::default();
+    let plugins = [
+        "NodeUnschedulable",
+        "NodeName",
+        "TaintToleration",
+        "NodeAffinity",
+        "NodePorts",
+    ];
+    c.profiles.push(ProfileConfig {
+        name: "live-test".into(),
+        plugins: plugins
+            .iter()
+            .map(|n| PluginEntry {
+                name: (*n).into(),
+                weight: 1,
+            })
+            .collect(),
+        plugin_args: Default::default(),
+        percentage_of_nodes_to_score: 0,
+    });
+    c.default_profile = "live-test".into();
+    c.leader_election.enabled = false;
+    c.metrics.address = "127.0.0.1:0".into();
+    c.queue.initial_backoff_seconds = 0.05;
+    c.queue.max_backoff_seconds = 0.2;
+    c.bind.concurrency = 4;
+    c
+}
+
+fn with_leader_election(mut c: Config) -> Config {
+    c.leader_election.enabled = true;
+    c.leader_election.lease_namespace = Some("kube-system".into());
+    c.leader_election.lease_duration_seconds = 1.0;
+    c.leader_election.renew_deadline_seconds = 0.8;
+    c.leader_election.retry_period_seconds = 0.1;
+    c
+}
+
+fn node(name: &str, cpu: &str, labels: Value) -> Node {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": name, "labels": labels },
+        "status": { "allocatable": { "cpu": cpu, "memory": "32Gi", "pods": "110" } },
+    }))
+    .unwrap()
+}
+
+fn pod(name: &str, scheduler: &str, cpu: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "spark" },
+        "spec": {
+            "schedulerName": scheduler,
+            "containers": [{ "name": "main", "image": "spark:3.5",
+                             "resources": { "requests": { "cpu": cpu, "memory": "1Gi" } } }],
+        },
+    }))
+    .unwrap()
+}
+
+fn node_name(p: &Pod) -> Option<String> {
+    p.spec.as_ref().and_then(|s| s.node_name.clone())
+}
+
+fn condition<'a>(p: &'a Pod, ty: &str) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == ty)
+}
+
+async fn wait_bound(server: &TestApiServer, name: &str) -> String {
+    let p = server
+        .wait_for::<Pod>("spark", name, STEP, |p| node_name(p).is_some())
+        .await
+        .unwrap_or_else(|| panic!("pod {name} was not bound"));
+    node_name(&p).unwrap()
+}
+
+/// events.k8s.io/v1 events about `pod` with `reason`.
+fn events(server: &TestApiServer, pod: &str, reason: &str) -> Vec<Value> {
+    server
+        .raw_list("events.k8s.io", "events")
+        .into_iter()
+        .filter(|e| e["reason"] == reason && e["regarding"]["name"] == pod)
+        .collect()
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
+
+async fn started(server: &TestApiServer, c: Config) -> Scheduler {
+    let s = within("start", Scheduler::start(server.client(), c))
+        .await
+        .unwrap();
+    wait_until("synced", || s.is_ready()).await;
+    s
+}
+
+#[tokio::test]
+async fn pending_pods_get_bound() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    server.create(&node("n2", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    for i in 0..6 {
+        server
+            .create(&pod(&format!("p{i}"), "spark-fleet", "1"))
+            .unwrap();
+    }
+    for i in 0..6 {
+        let name = format!("p{i}");
+        let node = within("bind", wait_bound(&server, &name)).await;
+        assert!(node == "n1" || node == "n2");
+        let p: Pod = server.get("spark", &name).unwrap();
+        assert_eq!(condition(&p, "PodScheduled").unwrap().status, "True");
+    }
+    wait_until("Scheduled events", || {
+        (0..6).all(|i| !events(&server, &format!("p{i}"), "Scheduled").is_empty())
+    })
+    .await;
+    let ev = &events(&server, "p0", "Scheduled")[0];
+    let node = node_name(&server.get::<Pod>("spark", "p0").unwrap()).unwrap();
+    assert_eq!(
+        ev["note"],
+        format!("Successfully assigned spark/p0 to {node}")
+    );
+    assert_eq!(ev["reportingController"], "spark-fleet");
+    wait_until("binds counted", || s.binds() == 6).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn unplaceable_pod_is_reported_once_per_message() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    server.create(&node("n2", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    let mut p = pod("picky", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().node_selector = Some([("disk".to_owned(), "ssd".to_owned())].into());
+    server.create(&p).unwrap();
+    let want = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.";
+    let got = server
+        .wait_for::<Pod>("spark", "picky", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("PodScheduled condition set");
+    let c = condition(&got, "PodScheduled").unwrap();
+    assert_eq!(c.status, "False");
+    assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
+    assert_eq!(c.message.as_deref(), Some(want));
+    wait_until("FailedScheduling", || {
+        !events(&server, "picky", "FailedScheduling").is_empty()
+    })
+    .await;
+    let ev = &events(&server, "picky", "FailedScheduling")[0];
+    assert_eq!(ev["note"], want);
+    assert_eq!(ev["type"], "Warning");
+
+    // A node change retries the pod; the same answer is not reported again.
+    let attempts = server.count_requests("PATCH", "/pods/picky/status");
+    let mut n1: Node = server.get("", "n1").unwrap();
+    n1.metadata.labels = Some([("zone".to_owned(), "a".to_owned())].into());
+    server.replace(&n1).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.count_requests("PATCH", "/pods/picky/status"),
+        attempts
+    );
+    assert_eq!(events(&server, "picky", "FailedScheduling").len(), 1);
+
+    // A new answer is.
+    server.create(&node("n3", "8", json!({}))).unwrap();
+    let want3 = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.";
+    server
+        .wait_for::<Pod>("spark", "picky", STEP, |p| {
+            condition(p, "PodScheduled").and_then(|c| c.message.as_deref()) == Some(want3)
+        })
+        .await
+        .expect("message updated");
+
+    // And a matching node gets it bound.
+    server
+        .create(&node("n4", "8", json!({"disk": "ssd"})))
+        .unwrap();
+    assert_eq!(within("bind", wait_bound(&server, "picky")).await, "n4");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_pod_of_ours_is_reported() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.create(&pod("bad", "spark-fleet", "lots")).unwrap();
+    let got = server
+        .wait_for::<Pod>("spark", "bad", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("condition on the invalid pod");
+    let c = condition(&got, "PodScheduled").unwrap();
+    assert_eq!(c.status, "False");
+    let msg = c.message.clone().unwrap();
+    assert!(msg.contains("spark/bad") && msg.contains("cpu"), "{msg}");
+    wait_until("event", || {
+        !events(&server, "bad", "FailedScheduling").is_empty()
+    })
+    .await;
+    // Another scheduler's invalid pod is not ours to report.
+    server
+        .create(&pod("bad-other", "default-scheduler", "lots"))
+        .unwrap();
+    server.create(&pod("fine", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "fine")).await;
+    let other: Pod = server.get("spark", "bad-other").unwrap();
+    assert!(condition(&other, "PodScheduled").is_none());
+    s.shutdown().await;
+}
+
+fn with_host_port(mut p: Pod, port: i32) -> Pod {
+    p.spec.as_mut().unwrap().containers[0].ports = Some(vec![serde_json::from_value(
+        json!({"containerPort": port, "hostPort": port}),
+    )
+    .unwrap()]);
+    p
+}
+
+#[tokio::test]
+async fn other_schedulers_pods_are_ignored_but_counted() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "4", json!({}))).unwrap();
+    server.create(&node("n2", "4", json!({}))).unwrap();
+    // Bound by another scheduler on n1: holds its CPU and host port 7077.
+    let mut foreign = with_host_port(pod("foreign", "default-scheduler", "3"), 7077);
+    foreign.spec.as_mut().unwrap().node_name = Some("n1".into());
+    server.create(&foreign).unwrap();
+    server
+        .create(&pod("theirs", "default-scheduler", "1"))
+        .unwrap();
+    let s = started(&server, config()).await;
+    let n1 = spark_fleet::model::Sym::new("n1");
+    let requested_on_n1 = || {
+        s.with_snapshot(|snap| {
+            snap.nodes()
+                .get(n1)
+                .map(|i| snap.nodes().req_cpu[i as usize])
+        })
+    };
+    assert_eq!(requested_on_n1(), Some(3000));
+    // Each of ours wants the same host port: only n2 has it free.
+    for i in 0..2 {
+        server
+            .create(&with_host_port(
+                pod(&format!("mine{i}"), "spark-fleet", "1"),
+                7077,
+            ))
+            .unwrap();
+    }
+    assert_eq!(within("bind", wait_bound(&server, "mine0")).await, "n2");
+    // The second has no node left; it must not land on n1 beside the foreign pod.
+    server
+        .wait_for::<Pod>("spark", "mine1", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("mine1 reported unschedulable");
+    assert_eq!(
+        node_name(&server.get::<Pod>("spark", "mine1").unwrap()),
+        None
+    );
+
+    assert!(!s.is_queued("spark", "theirs"));
+    let theirs: Pod = server.get("spark", "theirs").unwrap();
+    assert_eq!(node_name(&theirs), None);
+    assert_eq!(server.count_requests("POST", "/pods/theirs/binding"), 0);
+    assert!(condition(&theirs, "PodScheduled").is_none());
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_the_leader_binds_and_a_standby_takes_over() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "64", json!({}))).unwrap();
+    let a = within(
+        "start a",
+        Scheduler::start_as(server.client(), with_leader_election(config()), "a".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("a leads", || a.is_leader()).await;
+    let b = within(
+        "start b",
+        Scheduler::start_as(server.client(), with_leader_election(config()), "b".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("b synced", || b.is_ready()).await;
+    for i in 0..8 {
+        server
+            .create(&pod(&format!("p{i}"), "spark-fleet", "1"))
+            .unwrap();
+    }
+    for i in 0..8 {
+        within("bind", wait_bound(&server, &format!("p{i}"))).await;
+    }
+    // Several renewals later b still follows.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.is_leader());
+    assert!(!b.is_leader());
+    wait_until("a counted its binds", || a.binds() == 8).await;
+    assert_eq!(b.binds(), 0);
+    let lease: Lease = server.get("kube-system", "spark-fleet").unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("a"));
+
+    // a leaves and releases the lease: b takes over well before it would expire.
+    a.shutdown().await;
+    let lease: Lease = server.get("kube-system", "spark-fleet").unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity, None);
+    wait_until("b leads", || b.is_leader()).await;
+    server.create(&pod("late", "spark-fleet", "1")).unwrap();
+    within("bind late", wait_bound(&server, "late")).await;
+    wait_until("b counted its bind", || b.binds() == 1).await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_watches_resume_without_loss() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    server.create(&node("n2", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.create(&pod("before", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "before")).await;
+
+    // Changes while the streams are broken arrive when they resume.
+    server.drop_watches();
+    server.delete::<Node>("", "n2").unwrap();
+    server.create(&pod("during", "spark-fleet", "1")).unwrap();
+    assert_eq!(within("bind", wait_bound(&server, "during")).await, "n1");
+
+    // Past the event log: the watchers must re-list, and what vanished meanwhile is removed.
+    server.drop_watches();
+    server.delete::<Pod>("spark", "before").unwrap();
+    server.compact();
+    server.create(&pod("after", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "after")).await;
+    wait_until("deleted pod gone from the snapshot", || {
+        s.with_snapshot(|snap| {
+            snap.pod_by_key(&spark_fleet::model::PodKey::new("spark", "before"))
+                .is_none()
+                && snap
+                    .nodes()
+                    .get(spark_fleet::model::Sym::new("n2"))
+                    .is_none()
+        })
+    })
+    .await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn bind_answered_500_is_retried() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.fail_next("POST", "/pods/p/binding", 500, 1);
+    server.create(&pod("p", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "p")).await;
+    assert_eq!(server.count_requests("POST", "/pods/p/binding"), 2);
+    wait_until("bind counted", || s.binds() == 1).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn bind_conflict_drops_the_pod() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.fail_next("POST", "/pods/p/binding", 409, 1);
+    server.create(&pod("p", "spark-fleet", "1")).unwrap();
+    assert!(
+        server
+            .wait_for_requests("POST", "/pods/p/binding", 1, STEP)
+            .await
+    );
+    wait_until("dropped from the queue", || !s.is_queued("spark", "p")).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        server.count_requests("POST", "/pods/p/binding"),
+        1,
+        "not retried"
+    );
+    // Still scheduling.
+    server.create(&pod("q", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "q")).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_mid_burst_loses_no_pod() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "200", json!({}))).unwrap();
+    let mut c = config();
+    c.bind.concurrency = 2;
+    c.client.qps = 40.0;
+    c.client.burst = 4;
+    let s = started(&server, c.clone()).await;
+    server.delay_next("POST", "/binding", Duration::from_millis(100), 1000);
+    let n = 40;
+    for i in 0..n {
+        server
+            .create(&pod(&format!("p{i}"), "spark-fleet", "1"))
+            .unwrap();
+    }
+    wait_until("some bound", || s.binds() >= 5).await;
+    let t = std::time::Instant::now();
+    s.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(11));
+    let pods: Vec<Pod> = server.list(Some("spark"));
+    let bound = pods.iter().filter(|p| node_name(p).is_some()).count();
+    assert!(bound < n, "shutdown came mid-burst ({bound} bound)");
+    for p in &pods {
+        let scheduled = condition(p, "PodScheduled").map(|c| c.status.as_str());
+        match node_name(p) {
+            Some(_) => assert_eq!(scheduled, Some("True")),
+            None => assert_ne!(scheduled, Some("True")),
+        }
+    }
+    // Nothing is lost: a new instance binds the rest.
+    let s2 = started(&server, c).await;
+    for i in 0..n {
+        within("bind rest", wait_bound(&server, &format!("p{i}"))).await;
+    }
+    wait_until("s2 bound the rest", || s2.binds() as usize == n - bound).await;
+    s2.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_and_readiness() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    // The first pod list fails: not ready until the watcher's retry succeeds.
+    server.fail_next("GET", "/api/v1/pods", 500, 1);
+    let s = within("start", Scheduler::start(server.client(), config()))
+        .await
+        .unwrap();
+    let addr = s.metrics_addr();
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await.0, 503);
+    within("ready", async {
+        while http_get(addr, "/readyz").await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    server.create(&pod("p", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "p")).await;
+    let (code, body) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for name in [
+        "spark_fleet_schedule_attempts_total{result=\"scheduled\"}",
+        "spark_fleet_scheduling_algorithm_duration_seconds",
+        "spark_fleet_e2e_scheduling_duration_seconds",
+        "spark_fleet_pending_pods{queue=\"active\"}",
+        "spark_fleet_pending_pods{queue=\"backoff\"}",
+        "spark_fleet_pending_pods{queue=\"unschedulable\"}",
+        "spark_fleet_binds_total{role=\"none\",capacity_type=\"on-demand\"}",
+        "spark_fleet_preemption_victims_total",
+        "spark_fleet_capacity_fallbacks_total",
+        "spark_fleet_app_capacity_mix_deviation",
+        "spark_fleet_leader",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    s.shutdown().await;
+}
