@@ -525,3 +525,168 @@ async fn metrics_and_readiness() {
     }
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn losing_the_lease_stops_binding() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "64", json!({}))).unwrap();
+    let s = within(
+        "start",
+        Scheduler::start_as(server.client(), with_leader_election(config()), "me".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("leads", || s.is_leader()).await;
+    server.create(&pod("first", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "first")).await;
+
+    // Another holder takes the lease over (e.g. after a partition): we follow at once.
+    let mut lease: Lease = server.get("kube-system", "spark-fleet").unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("intruder".into());
+    spec.lease_duration_seconds = Some(3600);
+    server.replace(&lease).unwrap();
+    wait_until("stepped down", || !s.is_leader()).await;
+    server.create(&pod("second", "spark-fleet", "1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        node_name(&server.get::<Pod>("spark", "second").unwrap()),
+        None
+    );
+    assert!(
+        s.is_queued("spark", "second"),
+        "kept warm for a later takeover"
+    );
+
+    // The intruder releases it: we take over and bind.
+    let mut lease: Lease = server.get("kube-system", "spark-fleet").unwrap();
+    lease.spec.as_mut().unwrap().holder_identity = None;
+    server.replace(&lease).unwrap();
+    assert!(!within("bind", wait_bound(&server, "second"))
+        .await
+        .is_empty());
+    assert!(s.is_leader());
+
+    // Renewals fail past the renew deadline: binding stops although nobody else holds it.
+    server.fail_next("PUT", "/leases/spark-fleet", 500, 1_000_000);
+    wait_until("stepped down after renew deadline", || !s.is_leader()).await;
+    server.create(&pod("third", "spark-fleet", "1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        node_name(&server.get::<Pod>("spark", "third").unwrap()),
+        None
+    );
+    s.shutdown().await;
+}
+
+mod preemption {
+    use super::*;
+    use spark_fleet::framework::{
+        FilterRunner, NodeStatuses, Nomination, Plugin, PluginSet, PostFilterPlugin,
+        PostFilterResult, Status,
+    };
+    use spark_fleet::model::{Pod as ModelPod, Sym};
+    use spark_fleet::snapshot::Snapshot;
+    use std::sync::Arc;
+
+    /// Nominates n1 with every pod on it as a victim: isolates the live reporting path
+    /// from the real preemption plugins' victim selection.
+    struct EvictN1;
+
+    impl Plugin for EvictN1 {
+        fn name(&self) -> &'static str {
+            "EvictN1"
+        }
+    }
+
+    impl PostFilterPlugin for EvictN1 {
+        fn post_filter(
+            &self,
+            _pod: &ModelPod,
+            snap: &mut Snapshot,
+            _statuses: &NodeStatuses,
+            _filters: &FilterRunner,
+        ) -> PostFilterResult {
+            let Some(node) = snap.nodes().get(Sym::new("n1")) else {
+                return PostFilterResult {
+                    status: Status::unschedulable("EvictN1", "no n1"),
+                    nomination: None,
+                };
+            };
+            let victims: Vec<_> = snap.pods_on(node).map(|e| e.pod.clone()).collect();
+            if victims.is_empty() {
+                return PostFilterResult {
+                    status: Status::unschedulable("EvictN1", "no victims"),
+                    nomination: None,
+                };
+            }
+            PostFilterResult {
+                status: Status::success(),
+                nomination: Some(Nomination { node, victims }),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn preemption_nominates_marks_and_deletes_victims() {
+        let server = TestApiServer::start_with(support::apiserver::ServerOptions {
+            graceful_pod_deletion: true,
+            ..Default::default()
+        })
+        .await;
+        server.create(&node("n1", "8", json!({}))).unwrap();
+        let mut victim = with_host_port(pod("victim", "default-scheduler", "1"), 7077);
+        victim.spec.as_mut().unwrap().node_name = Some("n1".into());
+        server.create(&victim).unwrap();
+
+        let c = config();
+        let mut profile =
+            spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
+        let mut set = PluginSet::new("EvictN1");
+        set.post_filter = Some(Arc::new(EvictN1));
+        profile.post_filter.push(set.post_filter.unwrap());
+        let s = within(
+            "start",
+            Scheduler::start_with(server.client(), c, profile, "me".into()),
+        )
+        .await
+        .unwrap();
+        wait_until("synced", || s.is_ready()).await;
+
+        server
+            .create(&with_host_port(pod("preemptor", "spark-fleet", "1"), 7077))
+            .unwrap();
+        // The victim is marked and deleted gracefully (it is terminating, still on n1).
+        let v = server
+            .wait_for::<Pod>("spark", "victim", STEP, |p| {
+                p.metadata.deletion_timestamp.is_some()
+            })
+            .await
+            .expect("victim deleted gracefully");
+        let c = condition(&v, "DisruptionTarget").expect("DisruptionTarget condition");
+        assert_eq!(c.status, "True");
+        assert_eq!(c.reason.as_deref(), Some("PreemptionByScheduler"));
+        let p = server
+            .wait_for::<Pod>("spark", "preemptor", STEP, |p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+                    == Some("n1")
+            })
+            .await
+            .expect("preemptor nominated to n1");
+        assert_eq!(node_name(&p), None, "waits for the victim to leave");
+        wait_until("events", || {
+            !events(&server, "victim", "Preempted").is_empty()
+                && !events(&server, "preemptor", "Nominated").is_empty()
+        })
+        .await;
+        let note = events(&server, "victim", "Preempted")[0]["note"].clone();
+        assert!(note.as_str().unwrap().ends_with("on node n1"), "{note}");
+
+        // The kubelet finishes the victim: the preemptor gets n1.
+        server.delete::<Pod>("spark", "victim").unwrap();
+        assert_eq!(within("bind", wait_bound(&server, "preemptor")).await, "n1");
+        s.shutdown().await;
+    }
+}

@@ -226,6 +226,17 @@ impl Scheduler {
             .map_err(|e| KubeError::Config(e.to_string()))?;
         let profile = crate::plugins::build_named_profile(&config, &config.default_profile)
             .map_err(|e| KubeError::Config(e.to_string()))?;
+        Self::start_with(client, config, profile, identity).await
+    }
+
+    /// As [`start_as`](Self::start_as) with a profile built by the caller (tests use
+    /// it to plug in their own plugins).
+    pub async fn start_with(
+        client: Client,
+        config: Config,
+        profile: Profile,
+        identity: String,
+    ) -> Result<Scheduler, KubeError> {
         let partition = Partition::from_config(&config.partition)?;
         let q = &config.queue;
         let queue = SchedulingQueue::new(
