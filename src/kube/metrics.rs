@@ -124,3 +124,37 @@ pub fn capacity_mix_deviation(
         sum / f64::from(apps)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::snapshot::Snapshot;
+    use crate::testkit::{node, pod, GI};
+
+    #[test]
+    fn mix_deviation_is_the_mean_over_apps_with_executors() {
+        let mut config = Config::default();
+        config.spark.executor_capacity_mix = Some("spot=50,on-demand=50".into());
+        let mut snap = Snapshot::new(config.capacity_types.clone());
+        snap.upsert_node(node("spot1", 64_000, 64 * GI).spot().build());
+        snap.upsert_node(node("od1", 64_000, 64 * GI).on_demand().build());
+        assert_eq!(capacity_mix_deviation(&config, &snap), 0.0, "no apps");
+        let place = |snap: &mut Snapshot, p: crate::testkit::PodBuilder| {
+            snap.upsert_pod(p.arc()).unwrap();
+        };
+        // a: all 4 executors on spot against a 50% target → 0.5.
+        place(&mut snap, pod("a-driver", 1000, GI).driver("a").on("od1"));
+        for i in 0..4 {
+            place(&mut snap, pod(&format!("a-exec-{i}"), 1000, GI).executor("a").on("spot1"));
+        }
+        // b: one of each → 0.
+        place(&mut snap, pod("b-driver", 1000, GI).driver("b").on("od1"));
+        place(&mut snap, pod("b-exec-0", 1000, GI).executor("b").on("spot1"));
+        place(&mut snap, pod("b-exec-1", 1000, GI).executor("b").on("od1"));
+        // c: a driver without executors is left out.
+        place(&mut snap, pod("c-driver", 1000, GI).driver("c").on("od1"));
+        let d = capacity_mix_deviation(&config, &snap);
+        assert!((d - 0.25).abs() < 1e-9, "{d}");
+    }
+}
