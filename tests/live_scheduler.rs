@@ -690,3 +690,104 @@ mod preemption {
         s.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn partitions_split_the_pods_between_instances() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "64", json!({}))).unwrap();
+    let mut ca = config();
+    ca.partition.namespaces = vec!["spark".into()];
+    ca.partition.pod_selector = Some("shard=a".into());
+    let mut cb = config();
+    cb.partition.pod_selector = Some("shard!=a".into());
+    let a = started(&server, ca).await;
+    let b = started(&server, cb).await;
+    let labelled = |name: &str, ns: &str, shard: &str| {
+        let mut p = pod(name, "spark-fleet", "1");
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.labels = Some([("shard".to_owned(), shard.to_owned())].into());
+        p
+    };
+    for i in 0..3 {
+        server
+            .create(&labelled(&format!("a{i}"), "spark", "a"))
+            .unwrap();
+        server
+            .create(&labelled(&format!("b{i}"), "spark", "b"))
+            .unwrap();
+    }
+    // In shard a's selector but outside its namespaces, and not b's: nobody's.
+    server.create(&labelled("orphan", "other", "a")).unwrap();
+    for i in 0..3 {
+        within("bind a", wait_bound(&server, &format!("a{i}"))).await;
+        within("bind b", wait_bound(&server, &format!("b{i}"))).await;
+    }
+    wait_until("binds counted", || a.binds() == 3 && b.binds() == 3).await;
+    let orphan: Pod = server.get("other", "orphan").unwrap();
+    assert_eq!(node_name(&orphan), None);
+    assert!(!a.is_queued("other", "orphan") && !b.is_queued("other", "orphan"));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn capacity_fallback_is_reported() {
+    let server = TestApiServer::start().await;
+    // The spot node is tainted: executors cannot follow their spot-only mix.
+    let mut spot = node("spot1", "8", json!({"karpenter.sh/capacity-type": "spot"}));
+    spot.spec = Some(
+        serde_json::from_value(
+            json!({"taints": [{"key": "spot", "value": "x", "effect": "NoSchedule"}]}),
+        )
+        .unwrap(),
+    );
+    server.create(&spot).unwrap();
+    server
+        .create(&node(
+            "od1",
+            "8",
+            json!({"karpenter.sh/capacity-type": "on-demand"}),
+        ))
+        .unwrap();
+    let mut c = config();
+    let profile = c
+        .profiles
+        .iter_mut()
+        .find(|p| p.name == "live-test")
+        .unwrap();
+    profile.plugins.push(PluginEntry {
+        name: "CapacityMix".into(),
+        weight: 10,
+    });
+    c.spark.executor_capacity_mix = Some("spot=100".into());
+    let s = started(&server, c).await;
+    let mut exec = pod("exec-1", "spark-fleet", "1");
+    exec.metadata.labels = Some(
+        [
+            ("spark-role".to_owned(), "executor".to_owned()),
+            ("spark-app-selector".to_owned(), "app-1".to_owned()),
+        ]
+        .into(),
+    );
+    server.create(&exec).unwrap();
+    assert_eq!(within("bind", wait_bound(&server, "exec-1")).await, "od1");
+    wait_until("CapacityFallback event", || {
+        !events(&server, "exec-1", "CapacityFallback").is_empty()
+    })
+    .await;
+    let note = events(&server, "exec-1", "CapacityFallback")[0]["note"].clone();
+    let note = note.as_str().unwrap();
+    assert!(
+        note.contains("on-demand") && note.contains("spot"),
+        "{note}"
+    );
+    let (_, body) = http_get(s.metrics_addr(), "/metrics").await;
+    let fallbacks = body
+        .lines()
+        .find(|l| l.starts_with("spark_fleet_capacity_fallbacks_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(fallbacks >= 1.0, "{body}");
+    s.shutdown().await;
+}

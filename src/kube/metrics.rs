@@ -146,11 +146,19 @@ mod tests {
         // a: all 4 executors on spot against a 50% target → 0.5.
         place(&mut snap, pod("a-driver", 1000, GI).driver("a").on("od1"));
         for i in 0..4 {
-            place(&mut snap, pod(&format!("a-exec-{i}"), 1000, GI).executor("a").on("spot1"));
+            place(
+                &mut snap,
+                pod(&format!("a-exec-{i}"), 1000, GI)
+                    .executor("a")
+                    .on("spot1"),
+            );
         }
         // b: one of each → 0.
         place(&mut snap, pod("b-driver", 1000, GI).driver("b").on("od1"));
-        place(&mut snap, pod("b-exec-0", 1000, GI).executor("b").on("spot1"));
+        place(
+            &mut snap,
+            pod("b-exec-0", 1000, GI).executor("b").on("spot1"),
+        );
         place(&mut snap, pod("b-exec-1", 1000, GI).executor("b").on("od1"));
         // c: a driver without executors is left out.
         place(&mut snap, pod("c-driver", 1000, GI).driver("c").on("od1"));

@@ -555,3 +555,26 @@ fn cycle(
         preemption,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_classes_resolve_names_and_the_global_default() {
+        let mut pcs = PriorityClasses::default();
+        assert_eq!(pcs.priority_of(None), None);
+        pcs.values.insert("spark-high".into(), (1000, false));
+        pcs.values.insert("standard".into(), (10, true));
+        assert_eq!(pcs.priority_of(Some("spark-high")), Some(1000));
+        assert_eq!(pcs.priority_of(None), Some(10));
+        assert_eq!(pcs.priority_of(Some("missing")), None);
+    }
+
+    #[test]
+    fn seconds_to_millis() {
+        assert_eq!(secs_to_ms(0.05), 50);
+        assert_eq!(secs_to_ms(-1.0), 0);
+        assert_eq!(secs_to_ms(f64::NAN), 0);
+    }
+}
