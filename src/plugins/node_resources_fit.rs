@@ -44,7 +44,7 @@ pub const REASON_EPHEMERAL_STORAGE: &str = "Insufficient ephemeral-storage";
 const MAX_CUSTOM_PRIORITY_SCORE: i64 = 10;
 const MAX_UTILIZATION: i64 = 100;
 
-enum Strategy {
+enum Scorer {
     LeastAllocated,
     MostAllocated,
     /// Shape points as (utilization, node score already scaled to 0..=100).
@@ -54,7 +54,7 @@ enum Strategy {
 pub struct NodeResourcesFit {
     ignored_resources: Vec<String>,
     ignored_resource_groups: Vec<String>,
-    strategy: Strategy,
+    strategy: Scorer,
     resources: Vec<WeightedResource>,
 }
 
@@ -64,15 +64,15 @@ impl NodeResourcesFit {
         validate_args(args)?;
         let s = &args.scoring_strategy;
         let strategy = match s.kind {
-            ScoringStrategyType::LeastAllocated => Strategy::LeastAllocated,
-            ScoringStrategyType::MostAllocated => Strategy::MostAllocated,
+            ScoringStrategyType::LeastAllocated => Scorer::LeastAllocated,
+            ScoringStrategyType::MostAllocated => Scorer::MostAllocated,
             ScoringStrategyType::RequestedToCapacityRatio => {
                 let shape = s
                     .requested_to_capacity_ratio
                     .as_ref()
                     .map(|r| r.shape.as_slice())
                     .unwrap_or_default();
-                Strategy::RequestedToCapacityRatio(
+                Scorer::RequestedToCapacityRatio(
                     shape
                         .iter()
                         .map(|p| {
@@ -115,9 +115,9 @@ impl NodeResourcesFit {
                 continue;
             }
             let resource_score = match &self.strategy {
-                Strategy::LeastAllocated => least_requested_score(requested, alloc),
-                Strategy::MostAllocated => most_requested_score(requested, alloc),
-                Strategy::RequestedToCapacityRatio(shape) => {
+                Scorer::LeastAllocated => least_requested_score(requested, alloc),
+                Scorer::MostAllocated => most_requested_score(requested, alloc),
+                Scorer::RequestedToCapacityRatio(shape) => {
                     let s = ratio_score(shape, requested, alloc);
                     // Upstream leaves zero-scoring resources out of the average.
                     if s <= 0 {
@@ -133,7 +133,7 @@ impl NodeResourcesFit {
             return 0;
         }
         match self.strategy {
-            Strategy::RequestedToCapacityRatio(_) => {
+            Scorer::RequestedToCapacityRatio(_) => {
                 (node_score as f64 / weight_sum as f64).round() as i64
             }
             _ => node_score / weight_sum,
@@ -503,6 +503,744 @@ impl ScorePlugin for NodeResourcesFit {
                 node,
                 &pod_requests(pod, &self.resources, Usage::NonZero),
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RequestedToCapacityRatio, ResourceWeight};
+    use crate::model::capacity::CapacityRules;
+    use crate::plugins::test_support::{filter_all, score_all};
+    use crate::testkit::*;
+    use proptest::prelude::*;
+
+    const MI: i64 = 1 << 20;
+
+    fn args(kind: ScoringStrategyType) -> NodeResourcesFitArgs {
+        let mut a = NodeResourcesFitArgs::default();
+        a.scoring_strategy.kind = kind;
+        if kind == ScoringStrategyType::RequestedToCapacityRatio {
+            a.scoring_strategy.requested_to_capacity_ratio = Some(shape(&[(0, 0), (100, 10)]));
+        }
+        a
+    }
+
+    fn shape(points: &[(i64, i64)]) -> RequestedToCapacityRatio {
+        RequestedToCapacityRatio {
+            shape: points
+                .iter()
+                .map(|&(utilization, score)| UtilizationShapePoint { utilization, score })
+                .collect(),
+        }
+    }
+
+    fn weights(list: &[(&str, i64)]) -> Vec<ResourceWeight> {
+        list.iter()
+            .map(|&(name, weight)| ResourceWeight {
+                name: name.into(),
+                weight,
+            })
+            .collect()
+    }
+
+    fn plugin(a: &NodeResourcesFitArgs) -> NodeResourcesFit {
+        NodeResourcesFit::new(a).unwrap()
+    }
+
+    fn snap_with(nodes: Vec<crate::model::Node>, pods: Vec<Pod>) -> Snapshot {
+        let mut s = Snapshot::new(CapacityRules::default());
+        for n in nodes {
+            s.upsert_node(n);
+        }
+        for p in pods {
+            s.upsert_pod(std::sync::Arc::new(p)).unwrap();
+        }
+        s
+    }
+
+    fn filter_one(p: &NodeResourcesFit, pod: &Pod, s: &Snapshot) -> Status {
+        filter_all(Some(p), p, pod, s).remove(0).1
+    }
+
+    // ---- Filter ---------------------------------------------------------------
+
+    #[test]
+    fn filter_table() {
+        use Code::{Success as Ok_, Unschedulable as U, UnschedulableAndUnresolvable as UU};
+        let gpu = "example.com/gpu";
+        // (case, node, bound pods, incoming pod, code, reasons)
+        let cases: Vec<(&str, crate::model::Node, Vec<Pod>, Pod, Code, Vec<&str>)> = vec![
+            (
+                "fits exactly",
+                node("n", 10, 20).build(),
+                vec![pod("b", 5, 10).on("n").build()],
+                pod("p", 5, 10).build(),
+                Ok_,
+                vec![],
+            ),
+            (
+                "cpu short",
+                node("n", 10, 20).build(),
+                vec![pod("b", 8, 10).on("n").build()],
+                pod("p", 3, 5).build(),
+                U,
+                vec![REASON_CPU],
+            ),
+            (
+                "memory short",
+                node("n", 10, 20).build(),
+                vec![pod("b", 5, 19).on("n").build()],
+                pod("p", 1, 2).build(),
+                U,
+                vec![REASON_MEMORY],
+            ),
+            (
+                "cpu and memory short, both listed in order",
+                node("n", 10, 20).build(),
+                vec![pod("b", 8, 19).on("n").build()],
+                pod("p", 3, 2).build(),
+                U,
+                vec![REASON_CPU, REASON_MEMORY],
+            ),
+            (
+                "request above allocatable is unresolvable",
+                node("n", 10, 20).build(),
+                vec![],
+                pod("p", 11, 1).build(),
+                UU,
+                vec![REASON_CPU],
+            ),
+            (
+                "one unresolvable reason makes the whole status unresolvable",
+                node("n", 10, 20).build(),
+                vec![pod("b", 1, 19).on("n").build()],
+                pod("p", 11, 2).build(),
+                UU,
+                vec![REASON_CPU, REASON_MEMORY],
+            ),
+            (
+                "too many pods",
+                node("n", 10, 20).pods(1).build(),
+                vec![pod("b", 1, 1).on("n").build()],
+                pod("p", 1, 1).build(),
+                U,
+                vec![REASON_TOO_MANY_PODS],
+            ),
+            (
+                "too many pods comes first",
+                node("n", 10, 20).pods(1).build(),
+                vec![pod("b", 8, 1).on("n").build()],
+                pod("p", 3, 1).build(),
+                U,
+                vec![REASON_TOO_MANY_PODS, REASON_CPU],
+            ),
+            (
+                "zero-request pod fits an over-committed node",
+                node("n", 10, 20).build(),
+                vec![pod("b", 30, 40).on("n").ephemeral(5).build()],
+                pod("p", 0, 0).build(),
+                Ok_,
+                vec![],
+            ),
+            (
+                "zero-request pod still needs a pod slot",
+                node("n", 10, 20).pods(1).build(),
+                vec![pod("b", 0, 0).on("n").build()],
+                pod("p", 0, 0).build(),
+                U,
+                vec![REASON_TOO_MANY_PODS],
+            ),
+            (
+                "zero cpu request ignores over-committed cpu",
+                node("n", 10, 20).build(),
+                vec![pod("b", 30, 1).on("n").build()],
+                pod("p", 0, 5).build(),
+                Ok_,
+                vec![],
+            ),
+            (
+                "ephemeral storage short",
+                node("n", 10, 20).ephemeral(100).build(),
+                vec![pod("b", 1, 1).ephemeral(60).on("n").build()],
+                pod("p", 1, 1).ephemeral(50).build(),
+                U,
+                vec![REASON_EPHEMERAL_STORAGE],
+            ),
+            (
+                "extended resource present but used",
+                node("n", 10, 20).scalar(gpu, 2).build(),
+                vec![pod("b", 1, 1).scalar(gpu, 1).on("n").build()],
+                pod("p", 1, 1).scalar(gpu, 2).build(),
+                U,
+                vec!["Insufficient example.com/gpu"],
+            ),
+            (
+                "extended resource present and free",
+                node("n", 10, 20).scalar(gpu, 2).build(),
+                vec![pod("b", 1, 1).scalar(gpu, 1).on("n").build()],
+                pod("p", 1, 1).scalar(gpu, 1).build(),
+                Ok_,
+                vec![],
+            ),
+            (
+                "extended resource absent from the node",
+                node("n", 10, 20).build(),
+                vec![],
+                pod("p", 1, 1).scalar(gpu, 1).build(),
+                UU,
+                vec!["Insufficient example.com/gpu"],
+            ),
+            (
+                "scalar resources sorted by name, after the core ones",
+                node("n", 10, 20).build(),
+                vec![],
+                pod("p", 11, 1)
+                    .scalar("z.example.com/b", 1)
+                    .scalar("a.example.com/a", 1)
+                    .build(),
+                UU,
+                vec![
+                    REASON_CPU,
+                    "Insufficient a.example.com/a",
+                    "Insufficient z.example.com/b",
+                ],
+            ),
+            (
+                "hugepages are checked",
+                node("n", 10, 20).scalar("hugepages-2Mi", 4 * MI).build(),
+                vec![],
+                pod("p", 1, 1).scalar("hugepages-2Mi", 6 * MI).build(),
+                UU,
+                vec!["Insufficient hugepages-2Mi"],
+            ),
+            (
+                "names upstream does not track are not checked",
+                node("n", 10, 20).build(),
+                vec![],
+                pod("p", 1, 1).scalar("foo", 5).build(),
+                Ok_,
+                vec![],
+            ),
+            (
+                "zero scalar request is not checked",
+                node("n", 10, 20).build(),
+                vec![],
+                pod("p", 1, 1).scalar(gpu, 0).build(),
+                Ok_,
+                vec![],
+            ),
+        ];
+        let p = plugin(&NodeResourcesFitArgs::default());
+        for (case, n, bound, incoming, code, reasons) in cases {
+            let s = snap_with(vec![n], bound);
+            let st = filter_one(&p, &incoming, &s);
+            assert_eq!(st.code, code, "{case}: {st:?}");
+            let got: Vec<&str> = st.reasons.iter().map(|r| r.as_ref()).collect();
+            assert_eq!(got, reasons, "{case}");
+            if code != Ok_ {
+                assert_eq!(st.plugin, NAME, "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn ignored_resources_and_groups() {
+        let s = snap_with(
+            vec![node("n", 10, 20).scalar("hugepages-2Mi", 0).build()],
+            vec![],
+        );
+        let wants_gpu = pod("p", 1, 1).scalar("example.com/gpu", 1).build();
+        let wants_other = pod("q", 1, 1).scalar("other.io/fpga", 1).build();
+        let wants_hugepages = pod("h", 1, 1).scalar("hugepages-2Mi", MI).build();
+
+        let mut a = NodeResourcesFitArgs::default();
+        a.ignored_resources = vec!["example.com/gpu".into()];
+        let p = plugin(&a);
+        assert!(filter_one(&p, &wants_gpu, &s).is_success());
+        assert!(!filter_one(&p, &wants_other, &s).is_success());
+
+        let mut a = NodeResourcesFitArgs::default();
+        a.ignored_resource_groups = vec!["other.io".into()];
+        let p = plugin(&a);
+        assert!(!filter_one(&p, &wants_gpu, &s).is_success());
+        assert!(filter_one(&p, &wants_other, &s).is_success());
+
+        // Only extended resources can be ignored; hugepages are native.
+        let mut a = NodeResourcesFitArgs::default();
+        a.ignored_resources = vec!["hugepages-2Mi".into()];
+        a.ignored_resource_groups = vec!["hugepages-2Mi".into()];
+        let p = plugin(&a);
+        assert!(!filter_one(&p, &wants_hugepages, &s).is_success());
+    }
+
+    #[test]
+    fn nominated_pods_count_only_at_equal_or_higher_priority() {
+        let base = || {
+            let mut s = snap_with(vec![node("n", 10, 20).pods(3).build()], vec![]);
+            s.nominate(pod("nom", 6, 1).priority(10).arc(), 0);
+            s
+        };
+        let p = plugin(&NodeResourcesFitArgs::default());
+        // (incoming priority, fits)
+        for (prio, fits) in [(5, false), (10, false), (20, true)] {
+            let s = base();
+            let st = filter_one(&p, &pod("p", 5, 1).priority(prio).build(), &s);
+            assert_eq!(st.is_success(), fits, "priority {prio}: {st:?}");
+            if !fits {
+                assert_eq!(st.code, Code::Unschedulable);
+                assert_eq!(st.reasons.as_slice(), [REASON_CPU]);
+            }
+        }
+        // The pod's own nomination does not count against it.
+        let s = base();
+        let own = pod("nom", 6, 1).priority(10).build();
+        assert!(filter_one(&p, &own, &s).is_success());
+
+        // Nominated pods take pod slots too.
+        let mut s = snap_with(
+            vec![node("n", 10, 20).pods(2).build()],
+            vec![pod("b", 1, 1).on("n").build()],
+        );
+        s.nominate(pod("nom", 1, 1).priority(1).arc(), 0);
+        let st = filter_one(&p, &pod("p", 1, 1).build(), &s);
+        assert_eq!(st.reasons.as_slice(), [REASON_TOO_MANY_PODS]);
+
+        // ... and their extended resources.
+        let mut s = snap_with(
+            vec![node("n", 10, 20).scalar("example.com/gpu", 2).build()],
+            vec![],
+        );
+        s.nominate(pod("nom", 1, 1).scalar("example.com/gpu", 1).arc(), 0);
+        let st = filter_one(&p, &pod("p", 1, 1).scalar("example.com/gpu", 2).build(), &s);
+        assert_eq!(st.reasons.as_slice(), ["Insufficient example.com/gpu"]);
+        assert!(
+            filter_one(&p, &pod("p", 1, 1).scalar("example.com/gpu", 1).build(), &s).is_success()
+        );
+    }
+
+    #[test]
+    fn filter_without_prefilter_state_is_an_error() {
+        let s = snap_with(vec![node("n", 10, 20).build()], vec![]);
+        let p = plugin(&NodeResourcesFitArgs::default());
+        let st = p.filter(&CycleState::default(), &pod("p", 1, 1).build(), &s, 0);
+        assert_eq!(st.code, Code::Error);
+    }
+
+    // ---- Score ----------------------------------------------------------------
+
+    fn scores(a: &NodeResourcesFitArgs, s: &Snapshot, incoming: &Pod) -> Vec<i64> {
+        let p = plugin(a);
+        score_all(Some(&p), &p, incoming, s)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Two nodes: "used" (4 cpu, 10000 B, a 1000m/2000 B pod) and "empty" (6 cpu, 10000 B).
+    fn two_nodes() -> Snapshot {
+        snap_with(
+            vec![
+                node("used", 4000, 10000).build(),
+                node("empty", 6000, 10000).build(),
+            ],
+            vec![pod("b", 1000, 2000).on("used").build()],
+        )
+    }
+
+    #[test]
+    fn least_allocated_scores() {
+        let a = args(ScoringStrategyType::LeastAllocated);
+        // used: cpu (4000-2000)/4000 = 50, mem (10000-5000)/10000 = 50 → 50
+        // empty: cpu 5000/6000 = 83, mem 7000/10000 = 70 → 153/2 = 76
+        assert_eq!(
+            scores(&a, &two_nodes(), &pod("p", 1000, 3000).build()),
+            [50, 76]
+        );
+
+        // Weights: cpu 3, memory 1 on "empty": (83*3 + 70) / 4 = 79
+        let mut w = a.clone();
+        w.scoring_strategy.resources = weights(&[("cpu", 3), ("memory", 1)]);
+        assert_eq!(
+            scores(&w, &two_nodes(), &pod("p", 1000, 3000).build())[1],
+            79
+        );
+
+        // Over-committed resources score 0.
+        let s = snap_with(vec![node("n", 1000, 10000).build()], vec![]);
+        // cpu 2000 > 1000 → 0, mem 5000/10000 → 50; (0 + 50)/2 = 25
+        assert_eq!(scores(&a, &s, &pod("p", 2000, 5000).build()), [25]);
+    }
+
+    #[test]
+    fn zero_requests_count_as_defaults_when_scoring() {
+        let a = args(ScoringStrategyType::LeastAllocated);
+        let s = snap_with(vec![node("n", 4000, 1024 * MI).build()], vec![]);
+        // cpu (4000-100)/4000 = 97, mem (1024-200)/1024 = 80 → 177/2 = 88
+        assert_eq!(scores(&a, &s, &pod("p", 0, 0).build()), [88]);
+
+        // A bound zero-request pod holds 100m / 200MiB for scoring.
+        let s = snap_with(
+            vec![node("n", 1000, 1024 * MI).build()],
+            vec![pod("b", 0, 0).on("n").build()],
+        );
+        // cpu 100+400 = 500 → 50, mem 200+200 MiB → (1024-400)/1024 = 60 → 55
+        assert_eq!(scores(&a, &s, &pod("p", 400, 0).build()), [55]);
+    }
+
+    #[test]
+    fn resources_the_node_lacks_are_left_out() {
+        let a = args(ScoringStrategyType::LeastAllocated);
+        let s = snap_with(vec![node("n", 4000, 0).build()], vec![]);
+        // memory allocatable 0: skipped, weight included nowhere → cpu alone: 75
+        assert_eq!(scores(&a, &s, &pod("p", 1000, 3000).build()), [75]);
+        let s = snap_with(vec![node("n", 0, 0).build()], vec![]);
+        assert_eq!(scores(&a, &s, &pod("p", 1000, 3000).build()), [0]);
+    }
+
+    #[test]
+    fn most_allocated_scores() {
+        let a = args(ScoringStrategyType::MostAllocated);
+        // used: cpu 2000/4000 = 50, mem 5000/10000 = 50 → 50
+        // empty: cpu 1000/6000 = 16, mem 3000/10000 = 30 → 23
+        assert_eq!(
+            scores(&a, &two_nodes(), &pod("p", 1000, 3000).build()),
+            [50, 23]
+        );
+        // Over-commit counts as full: cpu 100, mem 50 → 75.
+        let s = snap_with(vec![node("n", 1000, 10000).build()], vec![]);
+        assert_eq!(scores(&a, &s, &pod("p", 2000, 5000).build()), [75]);
+    }
+
+    #[test]
+    fn extended_resources_in_scoring() {
+        let gpu = "example.com/gpu";
+        let mut a = args(ScoringStrategyType::MostAllocated);
+        a.scoring_strategy.resources = weights(&[("cpu", 1), ("memory", 1), (gpu, 2)]);
+        let s = snap_with(
+            vec![
+                node("gpu", 4000, 10000).scalar(gpu, 4).build(),
+                node("plain", 4000, 10000).build(),
+            ],
+            vec![pod("b", 0, 0).scalar(gpu, 1).on("gpu").build()],
+        );
+        // gpu node: cpu (100+1000)/4000 = 27, mem (200MiB+3000) > 10000 → 100,
+        // gpu 2/4 = 50 ×2 → (27 + 100 + 100) / 4 = 56
+        // plain: gpu absent → left out: (25 + 30) / 2 = 27
+        assert_eq!(
+            scores(&a, &s, &pod("p", 1000, 3000).scalar(gpu, 1).build()),
+            [56, 27]
+        );
+        // A pod not asking for the gpu is scored on cpu and memory only:
+        // gpu node: (27 + 100) / 2 = 63
+        assert_eq!(scores(&a, &s, &pod("p", 1000, 3000).build()), [63, 27]);
+    }
+
+    #[test]
+    fn requested_to_capacity_ratio_scores() {
+        let mut a = args(ScoringStrategyType::RequestedToCapacityRatio);
+        let s = snap_with(vec![node("n", 4000, 10000).build()], vec![]);
+        let p = pod("p", 1000, 3000).build();
+        // shape 0→0, 100→10: cpu 25, mem 30 → round(27.5) = 28
+        assert_eq!(scores(&a, &s, &p), [28]);
+        // shape 0→10, 100→0: cpu 75, mem 70 → round(72.5) = 73
+        a.scoring_strategy.requested_to_capacity_ratio = Some(shape(&[(0, 10), (100, 0)]));
+        assert_eq!(scores(&a, &s, &p), [73]);
+        // Resources scoring 0 leave the average: cpu util 75 → 50, mem util 30 → 0 (left out)
+        a.scoring_strategy.requested_to_capacity_ratio = Some(shape(&[(0, 0), (50, 0), (100, 10)]));
+        assert_eq!(scores(&a, &s, &pod("p", 3000, 3000).build()), [50]);
+        // Everything scoring 0 → 0.
+        assert_eq!(scores(&a, &s, &p), [0]);
+        // Over-commit reads as 100% utilization.
+        a.scoring_strategy.requested_to_capacity_ratio = Some(shape(&[(0, 0), (100, 10)]));
+        assert_eq!(scores(&a, &s, &pod("p", 8000, 10000).build()), [100]);
+    }
+
+    #[test]
+    fn broken_linear_function() {
+        let shape = [(10, 20), (50, 80)];
+        for (p, want) in [(0, 20), (10, 20), (30, 50), (50, 80), (100, 80), (11, 21)] {
+            assert_eq!(broken_linear(&shape, p), want, "p={p}");
+        }
+        assert_eq!(broken_linear(&[(40, 70)], 0), 70);
+        assert_eq!(broken_linear(&[(40, 70)], 90), 70);
+    }
+
+    #[test]
+    fn score_without_prescore_matches() {
+        let p = plugin(&args(ScoringStrategyType::LeastAllocated));
+        let s = two_nodes();
+        let incoming = pod("p", 1000, 3000).build();
+        let with: Vec<i64> = score_all(Some(&p), &p, &incoming, &s)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        let without: Vec<i64> = score_all(None, &p, &incoming, &s)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(with, without);
+    }
+
+    // ---- args -----------------------------------------------------------------
+
+    #[test]
+    fn validation_table() {
+        type Edit = fn(&mut NodeResourcesFitArgs);
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                |a| a.scoring_strategy.resources[0].weight = 0,
+                "nodeResourcesFit.scoringStrategy.resources[0].weight",
+            ),
+            (
+                |a| a.scoring_strategy.resources[1].weight = 101,
+                "nodeResourcesFit.scoringStrategy.resources[1].weight",
+            ),
+            (
+                |a| a.scoring_strategy.resources[1].name.clear(),
+                "nodeResourcesFit.scoringStrategy.resources[1].name",
+            ),
+            (
+                |a| a.ignored_resources = vec!["a/b/c".into()],
+                "nodeResourcesFit.ignoredResources[0]",
+            ),
+            (
+                |a| a.ignored_resource_groups = vec!["ok".into(), "ex.com/x".into()],
+                "nodeResourcesFit.ignoredResourceGroups[1]",
+            ),
+            (
+                |a| a.scoring_strategy.kind = ScoringStrategyType::RequestedToCapacityRatio,
+                "nodeResourcesFit.scoringStrategy.requestedToCapacityRatio",
+            ),
+            (
+                |a| a.scoring_strategy.requested_to_capacity_ratio = Some(shape(&[])),
+                "nodeResourcesFit.scoringStrategy.requestedToCapacityRatio.shape",
+            ),
+            (
+                |a| {
+                    a.scoring_strategy.requested_to_capacity_ratio =
+                        Some(shape(&[(0, 0), (101, 10)]))
+                },
+                "nodeResourcesFit.scoringStrategy.requestedToCapacityRatio.shape[1].utilization",
+            ),
+            (
+                |a| {
+                    a.scoring_strategy.requested_to_capacity_ratio =
+                        Some(shape(&[(50, 0), (50, 10)]))
+                },
+                "nodeResourcesFit.scoringStrategy.requestedToCapacityRatio.shape[1].utilization",
+            ),
+            (
+                |a| a.scoring_strategy.requested_to_capacity_ratio = Some(shape(&[(0, 11)])),
+                "nodeResourcesFit.scoringStrategy.requestedToCapacityRatio.shape[0].score",
+            ),
+        ];
+        assert_eq!(validate_args(&NodeResourcesFitArgs::default()), Ok(()));
+        for (edit, field) in cases {
+            let mut a = NodeResourcesFitArgs::default();
+            edit(&mut a);
+            let err = validate_args(&a).unwrap_err();
+            assert_eq!(err.0, field, "{err:?}");
+            assert!(NodeResourcesFit::new(&a).is_err());
+            let mut all = crate::config::PluginArgs::default();
+            all.node_resources_fit = a;
+            assert_eq!(crate::plugins::validate_args(&all).unwrap_err().0, field);
+        }
+        let mut ok = args(ScoringStrategyType::RequestedToCapacityRatio);
+        ok.scoring_strategy.resources = weights(&[("example.com/gpu", 100)]);
+        assert_eq!(validate_args(&ok), Ok(()));
+    }
+
+    #[test]
+    fn registry_builds_every_extension_point() {
+        use crate::config::default_profiles;
+        let config = crate::config::Config::default();
+        let mut profile = default_profiles().remove(0);
+        let ctx = crate::plugins::BuildContext {
+            config: &config,
+            profile: &profile,
+        };
+        let set = crate::plugins::build_plugin(NAME, &ctx).unwrap();
+        assert!(set.pre_filter.is_some() && set.filter.is_some());
+        assert!(set.pre_score.is_some() && set.score.is_some());
+
+        profile.plugin_args.node_resources_fit.scoring_strategy.kind =
+            ScoringStrategyType::RequestedToCapacityRatio;
+        let ctx = crate::plugins::BuildContext {
+            config: &config,
+            profile: &profile,
+        };
+        let err = crate::plugins::build_plugin(NAME, &ctx).err().unwrap();
+        assert!(
+            matches!(err, crate::plugins::PluginError::Args { name: NAME, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn schedule_packs_with_most_allocated_and_reports_reasons() {
+        use crate::framework::{schedule, CycleOptions, PluginSet, Profile};
+        let p = std::sync::Arc::new(plugin(&args(ScoringStrategyType::MostAllocated)));
+        let mut set = PluginSet::new(NAME);
+        set.pre_filter = Some(p.clone());
+        set.filter = Some(p.clone());
+        set.pre_score = Some(p.clone());
+        set.score = Some(p);
+        let profile = Profile::new("t", vec![(set, 1)]);
+        let mut s = snap_with(
+            vec![
+                node("a-small", 1000, 10 * GI).build(),
+                node("b-busy", 4000, 10 * GI).build(),
+                node("c-idle", 4000, 10 * GI).build(),
+            ],
+            vec![pod("b", 2000, GI).on("b-busy").build()],
+        );
+        let d = schedule(
+            &profile,
+            &pod("p", 1500, GI).build(),
+            &mut s,
+            CycleOptions::default(),
+        );
+        assert_eq!(d.node, s.nodes().by_name("b-busy"));
+        let d = schedule(
+            &profile,
+            &pod("p", 5000, GI).build(),
+            &mut s,
+            CycleOptions::default(),
+        );
+        assert_eq!(d.node, None);
+        assert_eq!(
+            d.message().unwrap(),
+            "0/3 nodes are available: 3 Insufficient cpu."
+        );
+        assert!(d
+            .statuses
+            .per_node
+            .iter()
+            .all(|(_, st)| st.code == Code::UnschedulableAndUnresolvable));
+    }
+
+    // ---- properties -----------------------------------------------------------
+
+    const GPU: &str = "example.com/gpu";
+
+    #[derive(Debug, Clone)]
+    struct Req {
+        cpu: i64,
+        mem: i64,
+        eph: i64,
+        gpu: i64,
+    }
+
+    fn req_strategy() -> impl Strategy<Value = Req> {
+        (
+            prop_oneof![Just(0i64), 0..4000i64],
+            prop_oneof![Just(0i64), 0..8 * GI],
+            prop_oneof![Just(0i64), 0..100i64],
+            prop_oneof![Just(0i64), 0..3i64],
+        )
+            .prop_map(|(cpu, mem, eph, gpu)| Req { cpu, mem, eph, gpu })
+    }
+
+    fn alloc_strategy() -> impl Strategy<Value = (Req, i64)> {
+        (
+            prop_oneof![Just(0i64), 0..16000i64],
+            prop_oneof![Just(0i64), 0..32 * GI],
+            prop_oneof![Just(0i64), 0..400i64],
+            prop_oneof![Just(0i64), 0..8i64],
+            0..6i64,
+        )
+            .prop_map(|(cpu, mem, eph, gpu, pods)| (Req { cpu, mem, eph, gpu }, pods))
+    }
+
+    fn mk_pod(name: &str, r: &Req, prio: i32) -> PodBuilder {
+        let b = pod(name, r.cpu, r.mem).ephemeral(r.eph).priority(prio);
+        if r.gpu > 0 {
+            b.scalar(GPU, r.gpu)
+        } else {
+            b
+        }
+    }
+
+    fn mk_node(alloc: &(Req, i64)) -> crate::model::Node {
+        let (r, pods) = alloc;
+        let mut b = node("n", r.cpu, r.mem).ephemeral(r.eph).pods(*pods);
+        if r.gpu > 0 {
+            b = b.scalar(GPU, r.gpu);
+        }
+        b.build()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Filter passes exactly when, with the pod (and the nominated pods that
+        /// count) placed, every resource the pod requests and the pod count stay
+        /// within allocatable: the filter never over-commits.
+        #[test]
+        fn filter_never_overcommits(
+            alloc in alloc_strategy(),
+            bound in prop::collection::vec(req_strategy(), 0..5),
+            nominated in prop::collection::vec((req_strategy(), 0..3i32), 0..3),
+            incoming in req_strategy(),
+            prio in 0..3i32,
+        ) {
+            let mut s = snap_with(vec![mk_node(&alloc)], vec![]);
+            for (k, r) in bound.iter().enumerate() {
+                s.upsert_pod(mk_pod(&format!("b{k}"), r, 0).on("n").arc()).unwrap();
+            }
+            for (k, (r, p)) in nominated.iter().enumerate() {
+                s.nominate(mk_pod(&format!("nom{k}"), r, *p).arc(), 0);
+            }
+            let p = plugin(&NodeResourcesFitArgs::default());
+            let pod = mk_pod("p", &incoming, prio).arc();
+            let st = filter_one(&p, &pod, &s);
+
+            let counted: Vec<&Req> = nominated.iter().filter(|(_, np)| *np >= prio).map(|(r, _)| r).collect();
+            let extra = |f: fn(&Req) -> i64| counted.iter().map(|r| f(r)).sum::<i64>();
+            s.assume(pod.clone(), 0).unwrap();
+            let t = s.nodes();
+            let gpu = Sym::new(GPU);
+            let within = t.pod_count[0] + counted.len() as i64 <= t.alloc_pods[0]
+                && (incoming.cpu == 0 || t.req_cpu[0] + extra(|r| r.cpu) <= t.alloc_cpu[0])
+                && (incoming.mem == 0 || t.req_mem[0] + extra(|r| r.mem) <= t.alloc_mem[0])
+                && (incoming.eph == 0 || t.req_eph[0] + extra(|r| r.eph) <= t.alloc_eph[0])
+                && (incoming.gpu == 0
+                    || t.req_scalar(0, gpu) + extra(|r| r.gpu) <= t.node[0].allocatable.scalar(gpu));
+            prop_assert_eq!(st.is_success(), within, "{:?}", st);
+            if !st.is_success() {
+                prop_assert!(st.is_rejection());
+                prop_assert!(!st.reasons.is_empty());
+            }
+        }
+
+        /// Every strategy scores within 0..=100, whatever the node: zero
+        /// allocatable, over-committed, lacking the extended resource.
+        #[test]
+        fn scores_stay_in_range(
+            alloc in alloc_strategy(),
+            bound in prop::collection::vec(req_strategy(), 0..5),
+            incoming in req_strategy(),
+            kind in 0..3u8,
+            w in (1..=100i64, 1..=100i64, 1..=100i64),
+            points in prop::collection::btree_map(0..=100i64, 0..=10i64, 1..5),
+        ) {
+            let mut s = snap_with(vec![mk_node(&alloc)], vec![]);
+            for (k, r) in bound.iter().enumerate() {
+                s.upsert_pod(mk_pod(&format!("b{k}"), r, 0).on("n").arc()).unwrap();
+            }
+            let mut a = NodeResourcesFitArgs::default();
+            a.scoring_strategy.kind = match kind {
+                0 => ScoringStrategyType::LeastAllocated,
+                1 => ScoringStrategyType::MostAllocated,
+                _ => ScoringStrategyType::RequestedToCapacityRatio,
+            };
+            a.scoring_strategy.resources = weights(&[("cpu", w.0), ("memory", w.1), (GPU, w.2)]);
+            let pts: Vec<(i64, i64)> = points.into_iter().collect();
+            a.scoring_strategy.requested_to_capacity_ratio = Some(shape(&pts));
+            let got = scores(&a, &s, &mk_pod("p", &incoming, 0).build());
+            prop_assert!((0..=MAX_NODE_SCORE).contains(&got[0]), "{}", got[0]);
         }
     }
 }
