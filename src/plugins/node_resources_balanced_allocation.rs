@@ -122,3 +122,173 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         self.score_node(snap, node, &requests)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ResourceWeight;
+    use crate::framework::Code;
+    use crate::model::capacity::CapacityRules;
+    use crate::plugins::test_support::score_all;
+    use crate::testkit::*;
+    use proptest::prelude::*;
+
+    const GPU: &str = "example.com/gpu";
+
+    fn plugin(resources: &[&str]) -> NodeResourcesBalancedAllocation {
+        let args = BalancedAllocationArgs {
+            resources: resources
+                .iter()
+                .map(|n| ResourceWeight {
+                    name: (*n).into(),
+                    weight: 1,
+                })
+                .collect(),
+        };
+        NodeResourcesBalancedAllocation::new(&args).unwrap()
+    }
+
+    fn snap_with(nodes: Vec<crate::model::Node>, pods: Vec<Pod>) -> Snapshot {
+        let mut s = Snapshot::new(CapacityRules::default());
+        for n in nodes {
+            s.upsert_node(n);
+        }
+        for p in pods {
+            s.upsert_pod(std::sync::Arc::new(p)).unwrap();
+        }
+        s
+    }
+
+    fn scores(p: &NodeResourcesBalancedAllocation, s: &Snapshot, pod: &Pod) -> Vec<i64> {
+        score_all(Some(p), p, pod, s)
+            .into_iter()
+            .map(|x| x.1)
+            .collect()
+    }
+
+    #[test]
+    fn score_table() {
+        let cpu_mem = plugin(&[]);
+        // (case, node, bound pods, incoming, expected)
+        let cases: Vec<(&str, crate::model::Node, Vec<Pod>, Pod, i64)> = vec![
+            (
+                "even shares: 0.5 / 0.5",
+                node("n", 4000, 10000).build(),
+                vec![pod("b", 1000, 2000).on("n").build()],
+                pod("p", 1000, 3000).build(),
+                100,
+            ),
+            (
+                "1/6 vs 0.3: std 0.0667",
+                node("n", 6000, 10000).build(),
+                vec![],
+                pod("p", 1000, 3000).build(),
+                93,
+            ),
+            (
+                "share capped at 1: cpu 2.0 → 1, mem 0.5",
+                node("n", 1000, 10000).build(),
+                vec![],
+                pod("p", 2000, 5000).build(),
+                75,
+            ),
+            (
+                "requested, not non-zero: cpu 0, mem 0.3",
+                node("n", 4000, 10000).build(),
+                vec![pod("b", 0, 0).on("n").build()],
+                pod("p", 0, 3000).build(),
+                85,
+            ),
+            (
+                "node lacking memory: one share, std 0",
+                node("n", 4000, 0).build(),
+                vec![],
+                pod("p", 1000, 3000).build(),
+                100,
+            ),
+        ];
+        for (case, n, bound, incoming, want) in cases {
+            let s = snap_with(vec![n], bound);
+            assert_eq!(scores(&cpu_mem, &s, &incoming), [want], "{case}");
+        }
+    }
+
+    #[test]
+    fn three_resources_use_standard_deviation() {
+        let p = plugin(&["cpu", "memory", GPU]);
+        let s = snap_with(vec![node("n", 4000, 10000).scalar(GPU, 2).build()], vec![]);
+        // shares 0.25, 0.3, 0.5: mean 0.35, variance 0.035/3, std 0.108 → 89
+        let incoming = pod("p", 1000, 3000).scalar(GPU, 1).build();
+        assert_eq!(scores(&p, &s, &incoming), [89]);
+        // Without a gpu request the gpu is left out: shares 0.25 / 0.3 → std 0.025 → 97
+        assert_eq!(scores(&p, &s, &pod("p", 1000, 3000).build()), [97]);
+    }
+
+    #[test]
+    fn best_effort_pods_skip_the_plugin() {
+        let p = plugin(&[]);
+        let s = snap_with(vec![node("n", 4000, 10000).build()], vec![]);
+        let mut state = CycleState::default();
+        let be = pod("p", 0, 0).build();
+        assert_eq!(p.pre_score(&mut state, &be, &s, &[0]).code, Code::Skip);
+        // Scored without PreScore, a best-effort pod gets 0 (upstream's fallback).
+        assert_eq!(p.score(&CycleState::default(), &be, &s, 0), 0);
+        let st = p.pre_score(&mut state, &pod("p", 1, 0).build(), &s, &[0]);
+        assert!(st.is_success());
+    }
+
+    #[test]
+    fn validation_table() {
+        let w = |name: &str, weight: i64| ResourceWeight {
+            name: name.into(),
+            weight,
+        };
+        let cases = [
+            (
+                vec![w("cpu", 2)],
+                "nodeResourcesBalancedAllocation.resources[0].weight",
+            ),
+            (
+                vec![w("cpu", 1), w("", 1)],
+                "nodeResourcesBalancedAllocation.resources[1].name",
+            ),
+            (
+                vec![w("cpu", 1), w("cpu", 1)],
+                "nodeResourcesBalancedAllocation.resources[1].name",
+            ),
+        ];
+        for (resources, field) in cases {
+            let args = BalancedAllocationArgs { resources };
+            assert_eq!(validate_args(&args).unwrap_err().0, field);
+            assert!(NodeResourcesBalancedAllocation::new(&args).is_err());
+        }
+        assert_eq!(validate_args(&BalancedAllocationArgs::default()), Ok(()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Scores stay within 0..=100 for any node, including zero allocatable
+        /// and over-committed ones.
+        #[test]
+        fn scores_stay_in_range(
+            alloc in (0..8000i64, 0..20000i64, 0..4i64),
+            bound in prop::collection::vec((0..6000i64, 0..30000i64, 0..3i64), 0..4),
+            incoming in (0..6000i64, 0..30000i64, 0..3i64),
+        ) {
+            let mut n = node("n", alloc.0, alloc.1);
+            if alloc.2 > 0 {
+                n = n.scalar(GPU, alloc.2);
+            }
+            let pods = bound
+                .iter()
+                .enumerate()
+                .map(|(k, b)| pod(&format!("b{k}"), b.0, b.1).scalar(GPU, b.2).on("n").build())
+                .collect();
+            let s = snap_with(vec![n.build()], pods);
+            let p = plugin(&["cpu", "memory", GPU]);
+            let got = scores(&p, &s, &pod("p", incoming.0, incoming.1).scalar(GPU, incoming.2).build());
+            prop_assert!((0..=MAX_NODE_SCORE).contains(&got[0]), "{}", got[0]);
+        }
+    }
+}
