@@ -289,14 +289,9 @@ impl Plugin for NodeResourcesFit {
     }
 }
 
-/// The pod's requests the filter checks, computed once per cycle.
-struct FitRequest {
-    cpu: i64,
-    memory: i64,
-    ephemeral_storage: i64,
-    /// Non-zero scalar requests not ignored, sorted by name.
-    scalars: SmallVec<[ScalarRequest; 2]>,
-}
+/// The scalar requests the filter checks (non-zero, scalar-named, not ignored,
+/// sorted by name), computed once per cycle with their reason strings.
+struct ScalarRequests(SmallVec<[ScalarRequest; 2]>);
 
 struct ScalarRequest {
     name: Sym,
@@ -304,16 +299,25 @@ struct ScalarRequest {
     reason: Reason,
 }
 
+/// The pod's requests as the filter checks them. cpu, memory and storage come
+/// straight from `pod.requests` (computed at conversion), so a pod without scalar
+/// requests costs the per-node path no cycle-state lookup.
+struct FitRequest<'a> {
+    cpu: i64,
+    memory: i64,
+    ephemeral_storage: i64,
+    scalars: &'a [ScalarRequest],
+}
+
 /// Per-resource pod requests for scoring, in the order of the configured resources.
 struct FitScoreState {
     requests: SmallVec<[i64; 4]>,
 }
 
-impl PreFilterPlugin for NodeResourcesFit {
-    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
-        let r = &pod.requests;
+impl NodeResourcesFit {
+    fn scalar_requests(&self, pod: &Pod) -> ScalarRequests {
         let mut scalars: SmallVec<[ScalarRequest; 2]> = SmallVec::new();
-        for &(name, amount) in &r.scalars {
+        for &(name, amount) in &pod.requests.scalars {
             if amount == 0 {
                 continue;
             }
@@ -329,12 +333,13 @@ impl PreFilterPlugin for NodeResourcesFit {
             });
         }
         scalars.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
-        state.write(FitRequest {
-            cpu: r.milli_cpu,
-            memory: r.memory,
-            ephemeral_storage: r.ephemeral_storage,
-            scalars,
-        });
+        ScalarRequests(scalars)
+    }
+}
+
+impl PreFilterPlugin for NodeResourcesFit {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
+        state.write(self.scalar_requests(pod));
         Status::success()
     }
 }
@@ -350,11 +355,25 @@ struct Held {
 
 impl FilterPlugin for NodeResourcesFit {
     fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
-        let Some(req) = state.read::<FitRequest>() else {
-            return Status::error(
-                NAME,
-                "reading PreFilterNodeResourcesFit from cycle state: not found",
-            );
+        let r = &pod.requests;
+        let computed;
+        let scalars: &[ScalarRequest] = if r.scalars.is_empty() {
+            &[]
+        } else {
+            match state.read::<ScalarRequests>() {
+                Some(s) => &s.0,
+                // Run without PreFilter (not via the framework): same answer, slower.
+                None => {
+                    computed = self.scalar_requests(pod);
+                    &computed.0
+                }
+            }
+        };
+        let req = FitRequest {
+            cpu: r.milli_cpu,
+            memory: r.memory,
+            ephemeral_storage: r.ephemeral_storage,
+            scalars,
         };
         let t = snap.nodes();
         let i = node as usize;
@@ -406,7 +425,7 @@ impl FilterPlugin for NodeResourcesFit {
         if fits {
             Status::success()
         } else {
-            insufficient(req, t, node, held, &nominated_scalars)
+            insufficient(&req, t, node, held, &nominated_scalars)
         }
     }
 }
@@ -466,7 +485,7 @@ fn insufficient(
         held.ephemeral_storage,
         Cow::Borrowed(REASON_EPHEMERAL_STORAGE),
     );
-    for q in &req.scalars {
+    for q in req.scalars {
         check(
             q.amount,
             alloc_scalar(t, i, q.name),
@@ -571,7 +590,15 @@ mod tests {
         use Code::{Success as Ok_, Unschedulable as U, UnschedulableAndUnresolvable as UU};
         let gpu = "example.com/gpu";
         // (case, node, bound pods, incoming pod, code, reasons)
-        let cases: Vec<(&str, crate::model::Node, Vec<Pod>, Pod, Code, Vec<&str>)> = vec![
+        type Case = (
+            &'static str,
+            crate::model::Node,
+            Vec<Pod>,
+            Pod,
+            Code,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "fits exactly",
                 node("n", 10, 20).build(),
@@ -755,22 +782,28 @@ mod tests {
         let wants_other = pod("q", 1, 1).scalar("other.io/fpga", 1).build();
         let wants_hugepages = pod("h", 1, 1).scalar("hugepages-2Mi", MI).build();
 
-        let mut a = NodeResourcesFitArgs::default();
-        a.ignored_resources = vec!["example.com/gpu".into()];
+        let a = NodeResourcesFitArgs {
+            ignored_resources: vec!["example.com/gpu".into()],
+            ..Default::default()
+        };
         let p = plugin(&a);
         assert!(filter_one(&p, &wants_gpu, &s).is_success());
         assert!(!filter_one(&p, &wants_other, &s).is_success());
 
-        let mut a = NodeResourcesFitArgs::default();
-        a.ignored_resource_groups = vec!["other.io".into()];
+        let a = NodeResourcesFitArgs {
+            ignored_resource_groups: vec!["other.io".into()],
+            ..Default::default()
+        };
         let p = plugin(&a);
         assert!(!filter_one(&p, &wants_gpu, &s).is_success());
         assert!(filter_one(&p, &wants_other, &s).is_success());
 
         // Only extended resources can be ignored; hugepages are native.
-        let mut a = NodeResourcesFitArgs::default();
-        a.ignored_resources = vec!["hugepages-2Mi".into()];
-        a.ignored_resource_groups = vec!["hugepages-2Mi".into()];
+        let a = NodeResourcesFitArgs {
+            ignored_resources: vec!["hugepages-2Mi".into()],
+            ignored_resource_groups: vec!["hugepages-2Mi".into()],
+            ..Default::default()
+        };
         let p = plugin(&a);
         assert!(!filter_one(&p, &wants_hugepages, &s).is_success());
     }
@@ -821,11 +854,29 @@ mod tests {
     }
 
     #[test]
-    fn filter_without_prefilter_state_is_an_error() {
-        let s = snap_with(vec![node("n", 10, 20).build()], vec![]);
-        let p = plugin(&NodeResourcesFitArgs::default());
-        let st = p.filter(&CycleState::default(), &pod("p", 1, 1).build(), &s, 0);
-        assert_eq!(st.code, Code::Error);
+    fn filter_without_prefilter_state_gives_the_same_answer() {
+        let s = snap_with(
+            vec![node("n", 10, 20).scalar("example.com/gpu", 1).build()],
+            vec![],
+        );
+        let a = NodeResourcesFitArgs {
+            ignored_resources: vec!["example.com/fpga".into()],
+            ..Default::default()
+        };
+        let p = plugin(&a);
+        for incoming in [
+            pod("p", 11, 30)
+                .scalar("example.com/gpu", 2)
+                .scalar("example.com/fpga", 9)
+                .build(),
+            pod("p", 1, 1)
+                .scalar("example.com/gpu", 1)
+                .scalar("example.com/fpga", 9)
+                .build(),
+        ] {
+            let without = p.filter(&CycleState::default(), &incoming, &s, 0);
+            assert_eq!(without, filter_one(&p, &incoming, &s));
+        }
     }
 
     // ---- Score ----------------------------------------------------------------
@@ -1043,8 +1094,10 @@ mod tests {
             let err = validate_args(&a).unwrap_err();
             assert_eq!(err.0, field, "{err:?}");
             assert!(NodeResourcesFit::new(&a).is_err());
-            let mut all = crate::config::PluginArgs::default();
-            all.node_resources_fit = a;
+            let all = crate::config::PluginArgs {
+                node_resources_fit: a,
+                ..Default::default()
+            };
             assert_eq!(crate::plugins::validate_args(&all).unwrap_err().0, field);
         }
         let mut ok = args(ScoringStrategyType::RequestedToCapacityRatio);
