@@ -377,57 +377,85 @@ impl FilterPlugin for NodeResourcesFit {
         };
         let t = snap.nodes();
         let i = node as usize;
-        let mut held = Held {
+        let held = Held {
             pods: t.pod_count[i],
             cpu: t.req_cpu[i],
             memory: t.req_mem[i],
             ephemeral_storage: t.req_eph[i],
         };
-        // Scalar amounts of counted nominated pods, only for scalars the pod requests.
-        let mut nominated_scalars: SmallVec<[(Sym, i64); 2]> = SmallVec::new();
-        if snap.has_nominations() {
-            for n in snap.nominated_on(node) {
-                let p = &n.pod;
-                if p.priority < pod.priority || p.key == pod.key {
-                    continue;
-                }
-                let r = &p.requests;
-                held.pods += 1;
-                held.cpu = held.cpu.saturating_add(r.milli_cpu);
-                held.memory = held.memory.saturating_add(r.memory);
-                held.ephemeral_storage = held.ephemeral_storage.saturating_add(r.ephemeral_storage);
-                for &(s, v) in &r.scalars {
-                    if !req.scalars.iter().any(|q| q.name == s) {
-                        continue;
-                    }
-                    match nominated_scalars.iter_mut().find(|(k, _)| *k == s) {
-                        Some(e) => e.1 = e.1.saturating_add(v),
-                        None => nominated_scalars.push((s, v)),
-                    }
-                }
+        if !snap.has_nominations() {
+            if fits(&req, t, node, held, &[]) {
+                return Status::success();
             }
+            return insufficient(&req, t, node, held, &[]);
         }
-        let fits = held.pods < t.alloc_pods[i]
-            && fits_one(req.cpu, t.alloc_cpu[i], held.cpu)
-            && fits_one(req.memory, t.alloc_mem[i], held.memory)
-            && fits_one(
-                req.ephemeral_storage,
-                t.alloc_eph[i],
-                held.ephemeral_storage,
-            )
-            && req.scalars.iter().all(|q| {
-                fits_one(
-                    q.amount,
-                    alloc_scalar(t, i, q.name),
-                    scalar_held(t, node, q.name, &nominated_scalars),
-                )
-            });
-        if fits {
+        let (held, nominated_scalars) = with_nominated(&req, pod, snap, node, held);
+        if fits(&req, t, node, held, &nominated_scalars) {
             Status::success()
         } else {
             insufficient(&req, t, node, held, &nominated_scalars)
         }
     }
+}
+
+/// Adds the pods nominated to `node` that count for `pod` (priority >= its own,
+/// not itself); returns their scalar amounts for the scalars the pod requests.
+#[inline(never)]
+fn with_nominated(
+    req: &FitRequest,
+    pod: &Pod,
+    snap: &Snapshot,
+    node: NodeIdx,
+    mut held: Held,
+) -> (Held, SmallVec<[(Sym, i64); 2]>) {
+    let mut scalars: SmallVec<[(Sym, i64); 2]> = SmallVec::new();
+    for n in snap.nominated_on(node) {
+        let p = &n.pod;
+        if p.priority < pod.priority || p.key == pod.key {
+            continue;
+        }
+        let r = &p.requests;
+        held.pods += 1;
+        held.cpu = held.cpu.saturating_add(r.milli_cpu);
+        held.memory = held.memory.saturating_add(r.memory);
+        held.ephemeral_storage = held.ephemeral_storage.saturating_add(r.ephemeral_storage);
+        for &(s, v) in &r.scalars {
+            if !req.scalars.iter().any(|q| q.name == s) {
+                continue;
+            }
+            match scalars.iter_mut().find(|(k, _)| *k == s) {
+                Some(e) => e.1 = e.1.saturating_add(v),
+                None => scalars.push((s, v)),
+            }
+        }
+    }
+    (held, scalars)
+}
+
+#[inline]
+fn fits(
+    req: &FitRequest,
+    t: &NodeTable,
+    node: NodeIdx,
+    held: Held,
+    nominated_scalars: &[(Sym, i64)],
+) -> bool {
+    let i = node as usize;
+    held.pods < t.alloc_pods[i]
+        && fits_one(req.cpu, t.alloc_cpu[i], held.cpu)
+        && fits_one(req.memory, t.alloc_mem[i], held.memory)
+        && fits_one(
+            req.ephemeral_storage,
+            t.alloc_eph[i],
+            held.ephemeral_storage,
+        )
+        && req.scalars.iter().all(|q| {
+            fits_one(
+                q.amount,
+                alloc_scalar(t, i, q.name),
+                scalar_held(t, node, q.name, nominated_scalars),
+            )
+        })
 }
 
 /// A zero request always fits (upstream checks `request > 0 && request > free`).
