@@ -13,19 +13,27 @@ pub struct CycleState {
 
 impl CycleState {
     pub fn write<T: Any + Send + Sync>(&mut self, value: T) {
-        self.values.insert(TypeId::of::<T>(), Box::new(value));
+        let id = TypeId::of::<T>();
+        match self.values.iter_mut().find(|(k, _)| *k == id) {
+            Some(slot) => slot.1 = Box::new(value),
+            None => self.values.push((id, Box::new(value))),
+        }
     }
 
     pub fn read<T: Any + Send + Sync>(&self) -> Option<&T> {
+        let id = TypeId::of::<T>();
         self.values
-            .get(&TypeId::of::<T>())
-            .and_then(|b| b.downcast_ref())
+            .iter()
+            .find(|(k, _)| *k == id)
+            .and_then(|(_, b)| b.downcast_ref())
     }
 
     pub fn read_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        let id = TypeId::of::<T>();
         self.values
-            .get_mut(&TypeId::of::<T>())
-            .and_then(|b| b.downcast_mut())
+            .iter_mut()
+            .find(|(k, _)| *k == id)
+            .and_then(|(_, b)| b.downcast_mut())
     }
 
     pub(crate) fn mark_skip_filter(&mut self, plugin: &'static str) {
