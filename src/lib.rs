@@ -7,6 +7,7 @@ pub mod config;
 pub mod framework;
 pub mod model;
 pub mod plugins;
+pub mod preemption;
 pub mod snapshot;
 pub mod spark;
 pub mod testkit;

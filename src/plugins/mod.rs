@@ -1,15 +1,19 @@
 //! The plugins, one file each, and the registry that builds profiles from config.
 
+mod default_preemption;
 mod node_affinity;
 mod node_name;
 mod node_ports;
 mod node_unschedulable;
+mod spark_preemption;
 mod taint_toleration;
 
+pub use default_preemption::DefaultPreemption;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
 pub use node_unschedulable::NodeUnschedulable;
+pub use spark_preemption::SparkPreemption;
 pub use taint_toleration::TaintToleration;
 
 use crate::config::{Config, PluginArgs, ProfileConfig};
@@ -108,6 +112,16 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
             let mut s = PluginSet::new(node_ports::NAME);
             s.pre_filter = Some(p.clone());
             s.filter = Some(p);
+            s
+        }
+        default_preemption::NAME => {
+            let mut s = PluginSet::new(default_preemption::NAME);
+            s.post_filter = Some(Arc::new(DefaultPreemption::new(ctx)));
+            s
+        }
+        spark_preemption::NAME => {
+            let mut s = PluginSet::new(spark_preemption::NAME);
+            s.post_filter = Some(Arc::new(SparkPreemption::new(ctx)));
             s
         }
         other => {
