@@ -2,9 +2,7 @@
 //! PDBs respected when possible), see [`crate::preemption`].
 
 use super::BuildContext;
-use crate::framework::{
-    FilterRunner, NodeStatuses, Plugin, PostFilterPlugin, PostFilterResult,
-};
+use crate::framework::{FilterRunner, NodeStatuses, Plugin, PostFilterPlugin, PostFilterResult};
 use crate::model::Pod;
 use crate::preemption::{Evaluator, VictimPolicy};
 use crate::snapshot::Snapshot;

@@ -3,9 +3,7 @@
 //! its whole application, retiring and spare executors go first.
 
 use super::BuildContext;
-use crate::framework::{
-    FilterRunner, NodeStatuses, Plugin, PostFilterPlugin, PostFilterResult,
-};
+use crate::framework::{FilterRunner, NodeStatuses, Plugin, PostFilterPlugin, PostFilterResult};
 use crate::model::{Pod, Sym};
 use crate::preemption::{Evaluator, SparkPolicy, VictimPolicy};
 use crate::snapshot::Snapshot;

@@ -278,7 +278,12 @@ pub struct Rank {
 }
 
 pub fn rank(snap: &Snapshot, policy: &VictimPolicy, c: &Candidate) -> (Rank, CascadeCost) {
-    let highest = c.victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN);
+    let highest = c
+        .victims
+        .iter()
+        .map(|v| v.priority)
+        .max()
+        .unwrap_or(i32::MIN);
     let earliest = c
         .victims
         .iter()

@@ -178,7 +178,11 @@ impl Evaluator {
         let potential: Vec<NodeIdx> = snap
             .nodes()
             .live_indices()
-            .filter(|&n| statuses.get(n).is_some_and(|s| s.code == Code::Unschedulable))
+            .filter(|&n| {
+                statuses
+                    .get(n)
+                    .is_some_and(|s| s.code == Code::Unschedulable)
+            })
             .collect();
         let pdbs = snap.pdbs().to_vec();
         let run = DryRun {

@@ -149,8 +149,7 @@ mod tests {
 
     #[test]
     fn converts_selector_and_status() {
-        let p = pdb_from_k8s(&k8s(
-            r#"
+        let p = pdb_from_k8s(&k8s(r#"
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: web, namespace: shop}
@@ -167,8 +166,7 @@ status:
   expectedPods: 3
   observedGeneration: 1
   disruptedPods: {web-0: "2024-01-01T00:00:00Z"}
-"#,
-        ))
+"#))
         .unwrap();
         assert_eq!(p.disruptions_allowed, 1);
         assert_eq!(p.namespace.as_str(), "shop");
@@ -194,15 +192,13 @@ status:
 
     #[test]
     fn bad_operator_is_an_error_naming_the_field() {
-        let e = pdb_from_k8s(&k8s(
-            r#"
+        let e = pdb_from_k8s(&k8s(r#"
 metadata: {name: x, namespace: ns}
 spec:
   selector:
     matchExpressions:
       - {key: a, operator: Gt, values: ["1"]}
-"#,
-        ))
+"#))
         .unwrap_err();
         assert_eq!(e.field, "spec.selector.matchExpressions[0].operator");
         assert!(e.to_string().contains("ns/x"));

@@ -270,12 +270,32 @@ mod tests {
         snap.upsert_node(node("n", 100_000, 100 * GI).build());
         let place = |s: &mut Snapshot, p: Arc<Pod>| s.upsert_pod(p).unwrap();
         // App "big" has 3 executors and min 1: spare. App "small" has 1 executor, min 2.
-        place(&mut snap, pod("big-d", 1, 1).driver("big").annotation(MIN_EXECUTORS, "1").on("n").arc());
+        place(
+            &mut snap,
+            pod("big-d", 1, 1)
+                .driver("big")
+                .annotation(MIN_EXECUTORS, "1")
+                .on("n")
+                .arc(),
+        );
         for i in 0..3 {
-            place(&mut snap, pod(&format!("big-{i}"), 1, 1).executor("big").on("n").arc());
+            place(
+                &mut snap,
+                pod(&format!("big-{i}"), 1, 1).executor("big").on("n").arc(),
+            );
         }
-        place(&mut snap, pod("small-d", 1, 1).driver("small").annotation(MIN_EXECUTORS, "2").on("n").arc());
-        place(&mut snap, pod("small-0", 1, 1).executor("small").on("n").arc());
+        place(
+            &mut snap,
+            pod("small-d", 1, 1)
+                .driver("small")
+                .annotation(MIN_EXECUTORS, "2")
+                .on("n")
+                .arc(),
+        );
+        place(
+            &mut snap,
+            pod("small-0", 1, 1).executor("small").on("n").arc(),
+        );
         let inactive = pod("idle", 1, 1)
             .executor("small")
             .label(LABEL_SPARK_EXEC_INACTIVE, "true")
@@ -283,9 +303,27 @@ mod tests {
             .arc();
         let mut pods: Vec<(Arc<Pod>, bool)> = vec![
             (inactive, false),
-            (snap.pod_by_key(&crate::model::PodKey::new("default", "big-0")).unwrap().pod.clone(), false),
-            (snap.pod_by_key(&crate::model::PodKey::new("default", "small-0")).unwrap().pod.clone(), false),
-            (snap.pod_by_key(&crate::model::PodKey::new("default", "small-d")).unwrap().pod.clone(), false),
+            (
+                snap.pod_by_key(&crate::model::PodKey::new("default", "big-0"))
+                    .unwrap()
+                    .pod
+                    .clone(),
+                false,
+            ),
+            (
+                snap.pod_by_key(&crate::model::PodKey::new("default", "small-0"))
+                    .unwrap()
+                    .pod
+                    .clone(),
+                false,
+            ),
+            (
+                snap.pod_by_key(&crate::model::PodKey::new("default", "small-d"))
+                    .unwrap()
+                    .pod
+                    .clone(),
+                false,
+            ),
             (pod("plain", 1, 1).priority(-5).arc(), false),
         ];
         VictimPolicy::Spark(SparkPolicy::default()).sort_by_importance(&snap, &mut pods);
@@ -309,12 +347,20 @@ mod tests {
         snap.upsert_pod(pod("b", 0, 0).on("n").arc()).unwrap();
         let room = Room::of_node(&snap, n, &mem_only);
         assert_eq!(room.shortfalls(&mem_only).as_slice(), ["Too many pods"]);
-        let gpu = Need::of(&pod("g", 0, 0).scalar("nvidia.com/gpu", 1).build(), &[], &[]);
+        let gpu = Need::of(
+            &pod("g", 0, 0).scalar("nvidia.com/gpu", 1).build(),
+            &[],
+            &[],
+        );
         assert_eq!(
             Room::of_node(&snap, n, &gpu).shortfalls(&gpu).as_slice(),
             ["Too many pods", "Insufficient nvidia.com/gpu"]
         );
-        let ignored = Need::of(&pod("g", 0, 0).scalar("nvidia.com/gpu", 1).build(), &[], &["nvidia.com".into()]);
+        let ignored = Need::of(
+            &pod("g", 0, 0).scalar("nvidia.com/gpu", 1).build(),
+            &[],
+            &["nvidia.com".into()],
+        );
         assert!(ignored.scalars.is_empty());
     }
 }
