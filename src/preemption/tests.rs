@@ -963,3 +963,65 @@ fn dry_run_stops_after_enough_candidates() {
     assert_eq!(cands[0].node, potential[offset]);
     assert!(statuses.per_node.len() == 250);
 }
+
+/// Full 5,000-node cluster, 30 pods per node: one preemption search.
+/// `cargo test --release --lib preemption::tests::perf_full_cluster -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn perf_full_cluster() {
+    for flavor in [Flavor::Default, Flavor::Spark] {
+        let mut snap = Snapshot::new(CapacityRules::default());
+        for n in 0..5000 {
+            let name = format!("node-{n:05}");
+            snap.upsert_node(
+                node(&name, 32_000, 128 * GI)
+                    .zone(["a", "b", "c"][n % 3])
+                    .build(),
+            );
+            for k in 0..30 {
+                let app = format!("app-{}", (n * 30 + k) / 50);
+                let b = pod(&format!("{name}-p{k}"), 1050, 4 * GI)
+                    .priority((k % 4) as i32)
+                    .on(&name);
+                let b = if k % 25 == 0 {
+                    b.driver(&app)
+                } else {
+                    b.executor(&app)
+                };
+                let mut p = b.build();
+                p.started_ms = Some((n * 30 + k) as i64);
+                snap.upsert_pod(Arc::new(p)).unwrap();
+            }
+        }
+        let prof = profile(flavor);
+        let p = pod("pre", 2500, 8 * GI).priority(10).driver("new").build();
+        let before = fingerprint(&snap);
+        let t = std::time::Instant::now();
+        let d = run(&prof, &p, &mut snap);
+        let total = t.elapsed();
+        let statuses = d.statuses.clone();
+        let runner = FilterRunner {
+            pre_filters: &prof.pre_filter,
+            filters: &prof.filter,
+        };
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let r = prof.post_filter[0].post_filter(&p, &mut snap, &statuses, &runner);
+            best = best.min(t.elapsed());
+            assert!(r.nomination.is_some());
+        }
+        assert!(outcome(&d, &snap).is_some());
+        assert_eq!(fingerprint(&snap), before);
+        println!(
+            "{}: whole cycle {:?}, preemption search {:?}",
+            if flavor == Flavor::Default {
+                "DefaultPreemption"
+            } else {
+                "SparkPreemption"
+            },
+            total,
+            best
+        );
+    }
+}

@@ -65,22 +65,32 @@ impl VictimPolicy {
             }),
             VictimPolicy::Spark(sp) => {
                 let mut apps: HashMap<Sym, (bool, u32)> = HashMap::new();
-                pods.sort_by_cached_key(|(p, _)| {
-                    let (above_min, executors) = match (&p.spark, p.is_executor()) {
-                        (Some(id), true) => *apps
-                            .entry(id.app)
-                            .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
-                        _ => (false, 0),
-                    };
-                    (
-                        spark_class(p),
-                        Reverse(p.priority),
-                        above_min,
-                        executors,
-                        start(p),
-                        p.key.clone(),
-                    )
+                let mut keyed: Vec<(SparkOrder, (Arc<Pod>, bool))> = pods
+                    .iter()
+                    .map(|entry| {
+                        let p = &entry.0;
+                        let (above_min, executors) = match (&p.spark, p.is_executor()) {
+                            (Some(id), true) => *apps
+                                .entry(id.app)
+                                .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
+                            _ => (false, 0),
+                        };
+                        let order = (
+                            spark_class(p),
+                            Reverse(p.priority),
+                            above_min,
+                            executors,
+                            start(p),
+                        );
+                        (order, entry.clone())
+                    })
+                    .collect();
+                keyed.sort_by(|(a, (pa, _)), (b, (pb, _))| {
+                    a.cmp(b).then_with(|| pa.key.cmp(&pb.key))
                 });
+                for (slot, (_, entry)) in pods.iter_mut().zip(keyed) {
+                    *slot = entry;
+                }
             }
         }
     }
@@ -105,6 +115,9 @@ impl SparkPolicy {
         (executors > min, executors)
     }
 }
+
+/// (class, priority, above minimum, application executors, start): see `sort_by_importance`.
+type SparkOrder = (u8, Reverse<i32>, bool, u32, i64);
 
 /// Reprieve order class: drivers first (losing one loses the application),
 /// executors Spark is retiring last (they are leaving anyway).
