@@ -1,6 +1,7 @@
 //! The plugins, one file each, and the registry that builds profiles from config.
 
 pub mod capacity_mix;
+mod default_preemption;
 pub mod driver_admission;
 pub mod executor_spread;
 mod node_affinity;
@@ -11,9 +12,11 @@ mod node_resources_fit;
 mod node_unschedulable;
 mod pod_topology_spread;
 mod resource_allocation;
+mod spark_preemption;
 mod taint_toleration;
 
 pub use capacity_mix::{capacity_fallback, mix_status, CapacityFallback, CapacityMix, MixStatus};
+pub use default_preemption::DefaultPreemption;
 pub use driver_admission::DriverAdmission;
 pub use executor_spread::ExecutorSpread;
 pub use node_affinity::NodeAffinity;
@@ -23,6 +26,7 @@ pub use node_resources_balanced_allocation::NodeResourcesBalancedAllocation;
 pub use node_resources_fit::NodeResourcesFit;
 pub use node_unschedulable::NodeUnschedulable;
 pub use pod_topology_spread::PodTopologySpread;
+pub use spark_preemption::SparkPreemption;
 pub use taint_toleration::TaintToleration;
 
 use crate::config::{Config, PluginArgs, ProfileConfig};
@@ -175,6 +179,16 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
             let mut s = PluginSet::new(driver_admission::NAME);
             s.pre_filter = Some(p.clone());
             s.filter = Some(p);
+            s
+        }
+        default_preemption::NAME => {
+            let mut s = PluginSet::new(default_preemption::NAME);
+            s.post_filter = Some(Arc::new(DefaultPreemption::new(ctx)));
+            s
+        }
+        spark_preemption::NAME => {
+            let mut s = PluginSet::new(spark_preemption::NAME);
+            s.post_filter = Some(Arc::new(SparkPreemption::new(ctx)));
             s
         }
         other => {
