@@ -271,7 +271,8 @@ fn equal_priority_message_is_upstreams() {
     );
     assert_eq!(
         d.message().unwrap(),
-        "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.."
+        // As real kube-scheduler events read: one period at the end.
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
     );
 }
 
