@@ -10,6 +10,7 @@ pub mod kube;
 pub mod manifests;
 pub mod model;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
 pub mod sim;
 pub mod snapshot;
