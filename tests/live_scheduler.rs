@@ -31,6 +31,7 @@ fn config() -> Config {
         "TaintToleration",
         "NodeAffinity",
         "NodePorts",
+        "NodeResourcesFit",
     ];
     c.profiles.push(ProfileConfig {
         name: "live-test".into(),
@@ -66,7 +67,7 @@ fn node(name: &str, cpu: &str, labels: Value) -> Node {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": { "name": name, "labels": labels },
-        "status": { "allocatable": { "cpu": cpu, "memory": "32Gi", "pods": "110" } },
+        "status": { "allocatable": { "cpu": cpu, "memory": "256Gi", "pods": "110" } },
     }))
     .unwrap()
 }
@@ -279,8 +280,12 @@ fn with_host_port(mut p: Pod, port: i32) -> Pod {
 #[tokio::test]
 async fn other_schedulers_pods_are_ignored_but_counted() {
     let server = TestApiServer::start().await;
-    server.create(&node("n1", "4", json!({}))).unwrap();
-    server.create(&node("n2", "4", json!({}))).unwrap();
+    server
+        .create(&node("n1", "4", json!({"kubernetes.io/hostname": "n1"})))
+        .unwrap();
+    server
+        .create(&node("n2", "4", json!({"kubernetes.io/hostname": "n2"})))
+        .unwrap();
     // Bound by another scheduler on n1: holds its CPU and host port 7077.
     let mut foreign = with_host_port(pod("foreign", "default-scheduler", "3"), 7077);
     foreign.spec.as_mut().unwrap().node_name = Some("n1".into());
@@ -319,6 +324,24 @@ async fn other_schedulers_pods_are_ignored_but_counted() {
         node_name(&server.get::<Pod>("spark", "mine1").unwrap()),
         None
     );
+
+    // Only 1 CPU is left on n1: a 2-CPU pod pinned there does not fit.
+    let mut big = pod("big", "spark-fleet", "2");
+    big.spec.as_mut().unwrap().node_selector =
+        Some([("kubernetes.io/hostname".to_owned(), "n1".to_owned())].into());
+    server.create(&big).unwrap();
+    let big = server
+        .wait_for::<Pod>("spark", "big", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("big reported unschedulable");
+    let msg = condition(&big, "PodScheduled")
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(msg.contains("1 Insufficient cpu"), "{msg}");
 
     assert!(!s.is_queued("spark", "theirs"));
     let theirs: Pod = server.get("spark", "theirs").unwrap();
@@ -789,5 +812,76 @@ async fn capacity_fallback_is_reported() {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap();
     assert!(fallbacks >= 1.0, "{body}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn default_preemption_end_to_end() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "4", json!({}))).unwrap();
+    let mut c = config();
+    let profile = c
+        .profiles
+        .iter_mut()
+        .find(|p| p.name == "live-test")
+        .unwrap();
+    profile.plugins.push(PluginEntry {
+        name: "DefaultPreemption".into(),
+        weight: 0,
+    });
+    let s = started(&server, c).await;
+    let with_priority = |mut p: Pod, prio: i32| {
+        p.spec.as_mut().unwrap().priority = Some(prio);
+        p
+    };
+    server
+        .create(&with_priority(pod("low", "spark-fleet", "3"), 0))
+        .unwrap();
+    within("bind low", wait_bound(&server, "low")).await;
+    server
+        .create(&with_priority(pod("high", "spark-fleet", "3"), 100))
+        .unwrap();
+    assert_eq!(within("bind high", wait_bound(&server, "high")).await, "n1");
+    assert!(
+        server.get::<Pod>("spark", "low").is_none(),
+        "victim deleted"
+    );
+    wait_until("Preempted event", || {
+        !events(&server, "low", "Preempted").is_empty()
+    })
+    .await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn disruption_budgets_reach_the_snapshot() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "4", json!({}))).unwrap();
+    let pdb: k8s_openapi::api::policy::v1::PodDisruptionBudget = serde_json::from_value(json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": { "name": "drivers", "namespace": "spark" },
+        "spec": { "minAvailable": 1, "selector": { "matchLabels": { "spark-role": "driver" } } },
+        "status": { "disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1,
+                    "expectedPods": 1, "observedGeneration": 1 }
+    }))
+    .unwrap();
+    server.create(&pdb).unwrap();
+    let s = started(&server, config()).await;
+    let names = || {
+        s.with_snapshot(|snap| {
+            snap.pdbs()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    wait_until("pdb in snapshot", || names() == ["drivers"]).await;
+    // Deleted while the watch was down and the log compacted: the re-list removes it.
+    server.drop_watches();
+    server
+        .delete::<k8s_openapi::api::policy::v1::PodDisruptionBudget>("spark", "drivers")
+        .unwrap();
+    server.compact();
+    wait_until("pdb gone", || names().is_empty()).await;
     s.shutdown().await;
 }

@@ -148,9 +148,8 @@ pub(crate) struct State {
     /// Every pod seen (uid by key), so a re-list can tell which disappeared.
     pub pods: HashMap<PodKey, String>,
     pub priority_classes: PriorityClasses,
-    /// PodDisruptionBudgets by (namespace, name). Kept for preemption.
-    // PDB-SNAPSHOT: feed `snap.upsert_pdb` once the preemption module is in main.
-    pub pdbs: HashMap<(String, String), k8s_openapi::api::policy::v1::PodDisruptionBudget>,
+    /// PodDisruptionBudgets (namespace, name) known; the budgets live in the snapshot.
+    pub pdbs: std::collections::HashSet<(String, String)>,
     /// Last FailedScheduling message reported per pod: identical ones are not re-sent.
     pub reported: HashMap<PodKey, String>,
 }
@@ -271,7 +270,7 @@ impl Scheduler {
                 queue,
                 pods: HashMap::new(),
                 priority_classes: PriorityClasses::default(),
-                pdbs: HashMap::new(),
+                pdbs: Default::default(),
                 reported: HashMap::new(),
             }),
             wake: Notify::new(),

@@ -6,6 +6,7 @@
 
 use super::{partition, reporter, Shared, State};
 use crate::model::{node_from_k8s, pod_from_k8s, PodKey, Sym};
+use crate::preemption::pdb_from_k8s;
 use crate::queue::ClusterEvent;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod as K8sPod};
@@ -316,22 +317,34 @@ impl Handler for Pdbs {
     type K = PodDisruptionBudget;
     const KIND: &'static str = "PodDisruptionBudget";
 
+    // No queue event: budgets change often (status), and a budget with room again
+    // only matters to preemption, which the leftover flush retries.
     fn apply(_: &Shared, st: &mut State, obj: &PodDisruptionBudget) -> Option<Followup> {
         let ns = obj.metadata.namespace.clone().unwrap_or_default();
         let name = obj.metadata.name.clone().unwrap_or_default();
-        // No queue event: budgets change often (status), and a budget with room again
-        // only matters to preemption, which the leftover flush retries.
-        st.pdbs.insert((ns, name), obj.clone());
+        match pdb_from_k8s(obj) {
+            Ok(pdb) => {
+                st.snap.upsert_pdb(pdb);
+                st.pdbs.insert((ns, name));
+            }
+            Err(e) => {
+                // As upstream: a budget with an invalid selector protects nothing.
+                tracing::warn!(error = %e, "ignoring PodDisruptionBudget");
+                st.snap.remove_pdb(Sym::new(&ns), &name);
+                st.pdbs.remove(&(ns, name));
+            }
+        }
         None
     }
 
     fn delete(st: &mut State, key: &str) {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        st.snap.remove_pdb(Sym::new(ns), name);
         st.pdbs.remove(&(ns.to_owned(), name.to_owned()));
     }
 
     fn known_keys(st: &State) -> Vec<String> {
-        st.pdbs.keys().map(|(ns, n)| format!("{ns}/{n}")).collect()
+        st.pdbs.iter().map(|(ns, n)| format!("{ns}/{n}")).collect()
     }
 }
 
