@@ -57,8 +57,8 @@ fn config() -> Config {
 fn with_leader_election(mut c: Config) -> Config {
     c.leader_election.enabled = true;
     c.leader_election.lease_namespace = Some("kube-system".into());
-    c.leader_election.lease_duration_seconds = 1.0;
-    c.leader_election.renew_deadline_seconds = 0.8;
+    c.leader_election.lease_duration_seconds = 3.0;
+    c.leader_election.renew_deadline_seconds = 2.0;
     c.leader_election.retry_period_seconds = 0.1;
     c
 }
@@ -410,7 +410,17 @@ async fn dropped_watches_resume_without_loss() {
     server.drop_watches();
     server.delete::<Node>("", "n2").unwrap();
     server.create(&pod("during", "spark-fleet", "1")).unwrap();
-    assert_eq!(within("bind", wait_bound(&server, "during")).await, "n1");
+    within("bind", wait_bound(&server, "during")).await;
+    wait_until("n2 deletion seen", || {
+        s.with_snapshot(|snap| {
+            snap.nodes()
+                .get(spark_fleet::model::Sym::new("n2"))
+                .is_none()
+        })
+    })
+    .await;
+    server.create(&pod("during2", "spark-fleet", "1")).unwrap();
+    assert_eq!(within("bind", wait_bound(&server, "during2")).await, "n1");
 
     // Past the event log: the watchers must re-list, and what vanished meanwhile is removed.
     server.drop_watches();
