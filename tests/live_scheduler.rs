@@ -895,3 +895,53 @@ async fn disruption_budgets_reach_the_snapshot() {
     wait_until("pdb gone", || names().is_empty()).await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn shipped_default_profile_schedules_a_spark_app() {
+    let server = TestApiServer::start().await;
+    server
+        .create(&node(
+            "od1",
+            "16",
+            json!({"karpenter.sh/capacity-type": "on-demand", "topology.kubernetes.io/zone": "a"}),
+        ))
+        .unwrap();
+    server
+        .create(&node(
+            "spot1",
+            "16",
+            json!({"karpenter.sh/capacity-type": "spot", "topology.kubernetes.io/zone": "a"}),
+        ))
+        .unwrap();
+    let mut c = Config::default();
+    c.leader_election.enabled = false;
+    c.metrics.address = "127.0.0.1:0".into();
+    c.queue.initial_backoff_seconds = 0.05;
+    c.queue.max_backoff_seconds = 0.2;
+    let s = started(&server, c).await;
+    let spark = |name: &str, role: &str| {
+        let mut p = pod(name, "spark-fleet", "1");
+        p.metadata.labels = Some(
+            [
+                ("spark-role".to_owned(), role.to_owned()),
+                ("spark-app-selector".to_owned(), "app-1".to_owned()),
+            ]
+            .into(),
+        );
+        p
+    };
+    server.create(&spark("driver", "driver")).unwrap();
+    assert_eq!(
+        within("bind driver", wait_bound(&server, "driver")).await,
+        "od1"
+    );
+    for i in 0..3 {
+        server
+            .create(&spark(&format!("exec-{i}"), "executor"))
+            .unwrap();
+    }
+    for i in 0..3 {
+        within("bind executor", wait_bound(&server, &format!("exec-{i}"))).await;
+    }
+    s.shutdown().await;
+}

@@ -5,6 +5,20 @@
 //! [`schedule`] → assume → bind asynchronously through the Binding subresource with
 //! bounded concurrency. Outcomes are reported as upstream kube-scheduler does
 //! (PodScheduled condition, events, nominatedNodeName, preemption of victims).
+//!
+//! - **Client rate limit**: every request we make (bindings, status patches, events,
+//!   deletions, lease reads and writes) first takes a token from one
+//!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (upstream defaults
+//!   50 / 100; `qps: 0` disables it). Watches are long-running and not limited.
+//! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
+//! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
+//! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
+//! - **Shutdown** ([`Scheduler::shutdown`]): stop dequeuing, wait up to 10 s for
+//!   in-flight bindings, release the lease.
+//!
+//! The binary wires it as `spark-fleet run [--config FILE] [--kubeconfig FILE]`:
+//! `init_logging(config.logging.format)`, then [`run`] with a future that completes
+//! on SIGTERM or SIGINT.
 
 mod binder;
 pub mod health;
