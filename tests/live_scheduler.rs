@@ -945,3 +945,36 @@ async fn shipped_default_profile_schedules_a_spark_app() {
     }
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn run_with_a_kubeconfig_until_shutdown() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n\
+             users:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+             current-context: test\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(spark_fleet::kube::run(config(), Some(kubeconfig), async {
+        let _ = rx.await;
+    }));
+    server.create(&pod("p", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "p")).await;
+    tx.send(()).unwrap();
+    within("run returns", running).await.unwrap().unwrap();
+
+    let missing = dir.path().join("nope");
+    let err = spark_fleet::kube::run(config(), Some(missing.clone()), async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}
