@@ -978,3 +978,45 @@ async fn run_with_a_kubeconfig_until_shutdown() {
         .to_string();
     assert!(err.contains(&missing.display().to_string()), "{err}");
 }
+
+/// Throughput figures for the report: `cargo test --test live_scheduler -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn burst_throughput() {
+    for (qps, burst, n) in [(1e6, 1_000_000, 1000), (50.0, 100, 300)] {
+        let server = TestApiServer::start().await;
+        for i in 0..20 {
+            server
+                .create(&node(&format!("n{i}"), "64", json!({})))
+                .unwrap();
+        }
+        let mut c = config();
+        c.client.qps = qps;
+        c.client.burst = burst;
+        c.bind.concurrency = 16;
+        let s = started(&server, c).await;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            server
+                .create(&pod(&format!("p{i}"), "spark-fleet", "1"))
+                .unwrap();
+        }
+        wait_until_long(|| s.binds() as usize == n).await;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "qps {qps} burst {burst}: {n} pods bound in {secs:.2} s: {:.0} pods/s",
+            n as f64 / secs
+        );
+        s.shutdown().await;
+    }
+}
+
+async fn wait_until_long(mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("in time");
+}

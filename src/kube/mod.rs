@@ -6,10 +6,11 @@
 //! bounded concurrency. Outcomes are reported as upstream kube-scheduler does
 //! (PodScheduled condition, events, nominatedNodeName, preemption of victims).
 //!
-//! - **Client rate limit**: every request we make (bindings, status patches, events,
-//!   deletions, lease reads and writes) first takes a token from one
+//! - **Client rate limit**: every request we make (bindings, status patches,
+//!   deletions, lease reads and writes) first takes a token from a
 //!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (upstream defaults
-//!   50 / 100; `qps: 0` disables it). Watches are long-running and not limited.
+//!   50 / 100); events take theirs from a second bucket of the same size, as upstream's
+//!   separate event client. Watches are long-running and not limited.
 //! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
 //! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
@@ -140,6 +141,9 @@ pub(crate) struct Shared {
     pub partition: Partition,
     pub client: Client,
     pub limiter: RateLimiter,
+    /// Events have their own bucket, as upstream's separate event client: reporting
+    /// must not halve the binding rate.
+    pub event_limiter: RateLimiter,
     pub recorder: Recorder,
     pub identity: String,
     pub state: Mutex<State>,
@@ -274,6 +278,7 @@ impl Scheduler {
         let leader_election = config.leader_election.enabled;
         let shared = Arc::new(Shared {
             limiter: RateLimiter::new(config.client.qps, config.client.burst),
+            event_limiter: RateLimiter::new(config.client.qps, config.client.burst),
             partition,
             profile,
             client,
@@ -491,7 +496,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
 
 /// One scheduling cycle under the state lock.
 fn cycle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     st: &mut State,
     qp: QueuedPod,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -517,7 +522,7 @@ fn cycle(
                 if let Some(fb) = fallback {
                     ::metrics::counter!(metrics::CAPACITY_FALLBACKS).increment(1);
                     tokio::spawn(reporter::capacity_fallback_event(
-                        shared.recorder.clone(),
+                        shared.clone(),
                         pod.clone(),
                         node.clone(),
                         fb,

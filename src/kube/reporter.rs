@@ -43,7 +43,7 @@ async fn publish(
     action: &str,
     note: String,
 ) {
-    shared.limiter.acquire().await;
+    shared.event_limiter.acquire().await;
     publish_with(&shared.recorder, r, ty, reason, action, note).await;
 }
 
@@ -228,13 +228,13 @@ pub(crate) fn capacity_fallback(
 }
 
 pub(crate) async fn capacity_fallback_event(
-    recorder: Recorder,
+    shared: Arc<Shared>,
     pod: Arc<Pod>,
     node: String,
     fb: Fallback,
 ) {
-    publish_with(
-        &recorder,
+    publish(
+        &shared,
         &pod_ref(&pod),
         EventType::Normal,
         "CapacityFallback",
