@@ -369,6 +369,11 @@ async fn only_the_leader_binds_and_a_standby_takes_over() {
     .await
     .unwrap();
     wait_until("b synced", || b.is_ready()).await;
+    assert_eq!(
+        http_get(b.metrics_addr(), "/readyz").await.0,
+        200,
+        "a standby is ready"
+    );
     for i in 0..8 {
         server
             .create(&pod(&format!("p{i}"), "spark-fleet", "1"))

@@ -116,6 +116,8 @@ async fn run<H: Handler>(shared: Arc<Shared>, idx: usize, api: Api<H::K>) {
                 None
             }
         };
+        // Kept current here too, so a standby's gauge is right.
+        super::metrics::record_pending(shared.lock().queue.pending_counts());
         shared.wake.notify_one();
         if let Some(Followup::InvalidPod {
             namespace,
