@@ -18,7 +18,6 @@ use crate::framework::{CycleState, Plugin, PreScorePlugin, ScorePlugin, Status, 
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeIdx, Snapshot};
 use crate::spark::policy;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const NAME: &str = "ExecutorSpread";
@@ -43,8 +42,10 @@ impl Plugin for ExecutorSpread {
 struct SpreadCycle {
     /// Only nodes of this type are candidates; None = every feasible node.
     only_type: Option<Sym>,
-    zone_counts: HashMap<Sym, u32>,
-    node_counts: HashMap<NodeIdx, u32>,
+    /// A few zones: a linear scan beats hashing.
+    zone_counts: Vec<(Sym, u32)>,
+    /// Sorted by node, looked up by binary search on every scored node.
+    node_counts: Vec<(NodeIdx, u32)>,
     zone_min: u32,
     node_min: u32,
 }
@@ -89,8 +90,8 @@ impl PreScorePlugin for ExecutorSpread {
         if candidates().next().is_none() {
             return Status::skip();
         }
-        let mut zone_counts: HashMap<Sym, u32> = HashMap::new();
-        let mut node_counts: HashMap<NodeIdx, u32> = HashMap::new();
+        let mut zone_counts: Vec<(Sym, u32)> = Vec::new();
+        let mut node_list: Vec<NodeIdx> = Vec::new();
         if let Some(app) = snap.app(sp.app) {
             for entry in app.executors.iter().filter_map(|&id| snap.pod(id)) {
                 if entry.pod.terminating
@@ -99,19 +100,30 @@ impl PreScorePlugin for ExecutorSpread {
                 {
                     continue;
                 }
-                *node_counts.entry(entry.node).or_default() += 1;
+                node_list.push(entry.node);
                 if let Some(z) = nodes.zone[entry.node as usize] {
-                    *zone_counts.entry(z).or_default() += 1;
+                    match zone_counts.iter_mut().find(|e| e.0 == z) {
+                        Some(e) => e.1 += 1,
+                        None => zone_counts.push((z, 1)),
+                    }
                 }
             }
         }
+        node_list.sort_unstable();
+        let mut node_counts: Vec<(NodeIdx, u32)> = Vec::new();
+        for n in node_list {
+            match node_counts.last_mut() {
+                Some(last) if last.0 == n => last.1 += 1,
+                _ => node_counts.push((n, 1)),
+            }
+        }
         let node_min = candidates()
-            .map(|n| node_counts.get(&n).copied().unwrap_or(0))
+            .map(|n| count_on(&node_counts, n))
             .min()
             .unwrap_or(0);
         let zone_min = candidates()
             .filter_map(|n| nodes.zone[n as usize])
-            .map(|z| zone_counts.get(&z).copied().unwrap_or(0))
+            .map(|z| count_in(&zone_counts, z))
             .min()
             .unwrap_or(0);
         state.write(SpreadCycle {
@@ -123,6 +135,16 @@ impl PreScorePlugin for ExecutorSpread {
         });
         Status::success()
     }
+}
+
+fn count_on(counts: &[(NodeIdx, u32)], node: NodeIdx) -> u32 {
+    counts
+        .binary_search_by_key(&node, |e| e.0)
+        .map_or(0, |i| counts[i].1)
+}
+
+fn count_in(counts: &[(Sym, u32)], zone: Sym) -> u32 {
+    counts.iter().find(|e| e.0 == zone).map_or(0, |e| e.1)
 }
 
 /// 100 within the max skew, then 100·s/(s+excess).
@@ -145,15 +167,11 @@ impl ScorePlugin for ExecutorSpread {
             return 0;
         }
         let cfg = &self.config.spark.executor_spread;
-        let on_node = c.node_counts.get(&node).copied().unwrap_or(0);
+        let on_node = count_on(&c.node_counts, node);
         let node_score = key_score(on_node, c.node_min, cfg.node_max_skew);
         // A node without a zone label is in no zone domain: only its node skew counts.
         let zone_score = match nodes.zone[node as usize] {
-            Some(z) => key_score(
-                c.zone_counts.get(&z).copied().unwrap_or(0),
-                c.zone_min,
-                cfg.zone_max_skew,
-            ),
+            Some(z) => key_score(count_in(&c.zone_counts, z), c.zone_min, cfg.zone_max_skew),
             None => MAX_NODE_SCORE,
         };
         (node_score + zone_score) / 2
@@ -163,6 +181,7 @@ impl ScorePlugin for ExecutorSpread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use crate::model::capacity::CapacityRules;
     use crate::plugins::test_support::score_all;
     use crate::spark::annotations::EXECUTOR_CAPACITY_MIX;

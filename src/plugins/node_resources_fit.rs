@@ -146,7 +146,8 @@ fn least_requested_score(requested: i64, capacity: i64) -> i64 {
     if capacity <= 0 || requested > capacity {
         return 0;
     }
-    ((capacity - requested) as i128 * MAX_NODE_SCORE as i128 / capacity as i128) as i64
+    // i64 is exact up to 92 PB of memory; saturation keeps larger values in range.
+    (capacity - requested).saturating_mul(MAX_NODE_SCORE) / capacity
 }
 
 /// Used share of the resource after placing the pod, 0..=100 (over-commit counts as full).
@@ -155,14 +156,14 @@ fn most_requested_score(requested: i64, capacity: i64) -> i64 {
         return 0;
     }
     let requested = requested.clamp(0, capacity);
-    (requested as i128 * MAX_NODE_SCORE as i128 / capacity as i128) as i64
+    requested.saturating_mul(MAX_NODE_SCORE) / capacity
 }
 
 fn ratio_score(shape: &[(i64, i64)], requested: i64, capacity: i64) -> i64 {
     let utilization = if capacity <= 0 || requested > capacity {
         MAX_UTILIZATION
     } else {
-        (requested.max(0) as i128 * MAX_UTILIZATION as i128 / capacity as i128) as i64
+        requested.max(0).saturating_mul(MAX_UTILIZATION) / capacity
     };
     broken_linear(shape, utilization)
 }

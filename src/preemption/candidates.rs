@@ -60,7 +60,11 @@ struct Lifted {
 }
 
 fn lift(snap: &mut Snapshot, pod: &Arc<Pod>, assumed: bool) -> Lifted {
-    let nominated = snap.nomination_of(&pod.key).map(|n| n.node);
+    let nominated = if snap.has_nominations() {
+        snap.nomination_of(&pod.key).map(|n| n.node)
+    } else {
+        None
+    };
     snap.remove_pod(&pod.key);
     Lifted {
         pod: pod.clone(),

@@ -315,8 +315,8 @@ fn pdbs_respected_when_possible() {
 
 #[test]
 fn pdb_violating_victims_are_reprieved_first() {
-    // Either pod frees enough; the guarded one has higher priority-order last
-    // but is tried first because evicting it would break its budget.
+    // Either pod frees enough; the guarded one has the lower priority but is
+    // reprieved first because evicting it would break its budget.
     let mut snap = cluster(&["n1"], &[]);
     snap.upsert_pod(
         pod("guarded", 2000, GI)

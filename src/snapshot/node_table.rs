@@ -15,6 +15,8 @@ pub struct NodeTable {
 
     pub live: Vec<bool>,
     pub name: Vec<Sym>,
+    /// The names as strings, for ordering nodes without an interner lookup.
+    pub name_str: Vec<&'static str>,
     /// Full node objects for the colder checks (labels, taints).
     pub node: Vec<Node>,
     pub capacity_type: Vec<Sym>,
@@ -99,6 +101,7 @@ impl NodeTable {
                 let u = i as usize;
                 self.live[u] = true;
                 self.name[u] = name;
+                self.name_str[u] = name.as_str();
                 self.node[u] = node;
                 self.capacity_type[u] = capacity_type;
                 self.zone[u] = zone;
@@ -120,6 +123,7 @@ impl NodeTable {
             None => {
                 self.live.push(true);
                 self.name.push(name);
+                self.name_str.push(name.as_str());
                 self.node.push(node);
                 self.capacity_type.push(capacity_type);
                 self.zone.push(zone);

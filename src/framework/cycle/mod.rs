@@ -225,7 +225,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         let (a, b) = (decision.feasible[k], decision.feasible[best]);
         if totals[k] > totals[best]
             || (totals[k] == totals[best]
-                && nodes.name[a as usize].as_str() < nodes.name[b as usize].as_str())
+                && nodes.name_str[a as usize] < nodes.name_str[b as usize])
         {
             best = k;
         }
@@ -241,11 +241,9 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             })
             .collect();
         scores.sort_by(|a, b| {
-            b.total.cmp(&a.total).then_with(|| {
-                nodes.name[a.node as usize]
-                    .as_str()
-                    .cmp(nodes.name[b.node as usize].as_str())
-            })
+            b.total
+                .cmp(&a.total)
+                .then_with(|| nodes.name_str[a.node as usize].cmp(nodes.name_str[b.node as usize]))
         });
         decision.scores = scores;
     } else {

@@ -1,0 +1,39 @@
+//! Runs many executor decisions on one synthetic cluster, for profilers
+//! (`perf record`, `valgrind --tool=callgrind`). Usage:
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE]
+
+use spark_fleet::config::Config;
+use spark_fleet::framework::{schedule, CycleOptions};
+use spark_fleet::plugins::build_named_profile;
+use spark_fleet::testkit::{pod, synthetic_cluster, GI};
+use std::time::Instant;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let nodes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
+    let decisions: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000);
+    let profile_name = args.next().unwrap_or_else(|| "spark-fleet".into());
+    let config = Config::default();
+    let Ok(profile) = build_named_profile(&config, &profile_name) else {
+        eprintln!("no profile {profile_name}");
+        std::process::exit(2);
+    };
+    let mut snap = synthetic_cluster(nodes, 30, 42);
+    let p = pod("exec-new", 2000, 8 * GI)
+        .namespace("spark")
+        .executor("spark-app-1")
+        .priority(50_000)
+        .build();
+    let start = Instant::now();
+    let mut placed = 0;
+    for _ in 0..decisions {
+        if schedule(&profile, &p, &mut snap, CycleOptions::default())
+            .node
+            .is_some()
+        {
+            placed += 1;
+        }
+    }
+    let per = start.elapsed().as_secs_f64() * 1e6 / decisions as f64;
+    println!("{profile_name}: {nodes} nodes, {decisions} decisions, {placed} placed, {per:.1} us/decision");
+}
