@@ -414,6 +414,8 @@ enum Outcome {
         message: Option<String>,
         preemption: Option<reporter::Preemption>,
     },
+    /// Requeued with backoff; nothing to report.
+    Retry,
 }
 
 async fn scheduling_loop(shared: Arc<Shared>) {
@@ -482,6 +484,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                     tokio::spawn(reporter::preempt(shared.clone(), pod, p));
                 }
             }
+            Some(Outcome::Retry) => {}
             None => {
                 tokio::select! {
                     _ = shared.wake.notified() => {}
@@ -534,11 +537,7 @@ fn cycle(
                 tracing::warn!(pod = %pod.key, error = %e, "assume failed; retrying");
                 ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
                 let _ = st.queue.requeue_backoff(qp);
-                return Outcome::Unschedulable {
-                    pod,
-                    message: None,
-                    preemption: None,
-                };
+                return Outcome::Retry;
             }
         }
     }
