@@ -70,8 +70,23 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
             post_filter: true,
         },
     );
-    let _ = config;
-    describe(&d, pod, snap)
+    let mut e = describe(&d, pod, snap);
+    if let Some(m) = crate::plugins::mix_status(config, pod, snap) {
+        let fmt = |v: &[(String, u32)]| v.iter().map(|(t, n)| format!("{t}={n}")).collect::<Vec<_>>().join(",");
+        e.notes.push(format!(
+            "application mix: target {} ({:?}), placed executors {}, next executor wants {}",
+            fmt(&m.target),
+            m.mode,
+            if m.current.is_empty() { "none".to_string() } else { fmt(&m.current) },
+            m.next.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(node) = d.node {
+        if let Some(f) = crate::plugins::capacity_fallback(config, pod, snap, node) {
+            e.notes.push(format!("capacity fallback: the mix wants {} but the best feasible node is {}", f.wanted, f.got));
+        }
+    }
+    e
 }
 
 fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use spark_fleet::config::Config;
+use spark_fleet::sim::trace::generate::{generate, GenerateParams};
 use spark_fleet::{explain, manifests, plugins};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,10 +39,50 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Trace commands.
+    Trace {
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TraceCommand {
+    /// Generate a synthetic Spark workload trace (native JSON Lines; see simulations/README.md).
+    Generate {
+        #[arg(long)]
+        apps: usize,
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Fraction of nodes that are spot, 0..=1.
+        #[arg(long)]
+        spot_fraction: Option<f64>,
+        /// Expected spot interruptions per spot node per month.
+        #[arg(long)]
+        monthly_interruption_rate: Option<f64>,
+        /// Length of the arrival window in hours.
+        #[arg(long)]
+        duration_hours: Option<f64>,
+        #[arg(long)]
+        zones: Option<u32>,
+        /// Share of apps arriving in top-of-hour bursts.
+        #[arg(long)]
+        scheduled_fraction: Option<f64>,
+        /// Share of apps using dynamic allocation.
+        #[arg(long)]
+        dynamic_fraction: Option<f64>,
+        /// Plain pods of other tenants.
+        #[arg(long)]
+        other_pods: Option<usize>,
     },
 }
 
@@ -100,6 +141,46 @@ fn run(cli: Cli) -> Result<(), InputError> {
                 }
                 Output::Text => print!("{}", explain::render_text(&e, &name)),
             }
+            Ok(())
+        }
+        Command::Trace {
+            command:
+                TraceCommand::Generate {
+                    apps,
+                    nodes,
+                    seed,
+                    out,
+                    spot_fraction,
+                    monthly_interruption_rate,
+                    duration_hours,
+                    zones,
+                    scheduled_fraction,
+                    dynamic_fraction,
+                    other_pods,
+                },
+        } => {
+            let d = GenerateParams::default();
+            let params = GenerateParams {
+                apps,
+                nodes,
+                seed,
+                spot_fraction: spot_fraction.unwrap_or(d.spot_fraction),
+                monthly_interruption_rate: monthly_interruption_rate.unwrap_or(d.monthly_interruption_rate),
+                duration_hours: duration_hours.unwrap_or(d.duration_hours),
+                zones: zones.unwrap_or(d.zones),
+                scheduled_fraction: scheduled_fraction.unwrap_or(d.scheduled_fraction),
+                dynamic_fraction: dynamic_fraction.unwrap_or(d.dynamic_fraction),
+                other_pods: other_pods.unwrap_or(d.other_pods),
+                ..d
+            };
+            let trace = generate(&params).map_err(|e| InputError(e.into()))?;
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))
+                .map_err(InputError)?;
+            trace
+                .write_jsonl(std::io::BufWriter::new(file))
+                .map_err(|e| InputError(e.into()))?;
+            println!("{}: {} events", out.display(), trace.events.len());
             Ok(())
         }
         Command::Config {

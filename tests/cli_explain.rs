@@ -70,6 +70,7 @@ fn text_output_is_a_table() {
     assert!(text.contains("outcome: Scheduled"), "{text}");
     assert!(text.contains("feasible nodes"), "{text}");
     assert!(text.contains("filtered nodes"), "{text}");
+    assert!(text.contains("application mix: target spot=40,on-demand=60 (Soft), placed executors none, next executor wants on-demand"), "{text}");
     // The skipped ConfigMap is reported on stderr, not fatal.
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipping kind ConfigMap"));
 }

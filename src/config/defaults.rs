@@ -51,7 +51,7 @@ pub fn spark_fleet_profile() -> ProfileConfig {
             entry("NodeAffinity", 2),
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
-            entry("CapacityMix", 10),
+            entry("CapacityMix", 14),
             entry("PodTopologySpread", 2),
             entry("ExecutorSpread", 3),
             entry("DriverAdmission", 0),

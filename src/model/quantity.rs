@@ -187,6 +187,7 @@ impl Quantity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::prop_assert_eq;
 
     fn milli(s: &str) -> i64 {
         Quantity::parse(s).unwrap().milli_value()
@@ -247,6 +248,24 @@ mod tests {
             "", "lots", "1.2.3", "1Qi", "m", "1 Gi", "1e", "1ex", "--1", "1KI", "Gi",
         ] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    proptest::proptest! {
+        /// Bad input never panics: any string either parses or is an error.
+        #[test]
+        fn any_string_parses_or_errors(s in "\\PC{0,24}") {
+            if let Ok(q) = Quantity::parse(&s) {
+                let _ = (q.milli_value(), q.value());
+            }
+        }
+
+        /// Decimal forms agree with integer arithmetic, rounding up.
+        #[test]
+        fn milli_rounds_up(whole in 0u32..100_000, frac in 0u32..10_000) {
+            let q = Quantity::parse(&format!("{whole}.{frac:04}")).unwrap();
+            let exact_tenth_milli = whole as i64 * 10_000 + frac as i64;
+            prop_assert_eq!(q.milli_value(), (exact_tenth_milli + 9) / 10);
         }
     }
 }

@@ -1,15 +1,23 @@
 //! The plugins, one file each, and the registry that builds profiles from config.
 
+pub mod capacity_mix;
+pub mod driver_admission;
+pub mod executor_spread;
 mod node_affinity;
 mod node_name;
 mod node_ports;
 mod node_unschedulable;
+mod pod_topology_spread;
 mod taint_toleration;
 
+pub use capacity_mix::{capacity_fallback, mix_status, CapacityFallback, CapacityMix, MixStatus};
+pub use driver_admission::DriverAdmission;
+pub use executor_spread::ExecutorSpread;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
 pub use node_unschedulable::NodeUnschedulable;
+pub use pod_topology_spread::PodTopologySpread;
 pub use taint_toleration::TaintToleration;
 
 use crate::config::{Config, PluginArgs, ProfileConfig};
@@ -40,7 +48,7 @@ pub const KNOWN: &[&str] = &[
     node_ports::NAME,
     "NodeResourcesFit",
     "NodeResourcesBalancedAllocation",
-    "PodTopologySpread",
+    pod_topology_spread::NAME,
     "CapacityMix",
     "ExecutorSpread",
     "DriverAdmission",
@@ -106,6 +114,34 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
         node_ports::NAME => {
             let p = Arc::new(NodePorts);
             let mut s = PluginSet::new(node_ports::NAME);
+            s.pre_filter = Some(p.clone());
+            s.filter = Some(p);
+            s
+        }
+        capacity_mix::NAME => {
+            let p = Arc::new(CapacityMix::new(Arc::new(ctx.config.clone())));
+            let mut s = set_filter_score(capacity_mix::NAME, p.clone(), true, true);
+            s.pre_filter = Some(p.clone());
+            s.pre_score = Some(p);
+            s
+        }
+        pod_topology_spread::NAME => {
+            let p = Arc::new(PodTopologySpread);
+            let mut s = set_filter_score(pod_topology_spread::NAME, p.clone(), true, true);
+            s.pre_filter = Some(p.clone());
+            s.pre_score = Some(p);
+            s
+        }
+        executor_spread::NAME => {
+            let p = Arc::new(ExecutorSpread::new(Arc::new(ctx.config.clone())));
+            let mut s = PluginSet::new(executor_spread::NAME);
+            s.pre_score = Some(p.clone());
+            s.score = Some(p);
+            s
+        }
+        driver_admission::NAME => {
+            let p = Arc::new(DriverAdmission::new(Arc::new(ctx.config.clone())));
+            let mut s = PluginSet::new(driver_admission::NAME);
             s.pre_filter = Some(p.clone());
             s.filter = Some(p);
             s

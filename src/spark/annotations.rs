@@ -7,6 +7,8 @@ pub const EXECUTOR_CAPACITY_MIX: &str = "spark-fleet.io/executor-capacity-mix";
 pub const CAPACITY_MIX_MODE: &str = "spark-fleet.io/capacity-mix-mode";
 pub const DRIVER_CAPACITY: &str = "spark-fleet.io/driver-capacity";
 pub const MIN_EXECUTORS: &str = "spark-fleet.io/min-executors";
+/// Size of one executor, on the driver, for driver admission: `cpu=2,memory=8Gi`.
+pub const EXECUTOR_RESOURCES: &str = "spark-fleet.io/executor-resources";
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AnnotationError {
@@ -24,6 +26,8 @@ pub enum AnnotationError {
     Mode { value: String },
     #[error("{value:?} is not a non-negative integer")]
     Count { value: String },
+    #[error("{value:?} is not a resource list like \"cpu=2,memory=8Gi\": {why}")]
+    Resources { value: String, why: String },
 }
 
 /// `spot=40,on-demand=60` → [("spot", 40), ("on-demand", 60)] in the order written.
@@ -90,6 +94,43 @@ pub fn parse_count(value: &str) -> Result<u32, AnnotationError> {
     value.trim().parse().map_err(|_| AnnotationError::Count {
         value: value.to_owned(),
     })
+}
+
+/// `cpu=2,memory=8Gi[,ephemeral-storage=..,nvidia.com/gpu=1]` → requests.
+/// Resources not listed are zero: the annotation states the whole executor shape.
+pub fn parse_resources(value: &str) -> Result<crate::model::Resources, AnnotationError> {
+    use crate::model::{Quantity, Resources, Sym};
+    let bad = |why: String| AnnotationError::Resources {
+        value: value.to_owned(),
+        why,
+    };
+    let mut out = Resources::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for part in value.split(',') {
+        let (name, q) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{:?} is not name=quantity", part.trim())))?;
+        let (name, q) = (name.trim(), q.trim());
+        if name.is_empty() {
+            return Err(bad(format!("{:?} has no resource name", part.trim())));
+        }
+        if seen.contains(&name) {
+            return Err(bad(format!("{name} is listed twice")));
+        }
+        seen.push(name);
+        let q = Quantity::parse(q).map_err(|e| bad(e.to_string()))?;
+        if q.is_negative() {
+            return Err(bad(format!("{name} is negative")));
+        }
+        match name {
+            "cpu" => out.milli_cpu = q.milli_value(),
+            "memory" => out.memory = q.value(),
+            "ephemeral-storage" => out.ephemeral_storage = q.value(),
+            "pods" => return Err(bad("pods is not a container resource".into())),
+            other => out.set_scalar(Sym::new(other), q.value()),
+        }
+    }
+    Ok(out)
 }
 
 fn check_type(ty: &str, known: &[&str]) -> Result<(), AnnotationError> {
@@ -160,6 +201,30 @@ mod tests {
         );
         assert!(parse_driver_capacity("cheap", KNOWN).is_err());
         assert!(parse_driver_capacity("", KNOWN).is_err());
+    }
+
+    #[test]
+    fn resources_table() {
+        let r = parse_resources("cpu=2,memory=8Gi").unwrap();
+        assert_eq!((r.milli_cpu, r.memory), (2000, 8 << 30));
+        let r = parse_resources(" cpu = 500m , nvidia.com/gpu=1 ").unwrap();
+        assert_eq!(r.milli_cpu, 500);
+        assert_eq!(r.memory, 0);
+        assert_eq!(r.scalar(crate::model::Sym::new("nvidia.com/gpu")), 1);
+        for bad in [
+            "",
+            "cpu",
+            "cpu=two",
+            "=1",
+            "cpu=1,cpu=2",
+            "cpu=-1",
+            "pods=3",
+        ] {
+            assert!(
+                matches!(parse_resources(bad), Err(AnnotationError::Resources { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

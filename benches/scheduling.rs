@@ -1,0 +1,148 @@
+//! The scheduling hot loop (issue 7). Every node is filtered and scored (no sampling).
+//!   cargo bench --bench scheduling
+//! Results and the machine they ran on: benches/README.md.
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use spark_fleet::config::Config;
+use spark_fleet::framework::{schedule, CycleOptions};
+use spark_fleet::model::{Pod, Sym};
+use spark_fleet::plugins::build_named_profile;
+use spark_fleet::snapshot::Snapshot;
+use spark_fleet::testkit::{node, pod, synthetic_cluster, GI};
+use std::hint::black_box;
+use std::sync::Arc;
+
+const PODS_PER_NODE: usize = 30;
+
+/// A synthetic cluster plus one Spark application (driver with a 40/60 mix and a
+/// few executors) whose next executor is the pod being scheduled.
+fn cluster_with_app(nodes: usize) -> Snapshot {
+    let mut snap = synthetic_cluster(nodes, PODS_PER_NODE, 42);
+    let od = snap
+        .nodes()
+        .live_indices()
+        .find(|&i| snap.nodes().capacity_type[i as usize].as_str() == "on-demand" && snap.nodes().hard_taints[i as usize] == 0)
+        .map(|i| snap.nodes().name[i as usize].to_string())
+        .unwrap_or_default();
+    let driver = pod("bench-driver", 1000, 4 * GI)
+        .namespace("spark")
+        .driver("bench-app")
+        .priority(100_000)
+        .annotation("spark-fleet.io/executor-capacity-mix", "spot=40,on-demand=60")
+        .on(&od)
+        .arc();
+    let _ = snap.upsert_pod(driver);
+    let names: Vec<String> = snap.nodes().live_indices().take(6).map(|i| snap.nodes().name[i as usize].to_string()).collect();
+    for (k, n) in names.iter().enumerate() {
+        let e = pod(&format!("bench-exec-{k}"), 2000, 8 * GI).namespace("spark").executor("bench-app").priority(50_000).on(n).arc();
+        let _ = snap.upsert_pod(e);
+    }
+    snap
+}
+
+fn next_executor(n: usize) -> Pod {
+    pod(&format!("bench-exec-new-{n}"), 2000, 8 * GI)
+        .namespace("spark")
+        .executor("bench-app")
+        .priority(50_000)
+        .build()
+}
+
+fn one_decision(c: &mut Criterion) {
+    let config = Config::default();
+    let mut g = c.benchmark_group("one_executor_decision");
+    g.sample_size(30);
+    for &nodes in &[500usize, 5_000, 15_000] {
+        let mut snap = cluster_with_app(nodes);
+        let p = next_executor(0);
+        for profile_name in ["spark-fleet", "kube-default"] {
+            let profile = build_named_profile(&config, profile_name).expect("built-in profile");
+            g.bench_with_input(BenchmarkId::new(profile_name, nodes), &nodes, |b, _| {
+                b.iter(|| {
+                    let d = schedule(&profile, black_box(&p), &mut snap, CycleOptions::default());
+                    black_box(d.node)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn ten_thousand_decisions(c: &mut Criterion) {
+    let config = Config::default();
+    let mut g = c.benchmark_group("decisions_with_assume");
+    g.sample_size(10);
+    let base = cluster_with_app(5_000);
+    let pods: Vec<Arc<Pod>> = (0..10_000).map(|i| Arc::new(next_executor(i))).collect();
+    for profile_name in ["spark-fleet", "kube-default"] {
+        let profile = build_named_profile(&config, profile_name).expect("built-in profile");
+        g.bench_function(BenchmarkId::new(profile_name, "10000x5000"), |b| {
+            b.iter_batched(
+                || base.clone(),
+                |mut snap| {
+                    for p in &pods {
+                        let d = schedule(&profile, p, &mut snap, CycleOptions::default());
+                        if let Some(n) = d.node {
+                            let _ = snap.assume(p.clone(), n);
+                        }
+                    }
+                    snap
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn snapshot_updates(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_update");
+    let mut snap = synthetic_cluster(5_000, PODS_PER_NODE, 7);
+    let p = pod("churn", 500, GI).namespace("spark").executor("spark-app-3").on("node-01234").arc();
+    let key = p.key.clone();
+    g.bench_function("pod_add_remove", |b| {
+        b.iter(|| {
+            let _ = snap.upsert_pod(black_box(p.clone()));
+            black_box(snap.remove_pod(&key))
+        })
+    });
+    let updated = node("node-02345", 64_000, 256 * GI).zone("zone-b").spot().label("team", "analytics").pods(110).build();
+    g.bench_function("node_update", |b| b.iter(|| black_box(snap.upsert_node(black_box(updated.clone())))));
+    g.finish();
+}
+
+fn preemption_search(c: &mut Criterion) {
+    let config = Config::default();
+    let mut g = c.benchmark_group("preemption_search");
+    g.sample_size(20);
+    // Every node runs ~30 executors (priority 50000) and has < 48 free CPUs: a
+    // 48-CPU driver (priority 100000) fits nowhere without preemption.
+    let mut snap = synthetic_cluster(5_000, PODS_PER_NODE, 9);
+    let big = pod("big-driver", 48_000, 8 * GI)
+        .namespace("spark")
+        .driver("urgent")
+        .priority(100_000)
+        .tolerate("dedicated", "gpu", None)
+        .annotation("spark-fleet.io/driver-capacity", "any")
+        .build();
+    for profile_name in ["spark-fleet", "kube-default"] {
+        let profile = build_named_profile(&config, profile_name).expect("built-in profile");
+        let d = schedule(&profile, &big, &mut snap, CycleOptions { detail: false, post_filter: true });
+        assert!(d.node.is_none(), "the cluster must be full for this benchmark");
+        assert!(
+            d.post_filter.as_ref().is_some_and(|r| r.nomination.is_some()),
+            "{profile_name}: preemption should find a node"
+        );
+        g.bench_function(BenchmarkId::new(profile_name, 5_000), |b| {
+            b.iter(|| {
+                let d = schedule(&profile, black_box(&big), &mut snap, CycleOptions { detail: false, post_filter: true });
+                black_box(d.post_filter.map(|r| r.nomination.map(|n| n.node)))
+            })
+        });
+    }
+    let _ = Sym::new("unused");
+    g.finish();
+}
+
+criterion_group!(benches, one_decision, ten_thousand_decisions, snapshot_updates, preemption_search);
+criterion_main!(benches);

@@ -1,0 +1,239 @@
+//! CapacityMix: keeps each Spark application's executors at its capacity mix
+//! (e.g. 40% spot / 60% on-demand) and keeps drivers on their allowed capacity types.
+//!
+//! Each executor targets the mix type furthest below its share of the
+//! application's executors (see [`Mix::ranking`]). Soft mode scores the target
+//! type highest and falls back to other types when it has no room; hard mode
+//! filters out every other type. Counts come from the snapshot, so executors lost
+//! with a spot node are refilled by the next ones.
+
+use crate::config::{Config, MixMode};
+use crate::framework::{
+    CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
+    MAX_NODE_SCORE,
+};
+use crate::model::{Pod, Sym};
+use crate::snapshot::{NodeIdx, Snapshot};
+use crate::spark::policy::{self, Mix, PolicyError};
+use std::sync::Arc;
+
+pub const NAME: &str = "CapacityMix";
+
+/// Highest score a mix type other than the target gets. Kept low so that, with
+/// the profile weight, the target type outweighs every other plugin combined:
+/// weight · (MAX_NODE_SCORE − MAX_OTHER_TYPE_SCORE) > 100 · (sum of other weights).
+pub const MAX_OTHER_TYPE_SCORE: i64 = 10;
+
+pub struct CapacityMix {
+    config: Arc<Config>,
+}
+
+impl CapacityMix {
+    pub fn new(config: Arc<Config>) -> CapacityMix {
+        CapacityMix { config }
+    }
+}
+
+/// What PreFilter decided for this pod.
+enum MixCycle {
+    Driver { allowed: Vec<Sym> },
+    Executor { mix: Mix, ranking: Vec<(Sym, i64)> },
+}
+
+impl Plugin for CapacityMix {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+}
+
+/// An executor's mix and its types ranked for the next placement, best first.
+type Plan = (Mix, Vec<(Sym, i64)>);
+
+fn executor_plan(config: &Config, pod: &Pod, snap: &Snapshot) -> Result<Option<Plan>, PolicyError> {
+    let Some(sp) = pod.spark.as_ref().filter(|_| pod.is_executor()) else {
+        return Ok(None);
+    };
+    let Some(mix) = policy::executor_mix(config, pod, snap)? else {
+        return Ok(None);
+    };
+    let counts = snap
+        .app(sp.app)
+        .map(|a| policy::executor_counts(snap, a, Some(pod)))
+        .unwrap_or_default();
+    let total: u32 = counts.iter().map(|e| e.1).sum();
+    let count = |t: Sym| counts.iter().find(|e| e.0 == t).map_or(0, |e| e.1);
+    let ranking = mix.ranking(count, total);
+    Ok(Some((mix, ranking)))
+}
+
+impl PreFilterPlugin for CapacityMix {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot) -> Status {
+        if pod.is_driver() {
+            // A bad mix on the driver would strand every executor: refuse the driver now.
+            if let Err(e) = policy::executor_mix(&self.config, pod, snap) {
+                return Status::unresolvable(NAME, e.to_string());
+            }
+            return match policy::driver_capacity(&self.config, pod) {
+                Err(e) => Status::unresolvable(NAME, e.to_string()),
+                Ok(None) => Status::skip(),
+                Ok(Some(allowed)) => {
+                    state.write(MixCycle::Driver { allowed });
+                    Status::success()
+                }
+            };
+        }
+        match executor_plan(&self.config, pod, snap) {
+            Err(e) => Status::unresolvable(NAME, e.to_string()),
+            Ok(None) => Status::skip(),
+            Ok(Some((mix, ranking))) => {
+                let hard = mix.mode == MixMode::Hard;
+                state.write(MixCycle::Executor { mix, ranking });
+                if hard {
+                    Status::success()
+                } else {
+                    Status::skip()
+                }
+            }
+        }
+    }
+}
+
+impl FilterPlugin for CapacityMix {
+    fn filter(&self, state: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        let ty = snap.nodes().capacity_type[node as usize];
+        match state.read::<MixCycle>() {
+            Some(MixCycle::Driver { allowed }) if !allowed.contains(&ty) => {
+                let names: Vec<&str> = allowed.iter().map(|t| t.as_str()).collect();
+                Status::unresolvable(
+                    NAME,
+                    format!(
+                        "node(s) didn't match the driver's allowed capacity types ({})",
+                        names.join(", ")
+                    ),
+                )
+            }
+            Some(MixCycle::Executor { mix, ranking }) if mix.mode == MixMode::Hard => match ranking
+                .first()
+            {
+                Some(&(wanted, _)) if wanted != ty => Status::unschedulable(
+                    NAME,
+                    format!("node(s) didn't match the application's capacity mix (wants {wanted})"),
+                ),
+                _ => Status::success(),
+            },
+            _ => Status::success(),
+        }
+    }
+}
+
+impl PreScorePlugin for CapacityMix {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        _: &[NodeIdx],
+    ) -> Status {
+        if !pod.is_executor() {
+            return Status::skip();
+        }
+        if matches!(state.read::<MixCycle>(), Some(MixCycle::Executor { .. })) {
+            return Status::success();
+        }
+        match executor_plan(&self.config, pod, snap) {
+            Err(e) => Status::error(NAME, e.to_string()),
+            Ok(None) => Status::skip(),
+            Ok(Some((mix, ranking))) => {
+                state.write(MixCycle::Executor { mix, ranking });
+                Status::success()
+            }
+        }
+    }
+}
+
+impl ScorePlugin for CapacityMix {
+    /// The target type scores 100; the other mix types get at most
+    /// MAX_OTHER_TYPE_SCORE, more the larger their deficit; types outside the mix 0.
+    fn score(&self, state: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
+        let Some(MixCycle::Executor { ranking, .. }) = state.read::<MixCycle>() else {
+            return 0;
+        };
+        let ty = snap.nodes().capacity_type[node as usize];
+        let n = ranking.len() as i64;
+        match ranking.iter().position(|e| e.0 == ty) {
+            None => 0,
+            Some(0) => MAX_NODE_SCORE,
+            Some(k) => MAX_OTHER_TYPE_SCORE * (n - k as i64) / (n - 1),
+        }
+    }
+}
+
+/// An executor placed on a capacity type other than the one its mix targeted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityFallback {
+    pub wanted: Sym,
+    pub got: Sym,
+}
+
+/// Whether placing `pod` on `node` is a fallback from its mix's target type, for
+/// the `CapacityFallback` event and metric. Works before or after the pod is
+/// assumed (an assumed pod is left out of its application's counts).
+pub fn capacity_fallback(
+    config: &Config,
+    pod: &Pod,
+    snap: &Snapshot,
+    node: NodeIdx,
+) -> Option<CapacityFallback> {
+    let (_, ranking) = executor_plan(config, pod, snap).ok()??;
+    let got = *snap.nodes().capacity_type.get(node as usize)?;
+    let wanted = ranking.first()?.0;
+    (wanted != got).then_some(CapacityFallback { wanted, got })
+}
+
+/// An application's target and current executor mix, for `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixStatus {
+    /// (type, weight) as configured.
+    pub target: Vec<(String, u32)>,
+    pub mode: MixMode,
+    /// Placed executors by type: the mix types first, then any others holding executors.
+    pub current: Vec<(String, u32)>,
+    /// Where the next executor should go.
+    pub next: Option<String>,
+}
+
+/// The mix of `pod`'s application (driver or executor); None for non-Spark pods,
+/// when no mix applies, or when the mix is invalid (PreFilter reports that).
+pub fn mix_status(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<MixStatus> {
+    let sp = pod.spark.as_ref()?;
+    let mix = policy::executor_mix(config, pod, snap).ok()??;
+    let counts = snap
+        .app(sp.app)
+        .map(|a| policy::executor_counts(snap, a, Some(pod)))
+        .unwrap_or_default();
+    let total: u32 = counts.iter().map(|e| e.1).sum();
+    let count = |t: Sym| counts.iter().find(|e| e.0 == t).map_or(0, |e| e.1);
+    let mut current: Vec<(String, u32)> = mix
+        .weights
+        .iter()
+        .map(|&(t, _)| (t.to_string(), count(t)))
+        .collect();
+    for &(t, c) in &counts {
+        if c > 0 && !mix.weights.iter().any(|w| w.0 == t) {
+            current.push((t.to_string(), c));
+        }
+    }
+    Some(MixStatus {
+        target: mix
+            .weights
+            .iter()
+            .map(|&(t, w)| (t.to_string(), w))
+            .collect(),
+        mode: mix.mode,
+        next: mix.next_type(count, total).map(|t| t.to_string()),
+        current,
+    })
+}
+
+#[cfg(test)]
+mod tests;

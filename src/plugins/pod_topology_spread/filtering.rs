@@ -1,0 +1,141 @@
+//! PreFilter counts matching pods per domain for each hard constraint; Filter
+//! checks `count(domain) + selfMatch - globalMin <= maxSkew`.
+
+use super::{
+    constraints_of, for_each_matching_pod, has_all_keys, self_matches, DomainMap, NodeInclusion,
+    PodTopologySpread, ERR_REASON_CONSTRAINTS_NOT_MATCH, ERR_REASON_NODE_LABEL_NOT_MATCH, NAME,
+    NO_DOMAIN,
+};
+use crate::framework::{CycleState, FilterPlugin, PreFilterPlugin, Status};
+use crate::model::{Pod, WhenUnsatisfiable};
+use crate::snapshot::{NodeIdx, Snapshot};
+
+/// One hard constraint, ready for integer-only checks per node.
+#[derive(Debug)]
+pub(super) struct HardConstraint {
+    max_skew: i64,
+    /// Indexed by `NodeIdx`: the node's domain for this key, `NO_DOMAIN` without the key.
+    node_domain: Vec<u32>,
+    /// Matching pods per domain (only eligible nodes count).
+    counts: Vec<i64>,
+    /// Global minimum after minDomains.
+    min_match: i64,
+    self_match: i64,
+}
+
+impl HardConstraint {
+    pub(super) fn count_on(&self, node: NodeIdx) -> Option<i64> {
+        let d = *self.node_domain.get(node as usize)?;
+        (d != NO_DOMAIN).then(|| self.counts[d as usize])
+    }
+
+    #[cfg(test)]
+    pub(super) fn min_match(&self) -> i64 {
+        self.min_match
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct PreFilterState {
+    pub(super) constraints: Vec<HardConstraint>,
+}
+
+impl PreFilterPlugin for PodTopologySpread {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot) -> Status {
+        let hard = constraints_of(pod, WhenUnsatisfiable::DoNotSchedule);
+        if hard.is_empty() {
+            return Status::skip();
+        }
+        let nodes = snap.nodes();
+        let slots = nodes.slots();
+        let mut maps: Vec<DomainMap> = hard.iter().map(|_| DomainMap::new(slots)).collect();
+        // Per constraint: domain ids with at least one eligible node, and which nodes count.
+        let mut eligible_domain: Vec<Vec<bool>> = vec![Vec::new(); hard.len()];
+        let mut counting: Vec<Vec<bool>> = vec![vec![false; slots]; hard.len()];
+
+        for i in nodes.live_indices() {
+            let node = &nodes.node[i as usize];
+            for (ci, c) in hard.iter().enumerate() {
+                if let Some(v) = node.labels.get(c.topology_key) {
+                    maps[ci].node_domain[i as usize] = maps[ci].intern(v);
+                }
+            }
+            // Upstream counts only nodes carrying every hard constraint's key.
+            if !has_all_keys(node, &hard) {
+                continue;
+            }
+            let mut inclusion = NodeInclusion::new(pod);
+            for (ci, c) in hard.iter().enumerate() {
+                if !inclusion.admits(c, node) {
+                    continue;
+                }
+                let d = maps[ci].node_domain[i as usize] as usize;
+                let dom = &mut eligible_domain[ci];
+                if dom.len() <= d {
+                    dom.resize(d + 1, false);
+                }
+                dom[d] = true;
+                counting[ci][i as usize] = true;
+            }
+        }
+
+        let ns = pod.key.namespace;
+        let mut out = Vec::with_capacity(hard.len());
+        for (ci, (c, map)) in hard.iter().zip(maps).enumerate() {
+            let mut counts = vec![0i64; map.len()];
+            let eligible = &counting[ci];
+            for_each_matching_pod(snap, ns, c.selector.as_ref(), |n| {
+                if eligible.get(n as usize).copied().unwrap_or(false) {
+                    counts[map.node_domain[n as usize] as usize] += 1;
+                }
+            });
+            let dom = &eligible_domain[ci];
+            let domains = dom.iter().filter(|e| **e).count();
+            // Too few eligible domains: the global minimum is taken as 0.
+            let min_match = if (domains as i64) < c.min_domains.unwrap_or(1) as i64 {
+                0
+            } else {
+                dom.iter()
+                    .enumerate()
+                    .filter(|(_, e)| **e)
+                    .map(|(d, _)| counts[d])
+                    .min()
+                    .unwrap_or(i32::MAX as i64)
+            };
+            out.push(HardConstraint {
+                max_skew: c.max_skew as i64,
+                node_domain: map.node_domain,
+                counts,
+                min_match,
+                self_match: self_matches(c, pod) as i64,
+            });
+        }
+        state.write(PreFilterState { constraints: out });
+        Status::success()
+    }
+}
+
+impl FilterPlugin for PodTopologySpread {
+    fn filter(&self, state: &CycleState, pod: &Pod, _: &Snapshot, node: NodeIdx) -> Status {
+        let Some(s) = state.read::<PreFilterState>() else {
+            // PreFilter skipped: the pod has no hard constraints.
+            if pod
+                .topology_spread
+                .iter()
+                .all(|c| c.when_unsatisfiable != WhenUnsatisfiable::DoNotSchedule)
+            {
+                return Status::success();
+            }
+            return Status::error(NAME, "reading PreFilterPodTopologySpread from cycle state");
+        };
+        for c in &s.constraints {
+            let Some(count) = c.count_on(node) else {
+                return Status::unresolvable(NAME, ERR_REASON_NODE_LABEL_NOT_MATCH);
+            };
+            if count + c.self_match - c.min_match > c.max_skew {
+                return Status::unschedulable(NAME, ERR_REASON_CONSTRAINTS_NOT_MATCH);
+            }
+        }
+        Status::success()
+    }
+}
