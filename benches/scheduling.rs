@@ -21,20 +21,36 @@ fn cluster_with_app(nodes: usize) -> Snapshot {
     let od = snap
         .nodes()
         .live_indices()
-        .find(|&i| snap.nodes().capacity_type[i as usize].as_str() == "on-demand" && snap.nodes().hard_taints[i as usize] == 0)
+        .find(|&i| {
+            snap.nodes().capacity_type[i as usize].as_str() == "on-demand"
+                && snap.nodes().hard_taints[i as usize] == 0
+        })
         .map(|i| snap.nodes().name[i as usize].to_string())
         .unwrap_or_default();
     let driver = pod("bench-driver", 1000, 4 * GI)
         .namespace("spark")
         .driver("bench-app")
         .priority(100_000)
-        .annotation("spark-fleet.io/executor-capacity-mix", "spot=40,on-demand=60")
+        .annotation(
+            "spark-fleet.io/executor-capacity-mix",
+            "spot=40,on-demand=60",
+        )
         .on(&od)
         .arc();
     let _ = snap.upsert_pod(driver);
-    let names: Vec<String> = snap.nodes().live_indices().take(6).map(|i| snap.nodes().name[i as usize].to_string()).collect();
+    let names: Vec<String> = snap
+        .nodes()
+        .live_indices()
+        .take(6)
+        .map(|i| snap.nodes().name[i as usize].to_string())
+        .collect();
     for (k, n) in names.iter().enumerate() {
-        let e = pod(&format!("bench-exec-{k}"), 2000, 8 * GI).namespace("spark").executor("bench-app").priority(50_000).on(n).arc();
+        let e = pod(&format!("bench-exec-{k}"), 2000, 8 * GI)
+            .namespace("spark")
+            .executor("bench-app")
+            .priority(50_000)
+            .on(n)
+            .arc();
         let _ = snap.upsert_pod(e);
     }
     snap
@@ -98,7 +114,11 @@ fn ten_thousand_decisions(c: &mut Criterion) {
 fn snapshot_updates(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot_update");
     let mut snap = synthetic_cluster(5_000, PODS_PER_NODE, 7);
-    let p = pod("churn", 500, GI).namespace("spark").executor("spark-app-3").on("node-01234").arc();
+    let p = pod("churn", 500, GI)
+        .namespace("spark")
+        .executor("spark-app-3")
+        .on("node-01234")
+        .arc();
     let key = p.key.clone();
     g.bench_function("pod_add_remove", |b| {
         b.iter(|| {
@@ -106,8 +126,15 @@ fn snapshot_updates(c: &mut Criterion) {
             black_box(snap.remove_pod(&key))
         })
     });
-    let updated = node("node-02345", 64_000, 256 * GI).zone("zone-b").spot().label("team", "analytics").pods(110).build();
-    g.bench_function("node_update", |b| b.iter(|| black_box(snap.upsert_node(black_box(updated.clone())))));
+    let updated = node("node-02345", 64_000, 256 * GI)
+        .zone("zone-b")
+        .spot()
+        .label("team", "analytics")
+        .pods(110)
+        .build();
+    g.bench_function("node_update", |b| {
+        b.iter(|| black_box(snap.upsert_node(black_box(updated.clone()))))
+    });
     g.finish();
 }
 
@@ -127,15 +154,36 @@ fn preemption_search(c: &mut Criterion) {
         .build();
     for profile_name in ["spark-fleet", "kube-default"] {
         let profile = build_named_profile(&config, profile_name).expect("built-in profile");
-        let d = schedule(&profile, &big, &mut snap, CycleOptions { detail: false, post_filter: true });
-        assert!(d.node.is_none(), "the cluster must be full for this benchmark");
+        let d = schedule(
+            &profile,
+            &big,
+            &mut snap,
+            CycleOptions {
+                detail: false,
+                post_filter: true,
+            },
+        );
         assert!(
-            d.post_filter.as_ref().is_some_and(|r| r.nomination.is_some()),
+            d.node.is_none(),
+            "the cluster must be full for this benchmark"
+        );
+        assert!(
+            d.post_filter
+                .as_ref()
+                .is_some_and(|r| r.nomination.is_some()),
             "{profile_name}: preemption should find a node"
         );
         g.bench_function(BenchmarkId::new(profile_name, 5_000), |b| {
             b.iter(|| {
-                let d = schedule(&profile, black_box(&big), &mut snap, CycleOptions { detail: false, post_filter: true });
+                let d = schedule(
+                    &profile,
+                    black_box(&big),
+                    &mut snap,
+                    CycleOptions {
+                        detail: false,
+                        post_filter: true,
+                    },
+                );
                 black_box(d.post_filter.map(|r| r.nomination.map(|n| n.node)))
             })
         });
@@ -144,5 +192,11 @@ fn preemption_search(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, one_decision, ten_thousand_decisions, snapshot_updates, preemption_search);
+criterion_group!(
+    benches,
+    one_decision,
+    ten_thousand_decisions,
+    snapshot_updates,
+    preemption_search
+);
 criterion_main!(benches);

@@ -72,18 +72,30 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
     );
     let mut e = describe(&d, pod, snap);
     if let Some(m) = crate::plugins::mix_status(config, pod, snap) {
-        let fmt = |v: &[(String, u32)]| v.iter().map(|(t, n)| format!("{t}={n}")).collect::<Vec<_>>().join(",");
+        let fmt = |v: &[(String, u32)]| {
+            v.iter()
+                .map(|(t, n)| format!("{t}={n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         e.notes.push(format!(
             "application mix: target {} ({:?}), placed executors {}, next executor wants {}",
             fmt(&m.target),
             m.mode,
-            if m.current.is_empty() { "none".to_string() } else { fmt(&m.current) },
+            if m.current.is_empty() {
+                "none".to_string()
+            } else {
+                fmt(&m.current)
+            },
             m.next.as_deref().unwrap_or("-")
         ));
     }
     if let Some(node) = d.node {
         if let Some(f) = crate::plugins::capacity_fallback(config, pod, snap, node) {
-            e.notes.push(format!("capacity fallback: the mix wants {} but the best feasible node is {}", f.wanted, f.got));
+            e.notes.push(format!(
+                "capacity fallback: the mix wants {} but the best feasible node is {}",
+                f.wanted, f.got
+            ));
         }
     }
     e
@@ -140,7 +152,11 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
     };
     Explanation {
         pod: pod.key.to_string(),
-        outcome: if node.is_some() { "Scheduled" } else { "Unschedulable" },
+        outcome: if node.is_some() {
+            "Scheduled"
+        } else {
+            "Unschedulable"
+        },
         node,
         feasible,
         filtered,
@@ -154,7 +170,15 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
 pub fn render_text(e: &Explanation, profile: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "pod {}  (profile {profile})", e.pod);
-    let _ = writeln!(out, "outcome: {}{}", e.outcome, e.node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "outcome: {}{}",
+        e.outcome,
+        e.node
+            .as_deref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default()
+    );
     let _ = writeln!(out, "message: {}", e.message);
     for n in &e.notes {
         let _ = writeln!(out, "{n}");
@@ -162,7 +186,13 @@ pub fn render_text(e: &Explanation, profile: &str) -> String {
     if !e.scores.is_empty() {
         let plugins: Vec<&String> = e.scores[0].plugins.keys().collect();
         let _ = writeln!(out, "\nfeasible nodes ({}), best first:", e.scores.len());
-        let width = e.scores.iter().map(|s| s.node.len()).max().unwrap_or(4).max(4);
+        let width = e
+            .scores
+            .iter()
+            .map(|s| s.node.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let mut header = format!("  {:<width$}  {:>6}", "NODE", "TOTAL");
         for p in &plugins {
             let _ = write!(header, "  {p}");
@@ -180,15 +210,28 @@ pub fn render_text(e: &Explanation, profile: &str) -> String {
     if !e.filtered.is_empty() {
         let mut groups: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
         for f in &e.filtered {
-            groups.entry((f.plugin.clone(), f.reason.clone())).or_default().push(&f.node);
+            groups
+                .entry((f.plugin.clone(), f.reason.clone()))
+                .or_default()
+                .push(&f.node);
         }
         let _ = writeln!(out, "\nfiltered nodes ({}):", e.filtered.len());
         for ((plugin, reason), nodes) in groups {
-            let _ = writeln!(out, "  {plugin}: {reason} ({}): {}", nodes.len(), nodes.join(", "));
+            let _ = writeln!(
+                out,
+                "  {plugin}: {reason} ({}): {}",
+                nodes.len(),
+                nodes.join(", ")
+            );
         }
     }
     if let Some(p) = &e.preemption {
-        let _ = writeln!(out, "\npreemption: nominate {} after evicting {}", p.node, p.victims.join(", "));
+        let _ = writeln!(
+            out,
+            "\npreemption: nominate {} after evicting {}",
+            p.node,
+            p.victims.join(", ")
+        );
     }
     out
 }

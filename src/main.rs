@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "spark-fleet", version, about = "A Kubernetes scheduler for Apache Spark")]
+#[command(
+    name = "spark-fleet",
+    version,
+    about = "A Kubernetes scheduler for Apache Spark"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -125,7 +129,10 @@ fn run(cli: Cli) -> Result<(), InputError> {
             let config = load_config(config.as_ref()).map_err(InputError)?;
             let m = manifests::load_snapshot_file(&snapshot).map_err(|e| InputError(e.into()))?;
             for (line, kind) in &m.skipped {
-                eprintln!("spark-fleet: warning: {}:{line}: skipping kind {kind}", snapshot.display());
+                eprintln!(
+                    "spark-fleet: warning: {}:{line}: skipping kind {kind}",
+                    snapshot.display()
+                );
             }
             let pod = manifests::load_pod_file(&pod, &m).map_err(|e| InputError(e.into()))?;
             let name = profile.unwrap_or_else(|| config.default_profile.clone());
@@ -165,7 +172,8 @@ fn run(cli: Cli) -> Result<(), InputError> {
                 nodes,
                 seed,
                 spot_fraction: spot_fraction.unwrap_or(d.spot_fraction),
-                monthly_interruption_rate: monthly_interruption_rate.unwrap_or(d.monthly_interruption_rate),
+                monthly_interruption_rate: monthly_interruption_rate
+                    .unwrap_or(d.monthly_interruption_rate),
                 duration_hours: duration_hours.unwrap_or(d.duration_hours),
                 zones: zones.unwrap_or(d.zones),
                 scheduled_fraction: scheduled_fraction.unwrap_or(d.scheduled_fraction),
@@ -190,7 +198,16 @@ fn run(cli: Cli) -> Result<(), InputError> {
             for p in &cfg.profiles {
                 plugins::build_profile(&cfg, p).map_err(|e| InputError(e.into()))?;
             }
-            println!("{}: ok ({} profiles: {})", file.display(), cfg.profiles.len(), cfg.profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
+            println!(
+                "{}: ok ({} profiles: {})",
+                file.display(),
+                cfg.profiles.len(),
+                cfg.profiles
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             Ok(())
         }
     }

@@ -13,11 +13,18 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ManifestError {
     #[error("{file}: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
     #[error("{file}:{line}: {message}")]
-    Object { file: String, line: usize, message: String },
+    Object {
+        file: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// The objects of one or more manifest files, converted.
@@ -89,9 +96,19 @@ pub fn parse_objects(file: &str, text: &str) -> Result<Vec<RawObject>, ManifestE
         let line = starts.get(doc_index).copied().unwrap_or(1);
         doc_index += 1;
         match doc {
-            Value::Array(items) => out.extend(items.into_iter().map(|value| RawObject { line, value })),
-            Value::Object(ref m) if m.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) => {
-                let items = m.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            Value::Array(items) => {
+                out.extend(items.into_iter().map(|value| RawObject { line, value }))
+            }
+            Value::Object(ref m)
+                if m.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List")) =>
+            {
+                let items = m
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 out.extend(items.into_iter().map(|value| RawObject { line, value }));
             }
             other => out.push(RawObject { line, value: other }),
@@ -143,16 +160,24 @@ pub fn load_snapshot_file(path: &Path) -> Result<Manifests, ManifestError> {
         match kind_of(&o.value) {
             "Node" => {
                 let n: core::Node = typed(&file, o)?;
-                m.nodes.push(node_from_k8s(&n).map_err(|e| ManifestError::Object {
-                    file: file.clone(),
-                    line: o.line,
-                    message: e.to_string(),
-                })?);
+                m.nodes
+                    .push(node_from_k8s(&n).map_err(|e| ManifestError::Object {
+                        file: file.clone(),
+                        line: o.line,
+                        message: e.to_string(),
+                    })?);
             }
             "Pod" => pods.push((o.line, typed::<core::Pod>(&file, o)?)),
             "PodDisruptionBudget" => m.pdbs.push(typed(&file, o)?),
             "PriorityClass" => m.priority_classes.push(typed(&file, o)?),
-            other => m.skipped.push((o.line, if other.is_empty() { "<no kind>".into() } else { other.to_owned() })),
+            other => m.skipped.push((
+                o.line,
+                if other.is_empty() {
+                    "<no kind>".into()
+                } else {
+                    other.to_owned()
+                },
+            )),
         }
     }
     // Pods after PriorityClasses, so `priorityClassName` resolves wherever the class is written.
@@ -231,7 +256,11 @@ items:
 
     #[test]
     fn json_file() {
-        let objs = parse_objects("f.json", r#"{"kind":"List","items":[{"kind":"Node","metadata":{"name":"a"}}]}"#).unwrap();
+        let objs = parse_objects(
+            "f.json",
+            r#"{"kind":"List","items":[{"kind":"Node","metadata":{"name":"a"}}]}"#,
+        )
+        .unwrap();
         assert_eq!(objs.len(), 1);
     }
 

@@ -247,8 +247,19 @@ pub fn synthetic_cluster(
         let mut b = node(&name, 64_000, 256 * GI)
             .pods(pods_per_node as i64 + 80)
             .zone(zones[i % 3])
-            .label("node.kubernetes.io/instance-type", if i % 2 == 0 { "m6i.16xlarge" } else { "r6i.16xlarge" });
-        b = if rng.random_bool(0.4) { b.spot() } else { b.on_demand() };
+            .label(
+                "node.kubernetes.io/instance-type",
+                if i % 2 == 0 {
+                    "m6i.16xlarge"
+                } else {
+                    "r6i.16xlarge"
+                },
+            );
+        b = if rng.random_bool(0.4) {
+            b.spot()
+        } else {
+            b.on_demand()
+        };
         if i % 10 == 0 {
             b = b.taint("dedicated", "gpu", TaintEffect::NoSchedule);
         }
@@ -275,7 +286,11 @@ pub fn synthetic_cluster(
                     .executor(&format!("spark-app-{app}"))
                     .priority(50_000)
             };
-            let p = if i % 10 == 0 { p.tolerate("dedicated", "gpu", None) } else { p };
+            let p = if i % 10 == 0 {
+                p.tolerate("dedicated", "gpu", None)
+            } else {
+                p
+            };
             // Bound pods always have a node here.
             let _ = snap.upsert_pod(p.on(&node_name).arc());
         }

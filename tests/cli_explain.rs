@@ -4,12 +4,21 @@ use serde_json::Value;
 use std::process::Command;
 
 fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/explain/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/tests/fixtures/explain/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn explain(pod: &str, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_spark-fleet"))
-        .args(["explain", "--snapshot", &fixture("cluster.yaml"), "--pod", &fixture(pod)])
+        .args([
+            "explain",
+            "--snapshot",
+            &fixture("cluster.yaml"),
+            "--pod",
+            &fixture(pod),
+        ])
         .args(extra)
         .output()
         .expect("run spark-fleet")
@@ -19,7 +28,12 @@ fn json(pod: &str, extra: &[&str]) -> Value {
     let mut args = vec!["--output", "json"];
     args.extend_from_slice(extra);
     let out = explain(pod, &args);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
@@ -51,14 +65,30 @@ fn driver_is_scheduled_on_demand_with_scores() {
     let v = json("pod-driver.yaml", &[]);
     assert_eq!(v["outcome"], "Scheduled");
     // Drivers stay off spot by default; small nodes fit too, so feasible lists them.
-    let feasible: Vec<&str> = v["feasible"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let feasible: Vec<&str> = v["feasible"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
     assert!(!feasible.contains(&"spark-1"), "{feasible:?}");
     assert!(feasible.contains(&"spark-2"));
     let node = v["node"].as_str().unwrap();
     assert_eq!(v["scores"][0]["node"], node);
-    assert!(v["scores"][0]["plugins"].as_object().unwrap().contains_key("NodeResourcesFit"));
-    assert_eq!(v["message"], format!("Successfully assigned default/etl-driver to {node}"));
-    let spot = v["filtered"].as_array().unwrap().iter().find(|f| f["node"] == "spark-1").unwrap();
+    assert!(v["scores"][0]["plugins"]
+        .as_object()
+        .unwrap()
+        .contains_key("NodeResourcesFit"));
+    assert_eq!(
+        v["message"],
+        format!("Successfully assigned default/etl-driver to {node}")
+    );
+    let spot = v["filtered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["node"] == "spark-1")
+        .unwrap();
     assert_eq!(spot["plugin"], "CapacityMix");
 }
 
@@ -107,14 +137,26 @@ fn bad_config_exits_2() {
 #[test]
 fn config_check_command() {
     let ok = Command::new(env!("CARGO_BIN_EXE_spark-fleet"))
-        .args(["config", "check", &format!("{}/config/spark-fleet.yaml", env!("CARGO_MANIFEST_DIR"))])
+        .args([
+            "config",
+            "check",
+            &format!("{}/config/spark-fleet.yaml", env!("CARGO_MANIFEST_DIR")),
+        ])
         .output()
         .unwrap();
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, "spark:\n  executorCapacityMix: \"spot=0\"\n").unwrap();
-    let bad = Command::new(env!("CARGO_BIN_EXE_spark-fleet")).args(["config", "check", cfg.to_str().unwrap()]).output().unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_spark-fleet"))
+        .args(["config", "check", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("spark.executorCapacityMix"));
 }

@@ -1083,7 +1083,14 @@ fn annotation_problem(key: &str, value: &str) -> Option<String> {
         a::CAPACITY_MIX_MODE => a::parse_mode(value).map(|_| ()),
         a::DRIVER_CAPACITY => a::parse_driver_capacity(value, &known).map(|_| ()),
         a::MIN_EXECUTORS => a::parse_count(value).map(|_| ()),
-        k if k == format!("{}executor-resources", spark_fleet::model::ANNOTATION_PREFIX) => Ok(()),
+        k if k
+            == format!(
+                "{}executor-resources",
+                spark_fleet::model::ANNOTATION_PREFIX
+            ) =>
+        {
+            Ok(())
+        }
         other => return Some(format!("unknown annotation {other}")),
     };
     result.err().map(|e| format!("{key}: {e}"))
@@ -1383,6 +1390,9 @@ fn deployed_config_is_the_shipped_config() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let deployed = std::fs::read_to_string(root.join("deploy/spark-fleet.yaml")).unwrap();
     let shipped = std::fs::read_to_string(root.join("config/spark-fleet.yaml")).unwrap();
-    assert_eq!(deployed, shipped, "deploy/spark-fleet.yaml must be a copy of config/spark-fleet.yaml");
+    assert_eq!(
+        deployed, shipped,
+        "deploy/spark-fleet.yaml must be a copy of config/spark-fleet.yaml"
+    );
     spark_fleet::config::Config::parse(&deployed, "deploy/spark-fleet.yaml").unwrap();
 }

@@ -96,7 +96,9 @@ impl Chart {
             x_max = x_max.max(x);
             y_max = y_max.max(y);
         }
-        let y_max = self.y_max.unwrap_or(if y_max > 0.0 { y_max * 1.05 } else { 1.0 });
+        let y_max = self
+            .y_max
+            .unwrap_or(if y_max > 0.0 { y_max * 1.05 } else { 1.0 });
         let x_max = if x_max > 0.0 { x_max } else { 1.0 };
         let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
         let sx = |x: f64| LEFT + x / x_max * pw;
@@ -358,7 +360,11 @@ pub fn all(report: &SimReport) -> Vec<(String, String)> {
             "spot-share-{}.svg",
             run.policy
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                })
                 .collect::<String>()
         );
         out.push((file, chart.render()));
@@ -399,7 +405,13 @@ mod tests {
         assert!(svg.contains("spark-fleet spot"));
         // A step line has the corner point between the two samples.
         assert_eq!(svg.matches("<polyline").count(), 1);
-        let pts = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let pts = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(pts.split(' ').count(), 3);
     }
 

@@ -146,7 +146,12 @@ impl AutoscalerOptions {
 }
 
 /// The labels of a node the autoscaler adds.
-pub fn provisioned_node(name: &str, capacity_type: &str, zone: Option<&str>, alloc: &Resources) -> Node {
+pub fn provisioned_node(
+    name: &str,
+    capacity_type: &str,
+    zone: Option<&str>,
+    alloc: &Resources,
+) -> Node {
     let mut node = Node::new(name, alloc.clone());
     let mut pairs = vec![
         (crate::model::LABEL_HOSTNAME, name),

@@ -33,25 +33,41 @@ fn secs_to_ms(s: f64) -> u64 {
     }
 }
 
-/// Marks the one place where the capacity-mix fallback counter is fed. Returns whether placing
-/// `pod` on `node` falls back from its mix's target type.
-///
-/// LEAD: connect to `crate::plugins::capacity_mix::capacity_fallback(config, pod, snap, node)
-/// .is_some()` once CapacityMix is in main. Until then the engine reports `capacity_fallbacks`
-/// as absent (null) rather than a made-up number.
-fn capacity_fallback(_config: &Config, _pod: &Pod, _snap: &Snapshot, _node: NodeIdx) -> Option<bool> {
-    None
+/// Whether placing `pod` on `node` falls back from its capacity mix's target type
+/// (CapacityMix's own check, asked before the pod is assumed).
+fn capacity_fallback(config: &Config, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> bool {
+    crate::plugins::capacity_fallback(config, pod, snap, node).is_some()
 }
 
 #[derive(Debug, Clone)]
 enum SimEvent {
-    BindConfirm { key: PodKey, uid: String },
-    PodFinish { key: PodKey, uid: String },
-    AppCheck { app: usize, epoch: u64 },
-    VictimDelete { key: PodKey, uid: String },
-    NodeTerminate { name: Sym },
-    NodeReady { node: Box<crate::model::Node>, price: f64 },
-    Consolidate { name: Sym, since_ms: u64 },
+    BindConfirm {
+        key: PodKey,
+        uid: String,
+    },
+    PodFinish {
+        key: PodKey,
+        uid: String,
+    },
+    AppCheck {
+        app: usize,
+        epoch: u64,
+    },
+    VictimDelete {
+        key: PodKey,
+        uid: String,
+    },
+    NodeTerminate {
+        name: Sym,
+    },
+    NodeReady {
+        node: Box<crate::model::Node>,
+        price: f64,
+    },
+    Consolidate {
+        name: Sym,
+        since_ms: u64,
+    },
     AutoscalerTick,
 }
 
@@ -138,7 +154,7 @@ struct Metrics {
     executors_failed_with_driver: u64,
     plain_pods_lost: u64,
     preemptions: u64,
-    capacity_fallbacks: Option<u64>,
+    capacity_fallbacks: u64,
     decisions: u64,
     nodes_provisioned: u64,
     nodes_consolidated: u64,
@@ -237,10 +253,7 @@ pub(crate) fn run(
         placed_cpu: 0,
         cluster_events: Vec::new(),
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
-        m: Metrics {
-            capacity_fallbacks: Some(0),
-            ..Default::default()
-        },
+        m: Metrics::default(),
         samples: Vec::new(),
         autoscaler,
         bind_latency_ms: secs_to_ms(opts.bind_latency_seconds),
@@ -404,9 +417,8 @@ impl Engine<'_> {
                 let Some(idx) = self.snap.nodes().get(name) else {
                     return Ok(());
                 };
-                let tainted = cluster_model::with_interruption_taint(
-                    &self.snap.nodes().node[idx as usize],
-                );
+                let tainted =
+                    cluster_model::with_interruption_taint(&self.snap.nodes().node[idx as usize]);
                 self.snap.upsert_node(tainted);
                 if let Some(r) = self.nodes.get_mut(&name) {
                     r.interrupted = true;
@@ -610,12 +622,8 @@ impl Engine<'_> {
 
     /// The scheduler chose `node` for `pod`: assume it, then bind (now or after the latency).
     fn place(&mut self, pod: Arc<Pod>, node: NodeIdx) -> Result<(), SimError> {
-        if let Some(fallback) = capacity_fallback(self.config, &pod, &self.snap, node) {
-            if let Some(c) = self.m.capacity_fallbacks.as_mut() {
-                *c += u64::from(fallback);
-            }
-        } else {
-            self.m.capacity_fallbacks = None;
+        if capacity_fallback(self.config, &pod, &self.snap, node) {
+            self.m.capacity_fallbacks += 1;
         }
         let node_name = self.snap.nodes().name[node as usize];
         let mut bound = (*pod).clone();
@@ -1066,8 +1074,8 @@ impl Engine<'_> {
             room -= n;
             for _ in 0..n {
                 a.seq += 1;
-                let zone = (!a.zones.is_empty())
-                    .then(|| a.zones[a.seq as usize % a.zones.len()].as_str());
+                let zone =
+                    (!a.zones.is_empty()).then(|| a.zones[a.seq as usize % a.zones.len()].as_str());
                 let name = format!("auto-{ty}-{}", a.seq);
                 let node = cluster_model::provisioned_node(&name, &ty, zone, shape);
                 let price = a.opts.shapes.get(&ty).and_then(|s| s.price_per_hour);

@@ -25,7 +25,7 @@ pub struct RunResult {
     pub executors_failed_with_driver: u64,
     pub plain_pods_lost: u64,
     pub preemptions: u64,
-    pub capacity_fallbacks: Option<u64>,
+    pub capacity_fallbacks: u64,
     pub nodes_provisioned: u64,
     pub nodes_consolidated: u64,
     pub spot_share_abs_error_mean: Option<f64>,
@@ -116,7 +116,7 @@ pub struct PolicyReport {
     pub plain_pods_lost: u64,
     pub preemptions: u64,
     /// null until the engine is connected to CapacityMix's fallback check.
-    pub capacity_fallbacks: Option<u64>,
+    pub capacity_fallbacks: u64,
     /// null when no application with a mix target ran executors.
     pub spot_share_abs_error_mean: Option<f64>,
     pub cost_total: f64,
@@ -283,16 +283,22 @@ impl SimReport {
         let rows: Vec<Row> = vec![
             ("pods submitted", Box::new(|p| p.pods_submitted.to_string())),
             ("pods bound", Box::new(|p| p.pods_bound.to_string())),
-            ("pods never bound", Box::new(|p| p.pods_never_bound.to_string())),
+            (
+                "pods never bound",
+                Box::new(|p| p.pods_never_bound.to_string()),
+            ),
             ("apps submitted", Box::new(|p| p.apps_submitted.to_string())),
             ("apps completed", Box::new(|p| p.apps_completed.to_string())),
             ("apps failed", Box::new(|p| p.apps_failed.to_string())),
             ("driver losses", Box::new(|p| p.driver_losses.to_string())),
-            ("executor losses", Box::new(|p| p.executor_losses.to_string())),
+            (
+                "executor losses",
+                Box::new(|p| p.executor_losses.to_string()),
+            ),
             ("preemptions", Box::new(|p| p.preemptions.to_string())),
             (
                 "capacity fallbacks",
-                Box::new(|p| p.capacity_fallbacks.map_or("-".into(), |v| v.to_string())),
+                Box::new(|p| p.capacity_fallbacks.to_string()),
             ),
             (
                 "spot share |error| mean",
@@ -330,7 +336,10 @@ impl SimReport {
             ("decisions", Box::new(|p| p.decisions.to_string())),
         ];
         let timing_rows: Vec<(&str, Box<dyn Fn(&Timing) -> String>)> = vec![
-            ("wall seconds", Box::new(|t| format!("{:.2}", t.wall_seconds))),
+            (
+                "wall seconds",
+                Box::new(|t| format!("{:.2}", t.wall_seconds)),
+            ),
             (
                 "decision µs p50/p99",
                 Box::new(|t| {
@@ -350,7 +359,11 @@ impl SimReport {
         }
         for (label, f) in &timing_rows {
             let mut row = vec![label.to_string()];
-            row.extend(names.iter().map(|n| self.timing.get(*n).map_or("-".into(), f)));
+            row.extend(
+                names
+                    .iter()
+                    .map(|n| self.timing.get(*n).map_or("-".into(), f)),
+            );
             table.push(row);
         }
         let cols = table.first().map_or(0, Vec::len);

@@ -74,9 +74,12 @@ impl AppSpec {
 
     fn labels(&self, role: &str) -> Labels {
         Labels::from_pairs(
-            [(LABEL_SPARK_ROLE, role), (LABEL_SPARK_APP, self.id.as_str())]
-                .into_iter()
-                .chain(self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            [
+                (LABEL_SPARK_ROLE, role),
+                (LABEL_SPARK_APP, self.id.as_str()),
+            ]
+            .into_iter()
+            .chain(self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         )
     }
 
@@ -111,9 +114,17 @@ impl AppSpec {
 }
 
 /// `spark-fleet.io/executor-resources` on the driver tells driver admission how large an
-/// executor is. Left out until the annotation exists in `spark::annotations`.
-fn executor_resources_annotation(_r: &Resources) -> Option<(String, String)> {
-    None
+/// executor is: `cpu=<millicores>m,memory=<bytes>` plus any other requested resources.
+fn executor_resources_annotation(r: &Resources) -> Option<(String, String)> {
+    let mut parts = vec![
+        format!("cpu={}m", r.milli_cpu),
+        format!("memory={}", r.memory),
+    ];
+    if r.ephemeral_storage > 0 {
+        parts.push(format!("ephemeral-storage={}", r.ephemeral_storage));
+    }
+    parts.extend(r.scalars.iter().map(|(n, v)| format!("{n}={v}")));
+    Some((annotations::EXECUTOR_RESOURCES.to_owned(), parts.join(",")))
 }
 
 /// The spot share an application's executor mix asks for: its driver annotation, else the
@@ -300,7 +311,8 @@ impl App {
 
     fn sample_share(&mut self, now_ms: u64) {
         let share = self.spot_share();
-        self.share.sample(now_ms, share, self.spec.target_spot_share);
+        self.share
+            .sample(now_ms, share, self.spec.target_spot_share);
     }
 
     /// Closes the open share interval at the end of the simulation.
@@ -355,7 +367,7 @@ mod tests {
             id: "a".into(),
             namespace: "ns".into(),
             driver_requests: Resources::default(),
-            executor_requests: Resources::default(),
+            executor_requests: crate::testkit::res(1500, 3 << 30),
             driver_priority: 0,
             executor_priority: 0,
             executors,
@@ -433,6 +445,11 @@ mod tests {
         assert_ne!(d.uid, s.driver_pod(0, 0, "x").uid, "attempts differ by uid");
         assert!(d.is_driver());
         assert_eq!(d.created_ms, 5_000);
+        let declared = d.annotation(annotations::EXECUTOR_RESOURCES).unwrap();
+        assert_eq!(
+            annotations::parse_resources(declared).unwrap(),
+            s.executor_requests
+        );
         let e = s.executor_pod(3, 0, "spark-fleet");
         assert_eq!(e.key.name, "a-exec-3");
         assert!(e.is_executor());
