@@ -303,6 +303,15 @@ impl Engine<'_> {
         let events = &trace.events;
         let mut i = 0usize;
         loop {
+            // Stale engine events (superseded completion estimates, pods already gone) must
+            // not keep the clock running after the last real change.
+            while self
+                .heap
+                .peek()
+                .is_some_and(|Reverse(t)| !self.is_live(&t.ev))
+            {
+                self.heap.pop();
+            }
             let next_trace = events.get(i).map(|e| secs_to_ms(e.t));
             let next_own = self.heap.peek().map(|Reverse(t)| t.at);
             let more_work = next_trace.is_some() || next_own.is_some();
@@ -331,6 +340,30 @@ impl Engine<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether applying `ev` would still change anything.
+    fn is_live(&self, ev: &SimEvent) -> bool {
+        let pod_is = |key: &PodKey, uid: &str, phase: Option<Phase>| {
+            self.pods
+                .get(key)
+                .is_some_and(|st| st.pod.uid == uid && phase.is_none_or(|p| st.phase == p))
+        };
+        match ev {
+            SimEvent::BindConfirm { key, uid } => pod_is(key, uid, Some(Phase::Binding)),
+            SimEvent::PodFinish { key, uid } => pod_is(key, uid, None),
+            SimEvent::VictimDelete { key, uid } => pod_is(key, uid, Some(Phase::Terminating)),
+            SimEvent::AppCheck { app, epoch } => self
+                .apps
+                .get(*app)
+                .is_some_and(|a| a.epoch == *epoch && a.phase == AppPhase::Running),
+            SimEvent::NodeTerminate { name } => self.snap.nodes().get(*name).is_some(),
+            SimEvent::Consolidate { name, since_ms } => self
+                .nodes
+                .get(name)
+                .is_some_and(|r| r.empty_since_ms == Some(*since_ms)),
+            SimEvent::NodeReady { .. } | SimEvent::AutoscalerTick => true,
+        }
     }
 
     fn push(&mut self, at: u64, ev: SimEvent) {
