@@ -9,6 +9,7 @@ pub mod framework;
 pub mod manifests;
 pub mod model;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
 pub mod sim;
 pub mod snapshot;

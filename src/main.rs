@@ -128,17 +128,18 @@ fn run(cli: Cli) -> Result<(), InputError> {
         } => {
             let config = load_config(config.as_ref()).map_err(InputError)?;
             let m = manifests::load_snapshot_file(&snapshot).map_err(|e| InputError(e.into()))?;
+            let pod = manifests::load_pod_file(&pod, &m).map_err(|e| InputError(e.into()))?;
+            let name = profile.unwrap_or_else(|| config.default_profile.clone());
+            let profile = plugins::build_named_profile(&config, &name)
+                .context("building the profile")
+                .map_err(InputError)?;
+            // Warnings only once the input is known good: bad input gets exactly one line.
             for (line, kind) in &m.skipped {
                 eprintln!(
                     "spark-fleet: warning: {}:{line}: skipping kind {kind}",
                     snapshot.display()
                 );
             }
-            let pod = manifests::load_pod_file(&pod, &m).map_err(|e| InputError(e.into()))?;
-            let name = profile.unwrap_or_else(|| config.default_profile.clone());
-            let profile = plugins::build_named_profile(&config, &name)
-                .context("building the profile")
-                .map_err(InputError)?;
             let mut snap = explain::snapshot_from(&m, &config);
             let e = explain::explain(&profile, &config, &pod, &mut snap);
             match output {

@@ -78,7 +78,7 @@ pub fn read_file(path: &Path) -> Result<(String, String), ManifestError> {
 pub fn parse_objects(file: &str, text: &str) -> Result<Vec<RawObject>, ManifestError> {
     let syntax = |message: String| ManifestError::Syntax {
         file: file.to_owned(),
-        message,
+        message: first_line(&message),
     };
     let docs: Vec<Value> = if text.trim_start().starts_with(['{', '[']) {
         let v: Value = serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?;
@@ -115,6 +115,11 @@ pub fn parse_objects(file: &str, text: &str) -> Result<Vec<RawObject>, ManifestE
         }
     }
     Ok(out)
+}
+
+/// Parser messages may carry a multi-line source excerpt; errors are reported on one line.
+pub fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or("").trim().to_owned()
 }
 
 /// First line of each non-empty YAML document.
@@ -266,7 +271,10 @@ items:
 
     #[test]
     fn bad_yaml_names_file() {
-        let e = parse_objects("bad.yaml", "kind: Node\n  metadata: [\n").unwrap_err();
+        let e =
+            parse_objects("bad.yaml", "kind: Node\nmetadata: {name: x\n  labels: [\n").unwrap_err();
         assert!(e.to_string().starts_with("bad.yaml: "), "{e}");
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
+        assert!(e.to_string().contains("line"), "{e}");
     }
 }

@@ -381,7 +381,7 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let cfg: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_owned(),
-            message: e.to_string(),
+            message: crate::manifests::first_line(&e.to_string()),
         })?;
         cfg.validate(file)?;
         Ok(cfg)

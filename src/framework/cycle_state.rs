@@ -1,30 +1,39 @@
 //! Per-cycle data computed once (PreFilter/PreScore) and read per node.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 
+/// A handful of entries per cycle (one per plugin at most): a linear scan over
+/// a short Vec beats hashing, and plugins read their state once per node.
 #[derive(Default)]
 pub struct CycleState {
-    values: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     skip_filter: Vec<&'static str>,
     skip_score: Vec<&'static str>,
 }
 
 impl CycleState {
     pub fn write<T: Any + Send + Sync>(&mut self, value: T) {
-        self.values.insert(TypeId::of::<T>(), Box::new(value));
+        let id = TypeId::of::<T>();
+        match self.values.iter_mut().find(|(k, _)| *k == id) {
+            Some(slot) => slot.1 = Box::new(value),
+            None => self.values.push((id, Box::new(value))),
+        }
     }
 
     pub fn read<T: Any + Send + Sync>(&self) -> Option<&T> {
+        let id = TypeId::of::<T>();
         self.values
-            .get(&TypeId::of::<T>())
-            .and_then(|b| b.downcast_ref())
+            .iter()
+            .find(|(k, _)| *k == id)
+            .and_then(|(_, b)| b.downcast_ref())
     }
 
     pub fn read_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        let id = TypeId::of::<T>();
         self.values
-            .get_mut(&TypeId::of::<T>())
-            .and_then(|b| b.downcast_mut())
+            .iter_mut()
+            .find(|(k, _)| *k == id)
+            .and_then(|(_, b)| b.downcast_mut())
     }
 
     pub(crate) fn mark_skip_filter(&mut self, plugin: &'static str) {
@@ -41,5 +50,25 @@ impl CycleState {
 
     pub fn skips_score(&self, plugin: &'static str) -> bool {
         self.skip_score.contains(&plugin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_values_replace_and_read() {
+        let mut s = CycleState::default();
+        s.write(1u32);
+        s.write(String::from("a"));
+        s.write(2u32);
+        assert_eq!(s.read::<u32>(), Some(&2));
+        assert_eq!(s.read::<String>().map(String::as_str), Some("a"));
+        assert!(s.read::<i64>().is_none());
+        if let Some(v) = s.read_mut::<u32>() {
+            *v = 3;
+        }
+        assert_eq!(s.read::<u32>(), Some(&3));
     }
 }

@@ -30,7 +30,11 @@ pub fn unschedulable_message<'a>(
             }
         }
     }
-    if let Some(p) = post_filter_msg.filter(|p| !p.is_empty()) {
+    // The PostFilter message is itself a sentence; real kube-scheduler events end with one period.
+    if let Some(p) = post_filter_msg
+        .map(|p| p.trim_end_matches('.'))
+        .filter(|p| !p.is_empty())
+    {
         msg.push_str(&format!(" {p}."));
     }
     msg
@@ -74,7 +78,7 @@ mod tests {
             1,
             None,
             std::iter::once(&s),
-            Some("preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod"),
+            Some("preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."),
         );
         assert_eq!(
             m,

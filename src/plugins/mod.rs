@@ -1,23 +1,32 @@
 //! The plugins, one file each, and the registry that builds profiles from config.
 
 pub mod capacity_mix;
+mod default_preemption;
 pub mod driver_admission;
 pub mod executor_spread;
 mod node_affinity;
 mod node_name;
 mod node_ports;
+mod node_resources_balanced_allocation;
+mod node_resources_fit;
 mod node_unschedulable;
 mod pod_topology_spread;
+mod resource_allocation;
+mod spark_preemption;
 mod taint_toleration;
 
 pub use capacity_mix::{capacity_fallback, mix_status, CapacityFallback, CapacityMix, MixStatus};
+pub use default_preemption::DefaultPreemption;
 pub use driver_admission::DriverAdmission;
 pub use executor_spread::ExecutorSpread;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
+pub use node_resources_balanced_allocation::NodeResourcesBalancedAllocation;
+pub use node_resources_fit::NodeResourcesFit;
 pub use node_unschedulable::NodeUnschedulable;
 pub use pod_topology_spread::PodTopologySpread;
+pub use spark_preemption::SparkPreemption;
 pub use taint_toleration::TaintToleration;
 
 use crate::config::{Config, PluginArgs, ProfileConfig};
@@ -46,8 +55,8 @@ pub const KNOWN: &[&str] = &[
     taint_toleration::NAME,
     node_affinity::NAME,
     node_ports::NAME,
-    "NodeResourcesFit",
-    "NodeResourcesBalancedAllocation",
+    node_resources_fit::NAME,
+    node_resources_balanced_allocation::NAME,
     pod_topology_spread::NAME,
     "CapacityMix",
     "ExecutorSpread",
@@ -61,7 +70,9 @@ pub fn is_known(name: &str) -> bool {
 }
 
 /// Checks plugin args that serde cannot (ranges, resource names); returns (field, message).
-pub fn validate_args(_args: &PluginArgs) -> Result<(), (String, String)> {
+pub fn validate_args(args: &PluginArgs) -> Result<(), (String, String)> {
+    node_resources_fit::validate_args(&args.node_resources_fit)?;
+    node_resources_balanced_allocation::validate_args(&args.node_resources_balanced_allocation)?;
     Ok(())
 }
 
@@ -125,6 +136,16 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
             s.pre_score = Some(p);
             s
         }
+        node_resources_fit::NAME => {
+            let p = Arc::new(
+                NodeResourcesFit::new(&ctx.profile.plugin_args.node_resources_fit)
+                    .map_err(|(field, m)| args_error(ctx, node_resources_fit::NAME, field, m))?,
+            );
+            let mut s = set_filter_score(node_resources_fit::NAME, p.clone(), true, true);
+            s.pre_filter = Some(p.clone());
+            s.pre_score = Some(p);
+            s
+        }
         pod_topology_spread::NAME => {
             let p = Arc::new(PodTopologySpread);
             let mut s = set_filter_score(pod_topology_spread::NAME, p.clone(), true, true);
@@ -139,11 +160,35 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
             s.score = Some(p);
             s
         }
+        node_resources_balanced_allocation::NAME => {
+            let p = Arc::new(
+                NodeResourcesBalancedAllocation::new(
+                    &ctx.profile.plugin_args.node_resources_balanced_allocation,
+                )
+                .map_err(|(field, m)| {
+                    args_error(ctx, node_resources_balanced_allocation::NAME, field, m)
+                })?,
+            );
+            let mut s = PluginSet::new(node_resources_balanced_allocation::NAME);
+            s.pre_score = Some(p.clone());
+            s.score = Some(p);
+            s
+        }
         driver_admission::NAME => {
             let p = Arc::new(DriverAdmission::new(Arc::new(ctx.config.clone())));
             let mut s = PluginSet::new(driver_admission::NAME);
             s.pre_filter = Some(p.clone());
             s.filter = Some(p);
+            s
+        }
+        default_preemption::NAME => {
+            let mut s = PluginSet::new(default_preemption::NAME);
+            s.post_filter = Some(Arc::new(DefaultPreemption::new(ctx)));
+            s
+        }
+        spark_preemption::NAME => {
+            let mut s = PluginSet::new(spark_preemption::NAME);
+            s.post_filter = Some(Arc::new(SparkPreemption::new(ctx)));
             s
         }
         other => {
@@ -153,6 +198,14 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
             })
         }
     })
+}
+
+fn args_error(ctx: &BuildContext, name: &'static str, field: String, m: String) -> PluginError {
+    PluginError::Args {
+        profile: ctx.profile.name.clone(),
+        name,
+        message: format!("pluginArgs.{field}: {m}"),
+    }
 }
 
 pub fn build_profile(config: &Config, profile: &ProfileConfig) -> Result<Profile, PluginError> {

@@ -7,6 +7,7 @@ pub use node_table::{NodeIdx, NodeTable};
 
 use crate::model::capacity::CapacityRules;
 use crate::model::{Node, Pod, PodKey, Sym};
+use crate::preemption::Pdb;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use thiserror::Error;
@@ -83,6 +84,8 @@ pub struct Snapshot {
     orphans: HashMap<Sym, Vec<Arc<Pod>>>,
     nominated: HashMap<PodKey, Nominated>,
     nominated_on: Vec<Vec<PodKey>>,
+    /// PodDisruptionBudgets, for preemption.
+    pdbs: Vec<Pdb>,
     generation: u64,
 }
 
@@ -402,6 +405,31 @@ impl Snapshot {
 
     pub fn nomination_of(&self, key: &PodKey) -> Option<&Nominated> {
         self.nominated.get(key)
+    }
+
+    // ---- disruption budgets (preemption) ------------------------------------
+
+    /// Adds or replaces a budget (by namespace and name).
+    pub fn upsert_pdb(&mut self, pdb: Pdb) {
+        self.generation += 1;
+        match self.pdbs.iter_mut().find(|p| p.key() == pdb.key()) {
+            Some(slot) => *slot = pdb,
+            None => self.pdbs.push(pdb),
+        }
+    }
+
+    pub fn remove_pdb(&mut self, namespace: Sym, name: &str) -> bool {
+        let before = self.pdbs.len();
+        self.pdbs.retain(|p| p.key() != (namespace, name));
+        let removed = self.pdbs.len() != before;
+        if removed {
+            self.generation += 1;
+        }
+        removed
+    }
+
+    pub fn pdbs(&self) -> &[Pdb] {
+        &self.pdbs
     }
 }
 

@@ -176,3 +176,17 @@ fn unbound_pod_is_rejected() {
         Err(SnapshotError::NotBound(_))
     ));
 }
+
+#[test]
+fn pdbs_upsert_replace_remove() {
+    use crate::preemption::Pdb;
+    let mut s = snap();
+    s.upsert_pdb(Pdb::new("ns", "a", selector(&[("app", "x")]), 1));
+    s.upsert_pdb(Pdb::new("ns", "a", selector(&[("app", "x")]), 3));
+    s.upsert_pdb(Pdb::new("other", "a", selector(&[("app", "x")]), 0));
+    assert_eq!(s.pdbs().len(), 2);
+    assert_eq!(s.pdbs()[0].disruptions_allowed, 3);
+    assert!(s.remove_pdb(Sym::new("ns"), "a"));
+    assert!(!s.remove_pdb(Sym::new("ns"), "a"));
+    assert_eq!(s.pdbs().len(), 1);
+}

@@ -1,0 +1,188 @@
+//! What the resource scorers share (upstream's `resource_allocation.go`): how a
+//! configured resource name maps to a node's allocatable and requested figures,
+//! and how the incoming pod's request for it is counted.
+
+use crate::config::{default_cpu_mem, ResourceWeight};
+use crate::model::{Pod, Sym};
+use crate::snapshot::{NodeIdx, Snapshot};
+use smallvec::SmallVec;
+
+/// Where a configured resource's figures live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResourceKind {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+    /// Extended, hugepages and other scalar resources.
+    Scalar(Sym),
+    /// Names upstream never scores (e.g. `pods`, unprefixed unknown names): always skipped.
+    Unscored,
+}
+
+impl ResourceKind {
+    pub(crate) fn of(name: &str) -> ResourceKind {
+        match name {
+            "cpu" => ResourceKind::Cpu,
+            "memory" => ResourceKind::Memory,
+            "ephemeral-storage" => ResourceKind::EphemeralStorage,
+            n if is_scalar_resource_name(n) => ResourceKind::Scalar(Sym::new(n)),
+            _ => ResourceKind::Unscored,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WeightedResource {
+    pub kind: ResourceKind,
+    pub weight: i64,
+}
+
+/// Resolves configured resources; an empty list means cpu and memory with weight 1,
+/// as upstream's defaulting does.
+pub(crate) fn resolve(resources: &[ResourceWeight]) -> Vec<WeightedResource> {
+    let defaults;
+    let list = if resources.is_empty() {
+        defaults = default_cpu_mem();
+        &defaults
+    } else {
+        resources
+    };
+    list.iter()
+        .map(|r| WeightedResource {
+            kind: ResourceKind::of(&r.name),
+            weight: r.weight,
+        })
+        .collect()
+}
+
+/// Which request figures a scorer counts for cpu and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Usage {
+    /// Zero cpu/memory requests count as 100m / 200MiB (NodeResourcesFit's strategies).
+    NonZero,
+    /// Requests as they are (NodeResourcesBalancedAllocation, upstream's `useRequested`).
+    Requested,
+}
+
+/// Extended resources: a domain-prefixed name outside `kubernetes.io/` (upstream's
+/// `IsExtendedResourceName`; names reach us validated by the API server).
+pub(crate) fn is_extended_resource_name(name: &str) -> bool {
+    name.contains('/') && !name.contains("kubernetes.io/") && !name.starts_with("requests.")
+}
+
+/// Upstream's `IsScalarResourceName`: the names NodeInfo tracks besides cpu,
+/// memory, ephemeral-storage and pods.
+pub(crate) fn is_scalar_resource_name(name: &str) -> bool {
+    is_extended_resource_name(name)
+        || name.starts_with("hugepages-")
+        || name.contains("kubernetes.io/")
+        || name.starts_with("attachable-volumes-")
+}
+
+/// The incoming pod's request for each resource, in the order of `resources`.
+pub(crate) fn pod_requests(
+    pod: &Pod,
+    resources: &[WeightedResource],
+    usage: Usage,
+) -> SmallVec<[i64; 4]> {
+    let r = &pod.requests;
+    let (cpu, mem) = match usage {
+        Usage::NonZero => r.non_zero_cpu_mem(),
+        Usage::Requested => (r.milli_cpu, r.memory),
+    };
+    resources
+        .iter()
+        .map(|w| match w.kind {
+            ResourceKind::Cpu => cpu,
+            ResourceKind::Memory => mem,
+            ResourceKind::EphemeralStorage => r.ephemeral_storage,
+            ResourceKind::Scalar(s) => r.scalar(s),
+            ResourceKind::Unscored => 0,
+        })
+        .collect()
+}
+
+/// (allocatable, requested including the pod) of one resource on `node`.
+/// (0, 0) tells the scorer to leave the resource out: the node lacks it, or it is
+/// a scalar resource the pod does not request.
+pub(crate) fn allocatable_requested(
+    snap: &Snapshot,
+    node: NodeIdx,
+    kind: ResourceKind,
+    pod_request: i64,
+    usage: Usage,
+) -> (i64, i64) {
+    let t = snap.nodes();
+    let i = node as usize;
+    match kind {
+        ResourceKind::Cpu => {
+            let used = match usage {
+                Usage::NonZero => t.nonzero_cpu[i],
+                Usage::Requested => t.req_cpu[i],
+            };
+            (t.alloc_cpu[i], used.saturating_add(pod_request))
+        }
+        ResourceKind::Memory => {
+            let used = match usage {
+                Usage::NonZero => t.nonzero_mem[i],
+                Usage::Requested => t.req_mem[i],
+            };
+            (t.alloc_mem[i], used.saturating_add(pod_request))
+        }
+        ResourceKind::EphemeralStorage => {
+            (t.alloc_eph[i], t.req_eph[i].saturating_add(pod_request))
+        }
+        ResourceKind::Scalar(_) if pod_request == 0 => (0, 0),
+        ResourceKind::Scalar(s) => {
+            let alloc = t.node[i].allocatable.scalars.iter().find(|(n, _)| *n == s);
+            match alloc {
+                Some(&(_, a)) => (a, t.req_scalar(node, s).saturating_add(pod_request)),
+                None => (0, 0),
+            }
+        }
+        ResourceKind::Unscored => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_name_classes() {
+        let cases = [
+            ("nvidia.com/gpu", true, true),
+            ("example.com/foo", true, true),
+            ("kubernetes.io/something", false, true),
+            ("hugepages-2Mi", false, true),
+            ("attachable-volumes-aws-ebs", false, true),
+            ("requests.example.com/foo", false, false),
+            ("foo", false, false),
+            ("pods", false, false),
+        ];
+        for (name, extended, scalar) in cases {
+            assert_eq!(is_extended_resource_name(name), extended, "{name}");
+            assert_eq!(is_scalar_resource_name(name), scalar, "{name}");
+        }
+        assert_eq!(ResourceKind::of("cpu"), ResourceKind::Cpu);
+        assert_eq!(ResourceKind::of("pods"), ResourceKind::Unscored);
+    }
+
+    #[test]
+    fn empty_resource_list_means_cpu_and_memory() {
+        let r = resolve(&[]);
+        assert_eq!(
+            r,
+            vec![
+                WeightedResource {
+                    kind: ResourceKind::Cpu,
+                    weight: 1
+                },
+                WeightedResource {
+                    kind: ResourceKind::Memory,
+                    weight: 1
+                }
+            ]
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! Who may be preempted, in which order victims are reprieved, and the
+//! resource arithmetic that rules nodes out before any dry run.
+
+use crate::framework::Reason;
+use crate::model::spark::LABEL_SPARK_EXEC_INACTIVE;
+use crate::model::{Pod, Resources, Sym};
+use crate::snapshot::{NodeIdx, Snapshot};
+use crate::spark::annotations::{parse_count, MIN_EXECUTORS};
+use smallvec::SmallVec;
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Spark rules on top of upstream's "strictly lower priority".
+#[derive(Debug, Clone, Default)]
+pub struct SparkPolicy {
+    pub executors_may_preempt_drivers: bool,
+    /// Executors an application keeps before its others count as spare.
+    pub min_executors: u32,
+    pub namespace_min_executors: HashMap<Sym, u32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum VictimPolicy {
+    /// Upstream: any lower-priority pod; reprieve by priority, then earlier start.
+    Upstream,
+    Spark(SparkPolicy),
+}
+
+impl VictimPolicy {
+    /// May `preemptor` evict `victim`?
+    pub fn may_preempt(&self, preemptor: &Pod, victim: &Pod) -> bool {
+        if victim.priority >= preemptor.priority {
+            return false;
+        }
+        let VictimPolicy::Spark(sp) = self else {
+            return true;
+        };
+        if !victim.is_driver() {
+            return true;
+        }
+        // Killing the preemptor's own driver would kill the preemptor's application.
+        let same_app = match (&preemptor.spark, &victim.spark) {
+            (Some(a), Some(b)) => a.app == b.app,
+            _ => false,
+        };
+        if same_app {
+            return false;
+        }
+        !preemptor.is_executor() || sp.executors_may_preempt_drivers
+    }
+
+    pub fn is_spark(&self) -> bool {
+        matches!(self, VictimPolicy::Spark(_))
+    }
+
+    /// Sorts potential victims most important first: the reprieve order.
+    pub(crate) fn sort_by_importance(&self, snap: &Snapshot, pods: &mut [(Arc<Pod>, bool)]) {
+        match self {
+            VictimPolicy::Upstream => pods.sort_by(|(a, _), (b, _)| {
+                Reverse(a.priority)
+                    .cmp(&Reverse(b.priority))
+                    .then_with(|| start(a).cmp(&start(b)))
+                    .then_with(|| a.key.cmp(&b.key))
+            }),
+            VictimPolicy::Spark(sp) => {
+                let mut apps: HashMap<Sym, (bool, u32)> = HashMap::new();
+                let mut keyed: Vec<(SparkOrder, (Arc<Pod>, bool))> = pods
+                    .iter()
+                    .map(|entry| {
+                        let p = &entry.0;
+                        let (above_min, executors) = match (&p.spark, p.is_executor()) {
+                            (Some(id), true) => *apps
+                                .entry(id.app)
+                                .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
+                            _ => (false, 0),
+                        };
+                        let order = (
+                            spark_class(p),
+                            Reverse(p.priority),
+                            above_min,
+                            executors,
+                            start(p),
+                        );
+                        (order, entry.clone())
+                    })
+                    .collect();
+                keyed.sort_by(|(a, (pa, _)), (b, (pb, _))| {
+                    a.cmp(b).then_with(|| pa.key.cmp(&pb.key))
+                });
+                for (slot, (_, entry)) in pods.iter_mut().zip(keyed) {
+                    *slot = entry;
+                }
+            }
+        }
+    }
+}
+
+impl SparkPolicy {
+    /// (above its minimum, placed executors) for an application.
+    fn app_standing(&self, snap: &Snapshot, app: Sym, namespace: Sym) -> (bool, u32) {
+        let Some(pods) = snap.app(app) else {
+            return (false, 0);
+        };
+        let executors: u32 = pods.executors_by_type.iter().map(|(_, n)| *n).sum();
+        let annotated = pods
+            .driver
+            .and_then(|id| snap.pod(id))
+            .and_then(|e| e.pod.annotation(MIN_EXECUTORS))
+            // A bad value is reported by driver admission; here it just means "no annotation".
+            .and_then(|v| parse_count(v).ok());
+        let min = annotated
+            .or_else(|| self.namespace_min_executors.get(&namespace).copied())
+            .unwrap_or(self.min_executors);
+        (executors > min, executors)
+    }
+}
+
+/// (class, priority, above minimum, application executors, start): see `sort_by_importance`.
+type SparkOrder = (u8, Reverse<i32>, bool, u32, i64);
+
+/// Reprieve order class: drivers first (losing one loses the application),
+/// executors Spark is retiring last (they are leaving anyway).
+fn spark_class(p: &Pod) -> u8 {
+    if p.is_driver() {
+        0
+    } else if p.is_executor() && p.labels.get_str(LABEL_SPARK_EXEC_INACTIVE) == Some("true") {
+        2
+    } else {
+        1
+    }
+}
+
+/// Upstream treats a pod without a start time as started now, i.e. last.
+pub(crate) fn start(p: &Pod) -> i64 {
+    p.started_ms.unwrap_or(i64::MAX)
+}
+
+/// The preemptor's requests that NodeResourcesFit checks: only resources it
+/// asks for (> 0), minus ignored extended resources; a pod slot always.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Need {
+    cpu: i64,
+    mem: i64,
+    eph: i64,
+    scalars: SmallVec<[(Sym, i64); 2]>,
+}
+
+impl Need {
+    pub fn of(pod: &Pod, ignored: &[String], ignored_groups: &[String]) -> Need {
+        let r = &pod.requests;
+        Need {
+            cpu: r.milli_cpu,
+            mem: r.memory,
+            eph: r.ephemeral_storage,
+            scalars: r
+                .scalars
+                .iter()
+                .filter(|(n, v)| {
+                    let name = n.as_str();
+                    let group = name.split_once('/').map(|(g, _)| g);
+                    *v > 0
+                        && !ignored.iter().any(|i| i == name)
+                        && !group.is_some_and(|g| ignored_groups.iter().any(|i| i == g))
+                })
+                .copied()
+                .collect(),
+        }
+    }
+}
+
+/// Free room on a node for the resources in a `Need`.
+#[derive(Debug, Clone)]
+pub(crate) struct Room {
+    cpu: i64,
+    mem: i64,
+    eph: i64,
+    pods: i64,
+    scalars: SmallVec<[i64; 2]>,
+}
+
+impl Room {
+    pub fn of_node(snap: &Snapshot, node: NodeIdx, need: &Need) -> Room {
+        let t = snap.nodes();
+        let i = node as usize;
+        Room {
+            cpu: t.alloc_cpu[i] - t.req_cpu[i],
+            mem: t.alloc_mem[i] - t.req_mem[i],
+            eph: t.alloc_eph[i] - t.req_eph[i],
+            pods: t.alloc_pods[i] - t.pod_count[i],
+            scalars: need
+                .scalars
+                .iter()
+                .map(|&(n, _)| t.node[i].allocatable.scalar(n) - t.req_scalar(node, n))
+                .collect(),
+        }
+    }
+
+    /// `sign` 1 frees a pod's requests, -1 takes them.
+    pub fn apply(&mut self, r: &Resources, need: &Need, sign: i64) {
+        self.cpu += sign * r.milli_cpu;
+        self.mem += sign * r.memory;
+        self.eph += sign * r.ephemeral_storage;
+        self.pods += sign;
+        for (slot, &(n, _)) in self.scalars.iter_mut().zip(&need.scalars) {
+            *slot += sign * r.scalar(n);
+        }
+    }
+
+    pub fn fits(&self, need: &Need) -> bool {
+        self.pods >= 1
+            && (need.cpu <= 0 || need.cpu <= self.cpu)
+            && (need.mem <= 0 || need.mem <= self.mem)
+            && (need.eph <= 0 || need.eph <= self.eph)
+            && self
+                .scalars
+                .iter()
+                .zip(&need.scalars)
+                .all(|(room, (_, v))| *v <= *room)
+    }
+
+    /// Upstream NodeResourcesFit reasons, in its order.
+    pub fn shortfalls(&self, need: &Need) -> SmallVec<[Reason; 1]> {
+        let mut out: SmallVec<[Reason; 1]> = SmallVec::new();
+        if self.pods < 1 {
+            out.push("Too many pods".into());
+        }
+        if need.cpu > 0 && need.cpu > self.cpu {
+            out.push("Insufficient cpu".into());
+        }
+        if need.mem > 0 && need.mem > self.mem {
+            out.push("Insufficient memory".into());
+        }
+        if need.eph > 0 && need.eph > self.eph {
+            out.push("Insufficient ephemeral-storage".into());
+        }
+        for (room, (n, v)) in self.scalars.iter().zip(&need.scalars) {
+            if v > room {
+                out.push(format!("Insufficient {n}").into());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::capacity::CapacityRules;
+    use crate::testkit::*;
+
+    #[test]
+    fn spark_eligibility_table() {
+        let off = VictimPolicy::Spark(SparkPolicy::default());
+        let on = VictimPolicy::Spark(SparkPolicy {
+            executors_may_preempt_drivers: true,
+            ..Default::default()
+        });
+        let exec_hi = pod("e", 1, 1).executor("a").priority(10).build();
+        let drv_hi = pod("d", 1, 1).driver("a").priority(10).build();
+        let drv_lo = pod("d2", 1, 1).driver("b").priority(1).build();
+        let own_drv_lo = pod("d3", 1, 1).driver("a").priority(1).build();
+        let exec_lo = pod("e2", 1, 1).executor("b").priority(1).build();
+        let eq = pod("e3", 1, 1).executor("b").priority(10).build();
+        let cases = [
+            (&off, &exec_hi, &drv_lo, false),
+            (&on, &exec_hi, &drv_lo, true),
+            (&on, &exec_hi, &own_drv_lo, false),
+            (&off, &drv_hi, &drv_lo, true),
+            (&off, &exec_hi, &exec_lo, true),
+            (&off, &drv_hi, &eq, false),
+            (&VictimPolicy::Upstream, &exec_hi, &drv_lo, true),
+            (&VictimPolicy::Upstream, &exec_hi, &eq, false),
+        ];
+        for (i, (pol, pre, vic, want)) in cases.into_iter().enumerate() {
+            assert_eq!(pol.may_preempt(pre, vic), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn spark_reprieve_order() {
+        let mut snap = Snapshot::new(CapacityRules::default());
+        snap.upsert_node(node("n", 100_000, 100 * GI).build());
+        let place = |s: &mut Snapshot, p: Arc<Pod>| s.upsert_pod(p).unwrap();
+        // App "big" has 3 executors and min 1: spare. App "small" has 1 executor, min 2.
+        place(
+            &mut snap,
+            pod("big-d", 1, 1)
+                .driver("big")
+                .annotation(MIN_EXECUTORS, "1")
+                .on("n")
+                .arc(),
+        );
+        for i in 0..3 {
+            place(
+                &mut snap,
+                pod(&format!("big-{i}"), 1, 1).executor("big").on("n").arc(),
+            );
+        }
+        place(
+            &mut snap,
+            pod("small-d", 1, 1)
+                .driver("small")
+                .annotation(MIN_EXECUTORS, "2")
+                .on("n")
+                .arc(),
+        );
+        place(
+            &mut snap,
+            pod("small-0", 1, 1).executor("small").on("n").arc(),
+        );
+        let inactive = pod("idle", 1, 1)
+            .executor("small")
+            .label(LABEL_SPARK_EXEC_INACTIVE, "true")
+            .on("n")
+            .arc();
+        let mut pods: Vec<(Arc<Pod>, bool)> = vec![
+            (inactive, false),
+            (
+                snap.pod_by_key(&crate::model::PodKey::new("default", "big-0"))
+                    .unwrap()
+                    .pod
+                    .clone(),
+                false,
+            ),
+            (
+                snap.pod_by_key(&crate::model::PodKey::new("default", "small-0"))
+                    .unwrap()
+                    .pod
+                    .clone(),
+                false,
+            ),
+            (
+                snap.pod_by_key(&crate::model::PodKey::new("default", "small-d"))
+                    .unwrap()
+                    .pod
+                    .clone(),
+                false,
+            ),
+            (pod("plain", 1, 1).priority(-5).arc(), false),
+        ];
+        VictimPolicy::Spark(SparkPolicy::default()).sort_by_importance(&snap, &mut pods);
+        let names: Vec<&str> = pods.iter().map(|(p, _)| p.key.name.as_str()).collect();
+        // Driver first; then by priority; at equal priority small's within-minimum
+        // executor before big's spare one; the retiring executor last.
+        assert_eq!(names, ["small-d", "small-0", "big-0", "plain", "idle"]);
+    }
+
+    #[test]
+    fn room_checks_only_requested_resources() {
+        let mut snap = Snapshot::new(CapacityRules::default());
+        let n = snap.upsert_node(node("n", 1000, GI).pods(2).build());
+        snap.upsert_pod(pod("a", 900, 0).on("n").arc()).unwrap();
+        let cpu_only = Need::of(&pod("p", 200, 0).build(), &[], &[]);
+        let mem_only = Need::of(&pod("p", 0, GI).build(), &[], &[]);
+        let room = Room::of_node(&snap, n, &cpu_only);
+        assert!(!room.fits(&cpu_only));
+        assert_eq!(room.shortfalls(&cpu_only).as_slice(), ["Insufficient cpu"]);
+        assert!(Room::of_node(&snap, n, &mem_only).fits(&mem_only));
+        snap.upsert_pod(pod("b", 0, 0).on("n").arc()).unwrap();
+        let room = Room::of_node(&snap, n, &mem_only);
+        assert_eq!(room.shortfalls(&mem_only).as_slice(), ["Too many pods"]);
+        let gpu = Need::of(
+            &pod("g", 0, 0).scalar("nvidia.com/gpu", 1).build(),
+            &[],
+            &[],
+        );
+        assert_eq!(
+            Room::of_node(&snap, n, &gpu).shortfalls(&gpu).as_slice(),
+            ["Too many pods", "Insufficient nvidia.com/gpu"]
+        );
+        let ignored = Need::of(
+            &pod("g", 0, 0).scalar("nvidia.com/gpu", 1).build(),
+            &[],
+            &["nvidia.com".into()],
+        );
+        assert!(ignored.scalars.is_empty());
+    }
+}
