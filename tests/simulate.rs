@@ -264,3 +264,28 @@ fn errors_name_the_problem() {
     let e = simulate(&t, &Config::default(), &policies(&["spark-fleet"]), &bad).unwrap_err();
     assert!(matches!(e, SimError::Options(_)), "{e}");
 }
+
+/// A priority-1000 pod preempts the priority-0 pod filling the only node. The victim leaves
+/// after the 10 s grace period (the preemptor binds then), is recreated as its controller
+/// would, and runs again once the preemptor finishes 20 s later.
+#[test]
+fn preemption_evicts_after_the_grace_period_and_the_victim_comes_back() {
+    let t = trace(&[
+        &node("n1", "on-demand", "4", 1.0),
+        r#"{"t":0,"type":"pod_submit","name":"batch","namespace":"b","requests":{"cpu":"4","memory":"1Gi"},"duration_seconds":1000}"#,
+        r#"{"t":5,"type":"pod_submit","name":"urgent","namespace":"u","requests":{"cpu":"2","memory":"1Gi"},"priority":1000,"duration_seconds":20}"#,
+    ]);
+    let opts = SimOptions {
+        preemption_grace_seconds: (10.0, 10.0),
+        ..quiet()
+    };
+    let report = simulate(&t, &Config::default(), &policies(&["kube-default"]), &opts).unwrap();
+    let r = &report.policies["kube-default"];
+    assert_eq!(r.preemptions, 1);
+    assert_eq!(r.plain_pods_lost, 1);
+    assert_eq!(r.pods_submitted, 3);
+    assert_eq!(r.pods_bound, 3);
+    // urgent waited 5→15; the recreated batch pod waited 15→35.
+    assert_eq!(r.pending_seconds.max, 20.0);
+    assert_eq!(r.end_seconds, 1035.0);
+}
