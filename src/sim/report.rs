@@ -335,7 +335,8 @@ impl SimReport {
             ),
             ("decisions", Box::new(|p| p.decisions.to_string())),
         ];
-        let timing_rows: Vec<(&str, Box<dyn Fn(&Timing) -> String>)> = vec![
+        type TimingRow<'a> = (&'a str, Box<dyn Fn(&Timing) -> String + 'a>);
+        let timing_rows: Vec<TimingRow> = vec![
             (
                 "wall seconds",
                 Box::new(|t| format!("{:.2}", t.wall_seconds)),
