@@ -209,6 +209,16 @@ fn drivers_on_spot_are_lost_where_spark_fleet_keeps_them_on_demand() {
     assert_eq!(r.driver_losses, 1);
     assert_eq!(r.app_resubmissions, 1);
     assert_eq!(r.apps_completed, 1, "the resubmitted attempt completes");
+
+    let no_retry = SimOptions {
+        app_resubmissions: 0,
+        ..quiet()
+    };
+    let failed = simulate(&t, &any, &names, &no_retry).unwrap();
+    let r = &failed.policies["spark-fleet"];
+    assert_eq!(r.driver_losses, 1);
+    assert_eq!((r.apps_failed, r.apps_completed), (1, 0));
+    assert_eq!(r.executors_failed_with_driver, 1);
 }
 
 #[test]

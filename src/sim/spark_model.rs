@@ -347,7 +347,14 @@ impl ShareTracker {
             (Some(s), Some(t)) => Some((s, (s - t).abs())),
             _ => None,
         };
-        if self.series.last().map(|x| x.1) != Some(share) {
+        // Several changes at one instant (executors starting together) chart as one point.
+        if let Some(last) = self.series.last_mut().filter(|l| l.0 == now_ms) {
+            last.1 = share;
+            let n = self.series.len();
+            if n >= 2 && self.series[n - 2].1 == share {
+                self.series.pop();
+            }
+        } else if self.series.last().map(|x| x.1) != Some(share) {
             self.series.push((now_ms, share));
         }
     }
@@ -415,6 +422,11 @@ mod tests {
         a.executor_finished(2, 40_000);
         a.finish_share(100_000); // no executors: no weight
         assert_eq!(a.share.weight_seconds, 40.0);
+        // One chart point per instant: the two finishes at 40 s leave a single "no executors".
+        assert_eq!(
+            a.share.series,
+            vec![(0, Some(1.0)), (10_000, Some(0.5)), (40_000, None)]
+        );
         assert_eq!(a.share.weighted_error / a.share.weight_seconds, 5.0 / 40.0);
     }
 
