@@ -1,0 +1,1242 @@
+//! The discrete-event loop: one run of a trace under one policy.
+//!
+//! Time is virtual (a [`ManualClock`] the queue reads); nothing sleeps. At each instant the
+//! engine applies the trace events due, then its own events due (bind confirmations, pod and
+//! application completions, preemption victims leaving, spot terminations, autoscaler nodes),
+//! tells the queue what changed, and runs scheduling cycles until the active queue is empty.
+//! It then jumps to the next instant: the next trace or engine event, the next backoff expiry,
+//! or the next leftover flush of the unschedulable pool.
+
+use super::cluster_model::{self, NodeRecord};
+use super::report::{AppShareSeries, RunResult, Sample};
+use super::spark_model::{App, AppPhase, AppSpec};
+use super::trace::{Event, PodSubmit, Trace};
+use super::{SimError, SimOptions};
+use crate::config::Config;
+use crate::framework::{schedule, CycleOptions, Nomination, Profile};
+use crate::model::capacity::{ON_DEMAND, SPOT};
+use crate::model::{NodeSelectorTerm, Pod, PodKey, Sym};
+use crate::queue::{plugin, ClusterEvent, ManualClock, QueueConfig, SchedulingQueue};
+use crate::snapshot::{NodeIdx, Snapshot};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn secs_to_ms(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+/// Whether placing `pod` on `node` falls back from its capacity mix's target type
+/// (CapacityMix's own check, asked before the pod is assumed).
+fn capacity_fallback(config: &Config, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> bool {
+    crate::plugins::capacity_fallback(config, pod, snap, node).is_some()
+}
+
+#[derive(Debug, Clone)]
+enum SimEvent {
+    BindConfirm {
+        key: PodKey,
+        uid: String,
+    },
+    PodFinish {
+        key: PodKey,
+        uid: String,
+    },
+    AppCheck {
+        app: usize,
+        epoch: u64,
+    },
+    VictimDelete {
+        key: PodKey,
+        uid: String,
+    },
+    NodeTerminate {
+        name: Sym,
+    },
+    NodeReady {
+        node: Box<crate::model::Node>,
+        price: f64,
+    },
+    Consolidate {
+        name: Sym,
+        since_ms: u64,
+    },
+    AutoscalerTick,
+}
+
+struct Timed {
+    at: u64,
+    seq: u64,
+    ev: SimEvent,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Timed {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Owner {
+    Plain {
+        duration_ms: Option<u64>,
+        /// The pod as submitted, to recreate it after it is lost (as its controller would).
+        template: Arc<Pod>,
+        incarnation: u32,
+    },
+    Driver {
+        app: usize,
+    },
+    Executor {
+        app: usize,
+        n: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    /// Assumed on a node; the binding is in flight.
+    Binding,
+    Running,
+    /// Preempted: leaving its node after the grace period.
+    Terminating,
+}
+
+#[derive(Debug, Clone)]
+struct PodState {
+    pod: Arc<Pod>,
+    owner: Owner,
+    submitted_ms: u64,
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// Finished its work (plain pod done, application completed).
+    Finished,
+    /// Its node went away.
+    Lost,
+    Preempted,
+    /// Its driver was lost, taking the executors with it.
+    DriverGone,
+}
+
+/// Counters and time integrals of one run.
+#[derive(Debug, Default)]
+struct Metrics {
+    pods_submitted: u64,
+    pods_bound: u64,
+    apps_submitted: u64,
+    apps_completed: u64,
+    apps_failed: u64,
+    app_resubmissions: u64,
+    driver_losses: u64,
+    executor_losses: u64,
+    executors_failed_with_driver: u64,
+    plain_pods_lost: u64,
+    preemptions: u64,
+    capacity_fallbacks: u64,
+    decisions: u64,
+    nodes_provisioned: u64,
+    nodes_consolidated: u64,
+    pending_seconds: Vec<f64>,
+    completion_seconds: Vec<f64>,
+    latencies_us: Vec<f64>,
+    node_hours: BTreeMap<String, f64>,
+    cost: BTreeMap<String, f64>,
+    cpu_util_integral: f64,
+    cpu_util_seconds: f64,
+}
+
+struct Autoscaler {
+    opts: super::AutoscalerOptions,
+    shapes: BTreeMap<String, crate::model::Resources>,
+    tick_pending: bool,
+    /// Something changed since the last tick that may make a new one useful.
+    dirty: bool,
+    in_flight: u32,
+    seq: u32,
+    /// Pods capacity was asked for, until when (they are not counted again before).
+    covered: HashMap<PodKey, u64>,
+    /// How often each pod has asked: a pod no new node helps stops asking after a few tries.
+    asks: HashMap<PodKey, u32>,
+    zones: Vec<Sym>,
+}
+
+const MAX_ASKS_PER_POD: u32 = 3;
+
+struct Engine<'a> {
+    config: &'a Config,
+    profile: &'a Profile,
+    opts: &'a SimOptions,
+    clock: ManualClock,
+    queue: SchedulingQueue,
+    snap: Snapshot,
+    now: u64,
+    heap: BinaryHeap<Reverse<Timed>>,
+    seq: u64,
+    pods: HashMap<PodKey, PodState>,
+    apps: Vec<App>,
+    nodes: HashMap<Sym, NodeRecord>,
+    /// Live nodes and their summed price per capacity type.
+    fleet: BTreeMap<String, (u32, f64)>,
+    alloc_cpu: i64,
+    placed_cpu: i64,
+    cluster_events: Vec<ClusterEvent>,
+    rng: ChaCha8Rng,
+    m: Metrics,
+    samples: Vec<Sample>,
+    autoscaler: Option<Autoscaler>,
+    bind_latency_ms: u64,
+}
+
+/// Runs `trace` under `profile`.
+pub(crate) fn run(
+    trace: &Trace,
+    config: &Config,
+    profile: &Profile,
+    opts: &SimOptions,
+    policy: &str,
+) -> Result<RunResult, SimError> {
+    let clock = ManualClock::new(0);
+    let qc = QueueConfig {
+        initial_backoff_ms: secs_to_ms(config.queue.initial_backoff_seconds),
+        max_backoff_ms: secs_to_ms(config.queue.max_backoff_seconds),
+        unschedulable_flush_ms: secs_to_ms(config.queue.unschedulable_flush_seconds),
+    };
+    let queue = SchedulingQueue::new(qc, Arc::new(clock.clone()))?;
+    let autoscaler = opts.autoscaler.as_ref().map(|a| Autoscaler {
+        shapes: a.resolved_shapes(),
+        opts: a.clone(),
+        tick_pending: false,
+        dirty: false,
+        in_flight: 0,
+        seq: 0,
+        covered: HashMap::new(),
+        asks: HashMap::new(),
+        zones: Vec::new(),
+    });
+    let mut e = Engine {
+        config,
+        profile,
+        opts,
+        clock,
+        queue,
+        snap: Snapshot::new(config.capacity_types.clone()),
+        now: 0,
+        heap: BinaryHeap::new(),
+        seq: 0,
+        pods: HashMap::new(),
+        apps: Vec::new(),
+        nodes: HashMap::new(),
+        fleet: BTreeMap::new(),
+        alloc_cpu: 0,
+        placed_cpu: 0,
+        cluster_events: Vec::new(),
+        rng: ChaCha8Rng::seed_from_u64(opts.seed),
+        m: Metrics::default(),
+        samples: Vec::new(),
+        autoscaler,
+        bind_latency_ms: secs_to_ms(opts.bind_latency_seconds),
+    };
+    if let Some(a) = e.autoscaler.as_mut() {
+        let mut zones: Vec<Sym> = trace
+            .events
+            .iter()
+            .filter_map(|ev| match &ev.event {
+                Event::NodeAdd(n) => n.labels.get(crate::model::LABEL_ZONE).map(|z| Sym::new(z)),
+                _ => None,
+            })
+            .collect();
+        zones.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        zones.dedup();
+        a.zones = zones;
+    }
+    let progress = progress_bar(opts.progress, trace.events.len() as u64, policy);
+    e.run_loop(trace, progress.as_ref())?;
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    Ok(e.finish(policy))
+}
+
+fn progress_bar(wanted: bool, len: u64, policy: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:40}] {pos}/{len} events {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(policy.to_owned());
+    Some(bar)
+}
+
+impl Engine<'_> {
+    fn run_loop(
+        &mut self,
+        trace: &Trace,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<(), SimError> {
+        let events = &trace.events;
+        let mut i = 0usize;
+        loop {
+            // Stale engine events (superseded completion estimates, pods already gone) must
+            // not keep the clock running after the last real change.
+            while self
+                .heap
+                .peek()
+                .is_some_and(|Reverse(t)| !self.is_live(&t.ev))
+            {
+                self.heap.pop();
+            }
+            let next_trace = events.get(i).map(|e| secs_to_ms(e.t));
+            let next_own = self.heap.peek().map(|Reverse(t)| t.at);
+            let more_work = next_trace.is_some() || next_own.is_some();
+            let mut next = min_opt(next_trace, next_own);
+            next = min_opt(next, self.queue.next_backoff_expiry_ms());
+            if more_work {
+                // Unschedulable pods are retried on the leftover flush only while the cluster
+                // can still change; after the last event no retry can succeed.
+                next = min_opt(next, self.queue.next_leftover_flush_ms());
+            }
+            let Some(t) = next else { break };
+            self.advance_to(t.max(self.now));
+            while i < events.len() && secs_to_ms(events[i].t) <= self.now {
+                self.apply_trace(&events[i].event)?;
+                i += 1;
+            }
+            while self.heap.peek().is_some_and(|Reverse(t)| t.at <= self.now) {
+                if let Some(Reverse(t)) = self.heap.pop() {
+                    self.apply(t.ev)?;
+                }
+            }
+            self.schedule_round()?;
+            self.sample();
+            if let Some(p) = progress {
+                p.set_position(i as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether applying `ev` would still change anything.
+    fn is_live(&self, ev: &SimEvent) -> bool {
+        let pod_is = |key: &PodKey, uid: &str, phase: Option<Phase>| {
+            self.pods
+                .get(key)
+                .is_some_and(|st| st.pod.uid == uid && phase.is_none_or(|p| st.phase == p))
+        };
+        match ev {
+            SimEvent::BindConfirm { key, uid } => pod_is(key, uid, Some(Phase::Binding)),
+            SimEvent::PodFinish { key, uid } => pod_is(key, uid, None),
+            SimEvent::VictimDelete { key, uid } => pod_is(key, uid, Some(Phase::Terminating)),
+            SimEvent::AppCheck { app, epoch } => self
+                .apps
+                .get(*app)
+                .is_some_and(|a| a.epoch == *epoch && a.phase == AppPhase::Running),
+            SimEvent::NodeTerminate { name } => self.snap.nodes().get(*name).is_some(),
+            SimEvent::Consolidate { name, since_ms } => self
+                .nodes
+                .get(name)
+                .is_some_and(|r| r.empty_since_ms == Some(*since_ms)),
+            SimEvent::NodeReady { .. } | SimEvent::AutoscalerTick => true,
+        }
+    }
+
+    fn push(&mut self, at: u64, ev: SimEvent) {
+        self.seq += 1;
+        self.heap.push(Reverse(Timed {
+            at,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn emit(&mut self, e: ClusterEvent) {
+        if !self.cluster_events.contains(&e) {
+            self.cluster_events.push(e);
+        }
+    }
+
+    fn deliver_events(&mut self) {
+        for e in std::mem::take(&mut self.cluster_events) {
+            self.queue.on_event(&e);
+        }
+    }
+
+    /// Moves virtual time to `t`, integrating node-hours, cost and utilization.
+    fn advance_to(&mut self, t: u64) {
+        let dt_s = t.saturating_sub(self.now) as f64 / 1000.0;
+        if dt_s > 0.0 {
+            let hours = dt_s / 3600.0;
+            for (ty, (count, price)) in &self.fleet {
+                *self.m.node_hours.entry(ty.clone()).or_default() += *count as f64 * hours;
+                *self.m.cost.entry(ty.clone()).or_default() += price * hours;
+            }
+            if self.alloc_cpu > 0 {
+                self.m.cpu_util_integral += self.placed_cpu as f64 / self.alloc_cpu as f64 * dt_s;
+                self.m.cpu_util_seconds += dt_s;
+            }
+        }
+        self.now = t.max(self.now);
+        self.clock.set(self.now);
+    }
+
+    fn sample(&mut self) {
+        let nodes: BTreeMap<String, u32> =
+            self.fleet.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+        let pending = self.queue.len();
+        if let Some(last) = self.samples.last() {
+            if last.nodes == nodes && last.pending == pending {
+                return;
+            }
+        }
+        self.samples.push(Sample {
+            t: self.now as f64 / 1000.0,
+            nodes,
+            cost: self.m.cost.clone(),
+            pending,
+        });
+    }
+
+    // ---- trace events --------------------------------------------------------------
+
+    fn apply_trace(&mut self, ev: &Event) -> Result<(), SimError> {
+        match ev {
+            Event::NodeAdd(n) => {
+                let node = n.to_node()?;
+                let ty = self.config.capacity_types.classify(&node.labels);
+                let price = cluster_model::node_price(
+                    n.price_per_hour,
+                    ty.as_str(),
+                    &node.allocatable,
+                    &self.opts.price_per_vcpu_hour,
+                    self.opts.default_price_per_vcpu_hour,
+                );
+                self.add_node(node, price, false);
+            }
+            Event::NodeRemove(r) => {
+                if let Some(name) = Sym::lookup(&r.name) {
+                    self.remove_node(name);
+                }
+            }
+            Event::SpotInterruption(s) => {
+                let Some(name) = Sym::lookup(&s.node) else {
+                    return Ok(());
+                };
+                let Some(idx) = self.snap.nodes().get(name) else {
+                    return Ok(());
+                };
+                let tainted =
+                    cluster_model::with_interruption_taint(&self.snap.nodes().node[idx as usize]);
+                self.snap.upsert_node(tainted);
+                if let Some(r) = self.nodes.get_mut(&name) {
+                    r.interrupted = true;
+                }
+                self.emit(ClusterEvent::NodeUpdated);
+                let at = self.now + secs_to_ms(s.notice_seconds);
+                self.push(at, SimEvent::NodeTerminate { name });
+            }
+            Event::AppSubmit(a) => {
+                let spec = Arc::new(AppSpec::from_trace(a, self.config)?);
+                let app = self.apps.len();
+                self.apps.push(App::new(spec, self.now));
+                self.m.apps_submitted += 1;
+                self.submit_driver(app);
+            }
+            Event::PodSubmit(p) => {
+                let pod = self.plain_pod(p)?;
+                let template = Arc::new(pod);
+                self.submit(
+                    (*template).clone(),
+                    Owner::Plain {
+                        duration_ms: p.duration_seconds.map(secs_to_ms),
+                        template,
+                        incarnation: 0,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn plain_pod(&self, p: &PodSubmit) -> Result<Pod, SimError> {
+        let mut name = p.name.clone();
+        let mut k = 1;
+        // Trace names may repeat (openb reuses none, but hand-written traces might); a second
+        // pod of the same name while the first exists gets a suffix so both are tracked.
+        while self.pods.contains_key(&PodKey::new(&p.namespace, &name)) {
+            k += 1;
+            name = format!("{}~{k}", p.name);
+        }
+        let mut pod = Pod::new(&p.namespace, &name, p.requests()?);
+        pod.labels = crate::model::Labels::from_pairs(
+            p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        pod.annotations = p
+            .annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with(crate::model::ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        pod.priority = p.priority;
+        pod.scheduler_name = p.scheduler_name.clone();
+        pod.tolerations = p.tolerations.iter().map(|t| t.to_toleration()).collect();
+        pod.node_selector = p
+            .node_selector
+            .iter()
+            .map(|(k, v)| (Sym::new(k), Sym::new(v)))
+            .collect();
+        let reqs = p.affinity_requirements()?;
+        if !reqs.is_empty() {
+            pod.node_affinity.required = Some(vec![NodeSelectorTerm {
+                match_expressions: reqs,
+                match_fields: Vec::new(),
+                valid: true,
+            }]);
+        }
+        pod.created_ms = self.now as i64;
+        pod.spark = crate::model::spark::identify(&pod.labels, &pod.uid, None);
+        Ok(pod)
+    }
+
+    // ---- nodes ---------------------------------------------------------------------
+
+    fn add_node(&mut self, node: crate::model::Node, price: f64, provisioned: bool) {
+        let name = node.name;
+        if self.snap.nodes().get(name).is_some() {
+            // A node_add for a node we have: an update. Keep its pods and accounting simple
+            // by removing the old one first.
+            self.remove_node(name);
+        }
+        let cpu = node.allocatable.milli_cpu;
+        let idx = self.snap.upsert_node(node);
+        let ty = self.snap.nodes().capacity_type[idx as usize];
+        let f = self.fleet.entry(ty.as_str().to_owned()).or_default();
+        f.0 += 1;
+        f.1 += price;
+        self.alloc_cpu += cpu;
+        self.nodes.insert(
+            name,
+            NodeRecord {
+                capacity_type: ty,
+                price_per_hour: price,
+                provisioned,
+                interrupted: false,
+                empty_since_ms: None,
+            },
+        );
+        if provisioned {
+            self.node_became_empty(name);
+        }
+        self.emit(ClusterEvent::NodeAdded);
+    }
+
+    fn remove_node(&mut self, name: Sym) {
+        let Some(idx) = self.snap.nodes().get(name) else {
+            return;
+        };
+        let mut keys: Vec<PodKey> = self.snap.pods_on(idx).map(|e| e.pod.key.clone()).collect();
+        keys.sort();
+        for k in keys {
+            self.remove_pod(&k, Cause::Lost);
+        }
+        let cpu = self.snap.nodes().alloc_cpu[idx as usize];
+        self.snap.remove_node(name);
+        self.alloc_cpu -= cpu;
+        if let Some(r) = self.nodes.remove(&name) {
+            if let Some(f) = self.fleet.get_mut(r.capacity_type.as_str()) {
+                f.0 = f.0.saturating_sub(1);
+                f.1 -= r.price_per_hour;
+                if f.0 == 0 {
+                    f.1 = 0.0;
+                }
+            }
+        }
+        self.emit(ClusterEvent::NodeRemoved);
+        if let Some(a) = self.autoscaler.as_mut() {
+            a.dirty = true;
+        }
+    }
+
+    fn node_became_empty(&mut self, name: Sym) {
+        let Some(delay) = self
+            .autoscaler
+            .as_ref()
+            .map(|a| secs_to_ms(a.opts.consolidation_delay_seconds))
+        else {
+            return;
+        };
+        let now = self.now;
+        let Some(r) = self.nodes.get_mut(&name) else {
+            return;
+        };
+        if !r.provisioned {
+            return;
+        }
+        r.empty_since_ms = Some(now);
+        self.push(
+            now + delay,
+            SimEvent::Consolidate {
+                name,
+                since_ms: now,
+            },
+        );
+    }
+
+    // ---- pods ----------------------------------------------------------------------
+
+    fn submit(&mut self, pod: Pod, owner: Owner) {
+        let pod = Arc::new(pod);
+        self.m.pods_submitted += 1;
+        self.pods.insert(
+            pod.key.clone(),
+            PodState {
+                pod: pod.clone(),
+                owner,
+                submitted_ms: self.now,
+                phase: Phase::Pending,
+            },
+        );
+        self.queue.add(pod);
+        if let Some(a) = self.autoscaler.as_mut() {
+            a.dirty = true;
+        }
+    }
+
+    fn submit_driver(&mut self, app: usize) {
+        let a = &self.apps[app];
+        let pod = a
+            .spec
+            .driver_pod(a.attempt, self.now, &self.config.scheduler_name);
+        self.submit(pod, Owner::Driver { app });
+    }
+
+    fn request_executors(&mut self, app: usize, count: u32) {
+        for _ in 0..count {
+            let a = &mut self.apps[app];
+            let n = a.next_executor;
+            a.next_executor += 1;
+            a.pending.insert(n);
+            let pod = a
+                .spec
+                .executor_pod(n, self.now, &self.config.scheduler_name);
+            self.submit(pod, Owner::Executor { app, n });
+        }
+    }
+
+    fn executor_key(&self, app: usize, n: u32) -> PodKey {
+        let s = &self.apps[app].spec;
+        PodKey::new(&s.namespace, &format!("{}-exec-{n}", s.id))
+    }
+
+    /// The scheduler chose `node` for `pod`: assume it, then bind (now or after the latency).
+    fn place(&mut self, pod: Arc<Pod>, node: NodeIdx) -> Result<(), SimError> {
+        if capacity_fallback(self.config, &pod, &self.snap, node) {
+            self.m.capacity_fallbacks += 1;
+        }
+        let node_name = self.snap.nodes().name[node as usize];
+        let mut bound = (*pod).clone();
+        bound.node_name = Some(node_name);
+        bound.started_ms = Some(self.now as i64);
+        let bound = Arc::new(bound);
+        self.snap
+            .assume(bound.clone(), node)
+            .map_err(|e| SimError::Options(format!("internal: assume failed: {e}")))?;
+        self.placed_cpu += bound.requests.milli_cpu;
+        if let Some(r) = self.nodes.get_mut(&node_name) {
+            r.empty_since_ms = None;
+        }
+        let key = bound.key.clone();
+        let uid = bound.uid.clone();
+        if let Some(st) = self.pods.get_mut(&key) {
+            st.pod = bound;
+            st.phase = Phase::Binding;
+        }
+        if let Some(a) = self.autoscaler.as_mut() {
+            a.covered.remove(&key);
+        }
+        if self.bind_latency_ms == 0 {
+            self.confirm_bind(&key, &uid);
+        } else {
+            let at = self.now + self.bind_latency_ms;
+            self.push(at, SimEvent::BindConfirm { key, uid });
+        }
+        Ok(())
+    }
+
+    fn confirm_bind(&mut self, key: &PodKey, uid: &str) {
+        let now = self.now;
+        let Some(st) = self.pods.get_mut(key) else {
+            return;
+        };
+        if st.phase != Phase::Binding || st.pod.uid != uid {
+            return;
+        }
+        st.phase = Phase::Running;
+        // Confirms the assumed pod, as the API server's bind does.
+        if self.snap.upsert_pod(st.pod.clone()).is_err() {
+            return;
+        }
+        self.m.pods_bound += 1;
+        self.m
+            .pending_seconds
+            .push(now.saturating_sub(st.submitted_ms) as f64 / 1000.0);
+        let owner = st.owner.clone();
+        let node = st.pod.node_name;
+        match owner {
+            Owner::Plain {
+                duration_ms: Some(d),
+                ..
+            } => {
+                let (key, uid) = (key.clone(), uid.to_owned());
+                self.push(now + d, SimEvent::PodFinish { key, uid });
+            }
+            Owner::Plain { .. } => {}
+            Owner::Driver { app } => {
+                let a = &mut self.apps[app];
+                a.advance(now);
+                a.driver_running = true;
+                a.phase = AppPhase::Running;
+                let n = a.spec.executors;
+                self.request_executors(app, n);
+                self.reschedule_check(app);
+            }
+            Owner::Executor { app, n } => {
+                let spot = node
+                    .and_then(|name| self.nodes.get(&name))
+                    .is_some_and(|r| r.capacity_type.as_str() == SPOT);
+                let a = &mut self.apps[app];
+                a.advance(now);
+                a.executor_started(n, now, spot);
+                let sym = Sym::new(&a.spec.id);
+                self.emit(ClusterEvent::AppExecutorsChanged { app: sym });
+                self.reschedule_check(app);
+            }
+        }
+    }
+
+    fn reschedule_check(&mut self, app: usize) {
+        let a = &mut self.apps[app];
+        a.epoch += 1;
+        let epoch = a.epoch;
+        if let Some(at) = a.completion_ms(self.now) {
+            self.push(at, SimEvent::AppCheck { app, epoch });
+        }
+    }
+
+    /// Takes a pod out of the simulation, with the consequences of `cause`.
+    fn remove_pod(&mut self, key: &PodKey, cause: Cause) {
+        let Some(st) = self.pods.remove(key) else {
+            return;
+        };
+        let now = self.now;
+        let placed = st.phase != Phase::Pending;
+        if placed {
+            self.snap.remove_pod(key);
+            self.placed_cpu -= st.pod.requests.milli_cpu;
+            let app = st.pod.spark.as_ref().map(|s| s.app);
+            self.emit(ClusterEvent::PodDeleted { app });
+            if let Some(node) = st.pod.node_name {
+                if let Some(idx) = self.snap.nodes().get(node) {
+                    if self.snap.nodes().pod_count[idx as usize] == 0 {
+                        self.node_became_empty(node);
+                    }
+                }
+            }
+        } else {
+            self.queue.delete(key);
+            self.snap.clear_nomination(key);
+        }
+        if let Some(a) = self.autoscaler.as_mut() {
+            a.covered.remove(key);
+        }
+        let lost = matches!(cause, Cause::Lost | Cause::Preempted);
+        match st.owner {
+            Owner::Plain {
+                duration_ms,
+                template,
+                incarnation,
+            } => {
+                if lost {
+                    // A plain pod is recreated by its controller and starts over.
+                    self.m.plain_pods_lost += 1;
+                    let mut pod = (*template).clone();
+                    pod.uid = format!("{}#{}", template.uid, incarnation + 1);
+                    pod.created_ms = now as i64;
+                    self.submit(
+                        pod,
+                        Owner::Plain {
+                            duration_ms,
+                            template,
+                            incarnation: incarnation + 1,
+                        },
+                    );
+                }
+            }
+            Owner::Executor { app, n } => {
+                let a = &mut self.apps[app];
+                a.advance(now);
+                let was_running = a.running.contains_key(&n);
+                match cause {
+                    Cause::Lost | Cause::Preempted => {
+                        a.executor_lost(n, now);
+                        if placed {
+                            self.m.executor_losses += 1;
+                        }
+                        if a.phase == AppPhase::Running {
+                            self.request_executors(app, 1);
+                        }
+                    }
+                    Cause::DriverGone => {
+                        a.executor_finished(n, now);
+                        if placed {
+                            self.m.executors_failed_with_driver += 1;
+                        }
+                    }
+                    Cause::Finished => a.executor_finished(n, now),
+                }
+                if was_running {
+                    let sym = Sym::new(&self.apps[app].spec.id);
+                    self.emit(ClusterEvent::AppExecutorsChanged { app: sym });
+                }
+                if self.apps[app].phase == AppPhase::Running {
+                    self.reschedule_check(app);
+                }
+            }
+            Owner::Driver { app } => {
+                if lost {
+                    self.m.driver_losses += 1;
+                    self.fail_attempt(app);
+                }
+            }
+        }
+    }
+
+    fn app_executor_keys(&self, app: usize) -> Vec<PodKey> {
+        let a = &self.apps[app];
+        a.running
+            .keys()
+            .chain(a.pending.iter())
+            .map(|&n| self.executor_key(app, n))
+            .collect()
+    }
+
+    /// The driver is gone: the attempt fails with its executors; resubmit or give up.
+    fn fail_attempt(&mut self, app: usize) {
+        let now = self.now;
+        self.apps[app].advance(now);
+        self.apps[app].phase = AppPhase::Failed;
+        for k in self.app_executor_keys(app) {
+            self.remove_pod(&k, Cause::DriverGone);
+        }
+        if self.apps[app].attempt < self.opts.app_resubmissions {
+            self.m.app_resubmissions += 1;
+            self.apps[app].restart(now);
+            self.submit_driver(app);
+        } else {
+            self.apps[app].epoch += 1;
+            self.apps[app].finish_share(now);
+            self.m.apps_failed += 1;
+        }
+    }
+
+    fn complete_app(&mut self, app: usize) {
+        let now = self.now;
+        let a = &mut self.apps[app];
+        a.advance(now);
+        a.phase = AppPhase::Completed;
+        a.completed_ms = Some(now);
+        a.epoch += 1;
+        self.m.apps_completed += 1;
+        self.m
+            .completion_seconds
+            .push(now.saturating_sub(a.submitted_ms) as f64 / 1000.0);
+        for k in self.app_executor_keys(app) {
+            self.remove_pod(&k, Cause::Finished);
+        }
+        let s = &self.apps[app].spec;
+        let driver = PodKey::new(&s.namespace, &format!("{}-driver", s.id));
+        self.remove_pod(&driver, Cause::Finished);
+        self.apps[app].finish_share(now);
+    }
+
+    // ---- engine events -------------------------------------------------------------
+
+    fn apply(&mut self, ev: SimEvent) -> Result<(), SimError> {
+        match ev {
+            SimEvent::BindConfirm { key, uid } => self.confirm_bind(&key, &uid),
+            SimEvent::PodFinish { key, uid } => {
+                if self.pods.get(&key).is_some_and(|st| st.pod.uid == uid) {
+                    self.remove_pod(&key, Cause::Finished);
+                }
+            }
+            SimEvent::VictimDelete { key, uid } => {
+                let leaving = self
+                    .pods
+                    .get(&key)
+                    .is_some_and(|st| st.pod.uid == uid && st.phase == Phase::Terminating);
+                if leaving {
+                    self.remove_pod(&key, Cause::Preempted);
+                }
+            }
+            SimEvent::AppCheck { app, epoch } => {
+                let now = self.now;
+                let a = &mut self.apps[app];
+                if a.epoch == epoch && a.phase == AppPhase::Running {
+                    a.advance(now);
+                    if a.is_done() {
+                        self.complete_app(app);
+                    } else {
+                        self.reschedule_check(app);
+                    }
+                }
+            }
+            SimEvent::NodeTerminate { name } => self.remove_node(name),
+            SimEvent::NodeReady { node, price } => {
+                if let Some(a) = self.autoscaler.as_mut() {
+                    a.in_flight = a.in_flight.saturating_sub(1);
+                }
+                self.m.nodes_provisioned += 1;
+                self.add_node(*node, price, true);
+            }
+            SimEvent::Consolidate { name, since_ms } => {
+                let still_empty = self
+                    .nodes
+                    .get(&name)
+                    .is_some_and(|r| r.empty_since_ms == Some(since_ms));
+                if still_empty {
+                    self.m.nodes_consolidated += 1;
+                    self.remove_node(name);
+                }
+            }
+            SimEvent::AutoscalerTick => self.autoscale(),
+        }
+        Ok(())
+    }
+
+    // ---- scheduling ----------------------------------------------------------------
+
+    fn schedule_round(&mut self) -> Result<(), SimError> {
+        self.deliver_events();
+        self.queue.flush();
+        let opts = CycleOptions {
+            detail: false,
+            post_filter: true,
+        };
+        while let Some(qp) = self.queue.pop() {
+            let pod = qp.pod.clone();
+            let started = Instant::now();
+            let d = schedule(self.profile, &pod, &mut self.snap, opts);
+            self.m
+                .latencies_us
+                .push(started.elapsed().as_secs_f64() * 1e6);
+            self.m.decisions += 1;
+            match d.node {
+                Some(node) => {
+                    self.queue.done(&pod.key);
+                    self.place(pod, node)?;
+                }
+                None => {
+                    if let Some(nom) = d.post_filter.as_ref().and_then(|r| r.nomination.as_ref()) {
+                        self.preempt(&pod, nom);
+                    }
+                    self.queue.requeue_unschedulable(qp, d.rejected_by())?;
+                }
+            }
+            self.deliver_events();
+        }
+        if let Some(a) = self.autoscaler.as_mut() {
+            if a.dirty && !a.tick_pending && self.queue.pending_counts().unschedulable > 0 {
+                a.dirty = false;
+                a.tick_pending = true;
+                let at = self.now + secs_to_ms(a.opts.batch_window_seconds);
+                self.push(at, SimEvent::AutoscalerTick);
+            }
+        }
+        Ok(())
+    }
+
+    fn preempt(&mut self, pod: &Arc<Pod>, nom: &Nomination) {
+        self.snap.nominate(pod.clone(), nom.node);
+        let (lo, hi) = self.opts.preemption_grace_seconds;
+        for v in &nom.victims {
+            let Some(st) = self.pods.get_mut(&v.key) else {
+                continue;
+            };
+            if !matches!(st.phase, Phase::Binding | Phase::Running) {
+                continue;
+            }
+            self.m.preemptions += 1;
+            let mut leaving = (*st.pod).clone();
+            leaving.terminating = true;
+            let leaving = Arc::new(leaving);
+            st.pod = leaving.clone();
+            st.phase = Phase::Terminating;
+            let uid = leaving.uid.clone();
+            let app = leaving.spark.as_ref().map(|s| s.app);
+            let executor = leaving.is_executor();
+            // Still on its node until it leaves; now marked terminating.
+            let _ = self.snap.upsert_pod(leaving);
+            if let (Some(app), true) = (app, executor) {
+                self.emit(ClusterEvent::AppExecutorsChanged { app });
+            }
+            let grace = if hi > lo {
+                self.rng.random_range(lo..=hi)
+            } else {
+                lo
+            };
+            let at = self.now + secs_to_ms(grace);
+            self.push(
+                at,
+                SimEvent::VictimDelete {
+                    key: v.key.clone(),
+                    uid,
+                },
+            );
+        }
+    }
+
+    // ---- autoscaler ----------------------------------------------------------------
+
+    /// The capacity type a pending pod asks the autoscaler for.
+    fn wanted_type(&self, pod: &Pod) -> String {
+        let Some(sp) = pod.spark.as_ref() else {
+            return ON_DEMAND.to_owned();
+        };
+        if pod.is_driver() {
+            return ON_DEMAND.to_owned();
+        }
+        let app = self
+            .apps
+            .iter()
+            .rev()
+            .find(|a| a.spec.id == sp.app.as_str());
+        match app.and_then(|a| a.spec.target_spot_share.map(|t| (a, t))) {
+            None => SPOT.to_owned(),
+            Some((a, target)) => {
+                let n = a.running.len() as f64;
+                let spot = a.running.values().filter(|e| e.spot).count() as f64;
+                // The type whose share would fall furthest short with one more executor.
+                if spot < target * (n + 1.0) {
+                    SPOT.to_owned()
+                } else {
+                    ON_DEMAND.to_owned()
+                }
+            }
+        }
+    }
+
+    fn autoscale(&mut self) {
+        let now = self.now;
+        let Some(a) = self.autoscaler.as_ref() else {
+            return;
+        };
+        let window = secs_to_ms(a.opts.batch_window_seconds);
+        let delay = secs_to_ms(a.opts.provision_delay_seconds);
+        let mut eligible: Vec<Arc<Pod>> = Vec::new();
+        let mut next_tick: Option<u64> = None;
+        for qp in self.queue.unschedulable_pods() {
+            if !qp.rejected_by.contains(&plugin::NODE_RESOURCES_FIT) {
+                continue;
+            }
+            if a.asks.get(qp.key()).copied().unwrap_or(0) >= MAX_ASKS_PER_POD {
+                continue;
+            }
+            let ready_at = qp.first_enqueued_ms.saturating_add(window);
+            let covered_until = a.covered.get(qp.key()).copied().unwrap_or(0);
+            let at = ready_at.max(covered_until);
+            if at <= now {
+                eligible.push(qp.pod.clone());
+            } else {
+                next_tick = min_opt(next_tick, Some(at));
+            }
+        }
+        eligible.sort_by(|x, y| x.key.cmp(&y.key));
+        let mut by_type: BTreeMap<String, Vec<crate::model::Resources>> = BTreeMap::new();
+        let mut asked: Vec<PodKey> = Vec::new();
+        for pod in &eligible {
+            let ty = self.wanted_type(pod);
+            let Some(shape) = a.shapes.get(&ty) else {
+                continue;
+            };
+            let zone = a.zones.first().map(|z| z.as_str());
+            let probe = cluster_model::provisioned_node("probe", &ty, zone, shape);
+            if cluster_model::fits_empty(pod, &probe) {
+                by_type.entry(ty).or_default().push(pod.requests.clone());
+                asked.push(pod.key.clone());
+            }
+        }
+        let provisioned_live = self.nodes.values().filter(|r| r.provisioned).count() as u32;
+        let Some(a) = self.autoscaler.as_mut() else {
+            return;
+        };
+        let mut room = a
+            .opts
+            .max_nodes
+            .saturating_sub(provisioned_live + a.in_flight);
+        let mut new_nodes = Vec::new();
+        for (ty, reqs) in by_type {
+            let Some(shape) = a.shapes.get(&ty) else {
+                continue;
+            };
+            let n = cluster_model::nodes_needed(reqs, shape).min(room);
+            room -= n;
+            for _ in 0..n {
+                a.seq += 1;
+                let zone =
+                    (!a.zones.is_empty()).then(|| a.zones[a.seq as usize % a.zones.len()].as_str());
+                let name = format!("auto-{ty}-{}", a.seq);
+                let node = cluster_model::provisioned_node(&name, &ty, zone, shape);
+                let price = a.opts.shapes.get(&ty).and_then(|s| s.price_per_hour);
+                new_nodes.push((node, ty.clone(), price));
+            }
+        }
+        let cover_until = now + delay + window;
+        for k in asked {
+            *a.asks.entry(k.clone()).or_default() += 1;
+            a.covered.insert(k, cover_until);
+        }
+        a.in_flight += new_nodes.len() as u32;
+        a.tick_pending = false;
+        if !new_nodes.is_empty() {
+            next_tick = min_opt(next_tick, Some(cover_until));
+        }
+        if let Some(at) = next_tick {
+            a.tick_pending = true;
+            self.push(at, SimEvent::AutoscalerTick);
+        }
+        for (node, ty, price) in new_nodes {
+            let price = cluster_model::node_price(
+                price,
+                &ty,
+                &node.allocatable,
+                &self.opts.price_per_vcpu_hour,
+                self.opts.default_price_per_vcpu_hour,
+            );
+            self.push(
+                now + delay,
+                SimEvent::NodeReady {
+                    node: Box::new(node),
+                    price,
+                },
+            );
+        }
+    }
+
+    // ---- the end -------------------------------------------------------------------
+
+    fn finish(mut self, policy: &str) -> RunResult {
+        let now = self.now;
+        for a in &mut self.apps {
+            if matches!(a.phase, AppPhase::Running | AppPhase::Starting) {
+                a.advance(now);
+                a.finish_share(now);
+            }
+        }
+        let (mut weighted, mut weight) = (0.0, 0.0);
+        for a in &self.apps {
+            if a.spec.target_spot_share.is_some() {
+                weighted += a.share.weighted_error;
+                weight += a.share.weight_seconds;
+            }
+        }
+        let mut largest: Vec<&App> = self
+            .apps
+            .iter()
+            .filter(|a| a.spec.target_spot_share.is_some() && a.peak_executors > 0)
+            .collect();
+        largest.sort_by(|x, y| {
+            y.peak_executors
+                .cmp(&x.peak_executors)
+                .then_with(|| x.spec.id.cmp(&y.spec.id))
+        });
+        let app_shares = largest
+            .into_iter()
+            .take(self.opts.chart_apps)
+            .map(|a| AppShareSeries {
+                app: a.spec.id.clone(),
+                target: a.spec.target_spot_share.unwrap_or(0.0),
+                points: a
+                    .share
+                    .series
+                    .iter()
+                    .map(|&(t, s)| (t as f64 / 1000.0, s))
+                    .collect(),
+            })
+            .collect();
+        self.sample();
+        let m = self.m;
+        RunResult {
+            policy: policy.to_owned(),
+            pods_submitted: m.pods_submitted,
+            pods_bound: m.pods_bound,
+            apps_submitted: m.apps_submitted,
+            apps_completed: m.apps_completed,
+            apps_failed: m.apps_failed,
+            app_resubmissions: m.app_resubmissions,
+            driver_losses: m.driver_losses,
+            executor_losses: m.executor_losses,
+            executors_failed_with_driver: m.executors_failed_with_driver,
+            plain_pods_lost: m.plain_pods_lost,
+            preemptions: m.preemptions,
+            capacity_fallbacks: m.capacity_fallbacks,
+            nodes_provisioned: m.nodes_provisioned,
+            nodes_consolidated: m.nodes_consolidated,
+            spot_share_abs_error_mean: (weight > 0.0).then(|| weighted / weight),
+            cost_by_type: m.cost,
+            node_hours: m.node_hours,
+            pending_seconds: m.pending_seconds,
+            completion_seconds: m.completion_seconds,
+            cpu_utilization_mean: (m.cpu_util_seconds > 0.0)
+                .then(|| m.cpu_util_integral / m.cpu_util_seconds),
+            decisions: m.decisions,
+            end_seconds: now as f64 / 1000.0,
+            latencies_us: m.latencies_us,
+            samples: self.samples,
+            app_shares,
+            apps: self
+                .apps
+                .iter()
+                .map(|a| {
+                    (
+                        a.spec.id.clone(),
+                        a.completed_ms
+                            .map(|c| c.saturating_sub(a.submitted_ms) as f64 / 1000.0),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}

@@ -1,0 +1,421 @@
+//! What a simulation measured: `report.json`, the summary table and the data behind the charts.
+//!
+//! Everything except `timing` depends only on the trace, seed and config, and is written
+//! byte-identically: maps are ordered and floats are rounded to 6 decimals.
+
+use super::trace::Trace;
+use super::SimError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The raw outcome of one policy's run (engine → report).
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub policy: String,
+    pub pods_submitted: u64,
+    pub pods_bound: u64,
+    pub apps_submitted: u64,
+    pub apps_completed: u64,
+    pub apps_failed: u64,
+    pub app_resubmissions: u64,
+    pub driver_losses: u64,
+    pub executor_losses: u64,
+    pub executors_failed_with_driver: u64,
+    pub plain_pods_lost: u64,
+    pub preemptions: u64,
+    pub capacity_fallbacks: u64,
+    pub nodes_provisioned: u64,
+    pub nodes_consolidated: u64,
+    pub spot_share_abs_error_mean: Option<f64>,
+    pub cost_by_type: BTreeMap<String, f64>,
+    pub node_hours: BTreeMap<String, f64>,
+    pub pending_seconds: Vec<f64>,
+    pub completion_seconds: Vec<f64>,
+    pub cpu_utilization_mean: Option<f64>,
+    pub decisions: u64,
+    pub end_seconds: f64,
+    pub latencies_us: Vec<f64>,
+    pub samples: Vec<Sample>,
+    pub app_shares: Vec<AppShareSeries>,
+    /// (application id, completion seconds) in submission order.
+    pub apps: Vec<(String, Option<f64>)>,
+}
+
+/// The cluster at one instant (recorded when nodes or pending pods change).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub t: f64,
+    pub nodes: BTreeMap<String, u32>,
+    /// Cumulative cost by capacity type.
+    pub cost: BTreeMap<String, f64>,
+    pub pending: usize,
+}
+
+/// One application's spot share over time (None: no executors running).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppShareSeries {
+    pub app: String,
+    pub target: f64,
+    pub points: Vec<(f64, Option<f64>)>,
+}
+
+/// Rounds to 6 decimals (and turns -0 into 0) so reports are byte-stable.
+pub fn r6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6 + 0.0
+}
+
+/// Nearest-rank percentile of sorted values; 0 for none.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingSeconds {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompletionSeconds {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// One policy's deterministic metrics (`report.json` → `policies.NAME`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyReport {
+    pub pods_submitted: u64,
+    pub pods_bound: u64,
+    /// Pods submitted that never ran (still pending at the end, or dropped while pending,
+    /// e.g. executors of an application that completed or failed first).
+    pub pods_never_bound: u64,
+    pub apps_submitted: u64,
+    pub apps_completed: u64,
+    /// Applications that lost their driver on their last allowed attempt.
+    pub apps_failed: u64,
+    pub app_resubmissions: u64,
+    pub driver_losses: u64,
+    /// Placed executors lost to node loss or preemption.
+    pub executor_losses: u64,
+    /// Placed executors that went down with their driver.
+    pub executors_failed_with_driver: u64,
+    /// Plain pods lost (and recreated) to node loss or preemption.
+    pub plain_pods_lost: u64,
+    pub preemptions: u64,
+    /// null until the engine is connected to CapacityMix's fallback check.
+    pub capacity_fallbacks: u64,
+    /// null when no application with a mix target ran executors.
+    pub spot_share_abs_error_mean: Option<f64>,
+    pub cost_total: f64,
+    pub cost: BTreeMap<String, f64>,
+    pub node_hours: BTreeMap<String, f64>,
+    pub nodes_provisioned: u64,
+    pub nodes_consolidated: u64,
+    /// From submission to running, over pods that ran.
+    pub pending_seconds: PendingSeconds,
+    /// From first submission to completion, over completed applications.
+    pub app_completion_seconds: CompletionSeconds,
+    pub cpu_utilization_mean: Option<f64>,
+    pub decisions: u64,
+    /// Virtual time at which the run ended.
+    pub end_seconds: f64,
+}
+
+impl PolicyReport {
+    fn from_run(r: &RunResult) -> PolicyReport {
+        let pending = sorted(&r.pending_seconds);
+        let completion = sorted(&r.completion_seconds);
+        let round_map =
+            |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), r6(*v))).collect();
+        PolicyReport {
+            pods_submitted: r.pods_submitted,
+            pods_bound: r.pods_bound,
+            pods_never_bound: r.pods_submitted.saturating_sub(r.pods_bound),
+            apps_submitted: r.apps_submitted,
+            apps_completed: r.apps_completed,
+            apps_failed: r.apps_failed,
+            app_resubmissions: r.app_resubmissions,
+            driver_losses: r.driver_losses,
+            executor_losses: r.executor_losses,
+            executors_failed_with_driver: r.executors_failed_with_driver,
+            plain_pods_lost: r.plain_pods_lost,
+            preemptions: r.preemptions,
+            capacity_fallbacks: r.capacity_fallbacks,
+            spot_share_abs_error_mean: r.spot_share_abs_error_mean.map(r6),
+            cost_total: r6(r.cost_by_type.values().sum()),
+            cost: round_map(&r.cost_by_type),
+            node_hours: round_map(&r.node_hours),
+            nodes_provisioned: r.nodes_provisioned,
+            nodes_consolidated: r.nodes_consolidated,
+            pending_seconds: PendingSeconds {
+                p50: r6(percentile(&pending, 50.0)),
+                p99: r6(percentile(&pending, 99.0)),
+                max: r6(pending.last().copied().unwrap_or(0.0)),
+            },
+            app_completion_seconds: CompletionSeconds {
+                p50: r6(percentile(&completion, 50.0)),
+                p99: r6(percentile(&completion, 99.0)),
+            },
+            cpu_utilization_mean: r.cpu_utilization_mean.map(r6),
+            decisions: r.decisions,
+            end_seconds: r6(r.end_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// Wall-clock measurements: vary between runs, kept out of the deterministic part.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    pub wall_seconds: f64,
+    pub decision_latency_us: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    pub trace: String,
+    pub seed: u64,
+    pub policies: BTreeMap<String, PolicyReport>,
+    pub timing: BTreeMap<String, Timing>,
+    /// Policy order as given, and the runs behind the charts.
+    #[serde(skip)]
+    pub runs: Vec<RunResult>,
+}
+
+impl SimReport {
+    pub fn new(trace: &Trace, seed: u64) -> SimReport {
+        SimReport {
+            trace: trace
+                .header
+                .name
+                .clone()
+                .or_else(|| trace.header.source.clone())
+                .unwrap_or_default(),
+            seed,
+            policies: BTreeMap::new(),
+            timing: BTreeMap::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn add_policy(&mut self, name: &str, run: RunResult, wall_seconds: f64) {
+        let lat = sorted(&run.latencies_us);
+        self.timing.insert(
+            name.to_owned(),
+            Timing {
+                wall_seconds: r6(wall_seconds),
+                decision_latency_us: Latency {
+                    p50: r6(percentile(&lat, 50.0)),
+                    p99: r6(percentile(&lat, 99.0)),
+                },
+            },
+        );
+        self.policies
+            .insert(name.to_owned(), PolicyReport::from_run(&run));
+        self.runs.push(run);
+    }
+
+    /// Pretty JSON of the whole report.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+
+    /// The report without `timing`: identical for the same trace, seed and config.
+    pub fn deterministic_json(&self) -> Result<String, serde_json::Error> {
+        let mut v = serde_json::to_value(self)?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("timing");
+        }
+        serde_json::to_string_pretty(&v)
+    }
+
+    /// Writes `report.json` and the charts into `dir` (created if missing); returns the files.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, SimError> {
+        let io = |file: &Path, source| SimError::Io {
+            file: file.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut written = Vec::new();
+        let path = dir.join("report.json");
+        let json = self.to_json().map_err(|source| SimError::Json {
+            file: path.display().to_string(),
+            source,
+        })?;
+        std::fs::write(&path, json + "\n").map_err(|e| io(&path, e))?;
+        written.push(path);
+        for (name, svg) in super::charts::all(self) {
+            let path = dir.join(name);
+            std::fs::write(&path, svg).map_err(|e| io(&path, e))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    /// Policies side by side, one row per metric.
+    pub fn summary_table(&self) -> String {
+        let names: Vec<&String> = self.runs.iter().map(|r| &r.policy).collect();
+        let reports: Vec<&PolicyReport> =
+            names.iter().filter_map(|n| self.policies.get(*n)).collect();
+        let opt = |v: Option<f64>, digits: usize| match v {
+            Some(x) => format!("{x:.digits$}"),
+            None => "-".to_owned(),
+        };
+        type Row<'a> = (&'a str, Box<dyn Fn(&PolicyReport) -> String + 'a>);
+        let rows: Vec<Row> = vec![
+            ("pods submitted", Box::new(|p| p.pods_submitted.to_string())),
+            ("pods bound", Box::new(|p| p.pods_bound.to_string())),
+            (
+                "pods never bound",
+                Box::new(|p| p.pods_never_bound.to_string()),
+            ),
+            ("apps submitted", Box::new(|p| p.apps_submitted.to_string())),
+            ("apps completed", Box::new(|p| p.apps_completed.to_string())),
+            ("apps failed", Box::new(|p| p.apps_failed.to_string())),
+            ("driver losses", Box::new(|p| p.driver_losses.to_string())),
+            (
+                "executor losses",
+                Box::new(|p| p.executor_losses.to_string()),
+            ),
+            ("preemptions", Box::new(|p| p.preemptions.to_string())),
+            (
+                "capacity fallbacks",
+                Box::new(|p| p.capacity_fallbacks.to_string()),
+            ),
+            (
+                "spot share |error| mean",
+                Box::new(move |p| opt(p.spot_share_abs_error_mean, 3)),
+            ),
+            ("cost total $", Box::new(|p| format!("{:.2}", p.cost_total))),
+            (
+                "node hours",
+                Box::new(|p| {
+                    p.node_hours
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
+            ),
+            (
+                "pending s p50/p99/max",
+                Box::new(|p| {
+                    let s = &p.pending_seconds;
+                    format!("{:.1}/{:.1}/{:.1}", s.p50, s.p99, s.max)
+                }),
+            ),
+            (
+                "app completion s p50/p99",
+                Box::new(|p| {
+                    let s = &p.app_completion_seconds;
+                    format!("{:.0}/{:.0}", s.p50, s.p99)
+                }),
+            ),
+            (
+                "cpu utilization mean",
+                Box::new(move |p| opt(p.cpu_utilization_mean, 3)),
+            ),
+            ("decisions", Box::new(|p| p.decisions.to_string())),
+        ];
+        type TimingRow<'a> = (&'a str, Box<dyn Fn(&Timing) -> String + 'a>);
+        let timing_rows: Vec<TimingRow> = vec![
+            (
+                "wall seconds",
+                Box::new(|t| format!("{:.2}", t.wall_seconds)),
+            ),
+            (
+                "decision µs p50/p99",
+                Box::new(|t| {
+                    let l = &t.decision_latency_us;
+                    format!("{:.0}/{:.0}", l.p50, l.p99)
+                }),
+            ),
+        ];
+        let mut table: Vec<Vec<String>> = Vec::new();
+        let mut header = vec![format!("trace {}", self.trace)];
+        header.extend(names.iter().map(|n| n.to_string()));
+        table.push(header);
+        for (label, f) in &rows {
+            let mut row = vec![label.to_string()];
+            row.extend(reports.iter().map(|p| f(p)));
+            table.push(row);
+        }
+        for (label, f) in &timing_rows {
+            let mut row = vec![label.to_string()];
+            row.extend(
+                names
+                    .iter()
+                    .map(|n| self.timing.get(*n).map_or("-".into(), f)),
+            );
+            table.push(row);
+        }
+        let cols = table.first().map_or(0, Vec::len);
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| {
+                table
+                    .iter()
+                    .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for (i, row) in table.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                let pad = widths[c].saturating_sub(cell.chars().count());
+                if c == 0 {
+                    let _ = write!(out, "{cell}{}", " ".repeat(pad));
+                } else {
+                    let _ = write!(out, "  {}{cell}", " ".repeat(pad));
+                }
+            }
+            out.push('\n');
+            if i == 0 {
+                let total: usize = widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1);
+                out.push_str(&"-".repeat(total));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[1.0, 2.0], 50.0), 1.0);
+    }
+
+    #[test]
+    fn rounding_is_stable() {
+        assert_eq!(r6(0.1 + 0.2), 0.3);
+        assert_eq!(r6(-1e-9).to_string(), "0");
+        assert_eq!(r6(2.0 / 3.0), 0.666667);
+    }
+}

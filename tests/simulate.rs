@@ -1,0 +1,301 @@
+//! The simulator end to end: hand-worked outcomes, determinism, spot interruptions, driver
+//! placement, the autoscaler and error reporting.
+
+use spark_fleet::config::Config;
+use spark_fleet::sim::trace::{native, Trace};
+use spark_fleet::sim::{simulate, AutoscalerOptions, SimError, SimOptions, SimReport};
+
+const HEADER: &str = r#"{"format":"spark-fleet-trace","version":1,"name":"test","seed":1}"#;
+
+fn trace(lines: &[&str]) -> Trace {
+    let text = std::iter::once(HEADER)
+        .chain(lines.iter().copied())
+        .collect::<Vec<_>>()
+        .join("\n");
+    native::parse_jsonl(text.as_bytes(), "test.jsonl").expect("test trace parses")
+}
+
+fn node(name: &str, ty: &str, cpu: &str, price: f64) -> String {
+    format!(
+        r#"{{"t":0,"type":"node_add","name":"{name}","labels":{{"karpenter.sh/capacity-type":"{ty}"}},"allocatable":{{"cpu":"{cpu}","memory":"64Gi","pods":"110"}},"price_per_hour":{price}}}"#
+    )
+}
+
+fn app(t: f64, id: &str, driver_cpu: &str, exec_cpu: &str, executors: u32, work: f64) -> String {
+    format!(
+        r#"{{"t":{t},"type":"app_submit","id":"{id}","namespace":"etl","driver":{{"requests":{{"cpu":"{driver_cpu}","memory":"1Gi"}},"priority":100000}},"executor":{{"requests":{{"cpu":"{exec_cpu}","memory":"1Gi"}},"priority":50000}},"executors":{executors},"work_executor_seconds":{work}}}"#
+    )
+}
+
+fn quiet() -> SimOptions {
+    SimOptions {
+        progress: false,
+        ..SimOptions::default()
+    }
+}
+
+fn policies(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn completion(report: &SimReport, policy: &str, app: &str) -> Option<f64> {
+    let run = report.runs.iter().find(|r| r.policy == policy).unwrap();
+    run.apps.iter().find(|(id, _)| id == app).unwrap().1
+}
+
+/// 3 nodes of 4 CPUs (one spot), 2 applications of 1-CPU pods, so no placement can fragment:
+/// - a (t=0): driver + 4 executors = 5 CPUs, 400 executor-seconds → done at t=100;
+/// - b (t=10): driver + 8 executors; 12 − 5 − 1 = 6 executors run from t=10, the other 2
+///   wait for a's 5 CPUs at t=100; 6·90 = 540 done by then, 400 left for 8 → done at t=150.
+#[test]
+fn hand_worked_two_applications() {
+    let t = trace(&[
+        &node("n1", "spot", "4", 0.36),
+        &node("n2", "on-demand", "4", 1.2),
+        &node("n3", "on-demand", "4", 1.2),
+        &app(0.0, "a", "1", "1", 4, 400.0),
+        &app(10.0, "b", "1", "1", 8, 940.0),
+    ]);
+    let names = policies(&["spark-fleet", "kube-default"]);
+    let report = simulate(&t, &Config::default(), &names, &quiet()).unwrap();
+    for p in &names {
+        let r = &report.policies[p];
+        assert_eq!(r.pods_submitted, 14, "{p}");
+        assert_eq!(r.pods_bound, 14, "{p}");
+        assert_eq!(r.pods_never_bound, 0, "{p}");
+        assert_eq!(r.apps_submitted, 2, "{p}");
+        assert_eq!(r.apps_completed, 2, "{p}");
+        assert_eq!(r.apps_failed, 0, "{p}");
+        assert_eq!(completion(&report, p, "a"), Some(100.0), "{p}");
+        assert_eq!(completion(&report, p, "b"), Some(140.0), "{p}");
+        assert_eq!(r.app_completion_seconds.p50, 100.0, "{p}");
+        assert_eq!(r.app_completion_seconds.p99, 140.0, "{p}");
+        // b's last two executors waited from t=10 to t=100.
+        assert_eq!(r.pending_seconds.max, 90.0, "{p}");
+        assert_eq!(r.end_seconds, 150.0, "{p}");
+        // Requested CPU over 12: 5 for 10 s, 12 for 90 s, 9 for 50 s.
+        let util = (10.0 * 5.0 / 12.0 + 90.0 + 50.0 * 9.0 / 12.0) / 150.0;
+        assert_eq!(r.cpu_utilization_mean, Some((util * 1e6_f64).round() / 1e6));
+        // 150 s of one spot ($0.36/h) and two on-demand ($1.2/h) nodes.
+        assert_eq!(r.node_hours["spot"], 0.041667);
+        assert_eq!(r.node_hours["on-demand"], 0.083333);
+        assert_eq!(r.cost_total, 0.115);
+        assert_eq!(r.driver_losses + r.executor_losses + r.preemptions, 0);
+    }
+    let table = report.summary_table();
+    assert!(table.contains("spark-fleet") && table.contains("kube-default"));
+    assert!(table.contains("apps completed"));
+}
+
+#[test]
+fn same_trace_seed_and_config_give_identical_reports() {
+    let t = Trace::load(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/simulations/traces/spark-small.jsonl"
+        ),
+        &Default::default(),
+    )
+    .unwrap();
+    let names = policies(&["spark-fleet", "kube-default"]);
+    let a = simulate(&t, &Config::default(), &names, &quiet()).unwrap();
+    let b = simulate(&t, &Config::default(), &names, &quiet()).unwrap();
+    assert_eq!(
+        a.deterministic_json().unwrap(),
+        b.deterministic_json().unwrap()
+    );
+    let r = &a.policies["spark-fleet"];
+    assert_eq!(r.apps_submitted, 60);
+    assert!(r.apps_completed > 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = a.write(dir.path()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["trace"], "spark-small");
+    assert!(json["timing"]["spark-fleet"]["wall_seconds"].is_number());
+    for key in [
+        "pods_submitted",
+        "pods_bound",
+        "pods_never_bound",
+        "apps_completed",
+        "driver_losses",
+        "executor_losses",
+        "preemptions",
+        "capacity_fallbacks",
+        "spot_share_abs_error_mean",
+        "cost_total",
+        "node_hours",
+        "pending_seconds",
+        "app_completion_seconds",
+        "cpu_utilization_mean",
+        "decisions",
+    ] {
+        assert!(
+            json["policies"]["kube-default"].get(key).is_some(),
+            "missing {key}"
+        );
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "nodes.svg",
+        "cost.svg",
+        "pending.svg",
+        "spot-share-spark-fleet.svg",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        let svg = std::fs::read_to_string(dir.path().join(want)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{want}"
+        );
+    }
+}
+
+/// The driver fits only on the small on-demand node; both executors run on spot n1 from t=0.
+/// n1's notice comes at t=50 and it terminates at t=60: the 120 executor-seconds done are
+/// lost. A new spot node joins at t=70, the executors run again and need 100 s more.
+#[test]
+fn spot_interruption_loses_and_restores_executors() {
+    let t = trace(&[
+        &node("n1", "spot", "4", 0.3),
+        &node("n2", "on-demand", "1", 0.3),
+        &app(0.0, "a", "1", "1", 2, 200.0),
+        r#"{"t":50,"type":"spot_interruption","node":"n1","notice_seconds":10}"#,
+        &node("n3", "spot", "4", 0.3).replace(r#""t":0"#, r#""t":70"#),
+    ]);
+    let report = simulate(
+        &t,
+        &Config::default(),
+        &policies(&["spark-fleet"]),
+        &quiet(),
+    )
+    .unwrap();
+    let r = &report.policies["spark-fleet"];
+    assert_eq!(r.executor_losses, 2);
+    assert_eq!(r.driver_losses, 0);
+    assert_eq!(r.apps_completed, 1);
+    assert_eq!(completion(&report, "spark-fleet", "a"), Some(170.0));
+    // Two original executors and two replacements, plus the driver.
+    assert_eq!(r.pods_submitted, 5);
+    assert_eq!(r.pods_bound, 5);
+}
+
+/// Spot n1 already runs a 2-CPU service, so packing puts a driver there when drivers may use
+/// any capacity type; the interruption then takes the driver. With the default
+/// (`driverCapacity: on-demand`) the driver sits on n2 and survives.
+#[test]
+fn drivers_on_spot_are_lost_where_spark_fleet_keeps_them_on_demand() {
+    let t = trace(&[
+        &node("n1", "spot", "4", 0.3),
+        &node("n2", "on-demand", "4", 1.0),
+        r#"{"t":0,"type":"pod_submit","name":"svc","namespace":"web","requests":{"cpu":"2","memory":"1Gi"}}"#,
+        &app(1.0, "a", "1", "1", 1, 100.0),
+        r#"{"t":30,"type":"spot_interruption","node":"n1","notice_seconds":10}"#,
+    ]);
+    let names = policies(&["spark-fleet"]);
+    let protected = simulate(&t, &Config::default(), &names, &quiet()).unwrap();
+    assert_eq!(protected.policies["spark-fleet"].driver_losses, 0);
+    assert_eq!(protected.policies["spark-fleet"].apps_completed, 1);
+
+    let mut any = Config::default();
+    any.spark.driver_capacity = "any".into();
+    let exposed = simulate(&t, &any, &names, &quiet()).unwrap();
+    let r = &exposed.policies["spark-fleet"];
+    assert_eq!(r.driver_losses, 1);
+    assert_eq!(r.app_resubmissions, 1);
+    assert_eq!(r.apps_completed, 1, "the resubmitted attempt completes");
+
+    let no_retry = SimOptions {
+        app_resubmissions: 0,
+        ..quiet()
+    };
+    let failed = simulate(&t, &any, &names, &no_retry).unwrap();
+    let r = &failed.policies["spark-fleet"];
+    assert_eq!(r.driver_losses, 1);
+    assert_eq!((r.apps_failed, r.apps_completed), (1, 0));
+    assert_eq!(r.executors_failed_with_driver, 1);
+}
+
+#[test]
+fn autoscaler_adds_nodes_for_unschedulable_executors_and_removes_them_when_empty() {
+    let t = trace(&[
+        &node("n1", "on-demand", "2", 0.1),
+        &app(0.0, "a", "1", "2", 4, 400.0),
+    ]);
+    let names = policies(&["spark-fleet"]);
+    let without = simulate(&t, &Config::default(), &names, &quiet()).unwrap();
+    assert_eq!(without.policies["spark-fleet"].apps_completed, 0);
+
+    let opts = SimOptions {
+        autoscaler: Some(AutoscalerOptions::default()),
+        ..quiet()
+    };
+    let with = simulate(&t, &Config::default(), &names, &opts).unwrap();
+    let r = &with.policies["spark-fleet"];
+    assert_eq!(r.apps_completed, 1);
+    // Four 2-CPU executors fit on one 15.9-CPU node.
+    assert_eq!(r.nodes_provisioned, 1);
+    assert_eq!(r.nodes_consolidated, 1);
+    // Unschedulable at t=0, asked for at the 10 s batch window, ready 45 s later; then 100 s.
+    assert_eq!(completion(&with, "spark-fleet", "a"), Some(155.0));
+    assert!(r.node_hours["spot"] > 0.0);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &path,
+        format!(
+            "{HEADER}\n{}\n{{\"t\":1,\"type\":\"node_add\",\"name\":\"x\",\"cpus\":1}}\n",
+            node("n1", "spot", "4", 0.1)
+        ),
+    )
+    .unwrap();
+    let e = Trace::load(path.to_str().unwrap(), &Default::default()).unwrap_err();
+    let msg = SimError::from(e).to_string();
+    assert!(msg.contains("bad.jsonl:3:"), "{msg}");
+
+    let t = trace(&[&node("n1", "spot", "4", 0.1)]);
+    let e = simulate(&t, &Config::default(), &policies(&["nope"]), &quiet()).unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    let e = simulate(&t, &Config::default(), &[], &quiet()).unwrap_err();
+    assert!(matches!(e, SimError::NoPolicies));
+    let bad = SimOptions {
+        preemption_grace_seconds: (5.0, 1.0),
+        ..quiet()
+    };
+    let e = simulate(&t, &Config::default(), &policies(&["spark-fleet"]), &bad).unwrap_err();
+    assert!(matches!(e, SimError::Options(_)), "{e}");
+}
+
+/// A priority-1000 pod preempts the priority-0 pod filling the only node. The victim leaves
+/// after the 10 s grace period (the preemptor binds then), is recreated as its controller
+/// would, and runs again once the preemptor finishes 20 s later.
+#[test]
+fn preemption_evicts_after_the_grace_period_and_the_victim_comes_back() {
+    let t = trace(&[
+        &node("n1", "on-demand", "4", 1.0),
+        r#"{"t":0,"type":"pod_submit","name":"batch","namespace":"b","requests":{"cpu":"4","memory":"1Gi"},"duration_seconds":1000}"#,
+        r#"{"t":5,"type":"pod_submit","name":"urgent","namespace":"u","requests":{"cpu":"2","memory":"1Gi"},"priority":1000,"duration_seconds":20}"#,
+    ]);
+    let opts = SimOptions {
+        preemption_grace_seconds: (10.0, 10.0),
+        ..quiet()
+    };
+    let report = simulate(&t, &Config::default(), &policies(&["kube-default"]), &opts).unwrap();
+    let r = &report.policies["kube-default"];
+    assert_eq!(r.preemptions, 1);
+    assert_eq!(r.plain_pods_lost, 1);
+    assert_eq!(r.pods_submitted, 3);
+    assert_eq!(r.pods_bound, 3);
+    // urgent waited 5→15; the recreated batch pod waited 15→35.
+    assert_eq!(r.pending_seconds.max, 20.0);
+    assert_eq!(r.end_seconds, 1035.0);
+}
