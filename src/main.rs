@@ -27,6 +27,35 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the scheduler against a Kubernetes cluster (in-cluster config unless --kubeconfig).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Replay a cluster trace through the scheduler once per policy and compare them.
+    Simulate {
+        /// A native trace (JSON Lines) or `openb:NODES.csv,PODS.csv`.
+        #[arg(long)]
+        trace: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A profile name from the config; repeat to compare (default: spark-fleet and kube-default).
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where report.json and the SVG charts go.
+        #[arg(long, default_value = "out/sim")]
+        out: PathBuf,
+        /// openb import: fraction of nodes assigned spot (seeded).
+        #[arg(long, default_value_t = 0.3)]
+        spot_fraction: f64,
+        /// Provision nodes for pods left pending (Karpenter-like), with default settings.
+        #[arg(long)]
+        autoscaler: bool,
+    },
     /// Explain where one pod would go on a snapshot of Kubernetes objects, and why.
     Explain {
         /// YAML or JSON file of Nodes, Pods, PodDisruptionBudgets and PriorityClasses.
@@ -96,6 +125,28 @@ enum ConfigCommand {
     Check { file: PathBuf },
 }
 
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
+
 /// Bad input: one clear line on stderr, exit 2.
 struct InputError(anyhow::Error);
 
@@ -119,6 +170,63 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 
 fn run(cli: Cli) -> Result<(), InputError> {
     match cli.command {
+        Command::Run { config, kubeconfig } => {
+            let config = load_config(config.as_ref()).map_err(InputError)?;
+            spark_fleet::kube::init_logging(config.logging.format);
+            let runtime = tokio::runtime::Runtime::new()
+                .context("starting the async runtime")
+                .map_err(InputError)?;
+            runtime
+                .block_on(spark_fleet::kube::run(
+                    config,
+                    kubeconfig,
+                    shutdown_signal(),
+                ))
+                .context("running the scheduler")
+                .map_err(InputError)
+        }
+        Command::Simulate {
+            trace,
+            config,
+            policies,
+            seed,
+            out,
+            spot_fraction,
+            autoscaler,
+        } => {
+            use spark_fleet::sim::{
+                simulate, trace::openb::OpenbOptions, trace::Trace, AutoscalerOptions, SimOptions,
+            };
+            let config = load_config(config.as_ref()).map_err(InputError)?;
+            let openb = OpenbOptions {
+                seed,
+                spot_fraction,
+                ..OpenbOptions::default()
+            };
+            let trace = Trace::load(&trace, &openb).map_err(|e| InputError(e.into()))?;
+            let policies = if policies.is_empty() {
+                vec![
+                    spark_fleet::config::SPARK_FLEET.to_owned(),
+                    spark_fleet::config::KUBE_DEFAULT.to_owned(),
+                ]
+            } else {
+                policies
+            };
+            let opts = SimOptions {
+                seed,
+                autoscaler: autoscaler.then(AutoscalerOptions::default),
+                progress: true,
+                ..SimOptions::default()
+            };
+            let report =
+                simulate(&trace, &config, &policies, &opts).map_err(|e| InputError(e.into()))?;
+            print!("{}", report.summary_table());
+            let written = report.write(&out).map_err(|e| InputError(e.into()))?;
+            for f in written {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Command::Explain {
             snapshot,
             pod,

@@ -181,11 +181,11 @@ impl ScorePlugin for ExecutorSpread {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use crate::model::capacity::CapacityRules;
     use crate::plugins::test_support::score_all;
     use crate::spark::annotations::EXECUTOR_CAPACITY_MIX;
     use crate::testkit::*;
+    use std::collections::HashMap;
 
     fn plugin() -> ExecutorSpread {
         ExecutorSpread::new(Arc::new(Config::default()))
