@@ -230,7 +230,16 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             best = k;
         }
     }
-    decision.node = Some(decision.feasible[best]);
+    let chosen = decision.feasible[best];
+    if let Err(st) = reserve_and_permit(profile, &mut state, pod, snap, chosen) {
+        if st.is_rejection() {
+            decision.statuses.all_nodes = Some(st);
+        } else {
+            decision.error = Some(st);
+        }
+        return decision;
+    }
+    decision.node = Some(chosen);
 
     if opts.detail {
         let mut scores: Vec<NodeScore> = (0..n)
@@ -254,6 +263,56 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         });
     }
     decision
+}
+
+/// Reserve then Permit on the chosen node; on any failure the plugins already
+/// reserved are unreserved in reverse order, as upstream.
+fn reserve_and_permit(
+    profile: &Profile,
+    state: &mut CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    node: NodeIdx,
+) -> Result<(), Status> {
+    let mut reserved = 0;
+    let mut failure = None;
+    for r in &profile.reserve {
+        let st = r.reserve(state, pod, snap, node);
+        if !st.is_success() {
+            failure = Some(with_plugin(st, r.name()));
+            break;
+        }
+        reserved += 1;
+    }
+    if failure.is_none() {
+        for p in &profile.permit {
+            match p.permit(state, pod, snap, node) {
+                PermitDecision::Allow => {}
+                PermitDecision::Reject(st) => {
+                    failure = Some(with_plugin(st, p.name()));
+                    break;
+                }
+                // Binding here is immediate (no waiting room for pods): a plugin that
+                // needs to hold pods is a configuration this scheduler does not support.
+                PermitDecision::Wait(_) => {
+                    failure = Some(Status::error(
+                        p.name(),
+                        "Permit Wait is not supported by spark-fleet",
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    match failure {
+        None => Ok(()),
+        Some(st) => {
+            for r in profile.reserve[..reserved].iter().rev() {
+                r.unreserve(state, pod, snap, node);
+            }
+            Err(st)
+        }
+    }
 }
 
 fn with_plugin(mut st: Status, name: &'static str) -> Status {

@@ -169,3 +169,130 @@ fn sampling_stops_after_enough_feasible_nodes_and_rotates() {
     );
     assert_eq!(d2.feasible[0], 100);
 }
+
+/// Records reserve/unreserve calls; rejects at Reserve or Permit when told to.
+struct Gate {
+    name: &'static str,
+    reject_reserve: bool,
+    permit: PermitDecision,
+    log: std::sync::Mutex<Vec<String>>,
+}
+
+impl Plugin for Gate {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+impl ReservePlugin for Gate {
+    fn reserve(&self, _: &mut CycleState, _: &Pod, _: &Snapshot, _: NodeIdx) -> Status {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("reserve {}", self.name));
+        if self.reject_reserve {
+            Status::unschedulable("", "reserve refused")
+        } else {
+            Status::success()
+        }
+    }
+    fn unreserve(&self, _: &mut CycleState, _: &Pod, _: &Snapshot, _: NodeIdx) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("unreserve {}", self.name));
+    }
+}
+impl PermitPlugin for Gate {
+    fn permit(&self, _: &CycleState, _: &Pod, _: &Snapshot, _: NodeIdx) -> PermitDecision {
+        self.permit.clone()
+    }
+}
+
+fn gate(name: &'static str, reject_reserve: bool, permit: PermitDecision) -> Arc<Gate> {
+    Arc::new(Gate {
+        name,
+        reject_reserve,
+        permit,
+        log: std::sync::Mutex::new(Vec::new()),
+    })
+}
+
+fn gated_profile(gates: &[Arc<Gate>]) -> Profile {
+    let f = Arc::new(Fake {
+        reject: vec![],
+        code: Code::Unschedulable,
+    });
+    let mut set = PluginSet::new("Fake");
+    set.filter = Some(f.clone());
+    set.score = Some(f);
+    let mut sets = vec![(set, 1)];
+    for g in gates {
+        let mut s = PluginSet::new(g.name);
+        s.reserve = Some(g.clone());
+        s.permit = Some(g.clone());
+        sets.push((s, 0));
+    }
+    Profile::new("gated", sets)
+}
+
+#[test]
+fn reserve_and_permit_allow() {
+    let mut snap = snapshot(&["n1", "n2"]);
+    let a = gate("A", false, PermitDecision::Allow);
+    let d = schedule(
+        &gated_profile(&[a.clone()]),
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert!(d.node.is_some());
+    assert_eq!(*a.log.lock().unwrap(), vec!["reserve A"]);
+}
+
+#[test]
+fn reserve_failure_unreserves_earlier_plugins() {
+    let mut snap = snapshot(&["n1", "n2"]);
+    let a = gate("A", false, PermitDecision::Allow);
+    let b = gate("B", true, PermitDecision::Allow);
+    let d = schedule(
+        &gated_profile(&[a.clone(), b.clone()]),
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert!(d.node.is_none());
+    assert_eq!(*a.log.lock().unwrap(), vec!["reserve A", "unreserve A"]);
+    assert_eq!(*b.log.lock().unwrap(), vec!["reserve B"]);
+    assert_eq!(d.rejected_by(), vec!["B"]);
+    assert_eq!(
+        d.message().unwrap(),
+        "0/2 nodes are available: reserve refused."
+    );
+}
+
+#[test]
+fn permit_reject_unreserves_all() {
+    let mut snap = snapshot(&["n1"]);
+    let a = gate(
+        "A",
+        false,
+        PermitDecision::Reject(Status::unschedulable("", "not now")),
+    );
+    let d = schedule(
+        &gated_profile(&[a.clone()]),
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert!(d.node.is_none());
+    assert_eq!(*a.log.lock().unwrap(), vec!["reserve A", "unreserve A"]);
+    let w = gate("W", false, PermitDecision::Wait(10));
+    let d = schedule(
+        &gated_profile(&[w]),
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        CycleOptions::default(),
+    );
+    assert!(d.node.is_none());
+    assert!(d.error.is_some());
+}
