@@ -161,6 +161,7 @@ fn preemption_search(c: &mut Criterion) {
             CycleOptions {
                 detail: false,
                 post_filter: true,
+                ..CycleOptions::default()
             },
         );
         assert!(
@@ -182,6 +183,7 @@ fn preemption_search(c: &mut Criterion) {
                     CycleOptions {
                         detail: false,
                         post_filter: true,
+                        ..CycleOptions::default()
                     },
                 );
                 black_box(d.post_filter.map(|r| r.nomination.map(|n| n.node)))

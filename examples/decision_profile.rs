@@ -24,16 +24,28 @@ fn main() {
         .executor("spark-app-1")
         .priority(50_000)
         .build();
-    let start = Instant::now();
-    let mut placed = 0;
-    for _ in 0..decisions {
-        if schedule(&profile, &p, &mut snap, CycleOptions::default())
-            .node
-            .is_some()
-        {
-            placed += 1;
+    // Sequential and parallel cycles alternate in rounds, so both see the same machine noise.
+    let mut elapsed = [0f64; 2];
+    let rounds = 10;
+    let per_round = (decisions / rounds).max(1);
+    for _ in 0..rounds {
+        for (mode, parallel) in [false, true].into_iter().enumerate() {
+            let opts = CycleOptions {
+                parallel,
+                ..CycleOptions::default()
+            };
+            let start = Instant::now();
+            for _ in 0..per_round {
+                std::hint::black_box(schedule(&profile, &p, &mut snap, opts).node);
+            }
+            elapsed[mode] += start.elapsed().as_secs_f64();
         }
     }
-    let per = start.elapsed().as_secs_f64() * 1e6 / decisions as f64;
-    println!("{profile_name}: {nodes} nodes, {decisions} decisions, {placed} placed, {per:.1} us/decision");
+    let per = |e: f64| e * 1e6 / (per_round * rounds) as f64;
+    println!(
+        "{profile_name}: {nodes} nodes, {} decisions per mode: sequential {:.1} us/decision, parallel {:.1} us/decision",
+        per_round * rounds,
+        per(elapsed[0]),
+        per(elapsed[1])
+    );
 }

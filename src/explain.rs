@@ -68,6 +68,7 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
         CycleOptions {
             detail: true,
             post_filter: true,
+            ..CycleOptions::default()
         },
     );
     let mut e = describe(&d, pod, snap);

@@ -513,6 +513,7 @@ fn cycle(
         CycleOptions {
             detail: false,
             post_filter: true,
+            ..CycleOptions::default()
         },
     );
     ::metrics::histogram!(metrics::ALGORITHM_DURATION).record(started.elapsed().as_secs_f64());

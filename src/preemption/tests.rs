@@ -159,6 +159,7 @@ fn run(profile: &Profile, pod: &Pod, snap: &mut Snapshot) -> Decision {
         CycleOptions {
             detail: false,
             post_filter: true,
+            ..CycleOptions::default()
         },
     )
 }

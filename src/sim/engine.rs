@@ -946,6 +946,7 @@ impl Engine<'_> {
         let opts = CycleOptions {
             detail: false,
             post_filter: true,
+            ..CycleOptions::default()
         };
         while let Some(qp) = self.queue.pop() {
             let pod = qp.pod.clone();

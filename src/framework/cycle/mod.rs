@@ -9,12 +9,101 @@ use crate::snapshot::{NodeIdx, Snapshot};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct CycleOptions {
     /// Keep every plugin's score per node (for `explain`); otherwise only totals.
     pub detail: bool,
     /// Run PostFilter (preemption) when no node fits.
     pub post_filter: bool,
+    /// Split filtering and scoring over the machine's cores on large clusters.
+    /// Results are identical either way (chunks are merged in node order). Off by
+    /// default: on a busy 2-core machine the threads wait for CPU and lose
+    /// (see benches/README.md); turn on where cores are free.
+    pub parallel: bool,
+}
+
+impl Default for CycleOptions {
+    fn default() -> Self {
+        CycleOptions {
+            detail: false,
+            post_filter: false,
+            parallel: false,
+        }
+    }
+}
+
+/// Below this many nodes a thread costs more than it saves.
+const PARALLEL_MIN_NODES: usize = 4096;
+
+/// Contiguous ranges covering `0..len`: one per core when `parallel` and worth it.
+fn chunk_ranges(len: usize, parallel: bool) -> Vec<std::ops::Range<usize>> {
+    let workers = if parallel && len >= PARALLEL_MIN_NODES {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    } else {
+        1
+    };
+    if workers <= 1 {
+        return vec![0..len];
+    }
+    let size = len.div_ceil(workers);
+    (0..workers)
+        .map(|w| (w * size).min(len)..((w + 1) * size).min(len))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Filter verdicts for one range of node slots.
+struct FilterPart {
+    feasible: Vec<NodeIdx>,
+    failed: Vec<(NodeIdx, Status)>,
+    error: Option<Status>,
+}
+
+fn filter_node(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    node: NodeIdx,
+) -> Option<Status> {
+    for f in filters {
+        let st = f.filter(state, pod, snap, node);
+        if !st.is_success() {
+            return Some(with_plugin(st, f.name()));
+        }
+    }
+    None
+}
+
+fn filter_range(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    range: std::ops::Range<usize>,
+) -> FilterPart {
+    let live = &snap.nodes().live;
+    let mut part = FilterPart {
+        feasible: Vec::new(),
+        failed: Vec::new(),
+        error: None,
+    };
+    for i in range {
+        if !live[i] {
+            continue;
+        }
+        match filter_node(filters, state, pod, snap, i as NodeIdx) {
+            None => part.feasible.push(i as NodeIdx),
+            Some(st) if st.code == Code::Error => {
+                part.error = Some(st);
+                return part;
+            }
+            Some(st) => part.failed.push((i as NodeIdx, st)),
+        }
+    }
+    part
 }
 
 /// Why nodes were rejected: an explicit status per filtered node, and one status
@@ -141,36 +230,60 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let nodes = snap.nodes();
     let slots = nodes.slots();
     let (start, wanted) = sampling(profile, num_nodes, slots);
-    let mut visited = 0usize;
-    for step in 0..slots {
-        if decision.feasible.len() >= wanted {
-            break;
-        }
-        let i = ((start + step) % slots.max(1)) as NodeIdx;
-        if !nodes.live[i as usize] {
-            continue;
-        }
-        visited += 1;
-        let mut failed = None;
-        for f in &filters {
-            let st = f.filter(&state, pod, snap, i);
-            if !st.is_success() {
-                failed = Some(with_plugin(st, f.name()));
-                break;
-            }
-        }
-        match failed {
-            None => decision.feasible.push(i),
-            Some(st) if st.code == Code::Error => {
-                decision.error = Some(st);
+    if wanted == usize::MAX {
+        // Every node: in chunks over the available cores on large clusters.
+        let chunks = chunk_ranges(slots, opts.parallel);
+        let parts: Vec<FilterPart> = if chunks.len() == 1 {
+            vec![filter_range(&filters, &state, pod, snap, 0..slots)]
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = chunks
+                    .iter()
+                    .map(|r| {
+                        let (filters, state, shared, r) = (&filters, &state, &*snap, r.clone());
+                        sc.spawn(move || filter_range(filters, state, pod, shared, r))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        for part in parts {
+            if let Some(e) = part.error {
+                decision.error = Some(e);
                 return decision;
             }
-            Some(st) => decision.statuses.per_node.push((i, st)),
+            decision.feasible.extend(part.feasible);
+            decision.statuses.per_node.extend(part.failed);
         }
-    }
-    if profile.percentage_of_nodes_to_score > 0 && slots > 0 {
-        let next = (start + visited) % slots;
-        profile.next_start.store(next, Ordering::Relaxed);
+    } else {
+        // Sampling: stop once enough feasible nodes are found, rotating the start.
+        let mut visited = 0usize;
+        for step in 0..slots {
+            if decision.feasible.len() >= wanted {
+                break;
+            }
+            let i = ((start + step) % slots.max(1)) as NodeIdx;
+            if !nodes.live[i as usize] {
+                continue;
+            }
+            visited += 1;
+            match filter_node(&filters, &state, pod, snap, i) {
+                None => decision.feasible.push(i),
+                Some(st) if st.code == Code::Error => {
+                    decision.error = Some(st);
+                    return decision;
+                }
+                Some(st) => decision.statuses.per_node.push((i, st)),
+            }
+        }
+        if slots > 0 {
+            profile
+                .next_start
+                .store((start + visited) % slots, Ordering::Relaxed);
+        }
     }
 
     if decision.feasible.is_empty() {
@@ -200,12 +313,49 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let n = decision.feasible.len();
     let mut totals = vec![0i64; n];
     let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
-    let mut raw = vec![0i64; n];
-    for (p, weight) in &active_scores {
-        for (k, &node) in decision.feasible.iter().enumerate() {
-            raw[k] = p.score(&state, pod, snap, node);
+    // Raw scores of every plugin, plugin-major, computed in node chunks in parallel
+    // on large clusters; normalization needs all of a plugin's scores, so it runs after.
+    let mut all_raw = vec![0i64; n * active_scores.len()];
+    {
+        let feasible = &decision.feasible;
+        let chunks = chunk_ranges(n, opts.parallel);
+        let score_chunk = |r: std::ops::Range<usize>| -> Vec<i64> {
+            let mut out = Vec::with_capacity(r.len() * active_scores.len());
+            for (p, _) in &active_scores {
+                out.extend(
+                    feasible[r.clone()]
+                        .iter()
+                        .map(|&node| p.score(&state, pod, snap, node)),
+                );
+            }
+            out
+        };
+        let parts: Vec<(std::ops::Range<usize>, Vec<i64>)> = if chunks.len() == 1 {
+            vec![(0..n, score_chunk(0..n))]
+        } else {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = chunks
+                    .iter()
+                    .map(|r| {
+                        let (f, r) = (&score_chunk, r.clone());
+                        sc.spawn(move || (r.clone(), f(r)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        for (r, values) in parts {
+            for (j, plugin_values) in values.chunks(r.len().max(1)).enumerate() {
+                all_raw[j * n + r.start..j * n + r.end].copy_from_slice(plugin_values);
+            }
         }
-        p.normalize(&state, pod, &mut raw);
+    }
+    for (j, (p, weight)) in active_scores.iter().enumerate() {
+        let raw = &mut all_raw[j * n..(j + 1) * n];
+        p.normalize(&state, pod, raw);
         for k in 0..n {
             let v = raw[k].clamp(0, MAX_NODE_SCORE) * weight;
             totals[k] += v;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::capacity::CapacityRules;
+use crate::testkit::synthetic_cluster;
 use crate::testkit::*;
 use std::sync::Arc;
 
@@ -75,6 +76,7 @@ fn picks_best_score_and_reports_filtered() {
         CycleOptions {
             detail: true,
             post_filter: true,
+            ..CycleOptions::default()
         },
     );
     assert_eq!(snap.nodes().name[d.node.unwrap() as usize].as_str(), "n5");
@@ -295,4 +297,52 @@ fn permit_reject_unreserves_all() {
     );
     assert!(d.node.is_none());
     assert!(d.error.is_some());
+}
+
+#[test]
+fn parallel_and_sequential_cycles_agree() {
+    let config = crate::config::Config::default();
+    // Above the parallel threshold, with failures (taints, full nodes) and ties.
+    let mut snap = synthetic_cluster(5_000, 4, 3);
+    let pods = [
+        pod("e1", 2000, 8 * GI)
+            .namespace("spark")
+            .executor("spark-app-1")
+            .priority(50_000)
+            .build(),
+        pod("big", 63_000, GI).build(),
+        pod("plain", 500, GI)
+            .tolerate("dedicated", "gpu", None)
+            .build(),
+    ];
+    for name in ["spark-fleet", "kube-default"] {
+        let profile = crate::plugins::build_named_profile(&config, name).unwrap();
+        for p in &pods {
+            let run = |parallel, snap: &mut Snapshot| {
+                schedule(
+                    &profile,
+                    p,
+                    snap,
+                    CycleOptions {
+                        detail: true,
+                        post_filter: false,
+                        parallel,
+                    },
+                )
+            };
+            let a = run(false, &mut snap);
+            let b = run(true, &mut snap);
+            assert_eq!(a.node, b.node, "{name} {}", p.key);
+            assert_eq!(a.feasible, b.feasible);
+            assert_eq!(a.statuses.per_node, b.statuses.per_node);
+            let totals = |d: &Decision| {
+                d.scores
+                    .iter()
+                    .map(|s| (s.node, s.total, s.plugins.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(totals(&a), totals(&b));
+            assert_eq!(a.message(), b.message());
+        }
+    }
 }
