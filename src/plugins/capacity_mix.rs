@@ -50,19 +50,14 @@ impl Plugin for CapacityMix {
 type Plan = (Mix, Vec<(Sym, i64)>);
 
 fn executor_plan(config: &Config, pod: &Pod, snap: &Snapshot) -> Result<Option<Plan>, PolicyError> {
-    let Some(sp) = pod.spark.as_ref().filter(|_| pod.is_executor()) else {
+    if !pod.is_executor() {
         return Ok(None);
-    };
+    }
     let Some(mix) = policy::executor_mix(config, pod, snap)? else {
         return Ok(None);
     };
-    let counts = snap
-        .app(sp.app)
-        .map(|a| policy::executor_counts(snap, a, Some(pod)))
-        .unwrap_or_default();
-    let total: u32 = counts.iter().map(|e| e.1).sum();
-    let count = |t: Sym| counts.iter().find(|e| e.0 == t).map_or(0, |e| e.1);
-    let ranking = mix.ranking(count, total);
+    let placed = policy::PlacedExecutors::of_app(snap, pod);
+    let ranking = mix.ranking(|t| placed.of(t), placed.total);
     Ok(Some((mix, ranking)))
 }
 
@@ -205,20 +200,17 @@ pub struct MixStatus {
 /// The mix of `pod`'s application (driver or executor); None for non-Spark pods,
 /// when no mix applies, or when the mix is invalid (PreFilter reports that).
 pub fn mix_status(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<MixStatus> {
-    let sp = pod.spark.as_ref()?;
+    pod.spark.as_ref()?;
     let mix = policy::executor_mix(config, pod, snap).ok()??;
-    let counts = snap
-        .app(sp.app)
-        .map(|a| policy::executor_counts(snap, a, Some(pod)))
-        .unwrap_or_default();
-    let total: u32 = counts.iter().map(|e| e.1).sum();
-    let count = |t: Sym| counts.iter().find(|e| e.0 == t).map_or(0, |e| e.1);
+    let placed = policy::PlacedExecutors::of_app(snap, pod);
+    let (counts, total) = (&placed.by_type, placed.total);
+    let count = |t: Sym| placed.of(t);
     let mut current: Vec<(String, u32)> = mix
         .weights
         .iter()
         .map(|&(t, _)| (t.to_string(), count(t)))
         .collect();
-    for &(t, c) in &counts {
+    for &(t, c) in counts {
         if c > 0 && !mix.weights.iter().any(|w| w.0 == t) {
             current.push((t.to_string(), c));
         }

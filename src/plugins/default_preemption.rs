@@ -15,11 +15,9 @@ pub struct DefaultPreemption {
 
 impl DefaultPreemption {
     pub fn new(ctx: &BuildContext) -> DefaultPreemption {
-        let fit = &ctx.profile.plugin_args.node_resources_fit;
-        let mut evaluator = Evaluator::new(NAME, VictimPolicy::Upstream);
-        evaluator.ignored_resources = fit.ignored_resources.clone();
-        evaluator.ignored_resource_groups = fit.ignored_resource_groups.clone();
-        DefaultPreemption { evaluator }
+        DefaultPreemption {
+            evaluator: Evaluator::for_profile(NAME, VictimPolicy::Upstream, ctx),
+        }
     }
 }
 

@@ -53,17 +53,10 @@ struct SpreadCycle {
 /// The type the application's mix wants next, if any (bad annotations are
 /// CapacityMix's to report; spread then just ignores types).
 fn mix_target(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<Sym> {
-    let sp = pod.spark.as_ref()?;
+    pod.spark.as_ref()?;
     let mix = policy::executor_mix(config, pod, snap).ok()??;
-    let counts = snap
-        .app(sp.app)
-        .map(|a| policy::executor_counts(snap, a, Some(pod)))
-        .unwrap_or_default();
-    let total: u32 = counts.iter().map(|e| e.1).sum();
-    mix.next_type(
-        |t| counts.iter().find(|e| e.0 == t).map_or(0, |e| e.1),
-        total,
-    )
+    let placed = policy::PlacedExecutors::of_app(snap, pod);
+    mix.next_type(|t| placed.of(t), placed.total)
 }
 
 impl PreScorePlugin for ExecutorSpread {

@@ -26,11 +26,9 @@ impl SparkPreemption {
                 .filter_map(|(ns, d)| d.min_executors.map(|m| (Sym::new(ns), m)))
                 .collect(),
         };
-        let fit = &ctx.profile.plugin_args.node_resources_fit;
-        let mut evaluator = Evaluator::new(NAME, VictimPolicy::Spark(policy));
-        evaluator.ignored_resources = fit.ignored_resources.clone();
-        evaluator.ignored_resource_groups = fit.ignored_resource_groups.clone();
-        SparkPreemption { evaluator }
+        SparkPreemption {
+            evaluator: Evaluator::for_profile(NAME, VictimPolicy::Spark(policy), ctx),
+        }
     }
 }
 

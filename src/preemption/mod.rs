@@ -120,6 +120,20 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
+    /// An evaluator for a profile's PostFilter plugin: victims are checked against
+    /// the profile's NodeResourcesFit ignore lists.
+    pub fn for_profile(
+        plugin: &'static str,
+        policy: VictimPolicy,
+        ctx: &crate::plugins::BuildContext,
+    ) -> Evaluator {
+        let fit = &ctx.profile.plugin_args.node_resources_fit;
+        let mut e = Evaluator::new(plugin, policy);
+        e.ignored_resources = fit.ignored_resources.clone();
+        e.ignored_resource_groups = fit.ignored_resource_groups.clone();
+        e
+    }
+
     pub fn new(plugin: &'static str, policy: VictimPolicy) -> Evaluator {
         Evaluator {
             plugin,

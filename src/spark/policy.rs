@@ -108,6 +108,30 @@ pub fn executor_counts(snap: &Snapshot, app: &AppPods, exclude: Option<&Pod>) ->
     counts
 }
 
+/// Placed executors of `pod`'s application by capacity type (the pod itself left
+/// out), with their total: what the mix rule counts against.
+pub struct PlacedExecutors {
+    pub by_type: Vec<(Sym, u32)>,
+    pub total: u32,
+}
+
+impl PlacedExecutors {
+    pub fn of_app(snap: &Snapshot, pod: &Pod) -> PlacedExecutors {
+        let by_type = pod
+            .spark
+            .as_ref()
+            .and_then(|sp| snap.app(sp.app))
+            .map(|a| executor_counts(snap, a, Some(pod)))
+            .unwrap_or_default();
+        let total = by_type.iter().map(|e| e.1).sum();
+        PlacedExecutors { by_type, total }
+    }
+
+    pub fn of(&self, ty: Sym) -> u32 {
+        self.by_type.iter().find(|e| e.0 == ty).map_or(0, |e| e.1)
+    }
+}
+
 /// Where a pod's Spark settings come from.
 struct Sources<'a> {
     own: &'a Pod,

@@ -9,7 +9,7 @@ use crate::snapshot::{NodeIdx, Snapshot};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CycleOptions {
     /// Keep every plugin's score per node (for `explain`); otherwise only totals.
     pub detail: bool,
@@ -20,16 +20,6 @@ pub struct CycleOptions {
     /// default: on a busy 2-core machine the threads wait for CPU and lose
     /// (see benches/README.md); turn on where cores are free.
     pub parallel: bool,
-}
-
-impl Default for CycleOptions {
-    fn default() -> Self {
-        CycleOptions {
-            detail: false,
-            post_filter: false,
-            parallel: false,
-        }
-    }
 }
 
 /// Below this many nodes a thread costs more than it saves.
@@ -45,7 +35,7 @@ fn chunk_ranges(len: usize, parallel: bool) -> Vec<std::ops::Range<usize>> {
         1
     };
     if workers <= 1 {
-        return vec![0..len];
+        return std::iter::once(0..len).collect();
     }
     let size = len.div_ceil(workers);
     (0..workers)

@@ -242,7 +242,7 @@ fn reserve_and_permit_allow() {
     let mut snap = snapshot(&["n1", "n2"]);
     let a = gate("A", false, PermitDecision::Allow);
     let d = schedule(
-        &gated_profile(&[a.clone()]),
+        &gated_profile(std::slice::from_ref(&a)),
         &pod("p", 1, 1).build(),
         &mut snap,
         CycleOptions::default(),
@@ -281,7 +281,7 @@ fn permit_reject_unreserves_all() {
         PermitDecision::Reject(Status::unschedulable("", "not now")),
     );
     let d = schedule(
-        &gated_profile(&[a.clone()]),
+        &gated_profile(std::slice::from_ref(&a)),
         &pod("p", 1, 1).build(),
         &mut snap,
         CycleOptions::default(),
