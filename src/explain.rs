@@ -80,9 +80,12 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
                 .join(",")
         };
         e.notes.push(format!(
-            "application mix: target {} ({:?}), placed executors {}, next executor wants {}",
+            "application mix: target {} ({}), placed executors {}, next executor wants {}",
             fmt(&m.target),
-            m.mode,
+            match m.mode {
+                crate::config::MixMode::Soft => "soft",
+                crate::config::MixMode::Hard => "hard",
+            },
             if m.current.is_empty() {
                 "none".to_string()
             } else {

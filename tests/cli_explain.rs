@@ -103,7 +103,7 @@ fn text_output_is_a_table() {
     assert!(text.contains("feasible nodes"), "{text}");
     assert!(text.contains("filtered nodes"), "{text}");
     assert!(
-        text.contains("application mix: target spot=40,on-demand=60 (Soft), placed executors spot=0,on-demand=0, next executor wants on-demand"),
+        text.contains("application mix: target spot=40,on-demand=60 (soft), placed executors spot=0,on-demand=0, next executor wants on-demand"),
         "{text}"
     );
     // The skipped ConfigMap is reported on stderr, not fatal.
