@@ -57,6 +57,9 @@ pub fn snapshot_from(manifests: &Manifests, config: &Config) -> Snapshot {
         // Bound pods always have a node name here; a rejected one cannot happen.
         let _ = snap.upsert_pod(Arc::new(p.clone()));
     }
+    for pdb in &manifests.pdbs {
+        snap.upsert_pdb(pdb.clone());
+    }
     snap
 }
 

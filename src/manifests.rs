@@ -3,6 +3,7 @@
 //! and fixtures. Errors name the file, the document's line and the field.
 
 use crate::model::{node_from_k8s, pod_from_k8s, Node, Pod, PriorityResolver};
+use crate::preemption::{pdb_from_k8s, Pdb};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -33,7 +34,7 @@ pub struct Manifests {
     pub nodes: Vec<Node>,
     /// Bound pods (with `spec.nodeName`).
     pub bound_pods: Vec<Pod>,
-    pub pdbs: Vec<PodDisruptionBudget>,
+    pub pdbs: Vec<Pdb>,
     pub priority_classes: Vec<PriorityClass>,
     /// Kinds we skipped, with their line, for a warning.
     pub skipped: Vec<(usize, String)>,
@@ -173,7 +174,15 @@ pub fn load_snapshot_file(path: &Path) -> Result<Manifests, ManifestError> {
                     })?);
             }
             "Pod" => pods.push((o.line, typed::<core::Pod>(&file, o)?)),
-            "PodDisruptionBudget" => m.pdbs.push(typed(&file, o)?),
+            "PodDisruptionBudget" => {
+                let pdb: PodDisruptionBudget = typed(&file, o)?;
+                m.pdbs
+                    .push(pdb_from_k8s(&pdb).map_err(|e| ManifestError::Object {
+                        file: file.clone(),
+                        line: o.line,
+                        message: e.to_string(),
+                    })?);
+            }
             "PriorityClass" => m.priority_classes.push(typed(&file, o)?),
             other => m.skipped.push((
                 o.line,

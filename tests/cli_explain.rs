@@ -165,3 +165,39 @@ fn config_check_command() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("spark.executorCapacityMix"));
 }
+
+#[test]
+fn preemption_respects_disruption_budgets_from_the_snapshot() {
+    let run = |snapshot: &str| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_spark-fleet"))
+            .args([
+                "explain",
+                "--snapshot",
+                &fixture(snapshot),
+                "--pod",
+                &fixture("pod-urgent.yaml"),
+                "--output",
+                "json",
+            ])
+            .output()
+            .expect("run spark-fleet");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let free = run("preempt-cluster.yaml");
+    assert_eq!(free["outcome"], "Unschedulable");
+    assert_eq!(
+        free["preemption"],
+        serde_json::json!({"node": "node-a", "victims": ["default/cheap"]})
+    );
+    let guarded = run("preempt-cluster-pdb.yaml");
+    assert_eq!(
+        guarded["preemption"],
+        serde_json::json!({"node": "node-b", "victims": ["default/dear"]})
+    );
+}
