@@ -216,6 +216,8 @@ fn run(cli: Cli) -> Result<(), InputError> {
                 seed,
                 autoscaler: autoscaler.then(AutoscalerOptions::default),
                 progress: true,
+                price_per_vcpu_hour: config.simulation.price_per_vcpu_hour.clone(),
+                default_price_per_vcpu_hour: config.simulation.default_price_per_vcpu_hour,
                 ..SimOptions::default()
             };
             let report =

@@ -46,6 +46,30 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub partition: PartitionConfig,
     pub logging: LoggingConfig,
+    pub simulation: SimulationConfig,
+}
+
+/// Settings only the simulator reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct SimulationConfig {
+    /// Price of a node the trace gives no price for, in dollars per vCPU-hour by capacity
+    /// type (a node-hour costs its vCPUs times this); types not listed use the default.
+    pub price_per_vcpu_hour: BTreeMap<String, f64>,
+    pub default_price_per_vcpu_hour: f64,
+}
+
+impl Default for SimulationConfig {
+    /// Assumptions, not data: on-demand $0.048 per vCPU-hour, spot at 35% of it.
+    fn default() -> Self {
+        SimulationConfig {
+            price_per_vcpu_hour: BTreeMap::from([
+                (crate::model::capacity::ON_DEMAND.to_owned(), 0.048),
+                (crate::model::capacity::SPOT.to_owned(), 0.0168),
+            ]),
+            default_price_per_vcpu_hour: 0.048,
+        }
+    }
 }
 
 impl Default for Config {
@@ -63,6 +87,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             partition: PartitionConfig::default(),
             logging: LoggingConfig::default(),
+            simulation: SimulationConfig::default(),
         }
     }
 }
@@ -509,6 +534,23 @@ impl Config {
                 "metrics.address".into(),
                 format!("{:?} is not host:port", self.metrics.address),
             ));
+        }
+        let sim = &self.simulation;
+        let prices = sim
+            .price_per_vcpu_hour
+            .iter()
+            .map(|(t, p)| (t.as_str(), *p))
+            .chain(std::iter::once((
+                "default",
+                sim.default_price_per_vcpu_hour,
+            )));
+        for (ty, price) in prices {
+            if !price.is_finite() || price < 0.0 {
+                return Err(invalid(
+                    format!("simulation.pricePerVcpuHour.{ty}"),
+                    format!("{price} is not a price"),
+                ));
+            }
         }
         Ok(())
     }

@@ -48,3 +48,14 @@ fn shipped_config_file_is_the_defaults() {
     let cfg = Config::load(&path).unwrap();
     assert_eq!(cfg, Config::default());
 }
+
+#[test]
+fn simulation_prices_are_validated() {
+    let e = Config::parse("simulation: {pricePerVcpuHour: {spot: -1}}\n", "c.yaml").unwrap_err();
+    assert!(
+        e.to_string().contains("simulation.pricePerVcpuHour.spot"),
+        "{e}"
+    );
+    let c = Config::parse("simulation: {pricePerVcpuHour: {spot: 0.01}}\n", "c.yaml").unwrap();
+    assert_eq!(c.simulation.price_per_vcpu_hour.get("spot"), Some(&0.01));
+}

@@ -1,0 +1,85 @@
+//! `spark-fleet simulate` as a user runs it: summary on stdout, report and charts on disk,
+//! prices for unpriced nodes from the config, bad traces → exit 2 naming the line.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn simulate(trace: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_spark-fleet"))
+        .args([
+            "simulate",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .expect("run spark-fleet")
+}
+
+const TRACE: &str = r#"{"format":"spark-fleet-trace","version":1,"name":"one-node"}
+{"t":0.0,"type":"node_add","name":"n1","labels":{"kubernetes.io/hostname":"n1"},"allocatable":{"cpu":"4","memory":"16Gi","pods":"110"}}
+{"t":0.0,"type":"pod_submit","name":"job","namespace":"default","requests":{"cpu":"1","memory":"1Gi"},"duration_seconds":3600.0}
+"#;
+
+#[test]
+fn report_summary_and_config_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    std::fs::write(&trace, TRACE).unwrap();
+    let cost = |extra: &[&str], out: &str| -> f64 {
+        let out_dir = dir.path().join(out);
+        let o = simulate(&trace, &out_dir, extra);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains("spark-fleet") && stdout.contains("kube-default"),
+            "{stdout}"
+        );
+        for chart in ["nodes.svg", "cost.svg", "pending.svg"] {
+            assert!(out_dir.join(chart).exists(), "{chart}");
+        }
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+                .unwrap();
+        let p = &report["policies"]["spark-fleet"];
+        assert_eq!(p["pods_bound"], 1);
+        p["cost_total"].as_f64().unwrap()
+    };
+    let default_cost = cost(&[], "a");
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "simulation:\n  pricePerVcpuHour: {on-demand: 1.0}\n").unwrap();
+    let custom_cost = cost(&["--config", cfg.to_str().unwrap()], "b");
+    assert!(default_cost > 0.0);
+    // The unpriced on-demand node costs its vCPUs times the configured rate.
+    let ratio = custom_cost / default_cost;
+    assert!(
+        (ratio - 1.0 / 0.048).abs() < 1e-6,
+        "{custom_cost} / {default_cost}"
+    );
+}
+
+#[test]
+fn malformed_trace_exits_2_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &trace,
+        TRACE.replace("duration_seconds", "duration_secondz"),
+    )
+    .unwrap();
+    let o = simulate(&trace, &dir.path().join("out"), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.jsonl:3") && err.contains("duration_secondz"),
+        "{err}"
+    );
+}
