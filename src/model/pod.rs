@@ -236,6 +236,30 @@ impl Pod {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `nodeSelector` and required node affinity both match (upstream's
+    /// `GetRequiredNodeAffinity(pod).Match(node)`).
+    pub fn matches_required_affinity(&self, node: &super::Node) -> bool {
+        self.node_selector
+            .iter()
+            .all(|(k, v)| node.labels.get(*k) == Some(*v))
+            && self
+                .node_affinity
+                .required
+                .as_ref()
+                .is_none_or(|terms| terms.iter().any(|t| t.matches(&node.labels, node.name)))
+    }
+
+    /// The first NoSchedule/NoExecute taint of `node` this pod does not tolerate.
+    pub fn first_untolerated_hard_taint<'n>(
+        &self,
+        node: &'n super::Node,
+    ) -> Option<&'n super::Taint> {
+        node.taints.iter().find(|t| {
+            matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
+                && !self.tolerations.iter().any(|tol| tol.tolerates(t))
+        })
+    }
+
     pub fn is_driver(&self) -> bool {
         self.spark
             .as_ref()

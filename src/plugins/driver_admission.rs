@@ -19,7 +19,7 @@
 
 use crate::config::{Config, MixMode};
 use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, Status};
-use crate::model::{Pod, Resources, Sym, TaintEffect};
+use crate::model::{Pod, Resources, Sym};
 use crate::snapshot::{NodeIdx, Snapshot};
 use crate::spark::policy;
 use std::collections::HashMap;
@@ -67,21 +67,8 @@ fn executors_may_use(pod: &Pod, snap: &Snapshot, node: NodeIdx) -> bool {
     if nodes.unschedulable[node as usize] {
         return false;
     }
-    let selector_ok = pod
-        .node_selector
-        .iter()
-        .all(|(k, v)| n.labels.get(*k) == Some(*v));
-    let affinity_ok = pod
-        .node_affinity
-        .required
-        .as_ref()
-        .is_none_or(|terms| terms.iter().any(|t| t.matches(&n.labels, n.name)));
-    let taints_ok = nodes.hard_taints[node as usize] == 0
-        || n.taints.iter().all(|t| {
-            !matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
-                || pod.tolerations.iter().any(|tol| tol.tolerates(t))
-        });
-    selector_ok && affinity_ok && taints_ok
+    pod.matches_required_affinity(n)
+        && (nodes.hard_taints[node as usize] == 0 || pod.first_untolerated_hard_taint(n).is_none())
 }
 
 /// How many `exec`-shaped pods fit on `node` after `extra` is also placed there.
@@ -220,6 +207,7 @@ mod tests {
     use super::*;
     use crate::framework::Code;
     use crate::model::capacity::CapacityRules;
+    use crate::model::TaintEffect;
     use crate::plugins::test_support::filter_all;
     use crate::spark::annotations::{
         CAPACITY_MIX_MODE, EXECUTOR_CAPACITY_MIX, EXECUTOR_RESOURCES, MIN_EXECUTORS,

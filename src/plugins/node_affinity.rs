@@ -55,17 +55,7 @@ impl PreFilterPlugin for NodeAffinity {
 
 impl FilterPlugin for NodeAffinity {
     fn filter(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
-        let n = &snap.nodes().node[node as usize];
-        let selector_ok = pod
-            .node_selector
-            .iter()
-            .all(|(k, v)| n.labels.get(*k) == Some(*v));
-        let affinity_ok = pod
-            .node_affinity
-            .required
-            .as_ref()
-            .is_none_or(|terms| terms.iter().any(|t| t.matches(&n.labels, n.name)));
-        if selector_ok && affinity_ok {
+        if pod.matches_required_affinity(&snap.nodes().node[node as usize]) {
             Status::success()
         } else {
             Status::unresolvable(NAME, ERR_REASON_POD)

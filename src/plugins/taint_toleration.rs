@@ -23,10 +23,7 @@ impl FilterPlugin for TaintToleration {
         if nodes.hard_taints[node as usize] == 0 {
             return Status::success();
         }
-        let untolerated = nodes.node[node as usize].taints.iter().find(|t| {
-            matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
-                && !pod.tolerations.iter().any(|tol| tol.tolerates(t))
-        });
+        let untolerated = pod.first_untolerated_hard_taint(&nodes.node[node as usize]);
         match untolerated {
             None => Status::success(),
             Some(t) => Status::unresolvable(

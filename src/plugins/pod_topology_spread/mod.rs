@@ -12,8 +12,7 @@ mod scoring;
 
 use crate::framework::Plugin;
 use crate::model::{
-    InclusionPolicy, LabelSelector, Node, Pod, Sym, TaintEffect, TopologySpreadConstraint,
-    WhenUnsatisfiable,
+    InclusionPolicy, LabelSelector, Node, Pod, Sym, TopologySpreadConstraint, WhenUnsatisfiable,
 };
 use crate::snapshot::{NodeIdx, Snapshot};
 use std::collections::HashMap;
@@ -51,24 +50,13 @@ fn has_all_keys(node: &Node, constraints: &[&TopologySpreadConstraint]) -> bool 
         .all(|c| node.labels.contains_key(c.topology_key))
 }
 
-/// The pod's `nodeSelector` and required node affinity (upstream `GetRequiredNodeAffinity().Match`).
 fn required_affinity_matches(pod: &Pod, node: &Node) -> bool {
-    pod.node_selector
-        .iter()
-        .all(|(k, v)| node.labels.get(*k) == Some(*v))
-        && pod
-            .node_affinity
-            .required
-            .as_ref()
-            .is_none_or(|terms| terms.iter().any(|t| t.matches(&node.labels, node.name)))
+    pod.matches_required_affinity(node)
 }
 
 /// An untolerated NoSchedule/NoExecute taint (upstream's DoNotScheduleTaintsFilterFunc).
 fn has_untolerated_hard_taint(pod: &Pod, node: &Node) -> bool {
-    node.taints.iter().any(|t| {
-        matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
-            && !pod.tolerations.iter().any(|tol| tol.tolerates(t))
-    })
+    pod.first_untolerated_hard_taint(node).is_some()
 }
 
 /// Per-node answers to the inclusion policies, computed at most once per node and cycle.

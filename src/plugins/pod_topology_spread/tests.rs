@@ -4,6 +4,7 @@ use crate::framework::{
     Code, CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
 };
 use crate::model::capacity::CapacityRules;
+use crate::model::TaintEffect;
 use crate::model::{
     pod_from_k8s, InclusionPolicy, LabelSelector, Node, SelectorOp, TopologySpreadConstraint,
 };
