@@ -6,9 +6,7 @@ use serde::Deserialize;
 use spark_fleet::config::{Config, SPARK_FLEET};
 use spark_fleet::framework::{schedule, CycleOptions, Profile};
 use spark_fleet::model::{node_from_k8s, pod_from_k8s, Pod};
-use spark_fleet::plugins::{
-    build_named_profile, build_plugin, capacity_fallback, mix_status, BuildContext,
-};
+use spark_fleet::plugins::{build_named_profile, capacity_fallback, mix_status};
 use spark_fleet::snapshot::Snapshot;
 use std::sync::Arc;
 
@@ -19,23 +17,9 @@ struct List {
     items: Vec<serde_json::Value>,
 }
 
-/// The `spark-fleet` profile; until every plugin it lists is merged, the ones that build.
-/// TODO(after merge): `build_named_profile` alone.
+/// The shipped `spark-fleet` profile.
 fn spark_profile(cfg: &Config) -> Profile {
-    if let Ok(p) = build_named_profile(cfg, SPARK_FLEET) {
-        return p;
-    }
-    let pc = cfg.profile(SPARK_FLEET).unwrap();
-    let ctx = BuildContext {
-        config: cfg,
-        profile: pc,
-    };
-    let sets = pc
-        .plugins
-        .iter()
-        .filter_map(|e| build_plugin(&e.name, &ctx).ok().map(|s| (s, e.weight)))
-        .collect();
-    Profile::new(SPARK_FLEET, sets)
+    build_named_profile(cfg, SPARK_FLEET).unwrap()
 }
 
 /// Loads the fixture: nodes and bound pods into a snapshot, pending pods returned.

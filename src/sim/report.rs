@@ -115,7 +115,7 @@ pub struct PolicyReport {
     /// Plain pods lost (and recreated) to node loss or preemption.
     pub plain_pods_lost: u64,
     pub preemptions: u64,
-    /// null until the engine is connected to CapacityMix's fallback check.
+    /// Decisions whose node was not of the type the application's mix wanted.
     pub capacity_fallbacks: u64,
     /// null when no application with a mix target ran executors.
     pub spot_share_abs_error_mean: Option<f64>,

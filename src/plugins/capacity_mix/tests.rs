@@ -2,8 +2,8 @@ use super::*;
 use crate::config::{NamespaceSparkDefaults, PluginEntry};
 use crate::framework::{schedule, Code, CycleOptions, Profile};
 use crate::model::capacity::CapacityRules;
+use crate::plugins::build_named_profile;
 use crate::plugins::test_support::{filter_all, score_all};
-use crate::plugins::{build_named_profile, build_plugin, BuildContext};
 use crate::spark::annotations::{CAPACITY_MIX_MODE, DRIVER_CAPACITY, EXECUTOR_CAPACITY_MIX};
 use crate::testkit::*;
 use proptest::prelude::*;
@@ -11,24 +11,9 @@ use std::collections::HashMap;
 
 const MIX_40_60: &str = "spot=40,on-demand=60";
 
-/// The `spark-fleet` profile. Until NodeResourcesFit, PodTopologySpread and the
-/// preemption plugins are merged, only the plugins that build here are used.
-/// TODO(after merge): use `build_named_profile` alone (the fallback goes away).
+/// The shipped `spark-fleet` profile.
 pub(crate) fn spark_profile(cfg: &Config) -> Profile {
-    if let Ok(p) = build_named_profile(cfg, crate::config::SPARK_FLEET) {
-        return p;
-    }
-    let pc = cfg.profile(crate::config::SPARK_FLEET).unwrap();
-    let ctx = BuildContext {
-        config: cfg,
-        profile: pc,
-    };
-    let sets = pc
-        .plugins
-        .iter()
-        .filter_map(|e| build_plugin(&e.name, &ctx).ok().map(|s| (s, e.weight)))
-        .collect();
-    Profile::new(crate::config::SPARK_FLEET, sets)
+    build_named_profile(cfg, crate::config::SPARK_FLEET).unwrap()
 }
 
 fn plugin(cfg: Config) -> CapacityMix {
