@@ -21,6 +21,69 @@ pub trait PreFilterPlugin: Plugin {
 /// Decides whether `node` can run `pod`.
 pub trait FilterPlugin: Plugin {
     fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status;
+
+    /// The cycle's batch form of [`filter`](Self::filter): keeps in `nodes` (in
+    /// order) those that pass and appends the others to `rejected`. `Err` aborts
+    /// the cycle (`Code::Error`).
+    ///
+    /// The cycle asks `filter` for a rejected node's `Status` only when it is shown
+    /// (no node fits, or `explain`), so an override must reject exactly the nodes
+    /// `filter` rejects. The default calls `filter` per node; plugins override it
+    /// with a scan over the snapshot's node columns.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        let mut error = None;
+        nodes.retain(|&n| {
+            if error.is_some() {
+                return true;
+            }
+            let st = self.filter(state, pod, snap, n);
+            match st.code {
+                super::Code::Success => true,
+                super::Code::Error => {
+                    error = Some(st);
+                    true
+                }
+                _ => {
+                    rejected.push(n);
+                    false
+                }
+            }
+        });
+        error.map_or(Ok(()), Err)
+    }
+}
+
+/// Keeps the nodes for which `pass` holds and moves the others to `rejected`:
+/// the body of most `filter_nodes` overrides.
+#[inline]
+pub fn retain_nodes(
+    nodes: &mut Vec<NodeIdx>,
+    rejected: &mut Vec<NodeIdx>,
+    mut pass: impl FnMut(NodeIdx) -> bool,
+) {
+    // Both lists are written at every step and only their ends move: no branch
+    // on the verdict, which is unpredictable when many nodes fail.
+    let len = nodes.len();
+    let base = rejected.len();
+    rejected.resize(base + len, 0);
+    let (mut kept, mut out) = (0usize, base);
+    for r in 0..len {
+        let n = nodes[r];
+        let ok = pass(n);
+        nodes[kept] = n;
+        rejected[out] = n;
+        kept += usize::from(ok);
+        out += usize::from(!ok);
+    }
+    nodes.truncate(kept);
+    rejected.truncate(out);
 }
 
 /// What PostFilter (preemption) proposes when no node passed.
@@ -106,6 +169,22 @@ pub trait PreScorePlugin: Plugin {
 
 pub trait ScorePlugin: Plugin {
     fn score(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64;
+
+    /// The cycle's batch form of [`score`](Self::score): `out[k]` is the raw score
+    /// of `nodes[k]` and must equal `score` for that node. The default calls `score`
+    /// per node; plugins override it with a scan over the snapshot's node columns.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &[NodeIdx],
+        out: &mut [i64],
+    ) {
+        for (o, &n) in out.iter_mut().zip(nodes) {
+            *o = self.score(state, pod, snap, n);
+        }
+    }
 
     /// Maps raw scores (one per feasible node, in order) into 0..=MAX_NODE_SCORE.
     /// The default leaves scores that are already in range alone.

@@ -9,8 +9,8 @@
 
 use crate::config::{Config, MixMode};
 use crate::framework::{
-    CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
-    MAX_NODE_SCORE,
+    retain_nodes, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
+    Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -119,6 +119,29 @@ impl FilterPlugin for CapacityMix {
             _ => Status::success(),
         }
     }
+
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        let types = &snap.nodes().capacity_type;
+        match state.read::<MixCycle>() {
+            Some(MixCycle::Driver { allowed }) => {
+                retain_nodes(nodes, rejected, |n| allowed.contains(&types[n as usize]));
+            }
+            Some(MixCycle::Executor { mix, ranking }) if mix.mode == MixMode::Hard => {
+                if let Some(&(wanted, _)) = ranking.first() {
+                    retain_nodes(nodes, rejected, |n| types[n as usize] == wanted);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 impl PreScorePlugin for CapacityMix {
@@ -153,13 +176,40 @@ impl ScorePlugin for CapacityMix {
         let Some(MixCycle::Executor { ranking, .. }) = state.read::<MixCycle>() else {
             return 0;
         };
-        let ty = snap.nodes().capacity_type[node as usize];
-        let n = ranking.len() as i64;
-        match ranking.iter().position(|e| e.0 == ty) {
-            None => 0,
-            Some(0) => MAX_NODE_SCORE,
-            Some(k) => MAX_OTHER_TYPE_SCORE * (n - k as i64) / (n - 1),
+        type_score(ranking, snap.nodes().capacity_type[node as usize])
+    }
+
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        snap: &Snapshot,
+        nodes: &[NodeIdx],
+        out: &mut [i64],
+    ) {
+        let Some(MixCycle::Executor { ranking, .. }) = state.read::<MixCycle>() else {
+            out.fill(0);
+            return;
+        };
+        // A handful of types: score each once, then look the node's type up.
+        let table: Vec<(Sym, i64)> = ranking
+            .iter()
+            .map(|&(t, _)| (t, type_score(ranking, t)))
+            .collect();
+        let types = &snap.nodes().capacity_type;
+        for (o, &n) in out.iter_mut().zip(nodes) {
+            let ty = types[n as usize];
+            *o = table.iter().find(|e| e.0 == ty).map_or(0, |e| e.1);
         }
+    }
+}
+
+fn type_score(ranking: &[(Sym, i64)], ty: Sym) -> i64 {
+    let n = ranking.len() as i64;
+    match ranking.iter().position(|e| e.0 == ty) {
+        None => 0,
+        Some(0) => MAX_NODE_SCORE,
+        Some(k) => MAX_OTHER_TYPE_SCORE * (n - k as i64) / (n - 1),
     }
 }
 

@@ -42,12 +42,18 @@ impl Plugin for ExecutorSpread {
 struct SpreadCycle {
     /// Only nodes of this type are candidates; None = every feasible node.
     only_type: Option<Sym>,
-    /// A few zones: a linear scan beats hashing.
-    zone_counts: Vec<(Sym, u32)>,
-    /// Sorted by node, looked up by binary search on every scored node.
-    node_counts: Vec<(NodeIdx, u32)>,
-    zone_min: u32,
+    /// The app's counted executors per node slot (empty when it has none).
+    node_counts: Vec<u32>,
     node_min: u32,
+    /// Each zone holding a candidate, with its zone key score (a few zones: a
+    /// linear scan beats hashing).
+    zone_scores: Vec<(Sym, i64)>,
+}
+
+impl SpreadCycle {
+    fn count_on(&self, node: NodeIdx) -> u32 {
+        self.node_counts.get(node as usize).copied().unwrap_or(0)
+    }
 }
 
 /// The type the application's mix wants next, if any (bad annotations are
@@ -74,100 +80,133 @@ impl PreScorePlugin for ExecutorSpread {
         let ty = |n: NodeIdx| nodes.capacity_type[n as usize];
         let only_type =
             mix_target(&self.config, pod, snap).filter(|t| feasible.iter().any(|&n| ty(n) == *t));
-        let candidates = || {
-            feasible
-                .iter()
-                .copied()
-                .filter(move |&n| only_type.is_none_or(|t| ty(n) == t))
-        };
-        if candidates().next().is_none() {
+        // Candidates are the feasible nodes of this type; only executors on it count.
+        let of_type = |n: NodeIdx| only_type.is_none_or(|t| ty(n) == t);
+        let mut candidates = 0usize;
+        // Zones holding a candidate, with the app's executors counted in each.
+        let mut zone_counts: Vec<(Sym, u32)> = Vec::new();
+        let mut last_zone = None;
+        for &n in feasible.iter().filter(|&&n| of_type(n)) {
+            candidates += 1;
+            let Some(z) = nodes.zone[n as usize] else {
+                continue;
+            };
+            if last_zone != Some(z) && !zone_counts.iter().any(|e| e.0 == z) {
+                zone_counts.push((z, 0));
+            }
+            last_zone = Some(z);
+        }
+        if candidates == 0 {
             return Status::skip();
         }
-        let mut zone_counts: Vec<(Sym, u32)> = Vec::new();
-        let mut node_list: Vec<NodeIdx> = Vec::new();
+        // The pod itself, if already placed (re-scheduling), does not count.
+        let own_node = snap
+            .pod_by_key(&pod.key)
+            .filter(|e| e.pod.is_executor() && !e.pod.terminating)
+            .map(|e| e.node);
+        let mut node_counts: Vec<u32> = Vec::new();
+        let mut nodes_with_executors = 0usize;
         if let Some(app) = snap.app(sp.app) {
-            for entry in app.executors.iter().filter_map(|&id| snap.pod(id)) {
-                if entry.pod.terminating
-                    || entry.pod.key == pod.key
-                    || only_type.is_some_and(|t| ty(entry.node) != t)
-                {
+            nodes_with_executors = app.executors_by_node.len();
+            if !app.executors_by_node.is_empty() {
+                node_counts = vec![0; nodes.slots()];
+            }
+            for (&n, &count) in &app.executors_by_node {
+                let count = count - u32::from(own_node == Some(n));
+                if count == 0 || !of_type(n) {
                     continue;
                 }
-                node_list.push(entry.node);
-                if let Some(z) = nodes.zone[entry.node as usize] {
-                    match zone_counts.iter_mut().find(|e| e.0 == z) {
-                        Some(e) => e.1 += 1,
-                        None => zone_counts.push((z, 1)),
+                node_counts[n as usize] = count;
+                if let Some(z) = nodes.zone[n as usize] {
+                    if let Some(e) = zone_counts.iter_mut().find(|e| e.0 == z) {
+                        e.1 += count;
                     }
                 }
             }
         }
-        node_list.sort_unstable();
-        let mut node_counts: Vec<(NodeIdx, u32)> = Vec::new();
-        for n in node_list {
-            match node_counts.last_mut() {
-                Some(last) if last.0 == n => last.1 += 1,
-                _ => node_counts.push((n, 1)),
-            }
-        }
-        let node_min = candidates()
-            .map(|n| count_on(&node_counts, n))
-            .min()
-            .unwrap_or(0);
-        let zone_min = candidates()
-            .filter_map(|n| nodes.zone[n as usize])
-            .map(|z| count_in(&zone_counts, z))
-            .min()
-            .unwrap_or(0);
+        // Fewer nodes hold executors than there are candidates: some candidate has none.
+        let node_min = if nodes_with_executors < candidates {
+            0
+        } else {
+            feasible
+                .iter()
+                .filter(|&&n| of_type(n))
+                .map(|&n| node_counts.get(n as usize).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0)
+        };
+        let zone_min = zone_counts.iter().map(|e| e.1).min().unwrap_or(0);
+        let zone_skew = self.config.spark.executor_spread.zone_max_skew;
         state.write(SpreadCycle {
             only_type,
-            zone_counts,
             node_counts,
-            zone_min,
             node_min,
+            zone_scores: zone_counts
+                .iter()
+                .map(|&(z, c)| (z, key_score(c, zone_min, zone_skew)))
+                .collect(),
         });
         Status::success()
     }
-}
-
-fn count_on(counts: &[(NodeIdx, u32)], node: NodeIdx) -> u32 {
-    counts
-        .binary_search_by_key(&node, |e| e.0)
-        .map_or(0, |i| counts[i].1)
-}
-
-fn count_in(counts: &[(Sym, u32)], zone: Sym) -> u32 {
-    counts.iter().find(|e| e.0 == zone).map_or(0, |e| e.1)
 }
 
 /// 100 within the max skew, then 100·s/(s+excess).
 fn key_score(count: u32, min: u32, max_skew: u32) -> i64 {
     let skew = (count + 1).saturating_sub(min);
     let excess = skew.saturating_sub(max_skew) as i64;
+    if excess == 0 {
+        return MAX_NODE_SCORE;
+    }
     let s = max_skew.max(1) as i64;
     MAX_NODE_SCORE * s / (s + excess)
 }
 
-impl ScorePlugin for ExecutorSpread {
-    fn score(&self, state: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
-        let Some(c) = state.read::<SpreadCycle>() else {
-            return 0;
-        };
+impl ExecutorSpread {
+    fn score_one(&self, c: &SpreadCycle, snap: &Snapshot, node: NodeIdx) -> i64 {
         let nodes = snap.nodes();
         if c.only_type
             .is_some_and(|t| nodes.capacity_type[node as usize] != t)
         {
             return 0;
         }
-        let cfg = &self.config.spark.executor_spread;
-        let on_node = count_on(&c.node_counts, node);
-        let node_score = key_score(on_node, c.node_min, cfg.node_max_skew);
+        let node_skew = self.config.spark.executor_spread.node_max_skew;
+        let node_score = key_score(c.count_on(node), c.node_min, node_skew);
         // A node without a zone label is in no zone domain: only its node skew counts.
         let zone_score = match nodes.zone[node as usize] {
-            Some(z) => key_score(count_in(&c.zone_counts, z), c.zone_min, cfg.zone_max_skew),
+            Some(z) => c
+                .zone_scores
+                .iter()
+                .find(|e| e.0 == z)
+                .map_or(MAX_NODE_SCORE, |e| e.1),
             None => MAX_NODE_SCORE,
         };
         (node_score + zone_score) / 2
+    }
+}
+
+impl ScorePlugin for ExecutorSpread {
+    fn score(&self, state: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
+        match state.read::<SpreadCycle>() {
+            Some(c) => self.score_one(c, snap, node),
+            None => 0,
+        }
+    }
+
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        snap: &Snapshot,
+        nodes: &[NodeIdx],
+        out: &mut [i64],
+    ) {
+        let Some(c) = state.read::<SpreadCycle>() else {
+            out.fill(0);
+            return;
+        };
+        for (o, &n) in out.iter_mut().zip(nodes) {
+            *o = self.score_one(c, snap, n);
+        }
     }
 }
 

@@ -227,6 +227,9 @@ pub fn build_named_profile(config: &Config, name: &str) -> Result<Profile, Plugi
 }
 
 #[cfg(test)]
+mod batch_tests;
+
+#[cfg(test)]
 pub(crate) mod test_support {
     //! Runs one plugin's filter/score over a snapshot, for table tests.
     use crate::framework::{

@@ -2,8 +2,8 @@
 //! preferred terms add their weights (Score).
 
 use crate::framework::{
-    default_normalize, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status, MAX_NODE_SCORE,
+    default_normalize, retain_nodes, CycleState, FilterPlugin, Plugin, PreFilterPlugin,
+    PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, SelectorOp};
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -60,6 +60,21 @@ impl FilterPlugin for NodeAffinity {
         } else {
             Status::unresolvable(NAME, ERR_REASON_POD)
         }
+    }
+
+    fn filter_nodes(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        let t = snap.nodes();
+        retain_nodes(nodes, rejected, |n| {
+            pod.matches_required_affinity(&t.node[n as usize])
+        });
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! NodeName: a pod with `spec.nodeName` set only fits that node.
 
-use crate::framework::{CycleState, FilterPlugin, Plugin, Status};
+use crate::framework::{retain_nodes, CycleState, FilterPlugin, Plugin, Status};
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
 
@@ -23,6 +23,21 @@ impl FilterPlugin for NodeName {
             }
             _ => Status::success(),
         }
+    }
+
+    fn filter_nodes(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        if let Some(want) = pod.node_name {
+            let names = &snap.nodes().name;
+            retain_nodes(nodes, rejected, |n| names[n as usize] == want);
+        }
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@
 //!   (best-effort pods, kubernetes#129138), so they are not all piled on one node.
 
 use super::resource_allocation::{
-    allocatable_requested, pod_requests, resolve, Usage, WeightedResource,
+    allocatable_requested, pod_requests, resolve, usage_columns, Usage, WeightedResource,
 };
 use crate::config::BalancedAllocationArgs;
 use crate::framework::{CycleState, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
@@ -120,6 +120,64 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
             return 0;
         }
         self.score_node(snap, node, &requests)
+    }
+
+    /// Shares straight from the node columns when the resources are cpu, memory
+    /// and ephemeral storage; node by node otherwise.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &[NodeIdx],
+        out: &mut [i64],
+    ) {
+        let computed;
+        let requests: &[i64] = match state.read::<BalancedState>() {
+            Some(s) => &s.requests,
+            None => {
+                computed = pod_requests(pod, &self.resources, Usage::Requested);
+                if computed.iter().all(|r| *r == 0) {
+                    out.fill(0);
+                    return;
+                }
+                &computed
+            }
+        };
+        let t = snap.nodes();
+        let Some(columns) = usage_columns(t, &self.resources, Usage::Requested) else {
+            for (o, &n) in out.iter_mut().zip(nodes) {
+                *o = self.score_node(snap, n, requests);
+            }
+            return;
+        };
+        if let [((alloc_a, used_a, _), ka), ((alloc_b, used_b, _), kb)] = columns[..] {
+            // The usual cpu + memory pair: the deviation of two shares is half their distance.
+            let (ra, rb) = (requests[ka], requests[kb]);
+            for (o, &n) in out.iter_mut().zip(nodes) {
+                let i = n as usize;
+                let (a, b) = (alloc_a[i], alloc_b[i]);
+                *o = if a != 0 && b != 0 {
+                    let sa = (used_a[i].saturating_add(ra) as f64 / a as f64).min(1.0);
+                    let sb = (used_b[i].saturating_add(rb) as f64 / b as f64).min(1.0);
+                    balanced_score(&[sa, sb])
+                } else {
+                    MAX_NODE_SCORE
+                };
+            }
+            return;
+        }
+        for (o, &n) in out.iter_mut().zip(nodes) {
+            let i = n as usize;
+            let mut shares: SmallVec<[f64; 4]> = SmallVec::new();
+            for &((alloc, used, _), k) in &columns {
+                let a = alloc[i];
+                if a != 0 {
+                    shares.push((used[i].saturating_add(requests[k]) as f64 / a as f64).min(1.0));
+                }
+            }
+            *o = balanced_score(&shares);
+        }
     }
 }
 

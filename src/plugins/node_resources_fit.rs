@@ -22,12 +22,12 @@
 
 use super::resource_allocation::{
     allocatable_requested, is_extended_resource_name, is_scalar_resource_name, pod_requests,
-    resolve, Usage, WeightedResource,
+    resolve, usage_columns, weighted_average, Usage, WeightedResource,
 };
 use crate::config::{NodeResourcesFitArgs, ScoringStrategyType, UtilizationShapePoint};
 use crate::framework::{
-    Code, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, Reason, ScorePlugin,
-    Status, MAX_NODE_SCORE,
+    retain_nodes, Code, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, Reason,
+    ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeIdx, NodeTable, Snapshot};
@@ -147,7 +147,10 @@ fn least_requested_score(requested: i64, capacity: i64) -> i64 {
         return 0;
     }
     // i64 is exact up to 92 PB of memory; saturation keeps larger values in range.
-    (capacity - requested).saturating_mul(MAX_NODE_SCORE) / capacity
+    share_floor(
+        (capacity - requested).saturating_mul(MAX_NODE_SCORE),
+        capacity,
+    )
 }
 
 /// Used share of the resource after placing the pod, 0..=100 (over-commit counts as full).
@@ -156,7 +159,22 @@ fn most_requested_score(requested: i64, capacity: i64) -> i64 {
         return 0;
     }
     let requested = requested.clamp(0, capacity);
-    requested.saturating_mul(MAX_NODE_SCORE) / capacity
+    share_floor(requested.saturating_mul(MAX_NODE_SCORE), capacity)
+}
+
+/// `x / c` rounded down, for 0 <= x and 0 < c. Through f64 when x < 2^53: the
+/// correctly rounded quotient of two exact doubles can only reach the next
+/// integer if x/c is within x·2^-53 of it, and a non-integer x/c is at least 1/c
+/// away, which needs x >= 2^53. Several times faster than a 64-bit division,
+/// and this runs for every node and resource.
+#[inline]
+fn share_floor(x: i64, c: i64) -> i64 {
+    const EXACT: i64 = 1 << 53;
+    if x < EXACT && c < EXACT {
+        (x as f64 / c as f64) as i64
+    } else {
+        x / c
+    }
 }
 
 fn ratio_score(shape: &[(i64, i64)], requested: i64, capacity: i64) -> i64 {
@@ -397,6 +415,35 @@ impl FilterPlugin for NodeResourcesFit {
             insufficient(&req, t, node, held, &nominated_scalars)
         }
     }
+
+    /// The common case (no scalar requests, no nominated pods) is a scan over
+    /// the usage columns; anything else goes node by node.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        let r = &pod.requests;
+        if !r.scalars.is_empty() || snap.has_nominations() {
+            retain_nodes(nodes, rejected, |n| {
+                self.filter(state, pod, snap, n).is_success()
+            });
+            return Ok(());
+        }
+        let t = snap.nodes();
+        let (cpu, mem, eph) = (r.milli_cpu, r.memory, r.ephemeral_storage);
+        retain_nodes(nodes, rejected, |n| {
+            let i = n as usize;
+            (t.pod_count[i] < t.alloc_pods[i])
+                & fits_one(cpu, t.alloc_cpu[i], t.req_cpu[i])
+                & fits_one(mem, t.alloc_mem[i], t.req_mem[i])
+                & fits_one(eph, t.alloc_eph[i], t.req_eph[i])
+        });
+        Ok(())
+    }
 }
 
 /// Adds the pods nominated to `node` that count for `pod` (priority >= its own,
@@ -552,6 +599,50 @@ impl ScorePlugin for NodeResourcesFit {
                 &pod_requests(pod, &self.resources, Usage::NonZero),
             ),
         }
+    }
+
+    /// Least/MostAllocated over cpu, memory and ephemeral storage (the usual
+    /// configurations) run resource by resource over the node columns; other
+    /// strategies and scalar resources go node by node.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &[NodeIdx],
+        out: &mut [i64],
+    ) {
+        let computed;
+        let requests: &[i64] = match state.read::<FitScoreState>() {
+            Some(s) => &s.requests,
+            None => {
+                computed = pod_requests(pod, &self.resources, Usage::NonZero);
+                &computed
+            }
+        };
+        let t = snap.nodes();
+        let columns = usage_columns(t, &self.resources, Usage::NonZero);
+        match (&self.strategy, columns) {
+            (Scorer::LeastAllocated, Some(c)) => {
+                weighted_average(nodes, &c, requests, out, least_requested_score)
+            }
+            (Scorer::MostAllocated, Some(c)) => {
+                weighted_average(nodes, &c, requests, out, most_requested_score)
+            }
+            _ => score_by_node(self, snap, nodes, requests, out),
+        }
+    }
+}
+
+fn score_by_node(
+    p: &NodeResourcesFit,
+    snap: &Snapshot,
+    nodes: &[NodeIdx],
+    requests: &[i64],
+    out: &mut [i64],
+) {
+    for (o, &n) in out.iter_mut().zip(nodes) {
+        *o = p.score_node(snap, n, requests);
     }
 }
 
@@ -1256,6 +1347,20 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn share_floor_is_integer_division(
+            c in 1i64..(1i64 << 53),
+            q in 0i64..=100,
+            d in -3i64..=3,
+            big in (1i64 << 52)..i64::MAX,
+        ) {
+            // Quotients on and just around every integer, where rounding would show.
+            let x = (q * c + d).max(0);
+            prop_assert_eq!(share_floor(x, c), x / c);
+            prop_assert_eq!(share_floor(big, c), big / c);
+            prop_assert_eq!(share_floor(big, big - 1), 1);
+        }
 
         /// Filter passes exactly when, with the pod (and the nominated pods that
         /// count) placed, every resource the pod requests and the pod count stay

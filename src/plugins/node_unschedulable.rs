@@ -1,7 +1,7 @@
 //! NodeUnschedulable: cordoned nodes take only pods tolerating
 //! `node.kubernetes.io/unschedulable:NoSchedule`.
 
-use crate::framework::{CycleState, FilterPlugin, Plugin, Status};
+use crate::framework::{retain_nodes, CycleState, FilterPlugin, Plugin, Status};
 use crate::model::{Pod, Sym, Taint, TaintEffect};
 use crate::snapshot::{NodeIdx, Snapshot};
 
@@ -17,21 +17,38 @@ impl Plugin for NodeUnschedulable {
     }
 }
 
+fn tolerates_unschedulable(pod: &Pod) -> bool {
+    let taint = Taint {
+        key: Sym::new(TAINT_UNSCHEDULABLE),
+        value: Sym::new(""),
+        effect: TaintEffect::NoSchedule,
+    };
+    pod.tolerations.iter().any(|t| t.tolerates(&taint))
+}
+
 impl FilterPlugin for NodeUnschedulable {
     fn filter(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
-        if !snap.nodes().unschedulable[node as usize] {
-            return Status::success();
-        }
-        let taint = Taint {
-            key: Sym::new(TAINT_UNSCHEDULABLE),
-            value: Sym::new(""),
-            effect: TaintEffect::NoSchedule,
-        };
-        if pod.tolerations.iter().any(|t| t.tolerates(&taint)) {
+        if !snap.nodes().unschedulable[node as usize] || tolerates_unschedulable(pod) {
             Status::success()
         } else {
             Status::unresolvable(NAME, ERR_REASON)
         }
+    }
+
+    fn filter_nodes(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        let t = snap.nodes();
+        if t.unschedulable_nodes == 0 || tolerates_unschedulable(pod) {
+            return Ok(());
+        }
+        retain_nodes(nodes, rejected, |n| !t.unschedulable[n as usize]);
+        Ok(())
     }
 }
 

@@ -144,6 +144,77 @@ pub(crate) fn allocatable_requested(
     }
 }
 
+/// (allocatable, used, weight) columns of one configured resource.
+pub(crate) type UsageColumn<'a> = (&'a [i64], &'a [i64], i64);
+
+/// The node columns of each configured resource, when all of them are cpu, memory
+/// or ephemeral storage (None otherwise: scalar resources live per node).
+/// Unscored names are dropped, as `allocatable_requested` leaves them out.
+pub(crate) fn usage_columns<'a>(
+    t: &'a crate::snapshot::NodeTable,
+    resources: &[WeightedResource],
+    usage: Usage,
+) -> Option<SmallVec<[(UsageColumn<'a>, usize); 3]>> {
+    let mut cols = SmallVec::new();
+    for (k, w) in resources.iter().enumerate() {
+        let col: UsageColumn = match (w.kind, usage) {
+            (ResourceKind::Cpu, Usage::NonZero) => (&t.alloc_cpu, &t.nonzero_cpu, w.weight),
+            (ResourceKind::Cpu, Usage::Requested) => (&t.alloc_cpu, &t.req_cpu, w.weight),
+            (ResourceKind::Memory, Usage::NonZero) => (&t.alloc_mem, &t.nonzero_mem, w.weight),
+            (ResourceKind::Memory, Usage::Requested) => (&t.alloc_mem, &t.req_mem, w.weight),
+            (ResourceKind::EphemeralStorage, _) => (&t.alloc_eph, &t.req_eph, w.weight),
+            (ResourceKind::Unscored, _) => continue,
+            (ResourceKind::Scalar(_), _) => return None,
+        };
+        cols.push((col, k));
+    }
+    Some(cols)
+}
+
+/// Weighted average of `per_resource(requested, allocatable)` over the columns,
+/// leaving out resources a node lacks; 0 when it lacks all. `requests[k]` is the
+/// pod's request for configured resource k.
+pub(crate) fn weighted_average(
+    nodes: &[NodeIdx],
+    columns: &[(UsageColumn, usize)],
+    requests: &[i64],
+    out: &mut [i64],
+    per_resource: impl Fn(i64, i64) -> i64,
+) {
+    if let [((alloc_a, used_a, wa), ka), ((alloc_b, used_b, wb), kb)] = columns {
+        // The usual cpu + memory pair, unrolled.
+        let (ra, rb) = (requests[*ka], requests[*kb]);
+        for (o, &n) in out.iter_mut().zip(nodes) {
+            let i = n as usize;
+            let (a, b) = (alloc_a[i], alloc_b[i]);
+            let (mut sum, mut weights) = (0i64, 0i64);
+            if a != 0 {
+                sum += per_resource(used_a[i].saturating_add(ra), a) * wa;
+                weights += wa;
+            }
+            if b != 0 {
+                sum += per_resource(used_b[i].saturating_add(rb), b) * wb;
+                weights += wb;
+            }
+            *o = if weights == 0 { 0 } else { sum / weights };
+        }
+        return;
+    }
+    for (o, &n) in out.iter_mut().zip(nodes) {
+        let i = n as usize;
+        let (mut sum, mut weights) = (0i64, 0i64);
+        for &((alloc, used, weight), k) in columns {
+            let a = alloc[i];
+            if a == 0 {
+                continue;
+            }
+            sum += per_resource(used[i].saturating_add(requests[k]), a) * weight;
+            weights += weight;
+        }
+        *o = if weights == 0 { 0 } else { sum / weights };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

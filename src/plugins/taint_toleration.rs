@@ -2,9 +2,10 @@
 //! fewer untolerated PreferNoSchedule taints score higher (Score).
 
 use crate::framework::{
-    default_normalize, CycleState, FilterPlugin, Plugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    default_normalize, retain_nodes, CycleState, FilterPlugin, Plugin, ScorePlugin, Status,
+    MAX_NODE_SCORE,
 };
-use crate::model::{Pod, TaintEffect};
+use crate::model::{Node, Pod, TaintEffect};
 use crate::snapshot::{NodeIdx, Snapshot};
 
 pub const NAME: &str = "TaintToleration";
@@ -32,26 +33,72 @@ impl FilterPlugin for TaintToleration {
             ),
         }
     }
+
+    fn filter_nodes(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        let t = snap.nodes();
+        if t.hard_tainted_nodes == 0 {
+            return Ok(());
+        }
+        retain_nodes(nodes, rejected, |n| {
+            t.hard_taints[n as usize] == 0
+                || pod
+                    .first_untolerated_hard_taint(&t.node[n as usize])
+                    .is_none()
+        });
+        Ok(())
+    }
+}
+
+fn untolerated_soft_taints(pod: &Pod, node: &Node) -> i64 {
+    node.taints
+        .iter()
+        .filter(|t| t.effect == TaintEffect::PreferNoSchedule)
+        .filter(|t| {
+            !pod.tolerations
+                .iter()
+                .filter(|tol| {
+                    tol.effect
+                        .is_none_or(|e| e == TaintEffect::PreferNoSchedule)
+                })
+                .any(|tol| tol.tolerates(t))
+        })
+        .count() as i64
 }
 
 impl ScorePlugin for TaintToleration {
     /// Untolerated PreferNoSchedule taints, counting only tolerations whose effect
     /// is empty or PreferNoSchedule (upstream's getAllTolerationPreferNoSchedule).
     fn score(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
-        snap.nodes().node[node as usize]
-            .taints
-            .iter()
-            .filter(|t| t.effect == TaintEffect::PreferNoSchedule)
-            .filter(|t| {
-                !pod.tolerations
-                    .iter()
-                    .filter(|tol| {
-                        tol.effect
-                            .is_none_or(|e| e == TaintEffect::PreferNoSchedule)
-                    })
-                    .any(|tol| tol.tolerates(t))
-            })
-            .count() as i64
+        untolerated_soft_taints(pod, &snap.nodes().node[node as usize])
+    }
+
+    fn score_nodes(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &[NodeIdx],
+        out: &mut [i64],
+    ) {
+        let t = snap.nodes();
+        if t.soft_tainted_nodes == 0 {
+            out.fill(0);
+            return;
+        }
+        for (o, &n) in out.iter_mut().zip(nodes) {
+            *o = if t.soft_taints[n as usize] == 0 {
+                0
+            } else {
+                untolerated_soft_taints(pod, &t.node[n as usize])
+            };
+        }
     }
 
     fn normalize(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {

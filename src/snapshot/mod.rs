@@ -8,7 +8,8 @@ pub use node_table::{NodeIdx, NodeTable};
 use crate::model::capacity::CapacityRules;
 use crate::model::{Node, Pod, PodKey, Sym};
 use crate::preemption::Pdb;
-use std::collections::{HashMap, HashSet};
+// foldhash: these maps sit on the pod add/remove path; SipHash showed in its profile.
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -40,6 +41,9 @@ pub struct AppPods {
     pub executors: HashSet<PodId>,
     /// Placed, non-terminating executors by capacity type.
     pub executors_by_type: Vec<(Sym, u32)>,
+    /// Placed, non-terminating executors by node: spread scoring reads them every
+    /// cycle, and an application can have thousands of executors.
+    pub executors_by_node: HashMap<NodeIdx, u32>,
 }
 
 impl AppPods {
@@ -55,6 +59,14 @@ impl AppPods {
             Some(e) => e.1 = (e.1 as i32 + delta).max(0) as u32,
             None if delta > 0 => self.executors_by_type.push((ty, delta as u32)),
             None => {}
+        }
+    }
+
+    fn bump_node(&mut self, node: NodeIdx, delta: i32) {
+        let count = self.executors_by_node.entry(node).or_insert(0);
+        *count = (*count as i32 + delta).max(0) as u32;
+        if *count == 0 {
+            self.executors_by_node.remove(&node);
         }
     }
 }
@@ -277,6 +289,7 @@ impl Snapshot {
                 app.executors.insert(id);
                 if !entry.pod.terminating {
                     app.bump(self.nodes.capacity_type[node as usize], 1);
+                    app.bump_node(node, 1);
                 }
             }
         }
@@ -309,6 +322,7 @@ impl Snapshot {
                 }
                 if app.executors.remove(&id) && !entry.pod.terminating {
                     app.bump(self.nodes.capacity_type[entry.node as usize], -1);
+                    app.bump_node(entry.node, -1);
                 }
                 if app.driver.is_none() && app.executors.is_empty() {
                     self.apps.remove(&sp.app);

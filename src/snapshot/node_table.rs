@@ -2,8 +2,8 @@
 //! scan contiguous integers without chasing pointers or allocating.
 
 use crate::model::{Node, Resources, Sym};
+use foldhash::HashMap;
 use smallvec::SmallVec;
-use std::collections::HashMap;
 
 /// Index of a node slot. Slots are reused after a node is removed; `live` tells.
 pub type NodeIdx = u32;
@@ -12,11 +12,23 @@ pub type NodeIdx = u32;
 pub struct NodeTable {
     pub(super) index: HashMap<Sym, NodeIdx>,
     free: Vec<NodeIdx>,
+    /// Live slots in ascending order: the cycle's starting candidate list.
+    live_list: Vec<NodeIdx>,
+    /// How many live nodes are cordoned, have hard (NoSchedule/NoExecute) taints,
+    /// have PreferNoSchedule taints: plugins skip their per-node scan at zero.
+    pub unschedulable_nodes: u32,
+    pub hard_tainted_nodes: u32,
+    pub soft_tainted_nodes: u32,
 
     pub live: Vec<bool>,
     pub name: Vec<Sym>,
     /// The names as strings, for ordering nodes without an interner lookup.
     pub name_str: Vec<&'static str>,
+    /// Position of each live node's name in name order: the cycle's tie-break
+    /// compares two integers instead of two strings.
+    pub name_rank: Vec<u32>,
+    /// Live nodes in name order (what `name_rank` indexes).
+    by_name: Vec<NodeIdx>,
     /// Full node objects for the colder checks (labels, taints).
     pub node: Vec<Node>,
     pub capacity_type: Vec<Sym>,
@@ -24,6 +36,8 @@ pub struct NodeTable {
     pub unschedulable: Vec<bool>,
     /// Number of taints with effect NoSchedule or NoExecute: lets TaintToleration skip most nodes.
     pub hard_taints: Vec<u8>,
+    /// Number of PreferNoSchedule taints.
+    pub soft_taints: Vec<u8>,
 
     pub alloc_cpu: Vec<i64>,
     pub alloc_mem: Vec<i64>,
@@ -63,11 +77,32 @@ impl NodeTable {
 
     /// Live node indices in slot order.
     pub fn live_indices(&self) -> impl Iterator<Item = NodeIdx> + '_ {
-        self.live
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| **l)
-            .map(|(i, _)| i as NodeIdx)
+        self.live_list.iter().copied()
+    }
+
+    /// Live node indices in slot order, as a slice.
+    pub fn live_list(&self) -> &[NodeIdx] {
+        &self.live_list
+    }
+
+    /// Node additions and removals are rare next to cycles: O(nodes) here buys
+    /// an integer tie-break on every cycle.
+    fn renumber_names(&mut self, from: usize) {
+        for (k, &n) in self.by_name.iter().enumerate().skip(from) {
+            self.name_rank[n as usize] = k as u32;
+        }
+    }
+
+    /// Keeps the per-kind node counts; `sign` 1 when a node's flags arrive, -1 when they go.
+    fn count_flags(&mut self, u: usize, sign: i32) {
+        let bump = |c: &mut u32, on: bool| {
+            if on {
+                *c = c.saturating_add_signed(sign);
+            }
+        };
+        bump(&mut self.unschedulable_nodes, self.unschedulable[u]);
+        bump(&mut self.hard_tainted_nodes, self.hard_taints[u] > 0);
+        bump(&mut self.soft_tainted_nodes, self.soft_taints[u] > 0);
     }
 
     pub fn req_scalar(&self, i: NodeIdx, name: Sym) -> i64 {
@@ -91,7 +126,7 @@ impl NodeTable {
 
     pub(super) fn insert(&mut self, node: Node, capacity_type: Sym) -> NodeIdx {
         let zone = node.labels.get(Sym::new(crate::model::LABEL_ZONE));
-        let hard = count_hard_taints(&node);
+        let (hard, soft) = count_taints(&node);
         let a = &node.allocatable;
         let (cpu, mem, eph, pods) = (a.milli_cpu, a.memory, a.ephemeral_storage, a.pods);
         let name = node.name;
@@ -102,10 +137,12 @@ impl NodeTable {
                 self.live[u] = true;
                 self.name[u] = name;
                 self.name_str[u] = name.as_str();
+                self.name_rank[u] = 0;
                 self.node[u] = node;
                 self.capacity_type[u] = capacity_type;
                 self.zone[u] = zone;
                 self.hard_taints[u] = hard;
+                self.soft_taints[u] = soft;
                 self.unschedulable[u] = unschedulable;
                 self.alloc_cpu[u] = cpu;
                 self.alloc_mem[u] = mem;
@@ -124,10 +161,12 @@ impl NodeTable {
                 self.live.push(true);
                 self.name.push(name);
                 self.name_str.push(name.as_str());
+                self.name_rank.push(0);
                 self.node.push(node);
                 self.capacity_type.push(capacity_type);
                 self.zone.push(zone);
                 self.hard_taints.push(hard);
+                self.soft_taints.push(soft);
                 self.unschedulable.push(unschedulable);
                 self.alloc_cpu.push(cpu);
                 self.alloc_mem.push(mem);
@@ -144,15 +183,26 @@ impl NodeTable {
             }
         };
         self.index.insert(name, idx);
+        let at = self.live_list.partition_point(|&n| n < idx);
+        self.live_list.insert(at, idx);
+        let name_str = &self.name_str;
+        let at = self
+            .by_name
+            .partition_point(|&n| name_str[n as usize] < name_str[idx as usize]);
+        self.by_name.insert(at, idx);
+        self.renumber_names(at);
+        self.count_flags(idx as usize, 1);
         idx
     }
 
     /// Replaces the node object in place, keeping its usage.
     pub(super) fn update(&mut self, idx: NodeIdx, node: Node, capacity_type: Sym) {
         let u = idx as usize;
+        self.count_flags(u, -1);
         self.zone[u] = node.labels.get(Sym::new(crate::model::LABEL_ZONE));
-        self.hard_taints[u] = count_hard_taints(&node);
+        (self.hard_taints[u], self.soft_taints[u]) = count_taints(&node);
         self.unschedulable[u] = node.unschedulable;
+        self.count_flags(u, 1);
         self.alloc_cpu[u] = node.allocatable.milli_cpu;
         self.alloc_mem[u] = node.allocatable.memory;
         self.alloc_eph[u] = node.allocatable.ephemeral_storage;
@@ -163,9 +213,17 @@ impl NodeTable {
 
     pub(super) fn remove(&mut self, idx: NodeIdx) {
         let u = idx as usize;
+        self.count_flags(u, -1);
         self.index.remove(&self.name[u]);
         self.live[u] = false;
         self.free.push(idx);
+        if let Ok(at) = self.live_list.binary_search(&idx) {
+            self.live_list.remove(at);
+        }
+        if let Some(at) = self.by_name.iter().position(|&n| n == idx) {
+            self.by_name.remove(at);
+            self.renumber_names(at);
+        }
     }
 
     /// Adds (sign 1) or removes (sign -1) a pod's requests from a node's usage.
@@ -188,11 +246,15 @@ impl NodeTable {
     }
 }
 
-fn count_hard_taints(node: &Node) -> u8 {
+/// (hard, soft): taints with effect NoSchedule or NoExecute, and PreferNoSchedule ones.
+fn count_taints(node: &Node) -> (u8, u8) {
     use crate::model::TaintEffect;
-    node.taints
-        .iter()
-        .filter(|t| matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute))
-        .count()
-        .min(u8::MAX as usize) as u8
+    let (mut hard, mut soft) = (0u8, 0u8);
+    for t in &node.taints {
+        match t.effect {
+            TaintEffect::NoSchedule | TaintEffect::NoExecute => hard = hard.saturating_add(1),
+            TaintEffect::PreferNoSchedule => soft = soft.saturating_add(1),
+        }
+    }
+    (hard, soft)
 }

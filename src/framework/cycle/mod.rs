@@ -44,62 +44,191 @@ fn chunk_ranges(len: usize, parallel: bool) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-/// Filter verdicts for one range of node slots.
-struct FilterPart {
-    feasible: Vec<NodeIdx>,
-    failed: Vec<(NodeIdx, Status)>,
-    error: Option<Status>,
-}
+/// Nodes the filters rejected, each with the position of the rejecting plugin in
+/// the active filter list. Their `Status` is asked of that plugin only when it is
+/// shown (no node fits, or `explain`): building reason strings for thousands of
+/// nodes on every successful cycle would cost more than the filtering itself.
+type Rejections = Vec<(NodeIdx, u16)>;
 
-fn filter_node(
+/// Runs the active filters over `nodes`, each over the nodes all earlier ones kept
+/// (so a node's rejection comes from the first filter that rejects it, as when
+/// filtering node by node). Returns the nodes that passed, in order.
+fn filter_nodes(
     filters: &[&dyn FilterPlugin],
     state: &CycleState,
     pod: &Pod,
     snap: &Snapshot,
-    node: NodeIdx,
-) -> Option<Status> {
-    for f in filters {
-        let st = f.filter(state, pod, snap, node);
-        if !st.is_success() {
-            return Some(with_plugin(st, f.name()));
+    mut nodes: Vec<NodeIdx>,
+    rejections: &mut Rejections,
+) -> Result<Vec<NodeIdx>, Status> {
+    let mut rejected = Vec::new();
+    for (k, f) in filters.iter().enumerate() {
+        if nodes.is_empty() {
+            break;
+        }
+        f.filter_nodes(state, pod, snap, &mut nodes, &mut rejected)
+            .map_err(|st| with_plugin(st, f.name()))?;
+        rejections.extend(rejected.drain(..).map(|n| (n, k as u16)));
+    }
+    Ok(nodes)
+}
+
+/// The statuses of rejected nodes, in node order, from the plugins that rejected them.
+fn node_statuses(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    mut rejections: Rejections,
+) -> Vec<(NodeIdx, Status)> {
+    rejections.sort_unstable_by_key(|r| r.0);
+    rejections
+        .into_iter()
+        .map(|(n, k)| {
+            let f = filters[k as usize];
+            let st = f.filter(state, pod, snap, n);
+            debug_assert!(
+                !st.is_success(),
+                "{}: filter_nodes rejected node {n} that filter passes",
+                f.name()
+            );
+            (n, with_plugin(st, f.name()))
+        })
+        .collect()
+}
+
+/// Raw scores of every active plugin for every feasible node, plugin-major: in
+/// node chunks over the available cores on large clusters.
+fn score_feasible(
+    active: &[(&dyn ScorePlugin, i64)],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    feasible: &[NodeIdx],
+    parallel: bool,
+) -> Vec<i64> {
+    let n = feasible.len();
+    let mut all_raw = vec![0i64; n * active.len()];
+    let chunks = chunk_ranges(n, parallel);
+    if chunks.len() == 1 {
+        for ((p, _), raw) in active.iter().zip(all_raw.chunks_mut(n.max(1))) {
+            p.score_nodes(state, pod, snap, feasible, raw);
+        }
+        return all_raw;
+    }
+    let parts: Vec<(std::ops::Range<usize>, Vec<i64>)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|r| {
+                let r = r.clone();
+                sc.spawn(move || {
+                    let nodes = &feasible[r.clone()];
+                    let mut out = vec![0i64; nodes.len() * active.len()];
+                    for ((p, _), part) in active.iter().zip(out.chunks_mut(nodes.len().max(1))) {
+                        p.score_nodes(state, pod, snap, nodes, part);
+                    }
+                    (r, out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    for (r, values) in parts {
+        for (j, plugin_values) in values.chunks(r.len().max(1)).enumerate() {
+            all_raw[j * n + r.start..j * n + r.end].copy_from_slice(plugin_values);
         }
     }
-    None
+    all_raw
 }
 
-fn filter_range(
+/// Every live node, in node chunks over the available cores on large clusters.
+fn filter_all_nodes(
     filters: &[&dyn FilterPlugin],
     state: &CycleState,
     pod: &Pod,
     snap: &Snapshot,
-    range: std::ops::Range<usize>,
-) -> FilterPart {
-    let live = &snap.nodes().live;
-    let mut part = FilterPart {
-        feasible: Vec::new(),
-        failed: Vec::new(),
-        error: None,
-    };
-    for i in range {
-        if !live[i] {
-            continue;
-        }
-        match filter_node(filters, state, pod, snap, i as NodeIdx) {
-            None => part.feasible.push(i as NodeIdx),
-            Some(st) if st.code == Code::Error => {
-                part.error = Some(st);
-                return part;
+    live: &[NodeIdx],
+    opts: CycleOptions,
+    rejections: &mut Rejections,
+) -> Result<Vec<NodeIdx>, Status> {
+    let chunks = chunk_ranges(live.len(), opts.parallel);
+    if chunks.len() == 1 {
+        return filter_nodes(filters, state, pod, snap, live.to_vec(), rejections);
+    }
+    let parts: Vec<Result<(Vec<NodeIdx>, Rejections), Status>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|r| {
+                let part = live[r.clone()].to_vec();
+                sc.spawn(move || {
+                    let mut rej = Rejections::new();
+                    filter_nodes(filters, state, pod, snap, part, &mut rej).map(|f| (f, rej))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut feasible = Vec::new();
+    for part in parts {
+        let (f, rej) = part?;
+        feasible.extend(f);
+        rejections.extend(rej);
+    }
+    Ok(feasible)
+}
+
+/// Sampling (upstream's percentageOfNodesToScore): walks the live nodes from
+/// `start`, wrapping around, until `wanted` feasible nodes are found. Each window
+/// is exactly as large as the number still wanted, so the walk stops at the same
+/// node a node-by-node walk would. Returns the feasible nodes and how many nodes
+/// were examined.
+fn filter_sample(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    start: usize,
+    wanted: usize,
+    rejections: &mut Rejections,
+) -> Result<(Vec<NodeIdx>, usize), Status> {
+    let live = snap.nodes().live_list();
+    let mut feasible: Vec<NodeIdx> = Vec::with_capacity(wanted);
+    let mut visited = 0usize;
+    while feasible.len() < wanted && visited < live.len() {
+        let size = (wanted - feasible.len()).min(live.len() - visited);
+        let window: Vec<NodeIdx> = (visited..visited + size)
+            .map(|k| live[(start + k) % live.len()])
+            .collect();
+        let mut rej = Rejections::new();
+        let passed = filter_nodes(filters, state, pod, snap, window.clone(), &mut rej)?;
+        let mut examined = size;
+        if feasible.len() + passed.len() == wanted {
+            // Nodes after the last feasible one would not have been examined.
+            if let Some(&last) = passed.last() {
+                let pos = window.iter().position(|&n| n == last).unwrap_or(size - 1);
+                examined = pos + 1;
+                let after: Vec<NodeIdx> = window[examined..].to_vec();
+                rej.retain(|(n, _)| !after.contains(n));
             }
-            Some(st) => part.failed.push((i as NodeIdx, st)),
         }
+        feasible.extend(passed);
+        rejections.extend(rej);
+        visited += examined;
     }
-    part
+    Ok((feasible, visited))
 }
 
 /// Why nodes were rejected: an explicit status per filtered node, and one status
 /// for all nodes when PreFilter rejected the pod (upstream's "absent nodes status").
 #[derive(Debug, Clone, Default)]
 pub struct NodeStatuses {
+    /// In node order.
     pub per_node: Vec<(NodeIdx, Status)>,
     pub all_nodes: Option<Status>,
 }
@@ -109,9 +238,9 @@ impl NodeStatuses {
     pub fn get(&self, node: NodeIdx) -> Option<&Status> {
         self.all_nodes.as_ref().or_else(|| {
             self.per_node
-                .iter()
-                .find(|(n, _)| *n == node)
-                .map(|(_, s)| s)
+                .binary_search_by_key(&node, |e| e.0)
+                .ok()
+                .map(|i| &self.per_node[i].1)
         })
     }
 }
@@ -217,63 +346,30 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         .filter(|f| !state.skips_filter(f.name()))
         .map(|f| f.as_ref())
         .collect();
-    let nodes = snap.nodes();
-    let slots = nodes.slots();
-    let (start, wanted) = sampling(profile, num_nodes, slots);
-    if wanted == usize::MAX {
-        // Every node: in chunks over the available cores on large clusters.
-        let chunks = chunk_ranges(slots, opts.parallel);
-        let parts: Vec<FilterPart> = if chunks.len() == 1 {
-            vec![filter_range(&filters, &state, pod, snap, 0..slots)]
-        } else {
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = chunks
-                    .iter()
-                    .map(|r| {
-                        let (filters, state, shared, r) = (&filters, &state, &*snap, r.clone());
-                        sc.spawn(move || filter_range(filters, state, pod, shared, r))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            })
-        };
-        for part in parts {
-            if let Some(e) = part.error {
-                decision.error = Some(e);
-                return decision;
-            }
-            decision.feasible.extend(part.feasible);
-            decision.statuses.per_node.extend(part.failed);
-        }
+    let mut rejections = Rejections::new();
+    let live = snap.nodes().live_list();
+    let (start, wanted) = sampling(profile, live.len());
+    let filtered = if wanted >= live.len() {
+        filter_all_nodes(&filters, &state, pod, snap, live, opts, &mut rejections)
     } else {
-        // Sampling: stop once enough feasible nodes are found, rotating the start.
-        let mut visited = 0usize;
-        for step in 0..slots {
-            if decision.feasible.len() >= wanted {
-                break;
-            }
-            let i = ((start + step) % slots.max(1)) as NodeIdx;
-            if !nodes.live[i as usize] {
-                continue;
-            }
-            visited += 1;
-            match filter_node(&filters, &state, pod, snap, i) {
-                None => decision.feasible.push(i),
-                Some(st) if st.code == Code::Error => {
-                    decision.error = Some(st);
-                    return decision;
-                }
-                Some(st) => decision.statuses.per_node.push((i, st)),
-            }
+        filter_sample(&filters, &state, pod, snap, start, wanted, &mut rejections).map(
+            |(feasible, visited)| {
+                profile
+                    .next_start
+                    .store((start + visited) % live.len(), Ordering::Relaxed);
+                feasible
+            },
+        )
+    };
+    match filtered {
+        Ok(feasible) => decision.feasible = feasible,
+        Err(st) => {
+            decision.error = Some(st);
+            return decision;
         }
-        if slots > 0 {
-            profile
-                .next_start
-                .store((start + visited) % slots, Ordering::Relaxed);
-        }
+    }
+    if decision.feasible.is_empty() || opts.detail {
+        decision.statuses.per_node = node_statuses(&filters, &state, pod, snap, rejections);
     }
 
     if decision.feasible.is_empty() {
@@ -303,52 +399,21 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let n = decision.feasible.len();
     let mut totals = vec![0i64; n];
     let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
-    // Raw scores of every plugin, plugin-major, computed in node chunks in parallel
-    // on large clusters; normalization needs all of a plugin's scores, so it runs after.
-    let mut all_raw = vec![0i64; n * active_scores.len()];
-    {
-        let feasible = &decision.feasible;
-        let chunks = chunk_ranges(n, opts.parallel);
-        let score_chunk = |r: std::ops::Range<usize>| -> Vec<i64> {
-            let mut out = Vec::with_capacity(r.len() * active_scores.len());
-            for (p, _) in &active_scores {
-                out.extend(
-                    feasible[r.clone()]
-                        .iter()
-                        .map(|&node| p.score(&state, pod, snap, node)),
-                );
-            }
-            out
-        };
-        let parts: Vec<(std::ops::Range<usize>, Vec<i64>)> = if chunks.len() == 1 {
-            vec![(0..n, score_chunk(0..n))]
-        } else {
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = chunks
-                    .iter()
-                    .map(|r| {
-                        let (f, r) = (&score_chunk, r.clone());
-                        sc.spawn(move || (r.clone(), f(r)))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            })
-        };
-        for (r, values) in parts {
-            for (j, plugin_values) in values.chunks(r.len().max(1)).enumerate() {
-                all_raw[j * n + r.start..j * n + r.end].copy_from_slice(plugin_values);
-            }
-        }
-    }
+    // Raw scores of every plugin, plugin-major; normalization needs all of a
+    // plugin's scores, so it runs after.
+    let mut all_raw = score_feasible(
+        &active_scores,
+        &state,
+        pod,
+        snap,
+        &decision.feasible,
+        opts.parallel,
+    );
     for (j, (p, weight)) in active_scores.iter().enumerate() {
         let raw = &mut all_raw[j * n..(j + 1) * n];
         p.normalize(&state, pod, raw);
-        for k in 0..n {
-            let v = raw[k].clamp(0, MAX_NODE_SCORE) * weight;
-            totals[k] += v;
+        for (t, v) in totals.iter_mut().zip(raw.iter()) {
+            *t += v.clamp(&0, &MAX_NODE_SCORE) * weight;
         }
         if opts.detail {
             per_plugin.push((
@@ -360,14 +425,14 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         }
     }
 
+    let rank = &nodes.name_rank;
     let mut best = 0usize;
-    for k in 1..n {
-        let (a, b) = (decision.feasible[k], decision.feasible[best]);
-        if totals[k] > totals[best]
-            || (totals[k] == totals[best]
-                && nodes.name_str[a as usize] < nodes.name_str[b as usize])
-        {
+    let mut best_rank = rank[decision.feasible[0] as usize];
+    for (k, &node) in decision.feasible.iter().enumerate().skip(1) {
+        let r = rank[node as usize];
+        if totals[k] > totals[best] || (totals[k] == totals[best] && r < best_rank) {
             best = k;
+            best_rank = r;
         }
     }
     let chosen = decision.feasible[best];
@@ -487,15 +552,16 @@ fn run_post_filter(
 }
 
 /// Upstream's numFeasibleNodesToFind: how many feasible nodes to look for, and
-/// where to start. With sampling off, all nodes from slot 0.
-fn sampling(profile: &Profile, num_nodes: usize, slots: usize) -> (usize, usize) {
+/// where to start (a position in the live node list). With sampling off, all
+/// nodes from the first.
+fn sampling(profile: &Profile, num_nodes: usize) -> (usize, usize) {
     const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
     let pct = profile.percentage_of_nodes_to_score as usize;
     if pct == 0 || pct >= 100 || num_nodes < MIN_FEASIBLE_NODES_TO_FIND {
         return (0, usize::MAX);
     }
     let wanted = (num_nodes * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND);
-    let start = profile.next_start.load(Ordering::Relaxed) % slots.max(1);
+    let start = profile.next_start.load(Ordering::Relaxed) % num_nodes.max(1);
     (start, wanted)
 }
 
