@@ -364,8 +364,9 @@ impl SimReport {
                 "sampling: differs from full scan",
                 Box::new(sq(|q| {
                     format!(
-                        "{:.1}% of {}",
+                        "{:.1}% (worse {:.1}%) of {}",
                         q.differs_fraction * 100.0,
+                        q.worse_fraction * 100.0,
                         q.placements_compared
                     )
                 })),

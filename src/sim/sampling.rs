@@ -131,6 +131,9 @@ pub struct SamplingQuality {
     /// an equal total counts here too, at zero regret).
     pub differs: u64,
     pub differs_fraction: f64,
+    /// Placements the full scan scores below its own choice (regret > 0), as a fraction of
+    /// those compared: the differences that cost something.
+    pub worse_fraction: f64,
     /// Full-scan best total minus the sampled node's total under full scoring, per placement.
     pub regret: Regret,
     /// The full scan's best total, on average: the scale regret is measured against.
@@ -153,6 +156,10 @@ impl SamplingQuality {
             placements_compared: t.placements_compared,
             differs: t.differs,
             differs_fraction: ratio(t.differs as f64, t.placements_compared),
+            worse_fraction: ratio(
+                t.regrets.iter().filter(|&&r| r > 0).count() as f64,
+                t.placements_compared,
+            ),
             regret: Regret {
                 mean: ratio(regrets.iter().sum(), regrets.len() as u64),
                 p50: r6(percentile(&regrets, 50.0)),
@@ -224,7 +231,7 @@ mod tests {
         assert_eq!(q.shadow_scans, 1);
         assert_eq!(q.placements_compared, 1);
         assert_eq!(q.differs, 1);
-        assert_eq!(q.differs_fraction, 1.0);
+        assert_eq!((q.differs_fraction, q.worse_fraction), (1.0, 1.0));
         assert!(q.regret.max > 0.0 && q.regret.p50 == q.regret.max, "{q:?}");
         assert!(q.nodes_evaluated_mean < q.nodes_live_mean, "{q:?}");
         assert_eq!(q.nodes_live_mean, 201.0);
@@ -263,7 +270,7 @@ mod tests {
             (q.decisions, q.shadow_scans, q.placements_compared),
             (1, 0, 1)
         );
-        assert_eq!((q.differs, q.regret.max), (0, 0.0));
+        assert_eq!((q.differs, q.worse_fraction, q.regret.max), (0, 0.0, 0.0));
         assert_eq!(q.nodes_evaluated_mean, 21.0);
     }
 
