@@ -42,6 +42,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// A profile name from the config; repeat to compare (default: spark-fleet and kube-default).
+        /// `NAME@N` runs profile NAME with percentageOfNodesToScore N (0..=100, 0 = every node),
+        /// e.g. `--policy spark-fleet --policy spark-fleet@10`.
         #[arg(long = "policy")]
         policies: Vec<String>,
         #[arg(long, default_value_t = 1)]
@@ -55,6 +57,10 @@ enum Command {
         /// Provision nodes for pods left pending (Karpenter-like), with default settings.
         #[arg(long)]
         autoscaler: bool,
+        /// Skip the shadow full scans that measure what node sampling costs in placement
+        /// quality (report `sampling_quality` stays null): sampled runs then time as live.
+        #[arg(long)]
+        no_sampling_quality: bool,
     },
     /// Explain where one pod would go on a snapshot of Kubernetes objects, and why.
     Explain {
@@ -193,6 +199,7 @@ fn run(cli: Cli) -> Result<(), InputError> {
             out,
             spot_fraction,
             autoscaler,
+            no_sampling_quality,
         } => {
             use spark_fleet::sim::{
                 simulate, trace::openb::OpenbOptions, trace::Trace, AutoscalerOptions, SimOptions,
@@ -216,6 +223,7 @@ fn run(cli: Cli) -> Result<(), InputError> {
                 seed,
                 autoscaler: autoscaler.then(AutoscalerOptions::default),
                 progress: true,
+                sampling_quality: !no_sampling_quality,
                 price_per_vcpu_hour: config.simulation.price_per_vcpu_hour.clone(),
                 default_price_per_vcpu_hour: config.simulation.default_price_per_vcpu_hour,
                 ..SimOptions::default()

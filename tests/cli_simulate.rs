@@ -83,3 +83,69 @@ fn malformed_trace_exits_2_naming_the_line() {
         "{err}"
     );
 }
+
+/// 150 nodes (sampling needs at least 100) and a few pods.
+fn sampling_trace() -> String {
+    let mut t = String::from(r#"{"format":"spark-fleet-trace","version":1,"name":"sampling"}"#);
+    for i in 0..150 {
+        let cpu = if i == 149 { 64 } else { 4 };
+        t.push_str(&format!(
+            "\n{{\"t\":0.0,\"type\":\"node_add\",\"name\":\"n{i:03}\",\"allocatable\":{{\"cpu\":\"{cpu}\",\"memory\":\"64Gi\",\"pods\":\"110\"}}}}"
+        ));
+    }
+    for i in 0..5 {
+        t.push_str(&format!(
+            "\n{{\"t\":{i}.0,\"type\":\"pod_submit\",\"name\":\"job-{i}\",\"requests\":{{\"cpu\":\"1\",\"memory\":\"1Gi\"}},\"duration_seconds\":60.0}}"
+        ));
+    }
+    t.push('\n');
+    t
+}
+
+#[test]
+fn sampled_policy_writes_sampling_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    std::fs::write(&trace, sampling_trace()).unwrap();
+    let run = |out: &str, extra: &[&str]| -> (String, Value) {
+        let out_dir = dir.path().join(out);
+        let mut args = vec!["--policy", "kube-default", "--policy", "kube-default@10"];
+        args.extend_from_slice(extra);
+        let o = simulate(&trace, &out_dir, &args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let report =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+                .unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), report)
+    };
+    let (stdout, report) = run("a", &[]);
+    assert!(stdout.contains("sampling: regret p50/p99/max"), "{stdout}");
+    assert!(report["policies"]["kube-default"]["sampling_quality"].is_null());
+    let q = &report["policies"]["kube-default@10"]["sampling_quality"];
+    assert_eq!(q["percentage_of_nodes_to_score"], 10);
+    assert_eq!(q["decisions"], 5);
+    assert!(q["differs_fraction"].as_f64().unwrap() > 0.0, "{q}");
+    assert!(q["regret"]["max"].as_f64().unwrap() > 0.0, "{q}");
+    assert!(report["timing"]["kube-default@10"]["shadow_scan_seconds"].is_number());
+
+    let (stdout, report) = run("b", &["--no-sampling-quality"]);
+    assert!(!stdout.contains("sampling:"), "{stdout}");
+    assert!(report["policies"]["kube-default@10"]["sampling_quality"].is_null());
+
+    let o = simulate(
+        &trace,
+        &dir.path().join("c"),
+        &["--policy", "spark-fleet@abc"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("spark-fleet@abc") && err.contains("0..=100"),
+        "{err}"
+    );
+}

@@ -299,3 +299,102 @@ fn preemption_evicts_after_the_grace_period_and_the_victim_comes_back() {
     assert_eq!(r.pending_seconds.max, 20.0);
     assert_eq!(r.end_seconds, 1035.0);
 }
+
+/// 200 small nodes, then one large node that LeastAllocated (kube-default) always prefers,
+/// and pods of 1 CPU. A 10% sample (100 feasible nodes, rotating start) misses the large node
+/// on two decisions in three.
+fn sampling_trace() -> Trace {
+    let mut lines: Vec<String> = (0..200)
+        .map(|i| node(&format!("small-{i:03}"), "on-demand", "4", 0.2))
+        .collect();
+    lines.push(node("large", "on-demand", "64", 3.2));
+    for i in 0..30 {
+        lines.push(format!(
+            r#"{{"t":{i},"type":"pod_submit","name":"job-{i}","requests":{{"cpu":"1","memory":"1Gi"}},"duration_seconds":600}}"#
+        ));
+    }
+    trace(&lines.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn sampled_policy_reports_what_sampling_costs_without_changing_the_run() {
+    let t = sampling_trace();
+    let names = policies(&["kube-default", "kube-default@10"]);
+    let report = simulate(&t, &Config::default(), &names, &quiet()).unwrap();
+    assert!(report.policies["kube-default"].sampling_quality.is_none());
+    assert!(report.timing["kube-default"].shadow_scan_seconds.is_none());
+    let q = report.policies["kube-default@10"]
+        .sampling_quality
+        .clone()
+        .expect("sampled policy has sampling_quality");
+    assert_eq!(q.percentage_of_nodes_to_score, 10);
+    assert_eq!(q.decisions, 30);
+    assert_eq!(q.placements_compared, 30);
+    assert_eq!(q.nodes_live_mean, 201.0);
+    assert!(q.nodes_evaluated_mean < 201.0, "{q:?}");
+    assert!(
+        q.shadow_scans > 0 && q.differs > 0 && q.regret.max > 0.0,
+        "{q:?}"
+    );
+    assert!(
+        q.differs_fraction > 0.0 && q.differs_fraction < 1.0,
+        "{q:?}"
+    );
+    assert!(report.timing["kube-default@10"]
+        .shadow_scan_seconds
+        .is_some());
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert!(json["policies"]["kube-default"]["sampling_quality"].is_null());
+    let section = &json["policies"]["kube-default@10"]["sampling_quality"];
+    for key in [
+        "differs_fraction",
+        "regret",
+        "nodes_evaluated_mean",
+        "shadow_scans",
+    ] {
+        assert!(section.get(key).is_some(), "missing {key} in {section}");
+    }
+    let summary = report.summary_table();
+    assert!(
+        summary.contains("sampling: differs from full scan"),
+        "{summary}"
+    );
+
+    // Same inputs, same report; and the shadow scans leave the simulation itself untouched.
+    let again = simulate(&t, &Config::default(), &names, &quiet()).unwrap();
+    assert_eq!(
+        report.deterministic_json().unwrap(),
+        again.deterministic_json().unwrap()
+    );
+    let unmeasured = SimOptions {
+        sampling_quality: false,
+        ..quiet()
+    };
+    let plain = simulate(&t, &Config::default(), &names, &unmeasured).unwrap();
+    let mut measured = report.policies["kube-default@10"].clone();
+    assert!(plain.policies["kube-default@10"].sampling_quality.is_none());
+    measured.sampling_quality = None;
+    assert_eq!(measured, plain.policies["kube-default@10"]);
+}
+
+#[test]
+fn sampled_policy_specs_are_checked() {
+    let t = sampling_trace();
+    let run = |names: &[&str]| simulate(&t, &Config::default(), &policies(names), &quiet());
+    let e = run(&["spark-fleet@200"]).unwrap_err().to_string();
+    assert!(
+        e.contains("spark-fleet@200") && e.contains("0..=100"),
+        "{e}"
+    );
+    let e = run(&["spark-fleet@10", "spark-fleet@010"]).unwrap_err();
+    assert!(
+        matches!(e, SimError::DuplicatePolicy(ref p) if p == "spark-fleet@10"),
+        "{e}"
+    );
+    let e = run(&["nope@10"]).unwrap_err().to_string();
+    assert!(e.contains("nope@10"), "{e}");
+    // @0 and @100 score every node: nothing to measure.
+    let r = run(&["kube-default@0", "kube-default@100"]).unwrap();
+    assert!(r.policies.values().all(|p| p.sampling_quality.is_none()));
+}

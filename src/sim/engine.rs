@@ -9,6 +9,7 @@
 
 use super::cluster_model::{self, NodeRecord};
 use super::report::{AppShareSeries, RunResult, Sample};
+use super::sampling::SamplingProbe;
 use super::spark_model::{App, AppPhase, AppSpec};
 use super::trace::{Event, PodSubmit, Trace};
 use super::{SimError, SimOptions};
@@ -207,13 +208,18 @@ struct Engine<'a> {
     samples: Vec<Sample>,
     autoscaler: Option<Autoscaler>,
     bind_latency_ms: u64,
+    /// Shadow full scans measuring a sampled profile's placement quality.
+    sampling: Option<SamplingProbe<'a>>,
+    shadow_scan_seconds: f64,
 }
 
-/// Runs `trace` under `profile`.
+/// Runs `trace` under `profile`. With `full_scan` (the profile's twin scoring every node) each
+/// decision is also compared with a full scan, measuring what `profile`'s sampling costs.
 pub(crate) fn run(
     trace: &Trace,
     config: &Config,
     profile: &Profile,
+    full_scan: Option<&Profile>,
     opts: &SimOptions,
     policy: &str,
 ) -> Result<RunResult, SimError> {
@@ -257,6 +263,8 @@ pub(crate) fn run(
         samples: Vec::new(),
         autoscaler,
         bind_latency_ms: secs_to_ms(opts.bind_latency_seconds),
+        sampling: full_scan.map(|f| SamplingProbe::new(f, profile.percentage_of_nodes_to_score)),
+        shadow_scan_seconds: 0.0,
     };
     if let Some(a) = e.autoscaler.as_mut() {
         let mut zones: Vec<Sym> = trace
@@ -956,6 +964,12 @@ impl Engine<'_> {
                 .latencies_us
                 .push(started.elapsed().as_secs_f64() * 1e6);
             self.m.decisions += 1;
+            if let Some(probe) = self.sampling.as_mut() {
+                // Before the pod is assumed: the full scan sees the snapshot the sample saw.
+                let shadow = Instant::now();
+                probe.observe(&pod, &mut self.snap, &d);
+                self.shadow_scan_seconds += shadow.elapsed().as_secs_f64();
+            }
             match d.node {
                 Some(node) => {
                     self.queue.done(&pod.key);
@@ -1192,6 +1206,8 @@ impl Engine<'_> {
         self.sample();
         let m = self.m;
         RunResult {
+            sampling: self.sampling.map(|p| p.tally),
+            shadow_scan_seconds: self.shadow_scan_seconds,
             policy: policy.to_owned(),
             pods_submitted: m.pods_submitted,
             pods_bound: m.pods_bound,

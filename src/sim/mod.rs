@@ -10,11 +10,13 @@ pub mod charts;
 pub mod cluster_model;
 pub mod engine;
 pub mod report;
+pub mod sampling;
 pub mod spark_model;
 pub mod trace;
 
 pub use cluster_model::{AutoscalerOptions, NodeShape};
 pub use report::{PolicyReport, SimReport, Timing};
+pub use sampling::SamplingQuality;
 
 use crate::config::Config;
 use crate::model::capacity::{ON_DEMAND, SPOT};
@@ -32,6 +34,8 @@ pub enum SimError {
         #[source]
         source: crate::plugins::PluginError,
     },
+    #[error("policy {policy:?}: {message}")]
+    PolicySpec { policy: String, message: String },
     #[error("no policies to simulate")]
     NoPolicies,
     #[error("policy {0:?} is listed twice")]
@@ -75,6 +79,9 @@ pub struct SimOptions {
     pub chart_apps: usize,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// For policies that sample nodes, compare every decision with a shadow full scan
+    /// (`sampling_quality` in the report). Off: sampled runs time like the live scheduler.
+    pub sampling_quality: bool,
 }
 
 impl Default for SimOptions {
@@ -93,6 +100,7 @@ impl Default for SimOptions {
             default_price_per_vcpu_hour: 0.048,
             chart_apps: 10,
             progress: true,
+            sampling_quality: true,
         }
     }
 }
@@ -128,7 +136,60 @@ impl SimOptions {
     }
 }
 
-/// Runs `trace` once per policy (profile names of `config`), each on a fresh cluster and clock.
+/// A policy as given on the command line: a profile of the config, optionally with
+/// `@N` forcing its `percentageOfNodesToScore` to N (0..=100; 0 scores every node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    /// The name in the report: the profile, or `profile@N`.
+    pub label: String,
+    pub profile: String,
+    pub sample_percent: Option<u32>,
+}
+
+impl PolicySpec {
+    /// A profile name of `config` as it is (even if it contains `@`), else `profile@N`.
+    pub fn parse(spec: &str, config: &Config) -> Result<PolicySpec, SimError> {
+        let plain = || PolicySpec {
+            label: spec.to_owned(),
+            profile: spec.to_owned(),
+            sample_percent: None,
+        };
+        if config.profile(spec).is_some() {
+            return Ok(plain());
+        }
+        let Some((profile, pct)) = spec.rsplit_once('@') else {
+            return Ok(plain());
+        };
+        let bad = || SimError::PolicySpec {
+            policy: spec.to_owned(),
+            message: format!(
+                "{pct:?} after '@' must be a percentage of nodes to score, an integer 0..=100 \
+                 (e.g. {profile}@10; 0 scores every node)"
+            ),
+        };
+        if pct.is_empty() || !pct.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u32 = pct.parse().map_err(|_| bad())?;
+        if n > 100 {
+            return Err(bad());
+        }
+        Ok(PolicySpec {
+            label: format!("{profile}@{n}"),
+            profile: profile.to_owned(),
+            sample_percent: Some(n),
+        })
+    }
+}
+
+/// Whether the framework samples with this percentage (on clusters of 100 nodes or more).
+fn samples(percentage: u32) -> bool {
+    (1..100).contains(&percentage)
+}
+
+/// Runs `trace` once per policy, each on a fresh cluster and clock. A policy is a profile name
+/// of `config`, or `profile@N` for that profile with `percentageOfNodesToScore: N`; a policy that
+/// samples nodes also gets `sampling_quality` (unless `opts.sampling_quality` is off).
 pub fn simulate(
     trace: &Trace,
     config: &Config,
@@ -140,28 +201,85 @@ pub fn simulate(
     if policies.is_empty() {
         return Err(SimError::NoPolicies);
     }
-    for (i, p) in policies.iter().enumerate() {
-        if policies[..i].contains(p) {
-            return Err(SimError::DuplicatePolicy(p.clone()));
+    let mut specs: Vec<PolicySpec> = Vec::new();
+    for p in policies {
+        let spec = PolicySpec::parse(p, config)?;
+        if specs.iter().any(|s| s.label == spec.label) {
+            return Err(SimError::DuplicatePolicy(spec.label));
         }
+        specs.push(spec);
     }
-    // Build every profile first so a bad policy name fails before any run.
+    // Build every profile first so a bad policy fails before any run.
     let mut profiles = Vec::new();
-    for name in policies {
-        let profile = crate::plugins::build_named_profile(config, name).map_err(|source| {
-            SimError::Policy {
-                policy: name.clone(),
-                source,
-            }
-        })?;
-        profiles.push((name.clone(), profile));
+    for spec in specs {
+        let policy_error = |source| SimError::Policy {
+            policy: spec.label.clone(),
+            source,
+        };
+        let mut pc = config
+            .profile(&spec.profile)
+            .ok_or_else(|| {
+                policy_error(crate::plugins::PluginError::NoProfile(spec.profile.clone()))
+            })?
+            .clone();
+        if let Some(n) = spec.sample_percent {
+            pc.percentage_of_nodes_to_score = n;
+        }
+        let profile = crate::plugins::build_profile(config, &pc).map_err(policy_error)?;
+        let full_scan = if opts.sampling_quality && samples(pc.percentage_of_nodes_to_score) {
+            pc.percentage_of_nodes_to_score = 0;
+            Some(crate::plugins::build_profile(config, &pc).map_err(policy_error)?)
+        } else {
+            None
+        };
+        profiles.push((spec.label, profile, full_scan));
     }
     let mut report = SimReport::new(trace, opts.seed);
-    for (name, profile) in &profiles {
+    for (name, profile, full_scan) in &profiles {
         let started = std::time::Instant::now();
-        let run = engine::run(trace, config, profile, opts, name)?;
+        let run = engine::run(trace, config, profile, full_scan.as_ref(), opts, name)?;
         let wall = started.elapsed().as_secs_f64();
         report.add_policy(name, run, wall);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_specs() {
+        let c = Config::default();
+        let p = PolicySpec::parse("spark-fleet", &c).unwrap();
+        assert_eq!((p.label.as_str(), p.sample_percent), ("spark-fleet", None));
+        let p = PolicySpec::parse("spark-fleet@10", &c).unwrap();
+        assert_eq!(
+            (p.label.as_str(), p.profile.as_str(), p.sample_percent),
+            ("spark-fleet@10", "spark-fleet", Some(10))
+        );
+        assert_eq!(
+            PolicySpec::parse("kube-default@007", &c).unwrap().label,
+            "kube-default@7"
+        );
+        for bad in [
+            "spark-fleet@",
+            "spark-fleet@x",
+            "spark-fleet@101",
+            "spark-fleet@-1",
+            "spark-fleet@+5",
+        ] {
+            let e = PolicySpec::parse(bad, &c).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("0..=100"), "{e}");
+        }
+        // A profile whose name has '@' is taken as it is.
+        let mut c = Config::default();
+        let mut pc = c.profile("spark-fleet").unwrap().clone();
+        pc.name = "team@5".into();
+        c.profiles.push(pc);
+        assert_eq!(
+            PolicySpec::parse("team@5", &c).unwrap().sample_percent,
+            None
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! Everything except `timing` depends only on the trace, seed and config, and is written
 //! byte-identically: maps are ordered and floats are rounded to 6 decimals.
 
+use super::sampling::{SamplingQuality, SamplingTally};
 use super::trace::Trace;
 use super::SimError;
 use serde::Serialize;
@@ -41,6 +42,10 @@ pub struct RunResult {
     pub app_shares: Vec<AppShareSeries>,
     /// (application id, completion seconds) in submission order.
     pub apps: Vec<(String, Option<f64>)>,
+    /// How sampled decisions compare with full scans; None when the policy scores every node.
+    pub sampling: Option<SamplingTally>,
+    /// Wall time spent in the shadow full scans (part of the run's wall time).
+    pub shadow_scan_seconds: f64,
 }
 
 /// The cluster at one instant (recorded when nodes or pending pods change).
@@ -67,7 +72,7 @@ pub fn r6(x: f64) -> f64 {
 }
 
 /// Nearest-rank percentile of sorted values; 0 for none.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -132,6 +137,8 @@ pub struct PolicyReport {
     pub decisions: u64,
     /// Virtual time at which the run ended.
     pub end_seconds: f64,
+    /// What node sampling cost in placement quality; null when the policy scores every node.
+    pub sampling_quality: Option<SamplingQuality>,
 }
 
 impl PolicyReport {
@@ -172,6 +179,7 @@ impl PolicyReport {
             cpu_utilization_mean: r.cpu_utilization_mean.map(r6),
             decisions: r.decisions,
             end_seconds: r6(r.end_seconds),
+            sampling_quality: r.sampling.as_ref().map(SamplingQuality::from_tally),
         }
     }
 }
@@ -186,6 +194,10 @@ pub struct Latency {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Timing {
     pub wall_seconds: f64,
+    /// Of `wall_seconds`, the shadow full scans that measure sampling quality (sampled runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_scan_seconds: Option<f64>,
+    /// The real decisions only (shadow full scans excluded).
     pub decision_latency_us: Latency,
 }
 
@@ -222,6 +234,7 @@ impl SimReport {
             name.to_owned(),
             Timing {
                 wall_seconds: r6(wall_seconds),
+                shadow_scan_seconds: run.sampling.is_some().then(|| r6(run.shadow_scan_seconds)),
                 decision_latency_us: Latency {
                     p50: r6(percentile(&lat, 50.0)),
                     p99: r6(percentile(&lat, 99.0)),
@@ -280,7 +293,7 @@ impl SimReport {
             None => "-".to_owned(),
         };
         type Row<'a> = (&'a str, Box<dyn Fn(&PolicyReport) -> String + 'a>);
-        let rows: Vec<Row> = vec![
+        let mut rows: Vec<Row> = vec![
             ("pods submitted", Box::new(|p| p.pods_submitted.to_string())),
             ("pods bound", Box::new(|p| p.pods_bound.to_string())),
             (
@@ -335,8 +348,42 @@ impl SimReport {
             ),
             ("decisions", Box::new(|p| p.decisions.to_string())),
         ];
+        // Only when a policy samples nodes, so full-scan comparisons read as before.
+        if reports.iter().any(|p| p.sampling_quality.is_some()) {
+            type Quality = super::sampling::SamplingQuality;
+            let sq = |f: fn(&Quality) -> String| {
+                move |p: &PolicyReport| p.sampling_quality.as_ref().map_or("-".to_owned(), f)
+            };
+            rows.push((
+                "sampling: nodes evaluated/live",
+                Box::new(sq(|q| {
+                    format!("{:.0}/{:.0}", q.nodes_evaluated_mean, q.nodes_live_mean)
+                })),
+            ));
+            rows.push((
+                "sampling: differs from full scan",
+                Box::new(sq(|q| {
+                    format!(
+                        "{:.1}% (worse {:.1}%) of {}",
+                        q.differs_fraction * 100.0,
+                        q.worse_fraction * 100.0,
+                        q.placements_compared
+                    )
+                })),
+            ));
+            rows.push((
+                "sampling: regret p50/p99/max",
+                Box::new(sq(|q| {
+                    let r = &q.regret;
+                    format!(
+                        "{:.0}/{:.0}/{:.0} (best ~{:.0})",
+                        r.p50, r.p99, r.max, q.best_total_mean
+                    )
+                })),
+            ));
+        }
         type TimingRow<'a> = (&'a str, Box<dyn Fn(&Timing) -> String + 'a>);
-        let timing_rows: Vec<TimingRow> = vec![
+        let mut timing_rows: Vec<TimingRow> = vec![
             (
                 "wall seconds",
                 Box::new(|t| format!("{:.2}", t.wall_seconds)),
@@ -349,6 +396,22 @@ impl SimReport {
                 }),
             ),
         ];
+        if self
+            .timing
+            .values()
+            .any(|t| t.shadow_scan_seconds.is_some())
+        {
+            timing_rows.insert(
+                1,
+                (
+                    "of which shadow full scans",
+                    Box::new(|t| {
+                        t.shadow_scan_seconds
+                            .map_or("-".into(), |s| format!("{s:.2}"))
+                    }),
+                ),
+            );
+        }
         let mut table: Vec<Vec<String>> = Vec::new();
         let mut header = vec![format!("trace {}", self.trace)];
         header.extend(names.iter().map(|n| n.to_string()));
