@@ -1,6 +1,9 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE]
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel|--assume]
+//! With `--parallel`, sequential and parallel cycles alternate and both are timed.
+//! With `--assume`, every decision schedules a new executor and assumes it (the
+//! application grows, as in the `decisions_with_assume` benchmark).
 
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
@@ -13,6 +16,9 @@ fn main() {
     let nodes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let decisions: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000);
     let profile_name = args.next().unwrap_or_else(|| "spark-fleet".into());
+    let mode_arg = args.next();
+    let compare_parallel = mode_arg.as_deref() == Some("--parallel");
+    let assume = mode_arg.as_deref() == Some("--assume");
     let config = Config::default();
     let Ok(profile) = build_named_profile(&config, &profile_name) else {
         eprintln!("no profile {profile_name}");
@@ -29,23 +35,44 @@ fn main() {
     let rounds = 10;
     let per_round = (decisions / rounds).max(1);
     for _ in 0..rounds {
-        for (mode, parallel) in [false, true].into_iter().enumerate() {
+        let modes: &[bool] = if compare_parallel {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for (mode, &parallel) in modes.iter().enumerate() {
             let opts = CycleOptions {
                 parallel,
                 ..CycleOptions::default()
             };
             let start = Instant::now();
-            for _ in 0..per_round {
-                std::hint::black_box(schedule(&profile, &p, &mut snap, opts).node);
+            for k in 0..per_round {
+                if assume {
+                    let next = std::sync::Arc::new(
+                        pod(&format!("exec-new-{k}-{}", snap.generation()), 2000, 8 * GI)
+                            .namespace("spark")
+                            .executor("spark-app-1")
+                            .priority(50_000)
+                            .build(),
+                    );
+                    if let Some(n) = schedule(&profile, &next, &mut snap, opts).node {
+                        let _ = snap.assume(next, n);
+                    }
+                } else {
+                    std::hint::black_box(schedule(&profile, &p, &mut snap, opts).node);
+                }
             }
             elapsed[mode] += start.elapsed().as_secs_f64();
         }
     }
     let per = |e: f64| e * 1e6 / (per_round * rounds) as f64;
-    println!(
-        "{profile_name}: {nodes} nodes, {} decisions per mode: sequential {:.1} us/decision, parallel {:.1} us/decision",
+    print!(
+        "{profile_name}: {nodes} nodes, {} decisions per mode: sequential {:.1} us/decision",
         per_round * rounds,
         per(elapsed[0]),
-        per(elapsed[1])
     );
+    if compare_parallel {
+        print!(", parallel {:.1} us/decision", per(elapsed[1]));
+    }
+    println!();
 }

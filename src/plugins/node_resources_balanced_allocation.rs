@@ -151,15 +151,15 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
             }
             return;
         };
-        if let [((alloc_a, used_a, _), ka), ((alloc_b, used_b, _), kb)] = columns[..] {
+        if let [(ca, ka), (cb, kb)] = columns[..] {
             // The usual cpu + memory pair: the deviation of two shares is half their distance.
             let (ra, rb) = (requests[ka], requests[kb]);
             for (o, &n) in out.iter_mut().zip(nodes) {
                 let i = n as usize;
-                let (a, b) = (alloc_a[i], alloc_b[i]);
+                let (a, b) = (ca.alloc[i], cb.alloc[i]);
                 *o = if a != 0 && b != 0 {
-                    let sa = (used_a[i].saturating_add(ra) as f64 / a as f64).min(1.0);
-                    let sb = (used_b[i].saturating_add(rb) as f64 / b as f64).min(1.0);
+                    let sa = (ca.used[i].saturating_add(ra) as f64 / a as f64).min(1.0);
+                    let sb = (cb.used[i].saturating_add(rb) as f64 / b as f64).min(1.0);
                     balanced_score(&[sa, sb])
                 } else {
                     MAX_NODE_SCORE
@@ -170,10 +170,10 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         for (o, &n) in out.iter_mut().zip(nodes) {
             let i = n as usize;
             let mut shares: SmallVec<[f64; 4]> = SmallVec::new();
-            for &((alloc, used, _), k) in &columns {
-                let a = alloc[i];
+            for &(c, k) in &columns {
+                let a = c.alloc[i];
                 if a != 0 {
-                    shares.push((used[i].saturating_add(requests[k]) as f64 / a as f64).min(1.0));
+                    shares.push((c.used[i].saturating_add(requests[k]) as f64 / a as f64).min(1.0));
                 }
             }
             *o = balanced_score(&shares);

@@ -144,8 +144,30 @@ pub(crate) fn allocatable_requested(
     }
 }
 
-/// (allocatable, used, weight) columns of one configured resource.
-pub(crate) type UsageColumn<'a> = (&'a [i64], &'a [i64], i64);
+/// `x / c` rounded down for 0 <= x, 0 < c, given `inv` = 1/c as f64: a multiply
+/// and one correction step instead of a division (a 64-bit division costs tens
+/// of cycles, and the resource scorers divide for every node and resource).
+/// For x < 2^52, x·inv is within (x/c)·2^-51 < 1 of x/c, so the estimate is off
+/// by at most one, which the two integer checks repair.
+#[inline]
+pub(crate) fn div_by_reciprocal(x: i64, c: i64, inv: f64) -> i64 {
+    const FAST: i64 = 1 << 52;
+    if !(0..FAST).contains(&x) || c <= 0 || c >= FAST {
+        return if c > 0 { x / c } else { 0 };
+    }
+    let q = (x as f64 * inv) as i64;
+    q + i64::from((q + 1) * c <= x) - i64::from(q * c > x)
+}
+
+/// One configured resource as node columns.
+#[derive(Clone, Copy)]
+pub(crate) struct UsageColumn<'a> {
+    pub alloc: &'a [i64],
+    /// 1 / alloc, for `div_by_reciprocal`.
+    pub inv: &'a [f64],
+    pub used: &'a [i64],
+    pub weight: i64,
+}
 
 /// The node columns of each configured resource, when all of them are cpu, memory
 /// or ephemeral storage (None otherwise: scalar resources live per node).
@@ -157,67 +179,112 @@ pub(crate) fn usage_columns<'a>(
 ) -> Option<SmallVec<[(UsageColumn<'a>, usize); 3]>> {
     let mut cols = SmallVec::new();
     for (k, w) in resources.iter().enumerate() {
-        let col: UsageColumn = match (w.kind, usage) {
-            (ResourceKind::Cpu, Usage::NonZero) => (&t.alloc_cpu, &t.nonzero_cpu, w.weight),
-            (ResourceKind::Cpu, Usage::Requested) => (&t.alloc_cpu, &t.req_cpu, w.weight),
-            (ResourceKind::Memory, Usage::NonZero) => (&t.alloc_mem, &t.nonzero_mem, w.weight),
-            (ResourceKind::Memory, Usage::Requested) => (&t.alloc_mem, &t.req_mem, w.weight),
-            (ResourceKind::EphemeralStorage, _) => (&t.alloc_eph, &t.req_eph, w.weight),
+        let (alloc, inv, used) = match (w.kind, usage) {
+            (ResourceKind::Cpu, Usage::NonZero) => (&t.alloc_cpu, &t.inv_cpu, &t.nonzero_cpu),
+            (ResourceKind::Cpu, Usage::Requested) => (&t.alloc_cpu, &t.inv_cpu, &t.req_cpu),
+            (ResourceKind::Memory, Usage::NonZero) => (&t.alloc_mem, &t.inv_mem, &t.nonzero_mem),
+            (ResourceKind::Memory, Usage::Requested) => (&t.alloc_mem, &t.inv_mem, &t.req_mem),
+            (ResourceKind::EphemeralStorage, _) => (&t.alloc_eph, &t.inv_eph, &t.req_eph),
             (ResourceKind::Unscored, _) => continue,
             (ResourceKind::Scalar(_), _) => return None,
+        };
+        let col = UsageColumn {
+            alloc,
+            inv,
+            used,
+            weight: w.weight,
         };
         cols.push((col, k));
     }
     Some(cols)
 }
 
-/// Weighted average of `per_resource(requested, allocatable)` over the columns,
-/// leaving out resources a node lacks; 0 when it lacks all. `requests[k]` is the
-/// pod's request for configured resource k.
+/// Weighted average of `per_resource(requested, allocatable, 1/allocatable)`
+/// over the columns, leaving out resources a node lacks; 0 when it lacks all.
+/// `requests[k]` is the pod's request for configured resource k.
 pub(crate) fn weighted_average(
     nodes: &[NodeIdx],
     columns: &[(UsageColumn, usize)],
     requests: &[i64],
     out: &mut [i64],
-    per_resource: impl Fn(i64, i64) -> i64,
+    per_resource: impl Fn(i64, i64, f64) -> i64,
 ) {
-    if let [((alloc_a, used_a, wa), ka), ((alloc_b, used_b, wb), kb)] = columns {
+    // The sum of the weights is the same on every node that has all resources.
+    let all_weights: i64 = columns.iter().map(|(c, _)| c.weight).sum();
+    let inv_all = 1.0 / all_weights.max(1) as f64;
+    // Weights 1 + 1 (the default) make the average a shift (scores are >= 0).
+    let average = |sum: i64| {
+        if all_weights.count_ones() == 1 {
+            sum >> all_weights.trailing_zeros()
+        } else {
+            div_by_reciprocal(sum, all_weights, inv_all)
+        }
+    };
+    if let [(a, ka), (b, kb)] = columns {
         // The usual cpu + memory pair, unrolled.
         let (ra, rb) = (requests[*ka], requests[*kb]);
         for (o, &n) in out.iter_mut().zip(nodes) {
             let i = n as usize;
-            let (a, b) = (alloc_a[i], alloc_b[i]);
-            let (mut sum, mut weights) = (0i64, 0i64);
-            if a != 0 {
-                sum += per_resource(used_a[i].saturating_add(ra), a) * wa;
-                weights += wa;
-            }
-            if b != 0 {
-                sum += per_resource(used_b[i].saturating_add(rb), b) * wb;
-                weights += wb;
-            }
-            *o = if weights == 0 { 0 } else { sum / weights };
+            let (alloc_a, alloc_b) = (a.alloc[i], b.alloc[i]);
+            *o = if alloc_a != 0 && alloc_b != 0 {
+                let sa = per_resource(a.used[i].saturating_add(ra), alloc_a, a.inv[i]);
+                let sb = per_resource(b.used[i].saturating_add(rb), alloc_b, b.inv[i]);
+                average(sa * a.weight + sb * b.weight)
+            } else if alloc_a != 0 {
+                per_resource(a.used[i].saturating_add(ra), alloc_a, a.inv[i])
+            } else if alloc_b != 0 {
+                per_resource(b.used[i].saturating_add(rb), alloc_b, b.inv[i])
+            } else {
+                0
+            };
         }
         return;
     }
     for (o, &n) in out.iter_mut().zip(nodes) {
         let i = n as usize;
         let (mut sum, mut weights) = (0i64, 0i64);
-        for &((alloc, used, weight), k) in columns {
-            let a = alloc[i];
+        for &(c, k) in columns {
+            let a = c.alloc[i];
             if a == 0 {
                 continue;
             }
-            sum += per_resource(used[i].saturating_add(requests[k]), a) * weight;
-            weights += weight;
+            sum += per_resource(c.used[i].saturating_add(requests[k]), a, c.inv[i]) * c.weight;
+            weights += c.weight;
         }
-        *o = if weights == 0 { 0 } else { sum / weights };
+        *o = if weights == all_weights {
+            average(sum)
+        } else if weights == 0 {
+            0
+        } else {
+            sum / weights
+        };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn division_by_reciprocal_is_integer_division(
+            // Large divisors put x near 2^52, where the estimate goes wrong most.
+            c in prop_oneof![1i64..1_000, (1i64 << 30)..(1i64 << 45), (1i64 << 45)..(1i64 << 53)],
+            q in 0i64..=100,
+            d in -3i64..=3,
+            big in (1i64 << 52)..i64::MAX,
+            neg in i64::MIN + 1..0,
+        ) {
+            // Quotients on and just around every integer, where rounding would show.
+            let x = (q * c + d).max(0);
+            let inv = 1.0 / c as f64;
+            prop_assert_eq!(div_by_reciprocal(x, c, inv), x / c);
+            prop_assert_eq!(div_by_reciprocal(big, c, inv), big / c);
+            prop_assert_eq!(div_by_reciprocal(big, big - 1, 1.0 / (big - 1) as f64), 1);
+            prop_assert_eq!(div_by_reciprocal(neg, c, inv), neg / c);
+        }
+    }
 
     #[test]
     fn resource_name_classes() {

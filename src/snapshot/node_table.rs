@@ -43,6 +43,11 @@ pub struct NodeTable {
     pub alloc_mem: Vec<i64>,
     pub alloc_eph: Vec<i64>,
     pub alloc_pods: Vec<i64>,
+    /// 1 / allocatable (0 where allocatable is 0): the resource scorers divide by
+    /// allocatable for every node; see `Reciprocal`.
+    pub inv_cpu: Vec<f64>,
+    pub inv_mem: Vec<f64>,
+    pub inv_eph: Vec<f64>,
 
     pub req_cpu: Vec<i64>,
     pub req_mem: Vec<i64>,
@@ -83,6 +88,13 @@ impl NodeTable {
     /// Live node indices in slot order, as a slice.
     pub fn live_list(&self) -> &[NodeIdx] {
         &self.live_list
+    }
+
+    fn set_reciprocals(&mut self, u: usize) {
+        let inv = |a: i64| if a > 0 { 1.0 / a as f64 } else { 0.0 };
+        self.inv_cpu[u] = inv(self.alloc_cpu[u]);
+        self.inv_mem[u] = inv(self.alloc_mem[u]);
+        self.inv_eph[u] = inv(self.alloc_eph[u]);
     }
 
     /// Node additions and removals are rare next to cycles: O(nodes) here buys
@@ -172,6 +184,9 @@ impl NodeTable {
                 self.alloc_mem.push(mem);
                 self.alloc_eph.push(eph);
                 self.alloc_pods.push(pods);
+                self.inv_cpu.push(0.0);
+                self.inv_mem.push(0.0);
+                self.inv_eph.push(0.0);
                 self.req_cpu.push(0);
                 self.req_mem.push(0);
                 self.req_eph.push(0);
@@ -182,6 +197,7 @@ impl NodeTable {
                 (self.live.len() - 1) as NodeIdx
             }
         };
+        self.set_reciprocals(idx as usize);
         self.index.insert(name, idx);
         let at = self.live_list.partition_point(|&n| n < idx);
         self.live_list.insert(at, idx);
@@ -207,6 +223,7 @@ impl NodeTable {
         self.alloc_mem[u] = node.allocatable.memory;
         self.alloc_eph[u] = node.allocatable.ephemeral_storage;
         self.alloc_pods[u] = node.allocatable.pods;
+        self.set_reciprocals(u);
         self.capacity_type[u] = capacity_type;
         self.node[u] = node;
     }

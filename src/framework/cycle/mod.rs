@@ -97,25 +97,18 @@ fn node_statuses(
         .collect()
 }
 
-/// Raw scores of every active plugin for every feasible node, plugin-major: in
-/// node chunks over the available cores on large clusters.
-fn score_feasible(
+/// Raw scores of every active plugin for every feasible node, plugin-major,
+/// computed one node chunk per thread.
+fn score_in_chunks(
     active: &[(&dyn ScorePlugin, i64)],
     state: &CycleState,
     pod: &Pod,
     snap: &Snapshot,
     feasible: &[NodeIdx],
-    parallel: bool,
+    chunks: &[std::ops::Range<usize>],
 ) -> Vec<i64> {
     let n = feasible.len();
     let mut all_raw = vec![0i64; n * active.len()];
-    let chunks = chunk_ranges(n, parallel);
-    if chunks.len() == 1 {
-        for ((p, _), raw) in active.iter().zip(all_raw.chunks_mut(n.max(1))) {
-            p.score_nodes(state, pod, snap, feasible, raw);
-        }
-        return all_raw;
-    }
     let parts: Vec<(std::ops::Range<usize>, Vec<i64>)> = std::thread::scope(|sc| {
         let handles: Vec<_> = chunks
             .iter()
@@ -399,18 +392,29 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let n = decision.feasible.len();
     let mut totals = vec![0i64; n];
     let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
-    // Raw scores of every plugin, plugin-major; normalization needs all of a
-    // plugin's scores, so it runs after.
-    let mut all_raw = score_feasible(
-        &active_scores,
-        &state,
-        pod,
-        snap,
-        &decision.feasible,
-        opts.parallel,
-    );
+    // In parallel, every plugin's raw scores come back at once (plugin-major);
+    // otherwise one buffer is scored into, normalized and summed plugin by plugin.
+    let chunks = chunk_ranges(n, opts.parallel);
+    let mut all_raw = if chunks.len() > 1 {
+        score_in_chunks(
+            &active_scores,
+            &state,
+            pod,
+            snap,
+            &decision.feasible,
+            &chunks,
+        )
+    } else {
+        Vec::new()
+    };
+    let mut one_raw = vec![0i64; if chunks.len() > 1 { 0 } else { n }];
     for (j, (p, weight)) in active_scores.iter().enumerate() {
-        let raw = &mut all_raw[j * n..(j + 1) * n];
+        let raw: &mut [i64] = if chunks.len() > 1 {
+            &mut all_raw[j * n..(j + 1) * n]
+        } else {
+            p.score_nodes(&state, pod, snap, &decision.feasible, &mut one_raw);
+            &mut one_raw
+        };
         p.normalize(&state, pod, raw);
         for (t, v) in totals.iter_mut().zip(raw.iter()) {
             *t += v.clamp(&0, &MAX_NODE_SCORE) * weight;
