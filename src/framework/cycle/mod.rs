@@ -178,9 +178,10 @@ fn filter_all_nodes(
 
 /// Sampling (upstream's percentageOfNodesToScore): walks the live nodes from
 /// `start`, wrapping around, until `wanted` feasible nodes are found. Each window
-/// is exactly as large as the number still wanted, so the walk stops at the same
-/// node a node-by-node walk would. Returns the feasible nodes and how many nodes
-/// were examined.
+/// is exactly as large as the number still wanted, so the sample can only be
+/// complete when a window's last node passes: the walk stops at the same node a
+/// node-by-node walk would. Returns the feasible nodes and how many nodes were
+/// examined.
 fn filter_sample(
     filters: &[&dyn FilterPlugin],
     state: &CycleState,
@@ -198,21 +199,9 @@ fn filter_sample(
         let window: Vec<NodeIdx> = (visited..visited + size)
             .map(|k| live[(start + k) % live.len()])
             .collect();
-        let mut rej = Rejections::new();
-        let passed = filter_nodes(filters, state, pod, snap, window.clone(), &mut rej)?;
-        let mut examined = size;
-        if feasible.len() + passed.len() == wanted {
-            // Nodes after the last feasible one would not have been examined.
-            if let Some(&last) = passed.last() {
-                let pos = window.iter().position(|&n| n == last).unwrap_or(size - 1);
-                examined = pos + 1;
-                let after: Vec<NodeIdx> = window[examined..].to_vec();
-                rej.retain(|(n, _)| !after.contains(n));
-            }
-        }
+        let passed = filter_nodes(filters, state, pod, snap, window, rejections)?;
         feasible.extend(passed);
-        rejections.extend(rej);
-        visited += examined;
+        visited += size;
     }
     Ok((feasible, visited))
 }

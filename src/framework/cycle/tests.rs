@@ -172,6 +172,55 @@ fn sampling_stops_after_enough_feasible_nodes_and_rotates() {
     assert_eq!(d2.feasible[0], 100);
 }
 
+/// Windowed sampling examines exactly the nodes a node-by-node walk would: it
+/// stops at the node that completes the sample, wraps around the node list, and
+/// the next cycle starts right after the last node examined.
+#[test]
+fn sampling_windows_match_a_node_by_node_walk() {
+    let names: Vec<String> = (0..400).map(|i| format!("n{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let mut snap = snapshot(&refs);
+    // A dead slot in the middle: positions count live nodes only.
+    snap.remove_node(crate::model::Sym::new("n150"));
+    let rejected: Vec<&'static str> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(_, n)| &*Box::leak(n.clone().into_boxed_str()))
+        .collect();
+    let mut p = profile(Fake {
+        reject: rejected.clone(),
+        code: Code::Unschedulable,
+    });
+    p.percentage_of_nodes_to_score = 10;
+    let live: Vec<NodeIdx> = snap.nodes().live_indices().collect();
+    let mut start = 0usize;
+    for round in 0..8 {
+        let detail = round % 2 == 1;
+        let opts = CycleOptions {
+            detail,
+            ..CycleOptions::default()
+        };
+        let d = schedule(&p, &pod("p", 1, 1).build(), &mut snap, opts);
+        // The walk by hand: from `start`, wrapping, until 100 nodes pass.
+        let (mut want_feasible, mut want_rejected, mut k) = (Vec::new(), 0, 0);
+        while want_feasible.len() < 100 {
+            let n = live[(start + k) % live.len()];
+            if rejected.contains(&snap.nodes().name[n as usize].as_str()) {
+                want_rejected += 1;
+            } else {
+                want_feasible.push(n);
+            }
+            k += 1;
+        }
+        assert_eq!(d.feasible, want_feasible, "round {round}");
+        // Reasons are built only when shown.
+        let want_statuses = if detail { want_rejected } else { 0 };
+        assert_eq!(d.statuses.per_node.len(), want_statuses, "round {round}");
+        start = (start + k) % live.len();
+    }
+}
+
 /// Records reserve/unreserve calls; rejects at Reserve or Permit when told to.
 struct Gate {
     name: &'static str,
