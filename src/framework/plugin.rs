@@ -21,6 +21,15 @@ pub trait PreFilterPlugin: Plugin {
 /// Decides whether `node` can run `pod`.
 pub trait FilterPlugin: Plugin {
     fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status;
+
+    /// Can this plugin's answer for `pod` change when pods are added to or removed
+    /// from nodes? `false` promises that its Filter status on every node, and what
+    /// its PreFilter decides (including Skip), stay the same whatever is placed,
+    /// so preemption may work out victims without touching the snapshot.
+    /// `state` is as the PreFilters left it. The default is the safe answer.
+    fn depends_on_placed_pods(&self, _state: &CycleState, _pod: &Pod) -> bool {
+        true
+    }
 }
 
 /// What PostFilter (preemption) proposes when no node passed.
@@ -71,6 +80,18 @@ impl FilterRunner<'_> {
             }
         }
         Status::success()
+    }
+
+    /// Whether, for `pod` with `state` from [`Self::prepare`], placed pods matter to
+    /// no plugin but `except`: every filter other than `except` says so, and every
+    /// PreFilter belongs to one of the filters (so its promise covers it).
+    pub fn placed_pods_matter_only_to(&self, state: &CycleState, pod: &Pod, except: &str) -> bool {
+        let filter_named = |name: &str| self.filters.iter().any(|f| f.name() == name);
+        self.pre_filters.iter().all(|p| filter_named(p.name()))
+            && self
+                .filters
+                .iter()
+                .all(|f| f.name() == except || !f.depends_on_placed_pods(state, pod))
     }
 
     /// PreFilter then Filter on one node, against the snapshot as it is now.

@@ -119,6 +119,13 @@ impl FilterPlugin for CapacityMix {
             _ => Status::success(),
         }
     }
+
+    /// An executor's mix comes from its placed driver and is ranked on the placed
+    /// executors; a driver's allowed types and any other pod's answer come from the
+    /// pod and the config alone.
+    fn depends_on_placed_pods(&self, _: &CycleState, pod: &Pod) -> bool {
+        pod.is_executor()
+    }
 }
 
 impl PreScorePlugin for CapacityMix {

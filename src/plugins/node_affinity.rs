@@ -61,6 +61,11 @@ impl FilterPlugin for NodeAffinity {
             Status::unresolvable(NAME, ERR_REASON_POD)
         }
     }
+
+    /// Reads only the node and the pod.
+    fn depends_on_placed_pods(&self, _: &CycleState, _: &Pod) -> bool {
+        false
+    }
 }
 
 impl PreScorePlugin for NodeAffinity {

@@ -24,6 +24,11 @@ impl FilterPlugin for NodeName {
             _ => Status::success(),
         }
     }
+
+    /// Reads only the node and the pod.
+    fn depends_on_placed_pods(&self, _: &CycleState, _: &Pod) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

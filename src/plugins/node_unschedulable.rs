@@ -33,6 +33,11 @@ impl FilterPlugin for NodeUnschedulable {
             Status::unresolvable(NAME, ERR_REASON)
         }
     }
+
+    /// Reads only the node and the pod.
+    fn depends_on_placed_pods(&self, _: &CycleState, _: &Pod) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,11 @@ impl FilterPlugin for TaintToleration {
             ),
         }
     }
+
+    /// Reads only the node and the pod.
+    fn depends_on_placed_pods(&self, _: &CycleState, _: &Pod) -> bool {
+        false
+    }
 }
 
 impl ScorePlugin for TaintToleration {

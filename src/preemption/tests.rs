@@ -957,6 +957,8 @@ fn dry_run_stops_after_enough_candidates() {
         filters: &runner,
         pdbs: &pdbs,
         need: Need::of(&p, &[], &[]),
+        what_if: None,
+        standings: Default::default(),
     };
     let (offset, wanted) = window(&p.key, potential.len());
     let (cands, st) = dry.find(&mut snap, &potential, offset, wanted);

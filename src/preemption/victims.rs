@@ -9,6 +9,7 @@ use crate::spark::annotations::{parse_count, MIN_EXECUTORS};
 use smallvec::SmallVec;
 use std::cmp::Reverse;
 use std::collections::HashMap;
+#[cfg(test)]
 use std::sync::Arc;
 
 /// Spark rules on top of upstream's "strictly lower priority".
@@ -55,40 +56,71 @@ impl VictimPolicy {
     }
 
     /// Sorts potential victims most important first: the reprieve order.
+    #[cfg(test)]
     pub(crate) fn sort_by_importance(&self, snap: &Snapshot, pods: &mut [(Arc<Pod>, bool)]) {
+        self.sort_by_importance_with(snap, pods, &mut Standings::default());
+    }
+
+    /// [`Self::sort_by_importance`] for owned or borrowed pods, remembering
+    /// application standings in `standings` for later sorts on the same snapshot.
+    pub(crate) fn sort_by_importance_with<P: AsRef<Pod> + Clone>(
+        &self,
+        snap: &Snapshot,
+        pods: &mut [(P, bool)],
+        standings: &mut Standings,
+    ) {
         match self {
             VictimPolicy::Upstream => pods.sort_by(|(a, _), (b, _)| {
+                let (a, b) = (a.as_ref(), b.as_ref());
                 Reverse(a.priority)
                     .cmp(&Reverse(b.priority))
                     .then_with(|| start(a).cmp(&start(b)))
                     .then_with(|| a.key.cmp(&b.key))
             }),
             VictimPolicy::Spark(sp) => {
-                let mut apps: HashMap<Sym, (bool, u32)> = HashMap::new();
-                let mut keyed: Vec<(SparkOrder, (Arc<Pod>, bool))> = pods
+                // The namespace only matters through per-namespace minimums; without
+                // them an application's standing is the same for all its pods.
+                let by_namespace = !sp.namespace_min_executors.is_empty();
+                // The first pod of an application on the node picks the namespace.
+                let mut apps: HashMap<Sym, (bool, u32), SymHash> = HashMap::default();
+                let inactive = InactiveLabel::lookup();
+                let mut keyed: Vec<(SparkOrder, usize)> = pods
                     .iter()
-                    .map(|entry| {
-                        let p = &entry.0;
+                    .enumerate()
+                    .map(|(i, (p, _))| {
+                        let p = p.as_ref();
                         let (above_min, executors) = match (&p.spark, p.is_executor()) {
-                            (Some(id), true) => *apps
-                                .entry(id.app)
-                                .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
+                            (Some(id), true) => {
+                                let ns = p.key.namespace;
+                                let standing = |standings: &mut Standings| {
+                                    let key_ns = if by_namespace { ns } else { id.app };
+                                    standings
+                                        .of(id.app, key_ns, || sp.app_standing(snap, id.app, ns))
+                                };
+                                if by_namespace {
+                                    *apps.entry(id.app).or_insert_with(|| standing(standings))
+                                } else {
+                                    standing(standings)
+                                }
+                            }
                             _ => (false, 0),
                         };
                         let order = (
-                            spark_class(p),
+                            spark_class(p, &inactive),
                             Reverse(p.priority),
                             above_min,
                             executors,
                             start(p),
                         );
-                        (order, entry.clone())
+                        (order, i)
                     })
                     .collect();
-                keyed.sort_by(|(a, (pa, _)), (b, (pb, _))| {
-                    a.cmp(b).then_with(|| pa.key.cmp(&pb.key))
+                keyed.sort_by(|(a, i), (b, j)| {
+                    a.cmp(b)
+                        .then_with(|| pods[*i].0.as_ref().key.cmp(&pods[*j].0.as_ref().key))
                 });
-                for (slot, (_, entry)) in pods.iter_mut().zip(keyed) {
+                let sorted: Vec<(P, bool)> = keyed.iter().map(|(_, i)| pods[*i].clone()).collect();
+                for (slot, entry) in pods.iter_mut().zip(sorted) {
                     *slot = entry;
                 }
             }
@@ -116,15 +148,74 @@ impl SparkPolicy {
     }
 }
 
+/// (above its minimum, placed executors) by (application, namespace the minimum
+/// is looked up in), valid while the snapshot does not change.
+#[derive(Debug, Default)]
+pub(crate) struct Standings(HashMap<(Sym, Sym), (bool, u32), SymHash>);
+
+impl Standings {
+    fn of(&mut self, app: Sym, ns: Sym, compute: impl FnOnce() -> (bool, u32)) -> (bool, u32) {
+        *self.0.entry((app, ns)).or_insert_with(compute)
+    }
+}
+
+/// Hashing for interned-string keys, which are small dense integers already:
+/// SipHash's flood protection buys nothing on the dry run's hot path.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SymHash;
+
+impl std::hash::BuildHasher for SymHash {
+    type Hasher = SymHasher;
+    fn build_hasher(&self) -> SymHasher {
+        SymHasher(0)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SymHasher(u64);
+
+impl std::hash::Hasher for SymHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads consecutive ids over the high bits hashbrown uses.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// The interned `spark-exec-inactive` label key and value "true", looked up once
+/// per sort: a pod cannot carry a string nobody interned.
+struct InactiveLabel(Option<(Sym, Sym)>);
+
+impl InactiveLabel {
+    fn lookup() -> InactiveLabel {
+        InactiveLabel(Sym::lookup(LABEL_SPARK_EXEC_INACTIVE).zip(Sym::lookup("true")))
+    }
+}
+
 /// (class, priority, above minimum, application executors, start): see `sort_by_importance`.
 type SparkOrder = (u8, Reverse<i32>, bool, u32, i64);
 
 /// Reprieve order class: drivers first (losing one loses the application),
 /// executors Spark is retiring last (they are leaving anyway).
-fn spark_class(p: &Pod) -> u8 {
+fn spark_class(p: &Pod, inactive: &InactiveLabel) -> u8 {
+    let retiring = || {
+        inactive
+            .0
+            .is_some_and(|(key, yes)| p.labels.get(key) == Some(yes))
+    };
     if p.is_driver() {
         0
-    } else if p.is_executor() && p.labels.get_str(LABEL_SPARK_EXEC_INACTIVE) == Some("true") {
+    } else if p.is_executor() && retiring() {
         2
     } else {
         1
