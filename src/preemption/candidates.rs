@@ -9,12 +9,12 @@
 use super::cascade::{self, CascadeCost};
 use super::pdb::{violations, Pdb};
 use super::victims::{start, Need, Room, Standings, VictimPolicy};
-use super::what_if::WhatIf;
+use super::what_if::{Ranked, WhatIf};
 use crate::framework::{FilterRunner, Status};
 use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
 use std::borrow::Borrow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -100,6 +100,8 @@ pub(crate) struct DryRun<'a, 'r> {
     pub what_if: Option<WhatIf<'r>>,
     /// Spark application standings: the snapshot is the same at every sort.
     pub standings: RefCell<Standings>,
+    /// Nodes decided by `what_if` (for tests and profiling).
+    pub by_arithmetic: Cell<usize>,
 }
 
 impl DryRun<'_, '_> {
@@ -168,7 +170,13 @@ impl DryRun<'_, '_> {
             .collect();
 
         if let Some(w) = &self.what_if {
-            if let Some(answer) = w.select(self, snap, node, &potential, &order, &violates, &room) {
+            let ranked = Ranked {
+                pods: &potential,
+                order: &order,
+                violates: &violates,
+            };
+            if let Some(answer) = w.select(self, snap, node, &ranked, &room) {
+                self.by_arithmetic.set(self.by_arithmetic.get() + 1);
                 return answer;
             }
         }

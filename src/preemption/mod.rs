@@ -187,10 +187,11 @@ impl Evaluator {
         statuses: &NodeStatuses,
         filters: &FilterRunner,
     ) -> PostFilterResult {
-        self.preempt_with(pod, snap, statuses, filters, true)
+        self.preempt_with(pod, snap, statuses, filters, true).0
     }
 
-    /// `use_what_if: false` always walks the snapshot (for comparisons).
+    /// `use_what_if: false` always walks the snapshot (for comparisons). Also
+    /// returns how many nodes the resource arithmetic decided.
     fn preempt_with(
         &self,
         pod: &Pod,
@@ -198,9 +199,9 @@ impl Evaluator {
         statuses: &NodeStatuses,
         filters: &FilterRunner,
         use_what_if: bool,
-    ) -> PostFilterResult {
+    ) -> (PostFilterResult, usize) {
         if let Err(msg) = self.eligible(pod, snap, statuses) {
-            return self.failed(format!("preemption: {msg}"));
+            return (self.failed(format!("preemption: {msg}")), 0);
         }
         let num_all = snap.nodes().len();
         let potential = unschedulable_nodes(snap, statuses);
@@ -218,6 +219,7 @@ impl Evaluator {
             need: Need::of(pod, &self.ignored_resources, &self.ignored_resource_groups),
             what_if,
             standings: Default::default(),
+            by_arithmetic: Default::default(),
         };
         let (offset, wanted) = window(&pod.key, potential.len());
         let (candidates, node_statuses) = if potential.is_empty() {
@@ -238,16 +240,20 @@ impl Evaluator {
                     .chain(std::iter::repeat_n(&absent, rest)),
                 None,
             );
-            return self.failed(format!("preemption: {msg}"));
+            return (
+                self.failed(format!("preemption: {msg}")),
+                run.by_arithmetic.get(),
+            );
         };
         let c = &candidates[best];
-        PostFilterResult {
+        let result = PostFilterResult {
             status: Status::success(),
             nomination: Some(Nomination {
                 node: c.node,
                 victims: c.victims.clone(),
             }),
-        }
+        };
+        (result, run.by_arithmetic.get())
     }
 
     fn failed(&self, msg: String) -> PostFilterResult {

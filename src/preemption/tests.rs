@@ -458,7 +458,7 @@ fn exact_walk_catches_what_resources_miss() {
 }
 
 /// Everything a dry run could disturb.
-fn fingerprint(s: &Snapshot) -> String {
+pub(super) fn fingerprint(s: &Snapshot) -> String {
     let t = s.nodes();
     let mut out = format!("pods={} ", s.pod_count());
     for i in t.live_indices() {
@@ -959,6 +959,7 @@ fn dry_run_stops_after_enough_candidates() {
         need: Need::of(&p, &[], &[]),
         what_if: None,
         standings: Default::default(),
+        by_arithmetic: Default::default(),
     };
     let (offset, wanted) = window(&p.key, potential.len());
     let (cands, st) = dry.find(&mut snap, &potential, offset, wanted);

@@ -70,23 +70,26 @@ impl<'f> WhatIf<'f> {
         Some(WhatIf { state, steps, fit })
     }
 
-    /// [`DryRun::select_victims`] after its resource pre-check, for `potential`
-    /// victims sorted most important first and reprieved in `order`, with `room`
-    /// left once all of them are gone. `None`: the snapshot walk must decide.
+    /// [`DryRun::select_victims`] after its resource pre-check, for the node's
+    /// `ranked` potential victims, with `room` left once all of them are gone.
+    /// `None`: the snapshot walk must decide.
     pub fn select(
         &self,
         run: &DryRun,
         snap: &Snapshot,
         node: NodeIdx,
-        potential: &[(&Arc<Pod>, bool)],
-        order: &[usize],
-        violates: &[bool],
+        ranked: &Ranked,
         room: &Room,
     ) -> Option<Result<Candidate, Status>> {
-        let fit = match &self.fit {
-            Some(req) => Some(NodeFit::of(req, run.pod, snap, node)),
-            None => None,
-        };
+        let Ranked {
+            pods: potential,
+            order,
+            violates,
+        } = *ranked;
+        let fit = self
+            .fit
+            .as_ref()
+            .map(|req| NodeFit::of(req, run.pod, snap, node));
         let fits = |freed: &Freed| -> Option<bool> {
             match (&fit, &self.fit) {
                 (Some(nf), Some(req)) => nf.fits(req, freed),
@@ -163,6 +166,15 @@ impl<'f> WhatIf<'f> {
         }
         Some(Ok(run.candidate(node, potential, &victim, violates)))
     }
+}
+
+/// A node's potential victims, most important first, with the order they are
+/// reprieved in and which of them violate a PodDisruptionBudget.
+#[derive(Clone, Copy)]
+pub(crate) struct Ranked<'p> {
+    pub pods: &'p [(&'p Arc<Pod>, bool)],
+    pub order: &'p [usize],
+    pub violates: &'p [bool],
 }
 
 /// Requests of the pods taken off a node, for the resources NodeResourcesFit checks.
@@ -309,3 +321,6 @@ impl NodeFit {
         Some(true)
     }
 }
+
+#[cfg(test)]
+mod tests;
