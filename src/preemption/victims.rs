@@ -437,6 +437,107 @@ mod tests {
         assert_eq!(names, ["small-d", "small-0", "big-0", "plain", "idle"]);
     }
 
+    /// The reprieve order as documented, computed plainly: no caches, labels read
+    /// by name, each node's applications standing as seen from its first pod.
+    fn reference_order(sp: &SparkPolicy, snap: &Snapshot, pods: &[Arc<Pod>]) -> Vec<String> {
+        let mut apps: HashMap<Sym, (bool, u32)> = HashMap::new();
+        let mut keyed: Vec<(SparkOrder, &Arc<Pod>)> = pods
+            .iter()
+            .map(|p| {
+                let standing = match (&p.spark, p.is_executor()) {
+                    (Some(id), true) => *apps
+                        .entry(id.app)
+                        .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
+                    _ => (false, 0),
+                };
+                let class = if p.is_driver() {
+                    0
+                } else if p.is_executor()
+                    && p.labels.get_str(LABEL_SPARK_EXEC_INACTIVE) == Some("true")
+                {
+                    2
+                } else {
+                    1
+                };
+                let key = (class, Reverse(p.priority), standing.0, standing.1, start(p));
+                (key, p)
+            })
+            .collect();
+        keyed.sort_by(|(a, pa), (b, pb)| a.cmp(b).then_with(|| pa.key.cmp(&pb.key)));
+        keyed.iter().map(|(_, p)| p.key.to_string()).collect()
+    }
+
+    /// Standings remembered across nodes, borrowed pods and the label lookup done
+    /// once give the order computed from scratch, with and without per-namespace
+    /// minimums (an application may span namespaces).
+    #[test]
+    fn cached_spark_order_matches_the_plain_one() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..40u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut snap = Snapshot::new(CapacityRules::default());
+            let nodes = ["n1", "n2", "n3"];
+            for n in nodes {
+                snap.upsert_node(node(n, 100_000, 100 * GI).build());
+            }
+            let apps = ["a", "b", "c", "d"];
+            for (i, app) in apps.iter().enumerate() {
+                let mut d = pod(&format!("{app}-driver"), 1, 1)
+                    .driver(app)
+                    .on(nodes[i % 3]);
+                if rng.random_bool(0.5) {
+                    d = d.annotation(MIN_EXECUTORS, &rng.random_range(0..4).to_string());
+                }
+                if rng.random_bool(0.7) {
+                    snap.upsert_pod(d.arc()).unwrap();
+                }
+            }
+            for k in 0..30 {
+                let app = apps[rng.random_range(0..apps.len())];
+                let mut b = pod(&format!("p{k}"), 1, 1)
+                    .namespace(["x", "y"][rng.random_range(0..2)])
+                    .priority(rng.random_range(0..3))
+                    .on(nodes[rng.random_range(0..3)]);
+                b = match rng.random_range(0..4) {
+                    0 => b,
+                    1 => b.driver(&format!("{app}-other")),
+                    _ => b.executor(app),
+                };
+                if rng.random_bool(0.2) {
+                    b = b.label(LABEL_SPARK_EXEC_INACTIVE, "true");
+                }
+                let mut p = b.build();
+                if rng.random_bool(0.5) {
+                    p.started_ms = Some(rng.random_range(0..5));
+                }
+                snap.upsert_pod(Arc::new(p)).unwrap();
+            }
+            for by_namespace in [false, true] {
+                let sp = SparkPolicy {
+                    min_executors: rng.random_range(0..3),
+                    namespace_min_executors: if by_namespace {
+                        [(Sym::new("x"), 10)].into_iter().collect()
+                    } else {
+                        HashMap::new()
+                    },
+                    ..Default::default()
+                };
+                let policy = VictimPolicy::Spark(sp.clone());
+                let mut standings = Standings::default();
+                for n in nodes {
+                    let idx = snap.nodes().by_name(n).unwrap();
+                    let owned: Vec<Arc<Pod>> = snap.pods_on(idx).map(|e| e.pod.clone()).collect();
+                    let mut borrowed: Vec<(&Arc<Pod>, bool)> =
+                        owned.iter().map(|p| (p, false)).collect();
+                    policy.sort_by_importance_with(&snap, &mut borrowed, &mut standings);
+                    let got: Vec<String> =
+                        borrowed.iter().map(|(p, _)| p.key.to_string()).collect();
+                    assert_eq!(got, reference_order(&sp, &snap, &owned), "seed {seed} {n}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn room_checks_only_requested_resources() {
         let mut snap = Snapshot::new(CapacityRules::default());
