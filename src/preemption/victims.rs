@@ -70,7 +70,8 @@ impl VictimPolicy {
         standings: &mut Standings,
     ) {
         match self {
-            VictimPolicy::Upstream => pods.sort_by(|(a, _), (b, _)| {
+            // Pod keys are unique, so no two entries are equal: unstable is exact.
+            VictimPolicy::Upstream => pods.sort_unstable_by(|(a, _), (b, _)| {
                 let (a, b) = (a.as_ref(), b.as_ref());
                 Reverse(a.priority)
                     .cmp(&Reverse(b.priority))
@@ -84,7 +85,7 @@ impl VictimPolicy {
                 // The first pod of an application on the node picks the namespace.
                 let mut apps: HashMap<Sym, (bool, u32), SymHash> = HashMap::default();
                 let inactive = InactiveLabel::lookup();
-                let mut keyed: Vec<(SparkOrder, usize)> = pods
+                let mut keyed: Vec<(SparkOrder, (P, bool))> = pods
                     .iter()
                     .enumerate()
                     .map(|(i, (p, _))| {
@@ -112,15 +113,14 @@ impl VictimPolicy {
                             executors,
                             start(p),
                         );
-                        (order, i)
+                        (order, pods[i].clone())
                     })
                     .collect();
-                keyed.sort_by(|(a, i), (b, j)| {
-                    a.cmp(b)
-                        .then_with(|| pods[*i].0.as_ref().key.cmp(&pods[*j].0.as_ref().key))
+                // Pod keys are unique, so no two entries are equal: unstable is exact.
+                keyed.sort_unstable_by(|(a, (pa, _)), (b, (pb, _))| {
+                    a.cmp(b).then_with(|| pa.as_ref().key.cmp(&pb.as_ref().key))
                 });
-                let sorted: Vec<(P, bool)> = keyed.iter().map(|(_, i)| pods[*i].clone()).collect();
-                for (slot, entry) in pods.iter_mut().zip(sorted) {
+                for (slot, (_, entry)) in pods.iter_mut().zip(keyed) {
                     *slot = entry;
                 }
             }
