@@ -1,8 +1,10 @@
 //! The dry run: on each candidate node, find the victims whose removal lets the
 //! preemptor pass every filter (upstream SelectVictimsOnNode), then pick a node.
 //!
-//! The snapshot is changed in place (victims removed, filters re-run, victims put
-//! back), never cloned. Resource feasibility is treated as necessary to fit, so
+//! When only NodeResourcesFit reads placed pods, victims are worked out on the
+//! node's resource totals (see `what_if`). Otherwise the snapshot is changed in
+//! place (victims removed, filters re-run, victims put back), never cloned.
+//! Either way, resource feasibility is treated as necessary to fit, so
 //! nodes that cannot fit even with every lower-priority pod gone, and victims that
 //! could never be reprieved, are decided from the node columns alone.
 

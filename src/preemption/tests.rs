@@ -1030,3 +1030,46 @@ fn perf_full_cluster() {
         );
     }
 }
+
+/// The candidate list is built in one pass over the statuses; it must be what
+/// looking each node up with `NodeStatuses::get` gives, in any status order.
+#[test]
+fn candidate_nodes_are_the_unschedulable_ones() {
+    let mut snap = Snapshot::new(CapacityRules::default());
+    for i in 0..8 {
+        snap.upsert_node(node(&format!("n{i}"), 1000, GI).build());
+    }
+    snap.remove_node(Sym::new("n3"));
+    let looked_up = |snap: &Snapshot, st: &NodeStatuses| -> Vec<NodeIdx> {
+        snap.nodes()
+            .live_indices()
+            .filter(|&n| st.get(n).is_some_and(|s| s.code == Code::Unschedulable))
+            .collect()
+    };
+    let unsched = || Status::unschedulable("X", "full");
+    let unresolvable = || Status::unresolvable("X", "never");
+    // Rotated (sampling) order, a node without status, a removed node, and a
+    // node listed twice (the first status counts).
+    let st = NodeStatuses {
+        per_node: vec![
+            (5, unsched()),
+            (6, unresolvable()),
+            (7, unsched()),
+            (0, unsched()),
+            (1, unresolvable()),
+            (3, unsched()),
+            (4, unresolvable()),
+            (4, unsched()),
+        ],
+        all_nodes: None,
+    };
+    assert_eq!(unschedulable_nodes(&snap, &st), looked_up(&snap, &st));
+    assert_eq!(unschedulable_nodes(&snap, &st), vec![0, 5, 7]);
+    for all in [unsched(), unresolvable()] {
+        let st = NodeStatuses {
+            per_node: vec![(1, unresolvable())],
+            all_nodes: Some(all),
+        };
+        assert_eq!(unschedulable_nodes(&snap, &st), looked_up(&snap, &st));
+    }
+}

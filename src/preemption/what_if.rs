@@ -4,7 +4,8 @@
 //! reprieving victims is arithmetic on the node's totals, done exactly as
 //! NodeResourcesFit counts them (placed pods plus nominated pods of at least the
 //! pod's priority). The other filters are run once per node, on the snapshot as
-//! it is. Answers that need a status from NodeResourcesFit itself, or arithmetic
+//! it is, with one PreFilter pass (NodeResourcesFit's PreFilter reads only the
+//! pod; the others promise not to read placed pods). Answers that need a status from NodeResourcesFit itself, or arithmetic
 //! that would overflow, are left to the snapshot walk (`None`).
 
 use super::candidates::{Candidate, DryRun};
