@@ -28,6 +28,10 @@ fn random_pod(rng: &mut ChaCha8Rng, name: &str, priority: i32) -> PodBuilder {
     )
     .priority(priority);
     b = match rng.random_range(0..6) {
+        0 if rng.random_bool(0.5) => b
+            .driver(APPS[rng.random_range(0..3)])
+            .annotation(EXECUTOR_CAPACITY_MIX, "spot=50,on-demand=50")
+            .annotation(CAPACITY_MIX_MODE, "soft"),
         0 => b.driver(APPS[rng.random_range(0..3)]),
         1 | 2 => b.executor(APPS[rng.random_range(0..3)]),
         _ => b,
@@ -183,6 +187,10 @@ fn setups() -> Vec<Setup> {
         }
         // Drivers then ask for executors: DriverAdmission reads placed pods.
         config.spark.min_executors = u32::from(ignore_gpu);
+        if ignore_gpu {
+            // Executors inheriting a driver's soft mix would be hard without it.
+            config.spark.capacity_mix_mode = crate::config::MixMode::Hard;
+        }
         let profile = build_profile(&config, &pc).unwrap();
         let ctx = BuildContext {
             config: &config,
@@ -398,8 +406,29 @@ fn placed_pod_promises_hold() {
 fn which_plugins_read_placed_pods() {
     let config = Config::default();
     let profile = build_profile(&config, config.profile(SPARK_FLEET).unwrap()).unwrap();
-    let state = crate::framework::CycleState::default();
-    let reads = |p: &Pod| -> Vec<&str> {
+    let runner = FilterRunner {
+        pre_filters: &profile.pre_filter,
+        filters: &profile.filter,
+    };
+    let mut snap = Snapshot::new(CapacityRules::default());
+    snap.upsert_node(node("n", 1000, GI).build());
+    // The driver of application "soft" asks for a soft mix; its executors inherit it.
+    snap.upsert_pod(
+        pod("soft-driver", 1, 1)
+            .driver("soft")
+            .annotation(EXECUTOR_CAPACITY_MIX, "spot=50,on-demand=50")
+            .annotation(CAPACITY_MIX_MODE, "soft")
+            .on("n")
+            .arc(),
+    )
+    .unwrap();
+    let reads_with = |profile: &Profile, p: &Pod| -> Vec<&'static str> {
+        let runner = FilterRunner {
+            pre_filters: &profile.pre_filter,
+            filters: &profile.filter,
+        };
+        // A PreFilter rejection leaves nothing to promise about; ask anyway.
+        let state = runner.prepare(p, &snap).unwrap_or_default();
         profile
             .filter
             .iter()
@@ -407,6 +436,8 @@ fn which_plugins_read_placed_pods() {
             .map(|f| f.name())
             .collect()
     };
+    let reads = |p: &Pod| reads_with(&profile, p);
+    let _ = &runner;
     let plain = pod("p", 1, 1).build();
     assert_eq!(reads(&plain), ["NodeResourcesFit"]);
     let ports = pod("p", 1, 1).host_port(80).build();
@@ -419,8 +450,34 @@ fn which_plugins_read_placed_pods() {
         .spread(1, "zone", false, selector(&[("a", "b")]))
         .build();
     assert_eq!(reads(&soft), ["NodeResourcesFit"]);
+    // Executors: without a mix, or with a soft one, the filter is skipped either way.
     let exec = pod("p", 1, 1).executor("x").build();
-    assert_eq!(reads(&exec), ["NodeResourcesFit", "CapacityMix"]);
+    assert_eq!(reads(&exec), ["NodeResourcesFit"]);
+    let soft_exec = pod("p", 1, 1).executor("soft").build();
+    assert_eq!(reads(&soft_exec), ["NodeResourcesFit"]);
+    let hard_exec = pod("p", 1, 1)
+        .executor("x")
+        .annotation(EXECUTOR_CAPACITY_MIX, "spot=50,on-demand=50")
+        .annotation(CAPACITY_MIX_MODE, "hard")
+        .build();
+    assert_eq!(reads(&hard_exec), ["NodeResourcesFit", "CapacityMix"]);
+    // Hard by default: the inherited soft mode holds only while the driver is placed.
+    let mut hard_config = Config::default();
+    hard_config.spark.capacity_mix_mode = crate::config::MixMode::Hard;
+    let hard_profile =
+        build_profile(&hard_config, hard_config.profile(SPARK_FLEET).unwrap()).unwrap();
+    assert_eq!(
+        reads_with(&hard_profile, &soft_exec),
+        ["NodeResourcesFit"],
+        "no mix without the driver"
+    );
+    hard_config.spark.executor_capacity_mix = Some("spot=1".into());
+    let hard_profile =
+        build_profile(&hard_config, hard_config.profile(SPARK_FLEET).unwrap()).unwrap();
+    assert_eq!(
+        reads_with(&hard_profile, &soft_exec),
+        ["NodeResourcesFit", "CapacityMix"]
+    );
     let driver = pod("p", 1, 1).driver("x").build();
     assert_eq!(reads(&driver), ["NodeResourcesFit"]);
     let admitted = pod("p", 1, 1)
