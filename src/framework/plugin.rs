@@ -22,6 +22,15 @@ pub trait PreFilterPlugin: Plugin {
 pub trait FilterPlugin: Plugin {
     fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status;
 
+    /// Can this plugin's answer for `pod` change when pods are added to or removed
+    /// from nodes? `false` promises that its Filter status on every node, and what
+    /// its PreFilter decides (including Skip), stay the same whatever is placed,
+    /// so preemption may work out victims without touching the snapshot.
+    /// `state` is as the PreFilters left it. The default is the safe answer.
+    fn depends_on_placed_pods(&self, _state: &CycleState, _pod: &Pod) -> bool {
+        true
+    }
+
     /// The cycle's batch form of [`filter`](Self::filter): keeps in `nodes` (in
     /// order) those that pass and appends the others to `rejected`. `Err` aborts
     /// the cycle (`Code::Error`).
@@ -134,6 +143,18 @@ impl FilterRunner<'_> {
             }
         }
         Status::success()
+    }
+
+    /// Whether, for `pod` with `state` from [`Self::prepare`], placed pods matter to
+    /// no plugin but `except`: every filter other than `except` says so, and every
+    /// PreFilter belongs to one of the filters (so its promise covers it).
+    pub fn placed_pods_matter_only_to(&self, state: &CycleState, pod: &Pod, except: &str) -> bool {
+        let filter_named = |name: &str| self.filters.iter().any(|f| f.name() == name);
+        self.pre_filters.iter().all(|p| filter_named(p.name()))
+            && self
+                .filters
+                .iter()
+                .all(|f| f.name() == except || !f.depends_on_placed_pods(state, pod))
     }
 
     /// PreFilter then Filter on one node, against the snapshot as it is now.

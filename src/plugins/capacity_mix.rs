@@ -120,6 +120,22 @@ impl FilterPlugin for CapacityMix {
         }
     }
 
+    /// A hard mix ranks types on the placed executors. A skipped (soft or absent)
+    /// mix stays skipped unless losing the driver it may be inherited from changes
+    /// it: then the executor's own annotations and the config decide. A driver's
+    /// allowed types and any other pod's answer come from the pod and the config.
+    fn depends_on_placed_pods(&self, state: &CycleState, pod: &Pod) -> bool {
+        if !pod.is_executor() {
+            return false;
+        }
+        if !state.skips_filter(NAME) {
+            return true;
+        }
+        let without_driver = policy::executor_mix(&self.config, pod, &Snapshot::default());
+        !matches!(without_driver, Ok(None))
+            && !matches!(without_driver, Ok(Some(ref m)) if m.mode == MixMode::Soft)
+    }
+
     fn filter_nodes(
         &self,
         state: &CycleState,

@@ -200,6 +200,14 @@ impl FilterPlugin for DriverAdmission {
             )
         }
     }
+
+    /// Admission counts placed executors and free room, but only for a driver that
+    /// asks for executors; a bad setting is refused whatever is placed.
+    fn depends_on_placed_pods(&self, _: &CycleState, pod: &Pod) -> bool {
+        pod.is_driver()
+            && pod.spark.is_some()
+            && policy::min_executors(&self.config, pod).is_ok_and(|n| n > 0)
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ impl FilterPlugin for NodeName {
         }
     }
 
+    /// Reads only the node and the pod.
+    fn depends_on_placed_pods(&self, _: &CycleState, _: &Pod) -> bool {
+        false
+    }
+
     fn filter_nodes(
         &self,
         _: &CycleState,

@@ -39,6 +39,11 @@ impl FilterPlugin for NodePorts {
             Status::success()
         }
     }
+
+    /// Only the ports of placed pods matter, and only to a pod asking for host ports.
+    fn depends_on_placed_pods(&self, _: &CycleState, pod: &Pod) -> bool {
+        !pod.host_ports.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -345,6 +345,19 @@ impl NodeResourcesFit {
     }
 }
 
+impl NodeResourcesFit {
+    pub const NAME: &'static str = NAME;
+
+    /// The scalar resources the filter checks for the pod whose PreFilter wrote
+    /// `state`, as (name, amount) sorted by name: what preemption's resource
+    /// arithmetic must check. None if this PreFilter did not run.
+    pub fn checked_scalars(state: &CycleState) -> Option<SmallVec<[(Sym, i64); 2]>> {
+        state
+            .read::<ScalarRequests>()
+            .map(|s| s.0.iter().map(|q| (q.name, q.amount)).collect())
+    }
+}
+
 impl PreFilterPlugin for NodeResourcesFit {
     fn pre_filter(&self, state: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
         state.write(self.scalar_requests(pod));

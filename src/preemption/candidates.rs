@@ -1,17 +1,22 @@
 //! The dry run: on each candidate node, find the victims whose removal lets the
 //! preemptor pass every filter (upstream SelectVictimsOnNode), then pick a node.
 //!
-//! The snapshot is changed in place (victims removed, filters re-run, victims put
-//! back), never cloned. Resource feasibility is treated as necessary to fit, so
+//! When only NodeResourcesFit reads placed pods, victims are worked out on the
+//! node's resource totals (see `what_if`). Otherwise the snapshot is changed in
+//! place (victims removed, filters re-run, victims put back), never cloned.
+//! Either way, resource feasibility is treated as necessary to fit, so
 //! nodes that cannot fit even with every lower-priority pod gone, and victims that
 //! could never be reprieved, are decided from the node columns alone.
 
 use super::cascade::{self, CascadeCost};
 use super::pdb::{violations, Pdb};
-use super::victims::{start, Need, Room, VictimPolicy};
+use super::victims::{start, Need, Room, Standings, VictimPolicy};
+use super::what_if::{Ranked, WhatIf};
 use crate::framework::{FilterRunner, Status};
 use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
+use std::borrow::Borrow;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::sync::Arc;
 
@@ -93,6 +98,12 @@ pub(crate) struct DryRun<'a, 'r> {
     pub filters: &'a FilterRunner<'r>,
     pub pdbs: &'a [Pdb],
     pub need: Need,
+    /// Set when victims can be worked out on resource arithmetic alone.
+    pub what_if: Option<WhatIf<'r>>,
+    /// Spark application standings: the snapshot is the same at every sort.
+    pub standings: RefCell<Standings>,
+    /// Nodes decided by `what_if` (for tests and profiling).
+    pub by_arithmetic: Cell<usize>,
 }
 
 impl DryRun<'_, '_> {
@@ -135,14 +146,14 @@ impl DryRun<'_, '_> {
     pub fn select_victims(&self, snap: &mut Snapshot, node: NodeIdx) -> Result<Candidate, Status> {
         // Cheap necessary conditions first, without touching the snapshot.
         let mut room = Room::of_node(snap, node, &self.need);
-        let mut any = false;
+        let mut potential: Vec<(&Arc<Pod>, bool)> = Vec::new();
         for e in snap.pods_on(node) {
             if self.policy.may_preempt(self.pod, &e.pod) {
                 room.apply(&e.pod.requests, &self.need, 1);
-                any = true;
+                potential.push((&e.pod, e.assumed));
             }
         }
-        if !any {
+        if potential.is_empty() {
             return Err(Status::unresolvable("", NO_VICTIMS));
         }
         if !room.fits(&self.need) {
@@ -151,18 +162,29 @@ impl DryRun<'_, '_> {
             return Err(st);
         }
 
-        let mut potential: Vec<(Arc<Pod>, bool)> = snap
-            .pods_on(node)
-            .filter(|e| self.policy.may_preempt(self.pod, &e.pod))
-            .map(|e| (e.pod.clone(), e.assumed))
-            .collect();
-        self.policy.sort_by_importance(snap, &mut potential);
-        let violates = violations(potential.iter().map(|(p, _)| &**p), self.pdbs);
+        self.policy
+            .sort_by_importance_with(snap, &mut potential, &mut self.standings.borrow_mut());
+        let violates = violations(potential.iter().map(|(p, _)| &***p), self.pdbs);
         // Reprieve PDB-violating pods first, each group most important first.
         let order: Vec<usize> = (0..potential.len())
             .filter(|&i| violates[i])
             .chain((0..potential.len()).filter(|&i| !violates[i]))
             .collect();
+
+        if let Some(w) = &self.what_if {
+            let ranked = Ranked {
+                pods: &potential,
+                order: &order,
+                violates: &violates,
+            };
+            if let Some(answer) = w.select(self, snap, node, &ranked, &room) {
+                self.by_arithmetic.set(self.by_arithmetic.get() + 1);
+                return answer;
+            }
+        }
+        // The snapshot walk below changes the snapshot: own the pods.
+        let potential: Vec<(Arc<Pod>, bool)> =
+            potential.iter().map(|(p, a)| ((*p).clone(), *a)).collect();
 
         // Fast path: reprieve on resources alone, then check the result once with
         // every filter. When removing pods never makes a filter fail (true of the
@@ -235,19 +257,23 @@ impl DryRun<'_, '_> {
             return Err(st);
         }
         if !victim.iter().any(|v| *v) {
-            let name = snap.nodes().name[node as usize];
-            return Err(Status::error(
-                "",
-                format!("expected at least one victim pod on node {name:?}"),
-            ));
+            return Err(self.no_victim_error(snap, node));
         }
         Ok(self.candidate(node, potential, &victim, violates))
     }
 
-    fn candidate(
+    pub(crate) fn no_victim_error(&self, snap: &Snapshot, node: NodeIdx) -> Status {
+        let name = snap.nodes().name[node as usize];
+        Status::error(
+            "",
+            format!("expected at least one victim pod on node {name:?}"),
+        )
+    }
+
+    pub(crate) fn candidate<P: Borrow<Arc<Pod>>>(
         &self,
         node: NodeIdx,
-        potential: &[(Arc<Pod>, bool)],
+        potential: &[(P, bool)],
         victim: &[bool],
         violates: &[bool],
     ) -> Candidate {
@@ -255,7 +281,7 @@ impl DryRun<'_, '_> {
             node,
             victims: (0..potential.len())
                 .filter(|&i| victim[i])
-                .map(|i| potential[i].0.clone())
+                .map(|i| potential[i].0.borrow().clone())
                 .collect(),
             pdb_violations: (0..potential.len())
                 .filter(|&i| victim[i] && violates[i])

@@ -10,6 +10,7 @@ mod candidates;
 mod cascade;
 mod pdb;
 mod victims;
+mod what_if;
 
 pub use candidates::{
     pick, rank, window, Candidate, Rank, MIN_CANDIDATE_NODES_ABSOLUTE,
@@ -27,6 +28,7 @@ use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
 use candidates::DryRun;
 use victims::Need;
+use what_if::WhatIf;
 
 /// Upstream's status for nodes where removing pods cannot help.
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
@@ -185,26 +187,39 @@ impl Evaluator {
         statuses: &NodeStatuses,
         filters: &FilterRunner,
     ) -> PostFilterResult {
+        self.preempt_with(pod, snap, statuses, filters, true).0
+    }
+
+    /// `use_what_if: false` always walks the snapshot (for comparisons). Also
+    /// returns how many nodes the resource arithmetic decided.
+    fn preempt_with(
+        &self,
+        pod: &Pod,
+        snap: &mut Snapshot,
+        statuses: &NodeStatuses,
+        filters: &FilterRunner,
+        use_what_if: bool,
+    ) -> (PostFilterResult, usize) {
         if let Err(msg) = self.eligible(pod, snap, statuses) {
-            return self.failed(format!("preemption: {msg}"));
+            return (self.failed(format!("preemption: {msg}")), 0);
         }
         let num_all = snap.nodes().len();
-        let potential: Vec<NodeIdx> = snap
-            .nodes()
-            .live_indices()
-            .filter(|&n| {
-                statuses
-                    .get(n)
-                    .is_some_and(|s| s.code == Code::Unschedulable)
-            })
-            .collect();
+        let potential = unschedulable_nodes(snap, statuses);
         let pdbs = snap.pdbs().to_vec();
+        let what_if = if use_what_if {
+            WhatIf::new(pod, snap, filters)
+        } else {
+            None
+        };
         let run = DryRun {
             pod,
             policy: &self.policy,
             filters,
             pdbs: &pdbs,
             need: Need::of(pod, &self.ignored_resources, &self.ignored_resource_groups),
+            what_if,
+            standings: Default::default(),
+            by_arithmetic: Default::default(),
         };
         let (offset, wanted) = window(&pod.key, potential.len());
         let (candidates, node_statuses) = if potential.is_empty() {
@@ -225,16 +240,20 @@ impl Evaluator {
                     .chain(std::iter::repeat_n(&absent, rest)),
                 None,
             );
-            return self.failed(format!("preemption: {msg}"));
+            return (
+                self.failed(format!("preemption: {msg}")),
+                run.by_arithmetic.get(),
+            );
         };
         let c = &candidates[best];
-        PostFilterResult {
+        let result = PostFilterResult {
             status: Status::success(),
             nomination: Some(Nomination {
                 node: c.node,
                 victims: c.victims.clone(),
             }),
-        }
+        };
+        (result, run.by_arithmetic.get())
     }
 
     fn failed(&self, msg: String) -> PostFilterResult {
@@ -243,6 +262,29 @@ impl Evaluator {
             nomination: None,
         }
     }
+}
+
+/// Live nodes whose filter status says removing pods may help, in slot order.
+/// One pass over the statuses: looking each node up would be quadratic.
+fn unschedulable_nodes(snap: &Snapshot, statuses: &NodeStatuses) -> Vec<NodeIdx> {
+    let nodes = snap.nodes();
+    if let Some(all) = &statuses.all_nodes {
+        if all.code != Code::Unschedulable {
+            return Vec::new();
+        }
+        return nodes.live_indices().collect();
+    }
+    // None: no status; Some(helps): the node's first status (`NodeStatuses::get`).
+    let mut by_slot: Vec<Option<bool>> = vec![None; nodes.slots()];
+    for (n, st) in &statuses.per_node {
+        if let Some(slot @ None) = by_slot.get_mut(*n as usize) {
+            *slot = Some(st.code == Code::Unschedulable);
+        }
+    }
+    nodes
+        .live_indices()
+        .filter(|&n| by_slot[n as usize] == Some(true))
+        .collect()
 }
 
 #[cfg(test)]

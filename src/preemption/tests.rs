@@ -458,7 +458,7 @@ fn exact_walk_catches_what_resources_miss() {
 }
 
 /// Everything a dry run could disturb.
-fn fingerprint(s: &Snapshot) -> String {
+pub(super) fn fingerprint(s: &Snapshot) -> String {
     let t = s.nodes();
     let mut out = format!("pods={} ", s.pod_count());
     for i in t.live_indices() {
@@ -957,6 +957,9 @@ fn dry_run_stops_after_enough_candidates() {
         filters: &runner,
         pdbs: &pdbs,
         need: Need::of(&p, &[], &[]),
+        what_if: None,
+        standings: Default::default(),
+        by_arithmetic: Default::default(),
     };
     let (offset, wanted) = window(&p.key, potential.len());
     let (cands, st) = dry.find(&mut snap, &potential, offset, wanted);
@@ -1025,5 +1028,48 @@ fn perf_full_cluster() {
             total,
             best
         );
+    }
+}
+
+/// The candidate list is built in one pass over the statuses; it must be what
+/// looking each node up with `NodeStatuses::get` gives (statuses in node order,
+/// as the cycle builds them).
+#[test]
+fn candidate_nodes_are_the_unschedulable_ones() {
+    let mut snap = Snapshot::new(CapacityRules::default());
+    for i in 0..8 {
+        snap.upsert_node(node(&format!("n{i}"), 1000, GI).build());
+    }
+    snap.remove_node(Sym::new("n3"));
+    let looked_up = |snap: &Snapshot, st: &NodeStatuses| -> Vec<NodeIdx> {
+        snap.nodes()
+            .live_indices()
+            .filter(|&n| st.get(n).is_some_and(|s| s.code == Code::Unschedulable))
+            .collect()
+    };
+    let unsched = || Status::unschedulable("X", "full");
+    let unresolvable = || Status::unresolvable("X", "never");
+    // Node order (as the cycle builds them), a node without status (n2) and a
+    // removed node (n3).
+    let st = NodeStatuses {
+        per_node: vec![
+            (0, unsched()),
+            (1, unresolvable()),
+            (3, unsched()),
+            (4, unresolvable()),
+            (5, unsched()),
+            (6, unresolvable()),
+            (7, unsched()),
+        ],
+        all_nodes: None,
+    };
+    assert_eq!(unschedulable_nodes(&snap, &st), looked_up(&snap, &st));
+    assert_eq!(unschedulable_nodes(&snap, &st), vec![0, 5, 7]);
+    for all in [unsched(), unresolvable()] {
+        let st = NodeStatuses {
+            per_node: vec![(1, unresolvable())],
+            all_nodes: Some(all),
+        };
+        assert_eq!(unschedulable_nodes(&snap, &st), looked_up(&snap, &st));
     }
 }

@@ -9,6 +9,7 @@ use crate::spark::annotations::{parse_count, MIN_EXECUTORS};
 use smallvec::SmallVec;
 use std::cmp::Reverse;
 use std::collections::HashMap;
+#[cfg(test)]
 use std::sync::Arc;
 
 /// Spark rules on top of upstream's "strictly lower priority".
@@ -55,38 +56,69 @@ impl VictimPolicy {
     }
 
     /// Sorts potential victims most important first: the reprieve order.
+    #[cfg(test)]
     pub(crate) fn sort_by_importance(&self, snap: &Snapshot, pods: &mut [(Arc<Pod>, bool)]) {
+        self.sort_by_importance_with(snap, pods, &mut Standings::default());
+    }
+
+    /// [`Self::sort_by_importance`] for owned or borrowed pods, remembering
+    /// application standings in `standings` for later sorts on the same snapshot.
+    pub(crate) fn sort_by_importance_with<P: AsRef<Pod> + Clone>(
+        &self,
+        snap: &Snapshot,
+        pods: &mut [(P, bool)],
+        standings: &mut Standings,
+    ) {
         match self {
-            VictimPolicy::Upstream => pods.sort_by(|(a, _), (b, _)| {
+            // Pod keys are unique, so no two entries are equal: unstable is exact.
+            VictimPolicy::Upstream => pods.sort_unstable_by(|(a, _), (b, _)| {
+                let (a, b) = (a.as_ref(), b.as_ref());
                 Reverse(a.priority)
                     .cmp(&Reverse(b.priority))
                     .then_with(|| start(a).cmp(&start(b)))
                     .then_with(|| a.key.cmp(&b.key))
             }),
             VictimPolicy::Spark(sp) => {
-                let mut apps: HashMap<Sym, (bool, u32)> = HashMap::new();
-                let mut keyed: Vec<(SparkOrder, (Arc<Pod>, bool))> = pods
+                // The namespace only matters through per-namespace minimums; without
+                // them an application's standing is the same for all its pods.
+                let by_namespace = !sp.namespace_min_executors.is_empty();
+                // The first pod of an application on the node picks the namespace.
+                let mut apps: HashMap<Sym, (bool, u32), SymHash> = HashMap::default();
+                let inactive = InactiveLabel::lookup();
+                let mut keyed: Vec<(SparkOrder, (P, bool))> = pods
                     .iter()
-                    .map(|entry| {
-                        let p = &entry.0;
+                    .enumerate()
+                    .map(|(i, (p, _))| {
+                        let p = p.as_ref();
                         let (above_min, executors) = match (&p.spark, p.is_executor()) {
-                            (Some(id), true) => *apps
-                                .entry(id.app)
-                                .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
+                            (Some(id), true) => {
+                                let ns = p.key.namespace;
+                                let standing = |standings: &mut Standings| {
+                                    let key_ns = if by_namespace { ns } else { id.app };
+                                    standings
+                                        .of(id.app, key_ns, || sp.app_standing(snap, id.app, ns))
+                                };
+                                if by_namespace {
+                                    *apps.entry(id.app).or_insert_with(|| standing(standings))
+                                } else {
+                                    standing(standings)
+                                }
+                            }
                             _ => (false, 0),
                         };
                         let order = (
-                            spark_class(p),
+                            spark_class(p, &inactive),
                             Reverse(p.priority),
                             above_min,
                             executors,
                             start(p),
                         );
-                        (order, entry.clone())
+                        (order, pods[i].clone())
                     })
                     .collect();
-                keyed.sort_by(|(a, (pa, _)), (b, (pb, _))| {
-                    a.cmp(b).then_with(|| pa.key.cmp(&pb.key))
+                // Pod keys are unique, so no two entries are equal: unstable is exact.
+                keyed.sort_unstable_by(|(a, (pa, _)), (b, (pb, _))| {
+                    a.cmp(b).then_with(|| pa.as_ref().key.cmp(&pb.as_ref().key))
                 });
                 for (slot, (_, entry)) in pods.iter_mut().zip(keyed) {
                     *slot = entry;
@@ -116,15 +148,74 @@ impl SparkPolicy {
     }
 }
 
+/// (above its minimum, placed executors) by (application, namespace the minimum
+/// is looked up in), valid while the snapshot does not change.
+#[derive(Debug, Default)]
+pub(crate) struct Standings(HashMap<(Sym, Sym), (bool, u32), SymHash>);
+
+impl Standings {
+    fn of(&mut self, app: Sym, ns: Sym, compute: impl FnOnce() -> (bool, u32)) -> (bool, u32) {
+        *self.0.entry((app, ns)).or_insert_with(compute)
+    }
+}
+
+/// Hashing for interned-string keys, which are small dense integers already:
+/// SipHash's flood protection buys nothing on the dry run's hot path.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SymHash;
+
+impl std::hash::BuildHasher for SymHash {
+    type Hasher = SymHasher;
+    fn build_hasher(&self) -> SymHasher {
+        SymHasher(0)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SymHasher(u64);
+
+impl std::hash::Hasher for SymHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads consecutive ids over the high bits hashbrown uses.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// The interned `spark-exec-inactive` label key and value "true", looked up once
+/// per sort: a pod cannot carry a string nobody interned.
+struct InactiveLabel(Option<(Sym, Sym)>);
+
+impl InactiveLabel {
+    fn lookup() -> InactiveLabel {
+        InactiveLabel(Sym::lookup(LABEL_SPARK_EXEC_INACTIVE).zip(Sym::lookup("true")))
+    }
+}
+
 /// (class, priority, above minimum, application executors, start): see `sort_by_importance`.
 type SparkOrder = (u8, Reverse<i32>, bool, u32, i64);
 
 /// Reprieve order class: drivers first (losing one loses the application),
 /// executors Spark is retiring last (they are leaving anyway).
-fn spark_class(p: &Pod) -> u8 {
+fn spark_class(p: &Pod, inactive: &InactiveLabel) -> u8 {
+    let retiring = || {
+        inactive
+            .0
+            .is_some_and(|(key, yes)| p.labels.get(key) == Some(yes))
+    };
     if p.is_driver() {
         0
-    } else if p.is_executor() && p.labels.get_str(LABEL_SPARK_EXEC_INACTIVE) == Some("true") {
+    } else if p.is_executor() && retiring() {
         2
     } else {
         1
@@ -344,6 +435,107 @@ mod tests {
         // Driver first; then by priority; at equal priority small's within-minimum
         // executor before big's spare one; the retiring executor last.
         assert_eq!(names, ["small-d", "small-0", "big-0", "plain", "idle"]);
+    }
+
+    /// The reprieve order as documented, computed plainly: no caches, labels read
+    /// by name, each node's applications standing as seen from its first pod.
+    fn reference_order(sp: &SparkPolicy, snap: &Snapshot, pods: &[Arc<Pod>]) -> Vec<String> {
+        let mut apps: HashMap<Sym, (bool, u32)> = HashMap::new();
+        let mut keyed: Vec<(SparkOrder, &Arc<Pod>)> = pods
+            .iter()
+            .map(|p| {
+                let standing = match (&p.spark, p.is_executor()) {
+                    (Some(id), true) => *apps
+                        .entry(id.app)
+                        .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
+                    _ => (false, 0),
+                };
+                let class = if p.is_driver() {
+                    0
+                } else if p.is_executor()
+                    && p.labels.get_str(LABEL_SPARK_EXEC_INACTIVE) == Some("true")
+                {
+                    2
+                } else {
+                    1
+                };
+                let key = (class, Reverse(p.priority), standing.0, standing.1, start(p));
+                (key, p)
+            })
+            .collect();
+        keyed.sort_by(|(a, pa), (b, pb)| a.cmp(b).then_with(|| pa.key.cmp(&pb.key)));
+        keyed.iter().map(|(_, p)| p.key.to_string()).collect()
+    }
+
+    /// Standings remembered across nodes, borrowed pods and the label lookup done
+    /// once give the order computed from scratch, with and without per-namespace
+    /// minimums (an application may span namespaces).
+    #[test]
+    fn cached_spark_order_matches_the_plain_one() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..40u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut snap = Snapshot::new(CapacityRules::default());
+            let nodes = ["n1", "n2", "n3"];
+            for n in nodes {
+                snap.upsert_node(node(n, 100_000, 100 * GI).build());
+            }
+            let apps = ["a", "b", "c", "d"];
+            for (i, app) in apps.iter().enumerate() {
+                let mut d = pod(&format!("{app}-driver"), 1, 1)
+                    .driver(app)
+                    .on(nodes[i % 3]);
+                if rng.random_bool(0.5) {
+                    d = d.annotation(MIN_EXECUTORS, &rng.random_range(0..4).to_string());
+                }
+                if rng.random_bool(0.7) {
+                    snap.upsert_pod(d.arc()).unwrap();
+                }
+            }
+            for k in 0..30 {
+                let app = apps[rng.random_range(0..apps.len())];
+                let mut b = pod(&format!("p{k}"), 1, 1)
+                    .namespace(["x", "y"][rng.random_range(0..2)])
+                    .priority(rng.random_range(0..3))
+                    .on(nodes[rng.random_range(0..3)]);
+                b = match rng.random_range(0..4) {
+                    0 => b,
+                    1 => b.driver(&format!("{app}-other")),
+                    _ => b.executor(app),
+                };
+                if rng.random_bool(0.2) {
+                    b = b.label(LABEL_SPARK_EXEC_INACTIVE, "true");
+                }
+                let mut p = b.build();
+                if rng.random_bool(0.5) {
+                    p.started_ms = Some(rng.random_range(0..5));
+                }
+                snap.upsert_pod(Arc::new(p)).unwrap();
+            }
+            for by_namespace in [false, true] {
+                let sp = SparkPolicy {
+                    min_executors: rng.random_range(0..3),
+                    namespace_min_executors: if by_namespace {
+                        [(Sym::new("x"), 10)].into_iter().collect()
+                    } else {
+                        HashMap::new()
+                    },
+                    ..Default::default()
+                };
+                let policy = VictimPolicy::Spark(sp.clone());
+                let mut standings = Standings::default();
+                for n in nodes {
+                    let idx = snap.nodes().by_name(n).unwrap();
+                    let owned: Vec<Arc<Pod>> = snap.pods_on(idx).map(|e| e.pod.clone()).collect();
+                    let mut borrowed: Vec<(&Arc<Pod>, bool)> =
+                        owned.iter().map(|p| (p, false)).collect();
+                    policy.sort_by_importance_with(&snap, &mut borrowed, &mut standings);
+                    let got: Vec<String> =
+                        borrowed.iter().map(|(p, _)| p.key.to_string()).collect();
+                    assert_eq!(got, reference_order(&sp, &snap, &owned), "seed {seed} {n}");
+                }
+            }
+        }
     }
 
     #[test]

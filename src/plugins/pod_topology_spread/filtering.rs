@@ -138,4 +138,9 @@ impl FilterPlugin for PodTopologySpread {
         }
         Status::success()
     }
+
+    /// Without hard constraints PreFilter skips and Filter passes, whatever is placed.
+    fn depends_on_placed_pods(&self, _: &CycleState, pod: &Pod) -> bool {
+        !constraints_of(pod, WhenUnsatisfiable::DoNotSchedule).is_empty()
+    }
 }
