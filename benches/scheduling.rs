@@ -8,60 +8,20 @@ use spark_fleet::framework::{schedule, CycleOptions};
 use spark_fleet::model::{Pod, Sym};
 use spark_fleet::plugins::build_named_profile;
 use spark_fleet::snapshot::Snapshot;
-use spark_fleet::testkit::{node, pod, synthetic_cluster, GI};
+use spark_fleet::testkit::{
+    bench_executor, node, pod, synthetic_cluster, synthetic_cluster_with_app, GI,
+};
 use std::hint::black_box;
 use std::sync::Arc;
 
 const PODS_PER_NODE: usize = 30;
 
-/// A synthetic cluster plus one Spark application (driver with a 40/60 mix and a
-/// few executors) whose next executor is the pod being scheduled.
 fn cluster_with_app(nodes: usize) -> Snapshot {
-    let mut snap = synthetic_cluster(nodes, PODS_PER_NODE, 42);
-    let od = snap
-        .nodes()
-        .live_indices()
-        .find(|&i| {
-            snap.nodes().capacity_type[i as usize].as_str() == "on-demand"
-                && snap.nodes().hard_taints[i as usize] == 0
-        })
-        .map(|i| snap.nodes().name[i as usize].to_string())
-        .unwrap_or_default();
-    let driver = pod("bench-driver", 1000, 4 * GI)
-        .namespace("spark")
-        .driver("bench-app")
-        .priority(100_000)
-        .annotation(
-            "spark-fleet.io/executor-capacity-mix",
-            "spot=40,on-demand=60",
-        )
-        .on(&od)
-        .arc();
-    let _ = snap.upsert_pod(driver);
-    let names: Vec<String> = snap
-        .nodes()
-        .live_indices()
-        .take(6)
-        .map(|i| snap.nodes().name[i as usize].to_string())
-        .collect();
-    for (k, n) in names.iter().enumerate() {
-        let e = pod(&format!("bench-exec-{k}"), 2000, 8 * GI)
-            .namespace("spark")
-            .executor("bench-app")
-            .priority(50_000)
-            .on(n)
-            .arc();
-        let _ = snap.upsert_pod(e);
-    }
-    snap
+    synthetic_cluster_with_app(nodes, PODS_PER_NODE)
 }
 
 fn next_executor(n: usize) -> Pod {
-    pod(&format!("bench-exec-new-{n}"), 2000, 8 * GI)
-        .namespace("spark")
-        .executor("bench-app")
-        .priority(50_000)
-        .build()
+    bench_executor(&format!("bench-exec-new-{n}")).build()
 }
 
 fn one_decision(c: &mut Criterion) {

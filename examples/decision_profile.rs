@@ -8,7 +8,7 @@
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
 use spark_fleet::plugins::build_named_profile;
-use spark_fleet::testkit::{pod, synthetic_cluster, GI};
+use spark_fleet::testkit::{bench_executor, synthetic_cluster_with_app};
 use std::time::Instant;
 
 fn main() {
@@ -24,12 +24,9 @@ fn main() {
         eprintln!("no profile {profile_name}");
         std::process::exit(2);
     };
-    let mut snap = synthetic_cluster(nodes, 30, 42);
-    let p = pod("exec-new", 2000, 8 * GI)
-        .namespace("spark")
-        .executor("spark-app-1")
-        .priority(50_000)
-        .build();
+    // The benchmark's cluster and application (benches/scheduling.rs).
+    let mut snap = synthetic_cluster_with_app(nodes, 30);
+    let p = bench_executor("exec-new").build();
     // Sequential and parallel cycles alternate in rounds, so both see the same machine noise.
     let mut elapsed = [0f64; 2];
     let rounds = 10;
@@ -49,11 +46,7 @@ fn main() {
             for k in 0..per_round {
                 if assume {
                     let next = std::sync::Arc::new(
-                        pod(&format!("exec-new-{k}-{}", snap.generation()), 2000, 8 * GI)
-                            .namespace("spark")
-                            .executor("spark-app-1")
-                            .priority(50_000)
-                            .build(),
+                        bench_executor(&format!("exec-new-{k}-{}", snap.generation())).build(),
                     );
                     if let Some(n) = schedule(&profile, &next, &mut snap, opts).node {
                         let _ = snap.assume(next, n);

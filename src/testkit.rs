@@ -297,3 +297,52 @@ pub fn synthetic_cluster(
     }
     snap
 }
+
+/// `synthetic_cluster` plus one Spark application, `bench-app`: a driver asking
+/// for a `spot=40,on-demand=60` executor mix on an untainted on-demand node and six
+/// executors. The benchmarks and profilers schedule its next executors
+/// ([`bench_executor`]).
+pub fn synthetic_cluster_with_app(nodes: usize, pods_per_node: usize) -> crate::snapshot::Snapshot {
+    let mut snap = synthetic_cluster(nodes, pods_per_node, 42);
+    let t = snap.nodes();
+    let od = t
+        .live_indices()
+        .find(|&i| {
+            t.capacity_type[i as usize].as_str() == "on-demand" && t.hard_taints[i as usize] == 0
+        })
+        .map(|i| t.name[i as usize].to_string())
+        .unwrap_or_default();
+    let driver = pod("bench-driver", 1000, 4 * GI)
+        .namespace("spark")
+        .driver("bench-app")
+        .priority(100_000)
+        .annotation(
+            "spark-fleet.io/executor-capacity-mix",
+            "spot=40,on-demand=60",
+        )
+        .on(&od)
+        .arc();
+    let _ = snap.upsert_pod(driver);
+    let names: Vec<String> = t_names(&snap, 6);
+    for (k, n) in names.iter().enumerate() {
+        let e = bench_executor(&format!("bench-exec-{k}")).on(n).arc();
+        let _ = snap.upsert_pod(e);
+    }
+    snap
+}
+
+fn t_names(snap: &crate::snapshot::Snapshot, n: usize) -> Vec<String> {
+    let t = snap.nodes();
+    t.live_indices()
+        .take(n)
+        .map(|i| t.name[i as usize].to_string())
+        .collect()
+}
+
+/// An executor of `bench-app` (2 CPUs, 8 GiB).
+pub fn bench_executor(name: &str) -> PodBuilder {
+    pod(name, 2000, 8 * GI)
+        .namespace("spark")
+        .executor("bench-app")
+        .priority(50_000)
+}

@@ -45,9 +45,11 @@ struct SpreadCycle {
     /// The app's counted executors per node slot (empty when it has none).
     node_counts: Vec<u32>,
     node_min: u32,
-    /// Each zone holding a candidate, with its zone key score (a few zones: a
-    /// linear scan beats hashing).
+    /// Each zone holding counted executors, with its zone key score (a few
+    /// zones: a linear scan beats hashing).
     zone_scores: Vec<(Sym, i64)>,
+    /// The zone key score of a zone holding none.
+    empty_zone_score: i64,
 }
 
 impl SpreadCycle {
@@ -82,32 +84,15 @@ impl PreScorePlugin for ExecutorSpread {
             mix_target(&self.config, pod, snap).filter(|t| feasible.iter().any(|&n| ty(n) == *t));
         // Candidates are the feasible nodes of this type; only executors on it count.
         let of_type = |n: NodeIdx| only_type.is_none_or(|t| ty(n) == t);
-        let mut candidates = 0usize;
-        // Zones holding a candidate, with the app's executors counted in each.
-        let mut zone_counts: Vec<(Sym, u32)> = Vec::new();
-        let mut last_zone = None;
-        for &n in feasible.iter().filter(|&&n| of_type(n)) {
-            candidates += 1;
-            let Some(z) = nodes.zone[n as usize] else {
-                continue;
-            };
-            if last_zone != Some(z) && !zone_counts.iter().any(|e| e.0 == z) {
-                zone_counts.push((z, 0));
-            }
-            last_zone = Some(z);
-        }
-        if candidates == 0 {
-            return Status::skip();
-        }
         // The pod itself, if already placed (re-scheduling), does not count.
         let own_node = snap
             .pod_by_key(&pod.key)
             .filter(|e| e.pod.is_executor() && !e.pod.terminating)
             .map(|e| e.node);
+        // The app's counted executors per node slot and per zone.
         let mut node_counts: Vec<u32> = Vec::new();
-        let mut nodes_with_executors = 0usize;
+        let mut zone_counts: Vec<(Sym, u32)> = Vec::new();
         if let Some(app) = snap.app(sp.app) {
-            nodes_with_executors = app.executors_by_node.len();
             if !app.executors_by_node.is_empty() {
                 node_counts = vec![0; nodes.slots()];
             }
@@ -118,24 +103,32 @@ impl PreScorePlugin for ExecutorSpread {
                 }
                 node_counts[n as usize] = count;
                 if let Some(z) = nodes.zone[n as usize] {
-                    if let Some(e) = zone_counts.iter_mut().find(|e| e.0 == z) {
-                        e.1 += count;
+                    match zone_counts.iter_mut().find(|e| e.0 == z) {
+                        Some(e) => e.1 += count,
+                        None => zone_counts.push((z, count)),
                     }
                 }
             }
         }
-        // Fewer nodes hold executors than there are candidates: some candidate has none.
-        let node_min = if nodes_with_executors < candidates {
-            0
-        } else {
-            feasible
-                .iter()
-                .filter(|&&n| of_type(n))
-                .map(|&n| node_counts.get(n as usize).copied().unwrap_or(0))
-                .min()
-                .unwrap_or(0)
-        };
-        let zone_min = zone_counts.iter().map(|e| e.1).min().unwrap_or(0);
+        let count_in = |z: Sym| zone_counts.iter().find(|e| e.0 == z).map_or(0, |e| e.1);
+        // The fewest executors on a candidate node and in a candidate's zone. Both
+        // are usually 0 and show at the first candidates: the scan stops there.
+        let (mut any_candidate, mut node_min, mut zone_min) = (false, u32::MAX, u32::MAX);
+        for &n in feasible.iter().filter(|&&n| of_type(n)) {
+            any_candidate = true;
+            node_min = node_min.min(node_counts.get(n as usize).copied().unwrap_or(0));
+            // A node without a zone label is in no zone domain.
+            if let Some(z) = nodes.zone[n as usize] {
+                zone_min = zone_min.min(count_in(z));
+            }
+            if node_min == 0 && zone_min == 0 {
+                break;
+            }
+        }
+        if !any_candidate {
+            return Status::skip();
+        }
+        let zone_min = if zone_min == u32::MAX { 0 } else { zone_min };
         let zone_skew = self.config.spark.executor_spread.zone_max_skew;
         state.write(SpreadCycle {
             only_type,
@@ -145,6 +138,7 @@ impl PreScorePlugin for ExecutorSpread {
                 .iter()
                 .map(|&(z, c)| (z, key_score(c, zone_min, zone_skew)))
                 .collect(),
+            empty_zone_score: key_score(0, zone_min, zone_skew),
         });
         Status::success()
     }
@@ -177,7 +171,7 @@ impl ExecutorSpread {
                 .zone_scores
                 .iter()
                 .find(|e| e.0 == z)
-                .map_or(MAX_NODE_SCORE, |e| e.1),
+                .map_or(c.empty_zone_score, |e| e.1),
             None => MAX_NODE_SCORE,
         };
         (node_score + zone_score) / 2
@@ -308,5 +302,115 @@ mod tests {
         let plain = pod("e3", 1000, GI).executor("app").build();
         let sc = scores(&s, &plain);
         assert!(sc["spot-b"] > sc["spot-a"], "{sc:?}");
+    }
+
+    /// The scores straight from the definition: count the app's executors by
+    /// walking every pod, then skew per candidate node and zone.
+    fn reference_scores(s: &Snapshot, p: &Pod, feasible: &[NodeIdx]) -> Vec<i64> {
+        let cfg = Config::default();
+        let t = s.nodes();
+        let ty = |n: NodeIdx| t.capacity_type[n as usize];
+        let only_type = mix_target(&cfg, p, s).filter(|w| feasible.iter().any(|&n| ty(n) == *w));
+        let of_type = |n: NodeIdx| only_type.is_none_or(|w| ty(n) == w);
+        let app = p.spark.as_ref().map(|sp| sp.app);
+        let counted: Vec<NodeIdx> = s
+            .all_pods()
+            .map(|(_, e)| e)
+            .filter(|e| {
+                e.pod.is_executor()
+                    && !e.pod.terminating
+                    && e.pod.key != p.key
+                    && e.pod.spark.as_ref().map(|sp| sp.app) == app
+                    && of_type(e.node)
+            })
+            .map(|e| e.node)
+            .collect();
+        let on_node = |n: NodeIdx| counted.iter().filter(|&&m| m == n).count() as u32;
+        let in_zone = |z: Sym| {
+            counted
+                .iter()
+                .filter(|&&m| t.zone[m as usize] == Some(z))
+                .count() as u32
+        };
+        let candidates: Vec<NodeIdx> = feasible.iter().copied().filter(|&n| of_type(n)).collect();
+        let node_min = candidates.iter().map(|&n| on_node(n)).min().unwrap_or(0);
+        let zone_min = candidates
+            .iter()
+            .filter_map(|&n| t.zone[n as usize])
+            .map(in_zone)
+            .min()
+            .unwrap_or(0);
+        let spread = &cfg.spark.executor_spread;
+        feasible
+            .iter()
+            .map(|&n| {
+                if candidates.is_empty() || !of_type(n) {
+                    return 0;
+                }
+                let node_score = key_score(on_node(n), node_min, spread.node_max_skew);
+                let zone_score = t.zone[n as usize].map_or(MAX_NODE_SCORE, |z| {
+                    key_score(in_zone(z), zone_min, spread.zone_max_skew)
+                });
+                (node_score + zone_score) / 2
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// The incremental per-node counts and the early-stopping minimum scan
+        /// give the scores the definition gives.
+        #[test]
+        fn scores_match_the_definition(
+            nodes in proptest::collection::vec((proptest::option::of(0u8..3), 0u8..3), 1..16),
+            executors in proptest::collection::vec((0usize..16, 0u8..4), 0..40),
+            feasible_mask in proptest::collection::vec(proptest::bool::weighted(0.8), 16),
+            with_mix in proptest::bool::ANY,
+            placed_self in proptest::option::of(0usize..16),
+        ) {
+            let mut s = Snapshot::new(CapacityRules::default());
+            for (i, (zone, kind)) in nodes.iter().enumerate() {
+                let mut b = node(&format!("n{i}"), 64_000, 256 * GI);
+                if let Some(z) = zone {
+                    b = b.zone(&format!("z{z}"));
+                }
+                b = match kind { 0 => b.spot(), 1 => b.on_demand(), _ => b };
+                s.upsert_node(b.build());
+            }
+            let mut driver = pod("d", 100, GI).driver("app").on("n0");
+            if with_mix {
+                driver = driver.annotation(EXECUTOR_CAPACITY_MIX, "spot=1,on-demand=1");
+            }
+            s.upsert_pod(driver.arc()).unwrap();
+            for (k, &(at, kind)) in executors.iter().enumerate() {
+                let on = format!("n{}", at % nodes.len());
+                let e = match kind {
+                    0 => pod(&format!("e{k}"), 100, GI).executor("app"),
+                    1 => pod(&format!("e{k}"), 100, GI).executor("app").terminating(),
+                    2 => pod(&format!("e{k}"), 100, GI).executor("other"),
+                    _ => pod(&format!("e{k}"), 100, GI).executor("app"),
+                };
+                s.upsert_pod(e.on(&on).arc()).unwrap();
+            }
+            let incoming = || pod("next", 100, GI).executor("app");
+            if let Some(at) = placed_self {
+                // Re-scheduling an executor that is still placed: it must not count itself.
+                s.upsert_pod(incoming().on(&format!("n{}", at % nodes.len())).arc()).unwrap();
+            }
+            let incoming = incoming().build();
+            let feasible: Vec<NodeIdx> = s
+                .nodes()
+                .live_indices()
+                .filter(|&n| feasible_mask[n as usize])
+                .collect();
+            let mut state = CycleState::default();
+            let st = plugin().pre_score(&mut state, &incoming, &s, &feasible);
+            let mut got = vec![0i64; feasible.len()];
+            if st.code != crate::framework::Code::Skip {
+                plugin().score_nodes(&state, &incoming, &s, &feasible, &mut got);
+            }
+            proptest::prop_assert_eq!(got, reference_scores(&s, &incoming, &feasible));
+        }
     }
 }
