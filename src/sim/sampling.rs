@@ -63,7 +63,7 @@ impl<'a> SamplingProbe<'a> {
             return;
         }
         let t = &mut self.tally;
-        let evaluated = sampled.feasible.len() + sampled.statuses.per_node.len();
+        let evaluated = sampled.evaluated;
         let live = snap.nodes().len();
         t.decisions += 1;
         t.nodes_evaluated += evaluated as u64;

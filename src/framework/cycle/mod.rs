@@ -239,6 +239,9 @@ pub struct NodeScore {
 pub struct Decision {
     pub node: Option<NodeIdx>,
     pub num_nodes: usize,
+    /// Nodes the filters examined (upstream's EvaluatedNodes): all live nodes,
+    /// or fewer when sampling; 0 when PreFilter rejected the pod.
+    pub evaluated: usize,
     pub feasible: Vec<NodeIdx>,
     pub statuses: NodeStatuses,
     /// Best first.
@@ -297,6 +300,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let mut decision = Decision {
         node: None,
         num_nodes,
+        evaluated: 0,
         feasible: Vec::new(),
         statuses: NodeStatuses::default(),
         scores: Vec::new(),
@@ -332,10 +336,12 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let live = snap.nodes().live_list();
     let (start, wanted) = sampling(profile, live.len());
     let filtered = if wanted >= live.len() {
+        decision.evaluated = live.len();
         filter_all_nodes(&filters, &state, pod, snap, live, opts, &mut rejections)
     } else {
         filter_sample(&filters, &state, pod, snap, start, wanted, &mut rejections).map(
             |(feasible, visited)| {
+                decision.evaluated = visited;
                 profile
                     .next_start
                     .store((start + visited) % live.len(), Ordering::Relaxed);

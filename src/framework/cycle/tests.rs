@@ -81,6 +81,7 @@ fn picks_best_score_and_reports_filtered() {
     );
     assert_eq!(snap.nodes().name[d.node.unwrap() as usize].as_str(), "n5");
     assert_eq!(d.feasible.len(), 3);
+    assert_eq!(d.evaluated, 4);
     assert_eq!(d.statuses.per_node.len(), 1);
     assert_eq!(d.statuses.per_node[0].1.plugin, "Fake");
     // Weighted: 5 * 2.
@@ -214,6 +215,7 @@ fn sampling_windows_match_a_node_by_node_walk() {
             k += 1;
         }
         assert_eq!(d.feasible, want_feasible, "round {round}");
+        assert_eq!(d.evaluated, k, "round {round}");
         // Reasons are built only when shown.
         let want_statuses = if detail { want_rejected } else { 0 };
         assert_eq!(d.statuses.per_node.len(), want_statuses, "round {round}");
