@@ -9,7 +9,7 @@ use spark_fleet::model::{Pod, Sym};
 use spark_fleet::plugins::build_named_profile;
 use spark_fleet::snapshot::Snapshot;
 use spark_fleet::testkit::{
-    bench_executor, node, pod, synthetic_cluster, synthetic_cluster_with_app, GI,
+    bench_executor, node, pod, preempting_driver, synthetic_cluster, synthetic_cluster_with_app, GI,
 };
 use std::hint::black_box;
 use std::sync::Arc;
@@ -105,13 +105,7 @@ fn preemption_search(c: &mut Criterion) {
     // Every node runs ~30 executors (priority 50000) and has < 48 free CPUs: a
     // 48-CPU driver (priority 100000) fits nowhere without preemption.
     let mut snap = synthetic_cluster(5_000, PODS_PER_NODE, 9);
-    let big = pod("big-driver", 48_000, 8 * GI)
-        .namespace("spark")
-        .driver("urgent")
-        .priority(100_000)
-        .tolerate("dedicated", "gpu", None)
-        .annotation("spark-fleet.io/driver-capacity", "any")
-        .build();
+    let big = preempting_driver();
     for profile_name in ["spark-fleet", "kube-default"] {
         let profile = build_named_profile(&config, profile_name).expect("built-in profile");
         let d = schedule(

@@ -5,7 +5,7 @@
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
 use spark_fleet::plugins::build_named_profile;
-use spark_fleet::testkit::{pod, synthetic_cluster, GI};
+use spark_fleet::testkit::{preempting_driver, synthetic_cluster};
 use std::time::Instant;
 
 fn main() {
@@ -19,13 +19,7 @@ fn main() {
         std::process::exit(2);
     };
     let mut snap = synthetic_cluster(nodes, 30, 9);
-    let big = pod("big-driver", 48_000, 8 * GI)
-        .namespace("spark")
-        .driver("urgent")
-        .priority(100_000)
-        .tolerate("dedicated", "gpu", None)
-        .annotation("spark-fleet.io/driver-capacity", "any")
-        .build();
+    let big = preempting_driver();
     // Without and with PostFilter, alternating, so both see the same machine noise.
     let mut elapsed = [Vec::new(), Vec::new()];
     let mut nominated = None;

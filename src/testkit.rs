@@ -346,3 +346,16 @@ pub fn bench_executor(name: &str) -> PodBuilder {
         .executor("bench-app")
         .priority(50_000)
 }
+
+/// The preemption benchmark's pod: a 48-CPU driver (priority 100000) that fits on
+/// no node of a full `synthetic_cluster` (~30 pods of priority 50000 each) without
+/// preemption.
+pub fn preempting_driver() -> Pod {
+    pod("big-driver", 48_000, 8 * GI)
+        .namespace("spark")
+        .driver("urgent")
+        .priority(100_000)
+        .tolerate("dedicated", "gpu", None)
+        .annotation("spark-fleet.io/driver-capacity", "any")
+        .build()
+}

@@ -604,8 +604,8 @@ impl ScorePlugin for NodeResourcesFit {
     }
 
     /// Least/MostAllocated over cpu, memory and ephemeral storage (the usual
-    /// configurations) run resource by resource over the node columns; other
-    /// strategies and scalar resources go node by node.
+    /// configurations) read the node columns directly; other strategies and
+    /// scalar resources go through `score_node`.
     fn score_nodes(
         &self,
         state: &CycleState,
