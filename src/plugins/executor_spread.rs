@@ -97,7 +97,7 @@ impl PreScorePlugin for ExecutorSpread {
                 node_counts = vec![0; nodes.slots()];
             }
             for (&n, &count) in &app.executors_by_node {
-                let count = count - u32::from(own_node == Some(n));
+                let count = count.saturating_sub(u32::from(own_node == Some(n)));
                 if count == 0 || !of_type(n) {
                     continue;
                 }

@@ -237,7 +237,11 @@ impl NodeTable {
         if let Ok(at) = self.live_list.binary_search(&idx) {
             self.live_list.remove(at);
         }
-        if let Some(at) = self.by_name.iter().position(|&n| n == idx) {
+        let name_str = &self.name_str;
+        let at = self
+            .by_name
+            .partition_point(|&n| name_str[n as usize] < name_str[u]);
+        if self.by_name.get(at) == Some(&idx) {
             self.by_name.remove(at);
             self.renumber_names(at);
         }

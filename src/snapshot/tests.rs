@@ -190,3 +190,20 @@ fn pdbs_upsert_replace_remove() {
     assert!(!s.remove_pdb(Sym::new("ns"), "a"));
     assert_eq!(s.pdbs().len(), 1);
 }
+
+#[test]
+fn name_ranks_follow_additions_and_removals() {
+    let mut s = Snapshot::new(CapacityRules::default());
+    for n in ["c", "a", "d", "b"] {
+        s.upsert_node(node(n, 1000, GI).build());
+    }
+    s.remove_node(Sym::new("a"));
+    s.upsert_node(node("e", 1000, GI).build());
+    let t = s.nodes();
+    let mut by_rank: Vec<(u32, &str)> = t
+        .live_indices()
+        .map(|i| (t.name_rank[i as usize], t.name_str[i as usize]))
+        .collect();
+    by_rank.sort();
+    assert_eq!(by_rank, vec![(0, "b"), (1, "c"), (2, "d"), (3, "e")]);
+}
