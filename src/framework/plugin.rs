@@ -194,6 +194,8 @@ pub trait ScorePlugin: Plugin {
     /// The cycle's batch form of [`score`](Self::score): `out[k]` is the raw score
     /// of `nodes[k]` and must equal `score` for that node. The default calls `score`
     /// per node; plugins override it with a scan over the snapshot's node columns.
+    /// The cycle passes `nodes` in ascending order (feasible nodes always are), so
+    /// an override may find a node in them by bisection.
     fn score_nodes(
         &self,
         state: &CycleState,
@@ -251,12 +253,28 @@ pub fn default_normalize(max_priority: i64, reverse: bool, scores: &mut [i64]) {
         }
         return;
     }
-    for s in scores.iter_mut() {
-        let mut v = max_priority * *s / max;
+    let normalized = |s: i64| {
+        let v = max_priority * s / max;
         if reverse {
-            v = max_priority - v;
+            max_priority - v
+        } else {
+            v
         }
-        *s = v;
+    };
+    // Raw scores here are small counts (taints, preferred-term weights): a table
+    // over 0..=max spares a division per node.
+    if max <= 1024 {
+        let table: Vec<i64> = (0..=max).map(normalized).collect();
+        for s in scores.iter_mut() {
+            *s = match table.get(*s as usize) {
+                Some(&v) if *s >= 0 => v,
+                _ => normalized(*s),
+            };
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        *s = normalized(*s);
     }
 }
 
@@ -278,5 +296,28 @@ mod tests {
         let mut s = [0, 0];
         default_normalize(100, false, &mut s);
         assert_eq!(s, [0, 0]);
+    }
+
+    proptest::proptest! {
+        /// The table taken for small maxima gives what the division gives.
+        #[test]
+        fn default_normalize_is_the_division(
+            scores in proptest::collection::vec(-5i64..3_000, 1..40),
+            reverse in proptest::bool::ANY,
+        ) {
+            let max = scores.iter().copied().max().unwrap_or(0);
+            let mut got = scores.clone();
+            default_normalize(100, reverse, &mut got);
+            let want: Vec<i64> = scores
+                .iter()
+                .map(|&s| match (max, reverse) {
+                    (0, true) => 100,
+                    (0, false) => s,
+                    (_, true) => 100 - 100 * s / max,
+                    (_, false) => 100 * s / max,
+                })
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }

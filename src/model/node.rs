@@ -29,7 +29,7 @@ impl TaintEffect {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Taint {
     pub key: Sym,
     pub value: Sym,

@@ -254,7 +254,15 @@ impl Pod {
         &self,
         node: &'n super::Node,
     ) -> Option<&'n super::Taint> {
-        node.taints.iter().find(|t| {
+        self.first_untolerated_hard_taint_in(&node.taints)
+    }
+
+    /// `first_untolerated_hard_taint` over a taint list.
+    pub fn first_untolerated_hard_taint_in<'n>(
+        &self,
+        taints: &'n [super::Taint],
+    ) -> Option<&'n super::Taint> {
+        taints.iter().find(|t| {
             matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
                 && !self.tolerations.iter().any(|tol| tol.tolerates(t))
         })

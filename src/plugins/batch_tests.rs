@@ -29,7 +29,11 @@ struct NodeSpec {
 
 fn node_spec() -> impl Strategy<Value = NodeSpec> {
     (
-        (prop_oneof![Just(0i64), 4_000i64..64_000], 0i64..64),
+        // Now and then a node of 16 TiB, past the scorers' multiply-only quotient.
+        (
+            prop_oneof![Just(0i64), 4_000i64..64_000],
+            prop_oneof![12 => 0i64..64, 1 => Just(16 * 1024)],
+        ),
         (
             proptest::option::of(0u8..3),
             0u8..3,
@@ -60,6 +64,7 @@ fn build_cluster(specs: &[NodeSpec], nominate: bool) -> Snapshot {
     for (i, s) in specs.iter().enumerate() {
         let mut b = node(&format!("n{i:02}"), s.cpu, s.mem_gi * GI)
             .pods(3 + i as i64 % 5)
+            .ephemeral((i as i64 % 4) * 10 * GI)
             .label("rack", &format!("r{}", i % 3));
         if let Some(z) = s.zone {
             b = b.zone(&format!("z{z}"));
@@ -87,7 +92,9 @@ fn build_cluster(specs: &[NodeSpec], nominate: bool) -> Snapshot {
         let name = format!("n{i:02}");
         snap.upsert_node(b.build());
         for (j, &(role, cpu, mem_gi)) in s.pods.iter().enumerate() {
-            let p = pod(&format!("p{i}-{j}"), cpu, mem_gi * GI).namespace("spark");
+            let p = pod(&format!("p{i}-{j}"), cpu, mem_gi * GI)
+                .namespace("spark")
+                .ephemeral(3 * GI);
             let p = match role {
                 0 => p.executor("app-a").priority(50),
                 1 => p.executor("app-b").priority(50),
@@ -144,6 +151,7 @@ fn incoming(kind: u8, cpu: i64, mem_gi: i64, extra: u8) -> Pod {
             }],
         }),
         5 => b.scalar(GPU, 1),
+        8 => b.ephemeral(8 * GI),
         6 => b.spread(
             1,
             "topology.kubernetes.io/zone",
@@ -301,7 +309,7 @@ proptest! {
         kind in 0u8..5,
         cpu in 0i64..6_000,
         mem_gi in 0i64..12,
-        extra in 0u8..8,
+        extra in 0u8..9,
     ) {
         let mut snap = build_cluster(&specs, nominate);
         // A removed node leaves a dead slot the batch scans must skip.

@@ -207,15 +207,14 @@ impl ScorePlugin for CapacityMix {
             out.fill(0);
             return;
         };
-        // A handful of types: score each once, then look the node's type up.
-        let table: Vec<(Sym, i64)> = ranking
-            .iter()
-            .map(|&(t, _)| (t, type_score(ranking, t)))
-            .collect();
-        let types = &snap.nodes().capacity_type;
+        // A handful of types: score each once into a table by type id.
+        let t = snap.nodes();
+        let mut table = vec![0i64; t.type_ids.table_len()];
+        for (id, ty) in t.type_ids.iter() {
+            table[id as usize] = type_score(ranking, ty);
+        }
         for (o, &n) in out.iter_mut().zip(nodes) {
-            let ty = types[n as usize];
-            *o = table.iter().find(|e| e.0 == ty).map_or(0, |e| e.1);
+            *o = table[t.type_id[n as usize] as usize];
         }
     }
 }

@@ -16,7 +16,7 @@
 use crate::config::Config;
 use crate::framework::{CycleState, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::model::{Pod, Sym};
-use crate::snapshot::{NodeIdx, Snapshot};
+use crate::snapshot::{NodeCounts, NodeIdx, Snapshot};
 use crate::spark::policy;
 use std::sync::Arc;
 
@@ -38,23 +38,27 @@ impl Plugin for ExecutorSpread {
     }
 }
 
-/// Domain counts, computed once per cycle.
+/// Key scores, worked out once per cycle, so that scoring a node is a few table
+/// lookups.
 struct SpreadCycle {
-    /// Only nodes of this type are candidates; None = every feasible node.
-    only_type: Option<Sym>,
-    /// The app's counted executors per node slot (empty when it has none).
-    node_counts: Vec<u32>,
+    /// Only nodes of this type id are candidates; None = every feasible node.
+    only_type: Option<u32>,
     node_min: u32,
-    /// Each zone holding counted executors, with its zone key score (a few
-    /// zones: a linear scan beats hashing).
-    zone_scores: Vec<(Sym, i64)>,
-    /// The zone key score of a zone holding none.
-    empty_zone_score: i64,
+    /// The node key score by the app's counted executors on the node, for counts
+    /// below the table's length (`node_key_score` beyond).
+    node_scores: Vec<i64>,
+    /// The zone key score by zone id (id 0, no zone label: no zone domain, 100).
+    zone_scores: Vec<i64>,
+    /// The incoming pod's own node when it is already placed: it does not count there.
+    own_node: Option<NodeIdx>,
 }
 
 impl SpreadCycle {
-    fn count_on(&self, node: NodeIdx) -> u32 {
-        self.node_counts.get(node as usize).copied().unwrap_or(0)
+    fn node_key_score(&self, count: u32, max_skew: u32) -> i64 {
+        match self.node_scores.get(count as usize) {
+            Some(&s) => s,
+            None => key_score(count, self.node_min, max_skew),
+        }
     }
 }
 
@@ -67,6 +71,14 @@ fn mix_target(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<Sym> {
     mix.next_type(|t| placed.of(t), placed.total)
 }
 
+/// The application's counted executors per node (empty when it has none).
+fn app_counts<'a>(snap: &'a Snapshot, pod: &Pod) -> Option<&'a NodeCounts> {
+    let sp = pod.spark.as_ref()?;
+    snap.app(sp.app)
+        .map(|a| &a.executors_by_node)
+        .filter(|c| !c.is_empty())
+}
+
 impl PreScorePlugin for ExecutorSpread {
     fn pre_score(
         &self,
@@ -75,70 +87,98 @@ impl PreScorePlugin for ExecutorSpread {
         snap: &Snapshot,
         feasible: &[NodeIdx],
     ) -> Status {
-        let Some(sp) = pod.spark.as_ref().filter(|_| pod.is_executor()) else {
+        if pod.spark.is_none() || !pod.is_executor() {
             return Status::skip();
-        };
+        }
         let nodes = snap.nodes();
-        let ty = |n: NodeIdx| nodes.capacity_type[n as usize];
-        let only_type =
-            mix_target(&self.config, pod, snap).filter(|t| feasible.iter().any(|&n| ty(n) == *t));
+        let (tid, zid) = (&nodes.type_id, &nodes.zone_id);
+        let only_type = mix_target(&self.config, pod, snap)
+            .and_then(|t| nodes.type_ids.get(t))
+            .filter(|&t| feasible.iter().any(|&n| tid[n as usize] == t));
         // Candidates are the feasible nodes of this type; only executors on it count.
-        let of_type = |n: NodeIdx| only_type.is_none_or(|t| ty(n) == t);
+        let of_type = |n: usize| only_type.is_none_or(|t| tid[n] == t);
         // The pod itself, if already placed (re-scheduling), does not count.
         let own_node = snap
             .pod_by_key(&pod.key)
             .filter(|e| e.pod.is_executor() && !e.pod.terminating)
             .map(|e| e.node);
-        // The app's counted executors per node slot and per zone.
-        let mut node_counts: Vec<u32> = Vec::new();
-        let mut zone_counts: Vec<(Sym, u32)> = Vec::new();
-        if let Some(app) = snap.app(sp.app) {
-            if !app.executors_by_node.is_empty() {
-                node_counts = vec![0; nodes.slots()];
-            }
-            for (&n, &count) in &app.executors_by_node {
-                let count = count.saturating_sub(u32::from(own_node == Some(n)));
-                if count == 0 || !of_type(n) {
-                    continue;
-                }
-                node_counts[n as usize] = count;
-                if let Some(z) = nodes.zone[n as usize] {
-                    match zone_counts.iter_mut().find(|e| e.0 == z) {
-                        Some(e) => e.1 += count,
-                        None => zone_counts.push((z, count)),
-                    }
+        let counts = app_counts(snap, pod);
+        let count_on = |n: NodeIdx| {
+            counts
+                .map_or(0, |c| c.get(n))
+                .saturating_sub(u32::from(own_node == Some(n)))
+        };
+        // The app's counted executors per zone id.
+        let mut zone_counts = vec![0u32; nodes.zone_ids.table_len()];
+        match counts {
+            Some(NodeCounts::Dense { counts, .. }) => {
+                for (n, (&c, &z)) in counts.iter().zip(zid).enumerate() {
+                    zone_counts[z as usize] += c * u32::from(of_type(n));
                 }
             }
+            Some(sparse) => {
+                for (n, c) in sparse.iter() {
+                    zone_counts[zid[n as usize] as usize] += c * u32::from(of_type(n as usize));
+                }
+            }
+            None => {}
         }
-        let count_in = |z: Sym| zone_counts.iter().find(|e| e.0 == z).map_or(0, |e| e.1);
+        if let Some(n) = own_node.filter(|&n| counts.is_some() && of_type(n as usize)) {
+            let z = &mut zone_counts[zid[n as usize] as usize];
+            *z = z.saturating_sub(1);
+        }
         // The fewest executors on a candidate node and in a candidate's zone. Both
-        // are usually 0 and show at the first candidates: the scan stops there.
-        let (mut any_candidate, mut node_min, mut zone_min) = (false, u32::MAX, u32::MAX);
-        for &n in feasible.iter().filter(|&&n| of_type(n)) {
-            any_candidate = true;
-            node_min = node_min.min(node_counts.get(n as usize).copied().unwrap_or(0));
-            // A node without a zone label is in no zone domain.
-            if let Some(z) = nodes.zone[n as usize] {
-                zone_min = zone_min.min(count_in(z));
+        // are usually 0 and show at the first candidates: the scans stop there.
+        let mut candidates = feasible.iter().copied().filter(|&n| of_type(n as usize));
+        let Some(first) = candidates.clone().next() else {
+            return Status::skip();
+        };
+        let node_min = if counts.is_none() {
+            0
+        } else {
+            let mut min = count_on(first);
+            for n in candidates.clone() {
+                if min == 0 {
+                    break;
+                }
+                min = min.min(count_on(n));
             }
-            if node_min == 0 && zone_min == 0 {
+            min
+        };
+        // Zones are few: stop once every zone holding a node has been seen, or at 0.
+        // A node without a zone label (id 0) is in no zone domain.
+        let zones = (nodes.zone_ids.table_len() - 1) as u32;
+        let (mut zone_min, mut seen, mut seen_zones) =
+            (u32::MAX, vec![false; zones as usize + 1], 0);
+        for n in candidates.by_ref() {
+            let z = zid[n as usize];
+            if z == 0 || seen[z as usize] {
+                continue;
+            }
+            seen[z as usize] = true;
+            seen_zones += 1;
+            zone_min = zone_min.min(zone_counts[z as usize]);
+            if zone_min == 0 || seen_zones == zones {
                 break;
             }
         }
-        if !any_candidate {
-            return Status::skip();
-        }
         let zone_min = if zone_min == u32::MAX { 0 } else { zone_min };
-        let zone_skew = self.config.spark.executor_spread.zone_max_skew;
+        let spread = &self.config.spark.executor_spread;
+        let mut zone_scores: Vec<i64> = zone_counts
+            .iter()
+            .map(|&c| key_score(c, zone_min, spread.zone_max_skew))
+            .collect();
+        zone_scores[0] = MAX_NODE_SCORE;
+        // Counts up to a little past the point where the score starts falling.
+        let table_len = (node_min + spread.node_max_skew).saturating_add(64) as usize;
         state.write(SpreadCycle {
             only_type,
-            node_counts,
             node_min,
-            zone_scores: zone_counts
-                .iter()
-                .map(|&(z, c)| (z, key_score(c, zone_min, zone_skew)))
+            node_scores: (0..table_len as u32)
+                .map(|c| key_score(c, node_min, spread.node_max_skew))
                 .collect(),
-            empty_zone_score: key_score(0, zone_min, zone_skew),
+            zone_scores,
+            own_node,
         });
         Status::success()
     }
@@ -156,40 +196,34 @@ fn key_score(count: u32, min: u32, max_skew: u32) -> i64 {
 }
 
 impl ExecutorSpread {
-    fn score_one(&self, c: &SpreadCycle, snap: &Snapshot, node: NodeIdx) -> i64 {
+    fn score_one(&self, c: &SpreadCycle, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
         let nodes = snap.nodes();
-        if c.only_type
-            .is_some_and(|t| nodes.capacity_type[node as usize] != t)
-        {
+        let i = node as usize;
+        if c.only_type.is_some_and(|t| nodes.type_id[i] != t) {
             return 0;
         }
-        let node_skew = self.config.spark.executor_spread.node_max_skew;
-        let node_score = key_score(c.count_on(node), c.node_min, node_skew);
-        // A node without a zone label is in no zone domain: only its node skew counts.
-        let zone_score = match nodes.zone[node as usize] {
-            Some(z) => c
-                .zone_scores
-                .iter()
-                .find(|e| e.0 == z)
-                .map_or(c.empty_zone_score, |e| e.1),
-            None => MAX_NODE_SCORE,
-        };
-        (node_score + zone_score) / 2
+        let count = app_counts(snap, pod).map_or(0, |a| a.get(node));
+        let count = count.saturating_sub(u32::from(c.own_node == Some(node)));
+        let node_score = c.node_key_score(count, self.config.spark.executor_spread.node_max_skew);
+        (node_score + c.zone_scores[nodes.zone_id[i] as usize]) / 2
     }
 }
 
 impl ScorePlugin for ExecutorSpread {
-    fn score(&self, state: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
+    fn score(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
         match state.read::<SpreadCycle>() {
-            Some(c) => self.score_one(c, snap, node),
+            Some(c) => self.score_one(c, pod, snap, node),
             None => 0,
         }
     }
 
+    /// Every node first as if it held none of the app's executors (a table
+    /// lookup by zone), then the nodes that hold some: all of them through the
+    /// array when the counts are one, else each one found in `nodes`.
     fn score_nodes(
         &self,
         state: &CycleState,
-        _: &Pod,
+        pod: &Pod,
         snap: &Snapshot,
         nodes: &[NodeIdx],
         out: &mut [i64],
@@ -198,8 +232,49 @@ impl ScorePlugin for ExecutorSpread {
             out.fill(0);
             return;
         };
-        for (o, &n) in out.iter_mut().zip(nodes) {
-            *o = self.score_one(c, snap, n);
+        let t = snap.nodes();
+        let (tid, zid) = (&t.type_id, &t.zone_id);
+        let skew = self.config.spark.executor_spread.node_max_skew;
+        let empty = c.node_key_score(0, skew);
+        let counts = app_counts(snap, pod);
+        let dense = counts.and_then(|c| c.as_dense());
+        let zone_scores = &c.zone_scores;
+        match (c.only_type, dense) {
+            (Some(ty), None) => {
+                for (o, &n) in out.iter_mut().zip(nodes) {
+                    let i = n as usize;
+                    let score = (empty + zone_scores[zid[i] as usize]) / 2;
+                    *o = if tid[i] == ty { score } else { 0 };
+                }
+            }
+            (None, None) => {
+                for (o, &n) in out.iter_mut().zip(nodes) {
+                    *o = (empty + zone_scores[zid[n as usize] as usize]) / 2;
+                }
+            }
+            (only_type, Some(dense)) => {
+                for (o, &n) in out.iter_mut().zip(nodes) {
+                    let i = n as usize;
+                    let count = dense.get(i).copied().unwrap_or(0);
+                    let count = count.saturating_sub(u32::from(c.own_node == Some(n)));
+                    let score = (c.node_key_score(count, skew) + zone_scores[zid[i] as usize]) / 2;
+                    *o = if only_type.is_none_or(|t| tid[i] == t) {
+                        score
+                    } else {
+                        0
+                    };
+                }
+                return;
+            }
+        }
+        let Some(counts) = counts else { return };
+        // Few nodes hold executors here (the map form): patch them. `nodes` is in
+        // ascending order (the cycle's contract), so each is found by bisection.
+        debug_assert!(nodes.is_sorted());
+        for (n, _) in counts.iter() {
+            if let Ok(k) = nodes.binary_search(&n) {
+                out[k] = self.score_one(c, pod, snap, n);
+            }
         }
     }
 }
@@ -363,11 +438,12 @@ mod tests {
         /// give the scores the definition gives.
         #[test]
         fn scores_match_the_definition(
-            nodes in proptest::collection::vec((proptest::option::of(0u8..3), 0u8..3), 1..16),
-            executors in proptest::collection::vec((0usize..16, 0u8..4), 0..40),
-            feasible_mask in proptest::collection::vec(proptest::bool::weighted(0.8), 16),
+            // Up to 48 nodes, so the app's counts take both forms (a map below one node in 8).
+            nodes in proptest::collection::vec((proptest::option::of(0u8..3), 0u8..3), 1..48),
+            executors in proptest::collection::vec((0usize..48, 0u8..4), 0..40),
+            feasible_mask in proptest::collection::vec(proptest::bool::weighted(0.8), 48),
             with_mix in proptest::bool::ANY,
-            placed_self in proptest::option::of(0usize..16),
+            placed_self in proptest::option::of(0usize..48),
         ) {
             let mut s = Snapshot::new(CapacityRules::default());
             for (i, (zone, kind)) in nodes.iter().enumerate() {

@@ -154,12 +154,16 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         if let [(ca, ka), (cb, kb)] = columns[..] {
             // The usual cpu + memory pair: the deviation of two shares is half their distance.
             let (ra, rb) = (requests[ka], requests[kb]);
+            // Every column cut to one length: the compiler then checks each index once.
+            let len = ca.alloc.len();
+            let (a_alloc, a_used) = (&ca.alloc[..len], &ca.used[..len]);
+            let (b_alloc, b_used) = (&cb.alloc[..len], &cb.used[..len]);
             for (o, &n) in out.iter_mut().zip(nodes) {
                 let i = n as usize;
-                let (a, b) = (ca.alloc[i], cb.alloc[i]);
+                let (a, b) = (a_alloc[i], b_alloc[i]);
                 *o = if a != 0 && b != 0 {
-                    let sa = (ca.used[i].saturating_add(ra) as f64 / a as f64).min(1.0);
-                    let sb = (cb.used[i].saturating_add(rb) as f64 / b as f64).min(1.0);
+                    let sa = (a_used[i].saturating_add(ra) as f64 / a as f64).min(1.0);
+                    let sb = (b_used[i].saturating_add(rb) as f64 / b as f64).min(1.0);
                     balanced_score(&[sa, sb])
                 } else {
                     MAX_NODE_SCORE

@@ -22,7 +22,8 @@
 
 use super::resource_allocation::{
     allocatable_requested, div_by_reciprocal, is_extended_resource_name, is_scalar_resource_name,
-    pod_requests, resolve, usage_columns, weighted_average, Usage, WeightedResource,
+    pod_requests, resolve, small_quotient, usage_columns, weighted_average, Usage,
+    WeightedResource,
 };
 use crate::config::{NodeResourcesFitArgs, ScoringStrategyType, UtilizationShapePoint};
 use crate::framework::{
@@ -154,6 +155,28 @@ fn least_requested_score(requested: i64, capacity: i64, inv: f64) -> i64 {
         capacity,
         inv,
     )
+}
+
+/// `least_requested_score` for capacity below `SMALL_QUOTIENT_LIMIT`.
+#[inline]
+fn least_requested_small(requested: i64, capacity: i64, inv: f64) -> i64 {
+    if requested < 0 {
+        return least_requested_score(requested, capacity, inv);
+    }
+    let free = capacity - requested;
+    if free < 0 || capacity <= 0 {
+        return 0;
+    }
+    small_quotient(free * MAX_NODE_SCORE, inv)
+}
+
+/// `most_requested_score` for capacity below `SMALL_QUOTIENT_LIMIT`.
+#[inline]
+fn most_requested_small(requested: i64, capacity: i64, inv: f64) -> i64 {
+    if capacity <= 0 {
+        return 0;
+    }
+    small_quotient(requested.clamp(0, capacity) * MAX_NODE_SCORE, inv)
 }
 
 /// Used share of the resource after placing the pod, 0..=100 (over-commit counts
@@ -437,13 +460,29 @@ impl FilterPlugin for NodeResourcesFit {
         }
         let t = snap.nodes();
         let (cpu, mem, eph) = (r.milli_cpu, r.memory, r.ephemeral_storage);
-        retain_nodes(nodes, rejected, |n| {
-            let i = n as usize;
-            (t.pod_count[i] < t.alloc_pods[i])
-                & fits_one(cpu, t.alloc_cpu[i], t.req_cpu[i])
-                & fits_one(mem, t.alloc_mem[i], t.req_mem[i])
-                & fits_one(eph, t.alloc_eph[i], t.req_eph[i])
-        });
+        // Free room is kept per node (allocatable − requested), so each resource
+        // is one column; every column is cut to one length, so the compiler
+        // checks each index once. `request <= free` is `fits_one` when request > 0.
+        let len = t.slots();
+        let (free_pods, free_cpu) = (&t.free_pods[..len], &t.free_cpu[..len]);
+        let (free_mem, free_eph) = (&t.free_mem[..len], &t.free_eph[..len]);
+        let fits = |request: i64, free: i64| (request == 0) | (request <= free);
+        // Most pods ask for no ephemeral storage, which always fits: a column fewer.
+        // (Written out twice: a shared closure is not inlined.)
+        if eph == 0 {
+            retain_nodes(nodes, rejected, |n| {
+                let i = n as usize;
+                (free_pods[i] > 0) & fits(cpu, free_cpu[i]) & fits(mem, free_mem[i])
+            });
+        } else {
+            retain_nodes(nodes, rejected, |n| {
+                let i = n as usize;
+                (free_pods[i] > 0)
+                    & fits(cpu, free_cpu[i])
+                    & fits(mem, free_mem[i])
+                    & fits(eph, free_eph[i])
+            });
+        }
         Ok(())
     }
 }
@@ -624,7 +663,15 @@ impl ScorePlugin for NodeResourcesFit {
         };
         let t = snap.nodes();
         let columns = usage_columns(t, &self.resources, Usage::NonZero);
+        // Without nodes of 8 TiB or more, a quotient is a multiplication.
+        let small = t.huge_nodes == 0;
         match (&self.strategy, columns) {
+            (Scorer::LeastAllocated, Some(c)) if small => {
+                weighted_average(nodes, &c, requests, out, least_requested_small)
+            }
+            (Scorer::MostAllocated, Some(c)) if small => {
+                weighted_average(nodes, &c, requests, out, most_requested_small)
+            }
             (Scorer::LeastAllocated, Some(c)) => {
                 weighted_average(nodes, &c, requests, out, least_requested_score)
             }

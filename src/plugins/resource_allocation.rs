@@ -159,6 +159,17 @@ pub(crate) fn div_by_reciprocal(x: i64, c: i64, inv: f64) -> i64 {
     q + i64::from((q + 1) * c <= x) - i64::from(q * c > x)
 }
 
+/// `x / c` rounded down for 0 <= x <= 100·c and 0 < c < 2^43
+/// (`snapshot::SMALL_QUOTIENT_LIMIT`), given `inv` = 1/c as f64: one multiply, no
+/// correction. x/c has denominator c, so (x + 0.5)/c is at least 0.5/c = 2^-44
+/// away from any integer; x + 0.5 is exact, and the two roundings (of 1/c and of
+/// the product) move a value of at most 100.5 by under 100.5·2^-52 < 2^-45, so
+/// the truncation lands on the same integer.
+#[inline]
+pub(crate) fn small_quotient(x: i64, inv: f64) -> i64 {
+    ((x as f64 + 0.5) * inv) as i64
+}
+
 /// One configured resource as node columns.
 #[derive(Clone, Copy)]
 pub(crate) struct UsageColumn<'a> {
@@ -223,17 +234,22 @@ pub(crate) fn weighted_average(
     if let [(a, ka), (b, kb)] = columns {
         // The usual cpu + memory pair, unrolled.
         let (ra, rb) = (requests[*ka], requests[*kb]);
+        let (wa, wb) = (a.weight, b.weight);
+        // Every column cut to one length: the compiler then checks each index once.
+        let len = a.alloc.len();
+        let (a_alloc, a_inv, a_used) = (&a.alloc[..len], &a.inv[..len], &a.used[..len]);
+        let (b_alloc, b_inv, b_used) = (&b.alloc[..len], &b.inv[..len], &b.used[..len]);
         for (o, &n) in out.iter_mut().zip(nodes) {
             let i = n as usize;
-            let (alloc_a, alloc_b) = (a.alloc[i], b.alloc[i]);
+            let (alloc_a, alloc_b) = (a_alloc[i], b_alloc[i]);
+            let score_a = || per_resource(a_used[i].saturating_add(ra), alloc_a, a_inv[i]);
+            let score_b = || per_resource(b_used[i].saturating_add(rb), alloc_b, b_inv[i]);
             *o = if alloc_a != 0 && alloc_b != 0 {
-                let sa = per_resource(a.used[i].saturating_add(ra), alloc_a, a.inv[i]);
-                let sb = per_resource(b.used[i].saturating_add(rb), alloc_b, b.inv[i]);
-                average(sa * a.weight + sb * b.weight)
+                average(score_a() * wa + score_b() * wb)
             } else if alloc_a != 0 {
-                per_resource(a.used[i].saturating_add(ra), alloc_a, a.inv[i])
+                score_a()
             } else if alloc_b != 0 {
-                per_resource(b.used[i].saturating_add(rb), alloc_b, b.inv[i])
+                score_b()
             } else {
                 0
             };
@@ -283,6 +299,34 @@ mod tests {
             prop_assert_eq!(div_by_reciprocal(big, c, inv), big / c);
             prop_assert_eq!(div_by_reciprocal(big, big - 1, 1.0 / (big - 1) as f64), 1);
             prop_assert_eq!(div_by_reciprocal(neg, c, inv), neg / c);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn small_quotients_are_integer_division(
+            c in prop_oneof![1i64..1_000, 1_000i64..(1i64 << 30), (1i64 << 30)..crate::snapshot::SMALL_QUOTIENT_LIMIT],
+            q in 0i64..=100,
+            d in -3i64..=3,
+        ) {
+            // Numerators on and around every multiple of c up to 100·c, where rounding shows.
+            let x = (q * c + d).clamp(0, 100 * c);
+            prop_assert_eq!(small_quotient(x, 1.0 / c as f64), x / c, "x={} c={}", x, c);
+        }
+    }
+
+    #[test]
+    fn small_quotients_on_and_around_every_multiple() {
+        // Exact multiples are where a product that rounds down shows (49 · fl(1/49) < 1).
+        let limit = crate::snapshot::SMALL_QUOTIENT_LIMIT;
+        let divisors = (1..=2_000).chain([1 << 20, 1_000_000_007, limit / 3, limit - 1]);
+        for c in divisors {
+            for q in 0..=100i64 {
+                for x in [q * c - 1, q * c, q * c + 1] {
+                    let x = x.clamp(0, 100 * c);
+                    assert_eq!(small_quotient(x, 1.0 / c as f64), x / c, "x={x} c={c}");
+                }
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use crate::framework::{
     default_normalize, retain_nodes, CycleState, FilterPlugin, Plugin, ScorePlugin, Status,
     MAX_NODE_SCORE,
 };
-use crate::model::{Node, Pod, TaintEffect};
+use crate::model::{Pod, Taint, TaintEffect};
 use crate::snapshot::{NodeIdx, Snapshot};
 
 pub const NAME: &str = "TaintToleration";
@@ -51,18 +51,21 @@ impl FilterPlugin for TaintToleration {
         if t.hard_tainted_nodes == 0 {
             return Ok(());
         }
+        // Nodes share a few taint lists: judge each once, then look nodes up.
+        let mut tolerated = vec![true; t.taint_sets.table_len()];
+        for (id, taints) in t.taint_sets.iter() {
+            tolerated[id as usize] = pod.first_untolerated_hard_taint_in(taints).is_none();
+        }
+        let taint_set = &t.taint_set;
         retain_nodes(nodes, rejected, |n| {
-            t.hard_taints[n as usize] == 0
-                || pod
-                    .first_untolerated_hard_taint(&t.node[n as usize])
-                    .is_none()
+            tolerated[taint_set[n as usize] as usize]
         });
         Ok(())
     }
 }
 
-fn untolerated_soft_taints(pod: &Pod, node: &Node) -> i64 {
-    node.taints
+fn untolerated_soft_taints(pod: &Pod, taints: &[Taint]) -> i64 {
+    taints
         .iter()
         .filter(|t| t.effect == TaintEffect::PreferNoSchedule)
         .filter(|t| {
@@ -81,7 +84,7 @@ impl ScorePlugin for TaintToleration {
     /// Untolerated PreferNoSchedule taints, counting only tolerations whose effect
     /// is empty or PreferNoSchedule (upstream's getAllTolerationPreferNoSchedule).
     fn score(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
-        untolerated_soft_taints(pod, &snap.nodes().node[node as usize])
+        untolerated_soft_taints(pod, &snap.nodes().node[node as usize].taints)
     }
 
     fn score_nodes(
@@ -97,12 +100,14 @@ impl ScorePlugin for TaintToleration {
             out.fill(0);
             return;
         }
+        // Nodes share a few taint lists: count each once, then look nodes up.
+        let mut counts = vec![0i64; t.taint_sets.table_len()];
+        for (id, taints) in t.taint_sets.iter() {
+            counts[id as usize] = untolerated_soft_taints(pod, taints);
+        }
+        let taint_set = &t.taint_set;
         for (o, &n) in out.iter_mut().zip(nodes) {
-            *o = if t.soft_taints[n as usize] == 0 {
-                0
-            } else {
-                untolerated_soft_taints(pod, &t.node[n as usize])
-            };
+            *o = counts[taint_set[n as usize] as usize];
         }
     }
 

@@ -3,7 +3,7 @@
 
 mod node_table;
 
-pub use node_table::{NodeIdx, NodeTable};
+pub use node_table::{DenseIds, NodeIdx, NodeTable, SMALL_QUOTIENT_LIMIT};
 
 use crate::model::capacity::CapacityRules;
 use crate::model::{Node, Pod, PodKey, Sym};
@@ -43,7 +43,119 @@ pub struct AppPods {
     pub executors_by_type: Vec<(Sym, u32)>,
     /// Placed, non-terminating executors by node: spread scoring reads them every
     /// cycle, and an application can have thousands of executors.
-    pub executors_by_node: HashMap<NodeIdx, u32>,
+    pub executors_by_node: NodeCounts,
+}
+
+/// Counts per node slot: a map while few nodes have one, an array over the slots
+/// once many do. The array is then no bigger than the map (4 bytes a slot against
+/// ~16 an entry at one slot in eight), and the spread scorer reads it without hashing.
+#[derive(Debug, Clone)]
+pub enum NodeCounts {
+    Sparse(HashMap<NodeIdx, u32>),
+    /// `nodes`: how many slots hold a non-zero count.
+    Dense {
+        counts: Vec<u32>,
+        nodes: usize,
+    },
+}
+
+impl Default for NodeCounts {
+    fn default() -> Self {
+        NodeCounts::Sparse(HashMap::default())
+    }
+}
+
+impl NodeCounts {
+    pub fn get(&self, node: NodeIdx) -> u32 {
+        match self {
+            NodeCounts::Sparse(m) => m.get(&node).copied().unwrap_or(0),
+            NodeCounts::Dense { counts, .. } => counts.get(node as usize).copied().unwrap_or(0),
+        }
+    }
+
+    /// How many nodes have a non-zero count.
+    pub fn len(&self) -> usize {
+        match self {
+            NodeCounts::Sparse(m) => m.len(),
+            NodeCounts::Dense { nodes, .. } => *nodes,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The non-zero counts, in no particular order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (NodeIdx, u32)> + '_> {
+        match self {
+            NodeCounts::Sparse(m) => Box::new(m.iter().map(|(&n, &c)| (n, c))),
+            NodeCounts::Dense { counts, .. } => Box::new(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|e| *e.1 > 0)
+                    .map(|(n, &c)| (n as NodeIdx, c)),
+            ),
+        }
+    }
+
+    /// The array form (indexed by node slot; slots past its end count 0).
+    pub fn as_dense(&self) -> Option<&[u32]> {
+        match self {
+            NodeCounts::Dense { counts, .. } => Some(counts),
+            NodeCounts::Sparse(_) => None,
+        }
+    }
+
+    /// Adds `delta` to `node`'s count (never below 0). `slots` is the node table's
+    /// size, which decides the form.
+    fn bump(&mut self, node: NodeIdx, delta: i32, slots: usize) {
+        let apply = |c: u32| (c as i64 + delta as i64).clamp(0, u32::MAX as i64) as u32;
+        match self {
+            NodeCounts::Sparse(m) => {
+                let count = m.entry(node).or_insert(0);
+                *count = apply(*count);
+                if *count == 0 {
+                    m.remove(&node);
+                }
+                if m.len() * 8 > slots {
+                    let mut counts = vec![0; slots.max(node as usize + 1)];
+                    for (&n, &c) in m.iter() {
+                        if let Some(slot) = counts.get_mut(n as usize) {
+                            *slot = c;
+                        } else {
+                            counts.resize(n as usize + 1, 0);
+                            counts[n as usize] = c;
+                        }
+                    }
+                    *self = NodeCounts::Dense {
+                        nodes: m.len(),
+                        counts,
+                    };
+                }
+            }
+            NodeCounts::Dense { counts, nodes } => {
+                let u = node as usize;
+                if counts.len() <= u {
+                    counts.resize(u + 1, 0);
+                }
+                let before = counts[u];
+                counts[u] = apply(before);
+                *nodes = *nodes + usize::from(before == 0 && counts[u] > 0)
+                    - usize::from(before > 0 && counts[u] == 0);
+                // Back to a map well below the switch point, so it does not flap.
+                if *nodes * 32 < counts.len() {
+                    let m = counts
+                        .iter()
+                        .enumerate()
+                        .filter(|e| *e.1 > 0)
+                        .map(|(n, &c)| (n as NodeIdx, c))
+                        .collect();
+                    *self = NodeCounts::Sparse(m);
+                }
+            }
+        }
+    }
 }
 
 impl AppPods {
@@ -62,12 +174,8 @@ impl AppPods {
         }
     }
 
-    fn bump_node(&mut self, node: NodeIdx, delta: i32) {
-        let count = self.executors_by_node.entry(node).or_insert(0);
-        *count = (*count as i32 + delta).max(0) as u32;
-        if *count == 0 {
-            self.executors_by_node.remove(&node);
-        }
+    fn bump_node(&mut self, node: NodeIdx, delta: i32, slots: usize) {
+        self.executors_by_node.bump(node, delta, slots);
     }
 }
 
@@ -289,7 +397,7 @@ impl Snapshot {
                 app.executors.insert(id);
                 if !entry.pod.terminating {
                     app.bump(self.nodes.capacity_type[node as usize], 1);
-                    app.bump_node(node, 1);
+                    app.bump_node(node, 1, self.nodes.slots());
                 }
             }
         }
@@ -322,7 +430,7 @@ impl Snapshot {
                 }
                 if app.executors.remove(&id) && !entry.pod.terminating {
                     app.bump(self.nodes.capacity_type[entry.node as usize], -1);
-                    app.bump_node(entry.node, -1);
+                    app.bump_node(entry.node, -1, self.nodes.slots());
                 }
                 if app.driver.is_none() && app.executors.is_empty() {
                     self.apps.remove(&sp.app);

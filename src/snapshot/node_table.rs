@@ -19,6 +19,10 @@ pub struct NodeTable {
     pub unschedulable_nodes: u32,
     pub hard_tainted_nodes: u32,
     pub soft_tainted_nodes: u32,
+    /// How many live nodes have a cpu, memory or ephemeral-storage allocatable
+    /// of `SMALL_QUOTIENT_LIMIT` or more: at zero the resource scorers may use
+    /// `resource_allocation::small_quotient`.
+    pub huge_nodes: u32,
 
     pub live: Vec<bool>,
     pub name: Vec<Sym>,
@@ -33,11 +37,22 @@ pub struct NodeTable {
     pub node: Vec<Node>,
     pub capacity_type: Vec<Sym>,
     pub zone: Vec<Option<Sym>>,
+    /// `capacity_type` and `zone` as small dense ids (see `DenseIds`): per-cycle
+    /// tables indexed by them replace searches in the score loops.
+    pub type_id: Vec<u32>,
+    pub zone_id: Vec<u32>,
+    pub type_ids: DenseIds,
+    /// Id 0 is "no zone label"; zones start at 1.
+    pub zone_ids: DenseIds,
     pub unschedulable: Vec<bool>,
     /// Number of taints with effect NoSchedule or NoExecute: lets TaintToleration skip most nodes.
     pub hard_taints: Vec<u8>,
     /// Number of PreferNoSchedule taints.
     pub soft_taints: Vec<u8>,
+    /// Each node's taints as an id into `taint_sets` (0: no taints). Nodes share a
+    /// few taint lists, so the taint plugins judge each list once per cycle.
+    pub taint_set: Vec<u32>,
+    pub taint_sets: TaintSets,
 
     pub alloc_cpu: Vec<i64>,
     pub alloc_mem: Vec<i64>,
@@ -57,6 +72,12 @@ pub struct NodeTable {
     pub nonzero_cpu: Vec<i64>,
     pub nonzero_mem: Vec<i64>,
     pub req_scalars: Vec<SmallVec<[(Sym, i64); 2]>>,
+    /// allocatable − requested (saturating; negative when over-committed), kept
+    /// with both: the fit filter reads one column per resource instead of two.
+    pub free_cpu: Vec<i64>,
+    pub free_mem: Vec<i64>,
+    pub free_eph: Vec<i64>,
+    pub free_pods: Vec<i64>,
 }
 
 impl NodeTable {
@@ -97,6 +118,13 @@ impl NodeTable {
         self.inv_eph[u] = inv(self.alloc_eph[u]);
     }
 
+    fn set_free(&mut self, u: usize) {
+        self.free_cpu[u] = self.alloc_cpu[u].saturating_sub(self.req_cpu[u]);
+        self.free_mem[u] = self.alloc_mem[u].saturating_sub(self.req_mem[u]);
+        self.free_eph[u] = self.alloc_eph[u].saturating_sub(self.req_eph[u]);
+        self.free_pods[u] = self.alloc_pods[u].saturating_sub(self.pod_count[u]);
+    }
+
     /// Node additions and removals are rare next to cycles: O(nodes) here buys
     /// an integer tie-break on every cycle.
     fn renumber_names(&mut self, from: usize) {
@@ -115,6 +143,10 @@ impl NodeTable {
         bump(&mut self.unschedulable_nodes, self.unschedulable[u]);
         bump(&mut self.hard_tainted_nodes, self.hard_taints[u] > 0);
         bump(&mut self.soft_tainted_nodes, self.soft_taints[u] > 0);
+        let huge = |a: i64| a >= SMALL_QUOTIENT_LIMIT;
+        let any_huge =
+            huge(self.alloc_cpu[u]) || huge(self.alloc_mem[u]) || huge(self.alloc_eph[u]);
+        bump(&mut self.huge_nodes, any_huge);
     }
 
     pub fn req_scalar(&self, i: NodeIdx, name: Sym) -> i64 {
@@ -139,6 +171,7 @@ impl NodeTable {
     pub(super) fn insert(&mut self, node: Node, capacity_type: Sym) -> NodeIdx {
         let zone = node.labels.get(Sym::new(crate::model::LABEL_ZONE));
         let (hard, soft) = count_taints(&node);
+        let taint_set = self.taint_sets.acquire(&node.taints);
         let a = &node.allocatable;
         let (cpu, mem, eph, pods) = (a.milli_cpu, a.memory, a.ephemeral_storage, a.pods);
         let name = node.name;
@@ -153,8 +186,11 @@ impl NodeTable {
                 self.node[u] = node;
                 self.capacity_type[u] = capacity_type;
                 self.zone[u] = zone;
+                self.type_id[u] = self.type_ids.id(Some(capacity_type));
+                self.zone_id[u] = self.zone_ids.id(zone);
                 self.hard_taints[u] = hard;
                 self.soft_taints[u] = soft;
+                self.taint_set[u] = taint_set;
                 self.unschedulable[u] = unschedulable;
                 self.alloc_cpu[u] = cpu;
                 self.alloc_mem[u] = mem;
@@ -177,8 +213,11 @@ impl NodeTable {
                 self.node.push(node);
                 self.capacity_type.push(capacity_type);
                 self.zone.push(zone);
+                self.type_id.push(self.type_ids.id(Some(capacity_type)));
+                self.zone_id.push(self.zone_ids.id(zone));
                 self.hard_taints.push(hard);
                 self.soft_taints.push(soft);
+                self.taint_set.push(taint_set);
                 self.unschedulable.push(unschedulable);
                 self.alloc_cpu.push(cpu);
                 self.alloc_mem.push(mem);
@@ -194,10 +233,15 @@ impl NodeTable {
                 self.nonzero_cpu.push(0);
                 self.nonzero_mem.push(0);
                 self.req_scalars.push(SmallVec::new());
+                self.free_cpu.push(0);
+                self.free_mem.push(0);
+                self.free_eph.push(0);
+                self.free_pods.push(0);
                 (self.live.len() - 1) as NodeIdx
             }
         };
         self.set_reciprocals(idx as usize);
+        self.set_free(idx as usize);
         self.index.insert(name, idx);
         let at = self.live_list.partition_point(|&n| n < idx);
         self.live_list.insert(at, idx);
@@ -216,16 +260,21 @@ impl NodeTable {
         let u = idx as usize;
         self.count_flags(u, -1);
         self.zone[u] = node.labels.get(Sym::new(crate::model::LABEL_ZONE));
+        self.zone_id[u] = self.zone_ids.id(self.zone[u]);
         (self.hard_taints[u], self.soft_taints[u]) = count_taints(&node);
+        self.taint_sets.release(self.taint_set[u]);
+        self.taint_set[u] = self.taint_sets.acquire(&node.taints);
         self.unschedulable[u] = node.unschedulable;
-        self.count_flags(u, 1);
         self.alloc_cpu[u] = node.allocatable.milli_cpu;
         self.alloc_mem[u] = node.allocatable.memory;
         self.alloc_eph[u] = node.allocatable.ephemeral_storage;
         self.alloc_pods[u] = node.allocatable.pods;
         self.set_reciprocals(u);
+        self.set_free(u);
         self.capacity_type[u] = capacity_type;
+        self.type_id[u] = self.type_ids.id(Some(capacity_type));
         self.node[u] = node;
+        self.count_flags(u, 1);
     }
 
     pub(super) fn remove(&mut self, idx: NodeIdx) {
@@ -233,6 +282,8 @@ impl NodeTable {
         self.count_flags(u, -1);
         self.index.remove(&self.name[u]);
         self.live[u] = false;
+        self.taint_sets.release(self.taint_set[u]);
+        self.taint_set[u] = 0;
         self.free.push(idx);
         if let Ok(at) = self.live_list.binary_search(&idx) {
             self.live_list.remove(at);
@@ -257,6 +308,7 @@ impl NodeTable {
         self.pod_count[u] += sign;
         self.nonzero_cpu[u] += sign * nz_cpu;
         self.nonzero_mem[u] += sign * nz_mem;
+        self.set_free(u);
         for &(n, v) in &r.scalars {
             let slot = &mut self.req_scalars[u];
             match slot.iter_mut().find(|(k, _)| *k == n) {
@@ -264,6 +316,127 @@ impl NodeTable {
                 None => slot.push((n, sign * v)),
             }
         }
+    }
+}
+
+/// The distinct taint lists of live nodes, each with an id (0: the empty list).
+/// Ids are counted by the nodes using them and reused once none does.
+#[derive(Debug, Clone)]
+pub struct TaintSets {
+    lists: Vec<Vec<crate::model::Taint>>,
+    users: Vec<u32>,
+    ids: HashMap<Vec<crate::model::Taint>, u32>,
+    free: Vec<u32>,
+}
+
+impl Default for TaintSets {
+    fn default() -> Self {
+        TaintSets {
+            lists: vec![Vec::new()],
+            users: vec![0],
+            ids: HashMap::default(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl TaintSets {
+    fn acquire(&mut self, taints: &[crate::model::Taint]) -> u32 {
+        if taints.is_empty() {
+            return 0;
+        }
+        let id = match self.ids.get(taints) {
+            Some(&id) => id,
+            None => {
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.lists[id as usize] = taints.to_vec();
+                        id
+                    }
+                    None => {
+                        self.lists.push(taints.to_vec());
+                        self.users.push(0);
+                        (self.lists.len() - 1) as u32
+                    }
+                };
+                self.ids.insert(taints.to_vec(), id);
+                id
+            }
+        };
+        self.users[id as usize] += 1;
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        let u = id as usize;
+        if id == 0 || u >= self.users.len() || self.users[u] == 0 {
+            return;
+        }
+        self.users[u] -= 1;
+        if self.users[u] == 0 {
+            let list = std::mem::take(&mut self.lists[u]);
+            self.ids.remove(&list);
+            self.free.push(id);
+        }
+    }
+
+    /// How many ids there are (in use or free): the length of a table by id.
+    pub fn table_len(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// The ids in use with their taint lists (the empty list, id 0, included).
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[crate::model::Taint])> + '_ {
+        self.lists
+            .iter()
+            .zip(&self.users)
+            .enumerate()
+            .filter(|(id, (_, &users))| *id == 0 || users > 0)
+            .map(|(id, (list, _))| (id as u32, list.as_slice()))
+    }
+}
+
+/// Allocatable below 2^43 (8 TiB of memory) lets the resource scorers divide by
+/// a multiplication alone; see `resource_allocation::small_quotient`.
+pub const SMALL_QUOTIENT_LIMIT: i64 = 1 << 43;
+
+/// Small dense ids for the few distinct values of a node field (capacity types,
+/// zones). Id 0 stands for "none"; values get ids 1.. in order of first sight and
+/// keep them (a handful per cluster, so nothing is reclaimed).
+#[derive(Debug, Default, Clone)]
+pub struct DenseIds {
+    values: Vec<Sym>,
+    ids: HashMap<Sym, u32>,
+}
+
+impl DenseIds {
+    /// The id of `value`, assigning the next one on first sight.
+    fn id(&mut self, value: Option<Sym>) -> u32 {
+        let Some(v) = value else { return 0 };
+        let next = self.values.len() as u32 + 1;
+        let id = *self.ids.entry(v).or_insert(next);
+        if id == next {
+            self.values.push(v);
+        }
+        id
+    }
+
+    /// The id of `value` if any node ever had it.
+    pub fn get(&self, value: Sym) -> Option<u32> {
+        self.ids.get(&value).copied()
+    }
+
+    /// How many ids there are, counting 0: the length of a table indexed by id.
+    pub fn table_len(&self) -> usize {
+        self.values.len() + 1
+    }
+
+    /// Ids and values, from 1.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Sym)> + '_ {
+        self.values
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| (k as u32 + 1, v))
     }
 }
 

@@ -207,3 +207,135 @@ fn name_ranks_follow_additions_and_removals() {
     by_rank.sort();
     assert_eq!(by_rank, vec![(0, "b"), (1, "c"), (2, "d"), (3, "e")]);
 }
+
+proptest::proptest! {
+    /// Counts per node read the same in both forms, across the switches between
+    /// them (a map below one node in 8, an array above, back below one in 32).
+    #[test]
+    fn node_counts_match_a_map_across_forms(
+        slots in 1usize..200,
+        bumps in proptest::collection::vec((0u32..200, proptest::bool::weighted(0.6)), 0..400),
+    ) {
+        let mut counts = NodeCounts::default();
+        let mut model: std::collections::HashMap<NodeIdx, u32> = Default::default();
+        for (node, up) in bumps {
+            let node = node % slots as u32;
+            let delta = if up { 1 } else { -1 };
+            counts.bump(node, delta, slots);
+            let m = model.entry(node).or_insert(0);
+            *m = m.saturating_add_signed(delta);
+            model.retain(|_, c| *c > 0);
+            proptest::prop_assert_eq!(counts.len(), model.len());
+            proptest::prop_assert_eq!(counts.get(node), model.get(&node).copied().unwrap_or(0));
+        }
+        let mut listed: Vec<(NodeIdx, u32)> = counts.iter().collect();
+        listed.sort_unstable();
+        let mut want: Vec<(NodeIdx, u32)> = model.into_iter().collect();
+        want.sort_unstable();
+        proptest::prop_assert_eq!(listed, want);
+    }
+}
+
+#[test]
+fn node_counts_switch_forms_both_ways() {
+    let mut c = NodeCounts::default();
+    for n in 0..20 {
+        c.bump(n, 1, 100);
+    }
+    assert!(c.as_dense().is_some(), "20 of 100 slots: an array");
+    for n in 0..18 {
+        c.bump(n, -1, 100);
+    }
+    assert!(c.as_dense().is_none(), "2 of 100 slots: a map again");
+    assert_eq!(c.iter().count(), 2);
+    assert_eq!(c.get(19), 1);
+}
+
+#[test]
+fn huge_nodes_are_counted_through_updates_and_removal() {
+    let mut s = snap();
+    let big = 16 * 1024 * GI; // 16 TiB, past SMALL_QUOTIENT_LIMIT
+    s.upsert_node(node("a", 4000, 8 * GI).build());
+    assert_eq!(s.nodes().huge_nodes, 0);
+    s.upsert_node(node("a", 4000, big).build());
+    assert_eq!(
+        s.nodes().huge_nodes,
+        1,
+        "an update that grows memory counts"
+    );
+    s.upsert_node(node("b", 4000, big).build());
+    assert_eq!(s.nodes().huge_nodes, 2);
+    s.upsert_node(node("a", 4000, 8 * GI).build());
+    assert_eq!(s.nodes().huge_nodes, 1, "and one that shrinks it uncounts");
+    s.remove_node(crate::model::Sym::new("b"));
+    assert_eq!(s.nodes().huge_nodes, 0);
+}
+
+#[test]
+fn free_room_follows_pods_and_node_updates() {
+    let mut s = snap();
+    let n = s.upsert_node(node("n1", 4000, 8 * GI).pods(10).ephemeral(20 * GI).build()) as usize;
+    let free = |s: &Snapshot| {
+        let t = s.nodes();
+        (t.free_cpu[n], t.free_mem[n], t.free_eph[n], t.free_pods[n])
+    };
+    assert_eq!(free(&s), (4000, 8 * GI, 20 * GI, 10));
+    s.upsert_pod(pod("a", 1000, GI).ephemeral(GI).on("n1").arc())
+        .unwrap();
+    s.upsert_pod(pod("b", 500, 2 * GI).on("n1").arc()).unwrap();
+    assert_eq!(free(&s), (2500, 5 * GI, 19 * GI, 8));
+    s.remove_pod(&pod("a", 0, 0).build().key);
+    assert_eq!(free(&s), (3500, 6 * GI, 20 * GI, 9));
+    // A node update changes allocatable and keeps the usage.
+    s.upsert_node(node("n1", 2000, 4 * GI).pods(1).build());
+    assert_eq!(free(&s), (1500, 2 * GI, 0, 0));
+    s.upsert_pod(pod("c", 3000, GI).on("n1").arc()).unwrap();
+    assert_eq!(
+        free(&s),
+        (-1500, GI, 0, -1),
+        "over-committed nodes go negative"
+    );
+}
+
+proptest::proptest! {
+    /// Every live node's taint-list id names its taints, through updates and
+    /// removals, and the ids listed are exactly those in use.
+    #[test]
+    fn taint_set_ids_follow_node_changes(
+        steps in proptest::collection::vec((0usize..12, proptest::option::of(0u8..4)), 1..80),
+    ) {
+        use crate::model::TaintEffect;
+        let mut s = snap();
+        for (k, taints) in steps {
+            let name = format!("n{k}");
+            match taints {
+                None => {
+                    s.remove_node(crate::model::Sym::new(&name));
+                }
+                Some(kind) => {
+                    let mut b = node(&name, 1000, GI);
+                    if kind & 1 == 1 {
+                        b = b.taint("dedicated", "spark", TaintEffect::NoSchedule);
+                    }
+                    if kind & 2 == 2 {
+                        b = b.taint("cheap", "yes", TaintEffect::PreferNoSchedule);
+                    }
+                    s.upsert_node(b.build());
+                }
+            }
+        }
+        let t = s.nodes();
+        let lists: std::collections::HashMap<u32, Vec<crate::model::Taint>> =
+            t.taint_sets.iter().map(|(id, l)| (id, l.to_vec())).collect();
+        let mut used = std::collections::HashSet::new();
+        for i in t.live_indices() {
+            let id = t.taint_set[i as usize];
+            used.insert(id);
+            proptest::prop_assert_eq!(&lists[&id], &t.node[i as usize].taints);
+        }
+        let listed: std::collections::HashSet<u32> =
+            lists.keys().copied().filter(|&id| id != 0).collect();
+        used.remove(&0);
+        proptest::prop_assert_eq!(listed, used);
+    }
+}

@@ -6,6 +6,7 @@
 use super::*;
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 
@@ -28,9 +29,7 @@ const PARALLEL_MIN_NODES: usize = 4096;
 /// Contiguous ranges covering `0..len`: one per core when `parallel` and worth it.
 fn chunk_ranges(len: usize, parallel: bool) -> Vec<std::ops::Range<usize>> {
     let workers = if parallel && len >= PARALLEL_MIN_NODES {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8)
+        rayon::current_num_threads().min(8)
     } else {
         1
     };
@@ -109,26 +108,17 @@ fn score_in_chunks(
 ) -> Vec<i64> {
     let n = feasible.len();
     let mut all_raw = vec![0i64; n * active.len()];
-    let parts: Vec<(std::ops::Range<usize>, Vec<i64>)> = std::thread::scope(|sc| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|r| {
-                let r = r.clone();
-                sc.spawn(move || {
-                    let nodes = &feasible[r.clone()];
-                    let mut out = vec![0i64; nodes.len() * active.len()];
-                    for ((p, _), part) in active.iter().zip(out.chunks_mut(nodes.len().max(1))) {
-                        p.score_nodes(state, pod, snap, nodes, part);
-                    }
-                    (r, out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
+    let parts: Vec<(std::ops::Range<usize>, Vec<i64>)> = chunks
+        .par_iter()
+        .map(|r| {
+            let nodes = &feasible[r.clone()];
+            let mut out = vec![0i64; nodes.len() * active.len()];
+            for ((p, _), part) in active.iter().zip(out.chunks_mut(nodes.len().max(1))) {
+                p.score_nodes(state, pod, snap, nodes, part);
+            }
+            (r.clone(), out)
+        })
+        .collect();
     for (r, values) in parts {
         for (j, plugin_values) in values.chunks(r.len().max(1)).enumerate() {
             all_raw[j * n + r.start..j * n + r.end].copy_from_slice(plugin_values);
@@ -151,22 +141,21 @@ fn filter_all_nodes(
     if chunks.len() == 1 {
         return filter_nodes(filters, state, pod, snap, live.to_vec(), rejections);
     }
-    let parts: Vec<Result<(Vec<NodeIdx>, Rejections), Status>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|r| {
-                let part = live[r.clone()].to_vec();
-                sc.spawn(move || {
-                    let mut rej = Rejections::new();
-                    filter_nodes(filters, state, pod, snap, part, &mut rej).map(|f| (f, rej))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
+    let parts: Vec<Result<(Vec<NodeIdx>, Rejections), Status>> = chunks
+        .par_iter()
+        .map(|r| {
+            let mut rej = Rejections::new();
+            filter_nodes(
+                filters,
+                state,
+                pod,
+                snap,
+                live[r.clone()].to_vec(),
+                &mut rej,
+            )
+            .map(|f| (f, rej))
+        })
+        .collect();
     let mut feasible = Vec::new();
     for part in parts {
         let (f, rej) = part?;
@@ -203,6 +192,9 @@ fn filter_sample(
         feasible.extend(passed);
         visited += size;
     }
+    // A wrapped walk finds nodes out of order; plugins get feasible nodes in
+    // ascending order (the sample is small, and scores do not depend on order).
+    feasible.sort_unstable();
     Ok((feasible, visited))
 }
 
@@ -411,9 +403,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             &mut one_raw
         };
         p.normalize(&state, pod, raw);
-        for (t, v) in totals.iter_mut().zip(raw.iter()) {
-            *t += v.clamp(&0, &MAX_NODE_SCORE) * weight;
-        }
+        add_weighted(&mut totals, raw, *weight);
         if opts.detail {
             per_plugin.push((
                 p.name(),
@@ -467,6 +457,20 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         });
     }
     decision
+}
+
+/// `totals[k] += weight · raw[k]`, each raw score clamped to 0..=MAX_NODE_SCORE.
+/// Scores are almost always in range: one unsigned comparison (a branch that is
+/// never taken) costs less than a clamp.
+fn add_weighted(totals: &mut [i64], raw: &[i64], weight: i64) {
+    for (t, &v) in totals.iter_mut().zip(raw) {
+        let v = if v as u64 <= MAX_NODE_SCORE as u64 {
+            v
+        } else {
+            v.clamp(0, MAX_NODE_SCORE)
+        };
+        *t += v * weight;
+    }
 }
 
 /// Reserve then Permit on the chosen node; on any failure the plugins already

@@ -214,6 +214,8 @@ fn sampling_windows_match_a_node_by_node_walk() {
             }
             k += 1;
         }
+        // Feasible nodes reach plugins in ascending order, wherever the walk wrapped.
+        want_feasible.sort_unstable();
         assert_eq!(d.feasible, want_feasible, "round {round}");
         assert_eq!(d.evaluated, k, "round {round}");
         // Reasons are built only when shown.
@@ -395,5 +397,22 @@ fn parallel_and_sequential_cycles_agree() {
             assert_eq!(totals(&a), totals(&b));
             assert_eq!(a.message(), b.message());
         }
+    }
+}
+
+proptest::proptest! {
+    /// Weighted sums clamp every raw score to 0..=100, in range or not.
+    #[test]
+    fn weighted_sums_clamp_raw_scores(
+        raw in proptest::collection::vec(
+            proptest::prop_oneof![0i64..=100, -1_000i64..1_000, (i64::MIN / 1024)..(i64::MAX / 1024)],
+            1..50,
+        ),
+        weight in 0i64..10,
+    ) {
+        let mut totals = vec![7i64; raw.len()];
+        add_weighted(&mut totals, &raw, weight);
+        let want: Vec<i64> = raw.iter().map(|v| 7 + v.clamp(&0, &MAX_NODE_SCORE) * weight).collect();
+        proptest::prop_assert_eq!(totals, want);
     }
 }
