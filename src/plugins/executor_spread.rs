@@ -169,8 +169,12 @@ impl PreScorePlugin for ExecutorSpread {
             .map(|&c| key_score(c, zone_min, spread.zone_max_skew))
             .collect();
         zone_scores[0] = MAX_NODE_SCORE;
-        // Counts up to a little past the point where the score starts falling.
-        let table_len = (node_min + spread.node_max_skew).saturating_add(64) as usize;
+        // Counts up to a little past the point where the score starts falling
+        // (bounded: the max skew comes from config and may be huge).
+        let table_len = node_min
+            .saturating_add(spread.node_max_skew)
+            .saturating_add(64)
+            .min(1024) as usize;
         state.write(SpreadCycle {
             only_type,
             node_min,
@@ -186,7 +190,7 @@ impl PreScorePlugin for ExecutorSpread {
 
 /// 100 within the max skew, then 100·s/(s+excess).
 fn key_score(count: u32, min: u32, max_skew: u32) -> i64 {
-    let skew = (count + 1).saturating_sub(min);
+    let skew = count.saturating_add(1).saturating_sub(min);
     let excess = skew.saturating_sub(max_skew) as i64;
     if excess == 0 {
         return MAX_NODE_SCORE;

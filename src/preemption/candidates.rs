@@ -146,7 +146,7 @@ impl DryRun<'_, '_> {
     pub fn select_victims(&self, snap: &mut Snapshot, node: NodeIdx) -> Result<Candidate, Status> {
         // Cheap necessary conditions first, without touching the snapshot.
         let mut room = Room::of_node(snap, node, &self.need);
-        let mut potential: Vec<(&Arc<Pod>, bool)> = Vec::new();
+        let mut potential: Vec<(&Arc<Pod>, bool)> = Vec::with_capacity(snap.pod_ids_on(node).len());
         for e in snap.pods_on(node) {
             if self.policy.may_preempt(self.pod, &e.pod) {
                 room.apply(&e.pod.requests, &self.need, 1);
