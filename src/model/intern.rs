@@ -98,3 +98,32 @@ mod tests {
         assert_eq!(Sym::lookup("never-interned-xyzzy"), None);
     }
 }
+
+/// Hashing for `Sym` keys, which are small dense integers already: SipHash's
+/// flood protection buys nothing in the maps the hot paths key by symbol.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SymHasher(u64);
+
+impl std::hash::Hasher for SymHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads consecutive ids over the high bits hashbrown uses.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// The `BuildHasher` for maps keyed by symbols.
+pub type SymHash = std::hash::BuildHasherDefault<SymHasher>;

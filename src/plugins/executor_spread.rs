@@ -60,6 +60,24 @@ impl SpreadCycle {
             None => key_score(count, self.node_min, max_skew),
         }
     }
+
+    /// The app's executors on `node` that count: its own placement does not.
+    fn counted(&self, node: NodeIdx, on_node: u32) -> u32 {
+        on_node.saturating_sub(u32::from(self.own_node == Some(node)))
+    }
+
+    /// A node's score from its type and zone ids and its counted executors.
+    /// Worked out before the type check so the choice compiles to a select
+    /// (node types alternate unpredictably).
+    #[inline]
+    fn score(&self, type_id: u32, zone_id: u32, count: u32, max_skew: u32) -> i64 {
+        let score = (self.node_key_score(count, max_skew) + self.zone_scores[zone_id as usize]) / 2;
+        if self.only_type.is_none_or(|t| t == type_id) {
+            score
+        } else {
+            0
+        }
+    }
 }
 
 /// The type the application's mix wants next, if any (bad annotations are
@@ -203,13 +221,9 @@ impl ExecutorSpread {
     fn score_one(&self, c: &SpreadCycle, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
         let nodes = snap.nodes();
         let i = node as usize;
-        if c.only_type.is_some_and(|t| nodes.type_id[i] != t) {
-            return 0;
-        }
-        let count = app_counts(snap, pod).map_or(0, |a| a.get(node));
-        let count = count.saturating_sub(u32::from(c.own_node == Some(node)));
-        let node_score = c.node_key_score(count, self.config.spark.executor_spread.node_max_skew);
-        (node_score + c.zone_scores[nodes.zone_id[i] as usize]) / 2
+        let count = c.counted(node, app_counts(snap, pod).map_or(0, |a| a.get(node)));
+        let skew = self.config.spark.executor_spread.node_max_skew;
+        c.score(nodes.type_id[i], nodes.zone_id[i], count, skew)
     }
 }
 
@@ -221,9 +235,9 @@ impl ScorePlugin for ExecutorSpread {
         }
     }
 
-    /// Every node first as if it held none of the app's executors (a table
-    /// lookup by zone), then the nodes that hold some: all of them through the
-    /// array when the counts are one, else each one found in `nodes`.
+    /// With the app's counts as an array, every node reads its count there;
+    /// otherwise every node is first scored as holding none of the app's
+    /// executors, then the few that hold some are patched.
     fn score_nodes(
         &self,
         state: &CycleState,
@@ -239,45 +253,26 @@ impl ScorePlugin for ExecutorSpread {
         let t = snap.nodes();
         let (tid, zid) = (&t.type_id, &t.zone_id);
         let skew = self.config.spark.executor_spread.node_max_skew;
-        let empty = c.node_key_score(0, skew);
         let counts = app_counts(snap, pod);
-        let dense = counts.and_then(|c| c.as_dense());
-        let zone_scores = &c.zone_scores;
-        match (c.only_type, dense) {
-            (Some(ty), None) => {
-                for (o, &n) in out.iter_mut().zip(nodes) {
-                    let i = n as usize;
-                    let score = (empty + zone_scores[zid[i] as usize]) / 2;
-                    *o = if tid[i] == ty { score } else { 0 };
-                }
+        if let Some(dense) = counts.and_then(|c| c.as_dense()) {
+            for (o, &n) in out.iter_mut().zip(nodes) {
+                let i = n as usize;
+                let count = c.counted(n, dense.get(i).copied().unwrap_or(0));
+                *o = c.score(tid[i], zid[i], count, skew);
             }
-            (None, None) => {
-                for (o, &n) in out.iter_mut().zip(nodes) {
-                    *o = (empty + zone_scores[zid[n as usize] as usize]) / 2;
-                }
-            }
-            (only_type, Some(dense)) => {
-                for (o, &n) in out.iter_mut().zip(nodes) {
-                    let i = n as usize;
-                    let count = dense.get(i).copied().unwrap_or(0);
-                    let count = count.saturating_sub(u32::from(c.own_node == Some(n)));
-                    let score = (c.node_key_score(count, skew) + zone_scores[zid[i] as usize]) / 2;
-                    *o = if only_type.is_none_or(|t| tid[i] == t) {
-                        score
-                    } else {
-                        0
-                    };
-                }
-                return;
-            }
+            return;
         }
-        let Some(counts) = counts else { return };
+        for (o, &n) in out.iter_mut().zip(nodes) {
+            let i = n as usize;
+            *o = c.score(tid[i], zid[i], 0, skew);
+        }
         // Few nodes hold executors here (the map form): patch them. `nodes` is in
         // ascending order (the cycle's contract), so each is found by bisection.
         debug_assert!(nodes.is_sorted());
-        for (n, _) in counts.iter() {
+        for (n, on_node) in counts.iter().flat_map(|c| c.iter()) {
             if let Ok(k) = nodes.binary_search(&n) {
-                out[k] = self.score_one(c, pod, snap, n);
+                let i = n as usize;
+                out[k] = c.score(tid[i], zid[i], c.counted(n, on_node), skew);
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::framework::Reason;
 use crate::model::spark::LABEL_SPARK_EXEC_INACTIVE;
-use crate::model::{Pod, Resources, Sym};
+use crate::model::{Pod, Resources, Sym, SymHash};
 use crate::snapshot::{NodeIdx, Snapshot};
 use crate::spark::annotations::{parse_count, MIN_EXECUTORS};
 use smallvec::SmallVec;
@@ -172,39 +172,6 @@ pub(crate) struct Standings(HashMap<(Sym, Sym), (bool, u32), SymHash>);
 impl Standings {
     fn of(&mut self, app: Sym, ns: Sym, compute: impl FnOnce() -> (bool, u32)) -> (bool, u32) {
         *self.0.entry((app, ns)).or_insert_with(compute)
-    }
-}
-
-/// Hashing for interned-string keys, which are small dense integers already:
-/// SipHash's flood protection buys nothing on the dry run's hot path.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct SymHash;
-
-impl std::hash::BuildHasher for SymHash {
-    type Hasher = SymHasher;
-    fn build_hasher(&self) -> SymHasher {
-        SymHasher(0)
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct SymHasher(u64);
-
-impl std::hash::Hasher for SymHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(n as u64);
-    }
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: spreads consecutive ids over the high bits hashbrown uses.
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

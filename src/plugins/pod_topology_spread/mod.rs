@@ -12,11 +12,11 @@ mod scoring;
 
 use crate::framework::Plugin;
 use crate::model::{
-    InclusionPolicy, LabelSelector, Node, Pod, Sym, TopologySpreadConstraint, WhenUnsatisfiable,
+    InclusionPolicy, LabelSelector, Node, Pod, Sym, SymHash, TopologySpreadConstraint,
+    WhenUnsatisfiable,
 };
 use crate::snapshot::{NodeIdx, Snapshot};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 pub const NAME: &str = "PodTopologySpread";
 pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
@@ -96,37 +96,12 @@ impl<'a> NodeInclusion<'a> {
     }
 }
 
-/// Multiplicative hashing for interned symbol ids: interning a label value per
-/// node and cycle must not pay for SipHash.
-#[derive(Default)]
-struct SymHasher(u64);
-
-impl Hasher for SymHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(v as u64);
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
 /// Maps each node slot to a dense domain id for one topology key, so per-node
 /// lookups in Filter/Score are plain indexing.
 struct DomainMap {
     /// Indexed by `NodeIdx`; `NO_DOMAIN` when the node lacks the key.
     node_domain: Vec<u32>,
-    values: HashMap<Sym, u32, BuildHasherDefault<SymHasher>>,
+    values: HashMap<Sym, u32, SymHash>,
 }
 
 impl DomainMap {
