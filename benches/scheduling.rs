@@ -24,18 +24,40 @@ fn next_executor(n: usize) -> Pod {
     bench_executor(&format!("bench-exec-new-{n}")).build()
 }
 
+/// One decision two ways. Cold (`spark-fleet`, `kube-default`): every node
+/// filtered and scored afresh (`fresh_scores`), nothing kept from earlier cycles.
+/// Next executor (`…/next`): the decision the scheduler makes for an
+/// application's next executor, the previous one having just been placed; each
+/// iteration assumes the pod on the chosen node and forgets it again (both
+/// timed), so one node has changed since the last cycle, and score plugins
+/// compute that node and reuse the others' kept scores (`plugins::score_memo`).
 fn one_decision(c: &mut Criterion) {
     let config = Config::default();
     let mut g = c.benchmark_group("one_executor_decision");
     g.sample_size(30);
     for &nodes in &[500usize, 5_000, 15_000] {
         let mut snap = cluster_with_app(nodes);
-        let p = next_executor(0);
+        let p = Arc::new(next_executor(0));
         for profile_name in ["spark-fleet", "kube-default"] {
             let profile = build_named_profile(&config, profile_name).expect("built-in profile");
+            let cold = CycleOptions {
+                fresh_scores: true,
+                ..CycleOptions::default()
+            };
             g.bench_with_input(BenchmarkId::new(profile_name, nodes), &nodes, |b, _| {
                 b.iter(|| {
+                    let d = schedule(&profile, black_box(&p), &mut snap, cold);
+                    black_box(d.node)
+                })
+            });
+            let id = BenchmarkId::new(format!("{profile_name}/next"), nodes);
+            g.bench_with_input(id, &nodes, |b, _| {
+                b.iter(|| {
                     let d = schedule(&profile, black_box(&p), &mut snap, CycleOptions::default());
+                    if let Some(n) = d.node {
+                        let _ = snap.assume(p.clone(), n);
+                        snap.forget(&p.key);
+                    }
                     black_box(d.node)
                 })
             });

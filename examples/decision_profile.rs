@@ -1,6 +1,6 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel|--assume]
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel|--assume|--fresh]
 //! With `--parallel`, sequential and parallel cycles alternate and both are timed.
 //! With `--assume`, every decision schedules a new executor and assumes it (the
 //! application grows, as in the `decisions_with_assume` benchmark).
@@ -19,6 +19,8 @@ fn main() {
     let mode_arg = args.next();
     let compare_parallel = mode_arg.as_deref() == Some("--parallel");
     let assume = mode_arg.as_deref() == Some("--assume");
+    // Every score computed afresh, none kept from earlier cycles.
+    let fresh_scores = mode_arg.as_deref() == Some("--fresh");
     let config = Config::default();
     let Ok(profile) = build_named_profile(&config, &profile_name) else {
         eprintln!("no profile {profile_name}");
@@ -40,6 +42,7 @@ fn main() {
         for (mode, &parallel) in modes.iter().enumerate() {
             let opts = CycleOptions {
                 parallel,
+                fresh_scores,
                 ..CycleOptions::default()
             };
             let start = Instant::now();

@@ -9,6 +9,9 @@ pub struct CycleState {
     values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     skip_filter: Vec<&'static str>,
     skip_score: Vec<&'static str>,
+    /// Score plugins compute every node afresh instead of reusing scores kept
+    /// from earlier cycles (`CycleOptions::fresh_scores`).
+    fresh_scores: bool,
 }
 
 impl CycleState {
@@ -50,6 +53,15 @@ impl CycleState {
 
     pub fn skips_score(&self, plugin: &'static str) -> bool {
         self.skip_score.contains(&plugin)
+    }
+
+    pub(crate) fn set_fresh_scores(&mut self, fresh: bool) {
+        self.fresh_scores = fresh;
+    }
+
+    /// Whether score plugins may reuse node scores kept from earlier cycles.
+    pub fn reuses_scores(&self) -> bool {
+        !self.fresh_scores
     }
 }
 

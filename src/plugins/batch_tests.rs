@@ -357,3 +357,123 @@ fn node_flag_counts_follow_updates_and_removals() {
     );
     assert_eq!(t.live_list().len(), 1);
 }
+
+/// A change to the cluster between two cycles, for `kept_scores_match_fresh_ones`.
+#[derive(Debug, Clone)]
+enum Change {
+    /// A pod of (cpu, memory GiB) bound to the node at this position among the live ones.
+    Bind(usize, i64, i64),
+    /// The k-th pod bound by `Bind` goes away.
+    Unbind(usize),
+    /// The node at this position gets new allocatable cpu (its pods stay).
+    Resize(usize, i64),
+    Remove(usize),
+    /// A new node (reusing a freed slot when there is one).
+    Add(i64),
+    /// Work on a clone and the original in turn from here on.
+    Fork,
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        4 => (0usize..32, 0i64..3_000, 0i64..6).prop_map(|(n, c, m)| Change::Bind(n, c, m)),
+        2 => (0usize..8).prop_map(Change::Unbind),
+        1 => (0usize..32, 1_000i64..64_000).prop_map(|(n, c)| Change::Resize(n, c)),
+        1 => (0usize..32).prop_map(Change::Remove),
+        1 => (1_000i64..64_000).prop_map(Change::Add),
+        1 => Just(Change::Fork),
+    ]
+}
+
+fn apply(snap: &mut Snapshot, c: &Change, bound: &mut Vec<crate::model::PodKey>, step: usize) {
+    let live: Vec<NodeIdx> = snap.nodes().live_indices().collect();
+    let at = |k: usize| (!live.is_empty()).then(|| live[k % live.len()]);
+    match *c {
+        Change::Bind(k, cpu, mem_gi) => {
+            if let Some(n) = at(k) {
+                let name = snap.nodes().name[n as usize].to_string();
+                let p = pod(&format!("bound-{step}"), cpu, mem_gi * GI)
+                    .namespace("spark")
+                    .executor("app-a")
+                    .on(&name)
+                    .arc();
+                bound.push(p.key.clone());
+                let _ = snap.upsert_pod(p);
+            }
+        }
+        Change::Unbind(k) => {
+            if !bound.is_empty() {
+                let key = bound.remove(k % bound.len());
+                snap.remove_pod(&key);
+            }
+        }
+        Change::Resize(k, cpu) => {
+            if let Some(n) = at(k) {
+                let old = &snap.nodes().node[n as usize];
+                let mut new = old.clone();
+                new.allocatable.milli_cpu = cpu;
+                snap.upsert_node(new);
+            }
+        }
+        Change::Remove(k) => {
+            if let Some(n) = at(k) {
+                let name = snap.nodes().name[n as usize];
+                snap.remove_node(name);
+            }
+        }
+        Change::Add(cpu) => {
+            snap.upsert_node(
+                node(&format!("added-{step}"), cpu, 64 * GI)
+                    .zone("z1")
+                    .build(),
+            );
+        }
+        Change::Fork => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Score plugins keep node scores between cycles (`score_memo`): after any
+    /// sequence of binds, unbinds, node changes, removals, additions and clones,
+    /// with two pods of different requests taking turns, the batch scores (kept
+    /// where a node is unchanged) equal the per-node ones computed afresh. The
+    /// profiles live across the whole sequence, as in the scheduler.
+    #[test]
+    fn kept_scores_match_fresh_ones(
+        specs in proptest::collection::vec(node_spec(), 1..16),
+        changes in proptest::collection::vec(change(), 1..24),
+        pods in proptest::collection::vec((0u8..5, 0i64..6_000, 0i64..12, 0u8..9), 2),
+    ) {
+        let mut snap = build_cluster(&specs, false);
+        let profiles = profiles();
+        let incoming: Vec<Pod> = pods
+            .iter()
+            .map(|&(kind, cpu, mem_gi, extra)| incoming(kind, cpu, mem_gi, extra))
+            .collect();
+        let mut bound = Vec::new();
+        // After a fork, changes go to the clone and the original in turn: the
+        // two tables then hold different states in the same slots.
+        let mut other: Option<Snapshot> = None;
+        for (step, c) in changes.iter().enumerate() {
+            if matches!(c, Change::Fork) && other.is_none() {
+                other = Some(snap.clone());
+            }
+            match other.as_mut() {
+                Some(o) if step % 2 == 1 => apply(o, c, &mut bound, step),
+                _ => apply(&mut snap, c, &mut bound, step),
+            }
+            let snaps: Vec<&Snapshot> = std::iter::once(&snap).chain(other.iter()).collect();
+            for s in snaps {
+                for p in [&incoming[step % 2], &incoming[(step + 1) % 2]] {
+                    for profile in &profiles {
+                        if let Err(e) = check_agreement(profile, p, s) {
+                            prop_assert!(false, "after {:?} (step {}): {}", c, step, e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

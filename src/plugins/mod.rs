@@ -12,6 +12,7 @@ mod node_resources_fit;
 mod node_unschedulable;
 mod pod_topology_spread;
 mod resource_allocation;
+mod score_memo;
 mod spark_preemption;
 mod taint_toleration;
 

@@ -14,6 +14,7 @@
 use super::resource_allocation::{
     allocatable_requested, pod_requests, resolve, usage_columns, Usage, WeightedResource,
 };
+use super::score_memo::ScoreMemo;
 use crate::config::BalancedAllocationArgs;
 use crate::framework::{CycleState, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
 use crate::model::Pod;
@@ -24,6 +25,8 @@ pub const NAME: &str = "NodeResourcesBalancedAllocation";
 
 pub struct NodeResourcesBalancedAllocation {
     resources: Vec<WeightedResource>,
+    /// A node's score depends on its state and the pod's requests only.
+    memo: ScoreMemo,
 }
 
 /// Per-resource pod requests, in the order of the configured resources.
@@ -36,6 +39,7 @@ impl NodeResourcesBalancedAllocation {
         validate_args(args)?;
         Ok(NodeResourcesBalancedAllocation {
             resources: resolve(&args.resources),
+            memo: ScoreMemo::default(),
         })
     }
 
@@ -122,8 +126,8 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         self.score_node(snap, node, &requests)
     }
 
-    /// Shares straight from the node columns when the resources are cpu, memory
-    /// and ephemeral storage; node by node otherwise.
+    /// Scores kept from earlier cycles where a node is unchanged (`score_memo`);
+    /// the others computed by `score_columns`.
     fn score_nodes(
         &self,
         state: &CycleState,
@@ -144,6 +148,21 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
                 &computed
             }
         };
+        self.memo.score_nodes(
+            requests,
+            state.reuses_scores(),
+            snap.nodes(),
+            nodes,
+            out,
+            |nodes, out| self.score_columns(snap, nodes, requests, out),
+        );
+    }
+}
+
+impl NodeResourcesBalancedAllocation {
+    /// Shares straight from the node columns when the resources are cpu, memory
+    /// and ephemeral storage; node by node otherwise.
+    fn score_columns(&self, snap: &Snapshot, nodes: &[NodeIdx], requests: &[i64], out: &mut [i64]) {
         let t = snap.nodes();
         let Some(columns) = usage_columns(t, &self.resources, Usage::Requested) else {
             for (o, &n) in out.iter_mut().zip(nodes) {

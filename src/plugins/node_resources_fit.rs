@@ -25,6 +25,7 @@ use super::resource_allocation::{
     pod_requests, resolve, small_quotient, usage_columns, weighted_average, Usage,
     WeightedResource,
 };
+use super::score_memo::ScoreMemo;
 use crate::config::{NodeResourcesFitArgs, ScoringStrategyType, UtilizationShapePoint};
 use crate::framework::{
     retain_nodes, Code, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, Reason,
@@ -57,6 +58,8 @@ pub struct NodeResourcesFit {
     ignored_resource_groups: Vec<String>,
     strategy: Scorer,
     resources: Vec<WeightedResource>,
+    /// A node's score depends on its state and the pod's requests only.
+    memo: ScoreMemo,
 }
 
 impl NodeResourcesFit {
@@ -91,6 +94,7 @@ impl NodeResourcesFit {
             ignored_resource_groups: args.ignored_resource_groups.clone(),
             strategy,
             resources: resolve(&s.resources),
+            memo: ScoreMemo::default(),
         })
     }
 
@@ -642,9 +646,8 @@ impl ScorePlugin for NodeResourcesFit {
         }
     }
 
-    /// Least/MostAllocated over cpu, memory and ephemeral storage (the usual
-    /// configurations) read the node columns directly; other strategies and
-    /// scalar resources go through `score_node`.
+    /// Scores kept from earlier cycles where a node is unchanged (`score_memo`);
+    /// the others computed by `score_columns`.
     fn score_nodes(
         &self,
         state: &CycleState,
@@ -661,6 +664,22 @@ impl ScorePlugin for NodeResourcesFit {
                 &computed
             }
         };
+        self.memo.score_nodes(
+            requests,
+            state.reuses_scores(),
+            snap.nodes(),
+            nodes,
+            out,
+            |nodes, out| self.score_columns(snap, nodes, requests, out),
+        );
+    }
+}
+
+impl NodeResourcesFit {
+    /// Least/MostAllocated over cpu, memory and ephemeral storage (the usual
+    /// configurations) read the node columns directly; other strategies and
+    /// scalar resources go through `score_node`.
+    fn score_columns(&self, snap: &Snapshot, nodes: &[NodeIdx], requests: &[i64], out: &mut [i64]) {
         let t = snap.nodes();
         let columns = usage_columns(t, &self.resources, Usage::NonZero);
         // Without nodes of 8 TiB or more, a quotient is a multiplication.

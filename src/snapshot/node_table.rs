@@ -4,6 +4,11 @@
 use crate::model::{Node, Resources, Sym};
 use foldhash::HashMap;
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Source of `NodeTable::stamp` values, shared by every table in the process so
+/// a stamp names one node state even across snapshots and their clones.
+static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
 
 /// Index of a node slot. Slots are reused after a node is removed; `live` tells.
 pub type NodeIdx = u32;
@@ -78,6 +83,11 @@ pub struct NodeTable {
     pub free_mem: Vec<i64>,
     pub free_eph: Vec<i64>,
     pub free_pods: Vec<i64>,
+    /// Changes whenever the node's object or its pods' usage changes (never 0):
+    /// two equal stamps mean the same node state, also in another table or a
+    /// clone, so a score computed from that state alone can be kept and reused
+    /// (`plugins::score_memo`).
+    pub stamp: Vec<u64>,
 }
 
 impl NodeTable {
@@ -116,6 +126,10 @@ impl NodeTable {
         self.inv_cpu[u] = inv(self.alloc_cpu[u]);
         self.inv_mem[u] = inv(self.alloc_mem[u]);
         self.inv_eph[u] = inv(self.alloc_eph[u]);
+    }
+
+    fn restamp(&mut self, u: usize) {
+        self.stamp[u] = NEXT_STAMP.fetch_add(1, Ordering::Relaxed);
     }
 
     fn set_free(&mut self, u: usize) {
@@ -237,11 +251,13 @@ impl NodeTable {
                 self.free_mem.push(0);
                 self.free_eph.push(0);
                 self.free_pods.push(0);
+                self.stamp.push(0);
                 (self.live.len() - 1) as NodeIdx
             }
         };
         self.set_reciprocals(idx as usize);
         self.set_free(idx as usize);
+        self.restamp(idx as usize);
         self.index.insert(name, idx);
         let at = self.live_list.partition_point(|&n| n < idx);
         self.live_list.insert(at, idx);
@@ -271,6 +287,7 @@ impl NodeTable {
         self.alloc_pods[u] = node.allocatable.pods;
         self.set_reciprocals(u);
         self.set_free(u);
+        self.restamp(u);
         self.capacity_type[u] = capacity_type;
         self.type_id[u] = self.type_ids.id(Some(capacity_type));
         self.node[u] = node;
@@ -309,6 +326,7 @@ impl NodeTable {
         self.nonzero_cpu[u] += sign * nz_cpu;
         self.nonzero_mem[u] += sign * nz_mem;
         self.set_free(u);
+        self.restamp(u);
         for &(n, v) in &r.scalars {
             let slot = &mut self.req_scalars[u];
             match slot.iter_mut().find(|(k, _)| *k == n) {

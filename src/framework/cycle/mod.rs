@@ -21,6 +21,10 @@ pub struct CycleOptions {
     /// default: on a busy 2-core machine the threads wait for CPU and lose
     /// (see benches/README.md); turn on where cores are free.
     pub parallel: bool,
+    /// Score every node afresh: no score kept from an earlier cycle is reused, and none is kept
+    /// (`plugins::score_memo`). For benchmarks of the cold path and for checks;
+    /// the decision is the same either way.
+    pub fresh_scores: bool,
 }
 
 /// Below this many nodes a thread costs more than it saves.
@@ -300,6 +304,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         error: None,
     };
     let mut state = CycleState::default();
+    state.set_fresh_scores(opts.fresh_scores);
 
     for p in &profile.pre_filter {
         let st = p.pre_filter(&mut state, pod, snap);

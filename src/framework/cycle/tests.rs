@@ -380,6 +380,7 @@ fn parallel_and_sequential_cycles_agree() {
                         detail: true,
                         post_filter: false,
                         parallel,
+                        ..CycleOptions::default()
                     },
                 )
             };
@@ -414,5 +415,48 @@ proptest::proptest! {
         add_weighted(&mut totals, &raw, weight);
         let want: Vec<i64> = raw.iter().map(|v| 7 + v.clamp(&0, &MAX_NODE_SCORE) * weight).collect();
         proptest::prop_assert_eq!(totals, want);
+    }
+}
+
+/// Scores kept between cycles (`plugins::score_memo`) change no decision: an
+/// application's executors scheduled and assumed one after another get the same
+/// node and the same per-plugin scores with kept scores as when every score is
+/// computed afresh, on both built-in profiles.
+#[test]
+fn kept_scores_change_no_decision() {
+    let config = crate::config::Config::default();
+    for name in ["spark-fleet", "kube-default"] {
+        let profile = crate::plugins::build_named_profile(&config, name).unwrap();
+        let mut snap = synthetic_cluster_with_app(60, 6);
+        for k in 0..120 {
+            // Two request sizes taking turns, so kept scores are also dropped and rebuilt.
+            let cpu = if k % 3 == 0 { 2_000 } else { 1_000 };
+            let p = pod(&format!("exec-{k}"), cpu, 8 * GI)
+                .namespace("spark")
+                .executor("bench-app")
+                .priority(50_000)
+                .arc();
+            let run = |fresh_scores, snap: &mut Snapshot| {
+                let opts = CycleOptions {
+                    detail: true,
+                    fresh_scores,
+                    ..CycleOptions::default()
+                };
+                schedule(&profile, &p, snap, opts)
+            };
+            let kept = run(false, &mut snap);
+            let fresh = run(true, &mut snap);
+            let view = |d: &Decision| {
+                d.scores
+                    .iter()
+                    .map(|s| (s.node, s.total, s.plugins.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(kept.node, fresh.node, "{name} executor {k}");
+            assert_eq!(view(&kept), view(&fresh), "{name} executor {k}");
+            if let Some(n) = kept.node {
+                snap.assume(p, n).unwrap();
+            }
+        }
     }
 }
