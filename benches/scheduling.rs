@@ -25,12 +25,13 @@ fn next_executor(n: usize) -> Pod {
 }
 
 /// One decision two ways. Cold (`spark-fleet`, `kube-default`): every node
-/// filtered and scored afresh (`fresh_scores`), nothing kept from earlier cycles.
+/// filtered and scored afresh (`fresh`), nothing kept from earlier cycles.
 /// Next executor (`…/next`): the decision the scheduler makes for an
 /// application's next executor, the previous one having just been placed; each
 /// iteration assumes the pod on the chosen node and forgets it again (both
-/// timed), so one node has changed since the last cycle, and score plugins
-/// compute that node and reuse the others' kept scores (`plugins::score_memo`).
+/// timed), so one node has changed since the last cycle: the filters and the
+/// resource scorers examine that node and reuse the others' kept verdicts and
+/// scores (`framework::cycle::kept_verdicts`, `plugins::score_memo`).
 fn one_decision(c: &mut Criterion) {
     let config = Config::default();
     let mut g = c.benchmark_group("one_executor_decision");
@@ -41,7 +42,7 @@ fn one_decision(c: &mut Criterion) {
         for profile_name in ["spark-fleet", "kube-default"] {
             let profile = build_named_profile(&config, profile_name).expect("built-in profile");
             let cold = CycleOptions {
-                fresh_scores: true,
+                fresh: true,
                 ..CycleOptions::default()
             };
             g.bench_with_input(BenchmarkId::new(profile_name, nodes), &nodes, |b, _| {

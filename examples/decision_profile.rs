@@ -19,8 +19,8 @@ fn main() {
     let mode_arg = args.next();
     let compare_parallel = mode_arg.as_deref() == Some("--parallel");
     let assume = mode_arg.as_deref() == Some("--assume");
-    // Every score computed afresh, none kept from earlier cycles.
-    let fresh_scores = mode_arg.as_deref() == Some("--fresh");
+    // Every verdict and score computed afresh, none kept from earlier cycles.
+    let fresh = mode_arg.as_deref() == Some("--fresh");
     let config = Config::default();
     let Ok(profile) = build_named_profile(&config, &profile_name) else {
         eprintln!("no profile {profile_name}");
@@ -42,7 +42,7 @@ fn main() {
         for (mode, &parallel) in modes.iter().enumerate() {
             let opts = CycleOptions {
                 parallel,
-                fresh_scores,
+                fresh,
                 ..CycleOptions::default()
             };
             let start = Instant::now();

@@ -10,7 +10,7 @@ pub struct CycleState {
     skip_filter: Vec<&'static str>,
     skip_score: Vec<&'static str>,
     /// Score plugins compute every node afresh instead of reusing scores kept
-    /// from earlier cycles (`CycleOptions::fresh_scores`).
+    /// from earlier cycles (`CycleOptions::fresh`).
     fresh_scores: bool,
 }
 

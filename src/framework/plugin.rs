@@ -31,6 +31,23 @@ pub trait FilterPlugin: Plugin {
         true
     }
 
+    /// Whether this Filter gives `pod`, on every node whose state is unchanged
+    /// (same `NodeTable::stamp`), the verdict it gave `kept` there: true when it
+    /// reads nothing but that node's own object and pods and fields of the pod
+    /// that are equal in `kept` and `pod` (`state` is `pod`'s, as the PreFilters
+    /// left it). The cycle then keeps verdicts between the executors of one
+    /// application (`framework::cycle::kept_verdicts`). The default, false, is
+    /// always safe.
+    fn keeps_verdicts(
+        &self,
+        _state: &CycleState,
+        _kept: &Pod,
+        _pod: &Pod,
+        _snap: &Snapshot,
+    ) -> bool {
+        false
+    }
+
     /// The cycle's batch form of [`filter`](Self::filter): keeps in `nodes` (in
     /// order) those that pass and appends the others to `rejected`. `Err` aborts
     /// the cycle (`Code::Error`).
@@ -207,6 +224,15 @@ pub trait ScorePlugin: Plugin {
         for (o, &n) in out.iter_mut().zip(nodes) {
             *o = self.score(state, pod, snap, n);
         }
+    }
+
+    /// The normalized score every feasible node gets, when the plugin can tell
+    /// without looking at them (e.g. no node has anything it scores): the cycle
+    /// then adds it to every total instead of scoring node by node. It must be
+    /// what [`score_nodes`](Self::score_nodes) and [`normalize`](Self::normalize)
+    /// give each node. Called after PreScore. The default: `None`.
+    fn uniform_score(&self, _state: &CycleState, _pod: &Pod, _snap: &Snapshot) -> Option<i64> {
+        None
     }
 
     /// Maps raw scores (one per feasible node, in order) into 0..=MAX_NODE_SCORE.

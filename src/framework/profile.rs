@@ -1,5 +1,6 @@
 //! A profile: the plugins enabled at each extension point, in order, with score weights.
 
+use super::cycle::KeptVerdicts;
 use super::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct Profile {
     pub percentage_of_nodes_to_score: u32,
     /// Where the next sampled search starts, rotating like upstream's nextStartNodeIndex.
     pub(crate) next_start: AtomicUsize,
+    /// Filter verdicts kept from the last cycles (executors of one application).
+    pub(crate) kept_verdicts: KeptVerdicts,
 }
 
 impl Profile {
@@ -55,6 +58,7 @@ impl Profile {
             permit: Vec::new(),
             percentage_of_nodes_to_score: 0,
             next_start: AtomicUsize::new(0),
+            kept_verdicts: KeptVerdicts::default(),
         };
         for (set, weight) in sets {
             p.pre_filter.extend(set.pre_filter);

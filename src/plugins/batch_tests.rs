@@ -6,8 +6,8 @@
 use crate::config::{
     Config, RequestedToCapacityRatio, ResourceWeight, ScoringStrategyType, UtilizationShapePoint,
 };
-use crate::framework::{Code, CycleState, Profile};
-use crate::model::{NodeAffinity, Pod, PreferredTerm, SelectorOp, TaintEffect};
+use crate::framework::{schedule, Code, CycleOptions, CycleState, Decision, Profile};
+use crate::model::{NodeAffinity, Pod, PreferredTerm, SelectorOp, Sym, Taint, TaintEffect};
 use crate::plugins::build_profile;
 use crate::snapshot::{NodeIdx, Snapshot};
 use crate::spark::annotations::{DRIVER_CAPACITY, EXECUTOR_CAPACITY_MIX};
@@ -163,9 +163,35 @@ fn incoming(kind: u8, cpu: i64, mem_gi: i64, extra: u8) -> Pod {
             "",
             Some(TaintEffect::NoSchedule),
         ),
+        9 => b.node_selector("rack", "r2"),
+        // Asks for one node by name (spec.nodeName).
+        10 => b.on("n01"),
+        11 => b.affinity(NodeAffinity {
+            required: Some(vec![term(vec![req("rack", SelectorOp::In, &["r0", "r1"])])]),
+            preferred: vec![],
+        }),
+        12 => b.affinity(NodeAffinity {
+            required: Some(vec![term(vec![req("rack", SelectorOp::NotIn, &["r1"])])]),
+            preferred: vec![],
+        }),
         _ => b,
     };
     b.priority(60).build()
+}
+
+/// An incoming pod's extra, the ones that change filter verdicts more often.
+fn extra() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        2 => Just(0u8),
+        1 => Just(1u8),
+        1 => Just(3u8),
+        1 => Just(7u8),
+        1 => Just(9u8),
+        1 => Just(10u8),
+        2 => Just(11u8),
+        2 => Just(12u8),
+        1 => 0u8..13,
+    ]
 }
 
 /// Profiles whose plugins are checked: the built-in ones plus the scoring
@@ -180,6 +206,14 @@ fn profiles() -> Vec<Profile> {
         .profile("kube-default")
         .expect("kube-default")
         .clone();
+    // Without one of the two filters that read tolerations, so that each one's
+    // `keeps_verdicts` is checked on its own.
+    for dropped in ["NodeUnschedulable", "TaintToleration"] {
+        let mut pc = base.clone();
+        pc.name = format!("kube-default-without-{dropped}");
+        pc.plugins.retain(|e| e.name != dropped);
+        out.push(build_profile(&config, &pc).expect("variant profile"));
+    }
     for (kind, resources) in [
         (ScoringStrategyType::LeastAllocated, vec![]),
         (
@@ -294,6 +328,17 @@ fn check_agreement(profile: &Profile, pod: &Pod, snap: &Snapshot) -> Result<(), 
                 profile.name
             ));
         }
+        // A uniform score is what every node's normalized score is.
+        if let Some(v) = s.uniform_score(&state, pod, snap) {
+            s.normalize(&state, pod, &mut batch);
+            if batch.iter().any(|&b| b != v) {
+                return Err(format!(
+                    "{} in {}: uniform score {v}, normalized {batch:?}",
+                    s.name(),
+                    profile.name
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -309,7 +354,7 @@ proptest! {
         kind in 0u8..5,
         cpu in 0i64..6_000,
         mem_gi in 0i64..12,
-        extra in 0u8..9,
+        extra in 0u8..13,
     ) {
         let mut snap = build_cluster(&specs, nominate);
         // A removed node leaves a dead slot the batch scans must skip.
@@ -370,6 +415,14 @@ enum Change {
     Remove(usize),
     /// A new node (reusing a freed slot when there is one).
     Add(i64),
+    /// The node at this position is cordoned, or uncordoned if it was.
+    Cordon(usize),
+    /// The node at this position gets a NoSchedule taint, or loses its taints.
+    Taint(usize),
+    /// The node at this position moves to another rack (label).
+    Relabel(usize),
+    /// A pod of this cpu is nominated to the node at this position (preemption).
+    Nominate(usize, i64),
     /// Work on a clone and the original in turn from here on.
     Fork,
 }
@@ -381,6 +434,10 @@ fn change() -> impl Strategy<Value = Change> {
         1 => (0usize..32, 1_000i64..64_000).prop_map(|(n, c)| Change::Resize(n, c)),
         1 => (0usize..32).prop_map(Change::Remove),
         1 => (1_000i64..64_000).prop_map(Change::Add),
+        1 => (0usize..32).prop_map(Change::Cordon),
+        1 => (0usize..32).prop_map(Change::Taint),
+        1 => (0usize..32).prop_map(Change::Relabel),
+        1 => (0usize..32, 1_000i64..40_000).prop_map(|(n, c)| Change::Nominate(n, c)),
         1 => Just(Change::Fork),
     ]
 }
@@ -428,6 +485,48 @@ fn apply(snap: &mut Snapshot, c: &Change, bound: &mut Vec<crate::model::PodKey>,
                     .build(),
             );
         }
+        Change::Cordon(k) => {
+            if let Some(n) = at(k) {
+                let mut new = snap.nodes().node[n as usize].clone();
+                new.unschedulable = !new.unschedulable;
+                snap.upsert_node(new);
+            }
+        }
+        Change::Taint(k) => {
+            if let Some(n) = at(k) {
+                let mut new = snap.nodes().node[n as usize].clone();
+                if new.taints.is_empty() {
+                    new.taints.push(Taint {
+                        key: Sym::new("dedicated"),
+                        value: Sym::new("gpu"),
+                        effect: TaintEffect::NoSchedule,
+                    });
+                } else {
+                    new.taints.clear();
+                }
+                snap.upsert_node(new);
+            }
+        }
+        Change::Relabel(k) => {
+            if let Some(n) = at(k) {
+                let rack = Sym::new("rack");
+                let old = snap.nodes().node[n as usize].labels.get(rack);
+                let next = if old.is_some_and(|v| v.as_str() == "r1") {
+                    "r2"
+                } else {
+                    "r1"
+                };
+                let mut new = snap.nodes().node[n as usize].clone();
+                new.labels.insert(rack, Sym::new(next));
+                snap.upsert_node(new);
+            }
+        }
+        Change::Nominate(k, cpu) => {
+            if let Some(n) = at(k) {
+                let p = pod(&format!("nominated-{step}"), cpu, 4 * GI).priority(100);
+                snap.nominate(p.arc(), n);
+            }
+        }
         Change::Fork => {}
     }
 }
@@ -444,7 +543,7 @@ proptest! {
     fn kept_scores_match_fresh_ones(
         specs in proptest::collection::vec(node_spec(), 1..16),
         changes in proptest::collection::vec(change(), 1..24),
-        pods in proptest::collection::vec((0u8..5, 0i64..6_000, 0i64..12, 0u8..9), 2),
+        pods in proptest::collection::vec((0u8..5, 0i64..6_000, 0i64..12, 0u8..10), 2),
     ) {
         let mut snap = build_cluster(&specs, false);
         let profiles = profiles();
@@ -471,6 +570,78 @@ proptest! {
                         if let Err(e) = check_agreement(profile, p, s) {
                             prop_assert!(false, "after {:?} (step {}): {}", c, step, e);
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a decision shows: the node, the feasible nodes, every rejected node's
+/// status, the scores and the message.
+fn decision_view(d: &Decision) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?}",
+        d.node,
+        d.feasible,
+        d.statuses.per_node,
+        d.scores
+            .iter()
+            .map(|s| (s.node, s.total, s.plugins.clone()))
+            .collect::<Vec<_>>(),
+        d.error,
+        d.message()
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whole cycles with kept verdicts and scores (`framework::cycle::kept_verdicts`,
+    /// `score_memo`) decide exactly as cycles that compute everything afresh:
+    /// same node, feasible nodes, rejection statuses, scores and message, after
+    /// any sequence of binds, unbinds, node resizes, cordons, taints, relabels,
+    /// nominations, removals, additions and clones, with three pods taking turns.
+    /// The profiles live across the whole sequence, as in the scheduler.
+    #[test]
+    fn kept_cycles_match_fresh_ones(
+        specs in proptest::collection::vec(node_spec(), 1..16),
+        changes in proptest::collection::vec(change(), 1..24),
+        (kind, cpu, mem_gi) in (0u8..5, 0i64..6_000, 0i64..12),
+        (extra_a, extra_b) in (extra(), extra()),
+        other_pod in (0u8..5, 0i64..6_000, 0i64..12, extra()),
+    ) {
+        let mut snap = build_cluster(&specs, false);
+        let profiles = profiles();
+        // Two pods that differ only in their extra (selector, tolerations...),
+        // so that the second may take the first one's kept verdicts, and one
+        // drawn on its own.
+        let (k, cpu_c, m, e) = other_pod;
+        let (pod_a, pod_b, pod_c) = (
+            incoming(kind, cpu, mem_gi, extra_a),
+            incoming(kind, cpu, mem_gi, extra_b),
+            incoming(k, cpu_c, m, e),
+        );
+        let mut bound = Vec::new();
+        let mut other: Option<Snapshot> = None;
+        for (step, c) in changes.iter().enumerate() {
+            if matches!(c, Change::Fork) && other.is_none() {
+                other = Some(snap.clone());
+            }
+            match other.as_mut() {
+                Some(o) if step % 2 == 1 => apply(o, c, &mut bound, step),
+                _ => apply(&mut snap, c, &mut bound, step),
+            }
+            for s in std::iter::once(&mut snap).chain(other.as_mut()) {
+                for p in [&pod_a, &pod_b, &pod_a, &pod_c] {
+                    for profile in &profiles {
+                        let run = |fresh, s: &mut Snapshot| {
+                            let opts = CycleOptions { detail: true, fresh, ..CycleOptions::default() };
+                            decision_view(&schedule(profile, p, s, opts))
+                        };
+                        let kept = run(false, s);
+                        let fresh = run(true, s);
+                        prop_assert_eq!(kept, fresh, "after {:?} (step {}) in {}", c, step, profile.name);
                     }
                 }
             }

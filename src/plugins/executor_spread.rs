@@ -41,8 +41,9 @@ impl Plugin for ExecutorSpread {
 /// Key scores, worked out once per cycle, so that scoring a node is a few table
 /// lookups.
 struct SpreadCycle {
-    /// Only nodes of this type id are candidates; None = every feasible node.
-    only_type: Option<u32>,
+    /// Per node type id: all ones if nodes of that type are candidates (the
+    /// type the mix targets; every type without one), else 0 (they score 0).
+    type_mask: Vec<i64>,
     node_min: u32,
     /// The node key score by the app's counted executors on the node, for counts
     /// below the table's length (`node_key_score` beyond).
@@ -67,16 +68,12 @@ impl SpreadCycle {
     }
 
     /// A node's score from its type and zone ids and its counted executors.
-    /// Worked out before the type check so the choice compiles to a select
-    /// (node types alternate unpredictably).
+    /// The type only masks the score: node types alternate unpredictably, so
+    /// no branch on them. Key scores are in 0..=100, so `>> 1` halves.
     #[inline]
     fn score(&self, type_id: u32, zone_id: u32, count: u32, max_skew: u32) -> i64 {
-        let score = (self.node_key_score(count, max_skew) + self.zone_scores[zone_id as usize]) / 2;
-        if self.only_type.is_none_or(|t| t == type_id) {
-            score
-        } else {
-            0
-        }
+        let sum = self.node_key_score(count, max_skew) + self.zone_scores[zone_id as usize];
+        (sum >> 1) & self.type_mask[type_id as usize]
     }
 }
 
@@ -151,17 +148,25 @@ impl PreScorePlugin for ExecutorSpread {
         let Some(first) = candidates.clone().next() else {
             return Status::skip();
         };
-        let node_min = if counts.is_none() {
-            0
-        } else {
-            let mut min = count_on(first);
-            for n in candidates.clone() {
-                if min == 0 {
-                    break;
+        let node_min = match counts {
+            None => 0,
+            Some(c) => match c.as_dense() {
+                Some(dense) => dense_min(dense, feasible, &of_type).min(
+                    own_node
+                        .filter(|&n| of_type(n as usize) && feasible.binary_search(&n).is_ok())
+                        .map_or(u32::MAX, count_on),
+                ),
+                None => {
+                    let mut min = count_on(first);
+                    for n in candidates.clone() {
+                        if min == 0 {
+                            break;
+                        }
+                        min = min.min(count_on(n));
+                    }
+                    min
                 }
-                min = min.min(count_on(n));
-            }
-            min
+            },
         };
         // Zones are few: stop once every zone holding a node has been seen, or at 0.
         // A node without a zone label (id 0) is in no zone domain.
@@ -193,8 +198,17 @@ impl PreScorePlugin for ExecutorSpread {
             .saturating_add(spread.node_max_skew)
             .saturating_add(64)
             .min(1024) as usize;
+        let type_mask = (0..nodes.type_ids.table_len() as u32)
+            .map(|t| {
+                if only_type.is_none_or(|o| o == t) {
+                    -1
+                } else {
+                    0
+                }
+            })
+            .collect();
         state.write(SpreadCycle {
-            only_type,
+            type_mask,
             node_min,
             node_scores: (0..table_len as u32)
                 .map(|c| key_score(c, node_min, spread.node_max_skew))
@@ -204,6 +218,23 @@ impl PreScorePlugin for ExecutorSpread {
         });
         Status::success()
     }
+}
+
+/// The fewest of `dense` counts on the candidate nodes (those of `of_type`) among
+/// `feasible`, `u32::MAX` if none; the scan stops at the first block holding a 0.
+fn dense_min(dense: &[u32], feasible: &[NodeIdx], of_type: &impl Fn(usize) -> bool) -> u32 {
+    let mut min = u32::MAX;
+    for block in feasible.chunks(64) {
+        for &n in block {
+            let i = n as usize;
+            let c = dense.get(i).copied().unwrap_or(0);
+            min = min.min(if of_type(i) { c } else { u32::MAX });
+        }
+        if min == 0 {
+            break;
+        }
+    }
+    min
 }
 
 /// 100 within the max skew, then 100·s/(s+excess).
@@ -255,10 +286,25 @@ impl ScorePlugin for ExecutorSpread {
         let skew = self.config.spark.executor_spread.node_max_skew;
         let counts = app_counts(snap, pod);
         if let Some(dense) = counts.and_then(|c| c.as_dense()) {
+            // `score` with the tables in locals: writes to `out` would otherwise
+            // make the compiler reload them at every node.
+            let (node_scores, zone_scores) = (&c.node_scores[..], &c.zone_scores[..]);
+            let type_mask = &c.type_mask[..];
             for (o, &n) in out.iter_mut().zip(nodes) {
                 let i = n as usize;
-                let count = c.counted(n, dense.get(i).copied().unwrap_or(0));
-                *o = c.score(tid[i], zid[i], count, skew);
+                let count = dense.get(i).copied().unwrap_or(0);
+                let node_score = match node_scores.get(count as usize) {
+                    Some(&s) => s,
+                    None => key_score(count, c.node_min, skew),
+                };
+                let sum = node_score + zone_scores[zid[i] as usize];
+                *o = (sum >> 1) & type_mask[tid[i] as usize];
+            }
+            // The pod's own node, if it is placed there, counts one fewer.
+            if let Some(k) = c.own_node.and_then(|own| nodes.binary_search(&own).ok()) {
+                let i = nodes[k] as usize;
+                let count = c.counted(nodes[k], dense.get(i).copied().unwrap_or(0));
+                out[k] = c.score(tid[i], zid[i], count, skew);
             }
             return;
         }

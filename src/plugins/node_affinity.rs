@@ -67,6 +67,12 @@ impl FilterPlugin for NodeAffinity {
         false
     }
 
+    /// The node's labels and name, the pod's node selector and required affinity.
+    fn keeps_verdicts(&self, _: &CycleState, kept: &Pod, pod: &Pod, _: &Snapshot) -> bool {
+        kept.node_selector == pod.node_selector
+            && kept.node_affinity.required == pod.node_affinity.required
+    }
+
     fn filter_nodes(
         &self,
         _: &CycleState,

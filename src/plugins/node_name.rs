@@ -30,6 +30,11 @@ impl FilterPlugin for NodeName {
         false
     }
 
+    /// The node's name and the pod's `spec.nodeName`.
+    fn keeps_verdicts(&self, _: &CycleState, kept: &Pod, pod: &Pod, _: &Snapshot) -> bool {
+        kept.node_name == pod.node_name
+    }
+
     fn filter_nodes(
         &self,
         _: &CycleState,

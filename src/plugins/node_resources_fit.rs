@@ -445,6 +445,13 @@ impl FilterPlugin for NodeResourcesFit {
         }
     }
 
+    /// The node's allocatable and its pods' requests (both restamp the node) and
+    /// the pod's requests. Pods nominated elsewhere count by the pod's priority
+    /// and are not in the stamp: with any nomination, nothing is kept.
+    fn keeps_verdicts(&self, _: &CycleState, kept: &Pod, pod: &Pod, snap: &Snapshot) -> bool {
+        !snap.has_nominations() && kept.requests == pod.requests
+    }
+
     /// The common case (no scalar requests, no nominated pods) is a scan over
     /// the usage columns; anything else goes node by node.
     fn filter_nodes(

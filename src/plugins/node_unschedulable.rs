@@ -40,6 +40,11 @@ impl FilterPlugin for NodeUnschedulable {
         false
     }
 
+    /// The node's `unschedulable` and the pod's tolerations.
+    fn keeps_verdicts(&self, _: &CycleState, kept: &Pod, pod: &Pod, _: &Snapshot) -> bool {
+        kept.tolerations == pod.tolerations
+    }
+
     fn filter_nodes(
         &self,
         _: &CycleState,

@@ -38,6 +38,10 @@ impl FilterPlugin for TaintToleration {
     fn depends_on_placed_pods(&self, _: &CycleState, _: &Pod) -> bool {
         false
     }
+    /// The node's taints and the pod's tolerations.
+    fn keeps_verdicts(&self, _: &CycleState, kept: &Pod, pod: &Pod, _: &Snapshot) -> bool {
+        kept.tolerations == pod.tolerations
+    }
 
     fn filter_nodes(
         &self,
@@ -109,6 +113,12 @@ impl ScorePlugin for TaintToleration {
         for (o, &n) in out.iter_mut().zip(nodes) {
             *o = counts[taint_set[n as usize] as usize];
         }
+    }
+
+    /// No node with a PreferNoSchedule taint: every raw score is 0, which the
+    /// reversed normalization makes MAX_NODE_SCORE.
+    fn uniform_score(&self, _: &CycleState, _: &Pod, snap: &Snapshot) -> Option<i64> {
+        (snap.nodes().soft_tainted_nodes == 0).then_some(MAX_NODE_SCORE)
     }
 
     fn normalize(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {

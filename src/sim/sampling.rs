@@ -81,7 +81,7 @@ impl<'a> SamplingProbe<'a> {
             detail: true,
             post_filter: false,
             parallel: false,
-            fresh_scores: false,
+            fresh: false,
         };
         let full = schedule(self.full, pod, snap, opts);
         match (sampled.node, full.node, full.scores.first()) {

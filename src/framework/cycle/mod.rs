@@ -3,6 +3,10 @@
 //! Ties between equally scored nodes go to the node whose name sorts first, so
 //! runs repeat exactly (upstream picks a random one among the best).
 
+mod kept_verdicts;
+
+pub(crate) use kept_verdicts::KeptVerdicts;
+
 use super::*;
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -21,10 +25,11 @@ pub struct CycleOptions {
     /// default: on a busy 2-core machine the threads wait for CPU and lose
     /// (see benches/README.md); turn on where cores are free.
     pub parallel: bool,
-    /// Score every node afresh: no score kept from an earlier cycle is reused, and none is kept
-    /// (`plugins::score_memo`). For benchmarks of the cold path and for checks;
+    /// Filter and score every node afresh: no verdict or score kept from an
+    /// earlier cycle is reused, and none is kept (`kept_verdicts`,
+    /// `plugins::score_memo`). For benchmarks of the cold path and for checks;
     /// the decision is the same either way.
-    pub fresh_scores: bool,
+    pub fresh: bool,
 }
 
 /// Below this many nodes a thread costs more than it saves.
@@ -132,7 +137,9 @@ fn score_in_chunks(
 }
 
 /// Every live node, in node chunks over the available cores on large clusters.
+#[allow(clippy::too_many_arguments)]
 fn filter_all_nodes(
+    profile: &Profile,
     filters: &[&dyn FilterPlugin],
     state: &CycleState,
     pod: &Pod,
@@ -143,6 +150,12 @@ fn filter_all_nodes(
 ) -> Result<Vec<NodeIdx>, Status> {
     let chunks = chunk_ranges(live.len(), opts.parallel);
     if chunks.len() == 1 {
+        if !opts.fresh {
+            let kept = &profile.kept_verdicts;
+            if let Some(r) = kept.filter_live(filters, state, pod, snap, rejections) {
+                return r;
+            }
+        }
         return filter_nodes(filters, state, pod, snap, live.to_vec(), rejections);
     }
     let parts: Vec<Result<(Vec<NodeIdx>, Rejections), Status>> = chunks
@@ -304,7 +317,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         error: None,
     };
     let mut state = CycleState::default();
-    state.set_fresh_scores(opts.fresh_scores);
+    state.set_fresh_scores(opts.fresh);
 
     for p in &profile.pre_filter {
         let st = p.pre_filter(&mut state, pod, snap);
@@ -334,7 +347,16 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let (start, wanted) = sampling(profile, live.len());
     let filtered = if wanted >= live.len() {
         decision.evaluated = live.len();
-        filter_all_nodes(&filters, &state, pod, snap, live, opts, &mut rejections)
+        filter_all_nodes(
+            profile,
+            &filters,
+            &state,
+            pod,
+            snap,
+            live,
+            opts,
+            &mut rejections,
+        )
     } else {
         filter_sample(&filters, &state, pod, snap, start, wanted, &mut rejections).map(
             |(feasible, visited)| {
@@ -382,51 +404,67 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
 
     let nodes = snap.nodes();
     let n = decision.feasible.len();
-    let mut totals = vec![0i64; n];
-    let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
-    // In parallel, every plugin's raw scores come back at once (plugin-major);
-    // otherwise one buffer is scored into, normalized and summed plugin by plugin.
+    // Per active plugin: Some(its weighted score on every node) when it gives
+    // every node one score (added to every total at once), None when it has a
+    // column of scores.
+    let uniform: Vec<Option<i64>> = active_scores
+        .iter()
+        .map(|&(p, weight)| {
+            p.uniform_score(&state, pod, snap)
+                .map(|v| weighted(v, weight))
+        })
+        .collect();
+    let columns: Vec<(&dyn ScorePlugin, i64)> = active_scores
+        .iter()
+        .zip(&uniform)
+        .filter(|(_, u)| u.is_none())
+        .map(|(&c, _)| c)
+        .collect();
+    // Every plugin's normalized scores, plugin-major; in parallel all columns
+    // come back at once.
     let chunks = chunk_ranges(n, opts.parallel);
-    let mut all_raw = if chunks.len() > 1 {
-        score_in_chunks(
-            &active_scores,
-            &state,
-            pod,
-            snap,
-            &decision.feasible,
-            &chunks,
-        )
+    let mut raw = if chunks.len() > 1 {
+        score_in_chunks(&columns, &state, pod, snap, &decision.feasible, &chunks)
+    } else {
+        let mut raw = vec![0i64; n * columns.len()];
+        for ((p, _), col) in columns.iter().zip(raw.chunks_mut(n)) {
+            p.score_nodes(&state, pod, snap, &decision.feasible, col);
+        }
+        raw
+    };
+    for ((p, _), col) in columns.iter().zip(raw.chunks_mut(n)) {
+        p.normalize(&state, pod, col);
+    }
+    let offset: i64 = uniform.iter().flatten().sum();
+    let weights: Vec<i64> = columns.iter().map(|c| c.1).collect();
+    let rank = &nodes.name_rank;
+    let mut totals = if opts.detail {
+        vec![0i64; n]
     } else {
         Vec::new()
     };
-    let mut one_raw = vec![0i64; if chunks.len() > 1 { 0 } else { n }];
-    for (j, (p, weight)) in active_scores.iter().enumerate() {
-        let raw: &mut [i64] = if chunks.len() > 1 {
-            &mut all_raw[j * n..(j + 1) * n]
-        } else {
-            p.score_nodes(&state, pod, snap, &decision.feasible, &mut one_raw);
-            &mut one_raw
-        };
-        p.normalize(&state, pod, raw);
-        add_weighted(&mut totals, raw, *weight);
-        if opts.detail {
-            per_plugin.push((
-                p.name(),
-                raw.iter()
-                    .map(|v| v.clamp(&0, &MAX_NODE_SCORE) * weight)
-                    .collect(),
-            ));
-        }
-    }
-
-    let rank = &nodes.name_rank;
-    let mut best = 0usize;
-    let mut best_rank = rank[decision.feasible[0] as usize];
-    for (k, &node) in decision.feasible.iter().enumerate().skip(1) {
-        let r = rank[node as usize];
-        if totals[k] > totals[best] || (totals[k] == totals[best] && r < best_rank) {
-            best = k;
-            best_rank = r;
+    let best = sum_and_select(
+        &raw,
+        &weights,
+        offset,
+        &decision.feasible,
+        rank,
+        &mut totals,
+    );
+    let best_total = total_at(&raw, &weights, offset, best);
+    // For `explain`: every plugin's weighted scores, in the profile's order.
+    let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
+    if opts.detail {
+        let mut cols = columns.iter().zip(raw.chunks(n));
+        for (&(p, _), u) in active_scores.iter().zip(&uniform) {
+            let weighted_scores = match u {
+                Some(ws) => vec![*ws; n],
+                None => cols
+                    .next()
+                    .map(|((_, w), col)| col.iter().map(|&v| weighted(v, *w)).collect())
+                    .unwrap_or_default(),
+            };
+            per_plugin.push((p.name(), weighted_scores));
         }
     }
     let chosen = decision.feasible[best];
@@ -457,29 +495,78 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     } else {
         decision.scores.push(NodeScore {
             node: decision.feasible[best],
-            total: totals[best],
+            total: best_total,
             plugins: Vec::new(),
         });
     }
     decision
 }
 
-/// `totals[k] += weight · raw[k]`, each raw score clamped to 0..=MAX_NODE_SCORE.
-/// Scores are almost always in range: one unsigned comparison (a branch that is
-/// never taken) costs less than a clamp.
-fn add_weighted(totals: &mut [i64], raw: &[i64], weight: i64) {
-    for (t, &v) in totals.iter_mut().zip(raw) {
-        let v = if v as u64 <= MAX_NODE_SCORE as u64 {
-            v
-        } else {
-            v.clamp(0, MAX_NODE_SCORE)
-        };
-        *t += v * weight;
-    }
+/// `weight · score`, the score clamped to 0..=MAX_NODE_SCORE. Scores are almost
+/// always in range: one unsigned comparison (a branch never taken) costs less
+/// than a clamp.
+#[inline(always)]
+fn weighted(score: i64, weight: i64) -> i64 {
+    let s = if score as u64 <= MAX_NODE_SCORE as u64 {
+        score
+    } else {
+        score.clamp(0, MAX_NODE_SCORE)
+    };
+    s * weight
 }
 
-/// Reserve then Permit on the chosen node; on any failure the plugins already
-/// reserved are unreserved in reverse order, as upstream.
+/// The total of the `k`-th feasible node: `offset` plus its weighted scores
+/// (`raw` plugin-major, one column per weight).
+fn total_at(raw: &[i64], weights: &[i64], offset: i64, k: usize) -> i64 {
+    let n = raw.len() / weights.len().max(1);
+    offset
+        + weights
+            .iter()
+            .enumerate()
+            .map(|(j, &w)| weighted(raw[j * n + k], w))
+            .sum::<i64>()
+}
+
+/// The position of the best feasible node (highest total; ties to the lower
+/// name rank), the totals summed block by block so they stay in L1 and each
+/// node is visited once per column. Fills `totals` when it is sized.
+fn sum_and_select(
+    raw: &[i64],
+    weights: &[i64],
+    offset: i64,
+    feasible: &[NodeIdx],
+    rank: &[u32],
+    totals: &mut [i64],
+) -> usize {
+    const BLOCK: usize = 256;
+    let n = feasible.len();
+    let mut block = [0i64; BLOCK];
+    let (mut best, mut best_total, mut best_rank) = (0usize, i64::MIN, u32::MAX);
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let sums = &mut block[..len];
+        sums.fill(offset);
+        for (j, &w) in weights.iter().enumerate() {
+            let col = &raw[j * n + start..j * n + start + len];
+            for (t, &v) in sums.iter_mut().zip(col) {
+                *t += weighted(v, w);
+            }
+        }
+        for (k, (&t, &node)) in sums.iter().zip(&feasible[start..start + len]).enumerate() {
+            if t >= best_total {
+                let r = rank[node as usize];
+                if t > best_total || r < best_rank {
+                    (best, best_total, best_rank) = (start + k, t, r);
+                }
+            }
+        }
+        if let Some(out) = totals.get_mut(start..start + len) {
+            out.copy_from_slice(sums);
+        }
+    }
+    best
+}
+
 fn reserve_and_permit(
     profile: &Profile,
     state: &mut CycleState,

@@ -402,19 +402,60 @@ fn parallel_and_sequential_cycles_agree() {
 }
 
 proptest::proptest! {
-    /// Weighted sums clamp every raw score to 0..=100, in range or not.
+    /// The blockwise sum and selection give what summing node by node gives:
+    /// every raw score clamped to 0..=100 and weighted, the offset added, the
+    /// highest total chosen, ties to the lowest name rank; also across blocks.
     #[test]
-    fn weighted_sums_clamp_raw_scores(
-        raw in proptest::collection::vec(
-            proptest::prop_oneof![0i64..=100, -1_000i64..1_000, (i64::MIN / 1024)..(i64::MAX / 1024)],
-            1..50,
-        ),
-        weight in 0i64..10,
+    fn sum_and_select_is_the_plain_sum(
+        n in 1usize..700,
+        weights in proptest::collection::vec(0i64..10, 0..6),
+        offset in 0i64..1_000,
+        seed in proptest::prelude::any::<u64>(),
     ) {
-        let mut totals = vec![7i64; raw.len()];
-        add_weighted(&mut totals, &raw, weight);
-        let want: Vec<i64> = raw.iter().map(|v| 7 + v.clamp(&0, &MAX_NODE_SCORE) * weight).collect();
-        proptest::prop_assert_eq!(totals, want);
+        // Raw scores mostly in range with many ties, some far out of it.
+        let mut x = seed | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let raw: Vec<i64> = (0..n * weights.len())
+            .map(|_| match next() % 10 {
+                0 => (next() as i64) >> 8,
+                1 => -((next() % 1000) as i64),
+                _ => (next() % 4 * 33) as i64,
+            })
+            .collect();
+        let feasible: Vec<NodeIdx> = (0..n as NodeIdx).map(|k| k * 2).collect();
+        let rank: Vec<u32> = (0..2 * n).map(|_| (next() % 1_000_000) as u32).collect();
+        let want: Vec<i64> = (0..n)
+            .map(|k| {
+                offset
+                    + weights
+                        .iter()
+                        .enumerate()
+                        .map(|(j, w)| raw[j * n + k].clamp(0, MAX_NODE_SCORE) * w)
+                        .sum::<i64>()
+            })
+            .collect();
+        let want_best = (0..n)
+            .max_by(|&a, &b| {
+                want[a]
+                    .cmp(&want[b])
+                    .then(rank[feasible[b] as usize].cmp(&rank[feasible[a] as usize]))
+            })
+            .unwrap();
+        let mut totals = vec![0i64; n];
+        let best = sum_and_select(&raw, &weights, offset, &feasible, &rank, &mut totals);
+        proptest::prop_assert_eq!(&totals, &want);
+        proptest::prop_assert_eq!(
+            (want[best], rank[feasible[best] as usize]),
+            (want[want_best], rank[feasible[want_best] as usize])
+        );
+        proptest::prop_assert_eq!(total_at(&raw, &weights, offset, best), want[best]);
+        let best_without_totals = sum_and_select(&raw, &weights, offset, &feasible, &rank, &mut []);
+        proptest::prop_assert_eq!(best_without_totals, best);
     }
 }
 
@@ -436,10 +477,10 @@ fn kept_scores_change_no_decision() {
                 .executor("bench-app")
                 .priority(50_000)
                 .arc();
-            let run = |fresh_scores, snap: &mut Snapshot| {
+            let run = |fresh, snap: &mut Snapshot| {
                 let opts = CycleOptions {
                     detail: true,
-                    fresh_scores,
+                    fresh,
                     ..CycleOptions::default()
                 };
                 schedule(&profile, &p, snap, opts)
