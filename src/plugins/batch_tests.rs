@@ -531,6 +531,24 @@ fn apply(snap: &mut Snapshot, c: &Change, bound: &mut Vec<crate::model::PodKey>,
     }
 }
 
+/// Applies change number `step`: after a fork, to the clone and the original
+/// in turn, so that the two tables hold different states in the same slots.
+fn apply_step(
+    snap: &mut Snapshot,
+    other: &mut Option<Snapshot>,
+    c: &Change,
+    bound: &mut Vec<crate::model::PodKey>,
+    step: usize,
+) {
+    if matches!(c, Change::Fork) && other.is_none() {
+        *other = Some(snap.clone());
+    }
+    match other.as_mut() {
+        Some(o) if step % 2 == 1 => apply(o, c, bound, step),
+        _ => apply(snap, c, bound, step),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -552,17 +570,9 @@ proptest! {
             .map(|&(kind, cpu, mem_gi, extra)| incoming(kind, cpu, mem_gi, extra))
             .collect();
         let mut bound = Vec::new();
-        // After a fork, changes go to the clone and the original in turn: the
-        // two tables then hold different states in the same slots.
         let mut other: Option<Snapshot> = None;
         for (step, c) in changes.iter().enumerate() {
-            if matches!(c, Change::Fork) && other.is_none() {
-                other = Some(snap.clone());
-            }
-            match other.as_mut() {
-                Some(o) if step % 2 == 1 => apply(o, c, &mut bound, step),
-                _ => apply(&mut snap, c, &mut bound, step),
-            }
+            apply_step(&mut snap, &mut other, c, &mut bound, step);
             let snaps: Vec<&Snapshot> = std::iter::once(&snap).chain(other.iter()).collect();
             for s in snaps {
                 for p in [&incoming[step % 2], &incoming[(step + 1) % 2]] {
@@ -625,13 +635,7 @@ proptest! {
         let mut bound = Vec::new();
         let mut other: Option<Snapshot> = None;
         for (step, c) in changes.iter().enumerate() {
-            if matches!(c, Change::Fork) && other.is_none() {
-                other = Some(snap.clone());
-            }
-            match other.as_mut() {
-                Some(o) if step % 2 == 1 => apply(o, c, &mut bound, step),
-                _ => apply(&mut snap, c, &mut bound, step),
-            }
+            apply_step(&mut snap, &mut other, c, &mut bound, step);
             for s in std::iter::once(&mut snap).chain(other.as_mut()) {
                 for p in [&pod_a, &pod_b, &pod_a, &pod_c] {
                     for profile in &profiles {

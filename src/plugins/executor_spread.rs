@@ -286,19 +286,9 @@ impl ScorePlugin for ExecutorSpread {
         let skew = self.config.spark.executor_spread.node_max_skew;
         let counts = app_counts(snap, pod);
         if let Some(dense) = counts.and_then(|c| c.as_dense()) {
-            // `score` with the tables in locals: writes to `out` would otherwise
-            // make the compiler reload them at every node.
-            let (node_scores, zone_scores) = (&c.node_scores[..], &c.zone_scores[..]);
-            let type_mask = &c.type_mask[..];
             for (o, &n) in out.iter_mut().zip(nodes) {
                 let i = n as usize;
-                let count = dense.get(i).copied().unwrap_or(0);
-                let node_score = match node_scores.get(count as usize) {
-                    Some(&s) => s,
-                    None => key_score(count, c.node_min, skew),
-                };
-                let sum = node_score + zone_scores[zid[i] as usize];
-                *o = (sum >> 1) & type_mask[tid[i] as usize];
+                *o = c.score(tid[i], zid[i], dense.get(i).copied().unwrap_or(0), skew);
             }
             // The pod's own node, if it is placed there, counts one fewer.
             if let Some(k) = c.own_node.and_then(|own| nodes.binary_search(&own).ok()) {
