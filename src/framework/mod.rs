@@ -13,8 +13,8 @@ pub use cycle_state::CycleState;
 pub use message::unschedulable_message;
 pub use plugin::{
     default_normalize, retain_nodes, BindPlugin, FilterPlugin, FilterRunner, Nomination,
-    PermitDecision, PermitPlugin, Plugin, PostFilterPlugin, PostFilterResult, PreFilterPlugin,
-    PreScorePlugin, ReservePlugin, ScorePlugin, MAX_NODE_SCORE,
+    Normalization, PermitDecision, PermitPlugin, Plugin, PostFilterPlugin, PostFilterResult,
+    PreFilterPlugin, PreScorePlugin, ReservePlugin, ScorePlugin, MAX_NODE_SCORE,
 };
 pub use profile::{PluginSet, Profile};
 pub use status::{Code, Reason, Status};

@@ -238,6 +238,48 @@ pub trait ScorePlugin: Plugin {
     /// Maps raw scores (one per feasible node, in order) into 0..=MAX_NODE_SCORE.
     /// The default leaves scores that are already in range alone.
     fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}
+
+    /// How `normalize` treats raw scores, for scores kept between cycles
+    /// (`framework::cycle::kept_totals`). The default, `Other`, is always safe.
+    fn normalization(&self) -> Normalization {
+        Normalization::Other
+    }
+
+    /// Whether this plugin's raw score of a node, for `pod`, is the one it gave
+    /// `kept` there as long as the node's state is unchanged (same
+    /// `NodeTable::stamp`): true when the score reads nothing but that node's own
+    /// object and pods and fields of the pod that are equal in `kept` and `pod`.
+    /// `state` is `pod`'s, after PreScore. With a `normalization` other than
+    /// `Other`, the cycle then keeps each node's score between the executors of
+    /// one application (`framework::cycle::kept_totals`). The default, false, is
+    /// always safe.
+    fn keeps_node_scores(&self, _state: &CycleState, _kept: &Pod, _pod: &Pod) -> bool {
+        false
+    }
+
+    /// Whether this plugin's raw score of every feasible node is a function of
+    /// the node's class alone (given what its PreScore computed from the
+    /// feasible nodes): its capacity type id, zone id, and the number of `pod`'s
+    /// application's counted executors placed on it. With `normalization`
+    /// `None`, any one node of a class then stands for all of them, and the cycle
+    /// scores one node per class (`framework::cycle::kept_totals`). Asked only
+    /// for pods not placed in the snapshot, after PreScore. The default, false,
+    /// is always safe.
+    fn scores_by_class(&self, _state: &CycleState, _pod: &Pod) -> bool {
+        false
+    }
+}
+
+/// How a score plugin's `normalize` treats raw scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalization {
+    /// It leaves every score alone (out-of-range scores are clamped when weighed).
+    None,
+    /// It maps each score by a function of that score and of the highest score
+    /// among the nodes alone, as upstream's `DefaultNormalizeScore` does.
+    ByMaximum,
+    /// Anything else.
+    Other,
 }
 
 /// Reserve runs when a node is chosen, before binding; Unreserve undoes it on failure.

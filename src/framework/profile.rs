@@ -1,6 +1,6 @@
 //! A profile: the plugins enabled at each extension point, in order, with score weights.
 
-use super::cycle::KeptVerdicts;
+use super::cycle::{KeptTotals, KeptVerdicts};
 use super::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -42,6 +42,8 @@ pub struct Profile {
     pub(crate) next_start: AtomicUsize,
     /// Filter verdicts kept from the last cycles (executors of one application).
     pub(crate) kept_verdicts: KeptVerdicts,
+    /// Score totals and the best node per class kept from the last cycles.
+    pub(crate) kept_totals: KeptTotals,
 }
 
 impl Profile {
@@ -59,6 +61,7 @@ impl Profile {
             percentage_of_nodes_to_score: 0,
             next_start: AtomicUsize::new(0),
             kept_verdicts: KeptVerdicts::default(),
+            kept_totals: KeptTotals::default(),
         };
         for (set, weight) in sets {
             p.pre_filter.extend(set.pre_filter);

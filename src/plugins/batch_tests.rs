@@ -6,7 +6,9 @@
 use crate::config::{
     Config, RequestedToCapacityRatio, ResourceWeight, ScoringStrategyType, UtilizationShapePoint,
 };
-use crate::framework::{schedule, Code, CycleOptions, CycleState, Decision, Profile};
+use crate::framework::{
+    schedule, Code, CycleOptions, CycleState, Decision, Normalization, Profile,
+};
 use crate::model::{NodeAffinity, Pod, PreferredTerm, SelectorOp, Sym, Taint, TaintEffect};
 use crate::plugins::build_profile;
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -131,7 +133,11 @@ fn build_cluster(specs: &[NodeSpec], nominate: bool) -> Snapshot {
 }
 
 fn incoming(kind: u8, cpu: i64, mem_gi: i64, extra: u8) -> Pod {
-    let b = pod("incoming", cpu, mem_gi * GI).namespace("spark");
+    incoming_named("incoming", kind, cpu, mem_gi, extra)
+}
+
+fn incoming_named(name: &str, kind: u8, cpu: i64, mem_gi: i64, extra: u8) -> Pod {
+    let b = pod(name, cpu, mem_gi * GI).namespace("spark");
     let b = match kind {
         0 => b.executor("app-a"),
         1 => b.executor("app-b"),
@@ -202,6 +208,17 @@ fn profiles() -> Vec<Profile> {
     for pc in &config.profiles {
         out.push(build_profile(&config, pc).expect("built-in profile"));
     }
+    // Spread that outweighs packing: executor counts per node decide more often.
+    let mut tight = config.clone();
+    tight.spark.executor_spread.node_max_skew = 1;
+    let mut pc = config.profile("spark-fleet").expect("spark-fleet").clone();
+    pc.name = "spark-fleet-tight-spread".into();
+    for e in &mut pc.plugins {
+        if e.name == "ExecutorSpread" {
+            e.weight = 20;
+        }
+    }
+    out.push(build_profile(&tight, &pc).expect("variant profile"));
     let base = config
         .profile("kube-default")
         .expect("kube-default")
@@ -327,6 +344,60 @@ fn check_agreement(profile: &Profile, pod: &Pod, snap: &Snapshot) -> Result<(), 
                 s.name(),
                 profile.name
             ));
+        }
+        // How normalize treats the scores is what the plugin says: nothing done,
+        // or each score mapped by itself and the highest score alone (then the
+        // highest score, put beside any one node's, normalizes it alike).
+        let placed = snap.pod_by_key(&pod.key).is_some();
+        let by_class = !placed && s.scores_by_class(&state, pod);
+        let mut normalized = batch.clone();
+        s.normalize(&state, pod, &mut normalized);
+        match s.normalization() {
+            Normalization::None if normalized != batch => {
+                return Err(format!(
+                    "{} in {}: says normalize leaves scores alone, but it changes {batch:?} to {normalized:?}",
+                    s.name(),
+                    profile.name
+                ));
+            }
+            Normalization::ByMaximum => {
+                let highest = batch.iter().copied().max().unwrap_or(0);
+                for (k, &v) in batch.iter().enumerate() {
+                    let mut pair = [v, highest];
+                    s.normalize(&state, pod, &mut pair);
+                    if pair[0] != normalized[k] {
+                        return Err(format!(
+                            "{} in {}: says normalize reads only the highest score, but {v} beside {highest} gives {} and among {batch:?} gives {}",
+                            s.name(),
+                            profile.name,
+                            pair[0],
+                            normalized[k]
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if by_class {
+            let t = snap.nodes();
+            let counts = pod.spark.as_ref().and_then(|sp| snap.app(sp.app));
+            let class = |n: NodeIdx| {
+                let i = n as usize;
+                let on_node = counts.map_or(0, |a| a.executors_by_node.get(n));
+                (t.type_id[i], t.zone_id[i], on_node)
+            };
+            for (a, (&na, &va)) in live.iter().zip(&batch).enumerate() {
+                for (&nb, &vb) in live[a + 1..].iter().zip(&batch[a + 1..]) {
+                    if class(na) == class(nb) && va != vb {
+                        return Err(format!(
+                            "{} in {}: scores by class, but nodes {na} and {nb} of class {:?} score {va} and {vb}",
+                            s.name(),
+                            profile.name,
+                            class(na)
+                        ));
+                    }
+                }
+            }
         }
         // A uniform score is what every node's normalized score is.
         if let Some(v) = s.uniform_score(&state, pod, snap) {
@@ -646,6 +717,91 @@ proptest! {
                         let kept = run(false, s);
                         let fresh = run(true, s);
                         prop_assert_eq!(kept, fresh, "after {:?} (step {}) in {}", c, step, profile.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Decisions from kept totals (`framework::cycle::kept_totals`) are those of
+    /// cycles that score every node afresh: the same node, total, feasible nodes
+    /// and message, as executors of several applications are placed one after
+    /// another (each assumed where the cycle put it, so classes and scores
+    /// move), between binds, unbinds, node changes, removals, additions and
+    /// clones. The profiles live across the whole sequence, as in the scheduler.
+    #[test]
+    fn kept_totals_decide_as_fresh_cycles(
+        specs in proptest::collection::vec(node_spec(), 1..16),
+        changes in proptest::collection::vec(change(), 1..16),
+        // Mostly executors; the pods differ from the first in one thing at
+        // most (application, size or extra), so that each condition for
+        // keeping totals from one pod to the next is met and missed by one.
+        first in (
+            prop_oneof![3 => Just(0u8), 2 => Just(2u8), 1 => 0u8..5],
+            (0i64..1_500, 0i64..3),
+            extra(),
+        ),
+        variants in proptest::collection::vec(
+            prop_oneof![
+                2 => Just(None),
+                1 => (0u8..5).prop_map(|k| Some((Some(k), None, None))),
+                1 => (0i64..3_000, 0i64..4).prop_map(|s| Some((None, Some(s), None))),
+                1 => extra().prop_map(|e| Some((None, None, Some(e)))),
+            ],
+            0..3,
+        ),
+        repeats in 1usize..6,
+    ) {
+        let (kind, (cpu, mem_gi), extra) = first;
+        let pods: Vec<(u8, i64, i64, u8)> = std::iter::once((kind, cpu, mem_gi, extra))
+            .chain(variants.iter().map(|v| {
+                let (k, size, e) = v.unwrap_or((None, None, None));
+                let (c, m) = size.unwrap_or((cpu, mem_gi));
+                (k.unwrap_or(kind), c, m, e.unwrap_or(extra))
+            }))
+            .collect();
+        let mut snap = build_cluster(&specs, false);
+        let profiles = profiles();
+        let mut bound = Vec::new();
+        let mut other: Option<Snapshot> = None;
+        let view = |d: &Decision| {
+            (
+                d.node,
+                d.scores.first().map(|s| s.total),
+                d.feasible.clone(),
+                d.error.clone().map(|e| e.message()),
+                d.message(),
+            )
+        };
+        for (step, c) in changes.iter().enumerate() {
+            apply_step(&mut snap, &mut other, c, &mut bound, step);
+            let snaps = std::iter::once(&mut snap).chain(other.as_mut());
+            for (fork, s) in snaps.enumerate() {
+                for (k, &(kind, cpu, mem_gi, extra)) in pods.iter().enumerate() {
+                    for r in 0..repeats {
+                        let name = format!("incoming-{step}-{fork}-{k}-{r}");
+                        let p = std::sync::Arc::new(incoming_named(&name, kind, cpu, mem_gi, extra));
+                        let mut chosen = None;
+                        for profile in &profiles {
+                            let kept = schedule(profile, &p, s, CycleOptions::default());
+                            let fresh_opts = CycleOptions { fresh: true, ..CycleOptions::default() };
+                            let fresh = schedule(profile, &p, s, fresh_opts);
+                            prop_assert_eq!(
+                                view(&kept),
+                                view(&fresh),
+                                "{} after {:?} (step {})", profile.name, c, step
+                            );
+                            chosen = chosen.or(kept.node);
+                        }
+                        // The application grows where the first profile put it.
+                        if let Some(n) = chosen {
+                            let _ = s.assume(p.clone(), n);
+                            bound.push(p.key.clone());
+                        }
                     }
                 }
             }

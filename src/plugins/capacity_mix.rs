@@ -9,8 +9,8 @@
 
 use crate::config::{Config, MixMode};
 use crate::framework::{
-    retain_nodes, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
-    Status, MAX_NODE_SCORE,
+    retain_nodes, CycleState, FilterPlugin, Normalization, Plugin, PreFilterPlugin, PreScorePlugin,
+    ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -216,6 +216,15 @@ impl ScorePlugin for CapacityMix {
         for (o, &n) in out.iter_mut().zip(nodes) {
             *o = table[t.type_id[n as usize] as usize];
         }
+    }
+
+    fn normalization(&self) -> Normalization {
+        Normalization::None
+    }
+
+    /// A node's score is its capacity type's.
+    fn scores_by_class(&self, _: &CycleState, _: &Pod) -> bool {
+        true
     }
 }
 

@@ -14,7 +14,9 @@
 //! target type (soft fallback), all feasible nodes and executors count.
 
 use crate::config::Config;
-use crate::framework::{CycleState, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{
+    CycleState, Normalization, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeCounts, NodeIdx, Snapshot};
 use crate::spark::policy;
@@ -311,6 +313,19 @@ impl ScorePlugin for ExecutorSpread {
                 out[k] = c.score(tid[i], zid[i], c.counted(n, on_node), skew);
             }
         }
+    }
+
+    fn normalization(&self) -> Normalization {
+        Normalization::None
+    }
+
+    /// A node's score is a function of its type and zone ids and the app's
+    /// executors on it (`SpreadCycle::score`), PreScore having worked out the
+    /// tables from the feasible nodes; with the pod not placed, none is its own.
+    fn scores_by_class(&self, state: &CycleState, _: &Pod) -> bool {
+        state
+            .read::<SpreadCycle>()
+            .is_none_or(|c| c.own_node.is_none())
     }
 }
 

@@ -2,8 +2,8 @@
 //! preferred terms add their weights (Score).
 
 use crate::framework::{
-    default_normalize, retain_nodes, CycleState, FilterPlugin, Plugin, PreFilterPlugin,
-    PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    default_normalize, retain_nodes, CycleState, FilterPlugin, Normalization, Plugin,
+    PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, SelectorOp};
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -112,6 +112,15 @@ impl ScorePlugin for NodeAffinity {
 
     fn normalize(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
         default_normalize(MAX_NODE_SCORE, false, scores);
+    }
+
+    fn normalization(&self) -> Normalization {
+        Normalization::ByMaximum
+    }
+
+    /// The sum reads the node's labels and name and the pod's preferred terms.
+    fn keeps_node_scores(&self, _: &CycleState, kept: &Pod, pod: &Pod) -> bool {
+        kept.node_affinity.preferred == pod.node_affinity.preferred
     }
 }
 

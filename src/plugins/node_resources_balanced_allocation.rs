@@ -16,7 +16,9 @@ use super::resource_allocation::{
 };
 use super::score_memo::ScoreMemo;
 use crate::config::BalancedAllocationArgs;
-use crate::framework::{CycleState, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{
+    CycleState, Normalization, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
 use smallvec::SmallVec;
@@ -156,6 +158,17 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
             out,
             |nodes, out| self.score_columns(snap, nodes, requests, out),
         );
+    }
+
+    fn normalization(&self) -> Normalization {
+        Normalization::None
+    }
+
+    /// The score reads the node's allocatable and usage and the pod's requests
+    /// per configured resource (what the memo keys on).
+    fn keeps_node_scores(&self, _: &CycleState, kept: &Pod, pod: &Pod) -> bool {
+        pod_requests(kept, &self.resources, Usage::Requested)
+            == pod_requests(pod, &self.resources, Usage::Requested)
     }
 }
 

@@ -28,8 +28,8 @@ use super::resource_allocation::{
 use super::score_memo::ScoreMemo;
 use crate::config::{NodeResourcesFitArgs, ScoringStrategyType, UtilizationShapePoint};
 use crate::framework::{
-    retain_nodes, Code, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, Reason,
-    ScorePlugin, Status, MAX_NODE_SCORE,
+    retain_nodes, Code, CycleState, FilterPlugin, Normalization, Plugin, PreFilterPlugin,
+    PreScorePlugin, Reason, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeIdx, NodeTable, Snapshot};
@@ -679,6 +679,17 @@ impl ScorePlugin for NodeResourcesFit {
             out,
             |nodes, out| self.score_columns(snap, nodes, requests, out),
         );
+    }
+
+    fn normalization(&self) -> Normalization {
+        Normalization::None
+    }
+
+    /// The score reads the node's allocatable and usage and the pod's requests
+    /// per configured resource (what the memo keys on).
+    fn keeps_node_scores(&self, _: &CycleState, kept: &Pod, pod: &Pod) -> bool {
+        pod_requests(kept, &self.resources, Usage::NonZero)
+            == pod_requests(pod, &self.resources, Usage::NonZero)
     }
 }
 

@@ -2,8 +2,8 @@
 //! fewer untolerated PreferNoSchedule taints score higher (Score).
 
 use crate::framework::{
-    default_normalize, retain_nodes, CycleState, FilterPlugin, Plugin, ScorePlugin, Status,
-    MAX_NODE_SCORE,
+    default_normalize, retain_nodes, CycleState, FilterPlugin, Normalization, Plugin, ScorePlugin,
+    Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Taint, TaintEffect};
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -123,6 +123,15 @@ impl ScorePlugin for TaintToleration {
 
     fn normalize(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
         default_normalize(MAX_NODE_SCORE, true, scores);
+    }
+
+    fn normalization(&self) -> Normalization {
+        Normalization::ByMaximum
+    }
+
+    /// The count reads the node's taints and the pod's tolerations.
+    fn keeps_node_scores(&self, _: &CycleState, kept: &Pod, pod: &Pod) -> bool {
+        kept.tolerations == pod.tolerations
     }
 }
 

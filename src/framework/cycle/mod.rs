@@ -3,8 +3,10 @@
 //! Ties between equally scored nodes go to the node whose name sorts first, so
 //! runs repeat exactly (upstream picks a random one among the best).
 
+mod kept_totals;
 mod kept_verdicts;
 
+pub(crate) use kept_totals::KeptTotals;
 pub(crate) use kept_verdicts::KeptVerdicts;
 
 use super::*;
@@ -345,7 +347,8 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     let mut rejections = Rejections::new();
     let live = snap.nodes().live_list();
     let (start, wanted) = sampling(profile, live.len());
-    let filtered = if wanted >= live.len() {
+    let sampled = wanted < live.len();
+    let filtered = if !sampled {
         decision.evaluated = live.len();
         filter_all_nodes(
             profile,
@@ -414,6 +417,36 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
                 .map(|v| weighted(v, weight))
         })
         .collect();
+    let offset: i64 = uniform.iter().flatten().sum();
+    if !opts.detail && !opts.fresh && !sampled {
+        let kept = kept_totals_best(
+            profile,
+            &filters,
+            &state,
+            pod,
+            snap,
+            &decision.feasible,
+            &active_scores,
+            &uniform,
+        );
+        if let Some((chosen, total)) = kept {
+            if let Err(st) = reserve_and_permit(profile, &mut state, pod, snap, chosen) {
+                if st.is_rejection() {
+                    decision.statuses.all_nodes = Some(st);
+                } else {
+                    decision.error = Some(st);
+                }
+                return decision;
+            }
+            decision.node = Some(chosen);
+            decision.scores.push(NodeScore {
+                node: chosen,
+                total,
+                plugins: Vec::new(),
+            });
+            return decision;
+        }
+    }
     let columns: Vec<(&dyn ScorePlugin, i64)> = active_scores
         .iter()
         .zip(&uniform)
@@ -435,7 +468,6 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     for ((p, _), col) in columns.iter().zip(raw.chunks_mut(n)) {
         p.normalize(&state, pod, col);
     }
-    let offset: i64 = uniform.iter().flatten().sum();
     let weights: Vec<i64> = columns.iter().map(|c| c.1).collect();
     let rank = &nodes.name_rank;
     let mut totals = if opts.detail {
@@ -500,6 +532,52 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         });
     }
     decision
+}
+
+/// The best node and its total from totals kept between cycles
+/// (`kept_totals`), when every active score plugin gives every node one score,
+/// keeps node scores (normalized by nothing or by the highest score) or scores
+/// by class (normalized by nothing), and the pod is not placed (a placed
+/// executor does not count itself on its node, which its node's class would).
+#[allow(clippy::too_many_arguments)]
+fn kept_totals_best(
+    profile: &Profile,
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    feasible: &[NodeIdx],
+    active: &[(&dyn ScorePlugin, i64)],
+    uniform: &[Option<i64>],
+) -> Option<(NodeIdx, i64)> {
+    if snap.pod_by_key(&pod.key).is_some() {
+        return None;
+    }
+    let mut local = Vec::new();
+    let mut by_class = Vec::new();
+    for (&(p, w), u) in active.iter().zip(uniform) {
+        if u.is_some() {
+            continue;
+        }
+        let normalization = p.normalization();
+        if normalization != Normalization::Other && p.keeps_node_scores(state, pod, pod) {
+            local.push((p, w, normalization == Normalization::ByMaximum));
+        } else if normalization == Normalization::None && p.scores_by_class(state, pod) {
+            by_class.push((p, w));
+        } else {
+            return None;
+        }
+    }
+    profile.kept_totals.best(&kept_totals::Scoring {
+        filters,
+        state,
+        pod,
+        snap,
+        feasible,
+        local: &local,
+        by_class: &by_class,
+        offset: uniform.iter().flatten().sum(),
+    })
 }
 
 /// `weight · score`, the score clamped to 0..=MAX_NODE_SCORE. Scores are almost

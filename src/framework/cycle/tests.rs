@@ -501,3 +501,57 @@ fn kept_scores_change_no_decision() {
         }
     }
 }
+
+/// Kept totals (`kept_totals`) decide as fresh cycles for an application's
+/// executors placed one after another on a synthetic cluster (zones, types,
+/// taints), with two applications of identical executors taking turns now and
+/// then, on both built-in profiles.
+#[test]
+fn kept_totals_change_no_decision() {
+    let config = crate::config::Config::default();
+    for name in ["spark-fleet", "kube-default"] {
+        let profile = crate::plugins::build_named_profile(&config, name).unwrap();
+        let mut snap = synthetic_cluster_with_app(60, 6);
+        for k in 0..150 {
+            let app = if k % 7 == 3 { "other-app" } else { "bench-app" };
+            let p = bench_executor(&format!("exec-{k}")).executor(app).arc();
+            let kept = schedule(&profile, &p, &mut snap, CycleOptions::default());
+            let fresh_opts = CycleOptions {
+                fresh: true,
+                ..CycleOptions::default()
+            };
+            let fresh = schedule(&profile, &p, &mut snap, fresh_opts);
+            let total = |d: &Decision| d.scores.first().map(|s| s.total);
+            assert_eq!(kept.node, fresh.node, "{name} executor {k}");
+            assert_eq!(total(&kept), total(&fresh), "{name} executor {k}");
+            if let Some(n) = kept.node {
+                snap.assume(p, n).unwrap();
+            }
+        }
+    }
+}
+
+/// Totals kept from a clone with more node slots are not taken for the
+/// original's: the clone's added node (the best there) does not exist in the
+/// original, whose next cycle must not choose it.
+#[test]
+fn kept_totals_from_a_larger_clone_stay_there() {
+    let config = crate::config::Config::default();
+    let profile = crate::plugins::build_named_profile(&config, "kube-default").unwrap();
+    let mut original = Snapshot::new(CapacityRules::default());
+    for (name, used) in [("a", 3_000), ("b", 2_000), ("c", 1_000)] {
+        original.upsert_node(node(name, 4_000, 16 * GI).build());
+        let filler = pod(&format!("filler-{name}"), used, GI).on(name).arc();
+        original.upsert_pod(filler).unwrap();
+    }
+    let p = pod("p", 500, GI).arc();
+    let opts = CycleOptions::default();
+    let c = original.nodes().by_name("c");
+    assert_eq!(schedule(&profile, &p, &mut original, opts).node, c);
+    let mut clone = original.clone();
+    clone.upsert_node(node("d", 64_000, 256 * GI).build());
+    let d = clone.nodes().by_name("d");
+    assert_eq!(schedule(&profile, &p, &mut clone, opts).node, d);
+    // Back on the original: "d"'s slot is past its table's end.
+    assert_eq!(schedule(&profile, &p, &mut original, opts).node, c);
+}
