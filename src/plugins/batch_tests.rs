@@ -754,7 +754,7 @@ proptest! {
             ],
             0..3,
         ),
-        repeats in 1usize..6,
+        repeats in 1usize..8,
     ) {
         let (kind, (cpu, mem_gi), extra) = first;
         let pods: Vec<(u8, i64, i64, u8)> = std::iter::once((kind, cpu, mem_gi, extra))

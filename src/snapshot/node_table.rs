@@ -83,7 +83,8 @@ pub struct NodeTable {
     pub free_mem: Vec<i64>,
     pub free_eph: Vec<i64>,
     pub free_pods: Vec<i64>,
-    /// Changes whenever the node's object or its pods' usage changes (never 0):
+    /// Changes whenever the node's object or its pods' usage changes (0 on a
+    /// dead slot, never on a live one):
     /// two equal stamps mean the same node state, also in another table or a
     /// clone, so a score computed from that state alone can be kept and reused
     /// (`plugins::score_memo`).
@@ -297,6 +298,7 @@ impl NodeTable {
     pub(super) fn remove(&mut self, idx: NodeIdx) {
         let u = idx as usize;
         self.count_flags(u, -1);
+        self.stamp[u] = 0;
         self.index.remove(&self.name[u]);
         self.live[u] = false;
         self.taint_sets.release(self.taint_set[u]);

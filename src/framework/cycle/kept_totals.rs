@@ -36,6 +36,12 @@ use std::sync::Mutex;
 
 const NONE: u32 = u32::MAX;
 
+/// The pod, in a row of alike pods, whose cycle builds the groups: building
+/// costs about two passes of summing and selecting, so it pays from the third
+/// pod on (an application's executors come by the hundred; pods of other
+/// workloads are mostly unlike their neighbours, or alike in pairs).
+const BUILD_AFTER: u32 = 3;
+
 /// What the class-scoring plugins may read of a node: its capacity type id,
 /// zone id, and how many of the pod's application's counted executors it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +82,10 @@ struct Totals {
     pod: Option<Pod>,
     filters: Vec<&'static str>,
     local: Vec<(&'static str, i64, bool)>,
+    /// The entries were made for another pod: drop them before use.
+    stale: bool,
+    /// Pods like `pod` in a row, while `stale`.
+    alike: u32,
     /// Per node slot: the stamp its entry was made at (0: none, or a dead slot).
     stamps: Vec<u64>,
     /// Per node slot: its group (NONE: not feasible, or dead) and position there.
@@ -162,8 +172,8 @@ impl Group {
 impl KeptTotals {
     /// The best feasible node and its total, as summing every node's scores
     /// finds them. `None` when totals cannot be kept for this cycle (a filter
-    /// cannot keep its verdicts, another thread holds them, or no group holds a
-    /// node): the caller sums afresh.
+    /// cannot keep its verdicts, another thread holds them, the pod differs
+    /// from the last one, or no group holds a node): the caller sums afresh.
     /// The caller has checked that every active score plugin is uniform, kept
     /// per node or scored by class for this pod, and that the pod is not placed.
     pub(crate) fn best(&self, s: &Scoring) -> Option<(NodeIdx, i64)> {
@@ -183,7 +193,19 @@ impl KeptTotals {
         let t = s.snap.nodes();
         let slots = t.stamp.len();
         if !kept.reusable(s) {
+            // A pod unlike the last one: building the groups costs more than a
+            // pass per plugin, and pays only when more pods like it follow.
+            // Remember it and sum afresh.
             kept.reset(s);
+            return None;
+        }
+        let build = kept.stale;
+        if build {
+            kept.alike += 1;
+            if kept.alike < BUILD_AFTER {
+                return None;
+            }
+            kept.clear(s);
         }
         if kept.stamps.len() < slots {
             kept.stamps.resize(slots, 0);
@@ -199,50 +221,11 @@ impl KeptTotals {
         if zones != kept.zones || type_zones > kept.by_type_zone.len() {
             kept.reindex(zones, type_zones);
         }
-
-        // The nodes whose state changed since their entry was made (a dead
-        // slot counts as stamp 0, and so do slots past this table's end: the
-        // entries may come from a larger clone of this snapshot).
-        kept.changed.clear();
-        for (i, ((&was, &now), &live)) in kept.stamps[..slots]
-            .iter()
-            .zip(&t.stamp[..slots])
-            .zip(&t.live[..slots])
-            .enumerate()
-        {
-            let now = if live { now } else { 0 };
-            if was != now {
-                kept.changed.push(i as NodeIdx);
-            }
+        if build {
+            kept.build_entries(s);
+        } else {
+            kept.update_entries(s);
         }
-        for (i, &was) in kept.stamps.iter().enumerate().skip(slots) {
-            if was != 0 {
-                kept.changed.push(i as NodeIdx);
-            }
-        }
-        let changed = std::mem::take(&mut kept.changed);
-        kept.scored.clear();
-        // Which changed nodes are feasible: by bisection when few changed, in one
-        // merge of the two ascending lists otherwise.
-        let bisect = changed.len() * 16 < s.feasible.len();
-        let mut f = s.feasible.iter().copied().peekable();
-        for &n in &changed {
-            let i = n as usize;
-            kept.remove(n);
-            let live = t.live.get(i).copied().unwrap_or(false);
-            kept.stamps[i] = if live { t.stamp[i] } else { 0 };
-            let feasible = if bisect {
-                s.feasible.binary_search(&n).is_ok()
-            } else {
-                while f.next_if(|&m| m < n).is_some() {}
-                f.peek() == Some(&n)
-            };
-            if feasible {
-                kept.scored.push(n);
-            }
-        }
-        kept.changed = changed;
-
         let scored = std::mem::take(&mut kept.scored);
         kept.score_raw(s, &scored);
         if kept.by_max.iter().any(|m| m.highest() != m.used_max) {
@@ -273,6 +256,45 @@ impl KeptTotals {
 }
 
 impl Totals {
+    /// Entries for every node: the feasible ones are all to be scored.
+    fn build_entries(&mut self, s: &Scoring) {
+        let now = &s.snap.nodes().stamp;
+        self.stamps[..now.len()].copy_from_slice(now);
+        self.stamps[now.len()..].fill(0);
+        self.scored.clear();
+        self.scored.extend_from_slice(s.feasible);
+    }
+
+    /// Drops the entries of the nodes whose state changed since they were made
+    /// (a dead slot has stamp 0, and so have slots past this table's end: the
+    /// entries may come from a larger clone of this snapshot); the feasible
+    /// ones among them are to be scored.
+    fn update_entries(&mut self, s: &Scoring) {
+        let now = &s.snap.nodes().stamp;
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.clear();
+        super::changed_slots(&self.stamps, now, &mut changed);
+        self.scored.clear();
+        // Which changed nodes are feasible: by bisection when few changed, in one
+        // merge of the two ascending lists otherwise.
+        let bisect = changed.len() * 16 < s.feasible.len();
+        let mut f = s.feasible.iter().copied().peekable();
+        for &n in &changed {
+            self.remove(n);
+            self.stamps[n as usize] = now.get(n as usize).copied().unwrap_or(0);
+            let feasible = if bisect {
+                s.feasible.binary_search(&n).is_ok()
+            } else {
+                while f.next_if(|&m| m < n).is_some() {}
+                f.peek() == Some(&n)
+            };
+            if feasible {
+                self.scored.push(n);
+            }
+        }
+        self.changed = changed;
+    }
+
     /// Whether the entries hold for `s.pod`: the same filters, each keeping
     /// its verdicts from the kept pod to this one; the same local plugins and
     /// weights, each keeping its node scores; the same application (classes
@@ -303,10 +325,18 @@ impl Totals {
                 .all(|(p, _, _)| p.keeps_node_scores(s.state, kept, s.pod))
     }
 
+    /// Remembers the pod and its plugins; the entries are dropped when a pod
+    /// like it comes (`clear`), so that unlike pods in a row cost little.
     fn reset(&mut self, s: &Scoring) {
+        self.alike = 1;
         self.pod = Some(s.pod.clone());
         self.filters = s.filters.iter().map(|f| f.name()).collect();
         self.local = s.local.iter().map(|&(p, w, m)| (p.name(), w, m)).collect();
+        self.stale = true;
+    }
+
+    fn clear(&mut self, s: &Scoring) {
+        self.stale = false;
         self.stamps.fill(0);
         self.group_of.fill(NONE);
         self.groups.clear();

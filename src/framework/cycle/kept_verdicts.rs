@@ -29,24 +29,35 @@ struct Kept {
     /// The pod the verdicts were found for, and the active filters then.
     pod: Option<Pod>,
     filters: Vec<&'static str>,
-    /// Per node slot: the stamp the verdict was found at (0: none).
+    /// Per node slot: the stamp the verdict was found at (0: none, or a dead slot).
     stamps: Vec<u64>,
     /// `PASSED`, or the position in `filters` of the filter that rejected the node.
     verdicts: Vec<u16>,
-    todo: Vec<NodeIdx>,
+    /// The nodes with a kept `PASSED` verdict, ascending.
+    feasible: Vec<NodeIdx>,
+    /// Reused buffers.
+    changed: Vec<NodeIdx>,
+    examined: Vec<NodeIdx>,
 }
 
+/// Above this many changed nodes, the feasible list is made anew from the
+/// verdicts rather than patched node by node.
+const PATCH_MAX: usize = 64;
+
 impl KeptVerdicts {
-    /// The live nodes that pass every filter, in order, with the rejected ones in
-    /// `rejections`, as `filter_nodes` over all of them finds them. `None` when
-    /// verdicts cannot be kept for `pod` (some filter reads more than the node,
-    /// or another thread holds the kept verdicts): the caller filters afresh.
+    /// The live nodes that pass every filter, in order, as `filter_nodes` over
+    /// all of them finds them, with the rejected ones in `rejections` when
+    /// `show_all` or when none passes (the cycle shows rejections only then).
+    /// `None` when verdicts cannot be kept for `pod` (some filter reads more
+    /// than the node, or another thread holds the kept verdicts): the caller
+    /// filters afresh.
     pub(crate) fn filter_live(
         &self,
         filters: &[&dyn FilterPlugin],
         state: &CycleState,
         pod: &Pod,
         snap: &Snapshot,
+        show_all: bool,
         rejections: &mut Rejections,
     ) -> Option<Result<Vec<NodeIdx>, Status>> {
         if filters.len() >= PASSED as usize
@@ -83,73 +94,80 @@ impl KeptVerdicts {
             kept.pod = Some(pod.clone());
             kept.filters = filters.iter().map(|f| f.name()).collect();
             kept.stamps.fill(0);
-            let passed = match filter_nodes(filters, state, pod, snap, live.to_vec(), rejections) {
+            let mut fresh = Rejections::new();
+            let passed = match filter_nodes(filters, state, pod, snap, live.to_vec(), &mut fresh) {
                 Ok(p) => p,
                 Err(st) => return Some(Err(st)),
             };
-            kept.record(&passed, rejections, live, &t.stamp);
+            kept.record(&passed, &fresh, live, &t.stamp);
+            kept.feasible.clone_from(&passed);
+            rejections.extend_from_slice(&fresh);
             return Some(Ok(passed));
         }
-        let Kept {
-            stamps,
-            verdicts,
-            todo,
-            ..
-        } = kept;
-        let (stamps, verdicts, now) = (&stamps[..slots], &verdicts[..slots], &t.stamp[..slots]);
-        // One pass: kept verdicts where the stamp is unchanged (both lists written
-        // at every node, only their ends move: no branch on the verdict), changed
-        // nodes aside (rare: the branch is predictable).
-        let mut feasible: Vec<NodeIdx> = vec![0; live.len()];
-        let base = rejections.len();
-        rejections.resize(base + live.len(), (0, 0));
-        let (mut passed, mut out) = (0usize, base);
-        todo.clear();
-        let mut take = |n: NodeIdx, stamp: u64, now: u64, v: u16| {
-            if stamp != now {
-                todo.push(n);
-                return;
+
+        // The nodes changed since their verdict was found (a dead slot has stamp
+        // 0, and so have slots past this table's end: the verdicts may come
+        // from a larger clone of this snapshot).
+        let mut changed = std::mem::take(&mut kept.changed);
+        changed.clear();
+        super::changed_slots(&kept.stamps, &t.stamp, &mut changed);
+        if !changed.is_empty() {
+            // Those still here are filtered again; the others lose their entry.
+            let mut examined = std::mem::take(&mut kept.examined);
+            examined.clear();
+            examined.extend(
+                changed
+                    .iter()
+                    .copied()
+                    .filter(|&n| t.stamp.get(n as usize).is_some_and(|&s| s != 0)),
+            );
+            let was_passing: Vec<bool> = changed
+                .iter()
+                .map(|&n| kept.stamps[n as usize] != 0 && kept.verdicts[n as usize] == PASSED)
+                .collect();
+            for &n in &changed {
+                kept.stamps[n as usize] = 0;
             }
-            feasible[passed] = n;
-            rejections[out] = (n, v);
-            passed += usize::from(v == PASSED);
-            out += usize::from(v != PASSED);
-        };
-        if live.len() == slots {
-            // No removed node: every slot is live, and the columns zip unchecked.
-            for (i, ((&s, &n), &v)) in stamps.iter().zip(now).zip(verdicts).enumerate() {
-                take(i as NodeIdx, s, n, v);
-            }
-        } else {
-            for &n in live {
-                let i = n as usize;
-                take(n, stamps[i], now[i], verdicts[i]);
-            }
-        }
-        feasible.truncate(passed);
-        rejections.truncate(out);
-        if !todo.is_empty() {
-            let changed = std::mem::take(todo);
             let mut fresh = Rejections::new();
-            let mut now_passing =
-                match filter_nodes(filters, state, pod, snap, changed.clone(), &mut fresh) {
+            let passing =
+                match filter_nodes(filters, state, pod, snap, examined.clone(), &mut fresh) {
                     Ok(p) => p,
                     Err(st) => return Some(Err(st)),
                 };
-            kept.record(&now_passing, &fresh, &changed, &t.stamp);
-            rejections.extend_from_slice(&fresh);
-            if now_passing.len() <= 8 {
-                for n in now_passing {
-                    let at = feasible.partition_point(|&m| m < n);
-                    feasible.insert(at, n);
-                }
+            kept.record(&passing, &fresh, &examined, &t.stamp);
+            if changed.len() > PATCH_MAX {
+                kept.feasible.clear();
+                let (stamps, verdicts) = (&kept.stamps, &kept.verdicts);
+                kept.feasible.extend(
+                    live.iter()
+                        .copied()
+                        .filter(|&n| stamps[n as usize] != 0 && verdicts[n as usize] == PASSED),
+                );
             } else {
-                feasible.append(&mut now_passing);
-                feasible.sort_unstable();
+                for (&n, was) in changed.iter().zip(was_passing) {
+                    let now = passing.binary_search(&n).is_ok();
+                    if was != now {
+                        match kept.feasible.binary_search(&n) {
+                            Ok(at) if !now => {
+                                kept.feasible.remove(at);
+                            }
+                            Err(at) if now => kept.feasible.insert(at, n),
+                            _ => {}
+                        }
+                    }
+                }
             }
-            kept.todo = changed;
+            kept.examined = examined;
         }
-        Some(Ok(feasible))
+        kept.changed = changed;
+        if show_all || kept.feasible.is_empty() {
+            let (stamps, verdicts) = (&kept.stamps, &kept.verdicts);
+            rejections.extend(live.iter().filter_map(|&n| {
+                let v = verdicts[n as usize];
+                (stamps[n as usize] != 0 && v != PASSED).then_some((n, v))
+            }));
+        }
+        Some(Ok(kept.feasible.clone()))
     }
 }
 

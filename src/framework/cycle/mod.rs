@@ -154,7 +154,8 @@ fn filter_all_nodes(
     if chunks.len() == 1 {
         if !opts.fresh {
             let kept = &profile.kept_verdicts;
-            if let Some(r) = kept.filter_live(filters, state, pod, snap, rejections) {
+            let shown = opts.detail;
+            if let Some(r) = kept.filter_live(filters, state, pod, snap, shown, rejections) {
                 return r;
             }
         }
@@ -578,6 +579,43 @@ fn kept_totals_best(
         by_class: &by_class,
         offset: uniform.iter().flatten().sum(),
     })
+}
+
+/// Appends to `out`, in ascending order, the slots whose stamp in `now`
+/// (`NodeTable::stamp`: 0 on a dead slot) differs from the one in `kept`; slots
+/// past the end of either count as stamp 0 there. Blocks without a difference,
+/// nearly all of them between two executors, cost a few vector operations.
+fn changed_slots(kept: &[u64], now: &[u64], out: &mut Vec<NodeIdx>) {
+    const BLOCK: usize = 16;
+    let common = kept.len().min(now.len());
+    let mut push_differing = |base: usize, k: &[u64], n: &[u64]| {
+        for (i, (x, y)) in k.iter().zip(n).enumerate() {
+            if x != y {
+                out.push((base + i) as NodeIdx);
+            }
+        }
+    };
+    let (k_blocks, n_blocks) = (
+        kept[..common].chunks_exact(BLOCK),
+        now[..common].chunks_exact(BLOCK),
+    );
+    let (k_rest, n_rest) = (k_blocks.remainder(), n_blocks.remainder());
+    for (b, (k, n)) in k_blocks.zip(n_blocks).enumerate() {
+        let mut differs = 0u64;
+        for i in 0..BLOCK {
+            differs |= k[i] ^ n[i];
+        }
+        if differs != 0 {
+            push_differing(b * BLOCK, k, n);
+        }
+    }
+    push_differing(common - k_rest.len(), k_rest, n_rest);
+    let longer = if kept.len() > now.len() { kept } else { now };
+    for (i, &v) in longer.iter().enumerate().skip(common) {
+        if v != 0 {
+            out.push(i as NodeIdx);
+        }
+    }
 }
 
 /// `weight · score`, the score clamped to 0..=MAX_NODE_SCORE. Scores are almost

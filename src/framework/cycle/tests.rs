@@ -555,3 +555,22 @@ fn kept_totals_from_a_larger_clone_stay_there() {
     // Back on the original: "d"'s slot is past its table's end.
     assert_eq!(schedule(&profile, &p, &mut original, opts).node, c);
 }
+
+proptest::proptest! {
+    /// `changed_slots` finds exactly the slots whose stamps differ, a missing
+    /// slot counting as stamp 0, in ascending order.
+    #[test]
+    fn changed_slots_are_the_differing_ones(
+        kept in proptest::collection::vec(proptest::prop_oneof![0u64..3, proptest::prelude::Just(7u64)], 0..80),
+        now in proptest::collection::vec(proptest::prop_oneof![0u64..3, proptest::prelude::Just(7u64)], 0..80),
+    ) {
+        let mut got = Vec::new();
+        changed_slots(&kept, &now, &mut got);
+        let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+        let want: Vec<NodeIdx> = (0..kept.len().max(now.len()))
+            .filter(|&i| at(&kept, i) != at(&now, i))
+            .map(|i| i as NodeIdx)
+            .collect();
+        proptest::prop_assert_eq!(got, want);
+    }
+}
