@@ -649,6 +649,7 @@ mod preemption {
                 return PostFilterResult {
                     status: Status::unschedulable("EvictN1", "no n1"),
                     nomination: None,
+                    clears_nomination: false,
                 };
             };
             let victims: Vec<_> = snap.pods_on(node).map(|e| e.pod.clone()).collect();
@@ -656,11 +657,13 @@ mod preemption {
                 return PostFilterResult {
                     status: Status::unschedulable("EvictN1", "no victims"),
                     nomination: None,
+                    clears_nomination: false,
                 };
             }
             PostFilterResult {
                 status: Status::success(),
                 nomination: Some(Nomination { node, victims }),
+                clears_nomination: false,
             }
         }
     }
@@ -865,6 +868,55 @@ async fn default_preemption_end_to_end() {
         !events(&server, "low", "Preempted").is_empty()
     })
     .await;
+    s.shutdown().await;
+}
+
+/// A pod nominated by an earlier preemption that preemption can no longer help
+/// loses its nomination, in status.nominatedNodeName too (as upstream).
+#[tokio::test]
+async fn hopeless_preemptor_loses_its_nomination() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "4", json!({}))).unwrap();
+    let mut c = config();
+    let profile = c
+        .profiles
+        .iter_mut()
+        .find(|p| p.name == "live-test")
+        .unwrap();
+    profile.plugins.push(PluginEntry {
+        name: "DefaultPreemption".into(),
+        weight: 0,
+    });
+    // Nominated to n1 once, but now asking for more than n1 has at all.
+    let mut p = pod("hopeless", "spark-fleet", "8");
+    p.spec.as_mut().unwrap().priority = Some(100);
+    p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        nominated_node_name: Some("n1".into()),
+        ..Default::default()
+    });
+    server.create(&p).unwrap();
+    let nominated = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+    };
+    assert_eq!(
+        server
+            .get::<Pod>("spark", "hopeless")
+            .as_ref()
+            .and_then(nominated),
+        Some("n1".into()),
+        "the test server keeps the status it is given"
+    );
+    let s = started(&server, c).await;
+    let got = server
+        .wait_for::<Pod>("spark", "hopeless", STEP, |p| {
+            condition(p, "PodScheduled").is_some() && nominated(p).is_none()
+        })
+        .await
+        .expect("nomination cleared and the pod reported");
+    let c = condition(&got, "PodScheduled").unwrap();
+    assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
     s.shutdown().await;
 }
 

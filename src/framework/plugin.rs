@@ -117,6 +117,12 @@ pub fn retain_nodes(
 pub struct PostFilterResult {
     pub status: Status,
     pub nomination: Option<Nomination>,
+    /// Preemption looked for a node and found none: a nomination the pod holds
+    /// from an earlier preemption is dropped, in the snapshot and in
+    /// `status.nominatedNodeName` (upstream's NominatingInfo with an empty node
+    /// name). False when preemption did not look (e.g. the pod is waiting for
+    /// earlier victims to leave).
+    pub clears_nomination: bool,
 }
 
 /// Run the pod on `node` once `victims` are gone.

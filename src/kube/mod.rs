@@ -413,6 +413,8 @@ enum Outcome {
         pod: Arc<Pod>,
         message: Option<String>,
         preemption: Option<reporter::Preemption>,
+        /// `status.nominatedNodeName` is to be cleared.
+        clear_nominated: bool,
     },
     /// Requeued with backoff; nothing to report.
     Retry,
@@ -472,12 +474,14 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                 pod,
                 message,
                 preemption,
+                clear_nominated,
             }) => {
-                if let Some(message) = message {
+                if message.is_some() || clear_nominated {
                     tokio::spawn(reporter::unschedulable(
                         shared.clone(),
                         pod.clone(),
                         message,
+                        clear_nominated,
                     ));
                 }
                 if let Some(p) = preemption {
@@ -553,6 +557,16 @@ fn cycle(
     };
     ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => result).increment(1);
     tracing::debug!(pod = %pod.key, %message, "unschedulable");
+    // Preemption found no node: the nomination an earlier one gave is dropped,
+    // here and in status.nominatedNodeName (as upstream does).
+    let clears = decision
+        .post_filter
+        .as_ref()
+        .is_some_and(|p| p.clears_nomination);
+    if clears {
+        st.snap.clear_nomination(&pod.key);
+    }
+    let clear_nominated = clears && pod.nominated_node_name.is_some();
     let preemption = decision.post_filter.and_then(|p| p.nomination).map(|nom| {
         st.snap.nominate(pod.clone(), nom.node);
         reporter::Preemption {
@@ -571,6 +585,7 @@ fn cycle(
         pod,
         message: fresh.then_some(message),
         preemption,
+        clear_nominated,
     }
 }
 

@@ -88,25 +88,37 @@ fn condition(ty: &str, status: &str, reason: &str, message: &str) -> serde_json:
     })
 }
 
-/// `PodScheduled=False/Unschedulable` with the upstream message, and `FailedScheduling`.
-pub(crate) async fn unschedulable(shared: Arc<Shared>, pod: Arc<Pod>, message: String) {
+/// `PodScheduled=False/Unschedulable` with the upstream message, and
+/// `FailedScheduling`, when the message is new; `status.nominatedNodeName`
+/// cleared when preemption found no node for a nominated pod.
+pub(crate) async fn unschedulable(
+    shared: Arc<Shared>,
+    pod: Arc<Pod>,
+    message: Option<String>,
+    clear_nominated: bool,
+) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
-    patch_status(
-        &shared,
-        ns,
-        name,
-        json!({"status": {"conditions": [condition("PodScheduled", "False", "Unschedulable", &message)]}}),
-    )
-    .await;
-    publish(
-        &shared,
-        &pod_ref(&pod),
-        EventType::Warning,
-        "FailedScheduling",
-        "Scheduling",
-        message,
-    )
-    .await;
+    let mut status = serde_json::Map::new();
+    if let Some(m) = &message {
+        let c = condition("PodScheduled", "False", "Unschedulable", m);
+        status.insert("conditions".into(), json!([c]));
+    }
+    if clear_nominated {
+        // A strategic-merge null removes the field.
+        status.insert("nominatedNodeName".into(), serde_json::Value::Null);
+    }
+    patch_status(&shared, ns, name, json!({ "status": status })).await;
+    if let Some(message) = message {
+        publish(
+            &shared,
+            &pod_ref(&pod),
+            EventType::Warning,
+            "FailedScheduling",
+            "Scheduling",
+            message,
+        )
+        .await;
+    }
 }
 
 /// Our pod's spec cannot be read (bad quantity, ...): say so where its owner looks.

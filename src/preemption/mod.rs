@@ -240,10 +240,9 @@ impl Evaluator {
                     .chain(std::iter::repeat_n(&absent, rest)),
                 None,
             );
-            return (
-                self.failed(format!("preemption: {msg}")),
-                run.by_arithmetic.get(),
-            );
+            let mut result = self.failed(format!("preemption: {msg}"));
+            result.clears_nomination = true;
+            return (result, run.by_arithmetic.get());
         };
         let c = &candidates[best];
         let result = PostFilterResult {
@@ -252,6 +251,7 @@ impl Evaluator {
                 node: c.node,
                 victims: c.victims.clone(),
             }),
+            clears_nomination: false,
         };
         (result, run.by_arithmetic.get())
     }
@@ -260,6 +260,7 @@ impl Evaluator {
         PostFilterResult {
             status: Status::unschedulable(self.plugin, msg),
             nomination: None,
+            clears_nomination: false,
         }
     }
 }

@@ -275,6 +275,9 @@ fn equal_priority_message_is_upstreams() {
         // As real kube-scheduler events read: one period at the end.
         "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
     );
+    // No candidate: a nomination the pod holds is to be dropped (upstream's
+    // empty NominatingInfo).
+    assert!(d.post_filter.as_ref().is_some_and(|r| r.clears_nomination));
 }
 
 #[test]
@@ -369,12 +372,15 @@ fn nominated_pod_waits_for_its_terminating_victims() {
         post_message(&d),
         "preemption: not eligible due to a terminating pod on the nominated node."
     );
+    // Waiting is not failing: the nomination stays.
+    assert!(d.post_filter.as_ref().is_some_and(|r| !r.clears_nomination));
     // Once its nominated node is ruled out for good, it may preempt elsewhere.
     let mut n1 = snap.nodes().node[snap.nodes().by_name("n1").unwrap() as usize].clone();
     n1.unschedulable = true;
     snap.upsert_node(n1);
     let d = run(&profile(Flavor::Default), &p, &mut snap);
     assert_eq!(outcome(&d, &snap), Some(("n2".into(), vec!["low2".into()])));
+    assert!(d.post_filter.as_ref().is_some_and(|r| !r.clears_nomination));
 }
 
 #[test]

@@ -979,6 +979,9 @@ impl Engine<'_> {
                     if let Some(nom) = d.post_filter.as_ref().and_then(|r| r.nomination.as_ref()) {
                         self.preempt(&pod, nom);
                     }
+                    if d.post_filter.as_ref().is_some_and(|r| r.clears_nomination) {
+                        self.snap.clear_nomination(&pod.key);
+                    }
                     self.queue.requeue_unschedulable(qp, d.rejected_by())?;
                 }
             }
