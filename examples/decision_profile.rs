@@ -1,6 +1,6 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel|--assume|--fresh]
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh]
 //! With `--parallel`, sequential and parallel cycles alternate and both are timed.
 //! With `--assume`, every decision schedules a new executor and assumes it (the
 //! application grows, as in the `decisions_with_assume` benchmark).
@@ -16,11 +16,12 @@ fn main() {
     let nodes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let decisions: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000);
     let profile_name = args.next().unwrap_or_else(|| "spark-fleet".into());
-    let mode_arg = args.next();
-    let compare_parallel = mode_arg.as_deref() == Some("--parallel");
-    let assume = mode_arg.as_deref() == Some("--assume");
+    let flags: Vec<String> = args.collect();
+    let flag = |f: &str| flags.iter().any(|a| a == f);
+    let compare_parallel = flag("--parallel");
+    let assume = flag("--assume");
     // Every verdict and score computed afresh, none kept from earlier cycles.
-    let fresh = mode_arg.as_deref() == Some("--fresh");
+    let fresh = flag("--fresh");
     let config = Config::default();
     let Ok(profile) = build_named_profile(&config, &profile_name) else {
         eprintln!("no profile {profile_name}");
