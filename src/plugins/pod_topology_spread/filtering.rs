@@ -1,5 +1,10 @@
 //! PreFilter counts matching pods per domain for each hard constraint; Filter
 //! checks `count(domain) + selfMatch - globalMin <= maxSkew`.
+//!
+//! Pods nominated to a node (by preemption) with a priority at least the pod's
+//! count there as upstream's RunFilterPluginsWithNominatedPods counts them: the
+//! node must pass both with them added to its domain (which may also raise the
+//! global minimum) and without them.
 
 use super::{
     constraints_of, for_each_matching_pod, has_all_keys, self_matches, DomainMap, NodeInclusion,
@@ -7,7 +12,7 @@ use super::{
     NO_DOMAIN,
 };
 use crate::framework::{CycleState, FilterPlugin, PreFilterPlugin, Status};
-use crate::model::{Pod, WhenUnsatisfiable};
+use crate::model::{LabelSelector, Pod, WhenUnsatisfiable};
 use crate::snapshot::{NodeIdx, Snapshot};
 
 /// One hard constraint, ready for integer-only checks per node.
@@ -21,6 +26,14 @@ pub(super) struct HardConstraint {
     /// Global minimum after minDomains.
     min_match: i64,
     self_match: i64,
+    /// Indexed by `NodeIdx`: whether the node's pods count (it has every hard
+    /// constraint's key and the node inclusion policies admit it).
+    counting: Vec<bool>,
+    /// Indexed by domain: whether an eligible node is in it.
+    eligible: Vec<bool>,
+    /// Fewer eligible domains than minDomains: the global minimum is 0.
+    below_min_domains: bool,
+    selector: Option<LabelSelector>,
 }
 
 impl HardConstraint {
@@ -33,6 +46,63 @@ impl HardConstraint {
     pub(super) fn min_match(&self) -> i64 {
         self.min_match
     }
+
+    /// Whether `node` passes with `extra` more matching pods in its domain
+    /// (upstream's AddPod of nominated pods, then Filter).
+    fn passes_with(&self, node: NodeIdx, extra: i64) -> bool {
+        let Some(d) = self.node_domain.get(node as usize).copied() else {
+            return true;
+        };
+        if d == NO_DOMAIN {
+            return true;
+        }
+        let count = self.counts[d as usize] + extra;
+        let min = if self.below_min_domains {
+            0
+        } else {
+            // The domain's count went up: the minimum is the smaller of it and
+            // every other eligible domain's.
+            self.eligible
+                .iter()
+                .enumerate()
+                .filter(|&(e, &ok)| ok && e != d as usize)
+                .map(|(e, _)| self.counts[e])
+                .chain(
+                    self.eligible
+                        .get(d as usize)
+                        .copied()
+                        .unwrap_or(false)
+                        .then_some(count),
+                )
+                .min()
+                .unwrap_or(i32::MAX as i64)
+        };
+        count + self.self_match - min <= self.max_skew
+    }
+}
+
+/// Per hard constraint, how many pods nominated to `node` count there for
+/// `pod`: priority at least the pod's, not the pod itself, in its namespace,
+/// matched by the constraint's selector, on a node whose pods count.
+fn nominated_matches(s: &PreFilterState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Vec<i64> {
+    let mut extra = vec![0i64; s.constraints.len()];
+    for n in snap.nominated_on(node) {
+        let p = &n.pod;
+        if p.priority < pod.priority || p.key == pod.key || p.key.namespace != pod.key.namespace {
+            continue;
+        }
+        for (e, c) in extra.iter_mut().zip(&s.constraints) {
+            let counts = c.counting.get(node as usize).copied().unwrap_or(false);
+            if counts
+                && c.selector
+                    .as_ref()
+                    .is_some_and(|sel| sel.matches(&p.labels))
+            {
+                *e += 1;
+            }
+        }
+    }
+    extra
 }
 
 #[derive(Debug)]
@@ -108,6 +178,10 @@ impl PreFilterPlugin for PodTopologySpread {
                 counts,
                 min_match,
                 self_match: self_matches(c, pod) as i64,
+                counting: std::mem::take(&mut counting[ci]),
+                eligible: dom.clone(),
+                below_min_domains: (domains as i64) < c.min_domains.unwrap_or(1) as i64,
+                selector: c.selector.clone(),
             });
         }
         state.write(PreFilterState { constraints: out });
@@ -116,7 +190,7 @@ impl PreFilterPlugin for PodTopologySpread {
 }
 
 impl FilterPlugin for PodTopologySpread {
-    fn filter(&self, state: &CycleState, pod: &Pod, _: &Snapshot, node: NodeIdx) -> Status {
+    fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
         let Some(s) = state.read::<PreFilterState>() else {
             // PreFilter skipped: the pod has no hard constraints.
             if pod
@@ -133,6 +207,18 @@ impl FilterPlugin for PodTopologySpread {
                 return Status::unresolvable(NAME, ERR_REASON_NODE_LABEL_NOT_MATCH);
             };
             if count + c.self_match - c.min_match > c.max_skew {
+                return Status::unschedulable(NAME, ERR_REASON_CONSTRAINTS_NOT_MATCH);
+            }
+        }
+        if snap.has_nominations() {
+            let extra = nominated_matches(s, pod, snap, node);
+            if extra.iter().any(|&k| k > 0)
+                && !s
+                    .constraints
+                    .iter()
+                    .zip(&extra)
+                    .all(|(c, &k)| c.passes_with(node, k))
+            {
                 return Status::unschedulable(NAME, ERR_REASON_CONSTRAINTS_NOT_MATCH);
             }
         }

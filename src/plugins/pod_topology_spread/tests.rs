@@ -414,6 +414,52 @@ fn min_domains() {
     }
 }
 
+/// Pods nominated to a node with at least the pod's priority count in the
+/// node's domain (upstream's RunFilterPluginsWithNominatedPods): the node must
+/// pass with them (which may also raise the global minimum) and without them.
+#[test]
+fn nominated_pods_count_in_their_node_domain() {
+    // Zone a: n1, zone b: n2 with one matching pod. maxSkew 1 by zone.
+    let base = || snap(vec![zn("n1", "a"), zn("n2", "b")], foo_pods("p", "n2", 1));
+    let p = incoming(vec![hard(1, ZONE)]).priority(10).build();
+    let n1 = |s: &Snapshot| s.nodes().by_name("n1").unwrap();
+    let nominate = |s: &mut Snapshot, name: &str, prio: i32, matching: bool| {
+        let mut b = pod(name, 1, 1).priority(prio);
+        if matching {
+            b = b.label("foo", "bar");
+        }
+        let at = n1(s);
+        s.nominate(b.arc(), at);
+    };
+    assert_eq!(passing(&p, &base()), vec!["n1"]);
+
+    // One nominated to n1: a=1, b=1, the minimum rises to 1: 1+1-1 <= 1.
+    let mut s = base();
+    nominate(&mut s, "nom-1", 10, true);
+    assert_eq!(passing(&p, &s), vec!["n1"]);
+
+    // Two: a=2, minimum 1: 2+1-1 > 1, though without them n1 passes.
+    nominate(&mut s, "nom-2", 20, true);
+    assert_eq!(passing(&p, &s), Vec::<String>::new());
+    let st = filter_all(Some(&PodTopologySpread), &PodTopologySpread, &p, &s);
+    assert_eq!(st[0].1.code, Code::Unschedulable);
+    assert_eq!(st[0].1.message(), ERR_REASON_CONSTRAINTS_NOT_MATCH);
+
+    // Lower priority or not matching: not counted (two of them would fail n1).
+    for (name, prio, matching) in [("low", 5, true), ("other", 10, false)] {
+        let mut s = base();
+        nominate(&mut s, &format!("{name}-a"), prio, matching);
+        nominate(&mut s, &format!("{name}-b"), prio, matching);
+        assert_eq!(passing(&p, &s), vec!["n1"], "{name}");
+    }
+    // Nor is the pod's own nomination: with one other, a=1 and n1 passes.
+    let mut s = base();
+    let at = n1(&s);
+    s.nominate(std::sync::Arc::new(p.clone()), at);
+    nominate(&mut s, "nom-1", 10, true);
+    assert_eq!(passing(&p, &s), vec!["n1"]);
+}
+
 #[test]
 fn prefilter_skips_without_hard_constraints() {
     let s = snap(four_nodes_two_zones(), vec![]);
