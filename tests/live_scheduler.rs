@@ -54,6 +54,20 @@ fn config() -> Config {
     c
 }
 
+/// The test profile with one more plugin.
+fn with_plugin(mut c: Config, name: &str, weight: i64) -> Config {
+    let profile = c
+        .profiles
+        .iter_mut()
+        .find(|p| p.name == "live-test")
+        .unwrap();
+    profile.plugins.push(PluginEntry {
+        name: name.into(),
+        weight,
+    });
+    c
+}
+
 fn with_leader_election(mut c: Config) -> Config {
     c.leader_election.enabled = true;
     c.leader_election.lease_namespace = Some("kube-system".into());
@@ -790,16 +804,7 @@ async fn capacity_fallback_is_reported() {
             json!({"karpenter.sh/capacity-type": "on-demand"}),
         ))
         .unwrap();
-    let mut c = config();
-    let profile = c
-        .profiles
-        .iter_mut()
-        .find(|p| p.name == "live-test")
-        .unwrap();
-    profile.plugins.push(PluginEntry {
-        name: "CapacityMix".into(),
-        weight: 10,
-    });
+    let mut c = with_plugin(config(), "CapacityMix", 10);
     c.spark.executor_capacity_mix = Some("spot=100".into());
     let s = started(&server, c).await;
     let mut exec = pod("exec-1", "spark-fleet", "1");
@@ -837,16 +842,7 @@ async fn capacity_fallback_is_reported() {
 async fn default_preemption_end_to_end() {
     let server = TestApiServer::start().await;
     server.create(&node("n1", "4", json!({}))).unwrap();
-    let mut c = config();
-    let profile = c
-        .profiles
-        .iter_mut()
-        .find(|p| p.name == "live-test")
-        .unwrap();
-    profile.plugins.push(PluginEntry {
-        name: "DefaultPreemption".into(),
-        weight: 0,
-    });
+    let c = with_plugin(config(), "DefaultPreemption", 0);
     let s = started(&server, c).await;
     let with_priority = |mut p: Pod, prio: i32| {
         p.spec.as_mut().unwrap().priority = Some(prio);
@@ -877,16 +873,7 @@ async fn default_preemption_end_to_end() {
 async fn hopeless_preemptor_loses_its_nomination() {
     let server = TestApiServer::start().await;
     server.create(&node("n1", "4", json!({}))).unwrap();
-    let mut c = config();
-    let profile = c
-        .profiles
-        .iter_mut()
-        .find(|p| p.name == "live-test")
-        .unwrap();
-    profile.plugins.push(PluginEntry {
-        name: "DefaultPreemption".into(),
-        weight: 0,
-    });
+    let c = with_plugin(config(), "DefaultPreemption", 0);
     // Nominated to n1 once, but now asking for more than n1 has at all.
     let mut p = pod("hopeless", "spark-fleet", "8");
     p.spec.as_mut().unwrap().priority = Some(100);

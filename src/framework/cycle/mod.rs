@@ -429,17 +429,12 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             &decision.feasible,
             &active_scores,
             &uniform,
+            offset,
         );
         if let Some((chosen, total)) = kept {
-            if let Err(st) = reserve_and_permit(profile, &mut state, pod, snap, chosen) {
-                if st.is_rejection() {
-                    decision.statuses.all_nodes = Some(st);
-                } else {
-                    decision.error = Some(st);
-                }
+            if !take_node(profile, &mut state, pod, snap, chosen, &mut decision) {
                 return decision;
             }
-            decision.node = Some(chosen);
             decision.scores.push(NodeScore {
                 node: chosen,
                 total,
@@ -501,15 +496,9 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         }
     }
     let chosen = decision.feasible[best];
-    if let Err(st) = reserve_and_permit(profile, &mut state, pod, snap, chosen) {
-        if st.is_rejection() {
-            decision.statuses.all_nodes = Some(st);
-        } else {
-            decision.error = Some(st);
-        }
+    if !take_node(profile, &mut state, pod, snap, chosen, &mut decision) {
         return decision;
     }
-    decision.node = Some(chosen);
 
     if opts.detail {
         let mut scores: Vec<NodeScore> = (0..n)
@@ -550,6 +539,7 @@ fn kept_totals_best(
     feasible: &[NodeIdx],
     active: &[(&dyn ScorePlugin, i64)],
     uniform: &[Option<i64>],
+    offset: i64,
 ) -> Option<(NodeIdx, i64)> {
     if snap.pod_by_key(&pod.key).is_some() {
         return None;
@@ -577,7 +567,7 @@ fn kept_totals_best(
         feasible,
         local: &local,
         by_class: &by_class,
-        offset: uniform.iter().flatten().sum(),
+        offset,
     })
 }
 
@@ -681,6 +671,32 @@ fn sum_and_select(
         }
     }
     best
+}
+
+/// Reserve and Permit on the chosen node: the node goes into the decision, or
+/// the refusal does (a rejection for all nodes, or an error). Whether it went.
+fn take_node(
+    profile: &Profile,
+    state: &mut CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    chosen: NodeIdx,
+    decision: &mut Decision,
+) -> bool {
+    match reserve_and_permit(profile, state, pod, snap, chosen) {
+        Ok(()) => {
+            decision.node = Some(chosen);
+            true
+        }
+        Err(st) if st.is_rejection() => {
+            decision.statuses.all_nodes = Some(st);
+            false
+        }
+        Err(st) => {
+            decision.error = Some(st);
+            false
+        }
+    }
 }
 
 fn reserve_and_permit(

@@ -210,7 +210,7 @@ impl FilterPlugin for PodTopologySpread {
                 return Status::unschedulable(NAME, ERR_REASON_CONSTRAINTS_NOT_MATCH);
             }
         }
-        if snap.has_nominations() {
+        if snap.nominated_on(node).next().is_some() {
             let extra = nominated_matches(s, pod, snap, node);
             if extra.iter().any(|&k| k > 0)
                 && !s
