@@ -563,10 +563,13 @@ fn cycle(
         .post_filter
         .as_ref()
         .is_some_and(|p| p.clears_nomination);
+    // The API field is cleared if the pod object shows it or we nominated the
+    // pod ourselves (our patch may not have reached the queued object yet).
+    let nominated = pod.nominated_node_name.is_some() || st.snap.nomination_of(&pod.key).is_some();
     if clears {
         st.snap.clear_nomination(&pod.key);
     }
-    let clear_nominated = clears && pod.nominated_node_name.is_some();
+    let clear_nominated = clears && nominated;
     let preemption = decision.post_filter.and_then(|p| p.nomination).map(|nom| {
         st.snap.nominate(pod.clone(), nom.node);
         reporter::Preemption {
