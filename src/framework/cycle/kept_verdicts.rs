@@ -94,6 +94,7 @@ impl KeptVerdicts {
             kept.pod = Some(pod.clone());
             kept.filters = filters.iter().map(|f| f.name()).collect();
             kept.stamps.fill(0);
+            kept.feasible.clear();
             let mut fresh = Rejections::new();
             let passed = match filter_nodes(filters, state, pod, snap, live.to_vec(), &mut fresh) {
                 Ok(p) => p,
@@ -121,10 +122,6 @@ impl KeptVerdicts {
                     .copied()
                     .filter(|&n| t.stamp.get(n as usize).is_some_and(|&s| s != 0)),
             );
-            let was_passing: Vec<bool> = changed
-                .iter()
-                .map(|&n| kept.stamps[n as usize] != 0 && kept.verdicts[n as usize] == PASSED)
-                .collect();
             for &n in &changed {
                 kept.stamps[n as usize] = 0;
             }
@@ -144,16 +141,16 @@ impl KeptVerdicts {
                         .filter(|&n| stamps[n as usize] != 0 && verdicts[n as usize] == PASSED),
                 );
             } else {
-                for (&n, was) in changed.iter().zip(was_passing) {
+                // Looked up in the list itself, so an entry left by a cycle that
+                // ended in an error is mended too.
+                for &n in &changed {
                     let now = passing.binary_search(&n).is_ok();
-                    if was != now {
-                        match kept.feasible.binary_search(&n) {
-                            Ok(at) if !now => {
-                                kept.feasible.remove(at);
-                            }
-                            Err(at) if now => kept.feasible.insert(at, n),
-                            _ => {}
+                    match kept.feasible.binary_search(&n) {
+                        Ok(at) if !now => {
+                            kept.feasible.remove(at);
                         }
+                        Err(at) if now => kept.feasible.insert(at, n),
+                        _ => {}
                     }
                 }
             }
