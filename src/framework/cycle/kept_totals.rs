@@ -27,7 +27,7 @@
 //! Feasibility is kept on the same terms as `kept_verdicts`: every active filter
 //! must promise that an unchanged node keeps its verdict for this pod.
 
-use super::weighted;
+use super::{kept_verdicts, weighted};
 use crate::framework::{CycleState, FilterPlugin, ScorePlugin};
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -155,7 +155,7 @@ impl Group {
             let mut best = 0usize;
             let mut best_local = self.locals[0];
             for (k, &v) in self.locals.iter().enumerate().skip(1) {
-                // Ties are rare: the ranks are read only for them.
+                // `beats`, with the ranks read only for ties (they are rare).
                 if v > best_local
                     || (v == best_local
                         && rank[self.nodes[k] as usize] < rank[self.nodes[best] as usize])
@@ -179,11 +179,7 @@ impl KeptTotals {
     pub(crate) fn best(&self, s: &Scoring) -> Option<(NodeIdx, i64)> {
         // Feasibility is kept only where verdicts could be (nominated pods,
         // for one, make them depend on more than the node).
-        if !s
-            .filters
-            .iter()
-            .all(|f| f.keeps_verdicts(s.state, s.pod, s.pod, s.snap))
-        {
+        if !kept_verdicts::keepable(s.filters, s.state, s.pod, s.snap) {
             return None;
         }
         let Ok(mut guard) = self.kept.try_lock() else {
@@ -305,15 +301,7 @@ impl Totals {
         };
         let app = |p: &Pod| p.spark.as_ref().map(|sp| sp.app);
         app(kept) == app(s.pod)
-            && self.filters.len() == s.filters.len()
-            && self
-                .filters
-                .iter()
-                .zip(s.filters)
-                .all(|(&name, f)| name == f.name())
-            && s.filters
-                .iter()
-                .all(|f| f.keeps_verdicts(s.state, kept, s.pod, s.snap))
+            && kept_verdicts::carry_over(&self.filters, kept, s.filters, s.state, s.pod, s.snap)
             && self.local.len() == s.local.len()
             && self
                 .local

@@ -40,6 +40,37 @@ struct Kept {
     examined: Vec<NodeIdx>,
 }
 
+/// Whether every active filter keeps its verdicts for `pod` on unchanged nodes
+/// (`FilterPlugin::keeps_verdicts` of the pod with itself).
+pub(super) fn keepable(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+) -> bool {
+    filters
+        .iter()
+        .all(|f| f.keeps_verdicts(state, pod, pod, snap))
+}
+
+/// Whether verdicts found for `kept` by the filters named `names` hold for
+/// `pod` on unchanged nodes: the same filters, each keeping its verdicts from
+/// `kept` to `pod`.
+pub(super) fn carry_over(
+    names: &[&'static str],
+    kept: &Pod,
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+) -> bool {
+    names.len() == filters.len()
+        && names.iter().zip(filters).all(|(&n, f)| n == f.name())
+        && filters
+            .iter()
+            .all(|f| f.keeps_verdicts(state, kept, pod, snap))
+}
+
 /// Above this many changed nodes, the feasible list is made anew from the
 /// verdicts rather than patched node by node.
 const PATCH_MAX: usize = 64;
@@ -60,11 +91,7 @@ impl KeptVerdicts {
         show_all: bool,
         rejections: &mut Rejections,
     ) -> Option<Result<Vec<NodeIdx>, Status>> {
-        if filters.len() >= PASSED as usize
-            || !filters
-                .iter()
-                .all(|f| f.keeps_verdicts(state, pod, pod, snap))
-        {
+        if filters.len() >= PASSED as usize || !keepable(filters, state, pod, snap) {
             return None;
         }
         let Ok(mut guard) = self.kept.try_lock() else {
@@ -77,18 +104,10 @@ impl KeptVerdicts {
             kept.stamps.resize(slots, 0);
             kept.verdicts.resize(slots, PASSED);
         }
-        let same_filters = kept.filters.len() == filters.len()
-            && kept
-                .filters
-                .iter()
-                .zip(filters)
-                .all(|(&k, f)| k == f.name());
-        let reusable = same_filters
-            && kept.pod.as_ref().is_some_and(|k| {
-                filters
-                    .iter()
-                    .all(|f| f.keeps_verdicts(state, k, pod, snap))
-            });
+        let reusable = kept
+            .pod
+            .as_ref()
+            .is_some_and(|k| carry_over(&kept.filters, k, filters, state, pod, snap));
         let live = t.live_list();
         if !reusable {
             kept.pod = Some(pod.clone());
