@@ -277,12 +277,16 @@ impl DryRun<'_, '_> {
         victim: &[bool],
         violates: &[bool],
     ) -> Candidate {
+        // Sized up front: a filtered collect grows (and copies) as it goes.
+        let mut victims = Vec::with_capacity(victim.iter().filter(|&&v| v).count());
+        victims.extend(
+            (0..potential.len())
+                .filter(|&i| victim[i])
+                .map(|i| potential[i].0.borrow().clone()),
+        );
         Candidate {
             node,
-            victims: (0..potential.len())
-                .filter(|&i| victim[i])
-                .map(|i| potential[i].0.borrow().clone())
-                .collect(),
+            victims,
             pdb_violations: (0..potential.len())
                 .filter(|&i| victim[i] && violates[i])
                 .count(),

@@ -87,30 +87,40 @@ impl VictimPolicy {
                 let inactive = InactiveLabel::lookup();
                 // Sort keys with positions, then move the pods once: cloning each
                 // entry (an Arc's atomic count) cost more than the sort.
-                let mut keyed: Vec<((u128, i64), u32)> = pods
+                // Executors of one application sit side by side on a node: the
+                // last standing looked up is usually the next one wanted.
+                let mut last: Option<(Sym, (bool, u32))> = None;
+                let mut keyed: Vec<(u128, u32)> = pods
                     .iter()
                     .enumerate()
                     .map(|(i, (p, _))| {
                         let p = p.as_ref();
                         let (above_min, executors) = match (&p.spark, p.is_executor()) {
-                            (Some(id), true) => {
-                                let ns = p.key.namespace;
-                                let standing = |standings: &mut Standings| {
+                            (Some(id), true) => match last {
+                                Some((app, standing)) if app == id.app => standing,
+                                _ => {
+                                    let ns = p.key.namespace;
                                     let key_ns = if by_namespace { ns } else { id.app };
-                                    standings
-                                        .of(id.app, key_ns, || sp.app_standing(snap, id.app, ns))
-                                };
-                                if by_namespace {
-                                    *apps.entry(id.app).or_insert_with(|| standing(standings))
-                                } else {
-                                    standing(standings)
+                                    let standing = if by_namespace {
+                                        *apps.entry(id.app).or_insert_with(|| {
+                                            standings.of(id.app, key_ns, || {
+                                                sp.app_standing(snap, id.app, ns)
+                                            })
+                                        })
+                                    } else {
+                                        standings.of(id.app, key_ns, || {
+                                            sp.app_standing(snap, id.app, ns)
+                                        })
+                                    };
+                                    last = Some((id.app, standing));
+                                    standing
                                 }
-                            }
+                            },
                             _ => (false, 0),
                         };
                         let class = spark_class(p, &inactive);
-                        let order = packed_order(class, p.priority, above_min, executors);
-                        ((order, start(p)), i as u32)
+                        let order = packed_order(class, p.priority, above_min, executors, start(p));
+                        (order, i as u32)
                     })
                     .collect();
                 // Pod keys are unique, so no two entries are equal: unstable is exact.
@@ -186,21 +196,29 @@ impl InactiveLabel {
 }
 
 /// (class, priority, above minimum, application executors, start): see
-/// `sort_by_importance`. The sort packs the first four (`packed_order`); tests
-/// compute the order plainly with this tuple.
+/// `sort_by_importance`. The sort packs them into one integer (`packed_order`);
+/// tests compute the order plainly with this tuple.
 #[cfg(test)]
 type SparkOrder = (u8, Reverse<i32>, bool, u32, i64);
 
-/// The first four fields of `SparkOrder` as one integer that sorts the same way
-/// (class, then higher priority first, then below/above minimum, then fewer
-/// executors): one comparison instead of four in the per-node victim sorts.
-fn packed_order(class: u8, priority: i32, above_min: bool, executors: u32) -> u128 {
+/// Executor counts from here on compare as equal in `packed_order` (29 bits):
+/// no application runs half a billion executors.
+const PACKED_EXECUTORS_MAX: u32 = (1 << 29) - 1;
+
+/// `SparkOrder` as one integer that sorts the same way (class, then higher
+/// priority first, then below/above minimum, then fewer executors, then earlier
+/// start): one comparison of two words instead of five in the per-node victim
+/// sorts. Bits: class 126..128, reversed priority 94..126, above minimum 93,
+/// executors 64..93, start (sign bit flipped, so it sorts as unsigned) 0..64.
+fn packed_order(class: u8, priority: i32, above_min: bool, executors: u32, start: i64) -> u128 {
     // Higher priority first: i32::MAX - priority is 0..=u32::MAX, in reverse order.
     let reverse_priority = (i32::MAX as i64 - priority as i64) as u128;
-    ((class as u128) << 72)
-        | (reverse_priority << 40)
-        | ((above_min as u128) << 32)
-        | executors as u128
+    let executors = executors.min(PACKED_EXECUTORS_MAX);
+    ((class as u128) << 126)
+        | (reverse_priority << 94)
+        | ((above_min as u128) << 93)
+        | ((executors as u128) << 64)
+        | ((start as u64) ^ (1 << 63)) as u128
 }
 
 /// Reprieve order class: drivers first (losing one loses the application),
@@ -340,13 +358,21 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn packed_order_sorts_as_the_tuple(
-            a in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY),
-            b in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY),
-            same_priority in proptest::bool::ANY,
+            a in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY, proptest::num::i64::ANY),
+            b in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY, proptest::num::i64::ANY),
+            same in 0u8..4,
         ) {
-            let b = if same_priority { (b.0, a.1, b.2, b.3) } else { b };
-            let tuple = |x: (u8, i32, bool, u32)| (x.0, Reverse(x.1), x.2, x.3);
-            let packed = |x: (u8, i32, bool, u32)| packed_order(x.0, x.1, x.2, x.3);
+            // Equal leading fields, so the later ones decide.
+            let b = match same {
+                0 => b,
+                1 => (a.0, a.1, b.2, b.3, b.4),
+                2 => (a.0, a.1, a.2, a.3, b.4),
+                _ => (a.0, a.1, a.2, a.3.min(PACKED_EXECUTORS_MAX) ^ (b.3 & 1), b.4),
+            };
+            let tuple = |x: (u8, i32, bool, u32, i64)| {
+                (x.0, Reverse(x.1), x.2, x.3.min(PACKED_EXECUTORS_MAX), x.4)
+            };
+            let packed = |x: (u8, i32, bool, u32, i64)| packed_order(x.0, x.1, x.2, x.3, x.4);
             proptest::prop_assert_eq!(packed(a).cmp(&packed(b)), tuple(a).cmp(&tuple(b)));
         }
     }
