@@ -85,11 +85,11 @@ impl VictimPolicy {
                 // The first pod of an application on the node picks the namespace.
                 let mut apps: HashMap<Sym, (bool, u32), SymHash> = HashMap::default();
                 let inactive = InactiveLabel::lookup();
-                // Sort keys with positions, then move the pods once: cloning each
-                // entry (an Arc's atomic count) cost more than the sort.
                 // Executors of one application sit side by side on a node: the
                 // last standing looked up is usually the next one wanted.
                 let mut last: Option<(Sym, (bool, u32))> = None;
+                // Sort keys with positions, then move the pods once: cloning each
+                // entry (an Arc's atomic count) cost more than the sort.
                 let mut keyed: Vec<(u128, u32)> = pods
                     .iter()
                     .enumerate()
@@ -101,16 +101,15 @@ impl VictimPolicy {
                                 _ => {
                                     let ns = p.key.namespace;
                                     let key_ns = if by_namespace { ns } else { id.app };
-                                    let standing = if by_namespace {
-                                        *apps.entry(id.app).or_insert_with(|| {
-                                            standings.of(id.app, key_ns, || {
-                                                sp.app_standing(snap, id.app, ns)
-                                            })
-                                        })
-                                    } else {
+                                    let mut look_up = || {
                                         standings.of(id.app, key_ns, || {
                                             sp.app_standing(snap, id.app, ns)
                                         })
+                                    };
+                                    let standing = if by_namespace {
+                                        *apps.entry(id.app).or_insert_with(look_up)
+                                    } else {
+                                        look_up()
                                     };
                                     last = Some((id.app, standing));
                                     standing
