@@ -13,6 +13,8 @@
 //!   packing of shares onto individual GPUs (the fragmentation the paper studies) is not modelled:
 //!   the simulator is optimistic about GPU fit.
 //! - Priority from `qos`: see [`priority_of_qos`].
+//! - Samples without the time, QoS and `gpu_spec` columns (`multigpu20`): pod k of the file
+//!   arrives at `t = k` s and runs to the end, at priority 0, on any GPU model.
 
 use super::generate::Sampler;
 use super::{
@@ -165,11 +167,19 @@ pub fn import_openb_readers<N: std::io::Read, P: std::io::Read>(
 struct Table<R: std::io::Read> {
     file: String,
     reader: csv::Reader<R>,
-    columns: Vec<usize>,
+    /// Per wanted column, its position in the file (None: an optional column it lacks).
+    columns: Vec<Option<usize>>,
 }
 
 impl<R: std::io::Read> Table<R> {
-    fn open(input: R, file: &str, wanted: &[&str]) -> Result<Table<R>, TraceError> {
+    /// Every `required` column must be in the header; `optional` ones may be
+    /// missing, and then read as empty. Values come in `required` then `optional` order.
+    fn open(
+        input: R,
+        file: &str,
+        required: &[&str],
+        optional: &[&str],
+    ) -> Result<Table<R>, TraceError> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .from_reader(input);
@@ -178,19 +188,18 @@ impl<R: std::io::Read> Table<R> {
             line: 1,
             message: e.to_string(),
         })?;
-        let columns = wanted
+        let position = |w: &str| headers.iter().position(|h| h.trim() == w);
+        let mut columns = required
             .iter()
             .map(|w| {
-                headers
-                    .iter()
-                    .position(|h| h.trim() == *w)
-                    .ok_or_else(|| TraceError::Line {
-                        file: file.to_owned(),
-                        line: 1,
-                        message: format!("missing column `{w}`"),
-                    })
+                position(w).map(Some).ok_or_else(|| TraceError::Line {
+                    file: file.to_owned(),
+                    line: 1,
+                    message: format!("missing column `{w}`"),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        columns.extend(optional.iter().map(|w| position(w)));
         Ok(Table {
             file: file.to_owned(),
             reader,
@@ -198,13 +207,19 @@ impl<R: std::io::Read> Table<R> {
         })
     }
 
-    /// Calls `row` with the wanted columns' values, in `wanted` order; its errors get file and line.
+    /// Whether the file has wanted column `k` (in `open`'s order).
+    fn has(&self, k: usize) -> bool {
+        self.columns.get(k).is_some_and(Option::is_some)
+    }
+
+    /// Calls `row` with the 0-based row number and the wanted columns' values,
+    /// in `open`'s order; its errors get file and line.
     fn for_each(
         &mut self,
-        mut row: impl FnMut(&[&str]) -> Result<(), String>,
+        mut row: impl FnMut(usize, &[&str]) -> Result<(), String>,
     ) -> Result<(), TraceError> {
         let mut record = csv::StringRecord::new();
-        loop {
+        for index in 0.. {
             let more = self
                 .reader
                 .read_record(&mut record)
@@ -214,20 +229,21 @@ impl<R: std::io::Read> Table<R> {
                     message: e.to_string(),
                 })?;
             if !more {
-                return Ok(());
+                break;
             }
             let line = record.position().map_or(0, |p| p.line() as usize);
             let values: Vec<&str> = self
                 .columns
                 .iter()
-                .map(|&c| record.get(c).unwrap_or("").trim())
+                .map(|c| c.and_then(|c| record.get(c)).unwrap_or("").trim())
                 .collect();
-            row(&values).map_err(|message| TraceError::Line {
+            row(index, &values).map_err(|message| TraceError::Line {
                 file: self.file.clone(),
                 line,
                 message,
             })?;
         }
+        Ok(())
     }
 }
 
@@ -262,9 +278,10 @@ fn read_nodes<R: std::io::Read>(
         input,
         file,
         &["sn", "cpu_milli", "memory_mib", "gpu", "model"],
+        &[],
     )?;
     let mut nodes = Vec::new();
-    table.for_each(|v| {
+    table.for_each(|_, v| {
         let (name, cpu, mem, gpu, model) = (v[0], v[1], v[2], v[3], v[4]);
         if name.is_empty() {
             return Err("column `sn` is empty".into());
@@ -330,22 +347,19 @@ fn read_nodes<R: std::io::Read>(
 }
 
 fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, TraceError> {
-    let columns = [
-        "name",
-        "cpu_milli",
-        "memory_mib",
-        "num_gpu",
-        "gpu_milli",
+    // Some samples (`multigpu20`) carry only the first five columns.
+    let required = ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"];
+    let optional = [
         "gpu_spec",
         "qos",
-        "pod_phase",
         "creation_time",
         "deletion_time",
         "scheduled_time",
     ];
-    let mut table = Table::open(input, file, &columns)?;
+    let mut table = Table::open(input, file, &required, &optional)?;
+    let (has_qos, has_creation) = (table.has(6), table.has(7));
     let mut pods = Vec::new();
-    table.for_each(|v| {
+    table.for_each(|row, v| {
         let name = v[0];
         if name.is_empty() {
             return Err("column `name` is empty".into());
@@ -355,11 +369,19 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
         let num_gpu = int("num_gpu", v[3])?;
         let gpu_milli = int("gpu_milli", v[4])?;
         let qos = v[6];
-        let priority =
-            priority_of_qos(qos).ok_or_else(|| format!("column `qos`: unknown class {qos:?}"))?;
-        let created = int("creation_time", v[8])?;
-        let deleted = optional_int("deletion_time", v[9])?;
-        let scheduled = optional_int("scheduled_time", v[10])?;
+        let priority = if has_qos {
+            priority_of_qos(qos).ok_or_else(|| format!("column `qos`: unknown class {qos:?}"))?
+        } else {
+            0
+        };
+        // Without the column, pods arrive one a second in file order.
+        let created = if has_creation {
+            int("creation_time", v[7])?
+        } else {
+            row as u64
+        };
+        let deleted = optional_int("deletion_time", v[8])?;
+        let scheduled = optional_int("scheduled_time", v[9])?;
         let duration = match (deleted, scheduled) {
             (Some(d), Some(s)) => Some(d.checked_sub(s).ok_or_else(|| {
                 format!("deletion_time {d} is before scheduled_time {s}")
@@ -403,7 +425,9 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
             }]
         };
         let mut labels = StringMap::new();
-        labels.insert(LABEL_QOS.into(), qos.into());
+        if has_qos {
+            labels.insert(LABEL_QOS.into(), qos.into());
+        }
         pods.push(TimedEvent {
             t: created as f64,
             event: Event::PodSubmit(PodSubmit {
@@ -502,6 +526,44 @@ mod tests {
         let node = n1.to_node().unwrap();
         assert_eq!(node.allocatable.memory, 393216 << 20);
         assert_eq!(node.allocatable.milli_cpu, 96000);
+    }
+
+    #[test]
+    fn five_column_samples_arrive_in_file_order() {
+        // The multigpu20 sample's form: no gpu_spec, qos or times.
+        let csv = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n\
+                   a,12000,16384,8,1000\n\
+                   b,6000,12288,1,460\n\
+                   c,500,1024,0,0\n";
+        let t = import(csv, &OpenbOptions::default()).unwrap();
+        let pods = pods_of(&t);
+        let seen: Vec<(f64, &str)> = pods.iter().map(|(t, p)| (*t, p.name.as_str())).collect();
+        assert_eq!(seen, [(0.0, "a"), (1.0, "b"), (2.0, "c")]);
+        for (_, p) in &pods {
+            assert_eq!(p.priority, 0);
+            assert_eq!(p.duration_seconds, None);
+            assert!(p.required_node_affinity.is_empty());
+            assert!(!p.labels.contains_key(LABEL_QOS));
+        }
+        assert_eq!(pods[0].1.requests[RESOURCE_GPU], "8");
+        assert_eq!(pods[1].1.requests[RESOURCE_GPU_MILLI], "460");
+        // A column that is there must still hold valid values.
+        let e = import(
+            "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time\nx,1,1,0,0,\n",
+            &OpenbOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("pods.csv:2: column `creation_time`"),
+            "{e}"
+        );
+        let e = import(
+            "name,cpu_milli,memory_mib,num_gpu\nx,1,1,0\n",
+            &OpenbOptions::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("missing column `gpu_milli`"), "{e}");
     }
 
     #[test]
