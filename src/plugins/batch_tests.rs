@@ -246,6 +246,11 @@ fn profiles() -> Vec<Profile> {
             ScoringStrategyType::LeastAllocated,
             vec![("cpu", 1), (GPU, 2)],
         ),
+        // Two columns whose weights do not sum to a power of two: the average divides.
+        (
+            ScoringStrategyType::MostAllocated,
+            vec![("cpu", 1), ("memory", 2)],
+        ),
         (ScoringStrategyType::RequestedToCapacityRatio, vec![]),
     ] {
         let mut pc = base.clone();

@@ -210,6 +210,37 @@ pub(crate) fn usage_columns<'a>(
     Some(cols)
 }
 
+/// `weighted_average` over two columns (with the pod's request for each).
+#[inline(always)]
+fn pair_average(
+    nodes: &[NodeIdx],
+    (a, ra, b, rb): (UsageColumn, i64, UsageColumn, i64),
+    out: &mut [i64],
+    per_resource: impl Fn(i64, i64, f64) -> i64,
+    average: impl Fn(i64) -> i64,
+) {
+    let (wa, wb) = (a.weight, b.weight);
+    // Every column cut to one length: the compiler then checks each index once.
+    let len = a.alloc.len();
+    let (a_alloc, a_inv, a_used) = (&a.alloc[..len], &a.inv[..len], &a.used[..len]);
+    let (b_alloc, b_inv, b_used) = (&b.alloc[..len], &b.inv[..len], &b.used[..len]);
+    for (o, &n) in out.iter_mut().zip(nodes) {
+        let i = n as usize;
+        let (alloc_a, alloc_b) = (a_alloc[i], b_alloc[i]);
+        let score_a = || per_resource(a_used[i].saturating_add(ra), alloc_a, a_inv[i]);
+        let score_b = || per_resource(b_used[i].saturating_add(rb), alloc_b, b_inv[i]);
+        *o = if alloc_a != 0 && alloc_b != 0 {
+            average(score_a() * wa + score_b() * wb)
+        } else if alloc_a != 0 {
+            score_a()
+        } else if alloc_b != 0 {
+            score_b()
+        } else {
+            0
+        };
+    }
+}
+
 /// Weighted average of `per_resource(requested, allocatable, 1/allocatable)`
 /// over the columns, leaving out resources a node lacks; 0 when it lacks all.
 /// `requests[k]` is the pod's request for configured resource k.
@@ -232,27 +263,16 @@ pub(crate) fn weighted_average(
         }
     };
     if let [(a, ka), (b, kb)] = columns {
-        // The usual cpu + memory pair, unrolled.
-        let (ra, rb) = (requests[*ka], requests[*kb]);
-        let (wa, wb) = (a.weight, b.weight);
-        // Every column cut to one length: the compiler then checks each index once.
-        let len = a.alloc.len();
-        let (a_alloc, a_inv, a_used) = (&a.alloc[..len], &a.inv[..len], &a.used[..len]);
-        let (b_alloc, b_inv, b_used) = (&b.alloc[..len], &b.inv[..len], &b.used[..len]);
-        for (o, &n) in out.iter_mut().zip(nodes) {
-            let i = n as usize;
-            let (alloc_a, alloc_b) = (a_alloc[i], b_alloc[i]);
-            let score_a = || per_resource(a_used[i].saturating_add(ra), alloc_a, a_inv[i]);
-            let score_b = || per_resource(b_used[i].saturating_add(rb), alloc_b, b_inv[i]);
-            *o = if alloc_a != 0 && alloc_b != 0 {
-                average(score_a() * wa + score_b() * wb)
-            } else if alloc_a != 0 {
-                score_a()
-            } else if alloc_b != 0 {
-                score_b()
-            } else {
-                0
-            };
+        // The usual cpu + memory pair, unrolled; the average chosen once, so
+        // the loop for the default weights has no division in it.
+        let pair = (*a, requests[*ka], *b, requests[*kb]);
+        if all_weights.count_ones() == 1 {
+            let shift = all_weights.trailing_zeros();
+            pair_average(nodes, pair, out, &per_resource, |sum| sum >> shift);
+        } else {
+            pair_average(nodes, pair, out, &per_resource, |sum| {
+                div_by_reciprocal(sum, all_weights, inv_all)
+            });
         }
         return;
     }
