@@ -398,3 +398,34 @@ fn sampled_policy_specs_are_checked() {
     let r = run(&["kube-default@0", "kube-default@100"]).unwrap();
     assert!(r.policies.values().all(|p| p.sampling_quality.is_none()));
 }
+
+/// A preemptor whose nomination preemption can no longer serve gives the nomination up:
+/// on the 8-CPU node, `urgent` (6 CPUs, priority 1000) evicts `batch` and is nominated;
+/// `vip` (4 CPUs, priority 2000) evicts the same victim and takes the node when it leaves
+/// (t = 15). `urgent` no longer fits, and only higher-priority `vip` could make room, so its
+/// nomination is cleared: `low` (2 CPUs, priority 0) fits in the 4 CPUs left at t = 20. A
+/// nomination kept would count `urgent`'s 6 CPUs against `low` until `urgent` binds at t = 45.
+#[test]
+fn a_nomination_preemption_cannot_serve_is_cleared() {
+    let t = trace(&[
+        &node("n1", "on-demand", "8", 1.0),
+        r#"{"t":0,"type":"pod_submit","name":"batch","namespace":"b","requests":{"cpu":"8","memory":"1Gi"},"duration_seconds":1000}"#,
+        r#"{"t":5,"type":"pod_submit","name":"urgent","namespace":"u","requests":{"cpu":"6","memory":"1Gi"},"priority":1000,"duration_seconds":100}"#,
+        r#"{"t":6,"type":"pod_submit","name":"vip","namespace":"v","requests":{"cpu":"4","memory":"1Gi"},"priority":2000,"duration_seconds":30}"#,
+        r#"{"t":20,"type":"pod_submit","name":"low","namespace":"l","requests":{"cpu":"2","memory":"1Gi"},"duration_seconds":10}"#,
+    ]);
+    let opts = SimOptions {
+        preemption_grace_seconds: (10.0, 10.0),
+        ..quiet()
+    };
+    let report = simulate(&t, &Config::default(), &policies(&["kube-default"]), &opts).unwrap();
+    let run = report
+        .runs
+        .iter()
+        .find(|r| r.policy == "kube-default")
+        .unwrap();
+    let mut pending = run.pending_seconds.clone();
+    pending.sort_by(f64::total_cmp);
+    // batch 0, low 0, vip 6 → 15, urgent 5 → 45; the recreated batch waits for the node.
+    assert_eq!(&pending[..4], [0.0, 0.0, 9.0, 40.0], "{pending:?}");
+}
