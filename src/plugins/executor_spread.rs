@@ -300,9 +300,18 @@ impl ScorePlugin for ExecutorSpread {
             }
             return;
         }
+        // Most nodes hold none of the app's executors: their score is a function
+        // of type and zone alone, one table lookup per node.
+        let types = t.type_ids.table_len();
+        let zones = t.zone_ids.table_len();
+        let by_zone_type: Vec<i64> = (0..zones * types)
+            .map(|k| c.score((k % types) as u32, (k / types) as u32, 0, skew))
+            .collect();
+        let len = tid.len().min(zid.len());
+        let (tid, zid) = (&tid[..len], &zid[..len]);
         for (o, &n) in out.iter_mut().zip(nodes) {
             let i = n as usize;
-            *o = c.score(tid[i], zid[i], 0, skew);
+            *o = by_zone_type[zid[i] as usize * types + tid[i] as usize];
         }
         // Few nodes hold executors here (the map form): patch them. `nodes` is in
         // ascending order (the cycle's contract), so each is found by bisection.
