@@ -39,11 +39,14 @@ impl CycleState {
             .and_then(|(_, b)| b.downcast_mut())
     }
 
-    pub(crate) fn mark_skip_filter(&mut self, plugin: &'static str) {
+    /// A PreFilter's Skip: the plugin's filter is not run this cycle. Public,
+    /// like `set_fresh_scores`, for tools that run plugins alone.
+    pub fn mark_skip_filter(&mut self, plugin: &'static str) {
         self.skip_filter.push(plugin);
     }
 
-    pub(crate) fn mark_skip_score(&mut self, plugin: &'static str) {
+    /// A PreScore's Skip: the plugin's score is not run this cycle.
+    pub fn mark_skip_score(&mut self, plugin: &'static str) {
         self.skip_score.push(plugin);
     }
 
@@ -55,7 +58,9 @@ impl CycleState {
         self.skip_score.contains(&plugin)
     }
 
-    pub(crate) fn set_fresh_scores(&mut self, fresh: bool) {
+    /// Score every node afresh (`CycleOptions::fresh`): no plugin reuses or keeps
+    /// node scores from other cycles. Public for tools that run plugins alone.
+    pub fn set_fresh_scores(&mut self, fresh: bool) {
         self.fresh_scores = fresh;
     }
 
