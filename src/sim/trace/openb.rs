@@ -356,8 +356,14 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
         "deletion_time",
         "scheduled_time",
     ];
+    // Positions of the optional columns among the values `for_each` passes.
+    const GPU_SPEC: usize = 5;
+    const QOS: usize = 6;
+    const CREATED: usize = 7;
+    const DELETED: usize = 8;
+    const SCHEDULED: usize = 9;
     let mut table = Table::open(input, file, &required, &optional)?;
-    let (has_qos, has_creation) = (table.has(6), table.has(7));
+    let (has_qos, has_creation) = (table.has(QOS), table.has(CREATED));
     let mut pods = Vec::new();
     table.for_each(|row, v| {
         let name = v[0];
@@ -368,7 +374,7 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
         let mem = int("memory_mib", v[2])?;
         let num_gpu = int("num_gpu", v[3])?;
         let gpu_milli = int("gpu_milli", v[4])?;
-        let qos = v[6];
+        let qos = v[QOS];
         let priority = if has_qos {
             priority_of_qos(qos).ok_or_else(|| format!("column `qos`: unknown class {qos:?}"))?
         } else {
@@ -376,12 +382,12 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
         };
         // Without the column, pods arrive one a second in file order.
         let created = if has_creation {
-            int("creation_time", v[7])?
+            int("creation_time", v[CREATED])?
         } else {
             row as u64
         };
-        let deleted = optional_int("deletion_time", v[8])?;
-        let scheduled = optional_int("scheduled_time", v[9])?;
+        let deleted = optional_int("deletion_time", v[DELETED])?;
+        let scheduled = optional_int("scheduled_time", v[SCHEDULED])?;
         let duration = match (deleted, scheduled) {
             (Some(d), Some(s)) => Some(d.checked_sub(s).ok_or_else(|| {
                 format!("deletion_time {d} is before scheduled_time {s}")
@@ -410,7 +416,7 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
             }
         }
         let mut models: Vec<String> = Vec::new();
-        for m in v[5].split('|').map(str::trim).filter(|m| !m.is_empty()) {
+        for m in v[GPU_SPEC].split('|').map(str::trim).filter(|m| !m.is_empty()) {
             if !models.iter().any(|x| x == m) {
                 models.push(m.to_owned());
             }
