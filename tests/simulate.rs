@@ -21,6 +21,13 @@ fn node(name: &str, ty: &str, cpu: &str, price: f64) -> String {
     )
 }
 
+/// A plain pod of `cpu` CPUs and 1 GiB in its own namespace.
+fn plain(t: f64, name: &str, cpu: &str, priority: i32, duration: f64) -> String {
+    format!(
+        r#"{{"t":{t},"type":"pod_submit","name":"{name}","namespace":"{name}","requests":{{"cpu":"{cpu}","memory":"1Gi"}},"priority":{priority},"duration_seconds":{duration}}}"#
+    )
+}
+
 fn app(t: f64, id: &str, driver_cpu: &str, exec_cpu: &str, executors: u32, work: f64) -> String {
     format!(
         r#"{{"t":{t},"type":"app_submit","id":"{id}","namespace":"etl","driver":{{"requests":{{"cpu":"{driver_cpu}","memory":"1Gi"}},"priority":100000}},"executor":{{"requests":{{"cpu":"{exec_cpu}","memory":"1Gi"}},"priority":50000}},"executors":{executors},"work_executor_seconds":{work}}}"#
@@ -282,8 +289,8 @@ fn errors_name_the_problem() {
 fn preemption_evicts_after_the_grace_period_and_the_victim_comes_back() {
     let t = trace(&[
         &node("n1", "on-demand", "4", 1.0),
-        r#"{"t":0,"type":"pod_submit","name":"batch","namespace":"b","requests":{"cpu":"4","memory":"1Gi"},"duration_seconds":1000}"#,
-        r#"{"t":5,"type":"pod_submit","name":"urgent","namespace":"u","requests":{"cpu":"2","memory":"1Gi"},"priority":1000,"duration_seconds":20}"#,
+        &plain(0.0, "batch", "4", 0, 1000.0),
+        &plain(5.0, "urgent", "2", 1000, 20.0),
     ]);
     let opts = SimOptions {
         preemption_grace_seconds: (10.0, 10.0),
@@ -409,10 +416,10 @@ fn sampled_policy_specs_are_checked() {
 fn a_nomination_preemption_cannot_serve_is_cleared() {
     let t = trace(&[
         &node("n1", "on-demand", "8", 1.0),
-        r#"{"t":0,"type":"pod_submit","name":"batch","namespace":"b","requests":{"cpu":"8","memory":"1Gi"},"duration_seconds":1000}"#,
-        r#"{"t":5,"type":"pod_submit","name":"urgent","namespace":"u","requests":{"cpu":"6","memory":"1Gi"},"priority":1000,"duration_seconds":100}"#,
-        r#"{"t":6,"type":"pod_submit","name":"vip","namespace":"v","requests":{"cpu":"4","memory":"1Gi"},"priority":2000,"duration_seconds":30}"#,
-        r#"{"t":20,"type":"pod_submit","name":"low","namespace":"l","requests":{"cpu":"2","memory":"1Gi"},"duration_seconds":10}"#,
+        &plain(0.0, "batch", "8", 0, 1000.0),
+        &plain(5.0, "urgent", "6", 1000, 100.0),
+        &plain(6.0, "vip", "4", 2000, 30.0),
+        &plain(20.0, "low", "2", 0, 10.0),
     ]);
     let opts = SimOptions {
         preemption_grace_seconds: (10.0, 10.0),
