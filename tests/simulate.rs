@@ -436,3 +436,30 @@ fn a_nomination_preemption_cannot_serve_is_cleared() {
     // batch 0, low 0, vip 6 → 15, urgent 5 → 45; the recreated batch waits for the node.
     assert_eq!(&pending[..4], [0.0, 0.0, 9.0, 40.0], "{pending:?}");
 }
+
+/// A nominated pod that leaves while pending takes its nomination along: the executor of
+/// `x` (4 CPUs) evicts `batch` from n1 and is nominated there, then `x`'s driver is lost with
+/// its spot node (t = 4) and the pending executor goes with the application. When `batch`
+/// leaves n1 (t = 11) and comes back, it fits at once; a nomination left behind would count
+/// the executor's 4 CPUs on n1 for ever, and `batch` would never run again.
+#[test]
+fn a_nominated_pod_that_leaves_pending_takes_its_nomination_along() {
+    let t = trace(&[
+        &node("n1", "on-demand", "8", 1.0),
+        &node("n2", "spot", "2", 1.0),
+        &plain(0.0, "batch", "8", 0, 1000.0),
+        &app(1.0, "x", "1", "4", 1, 100.0),
+        r#"{"t":3,"type":"spot_interruption","node":"n2","notice_seconds":1}"#,
+    ]);
+    let opts = SimOptions {
+        preemption_grace_seconds: (10.0, 10.0),
+        app_resubmissions: 0,
+        ..quiet()
+    };
+    let report = simulate(&t, &Config::default(), &policies(&["kube-default"]), &opts).unwrap();
+    let r = &report.policies["kube-default"];
+    assert_eq!((r.preemptions, r.apps_failed), (1, 1));
+    // batch twice (the second time at once), x's driver; its executor never ran.
+    assert_eq!((r.pods_bound, r.pods_never_bound), (3, 1));
+    assert_eq!(r.pending_seconds.max, 0.0);
+}
