@@ -41,6 +41,19 @@ fn quiet() -> SimOptions {
     }
 }
 
+/// Preemption victims leave exactly 10 s after eviction, so outcomes can be worked out by hand.
+fn ten_second_grace() -> SimOptions {
+    SimOptions {
+        preemption_grace_seconds: (10.0, 10.0),
+        ..quiet()
+    }
+}
+
+/// `t` run with the kube-default policy alone.
+fn kube_default_run(t: &Trace, opts: &SimOptions) -> SimReport {
+    simulate(t, &Config::default(), &policies(&["kube-default"]), opts).unwrap()
+}
+
 fn policies(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
@@ -292,11 +305,7 @@ fn preemption_evicts_after_the_grace_period_and_the_victim_comes_back() {
         &plain(0.0, "batch", "4", 0, 1000.0),
         &plain(5.0, "urgent", "2", 1000, 20.0),
     ]);
-    let opts = SimOptions {
-        preemption_grace_seconds: (10.0, 10.0),
-        ..quiet()
-    };
-    let report = simulate(&t, &Config::default(), &policies(&["kube-default"]), &opts).unwrap();
+    let report = kube_default_run(&t, &ten_second_grace());
     let r = &report.policies["kube-default"];
     assert_eq!(r.preemptions, 1);
     assert_eq!(r.plain_pods_lost, 1);
@@ -421,11 +430,7 @@ fn a_nomination_preemption_cannot_serve_is_cleared() {
         &plain(6.0, "vip", "4", 2000, 30.0),
         &plain(20.0, "low", "2", 0, 10.0),
     ]);
-    let opts = SimOptions {
-        preemption_grace_seconds: (10.0, 10.0),
-        ..quiet()
-    };
-    let report = simulate(&t, &Config::default(), &policies(&["kube-default"]), &opts).unwrap();
+    let report = kube_default_run(&t, &ten_second_grace());
     let run = report
         .runs
         .iter()
@@ -452,11 +457,10 @@ fn a_nominated_pod_that_leaves_pending_takes_its_nomination_along() {
         r#"{"t":3,"type":"spot_interruption","node":"n2","notice_seconds":1}"#,
     ]);
     let opts = SimOptions {
-        preemption_grace_seconds: (10.0, 10.0),
         app_resubmissions: 0,
-        ..quiet()
+        ..ten_second_grace()
     };
-    let report = simulate(&t, &Config::default(), &policies(&["kube-default"]), &opts).unwrap();
+    let report = kube_default_run(&t, &opts);
     let r = &report.policies["kube-default"];
     assert_eq!((r.preemptions, r.apps_failed), (1, 1));
     // batch twice (the second time at once), x's driver; its executor never ran.
