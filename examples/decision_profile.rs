@@ -1,6 +1,6 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh]
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive]
 //! With `--parallel`, sequential and parallel cycles alternate and both are timed.
 //! With `--assume`, every decision schedules a new executor and assumes it (the
 //! application grows, as in the `decisions_with_assume` benchmark).
@@ -22,6 +22,8 @@ fn main() {
     let assume = flag("--assume");
     // Every verdict and score computed afresh, none kept from earlier cycles.
     let fresh = flag("--fresh");
+    // Every feasible node scored, none left out as unable to win.
+    let exhaustive = flag("--exhaustive");
     let config = Config::default();
     let Ok(profile) = build_named_profile(&config, &profile_name) else {
         eprintln!("no profile {profile_name}");
@@ -44,6 +46,7 @@ fn main() {
             let opts = CycleOptions {
                 parallel,
                 fresh,
+                exhaustive,
                 ..CycleOptions::default()
             };
             let start = Instant::now();

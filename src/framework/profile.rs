@@ -1,6 +1,6 @@
 //! A profile: the plugins enabled at each extension point, in order, with score weights.
 
-use super::cycle::{KeptTotals, KeptVerdicts};
+use super::cycle::{ClassBuffers, KeptTotals, KeptVerdicts};
 use super::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -44,6 +44,8 @@ pub struct Profile {
     pub(crate) kept_verdicts: KeptVerdicts,
     /// Score totals and the best node per class kept from the last cycles.
     pub(crate) kept_totals: KeptTotals,
+    /// Buffers for bounded selection (`cycle::bounded`).
+    pub(crate) class_buffers: ClassBuffers,
 }
 
 impl Profile {
@@ -62,6 +64,7 @@ impl Profile {
             next_start: AtomicUsize::new(0),
             kept_verdicts: KeptVerdicts::default(),
             kept_totals: KeptTotals::default(),
+            class_buffers: ClassBuffers::default(),
         };
         for (set, weight) in sets {
             p.pre_filter.extend(set.pre_filter);

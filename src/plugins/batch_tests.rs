@@ -732,8 +732,9 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
-    /// Decisions from kept totals (`framework::cycle::kept_totals`) are those of
-    /// cycles that score every node afresh: the same node, total, feasible nodes
+    /// Decisions from kept totals (`framework::cycle::kept_totals`), and from
+    /// bounded selection (`framework::cycle::bounded`), are those of cycles that
+    /// score every node afresh: the same node, total, feasible nodes
     /// and message, as executors of several applications are placed one after
     /// another (each assumed where the cycle put it, so classes and scores
     /// move), between binds, unbinds, node changes, removals, additions and
@@ -793,12 +794,20 @@ proptest! {
                         let mut chosen = None;
                         for profile in &profiles {
                             let kept = schedule(profile, &p, s, CycleOptions::default());
-                            let fresh_opts = CycleOptions { fresh: true, ..CycleOptions::default() };
-                            let fresh = schedule(profile, &p, s, fresh_opts);
+                            // Every node scored, and bounded selection without kept totals.
+                            let every = CycleOptions { fresh: true, exhaustive: true, ..CycleOptions::default() };
+                            let fresh = schedule(profile, &p, s, every);
+                            let bounded_opts = CycleOptions { fresh: true, ..CycleOptions::default() };
+                            let bounded = schedule(profile, &p, s, bounded_opts);
                             prop_assert_eq!(
                                 view(&kept),
                                 view(&fresh),
                                 "{} after {:?} (step {})", profile.name, c, step
+                            );
+                            prop_assert_eq!(
+                                view(&bounded),
+                                view(&fresh),
+                                "bounded: {} after {:?} (step {})", profile.name, c, step
                             );
                             chosen = chosen.or(kept.node);
                         }

@@ -82,6 +82,7 @@ impl<'a> SamplingProbe<'a> {
             post_filter: false,
             parallel: false,
             fresh: false,
+            exhaustive: false,
         };
         let full = schedule(self.full, pod, snap, opts);
         match (sampled.node, full.node, full.scores.first()) {

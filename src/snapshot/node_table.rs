@@ -47,6 +47,10 @@ pub struct NodeTable {
     pub type_id: Vec<u32>,
     pub zone_id: Vec<u32>,
     pub type_ids: DenseIds,
+    /// (`type_id`, `zone_id`) as one small dense id: classes of nodes by place
+    /// are one table lookup away.
+    pub place_id: Vec<u32>,
+    pub place_ids: PairIds,
     /// Id 0 is "no zone label"; zones start at 1.
     pub zone_ids: DenseIds,
     pub unschedulable: Vec<bool>,
@@ -203,6 +207,7 @@ impl NodeTable {
                 self.zone[u] = zone;
                 self.type_id[u] = self.type_ids.id(Some(capacity_type));
                 self.zone_id[u] = self.zone_ids.id(zone);
+                self.place_id[u] = self.place_ids.id(self.type_id[u], self.zone_id[u]);
                 self.hard_taints[u] = hard;
                 self.soft_taints[u] = soft;
                 self.taint_set[u] = taint_set;
@@ -228,8 +233,13 @@ impl NodeTable {
                 self.node.push(node);
                 self.capacity_type.push(capacity_type);
                 self.zone.push(zone);
-                self.type_id.push(self.type_ids.id(Some(capacity_type)));
-                self.zone_id.push(self.zone_ids.id(zone));
+                let (type_id, zone_id) = (
+                    self.type_ids.id(Some(capacity_type)),
+                    self.zone_ids.id(zone),
+                );
+                self.type_id.push(type_id);
+                self.zone_id.push(zone_id);
+                self.place_id.push(self.place_ids.id(type_id, zone_id));
                 self.hard_taints.push(hard);
                 self.soft_taints.push(soft);
                 self.taint_set.push(taint_set);
@@ -291,6 +301,7 @@ impl NodeTable {
         self.restamp(u);
         self.capacity_type[u] = capacity_type;
         self.type_id[u] = self.type_ids.id(Some(capacity_type));
+        self.place_id[u] = self.place_ids.id(self.type_id[u], self.zone_id[u]);
         self.node[u] = node;
         self.count_flags(u, 1);
     }
@@ -457,6 +468,25 @@ impl DenseIds {
             .iter()
             .enumerate()
             .map(|(k, &v)| (k as u32 + 1, v))
+    }
+}
+
+/// Small dense ids for pairs of dense ids, from 0 in order of first sight, kept
+/// for good (a cluster has a few capacity types times a few zones).
+#[derive(Debug, Default, Clone)]
+pub struct PairIds {
+    ids: HashMap<(u32, u32), u32>,
+}
+
+impl PairIds {
+    fn id(&mut self, a: u32, b: u32) -> u32 {
+        let next = self.ids.len() as u32;
+        *self.ids.entry((a, b)).or_insert(next)
+    }
+
+    /// How many ids there are: the length of a table indexed by id.
+    pub fn table_len(&self) -> usize {
+        self.ids.len()
     }
 }
 

@@ -3,9 +3,11 @@
 //! Ties between equally scored nodes go to the node whose name sorts first, so
 //! runs repeat exactly (upstream picks a random one among the best).
 
+mod bounded;
 mod kept_totals;
 mod kept_verdicts;
 
+pub(crate) use bounded::ClassBuffers;
 pub(crate) use kept_totals::KeptTotals;
 pub(crate) use kept_verdicts::KeptVerdicts;
 
@@ -32,6 +34,10 @@ pub struct CycleOptions {
     /// `plugins::score_memo`). For benchmarks of the cold path and for checks;
     /// the decision is the same either way.
     pub fresh: bool,
+    /// Score every feasible node with every plugin: no node is left unscored
+    /// because it provably cannot win (`bounded`). For benchmarks of that
+    /// reading and for checks; the decision is the same either way.
+    pub exhaustive: bool,
 }
 
 /// Below this many nodes a thread costs more than it saves.
@@ -431,16 +437,19 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             &uniform,
             offset,
         );
-        if let Some((chosen, total)) = kept {
-            if !take_node(profile, &mut state, pod, snap, chosen, &mut decision) {
-                return decision;
-            }
-            decision.scores.push(NodeScore {
-                node: chosen,
-                total,
-                plugins: Vec::new(),
-            });
-            return decision;
+        if let Some(best) = kept {
+            return take_best(profile, &mut state, pod, snap, best, decision);
+        }
+    }
+    if !opts.detail && !opts.exhaustive {
+        let feasible = &decision.feasible;
+        let buffers = &profile.class_buffers;
+        let (active, uniform) = (&active_scores, &uniform);
+        let bounded = bounded::best(
+            buffers, &state, pod, snap, feasible, active, uniform, offset,
+        );
+        if let Some(best) = bounded {
+            return take_best(profile, &mut state, pod, snap, best, decision);
         }
     }
     let columns: Vec<(&dyn ScorePlugin, i64)> = active_scores
@@ -671,6 +680,25 @@ fn sum_and_select(
         }
     }
     best
+}
+
+/// The decision for `best` (node, total) found without a score per node.
+fn take_best(
+    profile: &Profile,
+    state: &mut CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    (chosen, total): (NodeIdx, i64),
+    mut decision: Decision,
+) -> Decision {
+    if take_node(profile, state, pod, snap, chosen, &mut decision) {
+        decision.scores.push(NodeScore {
+            node: chosen,
+            total,
+            plugins: Vec::new(),
+        });
+    }
+    decision
 }
 
 /// Reserve and Permit on the chosen node: the node goes into the decision, or
