@@ -252,6 +252,58 @@ async fn unplaceable_pod_is_reported_once_per_message() {
     s.shutdown().await;
 }
 
+/// The real server refuses an events.k8s.io/v1 Event whose note exceeds 1024 bytes (422);
+/// a message listing many distinct taints is longer than that.
+#[tokio::test]
+async fn long_failure_message_is_truncated_in_the_event() {
+    let server = TestApiServer::start().await;
+    let nodes = 24;
+    for i in 0..nodes {
+        let n: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": { "name": format!("n{i:02}") },
+            "spec": { "taints": [{
+                "key": format!("teams.example.com/dedicated-to-team-{i:02}"),
+                "value": format!("reserved-for-the-analytics-team-number-{i:02}"),
+                "effect": "NoSchedule",
+            }] },
+            "status": { "allocatable": { "cpu": "8", "memory": "256Gi", "pods": "110" } },
+        }))
+        .unwrap();
+        server.create(&n).unwrap();
+    }
+    let s = started(&server, config()).await;
+    server
+        .create(&pod("tainted-out", "spark-fleet", "1"))
+        .unwrap();
+    let got = server
+        .wait_for::<Pod>("spark", "tainted-out", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("PodScheduled condition set");
+    // The condition keeps the whole message, as upstream.
+    let full = condition(&got, "PodScheduled")
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(full.len() > 1024, "{}", full.len());
+    wait_until("FailedScheduling", || {
+        !events(&server, "tainted-out", "FailedScheduling").is_empty()
+    })
+    .await;
+    let ev = &events(&server, "tainted-out", "FailedScheduling")[0];
+    let note = ev["note"].as_str().unwrap();
+    assert!(note.len() <= 1024, "{}", note.len());
+    assert!(
+        note.starts_with(&format!("0/{nodes} nodes are available: ")),
+        "{note}"
+    );
+    assert!(note.ends_with(" ..."), "{note}");
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn invalid_pod_of_ours_is_reported() {
     let server = TestApiServer::start().await;

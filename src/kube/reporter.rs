@@ -47,6 +47,25 @@ async fn publish(
     publish_with(&shared.recorder, r, ty, reason, action, note).await;
 }
 
+/// The API server refuses an events.k8s.io/v1 Event whose note is longer than this
+/// many bytes (422 Invalid); upstream kube-scheduler truncates its messages to it.
+const NOTE_LIMIT: usize = 1024;
+
+/// Cuts `note` to [`NOTE_LIMIT`] bytes on a character boundary, marking the cut as upstream does.
+fn truncate_note(mut note: String) -> String {
+    const SUFFIX: &str = " ...";
+    if note.len() <= NOTE_LIMIT {
+        return note;
+    }
+    let mut end = NOTE_LIMIT - SUFFIX.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push_str(SUFFIX);
+    note
+}
+
 async fn publish_with(
     recorder: &Recorder,
     r: &ObjectReference,
@@ -58,7 +77,7 @@ async fn publish_with(
     let ev = Event {
         type_: ty,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(truncate_note(note)),
         action: action.into(),
         secondary: None,
     };
@@ -257,4 +276,24 @@ pub(crate) async fn capacity_fallback_event(
         ),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_to_the_api_limit_on_a_char_boundary() {
+        let short = "0/3 nodes are available".to_owned();
+        assert_eq!(truncate_note(short.clone()), short);
+        let exact = "x".repeat(NOTE_LIMIT);
+        assert_eq!(truncate_note(exact.clone()), exact);
+        let long = truncate_note("x".repeat(NOTE_LIMIT + 1));
+        assert_eq!(long.len(), NOTE_LIMIT);
+        assert!(long.ends_with(" ..."));
+        // Multi-byte characters straddling the cut are dropped whole.
+        let wide = truncate_note("é".repeat(NOTE_LIMIT));
+        assert!(wide.len() <= NOTE_LIMIT);
+        assert!(wide.ends_with("é ..."));
+    }
 }
