@@ -252,6 +252,38 @@ async fn unplaceable_pod_is_reported_once_per_message() {
     s.shutdown().await;
 }
 
+/// A real server answers 429/5xx now and then: a refused status patch is sent again at
+/// the next attempt, not forgotten as "already reported".
+#[tokio::test]
+async fn failed_status_patch_is_reported_again() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.fail_next("PATCH", "/pods/picky/status", 500, 1);
+    let mut p = pod("picky", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().node_selector = Some([("disk".to_owned(), "ssd".to_owned())].into());
+    server.create(&p).unwrap();
+    assert!(
+        server
+            .wait_for_requests("PATCH", "/pods/picky/status", 1, STEP)
+            .await
+    );
+    // Let the reporter take in the refusal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A node change retries the pod, with the same answer.
+    let mut n1: Node = server.get("", "n1").unwrap();
+    n1.metadata.labels = Some([("zone".to_owned(), "a".to_owned())].into());
+    server.replace(&n1).unwrap();
+    let got = server
+        .wait_for::<Pod>("spark", "picky", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("PodScheduled condition set after the failed patch");
+    assert_eq!(condition(&got, "PodScheduled").unwrap().status, "False");
+    s.shutdown().await;
+}
+
 /// The real server refuses an events.k8s.io/v1 Event whose note exceeds 1024 bytes (422);
 /// a message listing many distinct taints is longer than that.
 #[tokio::test]

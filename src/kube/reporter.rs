@@ -5,7 +5,7 @@
 
 use super::{metrics, Shared};
 use crate::config::Config;
-use crate::model::Pod;
+use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
 use k8s_openapi::jiff::Timestamp;
@@ -86,14 +86,33 @@ async fn publish_with(
     }
 }
 
-async fn patch_status(shared: &Shared, namespace: &str, name: &str, patch: serde_json::Value) {
+/// Whether the patch was applied.
+async fn patch_status(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> bool {
     shared.limiter.acquire().await;
     let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), namespace);
-    if let Err(e) = api
+    match api
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await
     {
-        tracing::warn!(error = %e, pod = %format!("{namespace}/{name}"), "status patch failed");
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, pod = %format!("{namespace}/{name}"), "status patch failed");
+            false
+        }
+    }
+}
+
+/// The message did not reach the pod (429, 5xx, timeout, ...): forget it was reported, so
+/// the next attempt with the same message sends it again rather than skipping it.
+fn forget_reported(shared: &Shared, pod: &PodKey, message: &str) {
+    let mut st = shared.lock();
+    if st.reported.get(pod).is_some_and(|m| m == message) {
+        st.reported.remove(pod);
     }
 }
 
@@ -126,7 +145,10 @@ pub(crate) async fn unschedulable(
         // A strategic-merge null removes the field.
         status.insert("nominatedNodeName".into(), serde_json::Value::Null);
     }
-    patch_status(&shared, ns, name, json!({ "status": status })).await;
+    let patched = patch_status(&shared, ns, name, json!({ "status": status })).await;
+    if let (false, Some(m)) = (patched, &message) {
+        forget_reported(&shared, &pod.key, m);
+    }
     if let Some(message) = message {
         publish(
             &shared,
@@ -148,13 +170,16 @@ pub(crate) async fn invalid_pod(
     uid: String,
     message: String,
 ) {
-    patch_status(
+    let patched = patch_status(
         &shared,
         &namespace,
         &name,
         json!({"status": {"conditions": [condition("PodScheduled", "False", "SchedulerError", &message)]}}),
     )
     .await;
+    if !patched {
+        forget_reported(&shared, &PodKey::new(&namespace, &name), &message);
+    }
     publish(
         &shared,
         &reference(&namespace, &name, &uid),
