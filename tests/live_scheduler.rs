@@ -715,6 +715,43 @@ async fn losing_the_lease_stops_binding() {
     s.shutdown().await;
 }
 
+/// A real API server (or the network to it) can stop answering without closing the
+/// connection; the kube client has no read timeout. A leader whose lease requests hang
+/// must still step down by its renew deadline, as a standby may take the lease after it.
+#[tokio::test]
+async fn hung_lease_requests_stop_binding_by_the_renew_deadline() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "64", json!({}))).unwrap();
+    let s = within(
+        "start",
+        Scheduler::start_as(server.client(), with_leader_election(config()), "me".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("leads", || s.is_leader()).await;
+    server.delay_next(
+        "GET",
+        "/leases/spark-fleet",
+        Duration::from_secs(60),
+        1_000_000,
+    );
+    let hung_at = std::time::Instant::now();
+    wait_until("stepped down with the lease requests hanging", || {
+        !s.is_leader()
+    })
+    .await;
+    // Renew deadline 2 s (with_leader_election); the lease itself lasts 3 s.
+    let took = hung_at.elapsed();
+    assert!(took < Duration::from_millis(2_900), "{took:?}");
+    server.create(&pod("after", "spark-fleet", "1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        node_name(&server.get::<Pod>("spark", "after").unwrap()),
+        None
+    );
+    within("shutdown with a hung server", s.shutdown()).await;
+}
+
 mod preemption {
     use super::*;
     use spark_fleet::framework::{
