@@ -752,6 +752,52 @@ async fn hung_lease_requests_stop_binding_by_the_renew_deadline() {
     within("shutdown with a hung server", s.shutdown()).await;
 }
 
+/// Many pending pods queue many status patches behind the client rate limit; the lease
+/// renewal must not wait behind them (upstream gives leader election its own client),
+/// or the leader misses its renew deadline and stops scheduling under load.
+#[tokio::test]
+async fn a_backlog_of_reports_does_not_starve_the_lease() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "64", json!({}))).unwrap();
+    let mut c = with_leader_election(config());
+    c.client.qps = 5.0;
+    c.client.burst = 1;
+    let s = within(
+        "start",
+        Scheduler::start_as(server.client(), c, "me".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("leads", || s.is_leader()).await;
+    wait_until("synced", || s.is_ready()).await;
+    // 30 reports at 5/s: six seconds of backlog, against a 2 s renew deadline and a
+    // 3 s lease.
+    for i in 0..30 {
+        let mut p = pod(&format!("picky{i}"), "spark-fleet", "1");
+        p.spec.as_mut().unwrap().node_selector =
+            Some([("disk".to_owned(), "ssd".to_owned())].into());
+        server.create(&p).unwrap();
+    }
+    wait_until("reporting started", || {
+        server.count_requests("PATCH", "/status") > 0
+    })
+    .await;
+    let renewals = server.count_requests("PUT", "/leases/spark-fleet");
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        assert!(s.is_leader(), "lost the lease behind the report backlog");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still renewed on the server, not only believed held.
+    let renewed = server.count_requests("PUT", "/leases/spark-fleet") - renewals;
+    assert!(renewed >= 3, "{renewed} renewals in 4 s");
+    assert!(
+        server.count_requests("PATCH", "/status") < 30,
+        "the backlog drained early: the test shows nothing"
+    );
+    s.shutdown().await;
+}
+
 mod preemption {
     use super::*;
     use spark_fleet::framework::{

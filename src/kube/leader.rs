@@ -172,7 +172,7 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
         if *stop.borrow() {
             break;
         }
-        shared.limiter.acquire().await;
+        shared.lease_limiter.acquire().await;
         let budget = request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
         match bounded(budget, api.get_opt(&settings.name)).await {
             Err(e) => {
@@ -219,7 +219,7 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                             },
                             spec: Some(held_spec(&identity, settings.duration_ms, None, 0)),
                         };
-                        shared.limiter.acquire().await;
+                        shared.lease_limiter.acquire().await;
                         let budget =
                             request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
                         match bounded(budget, api.create(&PostParams::default(), &lease)).await {
@@ -245,7 +245,7 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                         } else {
                             held_spec(&identity, settings.duration_ms, None, transitions + 1)
                         });
-                        shared.limiter.acquire().await;
+                        shared.lease_limiter.acquire().await;
                         let budget =
                             request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
                         let pp = PostParams::default();
@@ -295,7 +295,7 @@ pub(crate) async fn release(shared: &Shared, settings: &LeaseSettings) {
     let api: Api<Lease> = Api::namespaced(shared.client.clone(), &settings.namespace);
     // Bounded too, so a hung server does not hold up shutdown.
     let budget = Duration::from_millis(settings.renew_deadline_ms);
-    shared.limiter.acquire().await;
+    shared.lease_limiter.acquire().await;
     let Ok(Some(mut lease)) = bounded(budget, api.get_opt(&settings.name)).await else {
         return;
     };
@@ -306,7 +306,7 @@ pub(crate) async fn release(shared: &Shared, settings: &LeaseSettings) {
     spec.holder_identity = None;
     spec.lease_duration_seconds = Some(1);
     spec.renew_time = Some(MicroTime(Timestamp::now()));
-    shared.limiter.acquire().await;
+    shared.lease_limiter.acquire().await;
     match bounded(
         budget,
         api.replace(&settings.name, &PostParams::default(), &lease),

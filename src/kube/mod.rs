@@ -9,8 +9,9 @@
 //! - **Client rate limit**: every request we make (bindings, status patches,
 //!   deletions, lease reads and writes) first takes a token from a
 //!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (upstream defaults
-//!   50 / 100); events take theirs from a second bucket of the same size, as upstream's
-//!   separate event client. Watches are long-running and not limited.
+//!   50 / 100); events and lease requests each take theirs from a bucket of their own
+//!   of the same size, as upstream's separate event and leader-election clients.
+//!   Watches are long-running and not limited.
 //! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
 //! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
@@ -144,6 +145,10 @@ pub(crate) struct Shared {
     /// Events have their own bucket, as upstream's separate event client: reporting
     /// must not halve the binding rate.
     pub event_limiter: RateLimiter,
+    /// Lease reads and writes have their own bucket, as upstream's separate
+    /// leader-election client: a backlog of reports must not delay a renewal past the
+    /// renew deadline (the leader would keep binding while its lease runs out).
+    pub lease_limiter: RateLimiter,
     pub recorder: Recorder,
     pub identity: String,
     pub state: Mutex<State>,
@@ -279,6 +284,7 @@ impl Scheduler {
         let shared = Arc::new(Shared {
             limiter: RateLimiter::new(config.client.qps, config.client.burst),
             event_limiter: RateLimiter::new(config.client.qps, config.client.burst),
+            lease_limiter: RateLimiter::new(config.client.qps, config.client.burst),
             partition,
             profile,
             client,
