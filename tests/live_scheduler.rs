@@ -234,15 +234,25 @@ async fn unplaceable_pod_is_reported_once_per_message() {
     );
     assert_eq!(events(&server, "picky", "FailedScheduling").len(), 1);
 
-    // A new answer is.
+    // A new answer is; the condition's status did not change, so neither does its
+    // lastTransitionTime (as upstream's UpdatePodCondition keeps it).
+    let first_transition = c.last_transition_time.clone();
+    assert!(first_transition.is_some());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     server.create(&node("n3", "8", json!({}))).unwrap();
     let want3 = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.";
-    server
+    let got3 = server
         .wait_for::<Pod>("spark", "picky", STEP, |p| {
             condition(p, "PodScheduled").and_then(|c| c.message.as_deref()) == Some(want3)
         })
         .await
         .expect("message updated");
+    assert_eq!(
+        condition(&got3, "PodScheduled")
+            .unwrap()
+            .last_transition_time,
+        first_transition
+    );
 
     // And a matching node gets it bound.
     server

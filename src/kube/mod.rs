@@ -175,6 +175,9 @@ pub(crate) struct State {
     pub pdbs: std::collections::HashSet<(String, String)>,
     /// Last FailedScheduling message reported per pod: identical ones are not re-sent.
     pub reported: HashMap<PodKey, String>,
+    /// Pods whose `PodScheduled` condition is False on the server (as last watched): a
+    /// new message keeps the condition's lastTransitionTime, as upstream does.
+    pub scheduled_false: std::collections::HashSet<PodKey>,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -297,6 +300,7 @@ impl Scheduler {
                 priority_classes: PriorityClasses::default(),
                 pdbs: Default::default(),
                 reported: HashMap::new(),
+                scheduled_false: Default::default(),
             }),
             wake: Notify::new(),
             leader: tokio_watch::Sender::new(false),
@@ -421,6 +425,8 @@ enum Outcome {
         preemption: Option<reporter::Preemption>,
         /// `status.nominatedNodeName` is to be cleared.
         clear_nominated: bool,
+        /// `PodScheduled` becomes False now (it is not already): set lastTransitionTime.
+        transition: bool,
     },
     /// Requeued with backoff; nothing to report.
     Retry,
@@ -481,6 +487,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                 message,
                 preemption,
                 clear_nominated,
+                transition,
             }) => {
                 if message.is_some() || clear_nominated {
                     tokio::spawn(reporter::unschedulable(
@@ -488,6 +495,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                         pod.clone(),
                         message,
                         clear_nominated,
+                        transition,
                     ));
                 }
                 if let Some(p) = preemption {
@@ -591,6 +599,7 @@ fn cycle(
         st.reported.insert(pod.key.clone(), message.clone());
     }
     Outcome::Unschedulable {
+        transition: !st.scheduled_false.contains(&pod.key),
         pod,
         message: fresh.then_some(message),
         preemption,

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -116,14 +117,26 @@ fn forget_reported(shared: &Shared, pod: &PodKey, message: &str) {
     }
 }
 
-fn condition(ty: &str, status: &str, reason: &str, message: &str) -> serde_json::Value {
-    json!({
+/// A pod condition for a strategic-merge status patch (merged by `type`). Without
+/// `transition` (the status stays what it is) lastTransitionTime is left out, so the
+/// server keeps the existing one, as upstream's UpdatePodCondition does.
+fn condition(
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    transition: bool,
+) -> serde_json::Value {
+    let mut c = json!({
         "type": ty,
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": Timestamp::now().to_string(),
-    })
+    });
+    if transition {
+        c["lastTransitionTime"] = json!(Time(Timestamp::now()));
+    }
+    c
 }
 
 /// `PodScheduled=False/Unschedulable` with the upstream message, and
@@ -134,11 +147,12 @@ pub(crate) async fn unschedulable(
     pod: Arc<Pod>,
     message: Option<String>,
     clear_nominated: bool,
+    transition: bool,
 ) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
     let mut status = serde_json::Map::new();
     if let Some(m) = &message {
-        let c = condition("PodScheduled", "False", "Unschedulable", m);
+        let c = condition("PodScheduled", "False", "Unschedulable", m, transition);
         status.insert("conditions".into(), json!([c]));
     }
     if clear_nominated {
@@ -169,12 +183,20 @@ pub(crate) async fn invalid_pod(
     name: String,
     uid: String,
     message: String,
+    transition: bool,
 ) {
+    let c = condition(
+        "PodScheduled",
+        "False",
+        "SchedulerError",
+        &message,
+        transition,
+    );
     let patched = patch_status(
         &shared,
         &namespace,
         &name,
-        json!({"status": {"conditions": [condition("PodScheduled", "False", "SchedulerError", &message)]}}),
+        json!({"status": {"conditions": [c]}}),
     )
     .await;
     if !patched {
@@ -238,7 +260,7 @@ pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
             &shared,
             vns,
             vname,
-            json!({"status": {"conditions": [condition("DisruptionTarget", "True", "PreemptionByScheduler", &message)]}}),
+            json!({"status": {"conditions": [condition("DisruptionTarget", "True", "PreemptionByScheduler", &message, true)]}}),
         )
         .await;
         shared.limiter.acquire().await;
