@@ -494,6 +494,51 @@ async fn binding_assigns_node_once_then_conflicts() {
 }
 
 #[tokio::test]
+async fn binding_refuses_gated_pods_and_a_stale_uid() {
+    let server = TestApiServer::start().await;
+    let mut gated = pod("spark", "g", "spark-fleet");
+    gated.spec.as_mut().unwrap().scheduling_gates =
+        Some(vec![
+            serde_json::from_value(json!({"name": "wait"})).unwrap()
+        ]);
+    server.create(&gated).unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "spark");
+    match bind(&pods, "g", "n1").await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+            assert!(
+                s.message
+                    .contains("pod g has non-empty .spec.schedulingGates"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 409, got {other:?}"),
+    }
+
+    let created = server.create(&pod("spark", "u", "spark-fleet")).unwrap();
+    let b: Binding = serde_json::from_value(json!({
+        "metadata": { "name": "u", "uid": "not-the-pods-uid" },
+        "target": { "kind": "Node", "name": "n1" },
+    }))
+    .unwrap();
+    let stale = within(
+        "bind stale uid",
+        pods.create_subresource::<_, Status>("binding", "u", &PostParams::default(), &b),
+    )
+    .await;
+    assert_eq!(api_code(stale), 409);
+    let mut b = b;
+    b.metadata.uid = created.metadata.uid.clone();
+    within(
+        "bind with uid",
+        pods.create_subresource::<_, Status>("binding", "u", &PostParams::default(), &b),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn fail_next_fails_exactly_the_matching_calls() {
     let server = TestApiServer::start().await;
     server.create(&pod("spark", "e1", "spark-fleet")).unwrap();

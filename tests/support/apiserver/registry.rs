@@ -477,6 +477,33 @@ pub fn bind(
                 &format!("pod {pod_name} is already assigned to node \"{assigned}\""),
             ));
         }
+        // The real BindingREST refuses a pod that is not ready for scheduling.
+        let gated = pod
+            .pointer("/spec/schedulingGates")
+            .and_then(Value::as_array)
+            .is_some_and(|g| !g.is_empty());
+        if gated {
+            return Err(ApiError::conflict_on(
+                "pods/binding",
+                rt,
+                pod_name,
+                &format!("pod {pod_name} has non-empty .spec.schedulingGates"),
+            ));
+        }
+        // The binding's uid is a precondition on the pod (a recreated pod is another pod).
+        if let Some(want) = meta_str(binding, "uid") {
+            let actual = meta_str(pod, "uid").unwrap_or("");
+            if want != actual {
+                return Err(ApiError::conflict_on(
+                    "pods/binding",
+                    rt,
+                    pod_name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {want}, UID in object meta: {actual}"
+                    ),
+                ));
+            }
+        }
         let mut next = pod.clone();
         next["spec"]["nodeName"] = json!(node);
         if let Some(annotations) = binding
