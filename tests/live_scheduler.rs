@@ -262,6 +262,42 @@ async fn unplaceable_pod_is_reported_once_per_message() {
     s.shutdown().await;
 }
 
+/// A pod with `spec.schedulingGates` is not ready for scheduling: the real server refuses
+/// to bind it (409), and upstream does not attempt it (nor preempt for it) until the
+/// gates are removed.
+#[tokio::test]
+async fn gated_pods_wait_for_their_gates_to_be_removed() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    let mut p = pod("gated", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().scheduling_gates = Some(vec![serde_json::from_value(
+        json!({"name": "example.com/wait"}),
+    )
+    .unwrap()]);
+    server.create(&p).unwrap();
+    server.create(&pod("free", "spark-fleet", "1")).unwrap();
+    within("bind free", wait_bound(&server, "free")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.count_requests("POST", "/pods/gated/binding"), 0);
+    assert!(!s.is_queued("spark", "gated"));
+    assert_eq!(server.count_requests("PATCH", "/pods/gated/status"), 0);
+
+    // Gates removed: scheduled like any other pod.
+    server
+        .patch::<Pod>(
+            "spark",
+            "gated",
+            &json!({"spec": {"schedulingGates": null}}),
+        )
+        .unwrap();
+    assert_eq!(
+        within("bind gated", wait_bound(&server, "gated")).await,
+        "n1"
+    );
+    s.shutdown().await;
+}
+
 /// A real server answers 429/5xx now and then: a refused status patch is sent again at
 /// the next attempt, not forgotten as "already reported".
 #[tokio::test]
