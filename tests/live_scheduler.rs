@@ -957,6 +957,55 @@ mod preemption {
         assert_eq!(within("bind", wait_bound(&server, "preemptor")).await, "n1");
         s.shutdown().await;
     }
+
+    /// Upstream deletes a victim only once its DisruptionTarget condition is written (the
+    /// victim's owner reads why it went); a refused condition patch defers the deletion
+    /// to a later attempt instead of deleting without it.
+    #[tokio::test]
+    async fn a_victim_is_not_deleted_without_its_disruption_condition() {
+        let server = TestApiServer::start_with(support::apiserver::ServerOptions {
+            graceful_pod_deletion: true,
+            ..Default::default()
+        })
+        .await;
+        server.create(&node("n1", "8", json!({}))).unwrap();
+        let mut victim = with_host_port(pod("victim", "default-scheduler", "1"), 7077);
+        victim.spec.as_mut().unwrap().node_name = Some("n1".into());
+        server.create(&victim).unwrap();
+
+        let mut c = config();
+        // Retries the nominated preemptor soon.
+        c.queue.unschedulable_flush_seconds = 0.3;
+        let mut profile =
+            spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
+        let mut set = PluginSet::new("EvictN1");
+        set.post_filter = Some(Arc::new(EvictN1));
+        profile.post_filter.push(set.post_filter.unwrap());
+        let s = within(
+            "start",
+            Scheduler::start_with(server.client(), c, profile, "me".into()),
+        )
+        .await
+        .unwrap();
+        wait_until("synced", || s.is_ready()).await;
+
+        server.fail_next("PATCH", "/pods/victim/status", 500, 1);
+        server
+            .create(&with_host_port(pod("preemptor", "spark-fleet", "1"), 7077))
+            .unwrap();
+        let v = server
+            .wait_for::<Pod>("spark", "victim", STEP, |p| {
+                p.metadata.deletion_timestamp.is_some()
+            })
+            .await
+            .expect("victim deleted gracefully at a later attempt");
+        assert!(
+            condition(&v, "DisruptionTarget").is_some(),
+            "deleted without its DisruptionTarget condition"
+        );
+        assert!(server.count_requests("PATCH", "/pods/victim/status") >= 2);
+        s.shutdown().await;
+    }
 }
 
 #[tokio::test]

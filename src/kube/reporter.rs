@@ -227,7 +227,8 @@ pub(crate) async fn scheduled(shared: &Shared, pod: &Pod, node: &str) {
     .await;
 }
 
-/// Nominates the preemptor, marks each victim `DisruptionTarget`, deletes it gracefully.
+/// Nominates the preemptor, marks each victim `DisruptionTarget`, then deletes it
+/// gracefully (only once marked).
 pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
     patch_status(
@@ -256,13 +257,18 @@ pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
             "{}: preempting to accommodate a higher priority pod",
             crate::kube::CONTROLLER
         );
-        patch_status(
+        let marked = patch_status(
             &shared,
             vns,
             vname,
             json!({"status": {"conditions": [condition("DisruptionTarget", "True", "PreemptionByScheduler", &message, true)]}}),
         )
         .await;
+        if !marked {
+            // As upstream: no deletion without the condition that tells the victim's
+            // owner why it went; a later attempt preempts again.
+            continue;
+        }
         shared.limiter.acquire().await;
         let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), vns);
         match api.delete(vname, &DeleteParams::default()).await {
