@@ -958,6 +958,63 @@ mod preemption {
         s.shutdown().await;
     }
 
+    /// A Filter that fails with an error (not a rejection), e.g. a backend it needs is down.
+    struct Broken;
+
+    impl Plugin for Broken {
+        fn name(&self) -> &'static str {
+            "Broken"
+        }
+    }
+
+    impl spark_fleet::framework::FilterPlugin for Broken {
+        fn filter(
+            &self,
+            _state: &spark_fleet::framework::CycleState,
+            _pod: &ModelPod,
+            _snap: &Snapshot,
+            _node: spark_fleet::snapshot::NodeIdx,
+        ) -> Status {
+            Status::error("Broken", "backend unavailable")
+        }
+    }
+
+    /// A scheduling error is reported with reason SchedulerError, not Unschedulable (which
+    /// cluster autoscalers act on), as upstream's handleSchedulingFailure does.
+    #[tokio::test]
+    async fn a_scheduling_error_is_reported_as_scheduler_error() {
+        let server = TestApiServer::start().await;
+        server.create(&node("n1", "8", json!({}))).unwrap();
+        let c = config();
+        let mut profile =
+            spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
+        profile.filter.push(Arc::new(Broken));
+        let s = within(
+            "start",
+            Scheduler::start_with(server.client(), c, profile, "me".into()),
+        )
+        .await
+        .unwrap();
+        wait_until("synced", || s.is_ready()).await;
+        server.create(&pod("p", "spark-fleet", "1")).unwrap();
+        let got = server
+            .wait_for::<Pod>("spark", "p", STEP, |p| {
+                condition(p, "PodScheduled").is_some()
+            })
+            .await
+            .expect("PodScheduled condition set");
+        let c = condition(&got, "PodScheduled").unwrap();
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason.as_deref(), Some("SchedulerError"));
+        assert!(
+            c.message
+                .as_deref()
+                .is_some_and(|m| m.contains("backend unavailable")),
+            "{c:?}"
+        );
+        s.shutdown().await;
+    }
+
     /// Upstream deletes a victim only once its DisruptionTarget condition is written (the
     /// victim's owner reads why it went); a refused condition patch defers the deletion
     /// to a later attempt instead of deleting without it.

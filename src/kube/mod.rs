@@ -427,6 +427,9 @@ enum Outcome {
         clear_nominated: bool,
         /// `PodScheduled` becomes False now (it is not already): set lastTransitionTime.
         transition: bool,
+        /// The condition's reason: `Unschedulable` for a rejection, `SchedulerError` for
+        /// an error (autoscalers act on the first only).
+        reason: &'static str,
     },
     /// Requeued with backoff; nothing to report.
     Retry,
@@ -488,6 +491,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                 preemption,
                 clear_nominated,
                 transition,
+                reason,
             }) => {
                 if message.is_some() || clear_nominated {
                     tokio::spawn(reporter::unschedulable(
@@ -496,6 +500,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                         message,
                         clear_nominated,
                         transition,
+                        reason,
                     ));
                 }
                 if let Some(p) = preemption {
@@ -562,7 +567,8 @@ fn cycle(
     }
     drop(permit);
     let message = decision.message().unwrap_or_default();
-    let result = if decision.error.is_some() {
+    let errored = decision.error.is_some();
+    let result = if errored {
         let _ = st.queue.requeue_backoff(qp);
         "error"
     } else {
@@ -600,6 +606,11 @@ fn cycle(
     }
     Outcome::Unschedulable {
         transition: !st.scheduled_false.contains(&pod.key),
+        reason: if errored {
+            reporter::SCHEDULER_ERROR
+        } else {
+            reporter::UNSCHEDULABLE
+        },
         pod,
         message: fresh.then_some(message),
         preemption,

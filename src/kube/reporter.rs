@@ -15,6 +15,11 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use std::sync::Arc;
 
+/// `PodScheduled=False` reasons, as upstream's `v1.PodReasonUnschedulable` and
+/// `v1.PodReasonSchedulerError`.
+pub(crate) const UNSCHEDULABLE: &str = "Unschedulable";
+pub(crate) const SCHEDULER_ERROR: &str = "SchedulerError";
+
 /// A nomination from PostFilter: the preemptor waits for `victims` to leave `node`.
 pub(crate) struct Preemption {
     pub node: String,
@@ -139,8 +144,8 @@ fn condition(
     c
 }
 
-/// `PodScheduled=False/Unschedulable` with the upstream message, and
-/// `FailedScheduling`, when the message is new; `status.nominatedNodeName`
+/// `PodScheduled=False` (reason `Unschedulable` or `SchedulerError`) with the upstream
+/// message, and `FailedScheduling`, when the message is new; `status.nominatedNodeName`
 /// cleared when preemption found no node for a nominated pod.
 pub(crate) async fn unschedulable(
     shared: Arc<Shared>,
@@ -148,11 +153,12 @@ pub(crate) async fn unschedulable(
     message: Option<String>,
     clear_nominated: bool,
     transition: bool,
+    reason: &str,
 ) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
     let mut status = serde_json::Map::new();
     if let Some(m) = &message {
-        let c = condition("PodScheduled", "False", "Unschedulable", m, transition);
+        let c = condition("PodScheduled", "False", reason, m, transition);
         status.insert("conditions".into(), json!([c]));
     }
     if clear_nominated {
@@ -188,7 +194,7 @@ pub(crate) async fn invalid_pod(
     let c = condition(
         "PodScheduled",
         "False",
-        "SchedulerError",
+        SCHEDULER_ERROR,
         &message,
         transition,
     );
