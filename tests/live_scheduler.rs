@@ -330,6 +330,31 @@ async fn failed_status_patch_is_reported_again() {
     s.shutdown().await;
 }
 
+/// A status patch that never gets an answer (dead connection, the client has no read
+/// timeout) ends as a failure after the reporter's 30 s, so the pod is reported again.
+#[tokio::test]
+async fn a_hung_status_patch_is_given_up_and_reported_again() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.delay_next("PATCH", "/pods/picky/status", Duration::from_secs(3600), 1);
+    let mut p = pod("picky", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().node_selector = Some([("disk".to_owned(), "ssd".to_owned())].into());
+    server.create(&p).unwrap();
+    // Past the reporter's timeout, a node change retries the pod with the same answer.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let mut n1: Node = server.get("", "n1").unwrap();
+    n1.metadata.labels = Some([("zone".to_owned(), "a".to_owned())].into());
+    server.replace(&n1).unwrap();
+    server
+        .wait_for::<Pod>("spark", "picky", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("PodScheduled condition set after the hung patch");
+    s.shutdown().await;
+}
+
 /// The real server refuses an events.k8s.io/v1 Event whose note exceeds 1024 bytes (422);
 /// a message listing many distinct taints is longer than that.
 #[tokio::test]

@@ -14,6 +14,12 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// A report or deletion that hangs this long is treated like a 5xx. The client has no
+/// read timeout: a request on a dead connection would otherwise wait for TCP to give up
+/// (many minutes), and a pod whose report hangs is not reported again meanwhile.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `PodScheduled=False` reasons, as upstream's `v1.PodReasonUnschedulable` and
 /// `v1.PodReasonSchedulerError`.
@@ -87,8 +93,10 @@ async fn publish_with(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&ev, r).await {
-        tracing::warn!(error = %e, reason, object = ?r.name, "event not recorded");
+    match tokio::time::timeout(REQUEST_TIMEOUT, recorder.publish(&ev, r)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, reason, object = ?r.name, "event not recorded"),
+        Err(_) => tracing::warn!(reason, object = ?r.name, "event not recorded: timed out"),
     }
 }
 
@@ -101,13 +109,16 @@ async fn patch_status(
 ) -> bool {
     shared.limiter.acquire().await;
     let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), namespace);
-    match api
-        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-    {
-        Ok(_) => true,
-        Err(e) => {
+    let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
+    let call = api.patch_status(name, &pp, &patch);
+    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, pod = %format!("{namespace}/{name}"), "status patch failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), "status patch timed out");
             false
         }
     }
@@ -277,8 +288,12 @@ pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
         }
         shared.limiter.acquire().await;
         let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), vns);
-        match api.delete(vname, &DeleteParams::default()).await {
-            Ok(_) => {
+        let deleted =
+            tokio::time::timeout(REQUEST_TIMEOUT, api.delete(vname, &DeleteParams::default()))
+                .await;
+        match deleted {
+            Err(_) => tracing::warn!(victim = %victim.key, "deleting victim timed out"),
+            Ok(Ok(_)) => {
                 ::metrics::counter!(metrics::PREEMPTION_VICTIMS, "role" => metrics::role_label(victim))
                     .increment(1);
                 publish(
@@ -291,8 +306,10 @@ pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
                 )
                 .await;
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => tracing::warn!(error = %e, victim = %victim.key, "deleting victim failed"),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, victim = %victim.key, "deleting victim failed")
+            }
         }
     }
 }
