@@ -494,6 +494,51 @@ async fn binding_assigns_node_once_then_conflicts() {
 }
 
 #[tokio::test]
+async fn binding_refuses_gated_pods_and_a_stale_uid() {
+    let server = TestApiServer::start().await;
+    let mut gated = pod("spark", "g", "spark-fleet");
+    gated.spec.as_mut().unwrap().scheduling_gates =
+        Some(vec![
+            serde_json::from_value(json!({"name": "wait"})).unwrap()
+        ]);
+    server.create(&gated).unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "spark");
+    match bind(&pods, "g", "n1").await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+            assert!(
+                s.message
+                    .contains("pod g has non-empty .spec.schedulingGates"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 409, got {other:?}"),
+    }
+
+    let created = server.create(&pod("spark", "u", "spark-fleet")).unwrap();
+    let b: Binding = serde_json::from_value(json!({
+        "metadata": { "name": "u", "uid": "not-the-pods-uid" },
+        "target": { "kind": "Node", "name": "n1" },
+    }))
+    .unwrap();
+    let stale = within(
+        "bind stale uid",
+        pods.create_subresource::<_, Status>("binding", "u", &PostParams::default(), &b),
+    )
+    .await;
+    assert_eq!(api_code(stale), 409);
+    let mut b = b;
+    b.metadata.uid = created.metadata.uid.clone();
+    within(
+        "bind with uid",
+        pods.create_subresource::<_, Status>("binding", "u", &PostParams::default(), &b),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn fail_next_fails_exactly_the_matching_calls() {
     let server = TestApiServer::start().await;
     server.create(&pod("spark", "e1", "spark-fleet")).unwrap();
@@ -742,6 +787,120 @@ async fn events_are_stored_through_both_event_apis() {
             .len(),
         1
     );
+}
+
+/// POSTs raw JSON (so malformed times reach the server) and returns the error code.
+async fn post_raw(client: &kube::Client, path: &str, body: serde_json::Value) -> Option<u16> {
+    let req = axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .unwrap();
+    match within("post", client.request_text(req)).await {
+        Ok(_) => None,
+        Err(kube::Error::Api(s)) => Some(s.code),
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn events_and_leases_are_validated_like_the_real_server() {
+    let server = TestApiServer::start().await;
+    let client = server.client();
+    let events = "/apis/events.k8s.io/v1/namespaces/spark/events";
+    let good = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": { "name": "p.1", "namespace": "spark" },
+        "eventTime": "2026-01-02T03:04:05.123456Z",
+        "regarding": { "kind": "Pod", "name": "p", "namespace": "spark" },
+        "reason": "FailedScheduling", "action": "Scheduling", "type": "Warning",
+        "reportingController": "spark-fleet", "reportingInstance": "spark-fleet-0",
+        "note": "0/3 nodes are available",
+    });
+    let with = |field: &str, value: serde_json::Value| {
+        let mut e = good.clone();
+        e["metadata"]["name"] = json!(format!("p.{}", field.to_lowercase()));
+        e[field] = value;
+        e
+    };
+    assert_eq!(post_raw(&client, events, good.clone()).await, None);
+    for field in [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        assert_eq!(
+            post_raw(&client, events, with(field, json!(""))).await,
+            Some(422),
+            "{field}"
+        );
+    }
+    assert_eq!(
+        post_raw(&client, events, with("eventTime", json!(null))).await,
+        Some(422)
+    );
+    assert_eq!(
+        post_raw(&client, events, with("type", json!("Info"))).await,
+        Some(422)
+    );
+    let long_note = with("note", json!("x".repeat(1025)));
+    assert_eq!(post_raw(&client, events, long_note).await, Some(422));
+    assert_eq!(
+        post_raw(&client, events, with("note", json!("x".repeat(1024)))).await,
+        None
+    );
+    // MicroTime needs exactly six fractional digits.
+    for bad in ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.123456789Z"] {
+        assert_eq!(
+            post_raw(&client, events, with("eventTime", json!(bad))).await,
+            Some(400),
+            "{bad}"
+        );
+    }
+    let series = json!({ "count": 1, "lastObservedTime": "2026-01-02T03:04:05.123456Z" });
+    assert_eq!(
+        post_raw(&client, events, with("series", series)).await,
+        Some(422)
+    );
+
+    // On update the note is immutable, a new series must be valid.
+    let v1: Api<EventV1> = Api::namespaced(client.clone(), "spark");
+    let changed = json!({ "note": "something else" });
+    let r = within(
+        "patch note",
+        v1.patch("p.1", &PatchParams::default(), &Patch::Merge(&changed)),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(kube::Error::Api(ref s)) if s.code == 422),
+        "{r:?}"
+    );
+    let series =
+        json!({ "series": { "count": 2, "lastObservedTime": "2026-01-02T03:04:06.000000Z" } });
+    within(
+        "patch series",
+        v1.patch("p.1", &PatchParams::default(), &Patch::Merge(&series)),
+    )
+    .await
+    .unwrap();
+
+    let leases = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+    let lease = |name: &str, spec: serde_json::Value| {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": { "name": name }, "spec": spec,
+        })
+    };
+    let ok = lease(
+        "a",
+        json!({ "holderIdentity": "x", "leaseDurationSeconds": 15,
+                "renewTime": "2026-01-02T03:04:05.000000Z" }),
+    );
+    assert_eq!(post_raw(&client, leases, ok).await, None);
+    let zero = lease("b", json!({ "leaseDurationSeconds": 0 }));
+    assert_eq!(post_raw(&client, leases, zero).await, Some(422));
+    let seconds = lease("c", json!({ "renewTime": "2026-01-02T03:04:05Z" }));
+    assert_eq!(post_raw(&client, leases, seconds).await, Some(400));
 }
 
 #[tokio::test]

@@ -234,21 +234,176 @@ async fn unplaceable_pod_is_reported_once_per_message() {
     );
     assert_eq!(events(&server, "picky", "FailedScheduling").len(), 1);
 
-    // A new answer is.
+    // A new answer is; the condition's status did not change, so neither does its
+    // lastTransitionTime (as upstream's UpdatePodCondition keeps it).
+    let first_transition = c.last_transition_time.clone();
+    assert!(first_transition.is_some());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     server.create(&node("n3", "8", json!({}))).unwrap();
     let want3 = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.";
-    server
+    let got3 = server
         .wait_for::<Pod>("spark", "picky", STEP, |p| {
             condition(p, "PodScheduled").and_then(|c| c.message.as_deref()) == Some(want3)
         })
         .await
         .expect("message updated");
+    assert_eq!(
+        condition(&got3, "PodScheduled")
+            .unwrap()
+            .last_transition_time,
+        first_transition
+    );
 
     // And a matching node gets it bound.
     server
         .create(&node("n4", "8", json!({"disk": "ssd"})))
         .unwrap();
     assert_eq!(within("bind", wait_bound(&server, "picky")).await, "n4");
+    s.shutdown().await;
+}
+
+/// A pod with `spec.schedulingGates` is not ready for scheduling: the real server refuses
+/// to bind it (409), and upstream does not attempt it (nor preempt for it) until the
+/// gates are removed.
+#[tokio::test]
+async fn gated_pods_wait_for_their_gates_to_be_removed() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    let mut p = pod("gated", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().scheduling_gates = Some(vec![serde_json::from_value(
+        json!({"name": "example.com/wait"}),
+    )
+    .unwrap()]);
+    server.create(&p).unwrap();
+    server.create(&pod("free", "spark-fleet", "1")).unwrap();
+    within("bind free", wait_bound(&server, "free")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.count_requests("POST", "/pods/gated/binding"), 0);
+    assert!(!s.is_queued("spark", "gated"));
+    assert_eq!(server.count_requests("PATCH", "/pods/gated/status"), 0);
+
+    // Gates removed: scheduled like any other pod.
+    server
+        .patch::<Pod>(
+            "spark",
+            "gated",
+            &json!({"spec": {"schedulingGates": null}}),
+        )
+        .unwrap();
+    assert_eq!(
+        within("bind gated", wait_bound(&server, "gated")).await,
+        "n1"
+    );
+    s.shutdown().await;
+}
+
+/// A real server answers 429/5xx now and then: a refused status patch is sent again at
+/// the next attempt, not forgotten as "already reported".
+#[tokio::test]
+async fn failed_status_patch_is_reported_again() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.fail_next("PATCH", "/pods/picky/status", 500, 1);
+    let mut p = pod("picky", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().node_selector = Some([("disk".to_owned(), "ssd".to_owned())].into());
+    server.create(&p).unwrap();
+    assert!(
+        server
+            .wait_for_requests("PATCH", "/pods/picky/status", 1, STEP)
+            .await
+    );
+    // Let the reporter take in the refusal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A node change retries the pod, with the same answer.
+    let mut n1: Node = server.get("", "n1").unwrap();
+    n1.metadata.labels = Some([("zone".to_owned(), "a".to_owned())].into());
+    server.replace(&n1).unwrap();
+    let got = server
+        .wait_for::<Pod>("spark", "picky", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("PodScheduled condition set after the failed patch");
+    assert_eq!(condition(&got, "PodScheduled").unwrap().status, "False");
+    s.shutdown().await;
+}
+
+/// A status patch that never gets an answer (dead connection, the client has no read
+/// timeout) ends as a failure after the reporter's 30 s, so the pod is reported again.
+#[tokio::test]
+async fn a_hung_status_patch_is_given_up_and_reported_again() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.delay_next("PATCH", "/pods/picky/status", Duration::from_secs(3600), 1);
+    let mut p = pod("picky", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().node_selector = Some([("disk".to_owned(), "ssd".to_owned())].into());
+    server.create(&p).unwrap();
+    // Past the reporter's timeout, a node change retries the pod with the same answer.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let mut n1: Node = server.get("", "n1").unwrap();
+    n1.metadata.labels = Some([("zone".to_owned(), "a".to_owned())].into());
+    server.replace(&n1).unwrap();
+    server
+        .wait_for::<Pod>("spark", "picky", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("PodScheduled condition set after the hung patch");
+    s.shutdown().await;
+}
+
+/// The real server refuses an events.k8s.io/v1 Event whose note exceeds 1024 bytes (422);
+/// a message listing many distinct taints is longer than that.
+#[tokio::test]
+async fn long_failure_message_is_truncated_in_the_event() {
+    let server = TestApiServer::start().await;
+    let nodes = 24;
+    for i in 0..nodes {
+        let n: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": { "name": format!("n{i:02}") },
+            "spec": { "taints": [{
+                "key": format!("teams.example.com/dedicated-to-team-{i:02}"),
+                "value": format!("reserved-for-the-analytics-team-number-{i:02}"),
+                "effect": "NoSchedule",
+            }] },
+            "status": { "allocatable": { "cpu": "8", "memory": "256Gi", "pods": "110" } },
+        }))
+        .unwrap();
+        server.create(&n).unwrap();
+    }
+    let s = started(&server, config()).await;
+    server
+        .create(&pod("tainted-out", "spark-fleet", "1"))
+        .unwrap();
+    let got = server
+        .wait_for::<Pod>("spark", "tainted-out", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("PodScheduled condition set");
+    // The condition keeps the whole message, as upstream.
+    let full = condition(&got, "PodScheduled")
+        .unwrap()
+        .message
+        .clone()
+        .unwrap();
+    assert!(full.len() > 1024, "{}", full.len());
+    wait_until("FailedScheduling", || {
+        !events(&server, "tainted-out", "FailedScheduling").is_empty()
+    })
+    .await;
+    let ev = &events(&server, "tainted-out", "FailedScheduling")[0];
+    let note = ev["note"].as_str().unwrap();
+    assert!(note.len() <= 1024, "{}", note.len());
+    assert!(
+        note.starts_with(&format!("0/{nodes} nodes are available: ")),
+        "{note}"
+    );
+    assert!(note.ends_with(" ..."), "{note}");
     s.shutdown().await;
 }
 
@@ -631,6 +786,89 @@ async fn losing_the_lease_stops_binding() {
     s.shutdown().await;
 }
 
+/// A real API server (or the network to it) can stop answering without closing the
+/// connection; the kube client has no read timeout. A leader whose lease requests hang
+/// must still step down by its renew deadline, as a standby may take the lease after it.
+#[tokio::test]
+async fn hung_lease_requests_stop_binding_by_the_renew_deadline() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "64", json!({}))).unwrap();
+    let s = within(
+        "start",
+        Scheduler::start_as(server.client(), with_leader_election(config()), "me".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("leads", || s.is_leader()).await;
+    server.delay_next(
+        "GET",
+        "/leases/spark-fleet",
+        Duration::from_secs(60),
+        1_000_000,
+    );
+    let hung_at = std::time::Instant::now();
+    wait_until("stepped down with the lease requests hanging", || {
+        !s.is_leader()
+    })
+    .await;
+    // Renew deadline 2 s (with_leader_election); the lease itself lasts 3 s.
+    let took = hung_at.elapsed();
+    assert!(took < Duration::from_millis(2_900), "{took:?}");
+    server.create(&pod("after", "spark-fleet", "1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        node_name(&server.get::<Pod>("spark", "after").unwrap()),
+        None
+    );
+    within("shutdown with a hung server", s.shutdown()).await;
+}
+
+/// Many pending pods queue many status patches behind the client rate limit; the lease
+/// renewal must not wait behind them (upstream gives leader election its own client),
+/// or the leader misses its renew deadline and stops scheduling under load.
+#[tokio::test]
+async fn a_backlog_of_reports_does_not_starve_the_lease() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "64", json!({}))).unwrap();
+    let mut c = with_leader_election(config());
+    c.client.qps = 5.0;
+    c.client.burst = 1;
+    let s = within(
+        "start",
+        Scheduler::start_as(server.client(), c, "me".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("leads", || s.is_leader()).await;
+    wait_until("synced", || s.is_ready()).await;
+    // 30 reports at 5/s: six seconds of backlog, against a 2 s renew deadline and a
+    // 3 s lease.
+    for i in 0..30 {
+        let mut p = pod(&format!("picky{i}"), "spark-fleet", "1");
+        p.spec.as_mut().unwrap().node_selector =
+            Some([("disk".to_owned(), "ssd".to_owned())].into());
+        server.create(&p).unwrap();
+    }
+    wait_until("reporting started", || {
+        server.count_requests("PATCH", "/status") > 0
+    })
+    .await;
+    let renewals = server.count_requests("PUT", "/leases/spark-fleet");
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        assert!(s.is_leader(), "lost the lease behind the report backlog");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still renewed on the server, not only believed held.
+    let renewed = server.count_requests("PUT", "/leases/spark-fleet") - renewals;
+    assert!(renewed >= 3, "{renewed} renewals in 4 s");
+    assert!(
+        server.count_requests("PATCH", "/status") < 30,
+        "the backlog drained early: the test shows nothing"
+    );
+    s.shutdown().await;
+}
+
 mod preemption {
     use super::*;
     use spark_fleet::framework::{
@@ -742,6 +980,112 @@ mod preemption {
         // The kubelet finishes the victim: the preemptor gets n1.
         server.delete::<Pod>("spark", "victim").unwrap();
         assert_eq!(within("bind", wait_bound(&server, "preemptor")).await, "n1");
+        s.shutdown().await;
+    }
+
+    /// A Filter that fails with an error (not a rejection), e.g. a backend it needs is down.
+    struct Broken;
+
+    impl Plugin for Broken {
+        fn name(&self) -> &'static str {
+            "Broken"
+        }
+    }
+
+    impl spark_fleet::framework::FilterPlugin for Broken {
+        fn filter(
+            &self,
+            _state: &spark_fleet::framework::CycleState,
+            _pod: &ModelPod,
+            _snap: &Snapshot,
+            _node: spark_fleet::snapshot::NodeIdx,
+        ) -> Status {
+            Status::error("Broken", "backend unavailable")
+        }
+    }
+
+    /// A scheduling error is reported with reason SchedulerError, not Unschedulable (which
+    /// cluster autoscalers act on), as upstream's handleSchedulingFailure does.
+    #[tokio::test]
+    async fn a_scheduling_error_is_reported_as_scheduler_error() {
+        let server = TestApiServer::start().await;
+        server.create(&node("n1", "8", json!({}))).unwrap();
+        let c = config();
+        let mut profile =
+            spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
+        profile.filter.push(Arc::new(Broken));
+        let s = within(
+            "start",
+            Scheduler::start_with(server.client(), c, profile, "me".into()),
+        )
+        .await
+        .unwrap();
+        wait_until("synced", || s.is_ready()).await;
+        server.create(&pod("p", "spark-fleet", "1")).unwrap();
+        let got = server
+            .wait_for::<Pod>("spark", "p", STEP, |p| {
+                condition(p, "PodScheduled").is_some()
+            })
+            .await
+            .expect("PodScheduled condition set");
+        let c = condition(&got, "PodScheduled").unwrap();
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason.as_deref(), Some("SchedulerError"));
+        assert!(
+            c.message
+                .as_deref()
+                .is_some_and(|m| m.contains("backend unavailable")),
+            "{c:?}"
+        );
+        s.shutdown().await;
+    }
+
+    /// Upstream deletes a victim only once its DisruptionTarget condition is written (the
+    /// victim's owner reads why it went); a refused condition patch defers the deletion
+    /// to a later attempt instead of deleting without it.
+    #[tokio::test]
+    async fn a_victim_is_not_deleted_without_its_disruption_condition() {
+        let server = TestApiServer::start_with(support::apiserver::ServerOptions {
+            graceful_pod_deletion: true,
+            ..Default::default()
+        })
+        .await;
+        server.create(&node("n1", "8", json!({}))).unwrap();
+        let mut victim = with_host_port(pod("victim", "default-scheduler", "1"), 7077);
+        victim.spec.as_mut().unwrap().node_name = Some("n1".into());
+        server.create(&victim).unwrap();
+
+        let mut c = config();
+        // Retries the nominated preemptor soon.
+        c.queue.unschedulable_flush_seconds = 0.3;
+        let mut profile =
+            spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
+        let mut set = PluginSet::new("EvictN1");
+        set.post_filter = Some(Arc::new(EvictN1));
+        profile.post_filter.push(set.post_filter.unwrap());
+        let s = within(
+            "start",
+            Scheduler::start_with(server.client(), c, profile, "me".into()),
+        )
+        .await
+        .unwrap();
+        wait_until("synced", || s.is_ready()).await;
+
+        server.fail_next("PATCH", "/pods/victim/status", 500, 1);
+        server
+            .create(&with_host_port(pod("preemptor", "spark-fleet", "1"), 7077))
+            .unwrap();
+        let v = server
+            .wait_for::<Pod>("spark", "victim", STEP, |p| {
+                p.metadata.deletion_timestamp.is_some()
+            })
+            .await
+            .expect("victim deleted gracefully at a later attempt");
+        assert!(
+            condition(&v, "DisruptionTarget").is_some(),
+            "deleted without its DisruptionTarget condition"
+        );
+        assert!(server.count_requests("PATCH", "/pods/victim/status") >= 2);
         s.shutdown().await;
     }
 }

@@ -10,8 +10,10 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use thiserror::Error;
 use tokio::time::Instant;
 
 /// The lease record as last observed, with the local time it last changed.
@@ -121,6 +123,37 @@ impl LeaseSettings {
     }
 }
 
+/// A lease request that failed or did not answer in time.
+#[derive(Debug, Error)]
+enum CallError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+/// How long the next lease request may take. The client has no read timeout, and a
+/// request hanging on a dead connection must not keep a leader binding past its renew
+/// deadline while a standby takes the lease over (client-go bounds each renewal by
+/// RenewDeadline the same way).
+pub fn request_budget(last_renew_ms: Option<u64>, now_ms: u64, renew_deadline_ms: u64) -> Duration {
+    let left = match last_renew_ms {
+        Some(at) => renew_deadline_ms.saturating_sub(now_ms.saturating_sub(at)),
+        None => renew_deadline_ms,
+    };
+    Duration::from_millis(left.max(1))
+}
+
+async fn bounded<T>(
+    budget: Duration,
+    call: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(budget, call).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(CallError::TimedOut(budget)),
+    }
+}
+
 fn lease_duration_s(ms: u64) -> i32 {
     i32::try_from(ms.div_ceil(1000)).unwrap_or(i32::MAX)
 }
@@ -139,8 +172,9 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
         if *stop.borrow() {
             break;
         }
-        shared.limiter.acquire().await;
-        match api.get_opt(&settings.name).await {
+        shared.lease_limiter.acquire().await;
+        let budget = request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
+        match bounded(budget, api.get_opt(&settings.name)).await {
             Err(e) => {
                 tracing::warn!(error = %e, lease = %settings.name, "reading the lease failed")
             }
@@ -185,10 +219,12 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                             },
                             spec: Some(held_spec(&identity, settings.duration_ms, None, 0)),
                         };
-                        shared.limiter.acquire().await;
-                        match api.create(&PostParams::default(), &lease).await {
+                        shared.lease_limiter.acquire().await;
+                        let budget =
+                            request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
+                        match bounded(budget, api.create(&PostParams::default(), &lease)).await {
                             Ok(l) => Some(l),
-                            Err(kube::Error::Api(s)) if s.code == 409 => None,
+                            Err(CallError::Kube(kube::Error::Api(s))) if s.code == 409 => None,
                             Err(e) => {
                                 tracing::warn!(error = %e, "creating the lease failed");
                                 None
@@ -209,14 +245,14 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                         } else {
                             held_spec(&identity, settings.duration_ms, None, transitions + 1)
                         });
-                        shared.limiter.acquire().await;
-                        match api
-                            .replace(&settings.name, &PostParams::default(), &lease)
-                            .await
-                        {
+                        shared.lease_limiter.acquire().await;
+                        let budget =
+                            request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
+                        let pp = PostParams::default();
+                        match bounded(budget, api.replace(&settings.name, &pp, &lease)).await {
                             Ok(l) => Some(l),
                             // resourceVersion conflict: someone else wrote first; re-read next round.
-                            Err(kube::Error::Api(s)) if s.code == 409 => None,
+                            Err(CallError::Kube(kube::Error::Api(s))) if s.code == 409 => None,
                             Err(e) => {
                                 tracing::warn!(error = %e, "updating the lease failed");
                                 None
@@ -257,8 +293,10 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
 /// Gives the lease up so a standby takes over at its next retry instead of after expiry.
 pub(crate) async fn release(shared: &Shared, settings: &LeaseSettings) {
     let api: Api<Lease> = Api::namespaced(shared.client.clone(), &settings.namespace);
-    shared.limiter.acquire().await;
-    let Ok(Some(mut lease)) = api.get_opt(&settings.name).await else {
+    // Bounded too, so a hung server does not hold up shutdown.
+    let budget = Duration::from_millis(settings.renew_deadline_ms);
+    shared.lease_limiter.acquire().await;
+    let Ok(Some(mut lease)) = bounded(budget, api.get_opt(&settings.name)).await else {
         return;
     };
     let spec = lease.spec.get_or_insert_with(Default::default);
@@ -268,10 +306,12 @@ pub(crate) async fn release(shared: &Shared, settings: &LeaseSettings) {
     spec.holder_identity = None;
     spec.lease_duration_seconds = Some(1);
     spec.renew_time = Some(MicroTime(Timestamp::now()));
-    shared.limiter.acquire().await;
-    match api
-        .replace(&settings.name, &PostParams::default(), &lease)
-        .await
+    shared.lease_limiter.acquire().await;
+    match bounded(
+        budget,
+        api.replace(&settings.name, &PostParams::default(), &lease),
+    )
+    .await
     {
         Ok(_) => tracing::info!(lease = %settings.name, "lease released"),
         Err(e) => tracing::warn!(error = %e, "releasing the lease failed"),
@@ -345,6 +385,21 @@ mod tests {
         assert!(still_leading(1_000, 1_000, 10_000));
         assert!(still_leading(1_000, 10_999, 10_000));
         assert!(!still_leading(1_000, 11_000, 10_000));
+    }
+
+    #[test]
+    fn lease_requests_end_by_the_renew_deadline() {
+        // A standby (or a leader not yet renewed) gets the whole deadline.
+        assert_eq!(request_budget(None, 5_000, 10_000), Duration::from_secs(10));
+        // A leader gets what is left of it since its last renewal.
+        assert_eq!(
+            request_budget(Some(1_000), 4_000, 10_000),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            request_budget(Some(1_000), 20_000, 10_000),
+            Duration::from_millis(1)
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! - **Client rate limit**: every request we make (bindings, status patches,
 //!   deletions, lease reads and writes) first takes a token from a
 //!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (upstream defaults
-//!   50 / 100); events take theirs from a second bucket of the same size, as upstream's
-//!   separate event client. Watches are long-running and not limited.
+//!   50 / 100); events and lease requests each take theirs from a bucket of their own
+//!   of the same size, as upstream's separate event and leader-election clients.
+//!   Watches are long-running and not limited.
 //! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
 //! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
@@ -144,6 +145,10 @@ pub(crate) struct Shared {
     /// Events have their own bucket, as upstream's separate event client: reporting
     /// must not halve the binding rate.
     pub event_limiter: RateLimiter,
+    /// Lease reads and writes have their own bucket, as upstream's separate
+    /// leader-election client: a backlog of reports must not delay a renewal past the
+    /// renew deadline (the leader would keep binding while its lease runs out).
+    pub lease_limiter: RateLimiter,
     pub recorder: Recorder,
     pub identity: String,
     pub state: Mutex<State>,
@@ -170,6 +175,9 @@ pub(crate) struct State {
     pub pdbs: std::collections::HashSet<(String, String)>,
     /// Last FailedScheduling message reported per pod: identical ones are not re-sent.
     pub reported: HashMap<PodKey, String>,
+    /// Pods whose `PodScheduled` condition is False on the server (as last watched): a
+    /// new message keeps the condition's lastTransitionTime, as upstream does.
+    pub scheduled_false: std::collections::HashSet<PodKey>,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -279,6 +287,7 @@ impl Scheduler {
         let shared = Arc::new(Shared {
             limiter: RateLimiter::new(config.client.qps, config.client.burst),
             event_limiter: RateLimiter::new(config.client.qps, config.client.burst),
+            lease_limiter: RateLimiter::new(config.client.qps, config.client.burst),
             partition,
             profile,
             client,
@@ -291,6 +300,7 @@ impl Scheduler {
                 priority_classes: PriorityClasses::default(),
                 pdbs: Default::default(),
                 reported: HashMap::new(),
+                scheduled_false: Default::default(),
             }),
             wake: Notify::new(),
             leader: tokio_watch::Sender::new(false),
@@ -415,6 +425,11 @@ enum Outcome {
         preemption: Option<reporter::Preemption>,
         /// `status.nominatedNodeName` is to be cleared.
         clear_nominated: bool,
+        /// `PodScheduled` becomes False now (it is not already): set lastTransitionTime.
+        transition: bool,
+        /// The condition's reason: `Unschedulable` for a rejection, `SchedulerError` for
+        /// an error (autoscalers act on the first only).
+        reason: &'static str,
     },
     /// Requeued with backoff; nothing to report.
     Retry,
@@ -475,6 +490,8 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                 message,
                 preemption,
                 clear_nominated,
+                transition,
+                reason,
             }) => {
                 if message.is_some() || clear_nominated {
                     tokio::spawn(reporter::unschedulable(
@@ -482,6 +499,8 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                         pod.clone(),
                         message,
                         clear_nominated,
+                        transition,
+                        reason,
                     ));
                 }
                 if let Some(p) = preemption {
@@ -548,7 +567,8 @@ fn cycle(
     }
     drop(permit);
     let message = decision.message().unwrap_or_default();
-    let result = if decision.error.is_some() {
+    let errored = decision.error.is_some();
+    let result = if errored {
         let _ = st.queue.requeue_backoff(qp);
         "error"
     } else {
@@ -585,6 +605,12 @@ fn cycle(
         st.reported.insert(pod.key.clone(), message.clone());
     }
     Outcome::Unschedulable {
+        transition: !st.scheduled_false.contains(&pod.key),
+        reason: if errored {
+            reporter::SCHEDULER_ERROR
+        } else {
+            reporter::UNSCHEDULABLE
+        },
         pod,
         message: fresh.then_some(message),
         preemption,

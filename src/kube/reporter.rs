@@ -5,14 +5,26 @@
 
 use super::{metrics, Shared};
 use crate::config::Config;
-use crate::model::Pod;
+use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// A report or deletion that hangs this long is treated like a 5xx. The client has no
+/// read timeout: a request on a dead connection would otherwise wait for TCP to give up
+/// (many minutes), and a pod whose report hangs is not reported again meanwhile.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `PodScheduled=False` reasons, as upstream's `v1.PodReasonUnschedulable` and
+/// `v1.PodReasonSchedulerError`.
+pub(crate) const UNSCHEDULABLE: &str = "Unschedulable";
+pub(crate) const SCHEDULER_ERROR: &str = "SchedulerError";
 
 /// A nomination from PostFilter: the preemptor waits for `victims` to leave `node`.
 pub(crate) struct Preemption {
@@ -47,6 +59,25 @@ async fn publish(
     publish_with(&shared.recorder, r, ty, reason, action, note).await;
 }
 
+/// The API server refuses an events.k8s.io/v1 Event whose note is longer than this
+/// many bytes (422 Invalid); upstream kube-scheduler truncates its messages to it.
+const NOTE_LIMIT: usize = 1024;
+
+/// Cuts `note` to [`NOTE_LIMIT`] bytes on a character boundary, marking the cut as upstream does.
+fn truncate_note(mut note: String) -> String {
+    const SUFFIX: &str = " ...";
+    if note.len() <= NOTE_LIMIT {
+        return note;
+    }
+    let mut end = NOTE_LIMIT - SUFFIX.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push_str(SUFFIX);
+    note
+}
+
 async fn publish_with(
     recorder: &Recorder,
     r: &ObjectReference,
@@ -58,56 +89,97 @@ async fn publish_with(
     let ev = Event {
         type_: ty,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(truncate_note(note)),
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&ev, r).await {
-        tracing::warn!(error = %e, reason, object = ?r.name, "event not recorded");
+    match tokio::time::timeout(REQUEST_TIMEOUT, recorder.publish(&ev, r)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, reason, object = ?r.name, "event not recorded"),
+        Err(_) => tracing::warn!(reason, object = ?r.name, "event not recorded: timed out"),
     }
 }
 
-async fn patch_status(shared: &Shared, namespace: &str, name: &str, patch: serde_json::Value) {
+/// Whether the patch was applied.
+async fn patch_status(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> bool {
     shared.limiter.acquire().await;
     let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), namespace);
-    if let Err(e) = api
-        .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-    {
-        tracing::warn!(error = %e, pod = %format!("{namespace}/{name}"), "status patch failed");
+    let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
+    let call = api.patch_status(name, &pp, &patch);
+    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, pod = %format!("{namespace}/{name}"), "status patch failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), "status patch timed out");
+            false
+        }
     }
 }
 
-fn condition(ty: &str, status: &str, reason: &str, message: &str) -> serde_json::Value {
-    json!({
+/// The message did not reach the pod (429, 5xx, timeout, ...): forget it was reported, so
+/// the next attempt with the same message sends it again rather than skipping it.
+fn forget_reported(shared: &Shared, pod: &PodKey, message: &str) {
+    let mut st = shared.lock();
+    if st.reported.get(pod).is_some_and(|m| m == message) {
+        st.reported.remove(pod);
+    }
+}
+
+/// A pod condition for a strategic-merge status patch (merged by `type`). Without
+/// `transition` (the status stays what it is) lastTransitionTime is left out, so the
+/// server keeps the existing one, as upstream's UpdatePodCondition does.
+fn condition(
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    transition: bool,
+) -> serde_json::Value {
+    let mut c = json!({
         "type": ty,
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": Timestamp::now().to_string(),
-    })
+    });
+    if transition {
+        c["lastTransitionTime"] = json!(Time(Timestamp::now()));
+    }
+    c
 }
 
-/// `PodScheduled=False/Unschedulable` with the upstream message, and
-/// `FailedScheduling`, when the message is new; `status.nominatedNodeName`
+/// `PodScheduled=False` (reason `Unschedulable` or `SchedulerError`) with the upstream
+/// message, and `FailedScheduling`, when the message is new; `status.nominatedNodeName`
 /// cleared when preemption found no node for a nominated pod.
 pub(crate) async fn unschedulable(
     shared: Arc<Shared>,
     pod: Arc<Pod>,
     message: Option<String>,
     clear_nominated: bool,
+    transition: bool,
+    reason: &str,
 ) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
     let mut status = serde_json::Map::new();
     if let Some(m) = &message {
-        let c = condition("PodScheduled", "False", "Unschedulable", m);
+        let c = condition("PodScheduled", "False", reason, m, transition);
         status.insert("conditions".into(), json!([c]));
     }
     if clear_nominated {
         // A strategic-merge null removes the field.
         status.insert("nominatedNodeName".into(), serde_json::Value::Null);
     }
-    patch_status(&shared, ns, name, json!({ "status": status })).await;
+    let patched = patch_status(&shared, ns, name, json!({ "status": status })).await;
+    if let (false, Some(m)) = (patched, &message) {
+        forget_reported(&shared, &pod.key, m);
+    }
     if let Some(message) = message {
         publish(
             &shared,
@@ -128,14 +200,25 @@ pub(crate) async fn invalid_pod(
     name: String,
     uid: String,
     message: String,
+    transition: bool,
 ) {
-    patch_status(
+    let c = condition(
+        "PodScheduled",
+        "False",
+        SCHEDULER_ERROR,
+        &message,
+        transition,
+    );
+    let patched = patch_status(
         &shared,
         &namespace,
         &name,
-        json!({"status": {"conditions": [condition("PodScheduled", "False", "SchedulerError", &message)]}}),
+        json!({"status": {"conditions": [c]}}),
     )
     .await;
+    if !patched {
+        forget_reported(&shared, &PodKey::new(&namespace, &name), &message);
+    }
     publish(
         &shared,
         &reference(&namespace, &name, &uid),
@@ -161,7 +244,8 @@ pub(crate) async fn scheduled(shared: &Shared, pod: &Pod, node: &str) {
     .await;
 }
 
-/// Nominates the preemptor, marks each victim `DisruptionTarget`, deletes it gracefully.
+/// Nominates the preemptor, marks each victim `DisruptionTarget`, then deletes it
+/// gracefully (only once marked).
 pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
     patch_status(
@@ -190,17 +274,26 @@ pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
             "{}: preempting to accommodate a higher priority pod",
             crate::kube::CONTROLLER
         );
-        patch_status(
+        let marked = patch_status(
             &shared,
             vns,
             vname,
-            json!({"status": {"conditions": [condition("DisruptionTarget", "True", "PreemptionByScheduler", &message)]}}),
+            json!({"status": {"conditions": [condition("DisruptionTarget", "True", "PreemptionByScheduler", &message, true)]}}),
         )
         .await;
+        if !marked {
+            // As upstream: no deletion without the condition that tells the victim's
+            // owner why it went; a later attempt preempts again.
+            continue;
+        }
         shared.limiter.acquire().await;
         let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), vns);
-        match api.delete(vname, &DeleteParams::default()).await {
-            Ok(_) => {
+        let deleted =
+            tokio::time::timeout(REQUEST_TIMEOUT, api.delete(vname, &DeleteParams::default()))
+                .await;
+        match deleted {
+            Err(_) => tracing::warn!(victim = %victim.key, "deleting victim timed out"),
+            Ok(Ok(_)) => {
                 ::metrics::counter!(metrics::PREEMPTION_VICTIMS, "role" => metrics::role_label(victim))
                     .increment(1);
                 publish(
@@ -213,8 +306,10 @@ pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
                 )
                 .await;
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => tracing::warn!(error = %e, victim = %victim.key, "deleting victim failed"),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, victim = %victim.key, "deleting victim failed")
+            }
         }
     }
 }
@@ -257,4 +352,24 @@ pub(crate) async fn capacity_fallback_event(
         ),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_to_the_api_limit_on_a_char_boundary() {
+        let short = "0/3 nodes are available".to_owned();
+        assert_eq!(truncate_note(short.clone()), short);
+        let exact = "x".repeat(NOTE_LIMIT);
+        assert_eq!(truncate_note(exact.clone()), exact);
+        let long = truncate_note("x".repeat(NOTE_LIMIT + 1));
+        assert_eq!(long.len(), NOTE_LIMIT);
+        assert!(long.ends_with(" ..."));
+        // Multi-byte characters straddling the cut are dropped whole.
+        let wide = truncate_note("é".repeat(NOTE_LIMIT));
+        assert!(wide.len() <= NOTE_LIMIT);
+        assert!(wide.ends_with("é ..."));
+    }
 }

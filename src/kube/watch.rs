@@ -30,6 +30,8 @@ pub(crate) enum Followup {
         name: String,
         uid: String,
         message: String,
+        /// `PodScheduled` becomes False now (it is not already).
+        transition: bool,
     },
 }
 
@@ -124,6 +126,7 @@ async fn run<H: Handler>(shared: Arc<Shared>, idx: usize, api: Api<H::K>) {
             name,
             uid,
             message,
+            transition,
         }) = followup
         {
             tokio::spawn(reporter::invalid_pod(
@@ -132,6 +135,7 @@ async fn run<H: Handler>(shared: Arc<Shared>, idx: usize, api: Api<H::K>) {
                 name,
                 uid,
                 message,
+                transition,
             ));
         }
     }
@@ -187,6 +191,25 @@ impl Handler for Nodes {
 
 struct Pods;
 
+/// Whether the pod has `spec.schedulingGates` left.
+fn scheduling_gated(obj: &K8sPod) -> bool {
+    obj.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
+}
+
+/// Whether the pod's `PodScheduled` condition is False.
+fn scheduled_false(obj: &K8sPod) -> bool {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
+}
+
 /// Removes a pod from the snapshot and the queue; returns the event its leaving causes.
 fn remove_pod(st: &mut State, key: &PodKey) {
     if let Some(e) = st.snap.pod_by_key(key) {
@@ -214,6 +237,11 @@ impl Handler for Pods {
         let key = PodKey::new(namespace, name);
         let uid = obj.metadata.uid.clone().unwrap_or_default();
         st.pods.insert(key.clone(), uid.clone());
+        if scheduled_false(obj) {
+            st.scheduled_false.insert(key.clone());
+        } else {
+            st.scheduled_false.remove(&key);
+        }
         let sched = shared.config.scheduler_name.as_str();
         let pod = match pod_from_k8s(obj, &st.priority_classes) {
             Ok(p) => Arc::new(p),
@@ -228,12 +256,14 @@ impl Handler for Pods {
                 if st.reported.get(&key) == Some(&message) {
                     return None;
                 }
+                let transition = !st.scheduled_false.contains(&key);
                 st.reported.insert(key, message.clone());
                 return Some(Followup::InvalidPod {
                     namespace: namespace.to_owned(),
                     name: name.to_owned(),
                     uid,
                     message,
+                    transition,
                 });
             }
         };
@@ -277,7 +307,9 @@ impl Handler for Pods {
             Some(true) if pod.finished => remove_pod(st, &key),
             _ => {}
         }
-        if partition::is_ours(&pod, sched, &shared.partition) {
+        // A gated pod is not ready for scheduling (the server refuses to bind it): it
+        // waits outside the queue until an update removes its gates, as upstream.
+        if partition::is_ours(&pod, sched, &shared.partition) && !scheduling_gated(obj) {
             // Bound by us and not yet seen bound: a late update of the pending object.
             if assumed == Some(true) && !st.queue.contains(&key) {
                 return None;
@@ -301,6 +333,7 @@ impl Handler for Pods {
     fn delete(st: &mut State, key: &str) {
         let key = pod_key(key);
         st.pods.remove(&key);
+        st.scheduled_false.remove(&key);
         st.reported.remove(&key);
         remove_pod(st, &key);
     }

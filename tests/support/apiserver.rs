@@ -29,14 +29,16 @@
 //! see objects leaving (entering) the selection as DELETED (ADDED); unsupported field
 //! selector labels are `400`; a watch from an RV older than the log is a `410 Expired`
 //! ERROR event; watches without RV (or RV 0) start with ADDED events for current state,
-//! and `sendInitialEvents=true` ends those with an `k8s.io/initial-events-end` bookmark.
+//! and `sendInitialEvents=true` ends those with an `k8s.io/initial-events-end` bookmark;
+//! API writes of events.k8s.io/v1 Events and Leases get the real server's field
+//! validation (required fields, length limits, `MicroTime` format; see `validation.rs`).
 //!
 //! Simplifications: `limit`/`continue` and `resourceVersionMatch` on lists are ignored
 //! (everything, current state); namespaces need not exist; core/v1 and events.k8s.io/v1
 //! Events are separate collections (no conversion between them); strategic merge knows
 //! merge keys by field name (`conditions` by `type`, containers by `name`, ...); JSON
-//! patch and server-side apply answer `415`; no admission, quota or field validation
-//! beyond object shape; pods are deleted at once unless
+//! patch and server-side apply answer `415`; no admission or quota, and no field
+//! validation beyond object shape for other kinds; pods are deleted at once unless
 //! `ServerOptions::graceful_pod_deletion` is set; no auth.
 
 mod patch;
@@ -46,6 +48,7 @@ mod selectors;
 mod service;
 mod status;
 mod store;
+mod validation;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

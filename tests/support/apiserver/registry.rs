@@ -7,6 +7,7 @@ use super::patch::{merge_patch, strategic_merge_patch};
 use super::resources::{resource, ResourceId, ResourceType};
 use super::status::ApiError;
 use super::store::Store;
+use super::validation;
 
 /// Which part of an object a write may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +183,9 @@ pub fn create(
     if let Some(m) = meta.as_object_mut() {
         m.retain(|_, v| !v.is_null());
     }
+    if origin == Origin::Api {
+        validation::validate_create(rt, &body)?;
+    }
     store.insert(res, &namespace, &name, body)
 }
 
@@ -244,6 +248,19 @@ fn finish_write(rt: &ResourceType, current: &Value, mut next: Value, scope: Scop
     next
 }
 
+/// API writes get the real server's field validation; test-handle writes do not.
+fn checked(
+    rt: &ResourceType,
+    current: &Value,
+    next: Value,
+    scope: Scope,
+) -> Result<Value, ApiError> {
+    if scope != Scope::Whole {
+        validation::validate_update(rt, current, &next)?;
+    }
+    Ok(next)
+}
+
 fn check_rv(
     rt: &ResourceType,
     name: &str,
@@ -283,7 +300,7 @@ pub fn replace(
     store.update(res, namespace, name, |current| {
         check_rv(rt, name, current, meta_str(&body, "resourceVersion"))?;
         check_shape(rt, &body)?;
-        Ok(finish_write(rt, current, body, scope))
+        checked(rt, current, finish_write(rt, current, body, scope), scope)
     })
 }
 
@@ -325,7 +342,7 @@ pub fn patch(
             PatchKind::Strategic => strategic_merge_patch(&mut next, patch),
         }
         check_shape(rt, &next)?;
-        Ok(finish_write(rt, current, next, scope))
+        checked(rt, current, finish_write(rt, current, next, scope), scope)
     })
 }
 
@@ -459,6 +476,33 @@ pub fn bind(
                 pod_name,
                 &format!("pod {pod_name} is already assigned to node \"{assigned}\""),
             ));
+        }
+        // The real BindingREST refuses a pod that is not ready for scheduling.
+        let gated = pod
+            .pointer("/spec/schedulingGates")
+            .and_then(Value::as_array)
+            .is_some_and(|g| !g.is_empty());
+        if gated {
+            return Err(ApiError::conflict_on(
+                "pods/binding",
+                rt,
+                pod_name,
+                &format!("pod {pod_name} has non-empty .spec.schedulingGates"),
+            ));
+        }
+        // The binding's uid is a precondition on the pod (a recreated pod is another pod).
+        if let Some(want) = meta_str(binding, "uid") {
+            let actual = meta_str(pod, "uid").unwrap_or("");
+            if want != actual {
+                return Err(ApiError::conflict_on(
+                    "pods/binding",
+                    rt,
+                    pod_name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {want}, UID in object meta: {actual}"
+                    ),
+                ));
+            }
         }
         let mut next = pod.clone();
         next["spec"]["nodeName"] = json!(node);
