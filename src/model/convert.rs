@@ -493,14 +493,30 @@ pub fn pod_from_k8s(
     }
 
     let mut host_ports = Vec::new();
-    for (ci, c) in spec.containers.iter().enumerate() {
+    // Sidecars (restartable init containers) run beside the app containers and hold
+    // their host ports too (upstream NodePorts since v1.33, kubernetes#132040);
+    // ordinary init containers do not.
+    let port_holders = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.containers[{i}]"), c))
+        .chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+                .map(|(i, c)| (format!("spec.initContainers[{i}]"), c)),
+        );
+    for (cf, c) in port_holders {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
             let Some(hp) = p.host_port.filter(|hp| *hp > 0) else {
                 continue;
             };
             let port = u16::try_from(hp).map_err(|_| {
                 ctx.err(
-                    format!("spec.containers[{ci}].ports[{pi}].hostPort"),
+                    format!("{cf}.ports[{pi}].hostPort"),
                     format!("{hp} is out of range"),
                 )
             })?;
@@ -510,7 +526,7 @@ pub fn pod_from_k8s(
                 Some("SCTP") => Protocol::Sctp,
                 Some(o) => {
                     return Err(ctx.err(
-                        format!("spec.containers[{ci}].ports[{pi}].protocol"),
+                        format!("{cf}.ports[{pi}].protocol"),
                         format!("unknown protocol {o:?}"),
                     ))
                 }
@@ -713,6 +729,33 @@ status:
         assert!(m.unschedulable);
         assert_eq!(m.taints[0].effect, TaintEffect::NoSchedule);
         assert_eq!(m.labels.get_str("karpenter.sh/capacity-type"), Some("spot"));
+    }
+
+    #[test]
+    fn sidecar_host_ports_count_and_init_container_ports_do_not() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  initContainers:
+  - name: setup
+    image: x
+    ports: [{containerPort: 9000, hostPort: 9000}]
+  - name: proxy
+    image: x
+    restartPolicy: Always
+    ports: [{containerPort: 15001, hostPort: 15001, protocol: UDP}]
+  containers:
+  - name: a
+    image: x
+    ports: [{containerPort: 8080, hostPort: 8080}]
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        let mut ports: Vec<(u16, Protocol)> =
+            m.host_ports.iter().map(|h| (h.port, h.protocol)).collect();
+        ports.sort_by_key(|p| p.0);
+        assert_eq!(ports, [(8080, Protocol::Tcp), (15001, Protocol::Udp)]);
     }
 
     #[test]

@@ -141,7 +141,8 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostPort {
     pub protocol: Protocol,
-    /// Empty or `0.0.0.0` means every address.
+    /// Empty or `0.0.0.0` means every address (`::` does not: upstream's
+    /// HostPortInfo treats only those two as the wildcard).
     pub host_ip: Sym,
     pub port: u16,
 }
@@ -149,7 +150,7 @@ pub struct HostPort {
 impl HostPort {
     fn wildcard(&self) -> bool {
         let ip = self.host_ip.as_str();
-        ip.is_empty() || ip == "0.0.0.0" || ip == "::"
+        ip.is_empty() || ip == "0.0.0.0"
     }
 
     /// Upstream `HostPortInfo` semantics: same protocol and port, and the

@@ -96,6 +96,17 @@ mod tests {
                 port(Protocol::Tcp, "10.0.0.1", 80),
                 true,
             ),
+            // Upstream's HostPortInfo: only "" and 0.0.0.0 bind every address.
+            (
+                port(Protocol::Tcp, "::", 80),
+                port(Protocol::Tcp, "10.0.0.1", 80),
+                false,
+            ),
+            (
+                port(Protocol::Tcp, "::", 80),
+                port(Protocol::Tcp, "", 80),
+                true,
+            ),
         ];
         for (a, b, want) in cases {
             assert_eq!(a.conflicts(&b), want, "{a:?} vs {b:?}");
