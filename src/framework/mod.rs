@@ -9,7 +9,7 @@ mod profile;
 mod status;
 
 pub use cycle::{schedule, CycleOptions, Decision, NodeScore, NodeStatuses};
-pub use cycle_state::CycleState;
+pub use cycle_state::{CycleState, PreFilterNodes};
 pub use message::unschedulable_message;
 pub use plugin::{
     default_normalize, retain_nodes, BindPlugin, FilterPlugin, FilterRunner, Nomination,

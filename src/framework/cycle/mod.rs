@@ -107,6 +107,27 @@ fn node_statuses(
         .collect()
 }
 
+/// Upstream filters only the nodes a PreFilterResult names and gives every other
+/// node one status, "node(s) didn't satisfy plugin(s) [..]". Such nodes never
+/// fit here either (the narrowing plugin's own filter rejects them), so only
+/// their statuses are rewritten, keeping the filter loops as they are.
+fn outside_prefilter_nodes(
+    per_node: &mut [(NodeIdx, Status)],
+    pf: &PreFilterNodes,
+    snap: &Snapshot,
+) {
+    let names = &snap.nodes().name;
+    let plugin = pf.plugins.first().copied().unwrap_or("");
+    let mut outside: Option<Status> = None;
+    for (n, st) in per_node.iter_mut() {
+        if !pf.contains(names[*n as usize]) {
+            *st = outside
+                .get_or_insert_with(|| Status::unresolvable(plugin, pf.outside_reason()))
+                .clone();
+        }
+    }
+}
+
 /// Raw scores of every active plugin for every feasible node, plugin-major,
 /// computed one node chunk per thread.
 fn score_in_chunks(
@@ -381,6 +402,9 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     }
     if decision.feasible.is_empty() || opts.detail {
         decision.statuses.per_node = node_statuses(&filters, &state, pod, snap, rejections);
+        if let Some(pf) = state.prefilter_nodes() {
+            outside_prefilter_nodes(&mut decision.statuses.per_node, pf, snap);
+        }
     }
 
     if decision.feasible.is_empty() {
