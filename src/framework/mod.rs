@@ -10,7 +10,7 @@ mod status;
 
 pub use cycle::{schedule, CycleOptions, Decision, NodeScore, NodeStatuses};
 pub use cycle_state::{CycleState, PreFilterNodes};
-pub use message::unschedulable_message;
+pub use message::{unschedulable_message, NO_NODES_AVAILABLE};
 pub use plugin::{
     default_normalize, retain_nodes, BindPlugin, FilterPlugin, FilterRunner, Nomination,
     Normalization, PermitDecision, PermitPlugin, Plugin, PostFilterPlugin, PostFilterResult,

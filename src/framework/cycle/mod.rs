@@ -293,6 +293,10 @@ impl Decision {
         if let Some(e) = &self.error {
             return Some(format!("running {} plugin: {}", e.plugin, e.message()));
         }
+        if self.num_nodes == 0 {
+            // Not a FitError upstream: the message is the error alone.
+            return Some(NO_NODES_AVAILABLE.to_owned());
+        }
         let post = self
             .post_filter
             .as_ref()
@@ -340,6 +344,12 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         post_filter: None,
         error: None,
     };
+    if num_nodes == 0 {
+        // Upstream's ErrNoNodesAvailable: checked before any plugin runs, and
+        // no preemption is tried.
+        decision.statuses.all_nodes = Some(Status::unresolvable("", NO_NODES_AVAILABLE));
+        return decision;
+    }
     let mut state = CycleState::default();
     state.set_fresh_scores(opts.fresh);
 

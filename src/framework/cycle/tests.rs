@@ -127,6 +127,22 @@ fn no_node_gives_upstream_message() {
     assert_eq!(d.rejected_by(), vec!["Fake"]);
 }
 
+/// No node at all: upstream's ErrNoNodesAvailable, not a "0/0 nodes" FitError,
+/// and no preemption.
+#[test]
+fn no_nodes_gives_upstream_error_message() {
+    let config = crate::config::Config::default();
+    let profile = crate::plugins::build_named_profile(&config, "kube-default").unwrap();
+    let mut snap = Snapshot::new(CapacityRules::default());
+    let opts = CycleOptions {
+        post_filter: true,
+        ..CycleOptions::default()
+    };
+    let d = schedule(&profile, &pod("p", 100, GI).build(), &mut snap, opts);
+    assert!(d.node.is_none() && d.error.is_none() && d.post_filter.is_none());
+    assert_eq!(d.message().unwrap(), "no nodes available to schedule pods");
+}
+
 #[test]
 fn prefilter_rejection_covers_all_nodes() {
     let mut snap = snapshot(&["n1", "n2", "n3"]);
