@@ -605,6 +605,10 @@ pub fn pod_from_k8s(
             .filter(|n| !n.is_empty())
             .map(Sym::new),
         terminating: pod.metadata.deletion_timestamp.is_some(),
+        scheduling_gated: spec
+            .scheduling_gates
+            .as_ref()
+            .is_some_and(|g| !g.is_empty()),
         finished: matches!(phase, Some("Succeeded") | Some("Failed")),
         created_ms: pod
             .metadata
@@ -756,6 +760,23 @@ spec:
             m.host_ports.iter().map(|h| (h.port, h.protocol)).collect();
         ports.sort_by_key(|p| p.0);
         assert_eq!(ports, [(8080, Protocol::Tcp), (15001, Protocol::Udp)]);
+    }
+
+    #[test]
+    fn scheduling_gates_mark_the_pod_gated() {
+        let gated = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  schedulingGates: [{name: example.com/quota}]
+  containers: [{name: a, image: x}]
+"#,
+        );
+        assert!(pod_from_k8s(&gated, &()).unwrap().scheduling_gated);
+        let open = pod_yaml(
+            "metadata: {name: p}\nspec: {schedulingGates: [], containers: [{name: a, image: x}]}\n",
+        );
+        assert!(!pod_from_k8s(&open, &()).unwrap().scheduling_gated);
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub struct Pod {
     pub node_name: Option<Sym>,
     pub nominated_node_name: Option<Sym>,
     pub terminating: bool,
+    /// `spec.schedulingGates` is not empty: upstream's SchedulingGates PreEnqueue
+    /// plugin keeps the pod from being scheduled until the gates are removed.
+    pub scheduling_gated: bool,
     /// Terminal phase (Succeeded/Failed): holds no resources.
     pub finished: bool,
     /// Milliseconds since the epoch (creation time; used for queue order).
@@ -223,6 +226,7 @@ impl Pod {
             node_name: None,
             nominated_node_name: None,
             terminating: false,
+            scheduling_gated: false,
             finished: false,
             created_ms: 0,
             started_ms: None,
