@@ -376,6 +376,22 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         .filter(|f| !state.skips_filter(f.name()))
         .map(|f| f.as_ref())
         .collect();
+    // Upstream tries first the node an earlier preemption nominated the pod to
+    // (findNodesThatFitPod's evaluateNominatedNode): if it passes every filter
+    // the pod goes there, without looking at other nodes or scoring them.
+    if let Some(node) = nominated_node(pod, snap) {
+        let mut ignored = Rejections::new();
+        // A failing evaluation is only logged upstream; all nodes are tried next.
+        if let Ok(passed) = filter_nodes(&filters, &state, pod, snap, vec![node], &mut ignored) {
+            if !passed.is_empty() {
+                decision.evaluated = 1;
+                decision.feasible = passed;
+                take_node(profile, &mut state, pod, snap, node, &mut decision);
+                return decision;
+            }
+        }
+    }
+
     let mut rejections = Rejections::new();
     let live = snap.nodes().live_list();
     let (start, wanted) = sampling(profile, live.len());
@@ -779,6 +795,16 @@ fn reserve_and_permit(
             Err(st)
         }
     }
+}
+
+/// The live node `pod` is nominated to: its `status.nominatedNodeName`, or the
+/// nomination a preemption in this process gave it.
+fn nominated_node(pod: &Pod, snap: &Snapshot) -> Option<NodeIdx> {
+    let nodes = snap.nodes();
+    pod.nominated_node_name
+        .and_then(|n| nodes.get(n))
+        .or_else(|| snap.nomination_of(&pod.key).map(|n| n.node))
+        .filter(|&n| nodes.live.get(n as usize).copied().unwrap_or(false))
 }
 
 fn with_plugin(mut st: Status, name: &'static str) -> Status {
