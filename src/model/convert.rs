@@ -605,6 +605,12 @@ pub fn pod_from_k8s(
             .filter(|n| !n.is_empty())
             .map(Sym::new),
         terminating: pod.metadata.deletion_timestamp.is_some(),
+        disrupted_by_preemption: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+            .is_some_and(|c| {
+                c.status == "True" && c.reason.as_deref() == Some("PreemptionByScheduler")
+            }),
         scheduling_gated: spec
             .scheduling_gates
             .as_ref()
@@ -760,6 +766,25 @@ spec:
             m.host_ports.iter().map(|h| (h.port, h.protocol)).collect();
         ports.sort_by_key(|p| p.0);
         assert_eq!(ports, [(8080, Protocol::Tcp), (15001, Protocol::Udp)]);
+    }
+
+    #[test]
+    fn preemption_disruption_condition_is_read() {
+        let yaml = |reason: &str| {
+            format!(
+                r#"
+metadata: {{name: p, deletionTimestamp: "2026-01-01T00:00:00Z"}}
+spec: {{containers: [{{name: a, image: x}}]}}
+status:
+  conditions:
+  - {{type: DisruptionTarget, status: "True", reason: {reason}}}
+"#
+            )
+        };
+        let p = pod_from_k8s(&pod_yaml(&yaml("PreemptionByScheduler")), &()).unwrap();
+        assert!(p.terminating && p.disrupted_by_preemption);
+        let p = pod_from_k8s(&pod_yaml(&yaml("EvictionByEvictionAPI")), &()).unwrap();
+        assert!(p.terminating && !p.disrupted_by_preemption);
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub struct Pod {
     pub node_name: Option<Sym>,
     pub nominated_node_name: Option<Sym>,
     pub terminating: bool,
+    /// A scheduler preempted it: condition DisruptionTarget=True with reason
+    /// PreemptionByScheduler. With `terminating`, upstream's podTerminatingByPreemption.
+    pub disrupted_by_preemption: bool,
     /// `spec.schedulingGates` is not empty: upstream's SchedulingGates PreEnqueue
     /// plugin keeps the pod from being scheduled until the gates are removed.
     pub scheduling_gated: bool,
@@ -226,6 +229,7 @@ impl Pod {
             node_name: None,
             nominated_node_name: None,
             terminating: false,
+            disrupted_by_preemption: false,
             scheduling_gated: false,
             finished: false,
             created_ms: 0,
