@@ -78,6 +78,24 @@ async fn patch_status(shared: &Shared, namespace: &str, name: &str, patch: serde
     }
 }
 
+/// The API server's limit on an event's note (`NoteLengthLimit`, bytes).
+const NOTE_LENGTH_LIMIT: usize = 1024;
+
+/// Upstream's truncateMessage for the FailedScheduling event: a note over the
+/// limit is cut and ends in " ..." (the PodScheduled condition keeps it whole).
+/// Cut on a character boundary, where upstream cuts bytes.
+fn event_note(message: String) -> String {
+    if message.len() <= NOTE_LENGTH_LIMIT {
+        return message;
+    }
+    const SUFFIX: &str = " ...";
+    let mut end = NOTE_LENGTH_LIMIT - SUFFIX.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{SUFFIX}", &message[..end])
+}
+
 fn condition(ty: &str, status: &str, reason: &str, message: &str) -> serde_json::Value {
     json!({
         "type": ty,
@@ -115,7 +133,7 @@ pub(crate) async fn unschedulable(
             EventType::Warning,
             "FailedScheduling",
             "Scheduling",
-            message,
+            event_note(message),
         )
         .await;
     }
@@ -142,7 +160,7 @@ pub(crate) async fn invalid_pod(
         EventType::Warning,
         "FailedScheduling",
         "Scheduling",
-        message,
+        event_note(message),
     )
     .await;
 }
@@ -257,4 +275,25 @@ pub(crate) async fn capacity_fallback_event(
         ),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_event_notes_are_cut_like_upstream() {
+        let short = "0/3 nodes are available: 3 Insufficient cpu.".to_owned();
+        assert_eq!(event_note(short.clone()), short);
+        let exact = "x".repeat(NOTE_LENGTH_LIMIT);
+        assert_eq!(event_note(exact.clone()), exact);
+        let long = "y".repeat(NOTE_LENGTH_LIMIT + 1);
+        let cut = event_note(long);
+        assert_eq!(cut.len(), NOTE_LENGTH_LIMIT);
+        assert!(cut.ends_with("y ..."));
+        // Multi-byte characters are not split.
+        let wide = "é".repeat(NOTE_LENGTH_LIMIT);
+        let cut = event_note(wide);
+        assert!(cut.len() <= NOTE_LENGTH_LIMIT && cut.ends_with(" ..."));
+    }
 }
