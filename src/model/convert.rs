@@ -509,9 +509,16 @@ pub fn pod_from_k8s(
                 .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
                 .map(|(i, c)| (format!("spec.initContainers[{i}]"), c)),
         );
+    // With hostNetwork the API server defaults every unset hostPort to the
+    // containerPort (defaultHostNetworkPorts); objects from files may not have been defaulted.
+    let host_network = spec.host_network == Some(true);
     for (cf, c) in port_holders {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
-            let Some(hp) = p.host_port.filter(|hp| *hp > 0) else {
+            let defaulted = p
+                .host_port
+                .filter(|hp| *hp != 0)
+                .or(host_network.then_some(p.container_port));
+            let Some(hp) = defaulted.filter(|hp| *hp > 0) else {
                 continue;
             };
             let port = u16::try_from(hp).map_err(|_| {
@@ -766,6 +773,25 @@ spec:
             m.host_ports.iter().map(|h| (h.port, h.protocol)).collect();
         ports.sort_by_key(|p| p.0);
         assert_eq!(ports, [(8080, Protocol::Tcp), (15001, Protocol::Udp)]);
+    }
+
+    #[test]
+    fn host_network_ports_default_to_container_ports() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  hostNetwork: true
+  containers:
+  - name: a
+    image: x
+    ports: [{containerPort: 9100}, {containerPort: 80, hostPort: 8080}]
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        let mut ports: Vec<u16> = m.host_ports.iter().map(|h| h.port).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, [8080, 9100]);
     }
 
     #[test]
