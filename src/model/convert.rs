@@ -300,6 +300,16 @@ fn label_selector(
     Ok(sel)
 }
 
+/// The PriorityClasses every cluster has (scheduling/v1 SystemPriorityClasses),
+/// for objects read from files that name them without defining them.
+fn builtin_priority(class: Option<&str>) -> Option<i32> {
+    match class? {
+        "system-cluster-critical" => Some(2_000_000_000),
+        "system-node-critical" => Some(2_000_001_000),
+        _ => None,
+    }
+}
+
 fn parse_time_ms(t: &meta::Time) -> i64 {
     t.0.as_millisecond()
 }
@@ -559,10 +569,12 @@ pub fn pod_from_k8s(
             controller: true,
         });
 
+    let class = spec.priority_class_name.as_deref();
     let priority = match spec.priority {
         Some(p) => p,
         None => priorities
-            .priority_of(spec.priority_class_name.as_deref())
+            .priority_of(class)
+            .or_else(|| builtin_priority(class))
             .unwrap_or(0),
     };
     let preemption_policy = match spec.preemption_policy.as_deref() {
@@ -773,6 +785,19 @@ spec:
             m.host_ports.iter().map(|h| (h.port, h.protocol)).collect();
         ports.sort_by_key(|p| p.0);
         assert_eq!(ports, [(8080, Protocol::Tcp), (15001, Protocol::Udp)]);
+    }
+
+    #[test]
+    fn system_priority_classes_are_known() {
+        let yaml = |class: &str| {
+            pod_yaml(&format!(
+                "metadata: {{name: p}}\nspec: {{priorityClassName: {class}, containers: [{{name: a, image: x}}]}}\n"
+            ))
+        };
+        let prio = |class: &str| pod_from_k8s(&yaml(class), &()).unwrap().priority;
+        assert_eq!(prio("system-node-critical"), 2_000_001_000);
+        assert_eq!(prio("system-cluster-critical"), 2_000_000_000);
+        assert_eq!(prio("unknown-class"), 0);
     }
 
     #[test]
