@@ -21,6 +21,12 @@ pub struct ConvertError {
 /// have not been through the API server's priority admission).
 pub trait PriorityResolver {
     fn priority_of(&self, class_name: Option<&str>) -> Option<i32>;
+
+    /// The class's `preemptionPolicy`, which the same admission copies into an
+    /// unset `spec.preemptionPolicy`.
+    fn preemption_policy_of(&self, _class_name: Option<&str>) -> Option<String> {
+        None
+    }
 }
 
 impl PriorityResolver for () {
@@ -577,7 +583,16 @@ pub fn pod_from_k8s(
             .or_else(|| builtin_priority(class))
             .unwrap_or(0),
     };
-    let preemption_policy = match spec.preemption_policy.as_deref() {
+    // Not admitted yet (no spec.priority): the class gives the policy too.
+    let class_policy = match (&spec.preemption_policy, spec.priority) {
+        (None, None) => priorities.preemption_policy_of(class),
+        _ => None,
+    };
+    let preemption_policy = match spec
+        .preemption_policy
+        .as_deref()
+        .or(class_policy.as_deref())
+    {
         None | Some("PreemptLowerPriority") => PreemptionPolicy::PreemptLowerPriority,
         Some("Never") => PreemptionPolicy::Never,
         Some(o) => return Err(ctx.err("spec.preemptionPolicy", format!("unknown policy {o:?}"))),
