@@ -42,20 +42,23 @@ pub struct Manifests {
     pub unbound_pods: usize,
 }
 
+impl Manifests {
+    /// The named class, or the global default when no name is given.
+    fn priority_class(&self, class_name: Option<&str>) -> Option<&PriorityClass> {
+        self.priority_classes.iter().find(|pc| match class_name {
+            Some(name) => pc.metadata.name.as_deref() == Some(name),
+            None => pc.global_default == Some(true),
+        })
+    }
+}
+
 impl PriorityResolver for Manifests {
     fn priority_of(&self, class_name: Option<&str>) -> Option<i32> {
-        match class_name {
-            Some(name) => self
-                .priority_classes
-                .iter()
-                .find(|pc| pc.metadata.name.as_deref() == Some(name))
-                .map(|pc| pc.value),
-            None => self
-                .priority_classes
-                .iter()
-                .find(|pc| pc.global_default == Some(true))
-                .map(|pc| pc.value),
-        }
+        self.priority_class(class_name).map(|pc| pc.value)
+    }
+
+    fn preemption_policy_of(&self, class_name: Option<&str>) -> Option<String> {
+        self.priority_class(class_name)?.preemption_policy.clone()
     }
 }
 
@@ -276,6 +279,36 @@ items:
         )
         .unwrap();
         assert_eq!(objs.len(), 1);
+    }
+
+    /// As the Priority admission plugin: a pod without spec.priority takes its
+    /// class's value and, when it sets none itself, its class's preemptionPolicy.
+    #[test]
+    fn priority_class_gives_value_and_preemption_policy() {
+        let m = Manifests {
+            priority_classes: vec![
+                serde_saphyr::from_str(
+                    "metadata: {name: batch}\nvalue: 100\npreemptionPolicy: Never\n",
+                )
+                .unwrap(),
+                serde_saphyr::from_str("metadata: {name: base}\nvalue: 5\nglobalDefault: true\n")
+                    .unwrap(),
+            ],
+            ..Default::default()
+        };
+        let pod = |spec: &str| {
+            let p: k8s_openapi::api::core::v1::Pod = serde_saphyr::from_str(&format!(
+                "metadata: {{name: p}}\nspec: {{containers: [{{name: a, image: x}}], {spec}}}\n"
+            ))
+            .unwrap();
+            pod_from_k8s(&p, &m).unwrap()
+        };
+        let never = crate::model::PreemptionPolicy::Never;
+        let p = pod("priorityClassName: batch");
+        assert_eq!((p.priority, p.preemption_policy), (100, never));
+        let p = pod("schedulerName: x");
+        assert_eq!(p.priority, 5);
+        assert_ne!(p.preemption_policy, never);
     }
 
     #[test]

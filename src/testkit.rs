@@ -183,6 +183,12 @@ impl PodBuilder {
         self.0.terminating = true;
         self
     }
+    /// Terminating because a scheduler preempted it.
+    pub fn preempted(mut self) -> Self {
+        self.0.terminating = true;
+        self.0.disrupted_by_preemption = true;
+        self
+    }
     pub fn spark(mut self, role: SparkRole, app: &str) -> Self {
         self.0.spark = Some(SparkIdentity {
             role,

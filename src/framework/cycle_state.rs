@@ -1,6 +1,32 @@
 //! Per-cycle data computed once (PreFilter/PreScore) and read per node.
 
+use crate::model::Sym;
 use std::any::{Any, TypeId};
+
+/// Upstream's PreFilterResult: the node names PreFilter plugins narrowed the pod
+/// to (intersected over plugins), and those plugins, sorted. Nodes outside the
+/// set are not the pod's; upstream reports them with one status,
+/// "node(s) didn't satisfy plugin(s) [..]", whatever their filters would say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreFilterNodes {
+    /// Sorted, without duplicates.
+    pub names: Vec<Sym>,
+    pub plugins: Vec<&'static str>,
+}
+
+impl PreFilterNodes {
+    pub fn contains(&self, name: Sym) -> bool {
+        self.names.binary_search(&name).is_ok()
+    }
+
+    /// The status of a node outside the set (upstream's absent-nodes status).
+    pub fn outside_reason(&self) -> String {
+        format!(
+            "node(s) didn't satisfy plugin(s) [{}]",
+            self.plugins.join(" ")
+        )
+    }
+}
 
 /// A handful of entries per cycle (one per plugin at most): a linear scan over
 /// a short Vec beats hashing, and plugins read their state once per node.
@@ -12,6 +38,7 @@ pub struct CycleState {
     /// Score plugins compute every node afresh instead of reusing scores kept
     /// from earlier cycles (`CycleOptions::fresh`).
     fresh_scores: bool,
+    prefilter_nodes: Option<PreFilterNodes>,
 }
 
 impl CycleState {
@@ -68,6 +95,32 @@ impl CycleState {
     pub fn reuses_scores(&self) -> bool {
         !self.fresh_scores
     }
+
+    /// A PreFilter plugin's node names (upstream `PreFilterResult.NodeNames`):
+    /// merged with earlier ones by intersection, as upstream's `Merge`.
+    pub fn restrict_nodes(&mut self, plugin: &'static str, mut names: Vec<Sym>) {
+        names.sort_unstable();
+        names.dedup();
+        match &mut self.prefilter_nodes {
+            None => {
+                self.prefilter_nodes = Some(PreFilterNodes {
+                    names,
+                    plugins: vec![plugin],
+                })
+            }
+            Some(pf) => {
+                pf.names.retain(|n| names.binary_search(n).is_ok());
+                if !pf.plugins.contains(&plugin) {
+                    pf.plugins.push(plugin);
+                    pf.plugins.sort_unstable();
+                }
+            }
+        }
+    }
+
+    pub fn prefilter_nodes(&self) -> Option<&PreFilterNodes> {
+        self.prefilter_nodes.as_ref()
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +140,20 @@ mod tests {
             *v = 3;
         }
         assert_eq!(s.read::<u32>(), Some(&3));
+    }
+
+    #[test]
+    fn prefilter_node_names_intersect() {
+        let mut s = CycleState::default();
+        assert!(s.prefilter_nodes().is_none());
+        s.restrict_nodes("B", vec![Sym::new("n2"), Sym::new("n1"), Sym::new("n1")]);
+        s.restrict_nodes("A", vec![Sym::new("n2"), Sym::new("n3")]);
+        let pf = s.prefilter_nodes().unwrap();
+        assert_eq!(pf.names, [Sym::new("n2")]);
+        assert!(pf.contains(Sym::new("n2")) && !pf.contains(Sym::new("n1")));
+        assert_eq!(
+            pf.outside_reason(),
+            "node(s) didn't satisfy plugin(s) [A B]"
+        );
     }
 }

@@ -5,6 +5,9 @@
 use super::Status;
 use std::collections::HashMap;
 
+/// Upstream's ErrNoNodesAvailable, the whole message when the cluster has no node.
+pub const NO_NODES_AVAILABLE: &str = "no nodes available to schedule pods";
+
 pub fn unschedulable_message<'a>(
     num_nodes: usize,
     prefilter: Option<&Status>,

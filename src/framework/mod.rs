@@ -9,8 +9,8 @@ mod profile;
 mod status;
 
 pub use cycle::{schedule, CycleOptions, Decision, NodeScore, NodeStatuses};
-pub use cycle_state::CycleState;
-pub use message::unschedulable_message;
+pub use cycle_state::{CycleState, PreFilterNodes};
+pub use message::{unschedulable_message, NO_NODES_AVAILABLE};
 pub use plugin::{
     default_normalize, retain_nodes, BindPlugin, FilterPlugin, FilterRunner, Nomination,
     Normalization, PermitDecision, PermitPlugin, Plugin, PostFilterPlugin, PostFilterResult,

@@ -108,12 +108,15 @@ fn valid_value(v: &str) -> bool {
 }
 
 /// Whether this instance should schedule the pod: our scheduler name, not bound, not
-/// terminating or finished, and in our partition.
+/// terminating or finished, not held by scheduling gates (upstream's SchedulingGates
+/// keeps such a pod out of the active queue, with no scheduling attempt and no
+/// FailedScheduling event, until its gates are removed), and in our partition.
 pub fn is_ours(pod: &Pod, scheduler_name: &str, partition: &Partition) -> bool {
     pod.scheduler_name == scheduler_name
         && pod.node_name.is_none()
         && !pod.terminating
         && !pod.finished
+        && !pod.scheduling_gated
         && partition.admits(pod.key.namespace.as_str(), &pod.labels)
 }
 
@@ -138,6 +141,9 @@ pub fn raw_is_ours(
             .is_none_or(str::is_empty)
         && pod.metadata.deletion_timestamp.is_none()
         && !matches!(phase, Some("Succeeded" | "Failed"))
+        && spec
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_none_or(|g| g.is_empty())
         && partition.admits(
             pod.metadata.namespace.as_deref().unwrap_or("default"),
             &labels,
@@ -234,6 +240,9 @@ mod tests {
         let mut finished = base();
         finished.finished = true;
         assert!(!is_ours(&finished, "spark-fleet", &part));
+        let mut gated = base();
+        gated.scheduling_gated = true;
+        assert!(!is_ours(&gated, "spark-fleet", &part));
         let mut other_ns = base();
         other_ns.key = crate::model::PodKey::new("default", "p");
         assert!(!is_ours(&other_ns, "spark-fleet", &part));
@@ -260,5 +269,11 @@ mod tests {
         let mut bound = pod.clone();
         bound.spec.as_mut().unwrap().node_name = Some("n1".into());
         assert!(!raw_is_ours(&bound, "spark-fleet", &part));
+        let mut gated = pod.clone();
+        gated.spec.as_mut().unwrap().scheduling_gates =
+            Some(vec![k8s_openapi::api::core::v1::PodSchedulingGate {
+                name: "example.com/quota".into(),
+            }]);
+        assert!(!raw_is_ours(&gated, "spark-fleet", &part));
     }
 }

@@ -191,14 +191,6 @@ impl Handler for Nodes {
 
 struct Pods;
 
-/// Whether the pod has `spec.schedulingGates` left.
-fn scheduling_gated(obj: &K8sPod) -> bool {
-    obj.spec
-        .as_ref()
-        .and_then(|s| s.scheduling_gates.as_ref())
-        .is_some_and(|g| !g.is_empty())
-}
-
 /// Whether the pod's `PodScheduled` condition is False.
 fn scheduled_false(obj: &K8sPod) -> bool {
     obj.status
@@ -307,9 +299,9 @@ impl Handler for Pods {
             Some(true) if pod.finished => remove_pod(st, &key),
             _ => {}
         }
-        // A gated pod is not ready for scheduling (the server refuses to bind it): it
-        // waits outside the queue until an update removes its gates, as upstream.
-        if partition::is_ours(&pod, sched, &shared.partition) && !scheduling_gated(obj) {
+        // A gated pod is not ours yet (`partition::is_ours`): it waits outside the
+        // queue until an update removes its gates, as upstream.
+        if partition::is_ours(&pod, sched, &shared.partition) {
             // Bound by us and not yet seen bound: a late update of the pending object.
             if assumed == Some(true) && !st.queue.contains(&key) {
                 return None;

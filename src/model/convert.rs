@@ -21,6 +21,12 @@ pub struct ConvertError {
 /// have not been through the API server's priority admission).
 pub trait PriorityResolver {
     fn priority_of(&self, class_name: Option<&str>) -> Option<i32>;
+
+    /// The class's `preemptionPolicy`, which the same admission copies into an
+    /// unset `spec.preemptionPolicy`.
+    fn preemption_policy_of(&self, _class_name: Option<&str>) -> Option<String> {
+        None
+    }
 }
 
 impl PriorityResolver for () {
@@ -300,6 +306,16 @@ fn label_selector(
     Ok(sel)
 }
 
+/// The PriorityClasses every cluster has (scheduling/v1 SystemPriorityClasses),
+/// for objects read from files that name them without defining them.
+fn builtin_priority(class: Option<&str>) -> Option<i32> {
+    match class? {
+        "system-cluster-critical" => Some(2_000_000_000),
+        "system-node-critical" => Some(2_000_001_000),
+        _ => None,
+    }
+}
+
 fn parse_time_ms(t: &meta::Time) -> i64 {
     t.0.as_millisecond()
 }
@@ -493,14 +509,37 @@ pub fn pod_from_k8s(
     }
 
     let mut host_ports = Vec::new();
-    for (ci, c) in spec.containers.iter().enumerate() {
+    // Sidecars (restartable init containers) run beside the app containers and hold
+    // their host ports too (upstream NodePorts since v1.33, kubernetes#132040);
+    // ordinary init containers do not.
+    let port_holders = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.containers[{i}]"), c))
+        .chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+                .map(|(i, c)| (format!("spec.initContainers[{i}]"), c)),
+        );
+    // With hostNetwork the API server defaults every unset hostPort to the
+    // containerPort (defaultHostNetworkPorts); objects from files may not have been defaulted.
+    let host_network = spec.host_network == Some(true);
+    for (cf, c) in port_holders {
         for (pi, p) in c.ports.iter().flatten().enumerate() {
-            let Some(hp) = p.host_port.filter(|hp| *hp > 0) else {
+            let defaulted = p
+                .host_port
+                .filter(|hp| *hp != 0)
+                .or(host_network.then_some(p.container_port));
+            let Some(hp) = defaulted.filter(|hp| *hp > 0) else {
                 continue;
             };
             let port = u16::try_from(hp).map_err(|_| {
                 ctx.err(
-                    format!("spec.containers[{ci}].ports[{pi}].hostPort"),
+                    format!("{cf}.ports[{pi}].hostPort"),
                     format!("{hp} is out of range"),
                 )
             })?;
@@ -510,7 +549,7 @@ pub fn pod_from_k8s(
                 Some("SCTP") => Protocol::Sctp,
                 Some(o) => {
                     return Err(ctx.err(
-                        format!("spec.containers[{ci}].ports[{pi}].protocol"),
+                        format!("{cf}.ports[{pi}].protocol"),
                         format!("unknown protocol {o:?}"),
                     ))
                 }
@@ -536,13 +575,24 @@ pub fn pod_from_k8s(
             controller: true,
         });
 
+    let class = spec.priority_class_name.as_deref();
     let priority = match spec.priority {
         Some(p) => p,
         None => priorities
-            .priority_of(spec.priority_class_name.as_deref())
+            .priority_of(class)
+            .or_else(|| builtin_priority(class))
             .unwrap_or(0),
     };
-    let preemption_policy = match spec.preemption_policy.as_deref() {
+    // Not admitted yet (no spec.priority): the class gives the policy too.
+    let class_policy = match (&spec.preemption_policy, spec.priority) {
+        (None, None) => priorities.preemption_policy_of(class),
+        _ => None,
+    };
+    let preemption_policy = match spec
+        .preemption_policy
+        .as_deref()
+        .or(class_policy.as_deref())
+    {
         None | Some("PreemptLowerPriority") => PreemptionPolicy::PreemptLowerPriority,
         Some("Never") => PreemptionPolicy::Never,
         Some(o) => return Err(ctx.err("spec.preemptionPolicy", format!("unknown policy {o:?}"))),
@@ -589,6 +639,16 @@ pub fn pod_from_k8s(
             .filter(|n| !n.is_empty())
             .map(Sym::new),
         terminating: pod.metadata.deletion_timestamp.is_some(),
+        disrupted_by_preemption: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionTarget"))
+            .is_some_and(|c| {
+                c.status == "True" && c.reason.as_deref() == Some("PreemptionByScheduler")
+            }),
+        scheduling_gated: spec
+            .scheduling_gates
+            .as_ref()
+            .is_some_and(|g| !g.is_empty()),
         finished: matches!(phase, Some("Succeeded") | Some("Failed")),
         created_ms: pod
             .metadata
@@ -713,6 +773,101 @@ status:
         assert!(m.unschedulable);
         assert_eq!(m.taints[0].effect, TaintEffect::NoSchedule);
         assert_eq!(m.labels.get_str("karpenter.sh/capacity-type"), Some("spot"));
+    }
+
+    #[test]
+    fn sidecar_host_ports_count_and_init_container_ports_do_not() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  initContainers:
+  - name: setup
+    image: x
+    ports: [{containerPort: 9000, hostPort: 9000}]
+  - name: proxy
+    image: x
+    restartPolicy: Always
+    ports: [{containerPort: 15001, hostPort: 15001, protocol: UDP}]
+  containers:
+  - name: a
+    image: x
+    ports: [{containerPort: 8080, hostPort: 8080}]
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        let mut ports: Vec<(u16, Protocol)> =
+            m.host_ports.iter().map(|h| (h.port, h.protocol)).collect();
+        ports.sort_by_key(|p| p.0);
+        assert_eq!(ports, [(8080, Protocol::Tcp), (15001, Protocol::Udp)]);
+    }
+
+    #[test]
+    fn system_priority_classes_are_known() {
+        let yaml = |class: &str| {
+            pod_yaml(&format!(
+                "metadata: {{name: p}}\nspec: {{priorityClassName: {class}, containers: [{{name: a, image: x}}]}}\n"
+            ))
+        };
+        let prio = |class: &str| pod_from_k8s(&yaml(class), &()).unwrap().priority;
+        assert_eq!(prio("system-node-critical"), 2_000_001_000);
+        assert_eq!(prio("system-cluster-critical"), 2_000_000_000);
+        assert_eq!(prio("unknown-class"), 0);
+    }
+
+    #[test]
+    fn host_network_ports_default_to_container_ports() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  hostNetwork: true
+  containers:
+  - name: a
+    image: x
+    ports: [{containerPort: 9100}, {containerPort: 80, hostPort: 8080}]
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        let mut ports: Vec<u16> = m.host_ports.iter().map(|h| h.port).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, [8080, 9100]);
+    }
+
+    #[test]
+    fn preemption_disruption_condition_is_read() {
+        let yaml = |reason: &str| {
+            format!(
+                r#"
+metadata: {{name: p, deletionTimestamp: "2026-01-01T00:00:00Z"}}
+spec: {{containers: [{{name: a, image: x}}]}}
+status:
+  conditions:
+  - {{type: DisruptionTarget, status: "True", reason: {reason}}}
+"#
+            )
+        };
+        let p = pod_from_k8s(&pod_yaml(&yaml("PreemptionByScheduler")), &()).unwrap();
+        assert!(p.terminating && p.disrupted_by_preemption);
+        let p = pod_from_k8s(&pod_yaml(&yaml("EvictionByEvictionAPI")), &()).unwrap();
+        assert!(p.terminating && !p.disrupted_by_preemption);
+    }
+
+    #[test]
+    fn scheduling_gates_mark_the_pod_gated() {
+        let gated = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  schedulingGates: [{name: example.com/quota}]
+  containers: [{name: a, image: x}]
+"#,
+        );
+        assert!(pod_from_k8s(&gated, &()).unwrap().scheduling_gated);
+        let open = pod_yaml(
+            "metadata: {name: p}\nspec: {schedulingGates: [], containers: [{name: a, image: x}]}\n",
+        );
+        assert!(!pod_from_k8s(&open, &()).unwrap().scheduling_gated);
     }
 
     #[test]

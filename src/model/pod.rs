@@ -141,7 +141,8 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostPort {
     pub protocol: Protocol,
-    /// Empty or `0.0.0.0` means every address.
+    /// Empty or `0.0.0.0` means every address (`::` does not: upstream's
+    /// HostPortInfo treats only those two as the wildcard).
     pub host_ip: Sym,
     pub port: u16,
 }
@@ -149,7 +150,7 @@ pub struct HostPort {
 impl HostPort {
     fn wildcard(&self) -> bool {
         let ip = self.host_ip.as_str();
-        ip.is_empty() || ip == "0.0.0.0" || ip == "::"
+        ip.is_empty() || ip == "0.0.0.0"
     }
 
     /// Upstream `HostPortInfo` semantics: same protocol and port, and the
@@ -192,6 +193,12 @@ pub struct Pod {
     pub node_name: Option<Sym>,
     pub nominated_node_name: Option<Sym>,
     pub terminating: bool,
+    /// A scheduler preempted it: condition DisruptionTarget=True with reason
+    /// PreemptionByScheduler. With `terminating`, upstream's podTerminatingByPreemption.
+    pub disrupted_by_preemption: bool,
+    /// `spec.schedulingGates` is not empty: upstream's SchedulingGates PreEnqueue
+    /// plugin keeps the pod from being scheduled until the gates are removed.
+    pub scheduling_gated: bool,
     /// Terminal phase (Succeeded/Failed): holds no resources.
     pub finished: bool,
     /// Milliseconds since the epoch (creation time; used for queue order).
@@ -222,6 +229,8 @@ impl Pod {
             node_name: None,
             nominated_node_name: None,
             terminating: false,
+            disrupted_by_preemption: false,
+            scheduling_gated: false,
             finished: false,
             created_ms: 0,
             started_ms: None,

@@ -21,7 +21,7 @@ impl Plugin for NodeAffinity {
 }
 
 impl PreFilterPlugin for NodeAffinity {
-    fn pre_filter(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
         let Some(terms) = &pod.node_affinity.required else {
             return if pod.node_selector.is_empty() {
                 Status::skip()
@@ -29,10 +29,11 @@ impl PreFilterPlugin for NodeAffinity {
                 Status::success()
             };
         };
-        // As upstream: if every term pins node names (matchFields metadata.name In)
-        // and no name survives their intersection, nothing can match.
+        // As upstream: if every term pins node names (matchFields metadata.name In),
+        // the pod is narrowed to the union of those names (a PreFilterResult); if
+        // no name survives, nothing can match.
         let mut any_unpinned = terms.is_empty();
-        let mut union_empty = true;
+        let mut union = Vec::new();
         for t in terms {
             let mut names: Option<Vec<_>> = None;
             for r in t.match_fields.iter().filter(|r| r.op == SelectorOp::In) {
@@ -43,12 +44,16 @@ impl PreFilterPlugin for NodeAffinity {
             }
             match names {
                 None => any_unpinned = true,
-                Some(n) => union_empty &= n.is_empty(),
+                Some(n) => union.extend(n),
             }
         }
-        if !any_unpinned && union_empty {
+        if any_unpinned {
+            return Status::success();
+        }
+        if union.is_empty() {
             return Status::unresolvable(NAME, ERR_REASON_CONFLICT);
         }
+        state.restrict_nodes(NAME, union);
         Status::success()
     }
 }
@@ -268,6 +273,48 @@ mod tests {
             .iter()
             .all(|(_, st)| st.code == Code::UnschedulableAndUnresolvable
                 && st.reasons[0] == ERR_REASON_CONFLICT));
+    }
+
+    /// A pod pinned by name (as DaemonSet pods are): upstream filters only the
+    /// named nodes (NodeAffinity's PreFilterResult) and reports every other node
+    /// as "didn't satisfy plugin(s) [NodeAffinity]", whatever else is wrong there.
+    #[test]
+    fn pinned_pod_reports_other_nodes_as_upstream() {
+        use crate::framework::{schedule, CycleOptions};
+        let config = crate::config::Config::default();
+        let profile = crate::plugins::build_named_profile(&config, "kube-default").unwrap();
+        let mut s = Snapshot::new(CapacityRules::default());
+        s.upsert_node(node("n1", 4000, 16 * GI).build());
+        s.upsert_node(node("n2", 4000, 16 * GI).unschedulable().build());
+        s.upsert_node(node("n3", 1000, 16 * GI).build());
+        s.upsert_node(node("n4", 4000, 16 * GI).build());
+        s.upsert_pod(pod("filler", 3500, GI).on("n1").arc())
+            .unwrap();
+        let pinned = NodeSelectorTerm {
+            match_expressions: vec![],
+            match_fields: vec![req("metadata.name", SelectorOp::In, &["n1"])],
+            valid: true,
+        };
+        let p = pod("ds", 1000, GI).required_terms(vec![pinned]).build();
+        let opts = CycleOptions {
+            post_filter: true,
+            ..CycleOptions::default()
+        };
+        let d = schedule(&profile, &p, &mut s, opts);
+        assert_eq!(d.node, None);
+        assert_eq!(
+            d.message().unwrap(),
+            "0/4 nodes are available: 1 Insufficient cpu, 3 node(s) didn't satisfy plugin(s) \
+             [NodeAffinity]. preemption: 0/4 nodes are available: 1 No preemption victims found \
+             for incoming pod, 3 Preemption is not helpful for scheduling."
+        );
+        // Not pinned: each node keeps its own filter's reason.
+        let p = pod("free", 5000, GI).build();
+        let d = schedule(&profile, &p, &mut s, CycleOptions::default());
+        assert_eq!(
+            d.message().unwrap(),
+            "0/4 nodes are available: 1 node(s) were unschedulable, 3 Insufficient cpu."
+        );
     }
 
     #[test]

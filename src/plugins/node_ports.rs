@@ -27,12 +27,20 @@ impl PreFilterPlugin for NodePorts {
 
 impl FilterPlugin for NodePorts {
     fn filter(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
-        let conflict = snap.pods_on(node).any(|e| {
-            e.pod
+        let holds_wanted_port = |other: &Pod| {
+            other
                 .host_ports
                 .iter()
                 .any(|used| pod.host_ports.iter().any(|want| want.conflicts(used)))
-        });
+        };
+        // Pods nominated here with priority at least the pod's hold their ports
+        // too: upstream's RunFilterPluginsWithNominatedPods adds them to the
+        // NodeInfo the filters see (for a check that only adds conflicts, that
+        // pass decides alone).
+        let conflict = snap.pods_on(node).any(|e| holds_wanted_port(&e.pod))
+            || snap.nominated_on(node).any(|n| {
+                n.pod.priority >= pod.priority && n.pod.key != pod.key && holds_wanted_port(&n.pod)
+            });
         if conflict {
             Status::unschedulable(NAME, ERR_REASON)
         } else {
@@ -96,6 +104,17 @@ mod tests {
                 port(Protocol::Tcp, "10.0.0.1", 80),
                 true,
             ),
+            // Upstream's HostPortInfo: only "" and 0.0.0.0 bind every address.
+            (
+                port(Protocol::Tcp, "::", 80),
+                port(Protocol::Tcp, "10.0.0.1", 80),
+                false,
+            ),
+            (
+                port(Protocol::Tcp, "::", 80),
+                port(Protocol::Tcp, "", 80),
+                true,
+            ),
         ];
         for (a, b, want) in cases {
             assert_eq!(a.conflicts(&b), want, "{a:?} vs {b:?}");
@@ -126,5 +145,31 @@ mod tests {
                 .code,
             Code::Skip
         );
+    }
+
+    /// A pod nominated to a node (by preemption) holds its host ports there
+    /// against pods of lower or equal priority, as upstream's
+    /// RunFilterPluginsWithNominatedPods adds it to the node first.
+    #[test]
+    fn nominated_pods_hold_their_ports() {
+        let mut s = Snapshot::new(CapacityRules::default());
+        s.upsert_node(node("n1", 1000, GI).build());
+        let n1 = s.nodes().by_name("n1").unwrap();
+        s.nominate(
+            pod("nominated", 1, 1).priority(10).host_port(8080).arc(),
+            n1,
+        );
+        let verdict = |priority: i32| {
+            let p = pod("p", 1, 1).priority(priority).host_port(8080).build();
+            filter_all(Some(&NodePorts), &NodePorts, &p, &s)[0].1.code
+        };
+        assert_eq!(verdict(5), Code::Unschedulable);
+        assert_eq!(verdict(10), Code::Unschedulable);
+        assert_eq!(verdict(11), Code::Success);
+        // The nominated pod itself is not in its own way.
+        let own = pod("nominated", 1, 1).priority(10).host_port(8080).build();
+        assert!(filter_all(Some(&NodePorts), &NodePorts, &own, &s)[0]
+            .1
+            .is_success());
     }
 }

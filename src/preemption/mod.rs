@@ -168,11 +168,13 @@ impl Evaluator {
         {
             return Ok(());
         }
-        // Victims of an earlier preemption still leaving: wait for them.
-        if snap
-            .pods_on(node)
-            .any(|e| e.pod.terminating && self.policy.may_preempt(pod, &e.pod))
-        {
+        // Victims of an earlier preemption still leaving: wait for them. Pods
+        // leaving for other reasons do not count (upstream podTerminatingByPreemption).
+        if snap.pods_on(node).any(|e| {
+            e.pod.terminating
+                && e.pod.disrupted_by_preemption
+                && self.policy.may_preempt(pod, &e.pod)
+        }) {
             return Err(NOT_ELIGIBLE_TERMINATING);
         }
         Ok(())

@@ -353,13 +353,33 @@ fn preemption_policy_never_does_not_preempt() {
     );
 }
 
+/// Upstream waits only for pods leaving because a scheduler preempted them
+/// (podTerminatingByPreemption): one deleted for another reason does not hold
+/// the nominated pod back from preempting.
+#[test]
+fn pods_leaving_for_other_reasons_do_not_hold_preemption() {
+    let mut snap = cluster(&["n1", "n2"], &[("low2", "n2", 1, 4000)]);
+    snap.upsert_pod(
+        pod("deleted", 4000, GI)
+            .priority(1)
+            .terminating()
+            .on("n1")
+            .arc(),
+    )
+    .unwrap();
+    let mut p = pod("pre", 1000, GI).priority(10).build();
+    p.nominated_node_name = Some(Sym::new("n1"));
+    let d = run(&profile(Flavor::Default), &p, &mut snap);
+    assert!(outcome(&d, &snap).is_some(), "{:?}", post_message(&d));
+}
+
 #[test]
 fn nominated_pod_waits_for_its_terminating_victims() {
     let mut snap = cluster(&["n1", "n2"], &[("low2", "n2", 1, 4000)]);
     snap.upsert_pod(
         pod("leaving", 4000, GI)
             .priority(1)
-            .terminating()
+            .preempted()
             .on("n1")
             .arc(),
     )

@@ -1011,6 +1011,8 @@ impl Engine<'_> {
             self.m.preemptions += 1;
             let mut leaving = (*st.pod).clone();
             leaving.terminating = true;
+            // As the live scheduler's DisruptionTarget condition says.
+            leaving.disrupted_by_preemption = true;
             let leaving = Arc::new(leaving);
             st.pod = leaving.clone();
             st.phase = Phase::Terminating;

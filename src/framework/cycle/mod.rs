@@ -113,6 +113,27 @@ fn node_statuses(
         .collect()
 }
 
+/// Upstream filters only the nodes a PreFilterResult names and gives every other
+/// node one status, "node(s) didn't satisfy plugin(s) [..]". Such nodes never
+/// fit here either (the narrowing plugin's own filter rejects them), so only
+/// their statuses are rewritten, keeping the filter loops as they are.
+fn outside_prefilter_nodes(
+    per_node: &mut [(NodeIdx, Status)],
+    pf: &PreFilterNodes,
+    snap: &Snapshot,
+) {
+    let names = &snap.nodes().name;
+    let plugin = pf.plugins.first().copied().unwrap_or("");
+    let mut outside: Option<Status> = None;
+    for (n, st) in per_node.iter_mut() {
+        if !pf.contains(names[*n as usize]) {
+            *st = outside
+                .get_or_insert_with(|| Status::unresolvable(plugin, pf.outside_reason()))
+                .clone();
+        }
+    }
+}
+
 /// Raw scores of every active plugin for every feasible node, plugin-major,
 /// computed one node chunk per thread.
 fn score_in_chunks(
@@ -278,6 +299,10 @@ impl Decision {
         if let Some(e) = &self.error {
             return Some(format!("running {} plugin: {}", e.plugin, e.message()));
         }
+        if self.num_nodes == 0 {
+            // Not a FitError upstream: the message is the error alone.
+            return Some(NO_NODES_AVAILABLE.to_owned());
+        }
         let post = self
             .post_filter
             .as_ref()
@@ -325,6 +350,12 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         post_filter: None,
         error: None,
     };
+    if num_nodes == 0 {
+        // Upstream's ErrNoNodesAvailable: checked before any plugin runs, and
+        // no preemption is tried.
+        decision.statuses.all_nodes = Some(Status::unresolvable("", NO_NODES_AVAILABLE));
+        return decision;
+    }
     let mut state = CycleState::default();
     state.set_fresh_scores(opts.fresh);
 
@@ -351,6 +382,22 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         .filter(|f| !state.skips_filter(f.name()))
         .map(|f| f.as_ref())
         .collect();
+    // Upstream tries first the node an earlier preemption nominated the pod to
+    // (findNodesThatFitPod's evaluateNominatedNode): if it passes every filter
+    // the pod goes there, without looking at other nodes or scoring them.
+    if let Some(node) = nominated_node(pod, snap) {
+        let mut ignored = Rejections::new();
+        // A failing evaluation is only logged upstream; all nodes are tried next.
+        if let Ok(passed) = filter_nodes(&filters, &state, pod, snap, vec![node], &mut ignored) {
+            if !passed.is_empty() {
+                decision.evaluated = 1;
+                decision.feasible = passed;
+                take_node(profile, &mut state, pod, snap, node, &mut decision);
+                return decision;
+            }
+        }
+    }
+
     let mut rejections = Rejections::new();
     let live = snap.nodes().live_list();
     let (start, wanted) = sampling(profile, live.len());
@@ -387,6 +434,9 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     }
     if decision.feasible.is_empty() || opts.detail {
         decision.statuses.per_node = node_statuses(&filters, &state, pod, snap, rejections);
+        if let Some(pf) = state.prefilter_nodes() {
+            outside_prefilter_nodes(&mut decision.statuses.per_node, pf, snap);
+        }
     }
 
     if decision.feasible.is_empty() {
@@ -773,6 +823,16 @@ fn reserve_and_permit(
             Err(st)
         }
     }
+}
+
+/// The live node `pod` is nominated to: its `status.nominatedNodeName`, or the
+/// nomination a preemption in this process gave it.
+fn nominated_node(pod: &Pod, snap: &Snapshot) -> Option<NodeIdx> {
+    let nodes = snap.nodes();
+    pod.nominated_node_name
+        .and_then(|n| nodes.get(n))
+        .or_else(|| snap.nomination_of(&pod.key).map(|n| n.node))
+        .filter(|&n| nodes.live.get(n as usize).copied().unwrap_or(false))
 }
 
 fn with_plugin(mut st: Status, name: &'static str) -> Status {

@@ -127,6 +127,52 @@ fn no_node_gives_upstream_message() {
     assert_eq!(d.rejected_by(), vec!["Fake"]);
 }
 
+/// No node at all: upstream's ErrNoNodesAvailable, not a "0/0 nodes" FitError,
+/// and no preemption.
+#[test]
+fn no_nodes_gives_upstream_error_message() {
+    let config = crate::config::Config::default();
+    let profile = crate::plugins::build_named_profile(&config, "kube-default").unwrap();
+    let mut snap = Snapshot::new(CapacityRules::default());
+    let opts = CycleOptions {
+        post_filter: true,
+        ..CycleOptions::default()
+    };
+    let d = schedule(&profile, &pod("p", 100, GI).build(), &mut snap, opts);
+    assert!(d.node.is_none() && d.error.is_none() && d.post_filter.is_none());
+    assert_eq!(d.message().unwrap(), "no nodes available to schedule pods");
+}
+
+/// Upstream evaluates a nominated pod's node first and takes it if it passes
+/// the filters, even when another node would score higher; if it does not pass,
+/// every node is filtered and scored as usual.
+#[test]
+fn nominated_node_is_taken_when_it_fits() {
+    let config = crate::config::Config::default();
+    let profile = crate::plugins::build_named_profile(&config, "kube-default").unwrap();
+    let mut snap = Snapshot::new(CapacityRules::default());
+    snap.upsert_node(node("a-idle", 4000, 16 * GI).build());
+    snap.upsert_node(node("b-busy", 4000, 16 * GI).build());
+    snap.upsert_pod(pod("filler", 3000, GI).on("b-busy").arc())
+        .unwrap();
+    let (a, b) = (
+        snap.nodes().by_name("a-idle"),
+        snap.nodes().by_name("b-busy"),
+    );
+    let opts = CycleOptions::default();
+    let p = pod("p", 500, GI).arc();
+    // Not nominated: the emptier node scores higher.
+    assert_eq!(schedule(&profile, &p, &mut snap, opts).node, a);
+    snap.nominate(p.clone(), b.unwrap());
+    let d = schedule(&profile, &p, &mut snap, opts);
+    assert_eq!(d.node, b);
+    assert_eq!(d.evaluated, 1);
+    // Nominated where it no longer fits: all nodes are tried.
+    let big = pod("big", 2000, GI).arc();
+    snap.nominate(big.clone(), b.unwrap());
+    assert_eq!(schedule(&profile, &big, &mut snap, opts).node, a);
+}
+
 #[test]
 fn prefilter_rejection_covers_all_nodes() {
     let mut snap = snapshot(&["n1", "n2", "n3"]);

@@ -124,14 +124,16 @@ impl DomainMap {
 
 /// Calls `f` with the node of every placed, non-terminating pod in `namespace`
 /// that `selector` matches. Starts from the label index when the selector has
-/// an equality requirement; a missing selector matches nothing.
+/// an equality requirement; a missing selector matches nothing. An empty one
+/// (`labelSelector: {}`) counts nothing either, though the pod matches it itself:
+/// upstream's countPodsMatchSelector returns 0 for `selector.Empty()`.
 fn for_each_matching_pod(
     snap: &Snapshot,
     namespace: Sym,
     selector: Option<&LabelSelector>,
     mut f: impl FnMut(NodeIdx),
 ) {
-    let Some(sel) = selector else {
+    let Some(sel) = selector.filter(|s| !s.requirements.is_empty()) else {
         return;
     };
     let candidates = match sel.equality_hint() {

@@ -540,6 +540,37 @@ spec:
     assert_eq!(passing(&keyed, &s), vec!["n1", "n2"]);
 }
 
+/// `labelSelector: {}` selects every pod, but upstream's countPodsMatchSelector
+/// counts none for an empty selector, while the incoming pod still matches it:
+/// every domain counts 0, the skew is 1, and the constraint never rejects.
+#[test]
+fn empty_label_selector_counts_no_pods() {
+    let mut pods = foo_pods("a", "n1", 3);
+    pods.extend(foo_pods("a", "n2", 2));
+    let s = snap(four_nodes_two_zones(), pods);
+    let p = k8s_pod(
+        r#"
+metadata: {name: incoming, namespace: default, labels: {foo: bar}}
+spec:
+  containers: [{name: a, image: x}]
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: DoNotSchedule
+    labelSelector: {}
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector: {}
+"#,
+    );
+    assert_eq!(passing(&p, &s), vec!["n1", "n2", "n3", "n4"]);
+    assert_eq!(passing(&p, &s), reference_passing(&p, &s));
+    // Soft: no node has matching pods, so all score alike.
+    let sc = scores(&p, &s, &[]);
+    assert!(sc.values().all(|v| *v == sc["n1"]), "{sc:?}");
+}
+
 // ---- scoring ---------------------------------------------------------------
 
 /// Normalized scores by node name, scoring only `feasible` (all live nodes when empty).
@@ -798,9 +829,9 @@ fn reference_passing(p: &Pod, s: &Snapshot) -> Vec<String> {
                 .filter(|e| {
                     e.pod.key.namespace == p.key.namespace
                         && !e.pod.terminating
-                        && c.selector
-                            .as_ref()
-                            .is_some_and(|sel| sel.matches(&e.pod.labels))
+                        && c.selector.as_ref().is_some_and(|sel| {
+                            !sel.requirements.is_empty() && sel.matches(&e.pod.labels)
+                        })
                 })
                 .count() as i64;
             *counts[ci]
