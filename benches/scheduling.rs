@@ -24,8 +24,11 @@ fn next_executor(n: usize) -> Pod {
     bench_executor(&format!("bench-exec-new-{n}")).build()
 }
 
-/// One decision two ways. Cold (`spark-fleet`, `kube-default`): every node
-/// filtered and scored afresh (`fresh`), nothing kept from earlier cycles.
+/// One decision three ways. Cold (`spark-fleet`, `kube-default`): every node
+/// filtered and scored afresh (`fresh`), nothing kept from earlier cycles; the
+/// nodes that provably cannot win are left unscored (`framework::cycle::bounded`;
+/// the decision is that of scoring them). Every node (`spark-fleet/every-node`):
+/// cold, and every feasible node scored by every plugin (`exhaustive`).
 /// Next executor (`…/next`): the decision the scheduler makes for an
 /// application's next executor, the previous one having just been placed; each
 /// iteration assumes the pod on the chosen node and forgets it again (both
@@ -51,6 +54,19 @@ fn one_decision(c: &mut Criterion) {
                     black_box(d.node)
                 })
             });
+            if profile_name == "spark-fleet" {
+                let every = CycleOptions {
+                    exhaustive: true,
+                    ..cold
+                };
+                let id = BenchmarkId::new(format!("{profile_name}/every-node"), nodes);
+                g.bench_with_input(id, &nodes, |b, _| {
+                    b.iter(|| {
+                        let d = schedule(&profile, black_box(&p), &mut snap, every);
+                        black_box(d.node)
+                    })
+                });
+            }
             let id = BenchmarkId::new(format!("{profile_name}/next"), nodes);
             g.bench_with_input(id, &nodes, |b, _| {
                 b.iter(|| {

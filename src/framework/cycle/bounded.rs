@@ -10,11 +10,13 @@
 //! total(n) = offset + class(n) + local(n),   local(n) ≤ Σ max(0, weight) · MAX_NODE_SCORE
 //! ```
 //!
-//! Classes are visited from the highest class score down, each class's nodes
-//! scored in full. Once a class's score plus that bound falls below the best
-//! total found, neither it nor any class after it can hold the winner (a class
-//! that could tie is still scored, for the tie-break). The node and total are
-//! those of scoring every node. For a Spark executor the capacity mix weighs 14
+//! Classes are visited from the highest class score down. Once a class's score
+//! plus that bound falls below the best total found, neither it nor any class
+//! after it can hold the winner (a class that could tie is still scored, for the
+//! tie-break). Within a class the local plugins score in turn: after each but
+//! the last, the node ahead gets its full total, and nodes that cannot reach the
+//! best even with the most the remaining plugins can add drop out. The node and
+//! total are those of scoring every node. For a Spark executor the capacity mix weighs 14
 //! against 1 + 1 for the resource scorers, so the nodes of the capacity type the
 //! mix does not want next are never scored by them.
 
@@ -162,6 +164,18 @@ impl Best {
     }
 }
 
+/// The bucket of class key `k`, made if need be; `None` from `limit` on.
+#[inline]
+fn bucket(buckets: &mut Vec<Vec<NodeIdx>>, k: usize, limit: usize) -> Option<&mut Vec<NodeIdx>> {
+    if k >= buckets.len() {
+        if k >= limit {
+            return None;
+        }
+        buckets.resize_with(k + 1, Vec::new);
+    }
+    buckets.get_mut(k)
+}
+
 /// Keeps the nodes (and their partial sums, beside them) whose sum is at least
 /// `floor`, in order.
 fn retain_reaching(nodes: &mut Vec<NodeIdx>, sums: &mut Vec<i64>, floor: i64) {
@@ -218,26 +232,17 @@ impl<'a> Classes<'a> {
         }
         buckets.iter_mut().for_each(Vec::clear);
         let place = &t.place_id;
-        let mut put = |k: usize, n: NodeIdx| -> Option<()> {
-            if k >= buckets.len() {
-                if k >= limit {
-                    return None;
-                }
-                buckets.resize_with(k + 1, Vec::new);
-            }
-            buckets[k].push(n);
-            Some(())
-        };
         match counts {
             Some(NodeCounts::Dense { counts, .. }) => {
                 for &n in feasible {
                     let executors = counts.get(n as usize).copied().unwrap_or(0) as usize;
-                    put(executors * places + place[n as usize] as usize, n)?;
+                    let k = executors * places + place[n as usize] as usize;
+                    bucket(buckets, k, limit)?.push(n);
                 }
             }
             _ => {
                 for &n in feasible {
-                    put(place[n as usize] as usize, n)?;
+                    bucket(buckets, place[n as usize] as usize, limit)?.push(n);
                 }
             }
         }
@@ -253,14 +258,7 @@ impl<'a> Classes<'a> {
                     continue;
                 };
                 buckets[from].remove(at);
-                let k = c as usize * places + from;
-                if k >= buckets.len() {
-                    if k >= limit {
-                        return None;
-                    }
-                    buckets.resize_with(k + 1, Vec::new);
-                }
-                buckets[k].push(h);
+                bucket(buckets, c as usize * places + from, limit)?.push(h);
             }
         }
         let mut groups: Vec<Group<'a>> = buckets
@@ -340,6 +338,29 @@ mod tests {
         Profile::new("bounded", vec![(zone, zone_weight), (name, 1)])
     }
 
+    /// Scores nodes from a table by name (0 elsewhere), counting the nodes scored.
+    struct Table {
+        name: &'static str,
+        scores: Vec<(&'static str, i64)>,
+        scored: AtomicUsize,
+    }
+    impl Plugin for Table {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+    }
+    impl ScorePlugin for Table {
+        fn score(&self, _: &CycleState, _: &Pod, snap: &Snapshot, n: NodeIdx) -> i64 {
+            self.scored.fetch_add(1, Ordering::Relaxed);
+            let name = snap.nodes().name_str[n as usize];
+            let hit = self.scores.iter().find(|e| e.0 == name);
+            hit.map_or(0, |e| e.1)
+        }
+        fn normalization(&self) -> Normalization {
+            Normalization::None
+        }
+    }
+
     fn cluster(nodes: &[(&str, &str)]) -> Snapshot {
         let mut s = Snapshot::new(CapacityRules::default());
         for (name, zone) in nodes {
@@ -388,5 +409,67 @@ mod tests {
         let [bounded, every] = both_ways(1, &mut snap);
         assert_eq!(every, ("n100".to_owned(), 100, 2));
         assert_eq!(bounded, every);
+    }
+
+    /// (node name, total, nodes the second table scored) with and without
+    /// bounds, for a class plugin and two tables.
+    fn two_tables(
+        first: &[(&'static str, i64)],
+        second: &[(&'static str, i64)],
+        snap: &mut Snapshot,
+    ) -> [(String, i64, usize); 2] {
+        let p = pod("p", 100, 0).build();
+        [false, true].map(|exhaustive| {
+            let table = |name, scores: &[(&'static str, i64)]| {
+                Arc::new(Table {
+                    name,
+                    scores: scores.to_vec(),
+                    scored: AtomicUsize::new(0),
+                })
+            };
+            let (a, b) = (table("First", first), table("Second", second));
+            let mut sets = vec![(PluginSet::new("ByZone"), 1)];
+            sets[0].0.score = Some(Arc::new(ByZone));
+            for t in [&a, &b] {
+                let mut set = PluginSet::new(t.name);
+                set.score = Some(t.clone());
+                sets.push((set, 1));
+            }
+            let prof = Profile::new("two-tables", sets);
+            let opts = CycleOptions {
+                exhaustive,
+                ..CycleOptions::default()
+            };
+            let d = schedule(&prof, &p, snap, opts);
+            let chosen = d.node.map(|n| snap.nodes().name_str[n as usize]);
+            let total = d.scores.first().map_or(-1, |s| s.total);
+            let scored = b.scored.load(Ordering::Relaxed);
+            (chosen.unwrap_or("").to_owned(), total, scored)
+        })
+    }
+
+    #[test]
+    fn nodes_that_cannot_reach_the_best_skip_later_plugins() {
+        // One class. After the first table, n1 is ahead and totals 200; the
+        // others have at most 0 + 100 left: only n1 is scored by the second
+        // table (once as the node ahead, once among the survivors).
+        let mut snap = cluster(&[("n1", "a"), ("n2", "a"), ("n3", "a"), ("n4", "a")]);
+        let first = [("n1", 100), ("n2", 0), ("n3", 0), ("n4", 0)];
+        let second = [("n1", 100), ("n2", 100), ("n3", 100), ("n4", 100)];
+        let [bounded, every] = two_tables(&first, &second, &mut snap);
+        assert_eq!(every, ("n1".to_owned(), 300, 4));
+        assert_eq!(bounded, ("n1".to_owned(), 300, 2));
+    }
+
+    #[test]
+    fn a_node_that_can_still_tie_is_scored_to_the_end() {
+        // n2 is ahead after the first table and totals 100 + 0; n1 has 0 and
+        // can reach 100 with the second table: it does, and wins the tie.
+        let mut snap = cluster(&[("n1", "a"), ("n2", "a")]);
+        let first = [("n1", 0), ("n2", 100)];
+        let second = [("n1", 100), ("n2", 0)];
+        let [bounded, every] = two_tables(&first, &second, &mut snap);
+        assert_eq!(every.0, "n1");
+        assert_eq!((bounded.0, bounded.1), (every.0, every.1));
     }
 }
