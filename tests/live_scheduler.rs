@@ -920,8 +920,9 @@ mod preemption {
         }
     }
 
-    #[tokio::test]
-    async fn preemption_nominates_marks_and_deletes_victims() {
+    /// A server whose node n1 runs `victim` (another scheduler's pod holding host
+    /// port 7077), and a synced scheduler whose profile preempts with EvictN1.
+    async fn victim_on_n1_and_evict_n1(c: Config) -> (TestApiServer, Scheduler) {
         let server = TestApiServer::start_with(support::apiserver::ServerOptions {
             graceful_pod_deletion: true,
             ..Default::default()
@@ -931,8 +932,6 @@ mod preemption {
         let mut victim = with_host_port(pod("victim", "default-scheduler", "1"), 7077);
         victim.spec.as_mut().unwrap().node_name = Some("n1".into());
         server.create(&victim).unwrap();
-
-        let c = config();
         let mut profile =
             spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
         let mut set = PluginSet::new("EvictN1");
@@ -945,6 +944,12 @@ mod preemption {
         .await
         .unwrap();
         wait_until("synced", || s.is_ready()).await;
+        (server, s)
+    }
+
+    #[tokio::test]
+    async fn preemption_nominates_marks_and_deletes_victims() {
+        let (server, s) = victim_on_n1_and_evict_n1(config()).await;
 
         server
             .create(&with_host_port(pod("preemptor", "spark-fleet", "1"), 7077))
@@ -1045,31 +1050,10 @@ mod preemption {
     /// to a later attempt instead of deleting without it.
     #[tokio::test]
     async fn a_victim_is_not_deleted_without_its_disruption_condition() {
-        let server = TestApiServer::start_with(support::apiserver::ServerOptions {
-            graceful_pod_deletion: true,
-            ..Default::default()
-        })
-        .await;
-        server.create(&node("n1", "8", json!({}))).unwrap();
-        let mut victim = with_host_port(pod("victim", "default-scheduler", "1"), 7077);
-        victim.spec.as_mut().unwrap().node_name = Some("n1".into());
-        server.create(&victim).unwrap();
-
         let mut c = config();
         // Retries the nominated preemptor soon.
         c.queue.unschedulable_flush_seconds = 0.3;
-        let mut profile =
-            spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
-        let mut set = PluginSet::new("EvictN1");
-        set.post_filter = Some(Arc::new(EvictN1));
-        profile.post_filter.push(set.post_filter.unwrap());
-        let s = within(
-            "start",
-            Scheduler::start_with(server.client(), c, profile, "me".into()),
-        )
-        .await
-        .unwrap();
-        wait_until("synced", || s.is_ready()).await;
+        let (server, s) = victim_on_n1_and_evict_n1(c).await;
 
         server.fail_next("PATCH", "/pods/victim/status", 500, 1);
         server

@@ -375,12 +375,19 @@ mod tests {
         s
     }
 
-    /// (node name, total, nodes ByName scored) with and without bounds.
-    fn both_ways(zone_weight: i64, snap: &mut Snapshot) -> [(String, i64, usize); 2] {
+    /// Reads how many nodes a test plugin scored.
+    type Counter = Box<dyn Fn() -> usize>;
+
+    /// (chosen node's name, total, nodes the counter saw scored) with bounds,
+    /// then scoring every node; `make` builds the profile afresh, with the
+    /// counter to read.
+    fn run_both(
+        snap: &mut Snapshot,
+        make: impl Fn() -> (Profile, Counter),
+    ) -> [(String, i64, usize); 2] {
         let p = pod("p", 100, 0).build();
         [false, true].map(|exhaustive| {
-            let local = Arc::new(ByName::default());
-            let prof = profile(zone_weight, local.clone());
+            let (prof, scored) = make();
             let opts = CycleOptions {
                 exhaustive,
                 ..CycleOptions::default()
@@ -388,8 +395,16 @@ mod tests {
             let d = schedule(&prof, &p, snap, opts);
             let chosen = d.node.map(|n| snap.nodes().name_str[n as usize]);
             let total = d.scores.first().map_or(-1, |s| s.total);
-            let scored = local.scored.load(Ordering::Relaxed);
-            (chosen.unwrap_or("").to_owned(), total, scored)
+            (chosen.unwrap_or("").to_owned(), total, scored())
+        })
+    }
+
+    /// ByZone with `zone_weight` and ByName, counting what ByName scored.
+    fn both_ways(zone_weight: i64, snap: &mut Snapshot) -> [(String, i64, usize); 2] {
+        run_both(snap, || {
+            let local = Arc::new(ByName::default());
+            let prof = profile(zone_weight, local.clone());
+            (prof, Box::new(move || local.scored.load(Ordering::Relaxed)))
         })
     }
 
@@ -417,15 +432,13 @@ mod tests {
         assert_eq!(bounded, every);
     }
 
-    /// (node name, total, nodes the second table scored) with and without
-    /// bounds, for a class plugin and two tables.
+    /// ByZone and two tables, counting what the second scored.
     fn two_tables(
         first: &[(&'static str, i64)],
         second: &[(&'static str, i64)],
         snap: &mut Snapshot,
     ) -> [(String, i64, usize); 2] {
-        let p = pod("p", 100, 0).build();
-        [false, true].map(|exhaustive| {
+        run_both(snap, || {
             let table = |name, scores: &[(&'static str, i64)]| {
                 Arc::new(Table {
                     name,
@@ -442,15 +455,7 @@ mod tests {
                 sets.push((set, 1));
             }
             let prof = Profile::new("two-tables", sets);
-            let opts = CycleOptions {
-                exhaustive,
-                ..CycleOptions::default()
-            };
-            let d = schedule(&prof, &p, snap, opts);
-            let chosen = d.node.map(|n| snap.nodes().name_str[n as usize]);
-            let total = d.scores.first().map_or(-1, |s| s.total);
-            let scored = b.scored.load(Ordering::Relaxed);
-            (chosen.unwrap_or("").to_owned(), total, scored)
+            (prof, Box::new(move || b.scored.load(Ordering::Relaxed)))
         })
     }
 
