@@ -53,7 +53,7 @@ pub fn spark_fleet_profile() -> ProfileConfig {
             entry("NodeAffinity", 2),
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
-            entry("CapacityMix", 14),
+            entry("CapacityMix", 16),
             entry("PodTopologySpread", 2),
             entry("InterPodAffinity", 2),
             entry("ExecutorSpread", 3),

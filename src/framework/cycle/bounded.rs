@@ -14,7 +14,7 @@
 //! scored in full. Once a class's score plus that bound falls below the best
 //! total found, neither it nor any class after it can hold the winner (a class
 //! that could tie is still scored, for the tie-break). The node and total are
-//! those of scoring every node. For a Spark executor the capacity mix weighs 14
+//! those of scoring every node. For a Spark executor the capacity mix weighs 16
 //! against 1 + 1 for the resource scorers, so the nodes of the capacity type the
 //! mix does not want next are never scored by them.
 
