@@ -171,6 +171,47 @@ impl PodBuilder {
         });
         self
     }
+    /// A PodAffinityTerm over the pod's own namespace (set `namespace` first).
+    fn pod_term(&self, key: &str, sel: &[(&str, &str)]) -> crate::model::PodAffinityTerm {
+        crate::model::PodAffinityTerm {
+            selector: Some(selector(sel)),
+            namespaces: vec![self.0.key.namespace],
+            namespace_selector: None,
+            topology_key: Sym::new(key),
+        }
+    }
+    fn pod_affinity_mut(&mut self) -> &mut crate::model::PodAffinity {
+        self.0.pod_affinity.get_or_insert_with(Default::default)
+    }
+    pub fn pod_affinity_term(mut self, anti: bool, t: crate::model::PodAffinityTerm) -> Self {
+        let a = self.pod_affinity_mut();
+        if anti {
+            a.required_anti_affinity.push(t);
+        } else {
+            a.required_affinity.push(t);
+        }
+        self
+    }
+    pub fn required_affinity(self, key: &str, sel: &[(&str, &str)]) -> Self {
+        let t = self.pod_term(key, sel);
+        self.pod_affinity_term(false, t)
+    }
+    pub fn required_anti_affinity(self, key: &str, sel: &[(&str, &str)]) -> Self {
+        let t = self.pod_term(key, sel);
+        self.pod_affinity_term(true, t)
+    }
+    pub fn preferred_affinity(mut self, weight: i32, key: &str, sel: &[(&str, &str)]) -> Self {
+        let term = self.pod_term(key, sel);
+        let w = crate::model::WeightedPodAffinityTerm { weight, term };
+        self.pod_affinity_mut().preferred_affinity.push(w);
+        self
+    }
+    pub fn preferred_anti_affinity(mut self, weight: i32, key: &str, sel: &[(&str, &str)]) -> Self {
+        let term = self.pod_term(key, sel);
+        let w = crate::model::WeightedPodAffinityTerm { weight, term };
+        self.pod_affinity_mut().preferred_anti_affinity.push(w);
+        self
+    }
     pub fn constraint(mut self, c: TopologySpreadConstraint) -> Self {
         self.0.topology_spread.push(c);
         self

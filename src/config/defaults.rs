@@ -18,7 +18,8 @@ pub fn default_profiles() -> Vec<ProfileConfig> {
 }
 
 /// Upstream's default plugin set: TaintToleration 3, NodeAffinity 2,
-/// PodTopologySpread 2, NodeResourcesFit 1 (LeastAllocated), BalancedAllocation 1.
+/// PodTopologySpread 2, InterPodAffinity 2, NodeResourcesFit 1 (LeastAllocated),
+/// BalancedAllocation 1, in upstream's order.
 pub fn kube_default_profile() -> ProfileConfig {
     ProfileConfig {
         name: KUBE_DEFAULT.into(),
@@ -30,6 +31,7 @@ pub fn kube_default_profile() -> ProfileConfig {
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
             entry("PodTopologySpread", 2),
+            entry("InterPodAffinity", 2),
             entry("NodeResourcesBalancedAllocation", 1),
             entry("DefaultPreemption", 0),
         ],
@@ -51,8 +53,9 @@ pub fn spark_fleet_profile() -> ProfileConfig {
             entry("NodeAffinity", 2),
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
-            entry("CapacityMix", 14),
+            entry("CapacityMix", 16),
             entry("PodTopologySpread", 2),
+            entry("InterPodAffinity", 2),
             entry("ExecutorSpread", 3),
             entry("DriverAdmission", 0),
             entry("NodeResourcesBalancedAllocation", 1),

@@ -267,6 +267,9 @@ impl Handler for Pods {
             st.queue.delete(&key);
             st.reported.remove(&key);
             let app = pod.spark.as_ref().map(|s| s.app);
+            if prev.as_ref().is_none_or(|(_, assumed)| *assumed) {
+                st.queue.on_event(&ClusterEvent::PodAdded);
+            }
             match prev {
                 Some((old, assumed)) => {
                     if old.labels != pod.labels {

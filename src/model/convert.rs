@@ -316,6 +316,169 @@ fn builtin_priority(class: Option<&str>) -> Option<i32> {
     }
 }
 
+/// Converts one PodAffinityTerm. `namespace` and `labels` are the pod's own:
+/// null `namespaces` and `namespaceSelector` mean its namespace, and
+/// `matchLabelKeys`/`mismatchLabelKeys` merge its values into the selector as
+/// `key In [value]`/`key NotIn [value]` (keys it does not carry are skipped).
+fn pod_affinity_term(
+    ctx: &Ctx,
+    field: &str,
+    t: &core::PodAffinityTerm,
+    namespace: &str,
+    labels: &Labels,
+) -> Result<PodAffinityTerm, ConvertError> {
+    if t.topology_key.is_empty() {
+        return Err(ctx.err(format!("{field}.topologyKey"), "must not be empty"));
+    }
+    let mut selector = match &t.label_selector {
+        Some(s) => Some(label_selector(ctx, &format!("{field}.labelSelector"), s)?),
+        None => None,
+    };
+    let match_keys = t.match_label_keys.as_deref().unwrap_or(&[]);
+    let mismatch_keys = t.mismatch_label_keys.as_deref().unwrap_or(&[]);
+    if let Some(k) = match_keys.iter().find(|k| mismatch_keys.contains(k)) {
+        return Err(ctx.err(
+            format!("{field}.mismatchLabelKeys"),
+            format!("{k:?} is also in matchLabelKeys"),
+        ));
+    }
+    for (list, name, op) in [
+        (match_keys, "matchLabelKeys", SelectorOp::In),
+        (mismatch_keys, "mismatchLabelKeys", SelectorOp::NotIn),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let Some(sel) = selector.as_mut() else {
+            return Err(ctx.err(format!("{field}.{name}"), "needs labelSelector to be set"));
+        };
+        for key in list {
+            if let Some(v) = labels.get_str(key) {
+                sel.requirements.push(Requirement {
+                    key: Sym::new(key),
+                    op,
+                    values: vec![Sym::new(v)],
+                    number: 0,
+                });
+            }
+        }
+    }
+    let namespace_selector = match &t.namespace_selector {
+        Some(s) => Some(label_selector(
+            ctx,
+            &format!("{field}.namespaceSelector"),
+            s,
+        )?),
+        None => None,
+    };
+    let mut namespaces: Vec<Sym> = t.namespaces.iter().flatten().map(|n| Sym::new(n)).collect();
+    if namespaces.is_empty() && namespace_selector.is_none() {
+        namespaces.push(Sym::new(namespace));
+    }
+    namespaces.sort();
+    namespaces.dedup();
+    Ok(PodAffinityTerm {
+        selector,
+        namespaces,
+        namespace_selector,
+        topology_key: Sym::new(&t.topology_key),
+    })
+}
+
+fn weighted_pod_affinity_terms(
+    ctx: &Ctx,
+    field: &str,
+    terms: &[core::WeightedPodAffinityTerm],
+    namespace: &str,
+    labels: &Labels,
+) -> Result<Vec<WeightedPodAffinityTerm>, ConvertError> {
+    let mut out = Vec::with_capacity(terms.len());
+    for (i, w) in terms.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        if !(1..=100).contains(&w.weight) {
+            return Err(ctx.err(
+                format!("{f}.weight"),
+                format!("must be in 1..100, got {}", w.weight),
+            ));
+        }
+        out.push(WeightedPodAffinityTerm {
+            weight: w.weight,
+            term: pod_affinity_term(
+                ctx,
+                &format!("{f}.podAffinityTerm"),
+                &w.pod_affinity_term,
+                namespace,
+                labels,
+            )?,
+        });
+    }
+    Ok(out)
+}
+
+/// `spec.affinity.podAffinity` and `podAntiAffinity`; `None` without any term.
+fn pod_affinity(
+    ctx: &Ctx,
+    affinity: Option<&core::Affinity>,
+    namespace: &str,
+    labels: &Labels,
+) -> Result<Option<Box<PodAffinity>>, ConvertError> {
+    let Some(a) = affinity else {
+        return Ok(None);
+    };
+    let mut out = PodAffinity::default();
+    let required = |base: &str, terms: Option<&Vec<core::PodAffinityTerm>>| {
+        terms
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, t)| {
+                pod_affinity_term(
+                    ctx,
+                    &format!("{base}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"),
+                    t,
+                    namespace,
+                    labels,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    if let Some(pa) = &a.pod_affinity {
+        let base = "spec.affinity.podAffinity";
+        out.required_affinity = required(
+            base,
+            pa.required_during_scheduling_ignored_during_execution
+                .as_ref(),
+        )?;
+        out.preferred_affinity = weighted_pod_affinity_terms(
+            ctx,
+            &format!("{base}.preferredDuringSchedulingIgnoredDuringExecution"),
+            pa.preferred_during_scheduling_ignored_during_execution
+                .as_deref()
+                .unwrap_or(&[]),
+            namespace,
+            labels,
+        )?;
+    }
+    if let Some(pa) = &a.pod_anti_affinity {
+        let base = "spec.affinity.podAntiAffinity";
+        out.required_anti_affinity = required(
+            base,
+            pa.required_during_scheduling_ignored_during_execution
+                .as_ref(),
+        )?;
+        out.preferred_anti_affinity = weighted_pod_affinity_terms(
+            ctx,
+            &format!("{base}.preferredDuringSchedulingIgnoredDuringExecution"),
+            pa.preferred_during_scheduling_ignored_during_execution
+                .as_deref()
+                .unwrap_or(&[]),
+            namespace,
+            labels,
+        )?;
+    }
+    Ok((!out.is_empty()).then(|| Box::new(out)))
+}
+
 fn parse_time_ms(t: &meta::Time) -> i64 {
     t.0.as_millisecond()
 }
@@ -508,6 +671,8 @@ pub fn pod_from_k8s(
         });
     }
 
+    let pod_affinity = pod_affinity(&ctx, spec.affinity.as_ref(), namespace, &labels)?;
+
     let mut host_ports = Vec::new();
     // Sidecars (restartable init containers) run beside the app containers and hold
     // their host ports too (upstream NodePorts since v1.33, kubernetes#132040);
@@ -627,6 +792,7 @@ pub fn pod_from_k8s(
         node_selector,
         node_affinity,
         topology_spread,
+        pod_affinity,
         host_ports,
         owner,
         node_name: spec

@@ -6,6 +6,7 @@ mod intern;
 mod labels;
 mod node;
 mod pod;
+mod pod_affinity;
 mod quantity;
 mod resources;
 pub mod spark;
@@ -18,6 +19,9 @@ pub use pod::{
     HostPort, InclusionPolicy, NodeAffinity, NodeSelectorTerm, OwnerRef, Pod, PodKey,
     PreemptionPolicy, PreferredTerm, Protocol, Toleration, TolerationOp, TopologySpreadConstraint,
     WhenUnsatisfiable,
+};
+pub use pod_affinity::{
+    PodAffinity, PodAffinityTerm, WeightedPodAffinityTerm, LABEL_NAMESPACE_NAME,
 };
 pub use quantity::{Quantity, QuantityError};
 pub use resources::Resources;

@@ -1,6 +1,6 @@
 //! Pods as the scheduler sees them: requests, placement constraints, identity.
 
-use super::{LabelSelector, Labels, Requirement, Resources, Sym, TaintEffect};
+use super::{LabelSelector, Labels, PodAffinity, Requirement, Resources, Sym, TaintEffect};
 use crate::model::spark::SparkIdentity;
 use serde::Serialize;
 use std::fmt;
@@ -187,6 +187,8 @@ pub struct Pod {
     pub node_selector: Vec<(Sym, Sym)>,
     pub node_affinity: NodeAffinity,
     pub topology_spread: Vec<TopologySpreadConstraint>,
+    /// Inter-pod affinity and anti-affinity; `None` when the pod has no term.
+    pub pod_affinity: Option<Box<PodAffinity>>,
     pub host_ports: Vec<HostPort>,
     pub owner: Option<OwnerRef>,
     /// `spec.nodeName`: set for bound pods (and for pods asking for one node).
@@ -224,6 +226,7 @@ impl Pod {
             node_selector: Vec::new(),
             node_affinity: NodeAffinity::default(),
             topology_spread: Vec::new(),
+            pod_affinity: None,
             host_ports: Vec::new(),
             owner: None,
             node_name: None,
@@ -275,6 +278,13 @@ impl Pod {
             matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
                 && !self.tolerations.iter().any(|tol| tol.tolerates(t))
         })
+    }
+
+    /// Whether the pod has a required anti-affinity term.
+    pub fn has_required_anti_affinity(&self) -> bool {
+        self.pod_affinity
+            .as_ref()
+            .is_some_and(|a| !a.required_anti_affinity.is_empty())
     }
 
     pub fn is_driver(&self) -> bool {

@@ -43,7 +43,7 @@ fn node_spec() -> impl Strategy<Value = NodeSpec> {
             proptest::bool::weighted(0.1),
         ),
         prop_oneof![3 => Just(0i64), 1 => 1i64..4],
-        proptest::collection::vec((0u8..6, 0i64..4_000, 0i64..8), 0..6),
+        proptest::collection::vec((0u8..8, 0i64..4_000, 0i64..8), 0..6),
     )
         .prop_map(
             |((cpu, mem_gi), (zone, kind, taint, cordoned), gpus, pods)| NodeSpec {
@@ -60,6 +60,8 @@ fn node_spec() -> impl Strategy<Value = NodeSpec> {
 }
 
 const GPU: &str = "example.com/gpu";
+const HOSTNAME: &str = crate::model::LABEL_HOSTNAME;
+const ZONE: &str = crate::model::LABEL_ZONE;
 
 fn build_cluster(specs: &[NodeSpec], nominate: bool) -> Snapshot {
     let mut snap = Snapshot::new(Default::default());
@@ -102,6 +104,14 @@ fn build_cluster(specs: &[NodeSpec], nominate: bool) -> Snapshot {
                 1 => p.executor("app-b").priority(50),
                 2 => p.executor("app-a").terminating(),
                 3 => p.scalar(GPU, 1),
+                // Inter-pod terms: a host no web pod may share, and a web pod
+                // that likes app-a's executors in its zone.
+                6 => p.required_anti_affinity(HOSTNAME, &[("app", "web")]),
+                7 => p.label("app", "web").preferred_affinity(
+                    20,
+                    ZONE,
+                    &[("spark-app-selector", "app-a")],
+                ),
                 _ => p.label("app", "web"),
             };
             let _ = snap.upsert_pod(p.on(&name).arc());
@@ -180,6 +190,17 @@ fn incoming_named(name: &str, kind: u8, cpu: i64, mem_gi: i64, extra: u8) -> Pod
             required: Some(vec![term(vec![req("rack", SelectorOp::NotIn, &["r1"])])]),
             preferred: vec![],
         }),
+        // Inter-pod affinity: one executor of app-a per host; next to a web
+        // pod's zone; preferences; a web pod (which placed guards repel).
+        13 => b.required_anti_affinity(
+            HOSTNAME,
+            &[("spark-role", "executor"), ("spark-app-selector", "app-a")],
+        ),
+        14 => b.required_affinity(ZONE, &[("app", "web")]),
+        15 => b
+            .preferred_affinity(30, ZONE, &[("app", "web")])
+            .preferred_anti_affinity(10, HOSTNAME, &[("spark-app-selector", "app-a")]),
+        16 => b.label("app", "web"),
         _ => b,
     };
     b.priority(60).build()
@@ -196,7 +217,10 @@ fn extra() -> impl Strategy<Value = u8> {
         1 => Just(10u8),
         2 => Just(11u8),
         2 => Just(12u8),
-        1 => 0u8..13,
+        1 => Just(13u8),
+        1 => Just(14u8),
+        1 => Just(15u8),
+        1 => 0u8..17,
     ]
 }
 
@@ -430,7 +454,7 @@ proptest! {
         kind in 0u8..5,
         cpu in 0i64..6_000,
         mem_gi in 0i64..12,
-        extra in 0u8..13,
+        extra in 0u8..17,
     ) {
         let mut snap = build_cluster(&specs, nominate);
         // A removed node leaves a dead slot the batch scans must skip.
@@ -527,9 +551,17 @@ fn apply(snap: &mut Snapshot, c: &Change, bound: &mut Vec<crate::model::PodKey>,
                 let name = snap.nodes().name[n as usize].to_string();
                 let p = pod(&format!("bound-{step}"), cpu, mem_gi * GI)
                     .namespace("spark")
-                    .executor("app-a")
-                    .on(&name)
-                    .arc();
+                    .executor("app-a");
+                // Now and then one that keeps app-a's executors off its host.
+                let p = if step % 4 == 3 {
+                    p.required_anti_affinity(
+                        HOSTNAME,
+                        &[("spark-role", "executor"), ("spark-app-selector", "app-a")],
+                    )
+                } else {
+                    p
+                };
+                let p = p.on(&name).arc();
                 bound.push(p.key.clone());
                 let _ = snap.upsert_pod(p);
             }
@@ -637,7 +669,7 @@ proptest! {
     fn kept_scores_match_fresh_ones(
         specs in proptest::collection::vec(node_spec(), 1..16),
         changes in proptest::collection::vec(change(), 1..24),
-        pods in proptest::collection::vec((0u8..5, 0i64..6_000, 0i64..12, 0u8..10), 2),
+        pods in proptest::collection::vec((0u8..5, 0i64..6_000, 0i64..12, 0u8..17), 2),
     ) {
         let mut snap = build_cluster(&specs, false);
         let profiles = profiles();

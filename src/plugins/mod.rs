@@ -4,6 +4,7 @@ pub mod capacity_mix;
 mod default_preemption;
 pub mod driver_admission;
 pub mod executor_spread;
+mod inter_pod_affinity;
 mod node_affinity;
 mod node_name;
 mod node_ports;
@@ -20,6 +21,7 @@ pub use capacity_mix::{capacity_fallback, mix_status, CapacityFallback, Capacity
 pub use default_preemption::DefaultPreemption;
 pub use driver_admission::DriverAdmission;
 pub use executor_spread::ExecutorSpread;
+pub use inter_pod_affinity::InterPodAffinity;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
@@ -59,6 +61,7 @@ pub const KNOWN: &[&str] = &[
     node_resources_fit::NAME,
     node_resources_balanced_allocation::NAME,
     pod_topology_spread::NAME,
+    inter_pod_affinity::NAME,
     "CapacityMix",
     "ExecutorSpread",
     "DriverAdmission",
@@ -150,6 +153,13 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
         pod_topology_spread::NAME => {
             let p = Arc::new(PodTopologySpread);
             let mut s = set_filter_score(pod_topology_spread::NAME, p.clone(), true, true);
+            s.pre_filter = Some(p.clone());
+            s.pre_score = Some(p);
+            s
+        }
+        inter_pod_affinity::NAME => {
+            let p = Arc::new(InterPodAffinity::default());
+            let mut s = set_filter_score(inter_pod_affinity::NAME, p.clone(), true, true);
             s.pre_filter = Some(p.clone());
             s.pre_score = Some(p);
             s

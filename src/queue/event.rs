@@ -14,6 +14,9 @@ pub enum ClusterEvent {
     },
     /// An assigned pod's labels changed.
     PodUpdated,
+    /// A pod was bound: seen bound for the first time, or our binding of it
+    /// confirmed. It may be the pod a required pod affinity term waits for.
+    PodAdded,
     /// The set of executors of a Spark application changed (mix and spread shift).
     AppExecutorsChanged {
         app: Sym,
@@ -29,6 +32,7 @@ pub mod plugin {
     pub const NODE_RESOURCES_FIT: &str = "NodeResourcesFit";
     pub const NODE_PORTS: &str = "NodePorts";
     pub const POD_TOPOLOGY_SPREAD: &str = "PodTopologySpread";
+    pub const INTER_POD_AFFINITY: &str = "InterPodAffinity";
     pub const CAPACITY_MIX: &str = "CapacityMix";
     pub const EXECUTOR_SPREAD: &str = "ExecutorSpread";
     pub const DRIVER_ADMISSION: &str = "DriverAdmission";
@@ -45,6 +49,7 @@ const HELPED_BY_POD_DELETED: &[&str] = &[
     NODE_RESOURCES_FIT,
     NODE_PORTS,
     POD_TOPOLOGY_SPREAD,
+    INTER_POD_AFFINITY,
     CAPACITY_MIX,
     EXECUTOR_SPREAD,
     DRIVER_ADMISSION,
@@ -52,8 +57,12 @@ const HELPED_BY_POD_DELETED: &[&str] = &[
     SPARK_PREEMPTION,
 ];
 
-/// Label changes on assigned pods only shift the counts that spread constraints select.
-const HELPED_BY_POD_UPDATED: &[&str] = &[POD_TOPOLOGY_SPREAD, EXECUTOR_SPREAD];
+/// Label changes on assigned pods only shift the counts that spread constraints
+/// and inter-pod terms select.
+const HELPED_BY_POD_UPDATED: &[&str] = &[POD_TOPOLOGY_SPREAD, INTER_POD_AFFINITY, EXECUTOR_SPREAD];
+
+/// A new pod may be the one a required pod affinity term waits for.
+const HELPED_BY_POD_ADDED: &[&str] = &[INTER_POD_AFFINITY];
 
 /// Per-application state: only that app's mix, spread and driver admission move.
 const HELPED_BY_APP_EXECUTORS_CHANGED: &[&str] = &[CAPACITY_MIX, EXECUTOR_SPREAD, DRIVER_ADMISSION];
@@ -64,8 +73,9 @@ const HELPED_BY_APP_EXECUTORS_CHANGED: &[&str] = &[CAPACITY_MIX, EXECUTOR_SPREAD
 /// |---|---|
 /// | `NodeAdded`, `NodeUpdated` | every pod |
 /// | `NodeRemoved` | no pod |
-/// | `PodDeleted { app }` | pods rejected by `NodeResourcesFit`, `NodePorts`, `PodTopologySpread`, `CapacityMix`, `ExecutorSpread`, `DriverAdmission`, `DefaultPreemption` or `SparkPreemption`; and pods of `app` |
-/// | `PodUpdated` | pods rejected by `PodTopologySpread` or `ExecutorSpread` |
+/// | `PodDeleted { app }` | pods rejected by `NodeResourcesFit`, `NodePorts`, `PodTopologySpread`, `InterPodAffinity`, `CapacityMix`, `ExecutorSpread`, `DriverAdmission`, `DefaultPreemption` or `SparkPreemption`; and pods of `app` |
+/// | `PodUpdated` | pods rejected by `PodTopologySpread`, `InterPodAffinity` or `ExecutorSpread` |
+/// | `PodAdded` | pods rejected by `InterPodAffinity` |
 /// | `AppExecutorsChanged { app }` | pods of `app` rejected by `CapacityMix`, `ExecutorSpread` or `DriverAdmission` |
 ///
 /// A pod with no recorded rejector (it failed on an error) is helped by every event.
@@ -83,6 +93,7 @@ pub fn event_may_help(event: &ClusterEvent, pod: &Pod, rejected_by: &[&'static s
             rejected_by_any(HELPED_BY_POD_DELETED) || (app.is_some() && pod_app == *app)
         }
         ClusterEvent::PodUpdated => rejected_by_any(HELPED_BY_POD_UPDATED),
+        ClusterEvent::PodAdded => rejected_by_any(HELPED_BY_POD_ADDED),
         ClusterEvent::AppExecutorsChanged { app } => {
             pod_app == Some(*app) && rejected_by_any(HELPED_BY_APP_EXECUTORS_CHANGED)
         }
@@ -146,6 +157,11 @@ mod tests {
             (ClusterEvent::PodUpdated, None, &[POD_TOPOLOGY_SPREAD], true),
             (ClusterEvent::PodUpdated, None, &[EXECUTOR_SPREAD], true),
             (ClusterEvent::PodUpdated, None, &[NODE_RESOURCES_FIT], false),
+            (ClusterEvent::PodUpdated, None, &[INTER_POD_AFFINITY], true),
+            (deleted_none, None, &[INTER_POD_AFFINITY], true),
+            (ClusterEvent::PodAdded, None, &[INTER_POD_AFFINITY], true),
+            (ClusterEvent::PodAdded, None, &[NODE_RESOURCES_FIT], false),
+            (ClusterEvent::PodAdded, None, &[POD_TOPOLOGY_SPREAD], false),
             (exec_a, Some("app-a"), &[CAPACITY_MIX], true),
             (exec_a, Some("app-a"), &[DRIVER_ADMISSION], true),
             (exec_a, Some("app-a"), &[NODE_RESOURCES_FIT], false),

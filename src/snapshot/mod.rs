@@ -199,6 +199,11 @@ pub struct Snapshot {
     /// start from the pods a selector can match instead of scanning the cluster.
     label_index: HashMap<(Sym, Sym, Sym), HashSet<PodId>>,
     namespace_index: HashMap<Sym, HashSet<PodId>>,
+    /// Placed pods with any inter-pod affinity or anti-affinity term, and those
+    /// with a required anti-affinity term: InterPodAffinity skips a pod without
+    /// terms of its own when these are empty, and otherwise reads only them.
+    with_pod_affinity: HashSet<PodId>,
+    with_required_anti_affinity: HashSet<PodId>,
     apps: HashMap<Sym, AppPods>,
     /// Bound pods whose node we have not seen (yet, or any more), by node name.
     orphans: HashMap<Sym, Vec<Arc<Pod>>>,
@@ -389,6 +394,12 @@ impl Snapshot {
             self.label_index.entry((ns, k, v)).or_default().insert(id);
         }
         self.namespace_index.entry(ns).or_default().insert(id);
+        if let Some(a) = entry.pod.pod_affinity.as_deref() {
+            self.with_pod_affinity.insert(id);
+            if !a.required_anti_affinity.is_empty() {
+                self.with_required_anti_affinity.insert(id);
+            }
+        }
         if let Some(sp) = entry.pod.spark.as_ref() {
             let app = self.apps.entry(sp.app).or_default();
             if entry.pod.is_driver() {
@@ -422,6 +433,10 @@ impl Snapshot {
         }
         if let Some(set) = self.namespace_index.get_mut(&ns) {
             set.remove(&id);
+        }
+        if entry.pod.pod_affinity.is_some() {
+            self.with_pod_affinity.remove(&id);
+            self.with_required_anti_affinity.remove(&id);
         }
         if let Some(sp) = entry.pod.spark.as_ref() {
             if let Some(app) = self.apps.get_mut(&sp.app) {
@@ -483,6 +498,21 @@ impl Snapshot {
 
     pub fn pods_in_namespace(&self, namespace: Sym) -> Option<&HashSet<PodId>> {
         self.namespace_index.get(&namespace)
+    }
+
+    /// Every namespace a pod has been placed in (some may hold no pod now).
+    pub fn namespaces(&self) -> impl Iterator<Item = Sym> + '_ {
+        self.namespace_index.keys().copied()
+    }
+
+    /// Placed pods with any inter-pod affinity or anti-affinity term.
+    pub fn pods_with_pod_affinity(&self) -> &HashSet<PodId> {
+        &self.with_pod_affinity
+    }
+
+    /// Placed pods with a required inter-pod anti-affinity term.
+    pub fn pods_with_required_anti_affinity(&self) -> &HashSet<PodId> {
+        &self.with_required_anti_affinity
     }
 
     pub fn app(&self, app: Sym) -> Option<&AppPods> {

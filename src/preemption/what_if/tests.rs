@@ -92,6 +92,10 @@ fn random_cluster(rng: &mut ChaCha8Rng) -> Snapshot {
                 p = p.annotation(MIN_EXECUTORS, &rng.random_range(0..3).to_string());
             }
             let assumed = rng.random_bool(0.15);
+            // Now and then a placed pod no web pod may join on its host.
+            if rng.random_bool(0.05) {
+                p = p.required_anti_affinity(crate::model::LABEL_HOSTNAME, &[("tier", "web")]);
+            }
             let mut built = if assumed { p } else { p.on(&name) }.build();
             if rng.random_bool(0.8) {
                 built.started_ms = Some(rng.random_range(0..1000));
@@ -158,6 +162,14 @@ fn random_preemptor(rng: &mut ChaCha8Rng) -> Pod {
     if rng.random_bool(0.1) {
         b = b.annotation(EXECUTOR_CAPACITY_MIX, "spot=50,on-demand=50");
         b = b.annotation(CAPACITY_MIX_MODE, "hard");
+    }
+    // Inter-pod anti-affinity: the victims matching it are what frees a node.
+    if rng.random_bool(0.1) {
+        b = b.required_anti_affinity(crate::model::LABEL_HOSTNAME, &[("tier", "web")]);
+    }
+    // A web pod, which placed pods with anti-affinity keep off their hosts.
+    if rng.random_bool(0.1) {
+        b = b.label("tier", "web");
     }
     b.build()
 }
