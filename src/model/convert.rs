@@ -442,38 +442,35 @@ fn pod_affinity(
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    if let Some(pa) = &a.pod_affinity {
-        let base = "spec.affinity.podAffinity";
-        out.required_affinity = required(
-            base,
-            pa.required_during_scheduling_ignored_during_execution
-                .as_ref(),
-        )?;
-        out.preferred_affinity = weighted_pod_affinity_terms(
+    // Both kinds have the same two lists: (required, preferred).
+    let both = |base: &str,
+                req: Option<&Vec<core::PodAffinityTerm>>,
+                pref: Option<&Vec<core::WeightedPodAffinityTerm>>| {
+        let preferred = weighted_pod_affinity_terms(
             ctx,
             &format!("{base}.preferredDuringSchedulingIgnoredDuringExecution"),
-            pa.preferred_during_scheduling_ignored_during_execution
-                .as_deref()
-                .unwrap_or(&[]),
+            pref.map_or(&[][..], Vec::as_slice),
             namespace,
             labels,
+        );
+        Ok::<_, ConvertError>((required(base, req)?, preferred?))
+    };
+    if let Some(pa) = &a.pod_affinity {
+        (out.required_affinity, out.preferred_affinity) = both(
+            "spec.affinity.podAffinity",
+            pa.required_during_scheduling_ignored_during_execution
+                .as_ref(),
+            pa.preferred_during_scheduling_ignored_during_execution
+                .as_ref(),
         )?;
     }
     if let Some(pa) = &a.pod_anti_affinity {
-        let base = "spec.affinity.podAntiAffinity";
-        out.required_anti_affinity = required(
-            base,
+        (out.required_anti_affinity, out.preferred_anti_affinity) = both(
+            "spec.affinity.podAntiAffinity",
             pa.required_during_scheduling_ignored_during_execution
                 .as_ref(),
-        )?;
-        out.preferred_anti_affinity = weighted_pod_affinity_terms(
-            ctx,
-            &format!("{base}.preferredDuringSchedulingIgnoredDuringExecution"),
             pa.preferred_during_scheduling_ignored_during_execution
-                .as_deref()
-                .unwrap_or(&[]),
-            namespace,
-            labels,
+                .as_ref(),
         )?;
     }
     Ok((!out.is_empty()).then(|| Box::new(out)))
