@@ -246,8 +246,21 @@ pub(crate) mod test_support {
     use crate::framework::{
         CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
     };
-    use crate::model::Pod;
+    use crate::model::capacity::CapacityRules;
+    use crate::model::{Node, Pod};
     use crate::snapshot::Snapshot;
+
+    /// A snapshot of `nodes` with `pods` placed as they say.
+    pub fn snapshot_of(nodes: Vec<Node>, pods: Vec<Pod>) -> Snapshot {
+        let mut s = Snapshot::new(CapacityRules::default());
+        for n in nodes {
+            s.upsert_node(n);
+        }
+        for p in pods {
+            s.upsert_pod(std::sync::Arc::new(p)).unwrap();
+        }
+        s
+    }
 
     pub fn filter_all(
         pre: Option<&dyn PreFilterPlugin>,

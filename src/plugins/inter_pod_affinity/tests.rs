@@ -4,25 +4,16 @@ use crate::config::{Config, KUBE_DEFAULT, SPARK_FLEET};
 use crate::framework::{
     schedule, Code, CycleOptions, CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin,
 };
-use crate::model::capacity::CapacityRules;
 use crate::model::{pod_from_k8s, LabelSelector, Node, Pod};
 use crate::plugins::build_named_profile;
 use crate::plugins::test_support::{filter_all, score_all};
 use crate::testkit::*;
-use std::sync::Arc;
 
 const ZONE: &str = crate::model::LABEL_ZONE;
 const HOST: &str = crate::model::LABEL_HOSTNAME;
 
 fn snap(nodes: Vec<Node>, pods: Vec<Pod>) -> Snapshot {
-    let mut s = Snapshot::new(CapacityRules::default());
-    for n in nodes {
-        s.upsert_node(n);
-    }
-    for p in pods {
-        s.upsert_pod(Arc::new(p)).unwrap();
-    }
-    s
+    crate::plugins::test_support::snapshot_of(nodes, pods)
 }
 
 /// Nodes a1, a2 in zone a, b1 in zone b, and `bare` without a zone label.

@@ -3,7 +3,6 @@ use super::*;
 use crate::framework::{
     Code, CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
 };
-use crate::model::capacity::CapacityRules;
 use crate::model::TaintEffect;
 use crate::model::{
     pod_from_k8s, InclusionPolicy, LabelSelector, Node, SelectorOp, TopologySpreadConstraint,
@@ -16,14 +15,7 @@ const ZONE: &str = crate::model::LABEL_ZONE;
 const HOST: &str = crate::model::LABEL_HOSTNAME;
 
 fn snap(nodes: Vec<Node>, pods: Vec<Pod>) -> Snapshot {
-    let mut s = Snapshot::new(CapacityRules::default());
-    for n in nodes {
-        s.upsert_node(n);
-    }
-    for p in pods {
-        s.upsert_pod(std::sync::Arc::new(p)).unwrap();
-    }
-    s
+    crate::plugins::test_support::snapshot_of(nodes, pods)
 }
 
 fn zn(name: &str, zone: &str) -> Node {
