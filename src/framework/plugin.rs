@@ -84,6 +84,26 @@ pub trait FilterPlugin: Plugin {
         });
         error.map_or(Ok(()), Err)
     }
+
+    /// The dense form of [`filter_nodes`](Self::filter_nodes), for cycles that
+    /// filter every node: clears `pass[i]` for every node slot `i` (all slots,
+    /// `NodeTable::slots`) this plugin rejects, and returns true. Slots already
+    /// clear and slots of deleted nodes may be left as they are. Returns false,
+    /// touching nothing, when the plugin has no such form for `pod` or could
+    /// fail; the cycle then calls `filter_nodes` on the nodes still passing.
+    ///
+    /// Scanning whole columns in slot order, with no node list to read and none
+    /// to write, lets the compiler vectorize the loop. An override must reject
+    /// exactly the nodes `filter` rejects.
+    fn filter_slots(
+        &self,
+        _state: &CycleState,
+        _pod: &Pod,
+        _snap: &Snapshot,
+        _pass: &mut [bool],
+    ) -> bool {
+        false
+    }
 }
 
 /// Keeps the nodes for which `pass` holds and moves the others to `rejected`:

@@ -350,6 +350,20 @@ fn check_agreement(profile: &Profile, pod: &Pod, snap: &Snapshot) -> Result<(), 
                 profile.name
             ));
         }
+        // The dense form, when the plugin has one for this pod, passes the same
+        // live nodes (dead slots may be left as they were); without one it
+        // touches nothing.
+        let t = snap.nodes();
+        let mut pass = t.live.clone();
+        let dense = f.filter_slots(&state, pod, snap, &mut pass);
+        let passed: Vec<NodeIdx> = live.iter().copied().filter(|&n| pass[n as usize]).collect();
+        if (dense && passed != want_kept) || (!dense && pass != t.live) {
+            return Err(format!(
+                "{} in {}: dense form ({dense}) passed {passed:?}, per node kept {want_kept:?}",
+                f.name(),
+                profile.name
+            ));
+        }
     }
     for p in &profile.pre_score {
         let st = p.pre_score(&mut state, pod, snap, &live);

@@ -158,6 +158,31 @@ impl FilterPlugin for CapacityMix {
         }
         Ok(())
     }
+
+    fn filter_slots(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        snap: &Snapshot,
+        pass: &mut [bool],
+    ) -> bool {
+        let types = &snap.nodes().capacity_type;
+        let keep = |pass: &mut [bool], ok: &dyn Fn(Sym) -> bool| {
+            for (p, &ty) in pass.iter_mut().zip(types) {
+                *p &= ok(ty);
+            }
+        };
+        match state.read::<MixCycle>() {
+            Some(MixCycle::Driver { allowed }) => keep(pass, &|ty| allowed.contains(&ty)),
+            Some(MixCycle::Executor { mix, ranking }) if mix.mode == MixMode::Hard => {
+                if let Some(&(wanted, _)) = ranking.first() {
+                    keep(pass, &|ty| ty == wanted);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
 }
 
 impl PreScorePlugin for CapacityMix {

@@ -92,6 +92,16 @@ impl FilterPlugin for NodeAffinity {
         });
         Ok(())
     }
+
+    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+        for (p, node) in pass.iter_mut().zip(&snap.nodes().node) {
+            // Only passing slots: matching labels costs more than the check.
+            if *p {
+                *p = pod.matches_required_affinity(node);
+            }
+        }
+        true
+    }
 }
 
 impl PreScorePlugin for NodeAffinity {

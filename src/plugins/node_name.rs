@@ -49,6 +49,15 @@ impl FilterPlugin for NodeName {
         }
         Ok(())
     }
+
+    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+        if let Some(want) = pod.node_name {
+            for (p, &name) in pass.iter_mut().zip(&snap.nodes().name) {
+                *p &= name == want;
+            }
+        }
+        true
+    }
 }
 
 #[cfg(test)]

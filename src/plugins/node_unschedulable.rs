@@ -60,6 +60,17 @@ impl FilterPlugin for NodeUnschedulable {
         retain_nodes(nodes, rejected, |n| !t.unschedulable[n as usize]);
         Ok(())
     }
+
+    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+        let t = snap.nodes();
+        if t.unschedulable_nodes == 0 || tolerates_unschedulable(pod) {
+            return true;
+        }
+        for (p, &cordoned) in pass.iter_mut().zip(&t.unschedulable) {
+            *p &= !cordoned;
+        }
+        true
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::framework::{
     Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Taint, TaintEffect};
-use crate::snapshot::{NodeIdx, Snapshot};
+use crate::snapshot::{NodeIdx, NodeTable, Snapshot};
 
 pub const NAME: &str = "TaintToleration";
 
@@ -55,17 +55,36 @@ impl FilterPlugin for TaintToleration {
         if t.hard_tainted_nodes == 0 {
             return Ok(());
         }
-        // Nodes share a few taint lists: judge each once, then look nodes up.
-        let mut tolerated = vec![true; t.taint_sets.table_len()];
-        for (id, taints) in t.taint_sets.iter() {
-            tolerated[id as usize] = pod.first_untolerated_hard_taint_in(taints).is_none();
-        }
+        let tolerated = tolerated_taint_sets(pod, t);
         let taint_set = &t.taint_set;
         retain_nodes(nodes, rejected, |n| {
             tolerated[taint_set[n as usize] as usize]
         });
         Ok(())
     }
+
+    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+        let t = snap.nodes();
+        if t.hard_tainted_nodes == 0 {
+            return true;
+        }
+        let tolerated = tolerated_taint_sets(pod, t);
+        for (p, &set) in pass.iter_mut().zip(&t.taint_set) {
+            // Every node's set is in the table; a slot of a deleted node may not be.
+            *p &= tolerated.get(set as usize).copied().unwrap_or(false);
+        }
+        true
+    }
+}
+
+/// Whether `pod` tolerates the hard taints of each taint list, by list id: nodes
+/// share a few taint lists, so each is judged once and nodes look theirs up.
+fn tolerated_taint_sets(pod: &Pod, t: &NodeTable) -> Vec<bool> {
+    let mut tolerated = vec![true; t.taint_sets.table_len()];
+    for (id, taints) in t.taint_sets.iter() {
+        tolerated[id as usize] = pod.first_untolerated_hard_taint_in(taints).is_none();
+    }
+    tolerated
 }
 
 fn untolerated_soft_taints(pod: &Pod, taints: &[Taint]) -> i64 {

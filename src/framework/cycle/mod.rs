@@ -89,6 +89,48 @@ fn filter_nodes(
     Ok(nodes)
 }
 
+/// Every live node through the filters without recording rejections: the
+/// leading filters with a dense form (`FilterPlugin::filter_slots`) clear pass
+/// flags over all node slots, the rest filter the nodes still passing, as in
+/// `filter_nodes`. Each filter sees the nodes it would see there, so the result
+/// (and any error) is the same. `None` when the first filter has no dense form.
+fn filter_dense(
+    filters: &[&dyn FilterPlugin],
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+) -> Option<Result<Vec<NodeIdx>, Status>> {
+    let t = snap.nodes();
+    let mut pass = t.live.clone();
+    let dense = filters
+        .iter()
+        .take_while(|f| f.filter_slots(state, pod, snap, &mut pass))
+        .count();
+    if dense == 0 && !filters.is_empty() {
+        return None;
+    }
+    // Every slot is written at the end and the end moves by the flag: no
+    // branch on the flag, which is unpredictable when many nodes fail.
+    let mut nodes: Vec<NodeIdx> = vec![0; pass.len()];
+    let mut kept = 0usize;
+    for (i, &p) in pass.iter().enumerate() {
+        if let Some(out) = nodes.get_mut(kept) {
+            *out = i as NodeIdx;
+        }
+        kept += usize::from(p);
+    }
+    nodes.truncate(kept);
+    let mut ignored = Rejections::new();
+    Some(filter_nodes(
+        &filters[dense..],
+        state,
+        pod,
+        snap,
+        nodes,
+        &mut ignored,
+    ))
+}
+
 /// The statuses of rejected nodes, in node order, from the plugins that rejected them.
 fn node_statuses(
     filters: &[&dyn FilterPlugin],
@@ -184,6 +226,15 @@ fn filter_all_nodes(
             let shown = opts.detail;
             if let Some(r) = kept.filter_live(filters, state, pod, snap, shown, rejections) {
                 return r;
+            }
+        }
+        // Rejections are shown only when no node fits (or with `detail`):
+        // only then are the nodes filtered again, one list per filter.
+        if !opts.detail {
+            match filter_dense(filters, state, pod, snap) {
+                Some(Ok(feasible)) if feasible.is_empty() => {}
+                Some(r) => return r,
+                None => {}
             }
         }
         return filter_nodes(filters, state, pod, snap, live.to_vec(), rejections);

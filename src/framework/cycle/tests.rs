@@ -620,3 +620,156 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got, want);
     }
 }
+
+/// Rejects the nodes listed, through its dense form when it has one; counts
+/// the nodes it judges one by one.
+struct Dense {
+    name: &'static str,
+    reject: Vec<&'static str>,
+    code: Code,
+    dense: bool,
+    judged: std::sync::atomic::AtomicUsize,
+}
+
+impl Dense {
+    fn new(name: &'static str, reject: &[&'static str], code: Code, dense: bool) -> Arc<Dense> {
+        Arc::new(Dense {
+            name,
+            reject: reject.to_vec(),
+            code,
+            dense,
+            judged: Default::default(),
+        })
+    }
+    fn judged(&self) -> usize {
+        self.judged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Plugin for Dense {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+impl FilterPlugin for Dense {
+    fn filter(&self, _: &CycleState, _: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        self.judged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = snap.nodes().name[node as usize].as_str();
+        if self.reject.contains(&name) {
+            Status::new(
+                self.code,
+                "",
+                format!("node(s) were rejected by {}", self.name),
+            )
+        } else {
+            Status::success()
+        }
+    }
+    fn filter_slots(&self, _: &CycleState, _: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+        if !self.dense {
+            return false;
+        }
+        for (p, name) in pass.iter_mut().zip(&snap.nodes().name) {
+            *p &= !self.reject.contains(&name.as_str());
+        }
+        true
+    }
+}
+
+fn filter_profile(filters: &[Arc<Dense>]) -> Profile {
+    let sets = filters
+        .iter()
+        .map(|f| {
+            let mut set = PluginSet::new(f.name);
+            set.filter = Some(f.clone());
+            (set, 0)
+        })
+        .collect();
+    Profile::new("test", sets)
+}
+
+const COLD: CycleOptions = CycleOptions {
+    detail: false,
+    post_filter: false,
+    parallel: false,
+    fresh: true,
+    exhaustive: false,
+};
+
+#[test]
+fn leading_dense_filters_judge_no_node_one_by_one() {
+    let mut snap = snapshot(&["n1", "n2", "n3", "n4", "n5"]);
+    snap.remove_node(crate::model::Sym::new("n3"));
+    let a = Dense::new("A", &["n1"], Code::Unschedulable, true);
+    let b = Dense::new("B", &["n4"], Code::Unschedulable, false);
+    let c = Dense::new("C", &["n5"], Code::Unschedulable, true);
+    let p = filter_profile(&[a.clone(), b.clone(), c.clone()]);
+    let d = schedule(&p, &pod("p", 1, 1).build(), &mut snap, COLD);
+    let names = &snap.nodes().name_str;
+    assert_eq!(
+        d.feasible
+            .iter()
+            .map(|&n| names[n as usize])
+            .collect::<Vec<_>>(),
+        ["n2"]
+    );
+    assert_eq!(d.node.map(|n| names[n as usize]), Some("n2"));
+    // A scanned its columns; B, the first without a dense form, and C after it
+    // judged the nodes still passing (n2, n4 and n5, then n2 and n5) one by one.
+    assert_eq!((a.judged(), b.judged(), c.judged()), (0, 3, 2));
+}
+
+#[test]
+fn a_list_filter_after_dense_ones_sees_only_their_survivors() {
+    // B fails on n1, which A has already rejected: no error, as node by node.
+    let mut snap = snapshot(&["n1", "n2"]);
+    let a = Dense::new("A", &["n1"], Code::Unschedulable, true);
+    let b = Dense::new("B", &["n1"], Code::Error, false);
+    let d = schedule(
+        &filter_profile(&[a.clone(), b.clone()]),
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        COLD,
+    );
+    assert!(d.error.is_none(), "{:?}", d.error);
+    assert_eq!(
+        d.node.map(|n| snap.nodes().name_str[n as usize]),
+        Some("n2")
+    );
+    // In the other order B sees n1 and fails the cycle.
+    let d = schedule(
+        &filter_profile(&[b, a]),
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        COLD,
+    );
+    assert_eq!(d.error.map(|e| e.plugin), Some("B"));
+}
+
+#[test]
+fn when_dense_filters_reject_every_node_each_rejection_is_reported() {
+    let mut snap = snapshot(&["n1", "n2", "n3"]);
+    let a = Dense::new("A", &["n1", "n3"], Code::UnschedulableAndUnresolvable, true);
+    let b = Dense::new("B", &["n1", "n2"], Code::Unschedulable, true);
+    let d = schedule(
+        &filter_profile(&[a, b]),
+        &pod("p", 1, 1).build(),
+        &mut snap,
+        COLD,
+    );
+    assert_eq!(d.node, None);
+    let by_plugin: Vec<(&str, &str)> = d
+        .statuses
+        .per_node
+        .iter()
+        .map(|(n, st)| (snap.nodes().name_str[*n as usize], st.plugin))
+        .collect();
+    assert_eq!(by_plugin, [("n1", "A"), ("n2", "B"), ("n3", "A")]);
+    assert_eq!(
+        d.message().as_deref(),
+        Some(
+            "0/3 nodes are available: 1 node(s) were rejected by B, 2 node(s) were rejected by A."
+        )
+    );
+}
