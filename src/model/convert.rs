@@ -135,54 +135,97 @@ pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
     })
 }
 
+/// A container's requests, and the same as the resource scorers count them:
+/// upstream's defaults standing in for a missing cpu or memory request
+/// (`NonMissingContainerRequests`; a request set to 0 is not missing).
 fn container_requests(
     ctx: &Ctx,
     field: &str,
     c: &core::Container,
-) -> Result<Resources, ConvertError> {
-    let Some(res) = &c.resources else {
-        return Ok(Resources::default());
-    };
+) -> Result<(Resources, Resources), ConvertError> {
     // The API server defaults missing requests to limits; objects from files may not have been defaulted.
-    let mut merged: BTreeMap<String, K8sQuantity> = res.limits.clone().unwrap_or_default();
-    if let Some(req) = &res.requests {
-        merged.extend(req.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut merged: BTreeMap<String, K8sQuantity> = BTreeMap::new();
+    if let Some(res) = &c.resources {
+        merged = res.limits.clone().unwrap_or_default();
+        if let Some(req) = &res.requests {
+            merged.extend(req.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
     }
-    resources(ctx, &format!("{field}.resources.requests"), &merged)
+    let requests = resources(ctx, &format!("{field}.resources.requests"), &merged)?;
+    let mut scored = requests.clone();
+    if !merged.contains_key(resources::CPU) {
+        scored.milli_cpu = resources::DEFAULT_MILLI_CPU_REQUEST;
+    }
+    if !merged.contains_key(resources::MEMORY) {
+        scored.memory = resources::DEFAULT_MEMORY_REQUEST;
+    }
+    Ok((requests, scored))
 }
 
-/// Upstream `resource.PodRequests`: sidecars (restartable init containers) run
-/// beside the app containers; each ordinary init container runs alone with the
-/// sidecars started before it; the pod needs the max of the two, plus overhead.
-fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<Resources, ConvertError> {
+/// Upstream `resource.PodRequests` over containers' requests: sidecars
+/// (restartable init containers) run beside the app containers; each ordinary
+/// init container runs alone with the sidecars started before it; the pod
+/// needs the max of the two (overhead is the caller's).
+fn aggregate<'a>(
+    containers: impl Iterator<Item = &'a Resources>,
+    init_containers: impl Iterator<Item = (&'a Resources, bool)>,
+) -> Resources {
     let mut reqs = Resources::default();
-    for (i, c) in spec.containers.iter().enumerate() {
-        reqs.add(&container_requests(
-            ctx,
-            &format!("spec.containers[{i}]"),
-            c,
-        )?);
+    for r in containers {
+        reqs.add(r);
     }
     let mut sidecars = Resources::default();
     let mut init_max = Resources::default();
-    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-        let r = container_requests(ctx, &format!("spec.initContainers[{i}]"), c)?;
-        if c.restart_policy.as_deref() == Some("Always") {
-            reqs.add(&r);
-            sidecars.add(&r);
+    for (r, sidecar) in init_containers {
+        if sidecar {
+            reqs.add(r);
+            sidecars.add(r);
             init_max.max_with(&sidecars);
         } else {
-            let mut during = r;
+            let mut during = r.clone();
             during.add(&sidecars);
             init_max.max_with(&during);
         }
     }
     reqs.max_with(&init_max);
+    reqs
+}
+
+/// The pod's requests plus overhead, and its milli-CPU and memory as the
+/// resource scorers count them (`Pod::non_zero_requests`).
+fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<(Resources, (i64, i64)), ConvertError> {
+    let containers = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| container_requests(ctx, &format!("spec.containers[{i}]"), c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let init_containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            container_requests(ctx, &format!("spec.initContainers[{i}]"), c)
+                .map(|(r, scored)| (r, scored, sidecar))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut reqs = aggregate(
+        containers.iter().map(|(r, _)| r),
+        init_containers.iter().map(|(r, _, s)| (r, *s)),
+    );
+    let mut scored = aggregate(
+        containers.iter().map(|(_, n)| n),
+        init_containers.iter().map(|(_, n, s)| (n, *s)),
+    );
     if let Some(overhead) = &spec.overhead {
-        reqs.add(&resources(ctx, "spec.overhead", overhead)?);
+        let overhead = resources(ctx, "spec.overhead", overhead)?;
+        reqs.add(&overhead);
+        scored.add(&overhead);
     }
     reqs.pods = 0;
-    Ok(reqs)
+    Ok((reqs, (scored.milli_cpu, scored.memory)))
 }
 
 fn requirement(
@@ -504,7 +547,7 @@ pub fn pod_from_k8s(
         return Err(ctx.err("spec.containers", "a pod needs at least one container"));
     }
     let labels = labels_of(&pod.metadata.labels);
-    let requests = pod_requests(&ctx, spec)?;
+    let (requests, non_zero_requests) = pod_requests(&ctx, spec)?;
 
     let mut tolerations = Vec::new();
     for (i, t) in spec.tolerations.iter().flatten().enumerate() {
@@ -785,6 +828,7 @@ pub fn pod_from_k8s(
         priority,
         preemption_policy,
         requests,
+        non_zero_requests: Some(non_zero_requests),
         tolerations,
         node_selector,
         node_affinity,
@@ -862,6 +906,55 @@ spec:
         assert_eq!(m.requests.milli_cpu, 2010);
         assert_eq!(m.requests.memory, 2 << 30);
         assert_eq!(m.requests.scalar(Sym::new("nvidia.com/gpu")), 1);
+    }
+
+    #[test]
+    fn scored_requests_default_each_missing_container_request() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, namespace: ns}
+spec:
+  overhead: {cpu: 10m}
+  initContainers:
+  - name: init
+    image: x
+    resources: {requests: {cpu: 500m, memory: 1Gi}}
+  - name: sidecar
+    image: x
+    restartPolicy: Always
+    resources: {requests: {cpu: 100m}}
+  containers:
+  - name: a
+    image: x
+    resources: {requests: {cpu: 500m, memory: 2Gi}}
+  - name: limits-only
+    image: x
+    resources: {limits: {cpu: 250m}}
+  - name: nothing
+    image: x
+  - name: explicit-zero
+    image: x
+    resources: {requests: {cpu: "0"}}
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        // Requests: 500m + 250m + 0 + 0 + 100m sidecar = 850m (init alone 500m), + 10m.
+        assert_eq!((m.requests.milli_cpu, m.requests.memory), (860, 2 << 30));
+        // Scored: "nothing" counts 100m; "explicit-zero" keeps its 0. Each
+        // container but "a" lacks memory: 200 MiB for each of four.
+        assert_eq!(m.non_zero_cpu_mem(), (960, (2 << 30) + (800 << 20)));
+        let two_empty = pod_yaml(
+            r#"
+metadata: {name: q, namespace: ns}
+spec:
+  containers:
+  - {name: a, image: x}
+  - {name: b, image: x}
+"#,
+        );
+        let m = pod_from_k8s(&two_empty, &()).unwrap();
+        assert!(m.requests.is_zero());
+        assert_eq!(m.non_zero_cpu_mem(), (200, 400 << 20));
     }
 
     #[test]

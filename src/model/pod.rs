@@ -183,6 +183,13 @@ pub struct Pod {
     pub preemption_policy: PreemptionPolicy,
     /// max(sum of app containers and sidecars, each init container) + overhead.
     pub requests: Resources,
+    /// Milli-CPU and memory as the resource scorers count them (upstream's
+    /// NonZeroRequested): `requests` summed the same way with upstream's
+    /// defaults (100m, 200 MiB) standing in for each container's *missing*
+    /// cpu or memory request (an explicit 0 stays 0). Set when converting a
+    /// Kubernetes object; `None` counts the pod as one container whose zero
+    /// requests are missing (`Resources::non_zero_cpu_mem`).
+    pub non_zero_requests: Option<(i64, i64)>,
     pub tolerations: Vec<Toleration>,
     pub node_selector: Vec<(Sym, Sym)>,
     pub node_affinity: NodeAffinity,
@@ -211,6 +218,13 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// Milli-CPU and memory as the resource scorers count them (see
+    /// `non_zero_requests`).
+    pub fn non_zero_cpu_mem(&self) -> (i64, i64) {
+        self.non_zero_requests
+            .unwrap_or_else(|| self.requests.non_zero_cpu_mem())
+    }
+
     /// A bare pod for tests and synthetic workloads.
     pub fn new(namespace: &str, name: &str, requests: Resources) -> Pod {
         Pod {
@@ -222,6 +236,7 @@ impl Pod {
             priority: 0,
             preemption_policy: PreemptionPolicy::default(),
             requests,
+            non_zero_requests: None,
             tolerations: Vec::new(),
             node_selector: Vec::new(),
             node_affinity: NodeAffinity::default(),

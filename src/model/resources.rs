@@ -90,7 +90,8 @@ impl Resources {
             && self.scalars.iter().all(|(_, v)| *v == 0)
     }
 
-    /// CPU and memory as the scorers see them: zero requests count as upstream's defaults.
+    /// CPU and memory as the scorers see them for a single container whose
+    /// zero requests are missing: they count as upstream's defaults.
     pub fn non_zero_cpu_mem(&self) -> (i64, i64) {
         let cpu = if self.milli_cpu == 0 {
             DEFAULT_MILLI_CPU_REQUEST

@@ -87,7 +87,7 @@ pub(crate) fn pod_requests(
 ) -> SmallVec<[i64; 4]> {
     let r = &pod.requests;
     let (cpu, mem) = match usage {
-        Usage::NonZero => r.non_zero_cpu_mem(),
+        Usage::NonZero => pod.non_zero_cpu_mem(),
         Usage::Requested => (r.milli_cpu, r.memory),
     };
     resources

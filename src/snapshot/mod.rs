@@ -388,7 +388,7 @@ impl Snapshot {
             }
         };
         list.push(id);
-        self.nodes.account(node, &entry.pod.requests, 1);
+        self.nodes.account(node, &entry.pod, 1);
         let ns = entry.pod.key.namespace;
         for (k, v) in entry.pod.labels.iter() {
             self.label_index.entry((ns, k, v)).or_default().insert(id);
@@ -421,7 +421,7 @@ impl Snapshot {
         let entry = self.pods[id as usize].take()?;
         self.free_pods.push(id);
         self.by_key.remove(&entry.pod.key);
-        self.nodes.account(entry.node, &entry.pod.requests, -1);
+        self.nodes.account(entry.node, &entry.pod, -1);
         let ns = entry.pod.key.namespace;
         for (k, v) in entry.pod.labels.iter() {
             if let Some(set) = self.label_index.get_mut(&(ns, k, v)) {

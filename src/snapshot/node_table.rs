@@ -1,7 +1,7 @@
 //! Nodes in flat arrays (one column per field) so the filter and score loops
 //! scan contiguous integers without chasing pointers or allocating.
 
-use crate::model::{Node, Resources, Sym};
+use crate::model::{Node, Pod, Resources, Sym};
 use foldhash::HashMap;
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -329,9 +329,10 @@ impl NodeTable {
     }
 
     /// Adds (sign 1) or removes (sign -1) a pod's requests from a node's usage.
-    pub(super) fn account(&mut self, idx: NodeIdx, r: &Resources, sign: i64) {
+    pub(super) fn account(&mut self, idx: NodeIdx, pod: &Pod, sign: i64) {
         let u = idx as usize;
-        let (nz_cpu, nz_mem) = r.non_zero_cpu_mem();
+        let r = &pod.requests;
+        let (nz_cpu, nz_mem) = pod.non_zero_cpu_mem();
         self.req_cpu[u] += sign * r.milli_cpu;
         self.req_mem[u] += sign * r.memory;
         self.req_eph[u] += sign * r.ephemeral_storage;

@@ -272,6 +272,22 @@ fn huge_nodes_are_counted_through_updates_and_removal() {
 }
 
 #[test]
+fn scored_usage_counts_each_pods_own_non_zero_requests() {
+    let mut s = snap();
+    let n = s.upsert_node(node("n1", 4000, 8 * GI).build()) as usize;
+    let scored = |s: &Snapshot| (s.nodes().nonzero_cpu[n], s.nodes().nonzero_mem[n]);
+    // Two containers without requests, as converted: twice upstream's defaults.
+    let mut two = pod("two", 0, 0).on("n1").build();
+    two.non_zero_requests = Some((200, 400 << 20));
+    s.upsert_pod(std::sync::Arc::new(two)).unwrap();
+    // A pod built without them counts as one container.
+    s.upsert_pod(pod("one", 0, GI).on("n1").arc()).unwrap();
+    assert_eq!(scored(&s), (300, (400 << 20) + GI));
+    s.remove_pod(&pod("two", 0, 0).build().key);
+    assert_eq!(scored(&s), (100, GI));
+}
+
+#[test]
 fn free_room_follows_pods_and_node_updates() {
     let mut s = snap();
     let n = s.upsert_node(node("n1", 4000, 8 * GI).pods(10).ephemeral(20 * GI).build()) as usize;
