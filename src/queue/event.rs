@@ -61,8 +61,10 @@ const HELPED_BY_POD_DELETED: &[&str] = &[
 /// and inter-pod terms select.
 const HELPED_BY_POD_UPDATED: &[&str] = &[POD_TOPOLOGY_SPREAD, INTER_POD_AFFINITY, EXECUTOR_SPREAD];
 
-/// A new pod may be the one a required pod affinity term waits for.
-const HELPED_BY_POD_ADDED: &[&str] = &[INTER_POD_AFFINITY];
+/// A new pod may be the one a required pod affinity term waits for, or raise
+/// the count of the emptiest spread domain, which lowers every other domain's
+/// skew (upstream's PodTopologySpread registers pod adds too).
+const HELPED_BY_POD_ADDED: &[&str] = &[INTER_POD_AFFINITY, POD_TOPOLOGY_SPREAD];
 
 /// Per-application state: only that app's mix, spread and driver admission move.
 const HELPED_BY_APP_EXECUTORS_CHANGED: &[&str] = &[CAPACITY_MIX, EXECUTOR_SPREAD, DRIVER_ADMISSION];
@@ -75,7 +77,7 @@ const HELPED_BY_APP_EXECUTORS_CHANGED: &[&str] = &[CAPACITY_MIX, EXECUTOR_SPREAD
 /// | `NodeRemoved` | no pod |
 /// | `PodDeleted { app }` | pods rejected by `NodeResourcesFit`, `NodePorts`, `PodTopologySpread`, `InterPodAffinity`, `CapacityMix`, `ExecutorSpread`, `DriverAdmission`, `DefaultPreemption` or `SparkPreemption`; and pods of `app` |
 /// | `PodUpdated` | pods rejected by `PodTopologySpread`, `InterPodAffinity` or `ExecutorSpread` |
-/// | `PodAdded` | pods rejected by `InterPodAffinity` |
+/// | `PodAdded` | pods rejected by `InterPodAffinity` or `PodTopologySpread` |
 /// | `AppExecutorsChanged { app }` | pods of `app` rejected by `CapacityMix`, `ExecutorSpread` or `DriverAdmission` |
 ///
 /// A pod with no recorded rejector (it failed on an error) is helped by every event.
@@ -161,7 +163,7 @@ mod tests {
             (deleted_none, None, &[INTER_POD_AFFINITY], true),
             (ClusterEvent::PodAdded, None, &[INTER_POD_AFFINITY], true),
             (ClusterEvent::PodAdded, None, &[NODE_RESOURCES_FIT], false),
-            (ClusterEvent::PodAdded, None, &[POD_TOPOLOGY_SPREAD], false),
+            (ClusterEvent::PodAdded, None, &[POD_TOPOLOGY_SPREAD], true),
             (exec_a, Some("app-a"), &[CAPACITY_MIX], true),
             (exec_a, Some("app-a"), &[DRIVER_ADMISSION], true),
             (exec_a, Some("app-a"), &[NODE_RESOURCES_FIT], false),
