@@ -654,6 +654,41 @@ async fn bind_conflict_drops_the_pod() {
     s.shutdown().await;
 }
 
+/// An event the server cannot take for now (500 twice; the client itself retries only
+/// 429, 503 and 504) is sent again with backoff.
+#[tokio::test]
+async fn event_answered_500_is_sent_again() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.fail_next("POST", "/events", 500, 2);
+    server.create(&pod("p", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "p")).await;
+    wait_until("Scheduled event", || {
+        !events(&server, "p", "Scheduled").is_empty()
+    })
+    .await;
+    assert_eq!(server.count_requests("POST", "/events"), 3);
+    s.shutdown().await;
+}
+
+/// An event the server refuses as invalid (422) is not sent again: it would be refused again.
+#[tokio::test]
+async fn event_refused_as_invalid_is_not_sent_again() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.fail_next("POST", "/events", 422, 1);
+    server.create(&pod("p", "spark-fleet", "1")).unwrap();
+    within("bind", wait_bound(&server, "p")).await;
+    assert!(server.wait_for_requests("POST", "/events", 1, STEP).await);
+    // Longer than the first two retries would take.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(server.count_requests("POST", "/events"), 1);
+    assert!(events(&server, "p", "Scheduled").is_empty());
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn shutdown_mid_burst_loses_no_pod() {
     let server = TestApiServer::start().await;

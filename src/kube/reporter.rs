@@ -1,7 +1,8 @@
 //! Reporting as upstream kube-scheduler: the `PodScheduled` condition (strategic-merge
 //! status patch), events.k8s.io/v1 events from controller "spark-fleet",
 //! `status.nominatedNodeName`, and the `DisruptionTarget` condition on preemption victims.
-//! Every API error is logged, never fatal: the next cycle reports again.
+//! Every API error is logged, never fatal: the next cycle reports again; an event the
+//! server could not take for now (429, 5xx, timeout, transport) is sent again with backoff.
 
 use super::{metrics, Shared};
 use crate::config::Config;
@@ -11,7 +12,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,18 @@ fn pod_ref(pod: &Pod) -> ObjectReference {
     reference(pod.key.namespace.as_str(), pod.key.name.as_str(), &pod.uid)
 }
 
+/// How many times an event is tried (upstream's events broadcaster: maxTriesPerEvent).
+const EVENT_TRIES: u32 = 12;
+/// The wait before the first retry of an event, doubled after each up to
+/// [`EVENT_RETRY_MAX`] (upstream waits 10 s each time).
+const EVENT_RETRY_FIRST: Duration = Duration::from_millis(500);
+const EVENT_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Records an event, trying again with backoff while the failure is one the
+/// server may get over (429, 5xx, timeout, transport); a refusal of the event
+/// itself (400, 403, 422, ...) is final. (The client already retries 429,
+/// 503 and 504 on its own, after any Retry-After.) Reports run in their own
+/// tasks, after the binding slot is given back, so the waits hold up nothing else.
 async fn publish(
     shared: &Shared,
     r: &ObjectReference,
@@ -55,8 +68,40 @@ async fn publish(
     action: &str,
     note: String,
 ) {
-    shared.event_limiter.acquire().await;
-    publish_with(&shared.recorder, r, ty, reason, action, note).await;
+    let ev = Event {
+        type_: ty,
+        reason: reason.into(),
+        note: Some(truncate_note(note)),
+        action: action.into(),
+        secondary: None,
+    };
+    let mut wait = EVENT_RETRY_FIRST;
+    for attempt in 1..=EVENT_TRIES {
+        shared.event_limiter.acquire().await;
+        let (error, again) =
+            match tokio::time::timeout(REQUEST_TIMEOUT, shared.recorder.publish(&ev, r)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => (e.to_string(), may_pass_later(&e)),
+                Err(_) => ("timed out".to_owned(), true),
+            };
+        if !again || attempt == EVENT_TRIES {
+            tracing::warn!(%error, reason, object = ?r.name, attempt, "event not recorded");
+            return;
+        }
+        tracing::debug!(%error, reason, object = ?r.name, attempt, "event not recorded yet; trying again");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(EVENT_RETRY_MAX);
+    }
+}
+
+/// Whether a request that failed with `e` may pass if sent again: the server
+/// answered 429 or 5xx, or no answer came (connection, TLS, transport).
+fn may_pass_later(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
 }
 
 /// The API server refuses an events.k8s.io/v1 Event whose note is longer than this
@@ -76,28 +121,6 @@ fn truncate_note(mut note: String) -> String {
     note.truncate(end);
     note.push_str(SUFFIX);
     note
-}
-
-async fn publish_with(
-    recorder: &Recorder,
-    r: &ObjectReference,
-    ty: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_: ty,
-        reason: reason.into(),
-        note: Some(truncate_note(note)),
-        action: action.into(),
-        secondary: None,
-    };
-    match tokio::time::timeout(REQUEST_TIMEOUT, recorder.publish(&ev, r)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, reason, object = ?r.name, "event not recorded"),
-        Err(_) => tracing::warn!(reason, object = ?r.name, "event not recorded: timed out"),
-    }
 }
 
 /// Whether the patch was applied.
