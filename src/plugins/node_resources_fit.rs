@@ -32,7 +32,7 @@ use crate::framework::{
     PreScorePlugin, Reason, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
-use crate::snapshot::{NodeIdx, NodeTable, Snapshot};
+use crate::snapshot::{NodeIdx, NodeTable, Snapshot, FREE_FLOOR};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
@@ -507,14 +507,29 @@ impl FilterPlugin for NodeResourcesFit {
         let t = snap.nodes();
         let (cpu, mem, eph) = (r.milli_cpu, r.memory, r.ephemeral_storage);
         let fits = |request: i64, free: i64| (request == 0) | (request <= free);
-        // Every column cut to one length: indexed loops the compiler vectorizes
-        // (a zip of four iterators it does not).
+        // Every column cut to one length: indexed loops the compiler can
+        // vectorize (a zip of four iterators it does not).
         let len = pass.len().min(t.slots());
         let pass = &mut pass[..len];
         let (free_pods, free_cpu) = (&t.free_pods[..len], &t.free_cpu[..len]);
         let (free_mem, free_eph) = (&t.free_mem[..len], &t.free_eph[..len]);
-        for i in 0..len {
-            pass[i] &= (free_pods[i] > 0) & fits(cpu, free_cpu[i]) & fits(mem, free_mem[i]);
+        let in_range = |request: i64| (0..=-FREE_FLOOR).contains(&request);
+        if in_range(cpu) && in_range(mem) {
+            // `request <= free` as the sign of `free - request`, which cannot
+            // overflow (free >= FREE_FLOOR); a zero request's term is masked
+            // out, as it always fits. The baseline x86-64 target has no packed
+            // 64-bit compare but packed subtraction: this loop is vectorized.
+            let (cpu_mask, mem_mask) = (-i64::from(cpu != 0), -i64::from(mem != 0));
+            for i in 0..len {
+                let short = ((free_cpu[i] - cpu) & cpu_mask)
+                    | ((free_mem[i] - mem) & mem_mask)
+                    | (free_pods[i] - 1);
+                pass[i] &= short >= 0;
+            }
+        } else {
+            for i in 0..len {
+                pass[i] &= (free_pods[i] > 0) & fits(cpu, free_cpu[i]) & fits(mem, free_mem[i]);
+            }
         }
         if eph != 0 {
             for i in 0..len {
@@ -817,6 +832,49 @@ mod tests {
     }
 
     // ---- Filter ---------------------------------------------------------------
+
+    /// The dense scan compares by subtraction: at the ends of the range it must
+    /// still judge as the per-node filter does (no overflow, zero and negative
+    /// requests, nodes over-committed past `FREE_FLOOR`, full pod slots).
+    #[test]
+    fn dense_form_agrees_at_the_ends_of_the_range() {
+        let p = plugin(&NodeResourcesFitArgs::default());
+        let s = snap_with(
+            vec![
+                node("over", 1000, GI).build(),
+                node("vast", i64::MAX, i64::MAX).build(),
+                node("full", 4000, 4 * GI).pods(1).build(),
+                node("empty", 0, 0).build(),
+            ],
+            vec![
+                pod("hog", i64::MAX, i64::MAX).on("over").build(),
+                pod("one", 1, 1).on("full").build(),
+            ],
+        );
+        assert_eq!(s.nodes().free_cpu[0], FREE_FLOOR);
+        let edge = -FREE_FLOOR;
+        for (cpu, mem) in [
+            (0, 0),
+            (1, 0),
+            (0, 1),
+            (edge, 0),
+            (edge + 1, 1),
+            (i64::MAX, i64::MAX),
+            (-5, 0),
+            (0, i64::MIN),
+            (500, GI),
+        ] {
+            let incoming = pod("p", cpu, mem).build();
+            let mut state = CycleState::default();
+            assert!(p.pre_filter(&mut state, &incoming, &s).is_success());
+            let mut pass = s.nodes().live.clone();
+            assert!(p.filter_slots(&state, &incoming, &s, &mut pass));
+            for n in s.nodes().live_indices() {
+                let one = p.filter(&state, &incoming, &s, n).is_success();
+                assert_eq!(pass[n as usize], one, "request ({cpu}, {mem}) on node {n}");
+            }
+        }
+    }
 
     #[test]
     fn filter_table() {

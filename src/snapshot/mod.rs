@@ -3,7 +3,7 @@
 
 mod node_table;
 
-pub use node_table::{DenseIds, NodeIdx, NodeTable, SMALL_QUOTIENT_LIMIT};
+pub use node_table::{DenseIds, NodeIdx, NodeTable, FREE_FLOOR, SMALL_QUOTIENT_LIMIT};
 
 use crate::model::capacity::CapacityRules;
 use crate::model::{Node, Pod, PodKey, Sym};

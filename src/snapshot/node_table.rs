@@ -81,8 +81,9 @@ pub struct NodeTable {
     pub nonzero_cpu: Vec<i64>,
     pub nonzero_mem: Vec<i64>,
     pub req_scalars: Vec<SmallVec<[(Sym, i64); 2]>>,
-    /// allocatable − requested (saturating; negative when over-committed), kept
-    /// with both: the fit filter reads one column per resource instead of two.
+    /// allocatable − requested (negative when over-committed, never below
+    /// `FREE_FLOOR`), kept with both: the fit filter reads one column per
+    /// resource instead of two.
     pub free_cpu: Vec<i64>,
     pub free_mem: Vec<i64>,
     pub free_eph: Vec<i64>,
@@ -138,10 +139,11 @@ impl NodeTable {
     }
 
     fn set_free(&mut self, u: usize) {
-        self.free_cpu[u] = self.alloc_cpu[u].saturating_sub(self.req_cpu[u]);
-        self.free_mem[u] = self.alloc_mem[u].saturating_sub(self.req_mem[u]);
-        self.free_eph[u] = self.alloc_eph[u].saturating_sub(self.req_eph[u]);
-        self.free_pods[u] = self.alloc_pods[u].saturating_sub(self.pod_count[u]);
+        let free = |alloc: i64, used: i64| alloc.saturating_sub(used).max(FREE_FLOOR);
+        self.free_cpu[u] = free(self.alloc_cpu[u], self.req_cpu[u]);
+        self.free_mem[u] = free(self.alloc_mem[u], self.req_mem[u]);
+        self.free_eph[u] = free(self.alloc_eph[u], self.req_eph[u]);
+        self.free_pods[u] = free(self.alloc_pods[u], self.pod_count[u]);
     }
 
     /// Node additions and removals are rare next to cycles: O(nodes) here buys
@@ -427,6 +429,11 @@ impl TaintSets {
             .map(|(id, (list, _))| (id as u32, list.as_slice()))
     }
 }
+
+/// The least free room the node table keeps (`NodeTable::free_cpu` ...): a
+/// node that far over-committed fits no positive request either way, and
+/// `free - request` cannot overflow for any request up to `-FREE_FLOOR`.
+pub const FREE_FLOOR: i64 = -(1 << 62);
 
 /// Allocatable below 2^43 (8 TiB of memory) lets the resource scorers divide by
 /// a multiplication alone; see `resource_allocation::small_quotient`.
