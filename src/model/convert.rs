@@ -906,55 +906,29 @@ spec:
         assert_eq!(m.requests.milli_cpu, 2010);
         assert_eq!(m.requests.memory, 2 << 30);
         assert_eq!(m.requests.scalar(Sym::new("nvidia.com/gpu")), 1);
+        // As the resource scorers count it, "b" and the sidecar have no memory
+        // request: 200 MiB each, init containers included, as upstream.
+        assert_eq!(m.non_zero_cpu_mem(), (2010, (2 << 30) + (400 << 20)));
     }
 
     #[test]
     fn scored_requests_default_each_missing_container_request() {
         let p = pod_yaml(
             r#"
-metadata: {name: p, namespace: ns}
-spec:
-  overhead: {cpu: 10m}
-  initContainers:
-  - name: init
-    image: x
-    resources: {requests: {cpu: 500m, memory: 1Gi}}
-  - name: sidecar
-    image: x
-    restartPolicy: Always
-    resources: {requests: {cpu: 100m}}
-  containers:
-  - name: a
-    image: x
-    resources: {requests: {cpu: 500m, memory: 2Gi}}
-  - name: limits-only
-    image: x
-    resources: {limits: {cpu: 250m}}
-  - name: nothing
-    image: x
-  - name: explicit-zero
-    image: x
-    resources: {requests: {cpu: "0"}}
-"#,
-        );
-        let m = pod_from_k8s(&p, &()).unwrap();
-        // Requests: 500m + 250m + 0 + 0 + 100m sidecar = 850m (init alone 500m), + 10m.
-        assert_eq!((m.requests.milli_cpu, m.requests.memory), (860, 2 << 30));
-        // Scored: "nothing" counts 100m; "explicit-zero" keeps its 0. Each
-        // container but "a" lacks memory: 200 MiB for each of four.
-        assert_eq!(m.non_zero_cpu_mem(), (960, (2 << 30) + (800 << 20)));
-        let two_empty = pod_yaml(
-            r#"
 metadata: {name: q, namespace: ns}
 spec:
   containers:
-  - {name: a, image: x}
-  - {name: b, image: x}
+  - {name: nothing, image: x}
+  - {name: also-nothing, image: x}
+  - name: explicit-zero
+    image: x
+    resources: {requests: {cpu: "0", memory: 1Gi}}
 "#,
         );
-        let m = pod_from_k8s(&two_empty, &()).unwrap();
-        assert!(m.requests.is_zero());
-        assert_eq!(m.non_zero_cpu_mem(), (200, 400 << 20));
+        let m = pod_from_k8s(&p, &()).unwrap();
+        assert_eq!((m.requests.milli_cpu, m.requests.memory), (0, 1 << 30));
+        // 100m and 200 MiB for each container lacking them; an explicit 0 stays 0.
+        assert_eq!(m.non_zero_cpu_mem(), (200, (1 << 30) + (400 << 20)));
     }
 
     #[test]
