@@ -4,7 +4,7 @@
 //!
 //! Pods nominated to a node (by preemption) with a priority at least the pod's
 //! count there as upstream's RunFilterPluginsWithNominatedPods counts them: the
-//! node must pass both with them added and without them.
+//! node must pass first with them added, then without them.
 
 use super::{
     for_each_candidate, InterPodAffinity, TopologyCounts, ERR_REASON_AFFINITY_RULES_NOT_MATCH,
@@ -197,22 +197,23 @@ impl FilterPlugin for InterPodAffinity {
             return Status::error(NAME, "node not found");
         };
         let labels = &n.labels;
-        let st = s.verdict(pod, labels, None);
-        if !st.is_success() {
-            return st;
-        }
         let mut nominated = snap
             .nominated_on(node)
             .filter(|o| o.pod.priority >= pod.priority && o.pod.key != pod.key)
             .peekable();
-        if nominated.peek().is_none() {
-            return st;
+        if nominated.peek().is_some() {
+            let mut extra = PreFilterState::default();
+            for o in nominated {
+                extra.add_pod(pod, &o.pod, labels, 1);
+            }
+            // Upstream's first pass has the nominated pods added and decides
+            // the status when it fails; the plain pass runs only after it passes.
+            let st = s.verdict(pod, labels, Some(&extra));
+            if !st.is_success() {
+                return st;
+            }
         }
-        let mut extra = PreFilterState::default();
-        for o in nominated {
-            extra.add_pod(pod, &o.pod, labels, 1);
-        }
-        s.verdict(pod, labels, Some(&extra))
+        s.verdict(pod, labels, None)
     }
 
     /// Without required terms of its own, the pod is checked only against placed

@@ -281,6 +281,32 @@ fn nominated_pods_count_on_their_node() {
     assert_eq!(passing(&high, &s).len(), 4);
 }
 
+/// Upstream runs the pass with nominated pods first and reports its failure;
+/// the pass without them runs only when that one passes.
+#[test]
+fn nominated_pass_decides_the_status_first() {
+    let mut s = cluster(vec![]);
+    let a1 = s.nodes().get(Sym::new("a1")).unwrap();
+    let nominee = pod("n", 1, 1)
+        .label("x", "1")
+        .label("y", "1")
+        .priority(10)
+        .arc();
+    s.nominate(nominee, a1);
+    let p = pod("p", 1, 1)
+        .priority(5)
+        .required_affinity(ZONE, &[("x", "1")])
+        .required_anti_affinity(ZONE, &[("y", "1")])
+        .build();
+    let v = verdicts(&p, &s);
+    // a1: with the nominee its affinity holds and its anti-affinity fails.
+    assert_eq!(v[0].1, Code::Unschedulable);
+    assert_eq!(v[0].2, ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH);
+    // a2 has no nominee: a single pass, and no pod meets the affinity.
+    assert_eq!(v[1].1, Code::UnschedulableAndUnresolvable);
+    assert_eq!(v[1].2, ERR_REASON_AFFINITY_RULES_NOT_MATCH);
+}
+
 fn scores(p: &Pod, s: &Snapshot) -> Vec<(String, i64)> {
     let pl = InterPodAffinity::default();
     score_all(Some(&pl), &pl, p, s)
