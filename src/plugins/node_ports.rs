@@ -38,9 +38,9 @@ impl FilterPlugin for NodePorts {
         // NodeInfo the filters see (for a check that only adds conflicts, that
         // pass decides alone).
         let conflict = snap.pods_on(node).any(|e| holds_wanted_port(&e.pod))
-            || snap.nominated_on(node).any(|n| {
-                n.pod.priority >= pod.priority && n.pod.key != pod.key && holds_wanted_port(&n.pod)
-            });
+            || snap
+                .nominated_for(pod, node)
+                .any(|n| holds_wanted_port(&n.pod));
         if conflict {
             Status::unschedulable(NAME, ERR_REASON)
         } else {

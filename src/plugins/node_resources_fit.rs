@@ -551,11 +551,8 @@ fn with_nominated(
     mut held: Held,
 ) -> (Held, SmallVec<[(Sym, i64); 2]>) {
     let mut scalars: SmallVec<[(Sym, i64); 2]> = SmallVec::new();
-    for n in snap.nominated_on(node) {
+    for n in snap.nominated_for(pod, node) {
         let p = &n.pod;
-        if p.priority < pod.priority || p.key == pod.key {
-            continue;
-        }
         let r = &p.requests;
         held.pods += 1;
         held.cpu = held.cpu.saturating_add(r.milli_cpu);

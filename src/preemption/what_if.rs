@@ -249,11 +249,7 @@ impl NodeFit {
         let i = node as usize;
         let mut nominated: SmallVec<[Arc<Pod>; 1]> = SmallVec::new();
         if snap.has_nominations() {
-            nominated.extend(
-                snap.nominated_on(node)
-                    .filter(|n| n.pod.priority >= pod.priority && n.pod.key != pod.key)
-                    .map(|n| n.pod.clone()),
-            );
+            nominated.extend(snap.nominated_for(pod, node).map(|n| n.pod.clone()));
         }
         let scalars = req
             .scalars

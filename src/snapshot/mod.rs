@@ -551,6 +551,17 @@ impl Snapshot {
             .filter_map(|k| self.nominated.get(k))
     }
 
+    /// The pods nominated to `node` that count for `pod` there, as upstream's
+    /// addGENominatedPods picks them: priority at least the pod's, not the pod itself.
+    pub fn nominated_for<'a>(
+        &'a self,
+        pod: &'a Pod,
+        node: NodeIdx,
+    ) -> impl Iterator<Item = &'a Nominated> + 'a {
+        self.nominated_on(node)
+            .filter(move |n| n.pod.priority >= pod.priority && n.pod.key != pod.key)
+    }
+
     pub fn has_nominations(&self) -> bool {
         !self.nominated.is_empty()
     }

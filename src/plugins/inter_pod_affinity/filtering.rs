@@ -197,10 +197,7 @@ impl FilterPlugin for InterPodAffinity {
             return Status::error(NAME, "node not found");
         };
         let labels = &n.labels;
-        let mut nominated = snap
-            .nominated_on(node)
-            .filter(|o| o.pod.priority >= pod.priority && o.pod.key != pod.key)
-            .peekable();
+        let mut nominated = snap.nominated_for(pod, node).peekable();
         if nominated.peek().is_some() {
             let mut extra = PreFilterState::default();
             for o in nominated {

@@ -86,9 +86,9 @@ impl HardConstraint {
 /// matched by the constraint's selector, on a node whose pods count.
 fn nominated_matches(s: &PreFilterState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Vec<i64> {
     let mut extra = vec![0i64; s.constraints.len()];
-    for n in snap.nominated_on(node) {
+    for n in snap.nominated_for(pod, node) {
         let p = &n.pod;
-        if p.priority < pod.priority || p.key == pod.key || p.key.namespace != pod.key.namespace {
+        if p.key.namespace != pod.key.namespace {
             continue;
         }
         for (e, c) in extra.iter_mut().zip(&s.constraints) {
