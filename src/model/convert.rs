@@ -219,6 +219,7 @@ fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<(Resources, (i64, i64
         containers.iter().map(|(_, n)| n),
         init_containers.iter().map(|(_, n, s)| (n, *s)),
     );
+    apply_pod_level_requests(ctx, spec, &mut reqs, &mut scored)?;
     if let Some(overhead) = &spec.overhead {
         let overhead = resources(ctx, "spec.overhead", overhead)?;
         reqs.add(&overhead);
@@ -226,6 +227,81 @@ fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<(Resources, (i64, i64
     }
     reqs.pods = 0;
     Ok((reqs, (scored.milli_cpu, scored.memory)))
+}
+
+/// Resources a pod-level request may set (upstream `IsSupportedPodLevelResource`).
+fn pod_level_resource(name: &str) -> bool {
+    name == resources::CPU || name == resources::MEMORY || name.starts_with("hugepages-")
+}
+
+/// Whether any container or init container asks for `name` (a request, or a
+/// limit the request defaults to), as upstream's aggregate lists it.
+fn containers_request(spec: &core::PodSpec, name: &str) -> bool {
+    let all = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    all.filter_map(|c| c.resources.as_ref()).any(|r| {
+        let has = |m: &Option<BTreeMap<String, K8sQuantity>>| {
+            m.as_ref().is_some_and(|m| m.contains_key(name))
+        };
+        has(&r.requests) || has(&r.limits)
+    })
+}
+
+/// Pod-level requests (`spec.resources`, the PodLevelResources feature, on by
+/// default since Kubernetes 1.34): for cpu, memory and hugepages they replace
+/// the containers' sum, both in what the pod needs and in what the scorers
+/// count (upstream `PodRequests`; no 100m / 200 MiB stand-ins then). Pods read
+/// from files may lack the API server's defaulting, done here first: a
+/// pod-level limit without a request becomes the containers' sum when a
+/// container asks for cpu or memory, and the limit otherwise. Objects from the
+/// API server come defaulted, so this changes nothing for them.
+fn apply_pod_level_requests(
+    ctx: &Ctx,
+    spec: &core::PodSpec,
+    reqs: &mut Resources,
+    scored: &mut Resources,
+) -> Result<(), ConvertError> {
+    let Some(pod_level) = &spec.resources else {
+        return Ok(());
+    };
+    let empty = BTreeMap::new();
+    let requested = pod_level.requests.as_ref().unwrap_or(&empty);
+    let limited = pod_level.limits.as_ref().unwrap_or(&empty);
+    let requests = resources(ctx, "spec.resources.requests", requested)?;
+    let limits = resources(ctx, "spec.resources.limits", limited)?;
+    let value = |r: &Resources, name: &str| match name {
+        resources::CPU => r.milli_cpu,
+        resources::MEMORY => r.memory,
+        other => r.scalar(Sym::new(other)),
+    };
+    let mut set: Vec<(&str, i64)> = Vec::new();
+    for name in requested.keys().filter(|n| pod_level_resource(n)) {
+        set.push((name, value(&requests, name)));
+    }
+    for name in limited.keys().filter(|n| pod_level_resource(n)) {
+        if requested.contains_key(name) {
+            continue;
+        }
+        let overcommitted = name == resources::CPU || name == resources::MEMORY;
+        let defaulted = if overcommitted && containers_request(spec, name) {
+            value(reqs, name)
+        } else {
+            value(&limits, name)
+        };
+        set.push((name, defaulted));
+    }
+    for (name, v) in set {
+        for r in [&mut *reqs, &mut *scored] {
+            match name {
+                resources::CPU => r.milli_cpu = v,
+                resources::MEMORY => r.memory = v,
+                other => r.set_scalar(Sym::new(other), v),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn requirement(
@@ -929,6 +1005,71 @@ spec:
         assert_eq!((m.requests.milli_cpu, m.requests.memory), (0, 1 << 30));
         // 100m and 200 MiB for each container lacking them; an explicit 0 stays 0.
         assert_eq!(m.non_zero_cpu_mem(), (200, (1 << 30) + (400 << 20)));
+    }
+
+    #[test]
+    fn pod_level_requests_replace_the_containers_sum() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, namespace: ns}
+spec:
+  overhead: {cpu: 10m}
+  resources:
+    requests: {cpu: "3", hugepages-2Mi: 4Mi}
+    limits: {cpu: "4", memory: 8Gi}
+  containers:
+  - name: a
+    image: x
+    resources: {requests: {cpu: 500m, nvidia.com/gpu: "1"}}
+  - {name: b, image: x}
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        // cpu: the pod-level request (+ overhead), not 500m; memory: no container
+        // asks for it, so the pod-level limit stands in (API server defaulting);
+        // hugepages from the pod level; extended resources stay the containers'.
+        assert_eq!(m.requests.milli_cpu, 3010);
+        assert_eq!(m.requests.memory, 8 << 30);
+        assert_eq!(m.requests.scalar(Sym::new("hugepages-2Mi")), 4 << 20);
+        assert_eq!(m.requests.scalar(Sym::new("nvidia.com/gpu")), 1);
+        // The scorers count the pod-level figures too, without per-container stand-ins.
+        assert_eq!(m.non_zero_cpu_mem(), (3010, 8 << 30));
+    }
+
+    #[test]
+    fn pod_level_limit_defaults_to_the_containers_sum_when_they_ask() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, namespace: ns}
+spec:
+  resources:
+    limits: {cpu: "4", memory: 8Gi}
+  containers:
+  - name: a
+    image: x
+    resources: {requests: {cpu: "1", memory: 1Gi}}
+  - {name: b, image: x}
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        // Pod-level requests default to the containers' sum (1 cpu, 1 GiB), which
+        // the scorers then count as it is: no 100m / 200 MiB for "b".
+        assert_eq!((m.requests.milli_cpu, m.requests.memory), (1000, 1 << 30));
+        assert_eq!(m.non_zero_cpu_mem(), (1000, 1 << 30));
+    }
+
+    #[test]
+    fn bad_pod_level_quantity_names_the_field() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, namespace: ns}
+spec:
+  resources: {limits: {memory: much}}
+  containers: [{name: a, image: x}]
+"#,
+        );
+        let e = pod_from_k8s(&p, &()).unwrap_err();
+        assert_eq!(e.field, "spec.resources.limits.memory");
     }
 
     #[test]
