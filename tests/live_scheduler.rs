@@ -330,6 +330,40 @@ async fn failed_status_patch_is_reported_again() {
     s.shutdown().await;
 }
 
+/// A failure's `PodScheduled=False` patch still in flight when the pod becomes
+/// placeable must not land after the binding: the pod would run while reported
+/// unschedulable. The binding waits for it.
+#[tokio::test]
+async fn a_late_unschedulable_patch_does_not_overwrite_the_binding() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    let delay = Duration::from_secs(3);
+    server.delay_next("PATCH", "/pods/late/status", delay, 1);
+    let mut p = pod("late", "spark-fleet", "1");
+    p.spec.as_mut().unwrap().node_selector = Some([("disk".to_owned(), "ssd".to_owned())].into());
+    server.create(&p).unwrap();
+    let created = std::time::Instant::now();
+    // The patch is on its way (held by the server); now the node fits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut n1: Node = server.get("", "n1").unwrap();
+    n1.metadata.labels = Some([("disk".to_owned(), "ssd".to_owned())].into());
+    server.replace(&n1).unwrap();
+    within("bind", wait_bound(&server, "late")).await;
+    // Past the moment the held patch is applied.
+    tokio::time::sleep((delay + Duration::from_millis(500)).saturating_sub(created.elapsed()))
+        .await;
+    let got: Pod = server.get("spark", "late").unwrap();
+    let c = condition(&got, "PodScheduled").unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        ("True", None),
+        "{c:?}"
+    );
+    assert_eq!(server.count_requests("PATCH", "/pods/late/status"), 1);
+    s.shutdown().await;
+}
+
 /// A status patch that never gets an answer (dead connection, the client has no read
 /// timeout) ends as a failure after the reporter's 30 s, so the pod is reported again.
 #[tokio::test]

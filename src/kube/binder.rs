@@ -44,6 +44,8 @@ pub(crate) async fn bind(
     permit: OwnedSemaphorePermit,
 ) {
     let pod = qp.pod.clone();
+    // An earlier failure's status patch must not land on top of this binding.
+    reporter::status_patches_settled(&shared, &pod.key).await;
     let outcome = if shared.is_leader() {
         shared.limiter.acquire().await;
         // Leadership may have gone while we waited for a token.

@@ -154,6 +154,8 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     /// Something changed that may let the loop pop a pod.
     pub wake: Notify,
+    /// A pod's last status patch in flight ended (`reporter::StatusPatches`).
+    pub status_patches_done: Notify,
     pub leader: tokio_watch::Sender<bool>,
     pub stop: tokio_watch::Sender<bool>,
     /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
@@ -178,6 +180,8 @@ pub(crate) struct State {
     /// Pods whose `PodScheduled` condition is False on the server (as last watched): a
     /// new message keeps the condition's lastTransitionTime, as upstream does.
     pub scheduled_false: std::collections::HashSet<PodKey>,
+    /// Status patches in flight per pod (`reporter::StatusPatches`).
+    pub status_patches: HashMap<PodKey, u32>,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -301,8 +305,10 @@ impl Scheduler {
                 pdbs: Default::default(),
                 reported: HashMap::new(),
                 scheduled_false: Default::default(),
+                status_patches: HashMap::new(),
             }),
             wake: Notify::new(),
+            status_patches_done: Notify::new(),
             leader: tokio_watch::Sender::new(false),
             stop: tokio_watch::Sender::new(false),
             synced: Default::default(),
@@ -494,6 +500,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                 reason,
             }) => {
                 if message.is_some() || clear_nominated {
+                    let in_flight = reporter::StatusPatches::begin(&shared, &pod.key);
                     tokio::spawn(reporter::unschedulable(
                         shared.clone(),
                         pod.clone(),
@@ -501,10 +508,12 @@ async fn scheduling_loop(shared: Arc<Shared>) {
                         clear_nominated,
                         transition,
                         reason,
+                        in_flight,
                     ));
                 }
                 if let Some(p) = preemption {
-                    tokio::spawn(reporter::preempt(shared.clone(), pod, p));
+                    let in_flight = reporter::StatusPatches::begin(&shared, &pod.key);
+                    tokio::spawn(reporter::preempt(shared.clone(), pod, p, in_flight));
                 }
             }
             Some(Outcome::Retry) => {}

@@ -22,6 +22,65 @@ use std::time::Duration;
 /// (many minutes), and a pod whose report hangs is not reported again meanwhile.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A pod's status patches in flight (sent, or waiting for a token). The binder
+/// waits for them before binding (`status_patches_settled`): a `PodScheduled=False`
+/// landing after the binding would overwrite the `True` the binding set, and the
+/// pod would run while reported unschedulable. Upstream cannot race so: it
+/// patches in the scheduling loop before the pod can be tried again.
+pub(crate) struct StatusPatches {
+    shared: Arc<Shared>,
+    key: PodKey,
+}
+
+impl StatusPatches {
+    /// Registers a patch about to be spawned; it counts until the value is dropped.
+    pub(crate) fn begin(shared: &Arc<Shared>, key: &PodKey) -> StatusPatches {
+        *shared.lock().status_patches.entry(key.clone()).or_insert(0) += 1;
+        StatusPatches {
+            shared: shared.clone(),
+            key: key.clone(),
+        }
+    }
+}
+
+impl Drop for StatusPatches {
+    fn drop(&mut self) {
+        {
+            let mut st = self.shared.lock();
+            if let Some(n) = st.status_patches.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    st.status_patches.remove(&self.key);
+                }
+            }
+        }
+        self.shared.status_patches_done.notify_waiters();
+    }
+}
+
+/// Waits until no status patch for `key` is in flight. Bounded: a patch gives up
+/// after `REQUEST_TIMEOUT` once it has a token; past twice that the binding goes ahead.
+pub(crate) async fn status_patches_settled(shared: &Shared, key: &PodKey) {
+    let wait = async {
+        loop {
+            let done = shared.status_patches_done.notified();
+            tokio::pin!(done);
+            // Registered before the check, so a patch ending in between still wakes us.
+            done.as_mut().enable();
+            if !shared.lock().status_patches.contains_key(key) {
+                return;
+            }
+            done.await;
+        }
+    };
+    if tokio::time::timeout(2 * REQUEST_TIMEOUT, wait)
+        .await
+        .is_err()
+    {
+        tracing::warn!(pod = %key, "binding without waiting longer for a status patch");
+    }
+}
+
 /// `PodScheduled=False` reasons, as upstream's `v1.PodReasonUnschedulable` and
 /// `v1.PodReasonSchedulerError`.
 pub(crate) const UNSCHEDULABLE: &str = "Unschedulable";
@@ -181,6 +240,7 @@ fn condition(
 /// `PodScheduled=False` (reason `Unschedulable` or `SchedulerError`) with the upstream
 /// message, and `FailedScheduling`, when the message is new; `status.nominatedNodeName`
 /// cleared when preemption found no node for a nominated pod.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn unschedulable(
     shared: Arc<Shared>,
     pod: Arc<Pod>,
@@ -188,6 +248,7 @@ pub(crate) async fn unschedulable(
     clear_nominated: bool,
     transition: bool,
     reason: &str,
+    in_flight: StatusPatches,
 ) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
     let mut status = serde_json::Map::new();
@@ -200,6 +261,7 @@ pub(crate) async fn unschedulable(
         status.insert("nominatedNodeName".into(), serde_json::Value::Null);
     }
     let patched = patch_status(&shared, ns, name, json!({ "status": status })).await;
+    drop(in_flight);
     if let (false, Some(m)) = (patched, &message) {
         forget_reported(&shared, &pod.key, m);
     }
@@ -269,7 +331,12 @@ pub(crate) async fn scheduled(shared: &Shared, pod: &Pod, node: &str) {
 
 /// Nominates the preemptor, marks each victim `DisruptionTarget`, then deletes it
 /// gracefully (only once marked).
-pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
+pub(crate) async fn preempt(
+    shared: Arc<Shared>,
+    pod: Arc<Pod>,
+    p: Preemption,
+    in_flight: StatusPatches,
+) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
     patch_status(
         &shared,
@@ -278,6 +345,7 @@ pub(crate) async fn preempt(shared: Arc<Shared>, pod: Arc<Pod>, p: Preemption) {
         json!({"status": {"nominatedNodeName": p.node}}),
     )
     .await;
+    drop(in_flight);
     publish(
         &shared,
         &pod_ref(&pod),

@@ -520,7 +520,9 @@ pub fn bind(
     Ok(())
 }
 
-/// Sets a pod condition's status, touching lastTransitionTime only when it changes.
+/// Sets a pod condition as the real server's UpdatePodCondition does: the whole
+/// condition is replaced (an earlier reason and message go), and
+/// lastTransitionTime moves only when the status changes.
 fn set_condition(pod: &mut Value, kind: &str, status: &str) {
     if !pod["status"]["conditions"].is_array() {
         pod["status"]["conditions"] = json!([]);
@@ -528,20 +530,22 @@ fn set_condition(pod: &mut Value, kind: &str, status: &str) {
     let Some(conditions) = pod["status"]["conditions"].as_array_mut() else {
         return;
     };
+    let mut next = json!({
+        "type": kind,
+        "status": status,
+        "lastProbeTime": null,
+        "lastTransitionTime": now_timestamp(),
+    });
     match conditions
         .iter_mut()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
     {
-        Some(c) if c.get("status").and_then(Value::as_str) == Some(status) => {}
         Some(c) => {
-            c["status"] = json!(status);
-            c["lastTransitionTime"] = json!(now_timestamp());
+            if c.get("status").and_then(Value::as_str) == Some(status) {
+                next["lastTransitionTime"] = c["lastTransitionTime"].clone();
+            }
+            *c = next;
         }
-        None => conditions.push(json!({
-            "type": kind,
-            "status": status,
-            "lastProbeTime": null,
-            "lastTransitionTime": now_timestamp(),
-        })),
+        None => conditions.push(next),
     }
 }
