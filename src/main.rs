@@ -202,15 +202,15 @@ fn run(cli: Cli) -> Result<(), InputError> {
             no_sampling_quality,
         } => {
             use spark_fleet::sim::{
-                simulate, trace::openb::OpenbOptions, trace::Trace, AutoscalerOptions, SimOptions,
+                simulate, trace::ImportOptions, trace::Trace, AutoscalerOptions, SimOptions,
             };
             let config = load_config(config.as_ref()).map_err(InputError)?;
-            let openb = OpenbOptions {
+            let import = ImportOptions {
                 seed,
                 spot_fraction,
-                ..OpenbOptions::default()
+                ..ImportOptions::default()
             };
-            let trace = Trace::load(&trace, &openb).map_err(|e| InputError(e.into()))?;
+            let trace = Trace::load(&trace, &import).map_err(|e| InputError(e.into()))?;
             let policies = if policies.is_empty() {
                 vec![
                     spark_fleet::config::SPARK_FLEET.to_owned(),

@@ -16,6 +16,7 @@
 //!   running for s seconds contribute n·s); when that is done, all its pods finish.
 //! - [`PodSubmit`]: a plain pod; once running it finishes after `duration_seconds` (never if absent).
 
+pub mod csv_import;
 pub mod generate;
 pub mod native;
 pub mod openb;
@@ -26,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
+pub use csv_import::ImportOptions;
 pub use generate::{generate, GenerateParams};
 pub use openb::{import_openb, OpenbOptions};
 
@@ -519,16 +521,20 @@ pub fn quantize(x: f64) -> f64 {
 
 impl Trace {
     /// Loads a trace named on the command line: `openb:NODES.csv,PODS.csv` imports the Alibaba
-    /// openb CSVs with `openb` options; anything else is a native JSON Lines file.
-    pub fn load(spec: &str, openb: &OpenbOptions) -> Result<Trace, TraceError> {
-        if let Some(files) = spec.strip_prefix("openb:") {
-            let Some((nodes, pods)) = files.split_once(',') else {
-                return Err(TraceError::Spec {
-                    spec: spec.to_owned(),
-                    message: "expected openb:NODES.csv,PODS.csv".into(),
-                });
-            };
-            return import_openb(Path::new(nodes), Path::new(pods), openb);
+    /// openb CSVs with `options`; anything else is a native JSON Lines file.
+    pub fn load(spec: &str, options: &ImportOptions) -> Result<Trace, TraceError> {
+        type Importer = fn(&Path, &Path, &ImportOptions) -> Result<Trace, TraceError>;
+        let importers: [(&str, &str, Importer); 1] = [("openb:", "PODS.csv", import_openb)];
+        for (prefix, second, import) in importers {
+            if let Some(files) = spec.strip_prefix(prefix) {
+                let Some((nodes, other)) = files.split_once(',') else {
+                    return Err(TraceError::Spec {
+                        spec: spec.to_owned(),
+                        message: format!("expected {prefix}NODES.csv,{second}"),
+                    });
+                };
+                return import(Path::new(nodes), Path::new(other), options);
+            }
         }
         Trace::read_file(Path::new(spec))
     }
