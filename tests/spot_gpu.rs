@@ -2,16 +2,14 @@
 //! full node list, and `spark-fleet simulate --trace spot-gpu:...` as a user runs it.
 
 use spark_fleet::config::Config;
-use spark_fleet::sim::trace::{
-    spot_gpu, Event, ImportOptions, NodeAdd, PodSubmit, Trace, CAPACITY_SPOT, RESOURCE_GPU,
-};
+use spark_fleet::sim::trace::{spot_gpu, ImportOptions, Trace, CAPACITY_SPOT, RESOURCE_GPU};
 use spark_fleet::sim::{simulate, SimOptions};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
+#[path = "support/traces.rs"]
+mod traces;
+use traces::{node_adds, pod_submits, repo};
 
 fn spec(nodes: &str, jobs: &str) -> String {
     format!(
@@ -29,26 +27,6 @@ fn fixture() -> Trace {
     Trace::load(&spec(NODES_SLICE, JOBS), &ImportOptions::default()).unwrap()
 }
 
-fn node_adds(t: &Trace) -> Vec<&NodeAdd> {
-    t.events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::NodeAdd(n) => Some(n),
-            _ => None,
-        })
-        .collect()
-}
-
-fn pod_submits(t: &Trace) -> Vec<&PodSubmit> {
-    t.events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::PodSubmit(p) => Some(p),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn fixture_imports_through_the_trace_spec() {
     let t = fixture();
@@ -64,7 +42,7 @@ fn fixture_imports_through_the_trace_spec() {
     assert!(t.events.windows(2).all(|w| w[0].t <= w[1].t));
     let hp = pods
         .iter()
-        .filter(|p| p.priority == spot_gpu::PRIORITY_HP)
+        .filter(|(_, p)| p.priority == spot_gpu::PRIORITY_HP)
         .count();
     assert_eq!(hp, 1 + 1 + 2 + 1 + 2);
     let e = Trace::load("spot-gpu:nodes.csv", &ImportOptions::default()).unwrap_err();

@@ -243,3 +243,15 @@ pub(super) fn cpu_quantity(milli: u64) -> String {
         format!("{milli}m")
     }
 }
+
+/// The pod submissions of an imported trace, with their times (for the importers' tests).
+#[cfg(test)]
+pub(super) fn pod_submits(t: &Trace) -> Vec<(f64, &super::PodSubmit)> {
+    t.events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::PodSubmit(p) => Some((e.t, p)),
+            _ => None,
+        })
+        .collect()
+}

@@ -261,6 +261,7 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
 
 #[cfg(test)]
 mod tests {
+    use super::super::csv_import::pod_submits;
     use super::*;
 
     const NODES: &str = "sn,cpu_milli,memory_mib,gpu,model\n\
@@ -280,16 +281,6 @@ mod tests {
 
     const POD_HEADER: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n";
 
-    fn pods_of(t: &Trace) -> Vec<(f64, &PodSubmit)> {
-        t.events
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::PodSubmit(p) => Some((e.t, p)),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn gpu_rules_durations_and_order() {
         let csv = format!(
@@ -299,7 +290,7 @@ mod tests {
              cpu,500,1024,0,0,,Burstable,Pending,10,,\n"
         );
         let t = import(&csv, &OpenbOptions::default()).unwrap();
-        let pods = pods_of(&t);
+        let pods = pod_submits(&t);
         let names: Vec<&str> = pods.iter().map(|(_, p)| p.name.as_str()).collect();
         assert_eq!(
             names,
@@ -346,7 +337,7 @@ mod tests {
                    b,6000,12288,1,460\n\
                    c,500,1024,0,0\n";
         let t = import(csv, &OpenbOptions::default()).unwrap();
-        let pods = pods_of(&t);
+        let pods = pod_submits(&t);
         let seen: Vec<(f64, &str)> = pods.iter().map(|(t, p)| (*t, p.name.as_str())).collect();
         assert_eq!(seen, [(0.0, "a"), (1.0, "b"), (2.0, "c")]);
         for (_, p) in &pods {

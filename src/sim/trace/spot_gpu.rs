@@ -272,6 +272,7 @@ fn read_jobs<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
 
 #[cfg(test)]
 mod tests {
+    use super::super::csv_import::pod_submits;
     use super::*;
     use crate::model::LABEL_ZONE;
     use crate::sim::trace::{CAPACITY_SPOT, LABEL_CAPACITY_TYPE};
@@ -310,16 +311,6 @@ mod tests {
             .iter()
             .filter_map(|e| match &e.event {
                 Event::NodeAdd(n) => Some(n),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn pods_of(t: &Trace) -> Vec<(f64, &PodSubmit)> {
-        t.events
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::PodSubmit(p) => Some((e.t, p)),
                 _ => None,
             })
             .collect()
@@ -373,7 +364,7 @@ mod tests {
     #[test]
     fn jobs_expand_into_worker_pods() {
         let t = import(&format!("{JOB_HEADER}{README_JOBS}")).unwrap();
-        let pods = pods_of(&t);
+        let pods = pod_submits(&t);
         assert_eq!(pods.len(), 1 + 1 + 16 + 94);
         let (t0, hp) = pods[0];
         assert_eq!((t0, hp.name.as_str()), (0.0, "239255-0"));
@@ -417,7 +408,7 @@ mod tests {
              early,,,2,0,1,10.5,30,hp\n"
         );
         let t = import(&csv).unwrap();
-        let seen: Vec<(f64, &str)> = pods_of(&t)
+        let seen: Vec<(f64, &str)> = pod_submits(&t)
             .iter()
             .map(|(t, p)| (*t, p.name.as_str()))
             .collect();
@@ -425,7 +416,7 @@ mod tests {
             seen,
             [(10.5, "early-0"), (50.0, "late-0"), (50.0, "late-1")]
         );
-        let pods = pods_of(&t);
+        let pods = pod_submits(&t);
         let early = pods[0].1;
         assert!(
             early.required_node_affinity.is_empty(),
@@ -528,7 +519,7 @@ mod tests {
             "{JOB_HEADER}a,1,A10,1,1,1,0,1,hp\nb,1,A10,1,1,1,0,1,SPOT\nc,1,A10,1,1,1,0,1,Hp\n"
         );
         let t = import(&csv).unwrap();
-        let seen: Vec<(i32, &str)> = pods_of(&t)
+        let seen: Vec<(i32, &str)> = pod_submits(&t)
             .iter()
             .map(|(_, p)| (p.priority, p.labels[LABEL_JOB_TYPE].as_str()))
             .collect();
