@@ -36,7 +36,8 @@ enum Command {
     },
     /// Replay a cluster trace through the scheduler once per policy and compare them.
     Simulate {
-        /// A native trace (JSON Lines) or `openb:NODES.csv,PODS.csv`.
+        /// A native trace (JSON Lines), `openb:NODES.csv,PODS.csv` or
+        /// `spot-gpu:NODES.csv,JOBS.csv`.
         #[arg(long)]
         trace: String,
         #[arg(long)]
@@ -51,7 +52,7 @@ enum Command {
         /// Where report.json and the SVG charts go.
         #[arg(long, default_value = "out/sim")]
         out: PathBuf,
-        /// openb import: fraction of nodes assigned spot (seeded).
+        /// openb and spot-gpu import: fraction of nodes assigned spot (seeded).
         #[arg(long, default_value_t = 0.3)]
         spot_fraction: f64,
         /// Provision nodes for pods left pending (Karpenter-like), with default settings.
@@ -202,15 +203,15 @@ fn run(cli: Cli) -> Result<(), InputError> {
             no_sampling_quality,
         } => {
             use spark_fleet::sim::{
-                simulate, trace::openb::OpenbOptions, trace::Trace, AutoscalerOptions, SimOptions,
+                simulate, trace::ImportOptions, trace::Trace, AutoscalerOptions, SimOptions,
             };
             let config = load_config(config.as_ref()).map_err(InputError)?;
-            let openb = OpenbOptions {
+            let import = ImportOptions {
                 seed,
                 spot_fraction,
-                ..OpenbOptions::default()
+                ..ImportOptions::default()
             };
-            let trace = Trace::load(&trace, &openb).map_err(|e| InputError(e.into()))?;
+            let trace = Trace::load(&trace, &import).map_err(|e| InputError(e.into()))?;
             let policies = if policies.is_empty() {
                 vec![
                     spark_fleet::config::SPARK_FLEET.to_owned(),

@@ -6,11 +6,10 @@ use spark_fleet::sim::trace::{
     CAPACITY_SPOT, LABEL_CAPACITY_TYPE, LABEL_GPU_MODEL, RESOURCE_GPU,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
+#[path = "support/traces.rs"]
+mod traces;
+use traces::{node_adds, pod_submits, repo};
 
 fn to_jsonl(t: &Trace) -> String {
     let mut out = Vec::new();
@@ -140,16 +139,6 @@ fn malformed_lines_report_line_and_field() {
     }
 }
 
-fn node_adds(t: &Trace) -> Vec<&spark_fleet::sim::trace::NodeAdd> {
-    t.events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::NodeAdd(n) => Some(n),
-            _ => None,
-        })
-        .collect()
-}
-
 fn capacity_types(t: &Trace) -> Vec<String> {
     node_adds(t)
         .iter()
@@ -170,14 +159,7 @@ fn fixture_import(options: &OpenbOptions) -> Trace {
 fn openb_fixture_import() {
     let t = fixture_import(&OpenbOptions::default());
     let nodes = node_adds(&t);
-    let pods: Vec<_> = t
-        .events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::PodSubmit(p) => Some((e.t, p)),
-            _ => None,
-        })
-        .collect();
+    let pods = pod_submits(&t);
     assert_eq!((nodes.len(), pods.len()), (24, 50));
     assert!(t.events.windows(2).all(|w| w[0].t <= w[1].t));
 

@@ -5,7 +5,7 @@
 //! a fixed order, and floating-point values are rounded before they are written, so a seed
 //! always produces a byte-identical trace.
 
-use super::openb::zone_name;
+use super::csv_import::zone_name;
 use super::{AppSubmit, ResourceList};
 use super::{
     DynamicAllocation, Event, NodeAdd, PodSubmit, RoleSpec, SpotInterruption, StringMap,

@@ -1,8 +1,8 @@
 //! Simulator traces: what happens to a cluster over time.
 //!
 //! A [`Trace`] is a header plus time-ordered [`TimedEvent`]s. It is read from and written to the
-//! native JSON Lines format ([`native`]), imported from the Alibaba openb CSVs ([`openb`]) or
-//! generated synthetically ([`generate`]). Every trace that reaches the engine has been validated:
+//! native JSON Lines format ([`native`]), imported from the Alibaba openb CSVs ([`openb`]) or the
+//! Alibaba spot GPU CSVs ([`spot_gpu`]), or generated synthetically ([`generate`]). Every trace that reaches the engine has been validated:
 //! times are finite, non-negative and non-decreasing, every quantity parses, every enum-like string
 //! is known, and all seconds/prices are quantized to micro-units (see [`quantize`]).
 //!
@@ -16,9 +16,11 @@
 //!   running for s seconds contribute n·s); when that is done, all its pods finish.
 //! - [`PodSubmit`]: a plain pod; once running it finishes after `duration_seconds` (never if absent).
 
+pub mod csv_import;
 pub mod generate;
 pub mod native;
 pub mod openb;
+pub mod spot_gpu;
 
 use crate::model::{self, Labels, Quantity, Resources, Sym};
 use serde::{Deserialize, Serialize};
@@ -26,8 +28,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
+pub use csv_import::ImportOptions;
 pub use generate::{generate, GenerateParams};
 pub use openb::{import_openb, OpenbOptions};
+pub use spot_gpu::import_spot_gpu;
 
 /// `format` value of the header line.
 pub const FORMAT_NAME: &str = "spark-fleet-trace";
@@ -37,7 +41,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const LABEL_CAPACITY_TYPE: &str = "karpenter.sh/capacity-type";
 pub const CAPACITY_SPOT: &str = "spot";
 pub const CAPACITY_ON_DEMAND: &str = "on-demand";
-/// Label carrying the GPU model of a node (set by the openb importer).
+/// Label carrying the GPU model of a node (set by the openb and spot-gpu importers).
 pub const LABEL_GPU_MODEL: &str = "spark-fleet.io/gpu-model";
 /// Driver-pod annotation with the executor capacity mix of an application.
 pub const ANNOTATION_CAPACITY_MIX: &str = "spark-fleet.io/executor-capacity-mix";
@@ -519,16 +523,24 @@ pub fn quantize(x: f64) -> f64 {
 
 impl Trace {
     /// Loads a trace named on the command line: `openb:NODES.csv,PODS.csv` imports the Alibaba
-    /// openb CSVs with `openb` options; anything else is a native JSON Lines file.
-    pub fn load(spec: &str, openb: &OpenbOptions) -> Result<Trace, TraceError> {
-        if let Some(files) = spec.strip_prefix("openb:") {
-            let Some((nodes, pods)) = files.split_once(',') else {
-                return Err(TraceError::Spec {
-                    spec: spec.to_owned(),
-                    message: "expected openb:NODES.csv,PODS.csv".into(),
-                });
-            };
-            return import_openb(Path::new(nodes), Path::new(pods), openb);
+    /// openb CSVs and `spot-gpu:NODES.csv,JOBS.csv` the Alibaba spot GPU CSVs, both with
+    /// `options`; anything else is a native JSON Lines file.
+    pub fn load(spec: &str, options: &ImportOptions) -> Result<Trace, TraceError> {
+        type Importer = fn(&Path, &Path, &ImportOptions) -> Result<Trace, TraceError>;
+        let importers: [(&str, &str, Importer); 2] = [
+            ("openb:", "PODS.csv", import_openb),
+            ("spot-gpu:", "JOBS.csv", import_spot_gpu),
+        ];
+        for (prefix, second, import) in importers {
+            if let Some(files) = spec.strip_prefix(prefix) {
+                let Some((nodes, other)) = files.split_once(',') else {
+                    return Err(TraceError::Spec {
+                        spec: spec.to_owned(),
+                        message: format!("expected {prefix}NODES.csv,{second}"),
+                    });
+                };
+                return import(Path::new(nodes), Path::new(other), options);
+            }
         }
         Trace::read_file(Path::new(spec))
     }

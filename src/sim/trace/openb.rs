@@ -2,7 +2,7 @@
 //! `cluster-trace-gpu-v2023`). The rules are documented in `simulations/README.md`:
 //!
 //! - Every node is added at `t = 0`. Capacity type and zone are not in the trace; they are
-//!   assigned from a ChaCha8 stream seeded with [`OpenbOptions::seed`]: a seeded shuffle of the
+//!   assigned from a ChaCha8 stream seeded with [`ImportOptions::seed`]: a seeded shuffle of the
 //!   nodes, the first `round(n · spot_fraction)` of which are spot; then a second shuffle whose
 //!   position `j` goes to zone `j mod zones` (zones `zone-a`, `zone-b`, ...).
 //! - Prices are assumptions (on-demand per vCPU, per GiB and per GPU by model; spot at
@@ -16,13 +16,16 @@
 //! - Samples without the time, QoS and `gpu_spec` columns (`multigpu20`): pod k of the file
 //!   arrives at `t = k` s and runs to the end, at priority 0, on any GPU model.
 
-use super::generate::Sampler;
-use super::{
-    quantize, AffinityRequirement, Event, NodeAdd, PodSubmit, SelectorOperator, StringMap,
-    TimedEvent, Trace, TraceError, TraceHeader, CAPACITY_ON_DEMAND, CAPACITY_SPOT,
-    DEFAULT_SCHEDULER_NAME, LABEL_CAPACITY_TYPE, LABEL_GPU_MODEL, RESOURCE_GPU,
+use super::csv_import::{assemble, assign_capacity_and_zones, cpu_quantity, int, open_file, Table};
+pub use super::csv_import::{
+    gpu_price_per_hour, zone_name, ImportOptions, PODS_PER_NODE, PRICE_PER_GIB_HOUR,
+    PRICE_PER_VCPU_HOUR, SPOT_PRICE_RATIO,
 };
-use crate::model::{LABEL_HOSTNAME, LABEL_ZONE};
+use super::{
+    AffinityRequirement, Event, NodeAdd, PodSubmit, SelectorOperator, StringMap, TimedEvent, Trace,
+    TraceError, TraceHeader, DEFAULT_SCHEDULER_NAME, LABEL_GPU_MODEL, RESOURCE_GPU,
+};
+use crate::model::LABEL_HOSTNAME;
 use std::path::Path;
 
 /// Extended resource for fractional GPUs (thousandths of a GPU).
@@ -31,27 +34,6 @@ pub const RESOURCE_GPU_MILLI: &str = "alibaba.com/gpu-milli";
 pub const LABEL_QOS: &str = "spark-fleet.io/openb-qos";
 /// Namespace of imported pods.
 pub const NAMESPACE: &str = "openb";
-/// Spot price as a fraction of on-demand (assumption: a typical ~65% spot discount).
-pub const SPOT_PRICE_RATIO: f64 = 0.35;
-/// On-demand $/vCPU-hour (assumption, close to general-purpose cloud list prices).
-pub const PRICE_PER_VCPU_HOUR: f64 = 0.04;
-/// On-demand $/GiB-hour (assumption).
-pub const PRICE_PER_GIB_HOUR: f64 = 0.005;
-/// Pods per node (the kubelet default `maxPods`).
-pub const PODS_PER_NODE: i64 = 110;
-
-/// On-demand $/GPU-hour by trace GPU model (assumptions, in the range of public cloud GPU
-/// prices; `G2`, `G3` and unknown models are Alibaba-internal names priced at $1.00).
-pub fn gpu_price_per_hour(model: &str) -> f64 {
-    match model {
-        "T4" => 0.35,
-        "A10" => 0.75,
-        "P100" => 1.46,
-        "V100M16" => 2.48,
-        "V100M32" => 2.98,
-        _ => 1.00,
-    }
-}
 
 /// QoS class → pod priority: `LS` (latency-sensitive services) 1000, `Guaranteed` 1000,
 /// `Burstable` 500, `BE` (best effort) 0. Higher classes may preempt lower ones.
@@ -64,48 +46,8 @@ pub fn priority_of_qos(qos: &str) -> Option<i32> {
     })
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenbOptions {
-    /// Seeds the capacity-type and zone assignment.
-    pub seed: u64,
-    /// Fraction of nodes labelled spot, in [0, 1].
-    pub spot_fraction: f64,
-    /// Number of zones, 1..=26.
-    pub zones: u32,
-}
-
-impl Default for OpenbOptions {
-    fn default() -> Self {
-        OpenbOptions {
-            seed: 1,
-            spot_fraction: 0.3,
-            zones: 3,
-        }
-    }
-}
-
-impl OpenbOptions {
-    fn check(&self) -> Result<(), TraceError> {
-        if !(0.0..=1.0).contains(&self.spot_fraction) {
-            return Err(TraceError::Options(format!(
-                "spot_fraction {} is not in [0, 1]",
-                self.spot_fraction
-            )));
-        }
-        if !(1..=26).contains(&self.zones) {
-            return Err(TraceError::Options(format!(
-                "zones {} is not in 1..=26",
-                self.zones
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Name of zone `i`: `zone-a`, `zone-b`, ...
-pub fn zone_name(i: u32) -> String {
-    format!("zone-{}", char::from(b'a' + (i % 26) as u8))
-}
+/// The openb importer's options (the CSV importers share them).
+pub type OpenbOptions = ImportOptions;
 
 /// Imports the node and pod CSV files.
 pub fn import_openb(
@@ -113,26 +55,18 @@ pub fn import_openb(
     pods_csv: &Path,
     options: &OpenbOptions,
 ) -> Result<Trace, TraceError> {
-    let open = |p: &Path| {
-        std::fs::File::open(p).map_err(|source| TraceError::Io {
-            file: p.display().to_string(),
-            source,
-        })
-    };
     let mut trace = import_openb_readers(
-        open(nodes_csv)?,
+        open_file(nodes_csv)?,
         &nodes_csv.display().to_string(),
-        open(pods_csv)?,
+        open_file(pods_csv)?,
         &pods_csv.display().to_string(),
         options,
     )?;
     trace.header.source = Some(format!(
-        "openb:{},{} (alibaba/clusterdata cluster-trace-gpu-v2023; seed {}, spot_fraction {}, zones {})",
+        "openb:{},{} (alibaba/clusterdata cluster-trace-gpu-v2023; {})",
         nodes_csv.display(),
         pods_csv.display(),
-        options.seed,
-        options.spot_fraction,
-        options.zones
+        options.describe()
     ));
     Ok(trace)
 }
@@ -146,110 +80,17 @@ pub fn import_openb_readers<N: std::io::Read, P: std::io::Read>(
     options: &OpenbOptions,
 ) -> Result<Trace, TraceError> {
     options.check()?;
-    let mut events = read_nodes(nodes, nodes_name, options)?;
-    let mut pod_events = read_pods(pods, pods_name)?;
-    // Stable: pods created at the same second keep their file order.
-    pod_events.sort_by(|a, b| a.t.total_cmp(&b.t));
-    events.extend(pod_events);
-    let trace = Trace {
-        header: TraceHeader::new(
+    let nodes = read_nodes(nodes, nodes_name, options)?;
+    let pods = read_pods(pods, pods_name)?;
+    assemble(
+        TraceHeader::new(
             Some("openb".into()),
             Some(format!("openb:{nodes_name},{pods_name}")),
             Some(options.seed),
         ),
-        events,
-    };
-    trace.validate()?;
-    Ok(trace)
-}
-
-/// One CSV file with named columns; errors name the file and the 1-based line.
-struct Table<R: std::io::Read> {
-    file: String,
-    reader: csv::Reader<R>,
-    /// Per wanted column, its position in the file (None: an optional column it lacks).
-    columns: Vec<Option<usize>>,
-}
-
-impl<R: std::io::Read> Table<R> {
-    /// Every `required` column must be in the header; `optional` ones may be
-    /// missing, and then read as empty. Values come in `required` then `optional` order.
-    fn open(
-        input: R,
-        file: &str,
-        required: &[&str],
-        optional: &[&str],
-    ) -> Result<Table<R>, TraceError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(input);
-        let headers = reader.headers().map_err(|e| TraceError::Line {
-            file: file.to_owned(),
-            line: 1,
-            message: e.to_string(),
-        })?;
-        let position = |w: &str| headers.iter().position(|h| h.trim() == w);
-        let mut columns = required
-            .iter()
-            .map(|w| {
-                position(w).map(Some).ok_or_else(|| TraceError::Line {
-                    file: file.to_owned(),
-                    line: 1,
-                    message: format!("missing column `{w}`"),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        columns.extend(optional.iter().map(|w| position(w)));
-        Ok(Table {
-            file: file.to_owned(),
-            reader,
-            columns,
-        })
-    }
-
-    /// Whether the file has wanted column `k` (in `open`'s order).
-    fn has(&self, k: usize) -> bool {
-        self.columns.get(k).is_some_and(Option::is_some)
-    }
-
-    /// Calls `row` with the 0-based row number and the wanted columns' values,
-    /// in `open`'s order; its errors get file and line.
-    fn for_each(
-        &mut self,
-        mut row: impl FnMut(usize, &[&str]) -> Result<(), String>,
-    ) -> Result<(), TraceError> {
-        let mut record = csv::StringRecord::new();
-        for index in 0.. {
-            let more = self
-                .reader
-                .read_record(&mut record)
-                .map_err(|e| TraceError::Line {
-                    file: self.file.clone(),
-                    line: e.position().map_or(0, |p| p.line() as usize),
-                    message: e.to_string(),
-                })?;
-            if !more {
-                break;
-            }
-            let line = record.position().map_or(0, |p| p.line() as usize);
-            let values: Vec<&str> = self
-                .columns
-                .iter()
-                .map(|c| c.and_then(|c| record.get(c)).unwrap_or("").trim())
-                .collect();
-            row(index, &values).map_err(|message| TraceError::Line {
-                file: self.file.clone(),
-                line,
-                message,
-            })?;
-        }
-        Ok(())
-    }
-}
-
-fn int(column: &str, v: &str) -> Result<u64, String> {
-    v.parse()
-        .map_err(|_| format!("column `{column}`: {v:?} is not a non-negative integer"))
+        nodes,
+        pods,
+    )
 }
 
 fn optional_int(column: &str, v: &str) -> Result<Option<u64>, String> {
@@ -260,20 +101,11 @@ fn optional_int(column: &str, v: &str) -> Result<Option<u64>, String> {
     }
 }
 
-/// `cpu_milli` as a quantity: whole cores when exact, else millicores.
-fn cpu_quantity(milli: u64) -> String {
-    if milli % 1000 == 0 {
-        (milli / 1000).to_string()
-    } else {
-        format!("{milli}m")
-    }
-}
-
 fn read_nodes<R: std::io::Read>(
     input: R,
     file: &str,
     options: &OpenbOptions,
-) -> Result<Vec<TimedEvent>, TraceError> {
+) -> Result<Vec<NodeAdd>, TraceError> {
     let mut table = Table::open(
         input,
         file,
@@ -314,36 +146,8 @@ fn read_nodes<R: std::io::Read>(
         });
         Ok(())
     })?;
-    let mut sampler = Sampler::new(options.seed);
-    let n = nodes.len();
-    let spot_count = (n as f64 * options.spot_fraction).round() as usize;
-    for (rank, i) in sampler.permutation(n).into_iter().enumerate() {
-        let node = &mut nodes[i];
-        let spot = rank < spot_count;
-        let capacity = if spot {
-            CAPACITY_SPOT
-        } else {
-            CAPACITY_ON_DEMAND
-        };
-        node.labels
-            .insert(LABEL_CAPACITY_TYPE.into(), capacity.into());
-        if spot {
-            node.price_per_hour = node.price_per_hour.map(|p| p * SPOT_PRICE_RATIO);
-        }
-        node.price_per_hour = node.price_per_hour.map(quantize);
-    }
-    for (pos, i) in sampler.permutation(n).into_iter().enumerate() {
-        nodes[i]
-            .labels
-            .insert(LABEL_ZONE.into(), zone_name(pos as u32 % options.zones));
-    }
-    Ok(nodes
-        .into_iter()
-        .map(|n| TimedEvent {
-            t: 0.0,
-            event: Event::NodeAdd(n),
-        })
-        .collect())
+    assign_capacity_and_zones(&mut nodes, options);
+    Ok(nodes)
 }
 
 fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, TraceError> {
@@ -457,6 +261,7 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
 
 #[cfg(test)]
 mod tests {
+    use super::super::csv_import::pod_submits;
     use super::*;
 
     const NODES: &str = "sn,cpu_milli,memory_mib,gpu,model\n\
@@ -476,16 +281,6 @@ mod tests {
 
     const POD_HEADER: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time\n";
 
-    fn pods_of(t: &Trace) -> Vec<(f64, &PodSubmit)> {
-        t.events
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::PodSubmit(p) => Some((e.t, p)),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn gpu_rules_durations_and_order() {
         let csv = format!(
@@ -495,7 +290,7 @@ mod tests {
              cpu,500,1024,0,0,,Burstable,Pending,10,,\n"
         );
         let t = import(&csv, &OpenbOptions::default()).unwrap();
-        let pods = pods_of(&t);
+        let pods = pod_submits(&t);
         let names: Vec<&str> = pods.iter().map(|(_, p)| p.name.as_str()).collect();
         assert_eq!(
             names,
@@ -542,7 +337,7 @@ mod tests {
                    b,6000,12288,1,460\n\
                    c,500,1024,0,0\n";
         let t = import(csv, &OpenbOptions::default()).unwrap();
-        let pods = pods_of(&t);
+        let pods = pod_submits(&t);
         let seen: Vec<(f64, &str)> = pods.iter().map(|(t, p)| (*t, p.name.as_str())).collect();
         assert_eq!(seen, [(0.0, "a"), (1.0, "b"), (2.0, "c")]);
         for (_, p) in &pods {
