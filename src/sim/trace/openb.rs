@@ -389,6 +389,13 @@ mod tests {
             e.to_string().starts_with("pods.csv:2: column `memory_mib`"),
             "{e}"
         );
+        // A GPU count that would overflow as GPU-milli is refused, not multiplied.
+        let csv = format!("{POD_HEADER}x,1,1,9223372036854775807,1000,,LS,Running,0,1,0\n");
+        let e = import(&csv, &OpenbOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("pods.csv:2: column `num_gpu`"),
+            "{e}"
+        );
         let e = import("name,cpu_milli\nx,1\n", &OpenbOptions::default()).unwrap_err();
         assert!(e.to_string().contains("missing column `memory_mib`"), "{e}");
         let bad = OpenbOptions {

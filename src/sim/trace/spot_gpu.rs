@@ -120,6 +120,10 @@ pub fn import_spot_gpu_readers<N: std::io::Read, J: std::io::Read>(
     )
 }
 
+/// Most workers one job may ask for: each becomes a pod in memory, and a row asking for
+/// billions would exhaust it rather than fail with its line.
+pub const MAX_WORKERS: u64 = 100_000;
+
 /// A count that must be at least 1.
 fn positive(column: &str, v: &str) -> Result<u64, String> {
     match int(column, v)? {
@@ -213,6 +217,11 @@ fn read_jobs<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
         // Zero GPUs is a CPU-only worker; a count above every node's stays pending.
         let gpus = int("gpu_request", v[4])?;
         let workers = positive("worker_num", v[5])?;
+        if workers > MAX_WORKERS {
+            return Err(format!(
+                "column `worker_num`: {workers} workers, more than {MAX_WORKERS}"
+            ));
+        }
         let submitted = seconds("submit_time", v[6])?;
         // Empty: the job had not finished when the trace was cut, so it runs to the end.
         let duration = if v[7].is_empty() {
@@ -468,6 +477,8 @@ mod tests {
             ("x,1,A10,4,1,1,0,soon,HP", "duration"),
             ("x,1,A10,4,1,1,0,1,Premium", "job_type"),
             (",1,A10,4,1,1,0,1,HP", "job_name"),
+            ("x,1,A10,4,1,100001,0,1,HP", "worker_num"),
+            ("x,1,A10,2305843009213693952,1,1,0,1,HP", "cpu_request"),
         ] {
             let (file, line, message) = line_error(row(fields).unwrap_err());
             assert_eq!((file.as_str(), line), ("jobs.csv", 6), "{fields}");
