@@ -83,22 +83,33 @@ fn executor_slots(snap: &Snapshot, node: NodeIdx, exec: &Resources, extra: &Reso
             (free.max(0) / each) as u64
         }
     };
+    // Usage and the driver's requests may each be near i64::MAX: saturate
+    // (below zero reads as no room either way).
+    let left = |alloc: i64, used: i64, extra: i64| alloc.saturating_sub(used).saturating_sub(extra);
     let extra_pod = i64::from(extra != &Resources::default());
-    let mut n = fits(nodes.alloc_pods[i] - nodes.pod_count[i] - extra_pod, 1);
+    let mut n = fits(left(nodes.alloc_pods[i], nodes.pod_count[i], extra_pod), 1);
     n = n.min(fits(
-        nodes.alloc_cpu[i] - nodes.req_cpu[i] - extra.milli_cpu,
+        left(nodes.alloc_cpu[i], nodes.req_cpu[i], extra.milli_cpu),
         exec.milli_cpu,
     ));
     n = n.min(fits(
-        nodes.alloc_mem[i] - nodes.req_mem[i] - extra.memory,
+        left(nodes.alloc_mem[i], nodes.req_mem[i], extra.memory),
         exec.memory,
     ));
     n = n.min(fits(
-        nodes.alloc_eph[i] - nodes.req_eph[i] - extra.ephemeral_storage,
+        left(
+            nodes.alloc_eph[i],
+            nodes.req_eph[i],
+            extra.ephemeral_storage,
+        ),
         exec.ephemeral_storage,
     ));
     for &(name, each) in &exec.scalars {
-        let free = alloc.scalar(name) - nodes.req_scalar(node, name) - extra.scalar(name);
+        let free = left(
+            alloc.scalar(name),
+            nodes.req_scalar(node, name),
+            extra.scalar(name),
+        );
         n = n.min(fits(free, each));
     }
     n

@@ -330,6 +330,40 @@ fn arithmetic_leaves_the_snapshot_alone() {
     assert_ne!(snap.generation(), generation);
 }
 
+/// Two pods of about i64::MAX memory on a node, one of them a victim: evicting
+/// it leaves the other, which alone is more than the node has. Both the
+/// arithmetic and the walk must see that and go to the other node.
+#[test]
+fn huge_requests_are_not_freed_twice() {
+    for setup in &setups()[..2] {
+        let mut snap = Snapshot::new(CapacityRules::default());
+        snap.upsert_node(node("n1", 4000, 16 * GI).build());
+        snap.upsert_node(node("n2", 4000, 16 * GI).build());
+        for (name, n, prio, mem) in [
+            ("h1", "n1", 1, i64::MAX),
+            ("h2", "n1", 100, i64::MAX),
+            ("c", "n2", 5, GI),
+        ] {
+            snap.upsert_pod(pod(name, 3000, mem).priority(prio).on(n).arc())
+                .unwrap();
+        }
+        let p = pod("pre", 2000, GI).priority(10).build();
+        let d = schedule(&setup.profile, &p, &mut snap, CycleOptions::default());
+        let runner = FilterRunner {
+            pre_filters: &setup.profile.pre_filter,
+            filters: &setup.profile.filter,
+        };
+        let want = Some(("n2".to_string(), vec!["default/c".to_string()]));
+        for arithmetic in [true, false] {
+            let (r, _) =
+                setup
+                    .evaluator
+                    .preempt_with(&p, &mut snap, &d.statuses, &runner, arithmetic);
+            assert_eq!(outcome(&r, &snap).1, want, "arithmetic {arithmetic}");
+        }
+    }
+}
+
 /// A nominated pod of the preemptor's priority or more holds room on its node,
 /// as NodeResourcesFit counts it: the arithmetic must evict one more victim.
 #[test]
