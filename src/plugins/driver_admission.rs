@@ -293,6 +293,23 @@ mod tests {
         assert!(ok_nodes(&run(Config::default(), &s, &drv("3"))).is_empty());
     }
 
+    /// Usage and the driver's own requests near i64::MAX: room for executors is
+    /// worked out without overflow (executors asking no memory fit regardless).
+    #[test]
+    fn huge_usage_and_requests_do_not_overflow() {
+        let mut s = Snapshot::new(CapacityRules::default());
+        s.upsert_node(node("od1", 4000, 16 * GI).build());
+        s.upsert_pod(pod("hog", 0, i64::MAX).on("od1").arc())
+            .unwrap();
+        let drv = pod("d", 1000, i64::MAX)
+            .driver("app")
+            .annotation(MIN_EXECUTORS, "3")
+            .annotation(EXECUTOR_RESOURCES, "cpu=1")
+            .build();
+        // 3 cpus left after the driver: 3 executors of 1 cpu and no memory.
+        assert_eq!(ok_nodes(&run(Config::default(), &s, &drv)), ["od1"]);
+    }
+
     #[test]
     fn defaults_off_and_non_drivers_skip() {
         let mut s = Snapshot::new(CapacityRules::default());
