@@ -80,11 +80,11 @@ pub struct NodeTable {
     /// Requests with upstream's non-zero defaults, used by scorers.
     pub nonzero_cpu: Vec<i64>,
     pub nonzero_mem: Vec<i64>,
-    /// Scalar (extended resource, hugepages) requests, sorted by name, without
+    /// Scalar (extended resource, hugepages) requests in `Sym` order, without
     /// zero entries: the same pods give the same list whatever the order they came in.
     pub req_scalars: Vec<SmallVec<[(Sym, i64); 2]>>,
     /// The exact sums behind the usage columns above, which read them clamped
-    /// to the i64 range (see `account`). Only `account` touches them.
+    /// to the i64 range (see `account`).
     exact: Vec<ExactUsage>,
     /// The exact sums behind `req_scalars`, entry for entry.
     exact_scalars: Vec<SmallVec<[(Sym, i128); 2]>>,
