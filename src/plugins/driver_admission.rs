@@ -83,22 +83,33 @@ fn executor_slots(snap: &Snapshot, node: NodeIdx, exec: &Resources, extra: &Reso
             (free.max(0) / each) as u64
         }
     };
+    // Usage and the driver's requests may each be near i64::MAX: saturate
+    // (below zero reads as no room either way).
+    let left = |alloc: i64, used: i64, extra: i64| alloc.saturating_sub(used).saturating_sub(extra);
     let extra_pod = i64::from(extra != &Resources::default());
-    let mut n = fits(nodes.alloc_pods[i] - nodes.pod_count[i] - extra_pod, 1);
+    let mut n = fits(left(nodes.alloc_pods[i], nodes.pod_count[i], extra_pod), 1);
     n = n.min(fits(
-        nodes.alloc_cpu[i] - nodes.req_cpu[i] - extra.milli_cpu,
+        left(nodes.alloc_cpu[i], nodes.req_cpu[i], extra.milli_cpu),
         exec.milli_cpu,
     ));
     n = n.min(fits(
-        nodes.alloc_mem[i] - nodes.req_mem[i] - extra.memory,
+        left(nodes.alloc_mem[i], nodes.req_mem[i], extra.memory),
         exec.memory,
     ));
     n = n.min(fits(
-        nodes.alloc_eph[i] - nodes.req_eph[i] - extra.ephemeral_storage,
+        left(
+            nodes.alloc_eph[i],
+            nodes.req_eph[i],
+            extra.ephemeral_storage,
+        ),
         exec.ephemeral_storage,
     ));
     for &(name, each) in &exec.scalars {
-        let free = alloc.scalar(name) - nodes.req_scalar(node, name) - extra.scalar(name);
+        let free = left(
+            alloc.scalar(name),
+            nodes.req_scalar(node, name),
+            extra.scalar(name),
+        );
         n = n.min(fits(free, each));
     }
     n
@@ -280,6 +291,23 @@ mod tests {
             ["od1", "od2"]
         );
         assert!(ok_nodes(&run(Config::default(), &s, &drv("3"))).is_empty());
+    }
+
+    /// Usage and the driver's own requests near i64::MAX: room for executors is
+    /// worked out without overflow (executors asking no memory fit regardless).
+    #[test]
+    fn huge_usage_and_requests_do_not_overflow() {
+        let mut s = Snapshot::new(CapacityRules::default());
+        s.upsert_node(node("od1", 4000, 16 * GI).build());
+        s.upsert_pod(pod("hog", 0, i64::MAX).on("od1").arc())
+            .unwrap();
+        let drv = pod("d", 1000, i64::MAX)
+            .driver("app")
+            .annotation(MIN_EXECUTORS, "3")
+            .annotation(EXECUTOR_RESOURCES, "cpu=1")
+            .build();
+        // 3 cpus left after the driver: 3 executors of 1 cpu and no memory.
+        assert_eq!(ok_nodes(&run(Config::default(), &s, &drv)), ["od1"]);
     }
 
     #[test]

@@ -275,54 +275,60 @@ impl Need {
     }
 }
 
-/// Free room on a node for the resources in a `Need`.
+/// Free room on a node for the resources in a `Need`, from the node's exact
+/// sums: requests up to i64::MAX each cannot overflow it, and freeing one of
+/// several huge pods leaves the room the others really leave.
 #[derive(Debug, Clone)]
 pub(crate) struct Room {
-    cpu: i64,
-    mem: i64,
-    eph: i64,
-    pods: i64,
-    scalars: SmallVec<[i64; 2]>,
+    cpu: i128,
+    mem: i128,
+    eph: i128,
+    pods: i128,
+    scalars: SmallVec<[i128; 2]>,
 }
 
 impl Room {
     pub fn of_node(snap: &Snapshot, node: NodeIdx, need: &Need) -> Room {
         let t = snap.nodes();
         let i = node as usize;
+        let used = t.exact_usage(node);
+        let free = |alloc: i64, used: i128| i128::from(alloc) - used;
         Room {
-            cpu: t.alloc_cpu[i] - t.req_cpu[i],
-            mem: t.alloc_mem[i] - t.req_mem[i],
-            eph: t.alloc_eph[i] - t.req_eph[i],
-            pods: t.alloc_pods[i] - t.pod_count[i],
+            cpu: free(t.alloc_cpu[i], used.cpu),
+            mem: free(t.alloc_mem[i], used.mem),
+            eph: free(t.alloc_eph[i], used.eph),
+            pods: free(t.alloc_pods[i], i128::from(t.pod_count[i])),
             scalars: need
                 .scalars
                 .iter()
-                .map(|&(n, _)| t.node[i].allocatable.scalar(n) - t.req_scalar(node, n))
+                .map(|&(n, _)| free(t.node[i].allocatable.scalar(n), t.exact_req_scalar(node, n)))
                 .collect(),
         }
     }
 
     /// `sign` 1 frees a pod's requests, -1 takes them.
     pub fn apply(&mut self, r: &Resources, need: &Need, sign: i64) {
-        self.cpu += sign * r.milli_cpu;
-        self.mem += sign * r.memory;
-        self.eph += sign * r.ephemeral_storage;
-        self.pods += sign;
+        let s = i128::from(sign);
+        self.cpu += s * i128::from(r.milli_cpu);
+        self.mem += s * i128::from(r.memory);
+        self.eph += s * i128::from(r.ephemeral_storage);
+        self.pods += s;
         for (slot, &(n, _)) in self.scalars.iter_mut().zip(&need.scalars) {
-            *slot += sign * r.scalar(n);
+            *slot += s * i128::from(r.scalar(n));
         }
     }
 
     pub fn fits(&self, need: &Need) -> bool {
+        let within = |need: i64, room: i128| need <= 0 || i128::from(need) <= room;
         self.pods >= 1
-            && (need.cpu <= 0 || need.cpu <= self.cpu)
-            && (need.mem <= 0 || need.mem <= self.mem)
-            && (need.eph <= 0 || need.eph <= self.eph)
+            && within(need.cpu, self.cpu)
+            && within(need.mem, self.mem)
+            && within(need.eph, self.eph)
             && self
                 .scalars
                 .iter()
                 .zip(&need.scalars)
-                .all(|(room, (_, v))| *v <= *room)
+                .all(|(room, (_, v))| i128::from(*v) <= *room)
     }
 
     /// Upstream NodeResourcesFit reasons, in its order.
@@ -331,17 +337,18 @@ impl Room {
         if self.pods < 1 {
             out.push("Too many pods".into());
         }
-        if need.cpu > 0 && need.cpu > self.cpu {
+        let short = |need: i64, room: i128| need > 0 && i128::from(need) > room;
+        if short(need.cpu, self.cpu) {
             out.push("Insufficient cpu".into());
         }
-        if need.mem > 0 && need.mem > self.mem {
+        if short(need.mem, self.mem) {
             out.push("Insufficient memory".into());
         }
-        if need.eph > 0 && need.eph > self.eph {
+        if short(need.eph, self.eph) {
             out.push("Insufficient ephemeral-storage".into());
         }
         for (room, (n, v)) in self.scalars.iter().zip(&need.scalars) {
-            if v > room {
+            if i128::from(*v) > *room {
                 out.push(format!("Insufficient {n}").into());
             }
         }
@@ -618,5 +625,40 @@ mod tests {
             &["nvidia.com".into()],
         );
         assert!(ignored.scalars.is_empty());
+    }
+
+    /// Freeing one of several pods that each ask about i64::MAX leaves the
+    /// others' requests: the room is the exact one, not a clamped sum minus a pod.
+    #[test]
+    fn room_is_exact_past_the_i64_range() {
+        let mut snap = Snapshot::new(CapacityRules::default());
+        let n = snap.upsert_node(
+            node("n", 4000, 16 * GI)
+                .scalar("example.com/gpu", 8)
+                .build(),
+        );
+        for name in ["a", "b"] {
+            let p = pod(name, i64::MAX, i64::MAX).scalar("example.com/gpu", i64::MAX);
+            snap.upsert_pod(p.on("n").arc()).unwrap();
+        }
+        let small = pod("p", 100, GI).scalar("example.com/gpu", 1).build();
+        let need = Need::of(&small, &[], &[]);
+        let mut room = Room::of_node(&snap, n, &need);
+        assert!(!room.fits(&need));
+        let a = pod("a", i64::MAX, i64::MAX)
+            .scalar("example.com/gpu", i64::MAX)
+            .build();
+        room.apply(&a.requests, &need, 1);
+        assert!(!room.fits(&need), "b still holds more than the node has");
+        assert_eq!(
+            room.shortfalls(&need).as_slice(),
+            [
+                "Insufficient cpu",
+                "Insufficient memory",
+                "Insufficient example.com/gpu"
+            ]
+        );
+        room.apply(&a.requests, &need, 1);
+        assert!(room.fits(&need), "both gone");
     }
 }

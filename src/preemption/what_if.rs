@@ -5,15 +5,17 @@
 //! NodeResourcesFit counts them (placed pods plus nominated pods of at least the
 //! pod's priority). The other filters are run once per node, on the snapshot as
 //! it is, with one PreFilter pass (NodeResourcesFit's PreFilter reads only the
-//! pod; the others promise not to read placed pods). Answers that need a status from NodeResourcesFit itself, or arithmetic
-//! that would overflow, are left to the snapshot walk (`None`).
+//! pod; the others promise not to read placed pods). Answers that need a status
+//! from NodeResourcesFit itself are left to the snapshot walk (`None`). The
+//! arithmetic works on the node's exact sums (i128), as the snapshot does, so
+//! no request up to i64::MAX overflows it.
 
 use super::candidates::{Candidate, DryRun};
 use super::victims::Room;
 use crate::framework::{CycleState, FilterPlugin, FilterRunner, Status};
 use crate::model::{Pod, Resources, Sym};
 use crate::plugins::NodeResourcesFit;
-use crate::snapshot::{NodeIdx, Snapshot};
+use crate::snapshot::{clamp_i64, NodeIdx, Snapshot};
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -91,16 +93,16 @@ impl<'f> WhatIf<'f> {
             .fit
             .as_ref()
             .map(|req| NodeFit::of(req, run.pod, snap, node));
-        let fits = |freed: &Freed| -> Option<bool> {
+        let fits = |freed: &Freed| -> bool {
             match (&fit, &self.fit) {
                 (Some(nf), Some(req)) => nf.fits(req, freed),
-                _ => Some(true),
+                _ => true,
             }
         };
         let scalars = self.fit.as_ref().map_or(&[][..], |r| &r.scalars[..]);
         let mut all = Freed::new(scalars.len());
         for (p, _) in potential {
-            all.add(&p.requests, scalars)?;
+            all.step(&p.requests, scalars, 1);
         }
 
         // The filters that ignore placed pods answer the same with any victims gone.
@@ -111,7 +113,7 @@ impl<'f> WhatIf<'f> {
         if let Some((k, st)) = failed {
             // The walk reports the first failure with every victim gone.
             let fit_first = self.steps[..k].iter().any(Option::is_none);
-            if fit_first && !fits(&all)? {
+            if fit_first && !fits(&all) {
                 return None;
             }
             return Some(Err(st));
@@ -132,16 +134,16 @@ impl<'f> WhatIf<'f> {
             let mut freed = Freed::new(scalars.len());
             for (i, (p, _)) in potential.iter().enumerate() {
                 if victim[i] {
-                    freed.add(&p.requests, scalars)?;
+                    freed.step(&p.requests, scalars, 1);
                 }
             }
-            if fits(&freed)? {
+            if fits(&freed) {
                 return Some(Ok(run.candidate(node, potential, &victim, violates)));
             }
         }
 
         // Upstream's walk: everything gone, then reprieve one at a time.
-        if !fits(&all)? {
+        if !fits(&all) {
             return None;
         }
         let mut room = room.clone();
@@ -155,9 +157,9 @@ impl<'f> WhatIf<'f> {
                 victim[i] = true;
                 continue;
             }
-            freed.sub(req, scalars)?;
-            if !fits(&freed)? {
-                freed.add(req, scalars)?;
+            freed.step(req, scalars, -1);
+            if !fits(&freed) {
+                freed.step(req, scalars, 1);
                 room.apply(req, &run.need, 1);
                 victim[i] = true;
             }
@@ -178,15 +180,17 @@ pub(crate) struct Ranked<'p> {
     pub violates: &'p [bool],
 }
 
-/// Requests of the pods taken off a node, for the resources NodeResourcesFit checks.
+/// Requests of the pods taken off a node, for the resources NodeResourcesFit
+/// checks: exact sums, like the node's (a pod count's worth of i64 values
+/// cannot overflow an i128).
 #[derive(Clone)]
 struct Freed {
-    pods: i64,
-    cpu: i64,
-    mem: i64,
-    eph: i64,
+    pods: i128,
+    cpu: i128,
+    mem: i128,
+    eph: i128,
     /// In the order of `FitRequests::scalars`.
-    scalars: SmallVec<[i64; 2]>,
+    scalars: SmallVec<[i128; 2]>,
 }
 
 impl Freed {
@@ -200,44 +204,33 @@ impl Freed {
         }
     }
 
-    /// `None` on overflow.
-    fn add(&mut self, r: &Resources, names: &[(Sym, i64)]) -> Option<()> {
-        self.step(r, names, i64::checked_add)
-    }
-
-    fn sub(&mut self, r: &Resources, names: &[(Sym, i64)]) -> Option<()> {
-        self.step(r, names, i64::checked_sub)
-    }
-
-    fn step(
-        &mut self,
-        r: &Resources,
-        names: &[(Sym, i64)],
-        op: fn(i64, i64) -> Option<i64>,
-    ) -> Option<()> {
-        self.pods = op(self.pods, 1)?;
-        self.cpu = op(self.cpu, r.milli_cpu)?;
-        self.mem = op(self.mem, r.memory)?;
-        self.eph = op(self.eph, r.ephemeral_storage)?;
+    /// Takes a pod off (`sign` 1) or puts it back (-1).
+    fn step(&mut self, r: &Resources, names: &[(Sym, i64)], sign: i64) {
+        let s = i128::from(sign);
+        self.pods += s;
+        self.cpu += s * i128::from(r.milli_cpu);
+        self.mem += s * i128::from(r.memory);
+        self.eph += s * i128::from(r.ephemeral_storage);
         for (slot, &(n, _)) in self.scalars.iter_mut().zip(names) {
-            *slot = op(*slot, r.scalar(n))?;
+            *slot += s * i128::from(r.scalar(n));
         }
-        Some(())
     }
 }
 
-/// A node's figures as NodeResourcesFit reads them.
+/// A node's figures as NodeResourcesFit reads them, with the exact sums
+/// behind the usage columns (the columns once pods are gone are those sums
+/// minus the pods', clamped).
 struct NodeFit {
     alloc_pods: i64,
     alloc_cpu: i64,
     alloc_mem: i64,
     alloc_eph: i64,
-    pods: i64,
-    cpu: i64,
-    mem: i64,
-    eph: i64,
-    /// (allocatable, requested, nominated) per checked scalar.
-    scalars: SmallVec<[(i64, i64, i64); 2]>,
+    pods: i128,
+    cpu: i128,
+    mem: i128,
+    eph: i128,
+    /// (allocatable, exact requested, nominated) per checked scalar.
+    scalars: SmallVec<[(i64, i128, i64); 2]>,
     /// Nominated pods that count for the pod (priority >= its own), in the
     /// filter's order: it adds them one by one, saturating.
     nominated: SmallVec<[Arc<Pod>; 1]>,
@@ -264,35 +257,36 @@ impl NodeFit {
                 });
                 (
                     t.node[i].allocatable.scalar(name),
-                    t.req_scalar(node, name),
+                    t.exact_req_scalar(node, name),
                     extra,
                 )
             })
             .collect();
+        let used = t.exact_usage(node);
         NodeFit {
             alloc_pods: t.alloc_pods[i],
             alloc_cpu: t.alloc_cpu[i],
             alloc_mem: t.alloc_mem[i],
             alloc_eph: t.alloc_eph[i],
-            pods: t.pod_count[i],
-            cpu: t.req_cpu[i],
-            mem: t.req_mem[i],
-            eph: t.req_eph[i],
+            pods: i128::from(t.pod_count[i]),
+            cpu: used.cpu,
+            mem: used.mem,
+            eph: used.eph,
             scalars,
             nominated,
         }
     }
 
-    /// Would NodeResourcesFit pass with `freed` gone? `None` on overflow, where
-    /// the snapshot's own arithmetic would wrap.
-    fn fits(&self, req: &FitRequests, freed: &Freed) -> Option<bool> {
-        let mut pods = self.pods.checked_sub(freed.pods)?;
-        let mut cpu = self.cpu.checked_sub(freed.cpu)?;
-        let mut mem = self.mem.checked_sub(freed.mem)?;
-        let mut eph = self.eph.checked_sub(freed.eph)?;
+    /// Would NodeResourcesFit pass with `freed` gone? The columns it would
+    /// read are the exact sums less `freed`, clamped as the snapshot clamps.
+    fn fits(&self, req: &FitRequests, freed: &Freed) -> bool {
+        let mut pods = clamp_i64(self.pods - freed.pods);
+        let mut cpu = clamp_i64(self.cpu - freed.cpu);
+        let mut mem = clamp_i64(self.mem - freed.mem);
+        let mut eph = clamp_i64(self.eph - freed.eph);
         for p in &self.nominated {
             let r = &p.requests;
-            pods = pods.checked_add(1)?;
+            pods = pods.saturating_add(1);
             cpu = cpu.saturating_add(r.milli_cpu);
             mem = mem.saturating_add(r.memory);
             eph = eph.saturating_add(r.ephemeral_storage);
@@ -305,17 +299,17 @@ impl NodeFit {
             && fits_one(req.mem, self.alloc_mem, mem)
             && fits_one(req.eph, self.alloc_eph, eph))
         {
-            return Some(false);
+            return false;
         }
         for ((&(alloc, requested, extra), &(_, amount)), &gone) in
             self.scalars.iter().zip(&req.scalars).zip(&freed.scalars)
         {
-            let held = requested.checked_sub(gone)?.saturating_add(extra);
+            let held = clamp_i64(requested - gone).saturating_add(extra);
             if !fits_one(amount, alloc, held) {
-                return Some(false);
+                return false;
             }
         }
-        Some(true)
+        true
     }
 }
 

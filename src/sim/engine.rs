@@ -200,8 +200,10 @@ struct Engine<'a> {
     nodes: HashMap<Sym, NodeRecord>,
     /// Live nodes and their summed price per capacity type.
     fleet: BTreeMap<String, (u32, f64)>,
-    alloc_cpu: i64,
-    placed_cpu: i64,
+    /// Sums over the cluster, exact: node and pod figures from the input may
+    /// each be near i64::MAX.
+    alloc_cpu: i128,
+    placed_cpu: i128,
     cluster_events: Vec<ClusterEvent>,
     rng: ChaCha8Rng,
     m: Metrics,
@@ -546,7 +548,7 @@ impl Engine<'_> {
         let f = self.fleet.entry(ty.as_str().to_owned()).or_default();
         f.0 += 1;
         f.1 += price;
-        self.alloc_cpu += cpu;
+        self.alloc_cpu += i128::from(cpu);
         self.nodes.insert(
             name,
             NodeRecord {
@@ -574,7 +576,7 @@ impl Engine<'_> {
         }
         let cpu = self.snap.nodes().alloc_cpu[idx as usize];
         self.snap.remove_node(name);
-        self.alloc_cpu -= cpu;
+        self.alloc_cpu -= i128::from(cpu);
         if let Some(r) = self.nodes.remove(&name) {
             if let Some(f) = self.fleet.get_mut(r.capacity_type.as_str()) {
                 f.0 = f.0.saturating_sub(1);
@@ -674,7 +676,7 @@ impl Engine<'_> {
         self.snap
             .assume(bound.clone(), node)
             .map_err(|e| SimError::Options(format!("internal: assume failed: {e}")))?;
-        self.placed_cpu += bound.requests.milli_cpu;
+        self.placed_cpu += i128::from(bound.requests.milli_cpu);
         if let Some(r) = self.nodes.get_mut(&node_name) {
             r.empty_since_ms = None;
         }
@@ -765,7 +767,7 @@ impl Engine<'_> {
         let placed = st.phase != Phase::Pending;
         if placed {
             self.snap.remove_pod(key);
-            self.placed_cpu -= st.pod.requests.milli_cpu;
+            self.placed_cpu -= i128::from(st.pod.requests.milli_cpu);
             let app = st.pod.spark.as_ref().map(|s| s.app);
             self.emit(ClusterEvent::PodDeleted { app });
             if let Some(node) = st.pod.node_name {

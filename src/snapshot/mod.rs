@@ -3,7 +3,9 @@
 
 mod node_table;
 
-pub use node_table::{DenseIds, NodeIdx, NodeTable, FREE_FLOOR, SMALL_QUOTIENT_LIMIT};
+pub use node_table::{
+    clamp_i64, DenseIds, ExactUsage, NodeIdx, NodeTable, FREE_FLOOR, SMALL_QUOTIENT_LIMIT,
+};
 
 use crate::model::capacity::CapacityRules;
 use crate::model::{Node, Pod, PodKey, Sym};

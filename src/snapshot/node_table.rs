@@ -80,7 +80,14 @@ pub struct NodeTable {
     /// Requests with upstream's non-zero defaults, used by scorers.
     pub nonzero_cpu: Vec<i64>,
     pub nonzero_mem: Vec<i64>,
+    /// Scalar (extended resource, hugepages) requests in `Sym` order, without
+    /// zero entries: the same pods give the same list whatever the order they came in.
     pub req_scalars: Vec<SmallVec<[(Sym, i64); 2]>>,
+    /// The exact sums behind the usage columns above, which read them clamped
+    /// to the i64 range (see `account`).
+    exact: Vec<ExactUsage>,
+    /// The exact sums behind `req_scalars`, entry for entry.
+    exact_scalars: Vec<SmallVec<[(Sym, i128); 2]>>,
     /// allocatable − requested (negative when over-committed, never below
     /// `FREE_FLOOR`), kept with both: the fit filter reads one column per
     /// resource instead of two.
@@ -177,6 +184,21 @@ impl NodeTable {
             .map_or(0, |(_, v)| *v)
     }
 
+    /// The exact sums of the requests of the pods on node `i`: what the usage
+    /// columns read before clamping. For arithmetic that takes pods away (a
+    /// clamped column minus a pod's request would understate what is left).
+    pub fn exact_usage(&self, i: NodeIdx) -> &ExactUsage {
+        &self.exact[i as usize]
+    }
+
+    /// The exact sum of the `name` requests of the pods on node `i`.
+    pub fn exact_req_scalar(&self, i: NodeIdx, name: Sym) -> i128 {
+        self.exact_scalars[i as usize]
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
     /// Requested resources of a node as one value (for reports and explain).
     pub fn requested(&self, i: NodeIdx) -> Resources {
         let i = i as usize;
@@ -225,6 +247,8 @@ impl NodeTable {
                 self.nonzero_cpu[u] = 0;
                 self.nonzero_mem[u] = 0;
                 self.req_scalars[u].clear();
+                self.exact[u] = ExactUsage::default();
+                self.exact_scalars[u].clear();
                 i
             }
             None => {
@@ -260,6 +284,8 @@ impl NodeTable {
                 self.nonzero_cpu.push(0);
                 self.nonzero_mem.push(0);
                 self.req_scalars.push(SmallVec::new());
+                self.exact.push(ExactUsage::default());
+                self.exact_scalars.push(SmallVec::new());
                 self.free_cpu.push(0);
                 self.free_mem.push(0);
                 self.free_eph.push(0);
@@ -331,26 +357,72 @@ impl NodeTable {
     }
 
     /// Adds (sign 1) or removes (sign -1) a pod's requests from a node's usage.
+    ///
+    /// The API server accepts requests up to about i64::MAX each, and bound pods
+    /// are accounted whatever they ask: sums are kept exact in i128 (which
+    /// overflows only past 2^64 pods) and the i64 columns read them clamped, so a
+    /// node holding more than i64::MAX reads as full, never as wrapped or
+    /// emptied, and removing a pod restores exactly the figures before it came.
     pub(super) fn account(&mut self, idx: NodeIdx, pod: &Pod, sign: i64) {
         let u = idx as usize;
         let r = &pod.requests;
         let (nz_cpu, nz_mem) = pod.non_zero_cpu_mem();
-        self.req_cpu[u] += sign * r.milli_cpu;
-        self.req_mem[u] += sign * r.memory;
-        self.req_eph[u] += sign * r.ephemeral_storage;
+        let s = i128::from(sign);
+        let e = &mut self.exact[u];
+        e.cpu += s * i128::from(r.milli_cpu);
+        e.mem += s * i128::from(r.memory);
+        e.eph += s * i128::from(r.ephemeral_storage);
+        e.nonzero_cpu += s * i128::from(nz_cpu);
+        e.nonzero_mem += s * i128::from(nz_mem);
+        self.req_cpu[u] = clamp_i64(e.cpu);
+        self.req_mem[u] = clamp_i64(e.mem);
+        self.req_eph[u] = clamp_i64(e.eph);
+        self.nonzero_cpu[u] = clamp_i64(e.nonzero_cpu);
+        self.nonzero_mem[u] = clamp_i64(e.nonzero_mem);
+        // One per pod: bounded by the pods in memory, far from overflow.
         self.pod_count[u] += sign;
-        self.nonzero_cpu[u] += sign * nz_cpu;
-        self.nonzero_mem[u] += sign * nz_mem;
         self.set_free(u);
         self.restamp(u);
+        let exact = &mut self.exact_scalars[u];
+        let shown = &mut self.req_scalars[u];
         for &(n, v) in &r.scalars {
-            let slot = &mut self.req_scalars[u];
-            match slot.iter_mut().find(|(k, _)| *k == n) {
-                Some(e) => e.1 += sign * v,
-                None => slot.push((n, sign * v)),
+            let delta = s * i128::from(v);
+            match exact.binary_search_by_key(&n, |&(k, _)| k) {
+                Ok(k) => {
+                    exact[k].1 += delta;
+                    // A sum back at zero goes, so the list is the same as
+                    // before the pods that made it came.
+                    if exact[k].1 == 0 {
+                        exact.remove(k);
+                        shown.remove(k);
+                    } else {
+                        shown[k].1 = clamp_i64(exact[k].1);
+                    }
+                }
+                Err(k) if delta != 0 => {
+                    exact.insert(k, (n, delta));
+                    shown.insert(k, (n, clamp_i64(delta)));
+                }
+                Err(_) => {}
             }
         }
     }
+}
+
+/// Exact sums of a node's pods' requests (see `NodeTable::account`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExactUsage {
+    pub cpu: i128,
+    pub mem: i128,
+    pub eph: i128,
+    pub nonzero_cpu: i128,
+    pub nonzero_mem: i128,
+}
+
+/// `x` cut to the i64 range: a sum past i64::MAX reads as i64::MAX (full).
+#[inline]
+pub fn clamp_i64(x: i128) -> i64 {
+    x.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// The distinct taint lists of live nodes, each with an id (0: the empty list).

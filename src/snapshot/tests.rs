@@ -355,3 +355,243 @@ proptest::proptest! {
         proptest::prop_assert_eq!(listed, used);
     }
 }
+
+const GPU: &str = "example.com/gpu";
+const HUGEPAGES: &str = "hugepages-2Mi";
+
+/// Every usage figure of node `n` (not its stamp), for comparing states.
+fn usage(s: &Snapshot, n: NodeIdx) -> String {
+    let t = s.nodes();
+    let u = n as usize;
+    format!(
+        "req={}/{}/{} pods={} nz={}/{} free={}/{}/{}/{} sc={:?} exact={:?}",
+        t.req_cpu[u],
+        t.req_mem[u],
+        t.req_eph[u],
+        t.pod_count[u],
+        t.nonzero_cpu[u],
+        t.nonzero_mem[u],
+        t.free_cpu[u],
+        t.free_mem[u],
+        t.free_eph[u],
+        t.free_pods[u],
+        t.req_scalars[u],
+        t.exact_usage(n),
+    )
+}
+
+/// Bound pods asking about i64::MAX each (what `8Ei` parses to) must not
+/// overflow the node's sums: the node reads as full, and taking them off in any
+/// order leaves exactly the figures from before.
+#[test]
+fn huge_requests_fill_the_node_and_leave_it_as_it_was() {
+    use crate::config::NodeResourcesFitArgs;
+    use crate::framework::{CycleState, FilterPlugin};
+    use crate::plugins::NodeResourcesFit;
+    let fit = NodeResourcesFit::new(&NodeResourcesFitArgs::default()).unwrap();
+    let verdict = |s: &Snapshot, n: NodeIdx, p: &Pod| {
+        let st = fit.filter(&CycleState::default(), p, s, n);
+        st.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>()
+    };
+    let small_mem = pod("small", 0, GI).build();
+    let small_all = pod("small", 100, GI).ephemeral(GI).scalar(GPU, 1).build();
+    let huge = |name: &str| {
+        pod(name, i64::MAX, i64::MAX - 7)
+            .ephemeral(i64::MAX)
+            .scalar(GPU, i64::MAX)
+            .on("n1")
+            .arc()
+    };
+    let names = ["h1", "h2", "h3"];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for with_base in [false, true] {
+        for order in orders {
+            let mut s = snap();
+            let n = s.upsert_node(
+                node("n1", 64_000, 256 * GI)
+                    .ephemeral(100 * GI)
+                    .scalar(GPU, 8)
+                    .build(),
+            );
+            if with_base {
+                // A small pod stays throughout: a saturating sum would lose it.
+                s.upsert_pod(pod("base", 500, GI).scalar(GPU, 1).on("n1").arc())
+                    .unwrap();
+            }
+            let before = usage(&s, n);
+            assert!(verdict(&s, n, &small_all).is_empty(), "{before}");
+            for name in names {
+                s.upsert_pod(huge(name)).unwrap();
+            }
+            let t = s.nodes();
+            let u = n as usize;
+            let full = (i64::MAX, i64::MAX, i64::MAX, i64::MAX, i64::MAX);
+            let read = (
+                t.req_cpu[u],
+                t.req_mem[u],
+                t.req_eph[u],
+                t.nonzero_cpu[u],
+                t.nonzero_mem[u],
+            );
+            assert_eq!(read, full);
+            assert_eq!(t.req_scalar(n, Sym::new(GPU)), i64::MAX);
+            assert_eq!((t.free_cpu[u], t.free_mem[u]), (FREE_FLOOR, FREE_FLOOR));
+            assert_eq!(t.free_eph[u], FREE_FLOOR);
+            assert_eq!(
+                t.exact_usage(n).mem,
+                3 * i128::from(i64::MAX - 7) + i128::from(with_base) * i128::from(GI)
+            );
+            assert_eq!(verdict(&s, n, &small_mem), ["Insufficient memory"]);
+            assert_eq!(
+                verdict(&s, n, &small_all),
+                [
+                    "Insufficient cpu",
+                    "Insufficient memory",
+                    "Insufficient ephemeral-storage",
+                    "Insufficient example.com/gpu"
+                ]
+            );
+            for (k, &i) in order.iter().enumerate() {
+                assert!(s.remove_pod(&PodKey::new("default", names[i])));
+                if k < 2 {
+                    // One huge pod left is still more than the node has.
+                    assert_eq!(verdict(&s, n, &small_mem), ["Insufficient memory"]);
+                }
+            }
+            assert_eq!(usage(&s, n), before, "order {order:?}");
+            assert!(verdict(&s, n, &small_all).is_empty());
+        }
+    }
+}
+
+/// The dense scan over the free columns agrees: a full node is rejected.
+#[test]
+fn huge_requests_fill_the_node_for_the_column_scan() {
+    use crate::config::NodeResourcesFitArgs;
+    use crate::framework::{CycleState, FilterPlugin};
+    use crate::plugins::NodeResourcesFit;
+    let fit = NodeResourcesFit::new(&NodeResourcesFitArgs::default()).unwrap();
+    let mut s = snap();
+    s.upsert_node(node("n1", 64_000, 256 * GI).build());
+    s.upsert_node(node("n2", 64_000, 256 * GI).build());
+    for name in ["h1", "h2"] {
+        s.upsert_pod(pod(name, 0, i64::MAX).on("n1").arc()).unwrap();
+    }
+    let small = pod("small", 100, GI).build();
+    let mut pass = s.nodes().live.clone();
+    assert!(fit.filter_slots(&CycleState::default(), &small, &s, &mut pass));
+    assert_eq!(pass, [false, true]);
+}
+
+/// A request drawn from the whole range, mostly from its ends.
+fn any_request() -> impl proptest::strategy::Strategy<Value = i64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        2 => Just(0i64),
+        3 => Just(i64::MAX),
+        2 => (i64::MAX - 1024)..=i64::MAX,
+        1 => 1i64..=1024,
+        1 => 0i64..=i64::MAX,
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// After any adds and removes of pods with requests anywhere in 0..=i64::MAX,
+    /// every usage column is the clamped exact sum over the pods on the node,
+    /// and adding then removing a pod changes nothing.
+    #[test]
+    fn usage_is_the_clamped_exact_sum(
+        steps in proptest::collection::vec(
+            (
+                0usize..6,
+                0usize..2,
+                proptest::option::weighted(0.7, proptest::array::uniform5(any_request())),
+            ),
+            1..40,
+        ),
+        probe in proptest::array::uniform5(any_request()),
+    ) {
+        use std::collections::{BTreeMap, HashMap};
+        let mut s = snap();
+        let nodes = ["n1", "n2"].map(|n| s.upsert_node(node(n, 64_000, 256 * GI).ephemeral(GI).build()));
+        let build = |name: &str, on: &str, r: [i64; 5]| {
+            pod(name, r[0], r[1])
+                .ephemeral(r[2])
+                .scalar(GPU, r[3])
+                .scalar(HUGEPAGES, r[4])
+                .on(on)
+                .arc()
+        };
+        // The model: which pods are where, summed independently.
+        let mut placed: HashMap<usize, (usize, Arc<Pod>)> = HashMap::new();
+        for (slot, at, requests) in steps {
+            let name = format!("p{slot}");
+            match requests {
+                Some(r) => {
+                    let p = build(&name, ["n1", "n2"][at], r);
+                    s.upsert_pod(p.clone()).unwrap();
+                    placed.insert(slot, (at, p));
+                }
+                None => {
+                    let gone = s.remove_pod(&PodKey::new("default", &name));
+                    proptest::prop_assert_eq!(gone, placed.remove(&slot).is_some());
+                }
+            }
+            for (k, &n) in nodes.iter().enumerate() {
+                let on: Vec<&Arc<Pod>> =
+                    placed.values().filter(|(at, _)| *at == k).map(|(_, p)| p).collect();
+                let sum = |f: &dyn Fn(&Pod) -> i64| -> i64 {
+                    clamp_i64(on.iter().map(|p| i128::from(f(p))).sum())
+                };
+                let mut scalars: BTreeMap<Sym, i128> = BTreeMap::new();
+                for p in &on {
+                    for &(name, v) in &p.requests.scalars {
+                        *scalars.entry(name).or_default() += i128::from(v);
+                    }
+                }
+                let scalars: Vec<(Sym, i64)> = scalars
+                    .into_iter()
+                    .filter(|&(_, v)| v != 0)
+                    .map(|(name, v)| (name, clamp_i64(v)))
+                    .collect();
+                let t = s.nodes();
+                let u = n as usize;
+                let cols = (t.req_cpu[u], t.req_mem[u], t.req_eph[u], t.nonzero_cpu[u], t.nonzero_mem[u]);
+                let want = (
+                    sum(&|p| p.requests.milli_cpu),
+                    sum(&|p| p.requests.memory),
+                    sum(&|p| p.requests.ephemeral_storage),
+                    sum(&|p| p.non_zero_cpu_mem().0),
+                    sum(&|p| p.non_zero_cpu_mem().1),
+                );
+                proptest::prop_assert_eq!(cols, want);
+                proptest::prop_assert_eq!(t.pod_count[u], on.len() as i64);
+                proptest::prop_assert_eq!(t.req_scalars[u].to_vec(), scalars);
+                let free = |alloc: i64, used: i64| alloc.saturating_sub(used).max(FREE_FLOOR);
+                proptest::prop_assert_eq!(
+                    (t.free_cpu[u], t.free_mem[u], t.free_eph[u], t.free_pods[u]),
+                    (
+                        free(t.alloc_cpu[u], want.0),
+                        free(t.alloc_mem[u], want.1),
+                        free(t.alloc_eph[u], want.2),
+                        free(t.alloc_pods[u], on.len() as i64),
+                    )
+                );
+            }
+            // A pod in and out again is no change at all.
+            let before = usage(&s, nodes[0]);
+            s.upsert_pod(build("probe", "n1", probe)).unwrap();
+            proptest::prop_assert!(s.remove_pod(&PodKey::new("default", "probe")));
+            proptest::prop_assert_eq!(usage(&s, nodes[0]), before);
+        }
+    }
+}

@@ -330,6 +330,53 @@ fn arithmetic_leaves_the_snapshot_alone() {
     assert_ne!(snap.generation(), generation);
 }
 
+/// Pods of about i64::MAX memory on n1, one of them a victim: evicting it
+/// leaves more than n1 has (the other pod; or, on a node of i64::MAX memory, a
+/// small pod plus a nominated one), which a clamped sum minus the victim would
+/// miss. Both the arithmetic and the walk must go to n2.
+#[test]
+fn huge_requests_are_not_freed_twice() {
+    const MAX: i64 = i64::MAX;
+    // (n1's memory, the pod that stays on n1, the nominated pod's memory)
+    let cases = [(16 * GI, MAX, None), (MAX, GI, Some(MAX - GI))];
+    for (n1_mem, stays, nominated) in cases {
+        for setup in &setups()[..2] {
+            let mut snap = Snapshot::new(CapacityRules::default());
+            let n1 = snap.upsert_node(node("n1", 16_000, n1_mem).build());
+            snap.upsert_node(node("n2", 4000, 16 * GI).build());
+            for (name, n, prio, mem) in [
+                ("h1", "n1", 1, MAX),
+                ("h2", "n1", 100, stays),
+                ("c", "n2", 5, GI),
+            ] {
+                snap.upsert_pod(pod(name, 3000, mem).priority(prio).on(n).arc())
+                    .unwrap();
+            }
+            if let Some(mem) = nominated {
+                snap.nominate(pod("held", 0, mem).priority(50).arc(), n1);
+            }
+            let p = pod("pre", 2000, GI).priority(10).build();
+            let d = schedule(&setup.profile, &p, &mut snap, CycleOptions::default());
+            let runner = FilterRunner {
+                pre_filters: &setup.profile.pre_filter,
+                filters: &setup.profile.filter,
+            };
+            let want = Some(("n2".to_string(), vec!["default/c".to_string()]));
+            for arithmetic in [true, false] {
+                let (r, _) =
+                    setup
+                        .evaluator
+                        .preempt_with(&p, &mut snap, &d.statuses, &runner, arithmetic);
+                assert_eq!(
+                    outcome(&r, &snap).1,
+                    want,
+                    "n1 memory {n1_mem}, arithmetic {arithmetic}"
+                );
+            }
+        }
+    }
+}
+
 /// A nominated pod of the preemptor's priority or more holds room on its node,
 /// as NodeResourcesFit counts it: the arithmetic must evict one more victim.
 #[test]
