@@ -187,12 +187,36 @@ impl NodeTable {
     /// The exact sums of the requests of the pods on node `i`: what the usage
     /// columns read before clamping. For arithmetic that takes pods away (a
     /// clamped column minus a pod's request would understate what is left).
-    pub fn exact_usage(&self, i: NodeIdx) -> &ExactUsage {
-        &self.exact[i as usize]
+    /// A column short of the clamp is its exact sum, so the cold sums are read
+    /// only when one is clamped: preemption asks this of every node.
+    pub fn exact_usage(&self, i: NodeIdx) -> ExactUsage {
+        let u = i as usize;
+        let cols = [
+            self.req_cpu[u],
+            self.req_mem[u],
+            self.req_eph[u],
+            self.nonzero_cpu[u],
+            self.nonzero_mem[u],
+        ];
+        if cols.iter().any(|&c| is_clamped(c)) {
+            return self.exact[u];
+        }
+        let [cpu, mem, eph, nonzero_cpu, nonzero_mem] = cols.map(i128::from);
+        ExactUsage {
+            cpu,
+            mem,
+            eph,
+            nonzero_cpu,
+            nonzero_mem,
+        }
     }
 
     /// The exact sum of the `name` requests of the pods on node `i`.
     pub fn exact_req_scalar(&self, i: NodeIdx, name: Sym) -> i128 {
+        let shown = self.req_scalar(i, name);
+        if !is_clamped(shown) {
+            return i128::from(shown);
+        }
         self.exact_scalars[i as usize]
             .iter()
             .find(|(n, _)| *n == name)
@@ -423,6 +447,12 @@ pub struct ExactUsage {
 #[inline]
 pub fn clamp_i64(x: i128) -> i64 {
     x.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// Whether a usage column may have been cut by `clamp_i64` (its exact sum may lie beyond).
+#[inline]
+fn is_clamped(column: i64) -> bool {
+    column == i64::MAX || column == i64::MIN
 }
 
 /// The distinct taint lists of live nodes, each with an id (0: the empty list).
