@@ -87,11 +87,41 @@ pub fn zone_name(i: u32) -> String {
     format!("zone-{}", char::from(b'a' + (i % 26) as u8))
 }
 
-pub(super) fn open_file(p: &Path) -> Result<std::fs::File, TraceError> {
+fn open_file(p: &Path) -> Result<std::fs::File, TraceError> {
     std::fs::File::open(p).map_err(|source| TraceError::Io {
         file: p.display().to_string(),
         source,
     })
+}
+
+/// An importer over two readers (nodes, then pods or jobs), each named for errors.
+pub(super) type ReadersImporter =
+    fn(std::fs::File, &str, std::fs::File, &str, &ImportOptions) -> Result<Trace, TraceError>;
+
+/// Opens the node file and the workload file, imports them, and records in the header where
+/// they came from: `{prefix}:{nodes},{workload} ({origin}; {options})`.
+pub(super) fn import_files(
+    prefix: &str,
+    origin: &str,
+    nodes_csv: &Path,
+    workload_csv: &Path,
+    options: &ImportOptions,
+    import: ReadersImporter,
+) -> Result<Trace, TraceError> {
+    let mut trace = import(
+        open_file(nodes_csv)?,
+        &nodes_csv.display().to_string(),
+        open_file(workload_csv)?,
+        &workload_csv.display().to_string(),
+        options,
+    )?;
+    trace.header.source = Some(format!(
+        "{prefix}:{},{} ({origin}; {})",
+        nodes_csv.display(),
+        workload_csv.display(),
+        options.describe()
+    ));
+    Ok(trace)
 }
 
 /// Labels the nodes' capacity type and zone by the seeded rule, discounts spot prices by
@@ -252,6 +282,18 @@ pub(super) fn cpu_quantity(milli: u64) -> String {
     } else {
         format!("{milli}m")
     }
+}
+
+/// The node additions of an imported trace (for the importers' tests).
+#[cfg(test)]
+pub(super) fn node_adds(t: &Trace) -> Vec<&NodeAdd> {
+    t.events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::NodeAdd(n) => Some(n),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The pod submissions of an imported trace, with their times (for the importers' tests).

@@ -16,7 +16,9 @@
 //! - Samples without the time, QoS and `gpu_spec` columns (`multigpu20`): pod k of the file
 //!   arrives at `t = k` s and runs to the end, at priority 0, on any GPU model.
 
-use super::csv_import::{assemble, assign_capacity_and_zones, cpu_quantity, int, open_file, Table};
+use super::csv_import::{
+    assemble, assign_capacity_and_zones, cpu_quantity, import_files, int, Table,
+};
 pub use super::csv_import::{
     gpu_price_per_hour, zone_name, ImportOptions, PODS_PER_NODE, PRICE_PER_GIB_HOUR,
     PRICE_PER_VCPU_HOUR, SPOT_PRICE_RATIO,
@@ -55,20 +57,14 @@ pub fn import_openb(
     pods_csv: &Path,
     options: &OpenbOptions,
 ) -> Result<Trace, TraceError> {
-    let mut trace = import_openb_readers(
-        open_file(nodes_csv)?,
-        &nodes_csv.display().to_string(),
-        open_file(pods_csv)?,
-        &pods_csv.display().to_string(),
+    import_files(
+        "openb",
+        "alibaba/clusterdata cluster-trace-gpu-v2023",
+        nodes_csv,
+        pods_csv,
         options,
-    )?;
-    trace.header.source = Some(format!(
-        "openb:{},{} (alibaba/clusterdata cluster-trace-gpu-v2023; {})",
-        nodes_csv.display(),
-        pods_csv.display(),
-        options.describe()
-    ));
-    Ok(trace)
+        import_openb_readers,
+    )
 }
 
 /// Imports from readers; `nodes_name`/`pods_name` name the sources in errors.

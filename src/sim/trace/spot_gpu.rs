@@ -13,8 +13,8 @@
 //!   constraint.
 
 use super::csv_import::{
-    assemble, assign_capacity_and_zones, gpu_price_per_hour, int, open_file, ImportOptions, Table,
-    PODS_PER_NODE, PRICE_PER_GIB_HOUR, PRICE_PER_VCPU_HOUR,
+    assemble, assign_capacity_and_zones, gpu_price_per_hour, import_files, int, ImportOptions,
+    Table, PODS_PER_NODE, PRICE_PER_GIB_HOUR, PRICE_PER_VCPU_HOUR,
 };
 use super::{
     quantize, AffinityRequirement, Event, NodeAdd, PodSubmit, SelectorOperator, StringMap,
@@ -82,20 +82,14 @@ pub fn import_spot_gpu(
     jobs_csv: &Path,
     options: &ImportOptions,
 ) -> Result<Trace, TraceError> {
-    let mut trace = import_spot_gpu_readers(
-        open_file(nodes_csv)?,
-        &nodes_csv.display().to_string(),
-        open_file(jobs_csv)?,
-        &jobs_csv.display().to_string(),
+    import_files(
+        "spot-gpu",
+        "alibaba/clusterdata cluster-trace-v2026-spot-gpu",
+        nodes_csv,
+        jobs_csv,
         options,
-    )?;
-    trace.header.source = Some(format!(
-        "spot-gpu:{},{} (alibaba/clusterdata cluster-trace-v2026-spot-gpu; {})",
-        nodes_csv.display(),
-        jobs_csv.display(),
-        options.describe()
-    ));
-    Ok(trace)
+        import_spot_gpu_readers,
+    )
 }
 
 /// Imports from readers; `nodes_name`/`jobs_name` name the sources in errors.
@@ -281,7 +275,7 @@ fn read_jobs<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
 
 #[cfg(test)]
 mod tests {
-    use super::super::csv_import::pod_submits;
+    use super::super::csv_import::{node_adds, pod_submits};
     use super::*;
     use crate::model::LABEL_ZONE;
     use crate::sim::trace::{CAPACITY_SPOT, LABEL_CAPACITY_TYPE};
@@ -315,16 +309,6 @@ mod tests {
         import_with(NODES, jobs, &ImportOptions::default())
     }
 
-    fn nodes_of(t: &Trace) -> Vec<&NodeAdd> {
-        t.events
-            .iter()
-            .filter_map(|e| match &e.event {
-                Event::NodeAdd(n) => Some(n),
-                _ => None,
-            })
-            .collect()
-    }
-
     fn line_error(e: TraceError) -> (String, usize, String) {
         match e {
             TraceError::Line {
@@ -343,7 +327,7 @@ mod tests {
             ..Default::default()
         };
         let t = import_with(NODES, JOB_HEADER, &on_demand).unwrap();
-        let nodes = nodes_of(&t);
+        let nodes = node_adds(&t);
         assert_eq!(nodes.len(), 4);
         let a100 = nodes[3];
         assert_eq!(a100.name, "spot-gpu-3");
@@ -362,11 +346,11 @@ mod tests {
             ..Default::default()
         };
         let t = import_with(NODES, JOB_HEADER, &all_spot).unwrap();
-        let spot = nodes_of(&t)[3];
+        let spot = node_adds(&t)[3];
         assert_eq!(spot.labels[LABEL_CAPACITY_TYPE], CAPACITY_SPOT);
         assert!((spot.price_per_hour.unwrap() - want * 0.35).abs() < 1e-6);
         // Anonymised models are priced at the default.
-        let s1 = nodes_of(&t)[0].price_per_hour.unwrap();
+        let s1 = node_adds(&t)[0].price_per_hour.unwrap();
         assert!((s1 - (192.0 * 0.08 + 4.0) * 0.35).abs() < 1e-6, "{s1}");
     }
 
@@ -449,7 +433,7 @@ mod tests {
                 zones: 3,
             };
             let t = import_with(&nodes, JOB_HEADER, &options).unwrap();
-            nodes_of(&t)
+            node_adds(&t)
                 .iter()
                 .map(|n| format!("{}/{}", n.labels[LABEL_CAPACITY_TYPE], n.labels[LABEL_ZONE]))
                 .collect()
@@ -521,7 +505,7 @@ mod tests {
         assert_eq!(import(&indexed).unwrap().events, plain.events);
         let nodes = ",node_name,gpu_capacity_num,cpu_num,gpu_model\n0,3,8,128,A100-SXM4-80GB\n";
         let t = import_with(nodes, JOB_HEADER, &ImportOptions::default()).unwrap();
-        assert_eq!(nodes_of(&t)[0].allocatable[RESOURCE_GPU], "8");
+        assert_eq!(node_adds(&t)[0].allocatable[RESOURCE_GPU], "8");
     }
 
     #[test]
