@@ -253,10 +253,11 @@ fn containers_request(spec: &core::PodSpec, name: &str) -> bool {
 /// default since Kubernetes 1.34): for cpu, memory and hugepages they replace
 /// the containers' sum, both in what the pod needs and in what the scorers
 /// count (upstream `PodRequests`; no 100m / 200 MiB stand-ins then). Pods read
-/// from files may lack the API server's defaulting, done here first: a
-/// pod-level limit without a request becomes the containers' sum when a
-/// container asks for cpu or memory, and the limit otherwise. Objects from the
-/// API server come defaulted, so this changes nothing for them.
+/// from files may lack the API server's defaulting, done here first: in a pod
+/// with pod-level limits, a missing pod-level cpu or memory request becomes the
+/// containers' sum when a container asks for it, and a resource's limit
+/// otherwise. Objects from the API server come defaulted, so this changes
+/// nothing for them.
 fn apply_pod_level_requests(
     ctx: &Ctx,
     spec: &core::PodSpec,
@@ -280,17 +281,20 @@ fn apply_pod_level_requests(
     for name in requested.keys().filter(|n| pod_level_resource(n)) {
         set.push((name, value(&requests, name)));
     }
-    for name in limited.keys().filter(|n| pod_level_resource(n)) {
-        if requested.contains_key(name) {
-            continue;
+    // The server defaults only pods with pod-level limits: first cpu and memory
+    // to the containers' sum where a container asks for them (with or without a
+    // pod-level limit of their own), then any other limited resource to its limit.
+    if !limited.is_empty() {
+        for name in [resources::CPU, resources::MEMORY] {
+            if !requested.contains_key(name) && containers_request(spec, name) {
+                set.push((name, value(reqs, name)));
+            }
         }
-        let overcommitted = name == resources::CPU || name == resources::MEMORY;
-        let defaulted = if overcommitted && containers_request(spec, name) {
-            value(reqs, name)
-        } else {
-            value(&limits, name)
-        };
-        set.push((name, defaulted));
+        for name in limited.keys().filter(|n| pod_level_resource(n)) {
+            if !set.iter().any(|&(n, _)| n == name.as_str()) {
+                set.push((name, value(&limits, name)));
+            }
+        }
     }
     for (name, v) in set {
         for r in [&mut *reqs, &mut *scored] {
@@ -1056,6 +1060,29 @@ spec:
         // the scorers then count as it is: no 100m / 200 MiB for "b".
         assert_eq!((m.requests.milli_cpu, m.requests.memory), (1000, 1 << 30));
         assert_eq!(m.non_zero_cpu_mem(), (1000, 1 << 30));
+    }
+
+    #[test]
+    fn pod_level_limits_default_requests_the_containers_ask_for() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p, namespace: ns}
+spec:
+  resources:
+    limits: {cpu: "4"}
+  containers:
+  - name: a
+    image: x
+    resources: {requests: {memory: 1Gi}}
+  - {name: b, image: x}
+"#,
+        );
+        let m = pod_from_k8s(&p, &()).unwrap();
+        // cpu: no container asks, so the pod-level limit. memory: no pod-level
+        // limit, but a container asks, so the pod-level request is the sum (1 GiB),
+        // which the scorers count as it is (not 1 GiB + 200 MiB for "b").
+        assert_eq!((m.requests.milli_cpu, m.requests.memory), (4000, 1 << 30));
+        assert_eq!(m.non_zero_cpu_mem(), (4000, 1 << 30));
     }
 
     #[test]
