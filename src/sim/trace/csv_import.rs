@@ -153,13 +153,21 @@ pub(super) fn assign_capacity_and_zones(nodes: &mut [NodeAdd], options: &ImportO
     }
 }
 
-/// The imported trace: every node at `t = 0`, then the pod events sorted by time (stable, so
-/// events of the same second keep their file order); validated.
+/// The imported trace, named `prefix` with source `{prefix}:{nodes},{workload}`: every node at
+/// `t = 0`, then the pod events sorted by time (stable, so events of the same second keep their
+/// file order); validated.
 pub(super) fn assemble(
-    header: TraceHeader,
+    prefix: &str,
+    (nodes_name, workload_name): (&str, &str),
+    options: &ImportOptions,
     nodes: Vec<NodeAdd>,
     mut pods: Vec<TimedEvent>,
 ) -> Result<Trace, TraceError> {
+    let header = TraceHeader::new(
+        Some(prefix.into()),
+        Some(format!("{prefix}:{nodes_name},{workload_name}")),
+        Some(options.seed),
+    );
     pods.sort_by(|a, b| a.t.total_cmp(&b.t));
     let mut events: Vec<TimedEvent> = nodes
         .into_iter()

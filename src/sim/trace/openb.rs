@@ -25,7 +25,7 @@ pub use super::csv_import::{
 };
 use super::{
     AffinityRequirement, Event, NodeAdd, PodSubmit, SelectorOperator, StringMap, TimedEvent, Trace,
-    TraceError, TraceHeader, DEFAULT_SCHEDULER_NAME, LABEL_GPU_MODEL, RESOURCE_GPU,
+    TraceError, DEFAULT_SCHEDULER_NAME, LABEL_GPU_MODEL, RESOURCE_GPU,
 };
 use crate::model::LABEL_HOSTNAME;
 use std::path::Path;
@@ -78,15 +78,7 @@ pub fn import_openb_readers<N: std::io::Read, P: std::io::Read>(
     options.check()?;
     let nodes = read_nodes(nodes, nodes_name, options)?;
     let pods = read_pods(pods, pods_name)?;
-    assemble(
-        TraceHeader::new(
-            Some("openb".into()),
-            Some(format!("openb:{nodes_name},{pods_name}")),
-            Some(options.seed),
-        ),
-        nodes,
-        pods,
-    )
+    assemble("openb", (nodes_name, pods_name), options, nodes, pods)
 }
 
 fn optional_int(column: &str, v: &str) -> Result<Option<u64>, String> {

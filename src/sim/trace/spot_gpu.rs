@@ -18,8 +18,7 @@ use super::csv_import::{
 };
 use super::{
     quantize, AffinityRequirement, Event, NodeAdd, PodSubmit, SelectorOperator, StringMap,
-    TimedEvent, Trace, TraceError, TraceHeader, DEFAULT_SCHEDULER_NAME, LABEL_GPU_MODEL,
-    RESOURCE_GPU,
+    TimedEvent, Trace, TraceError, DEFAULT_SCHEDULER_NAME, LABEL_GPU_MODEL, RESOURCE_GPU,
 };
 use crate::model::LABEL_HOSTNAME;
 use std::path::Path;
@@ -103,15 +102,7 @@ pub fn import_spot_gpu_readers<N: std::io::Read, J: std::io::Read>(
     options.check()?;
     let nodes = read_nodes(nodes, nodes_name, options)?;
     let pods = read_jobs(jobs, jobs_name)?;
-    assemble(
-        TraceHeader::new(
-            Some("spot-gpu".into()),
-            Some(format!("spot-gpu:{nodes_name},{jobs_name}")),
-            Some(options.seed),
-        ),
-        nodes,
-        pods,
-    )
+    assemble("spot-gpu", (nodes_name, jobs_name), options, nodes, pods)
 }
 
 /// Most workers one job may ask for: each becomes a pod in memory, and a row asking for
