@@ -11,6 +11,7 @@ mod node_ports;
 mod node_resources_balanced_allocation;
 mod node_resources_fit;
 mod node_unschedulable;
+mod pair_kernel;
 mod pod_topology_spread;
 mod resource_allocation;
 mod score_memo;

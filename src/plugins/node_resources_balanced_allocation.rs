@@ -11,8 +11,10 @@
 //! - PreScore skips the plugin for a pod requesting none of the resources
 //!   (best-effort pods, kubernetes#129138), so they are not all piled on one node.
 
+use super::pair_kernel::{self, PairScore};
 use super::resource_allocation::{
-    allocatable_requested, pod_requests, resolve, usage_columns, Usage, WeightedResource,
+    allocatable_requested, pod_requests, resolve, usage_columns, Usage, UsageColumn,
+    WeightedResource,
 };
 use super::score_memo::ScoreMemo;
 use crate::config::BalancedAllocationArgs;
@@ -183,24 +185,11 @@ impl NodeResourcesBalancedAllocation {
             }
             return;
         };
+        if pair_kernel::score_columns(PairScore::Balanced, nodes, &columns, requests, out) {
+            return;
+        }
         if let [(ca, ka), (cb, kb)] = columns[..] {
-            // The usual cpu + memory pair: the deviation of two shares is half their distance.
-            let (ra, rb) = (requests[ka], requests[kb]);
-            // Every column cut to one length: the compiler then checks each index once.
-            let len = ca.alloc.len();
-            let (a_alloc, a_used) = (&ca.alloc[..len], &ca.used[..len]);
-            let (b_alloc, b_used) = (&cb.alloc[..len], &cb.used[..len]);
-            for (o, &n) in out.iter_mut().zip(nodes) {
-                let i = n as usize;
-                let (a, b) = (a_alloc[i], b_alloc[i]);
-                *o = if a != 0 && b != 0 {
-                    let sa = (a_used[i].saturating_add(ra) as f64 / a as f64).min(1.0);
-                    let sb = (b_used[i].saturating_add(rb) as f64 / b as f64).min(1.0);
-                    balanced_score(&[sa, sb])
-                } else {
-                    MAX_NODE_SCORE
-                };
-            }
+            balanced_pair(nodes, (ca, requests[ka]), (cb, requests[kb]), out);
             return;
         }
         for (o, &n) in out.iter_mut().zip(nodes) {
@@ -214,6 +203,31 @@ impl NodeResourcesBalancedAllocation {
             }
             *o = balanced_score(&shares);
         }
+    }
+}
+
+/// The usual cpu + memory pair, node by node: the deviation of two shares is
+/// half their distance (what `pair_kernel` computes for many nodes at once).
+pub(super) fn balanced_pair(
+    nodes: &[NodeIdx],
+    (ca, ra): (UsageColumn, i64),
+    (cb, rb): (UsageColumn, i64),
+    out: &mut [i64],
+) {
+    // Every column cut to one length: the compiler then checks each index once.
+    let len = ca.alloc.len();
+    let (a_alloc, a_used) = (&ca.alloc[..len], &ca.used[..len]);
+    let (b_alloc, b_used) = (&cb.alloc[..len], &cb.used[..len]);
+    for (o, &n) in out.iter_mut().zip(nodes) {
+        let i = n as usize;
+        let (a, b) = (a_alloc[i], b_alloc[i]);
+        *o = if a != 0 && b != 0 {
+            let sa = (a_used[i].saturating_add(ra) as f64 / a as f64).min(1.0);
+            let sb = (b_used[i].saturating_add(rb) as f64 / b as f64).min(1.0);
+            balanced_score(&[sa, sb])
+        } else {
+            MAX_NODE_SCORE
+        };
     }
 }
 

@@ -20,6 +20,7 @@
 //! raw requests for everything else; resources the node lacks (allocatable 0) and
 //! scalar resources the pod does not request are left out, weight included.
 
+use super::pair_kernel::{self, PairScore};
 use super::resource_allocation::{
     allocatable_requested, div_by_reciprocal, is_extended_resource_name, is_scalar_resource_name,
     pod_requests, resolve, small_quotient, usage_columns, weighted_average, Usage,
@@ -163,7 +164,7 @@ fn least_requested_score(requested: i64, capacity: i64, inv: f64) -> i64 {
 
 /// `least_requested_score` for capacity below `SMALL_QUOTIENT_LIMIT`.
 #[inline]
-fn least_requested_small(requested: i64, capacity: i64, inv: f64) -> i64 {
+pub(super) fn least_requested_small(requested: i64, capacity: i64, inv: f64) -> i64 {
     if requested < 0 {
         return least_requested_score(requested, capacity, inv);
     }
@@ -176,7 +177,7 @@ fn least_requested_small(requested: i64, capacity: i64, inv: f64) -> i64 {
 
 /// `most_requested_score` for capacity below `SMALL_QUOTIENT_LIMIT`.
 #[inline]
-fn most_requested_small(requested: i64, capacity: i64, inv: f64) -> i64 {
+pub(super) fn most_requested_small(requested: i64, capacity: i64, inv: f64) -> i64 {
     if capacity <= 0 {
         return 0;
     }
@@ -515,17 +516,7 @@ impl FilterPlugin for NodeResourcesFit {
         let (free_mem, free_eph) = (&t.free_mem[..len], &t.free_eph[..len]);
         let in_range = |request: i64| (0..=-FREE_FLOOR).contains(&request);
         if in_range(cpu) && in_range(mem) {
-            // `request <= free` as the sign of `free - request`, which cannot
-            // overflow (free >= FREE_FLOOR); a zero request's term is masked
-            // out, as it always fits. The baseline x86-64 target has no packed
-            // 64-bit compare but packed subtraction: this loop is vectorized.
-            let (cpu_mask, mem_mask) = (-i64::from(cpu != 0), -i64::from(mem != 0));
-            for i in 0..len {
-                let short = ((free_cpu[i] - cpu) & cpu_mask)
-                    | ((free_mem[i] - mem) & mem_mask)
-                    | (free_pods[i] - 1);
-                pass[i] &= short >= 0;
-            }
+            fit_columns(pass, (free_cpu, cpu), (free_mem, mem), free_pods);
         } else {
             for i in 0..len {
                 pass[i] &= (free_pods[i] > 0) & fits(cpu, free_cpu[i]) & fits(mem, free_mem[i]);
@@ -537,6 +528,33 @@ impl FilterPlugin for NodeResourcesFit {
             }
         }
         true
+    }
+}
+
+/// Clears `pass[i]` where the node lacks the cpu, memory or a pod slot, for
+/// requests in 0..=-FREE_FLOOR: `request <= free` as the sign of `free -
+/// request`, which cannot overflow (free >= FREE_FLOOR); a zero request's term
+/// is masked out, as it always fits. The baseline x86-64 target has no packed
+/// 64-bit compare but packed subtraction: this loop is vectorized, and wider
+/// where the CPU has AVX2 or AVX-512 (chosen at run time).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn fit_columns(
+    pass: &mut [bool],
+    (free_cpu, cpu): (&[i64], i64),
+    (free_mem, mem): (&[i64], i64),
+    free_pods: &[i64],
+) {
+    let len = pass.len();
+    let (free_cpu, free_mem, free_pods) = (&free_cpu[..len], &free_mem[..len], &free_pods[..len]);
+    let (cpu_mask, mem_mask) = (-i64::from(cpu != 0), -i64::from(mem != 0));
+    for i in 0..len {
+        let short = ((free_cpu[i] - cpu) & cpu_mask)
+            | ((free_mem[i] - mem) & mem_mask)
+            | (free_pods[i] - 1);
+        pass[i] &= short >= 0;
     }
 }
 
@@ -743,10 +761,14 @@ impl NodeResourcesFit {
         let small = t.huge_nodes == 0;
         match (&self.strategy, columns) {
             (Scorer::LeastAllocated, Some(c)) if small => {
-                weighted_average(nodes, &c, requests, out, least_requested_small)
+                if !pair_kernel::score_columns(PairScore::Least, nodes, &c, requests, out) {
+                    weighted_average(nodes, &c, requests, out, least_requested_small)
+                }
             }
             (Scorer::MostAllocated, Some(c)) if small => {
-                weighted_average(nodes, &c, requests, out, most_requested_small)
+                if !pair_kernel::score_columns(PairScore::Most, nodes, &c, requests, out) {
+                    weighted_average(nodes, &c, requests, out, most_requested_small)
+                }
             }
             (Scorer::LeastAllocated, Some(c)) => {
                 weighted_average(nodes, &c, requests, out, least_requested_score)

@@ -745,7 +745,12 @@ fn total_at(raw: &[i64], weights: &[i64], offset: i64, k: usize) -> i64 {
 
 /// The position of the best feasible node (highest total; ties to the lower
 /// name rank), the totals summed block by block so they stay in L1 and each
-/// node is visited once per column. Fills `totals` when it is sized.
+/// node is visited once per column. Fills `totals` when it is sized. Compiled
+/// also for AVX2 and AVX-512, chosen at run time: there the sums vectorize.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn sum_and_select(
     raw: &[i64],
     weights: &[i64],

@@ -1,0 +1,491 @@
+//! The resource scorers' usual case, cpu + memory, as one loop over every node
+//! slot that the compiler turns into vector instructions.
+//!
+//! The scalar loops in `resource_allocation` read the nodes of the feasible list
+//! by index and convert between integers and floats with Rust's saturating
+//! casts: neither vectorizes, and the two scorers cost ~4 ns per node. Here the
+//! scores of all slots are computed in order, in f64, and the feasible ones
+//! gathered after. The arithmetic is the scalar loops' own, operation for
+//! operation, on inputs where every step is exact (`EXACT_BITS`); integers move
+//! in and out of floats by adding 1.5·2^52, which is exact in that range and
+//! vectorizes where `as` does not. The kernel is compiled for AVX-512, AVX2 and
+//! the baseline, the best the CPU has chosen at run time (`multiversion`). Rust
+//! never fuses a multiply and an add, so the FMA targets round as the scalar
+//! code does.
+//!
+//! Equality with the scalar loops: `tests::kernels_agree_with_the_scalar_loops`.
+
+use super::resource_allocation::UsageColumn;
+use crate::framework::MAX_NODE_SCORE;
+use crate::snapshot::{NodeIdx, SMALL_QUOTIENT_LIMIT};
+use std::cell::RefCell;
+
+/// What the kernel scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PairScore {
+    /// NodeResourcesFit LeastAllocated over the non-zero usage columns.
+    Least,
+    /// NodeResourcesFit MostAllocated over the non-zero usage columns.
+    Most,
+    /// NodeResourcesBalancedAllocation over the requested usage columns.
+    Balanced,
+}
+
+/// Usage and requests below 2^50 keep every sum, product and quotient below
+/// exact in f64 (and a usage plus a request cannot saturate).
+const EXACT_BITS: u32 = 50;
+/// 1.5·2^52: adding it to x in (-2^51, 2^51) leaves x rounded to an integer in
+/// the low mantissa bits.
+const MAGIC: f64 = 6_755_399_441_055_744.0;
+/// 2^52: an integer below it ORed into this exponent is 2^52 + x.
+const TWO_52: f64 = 4_503_599_627_370_496.0;
+
+/// Slots per feasible node above which scoring every slot costs more than the
+/// scalar loop over the feasible ones (with AVX2 the kernel is ~4 times faster
+/// per node; `benches/README.md`, twelfth session).
+const MAX_SLOTS_PER_NODE: usize = 3;
+
+thread_local! {
+    /// Scores of every slot, reused between calls on this thread.
+    static SLOT_SCORES: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `score_pair` for the columns of `resource_allocation::usage_columns`, when
+/// they are two and (but for BalancedAllocation, which has no weights) their
+/// weights sum to a power of two; `requests[k]` is the pod's request for
+/// configured resource k.
+pub(crate) fn score_columns(
+    kind: PairScore,
+    nodes: &[NodeIdx],
+    columns: &[(UsageColumn, usize)],
+    requests: &[i64],
+    out: &mut [i64],
+) -> bool {
+    let [(a, ka), (b, kb)] = columns else {
+        return false;
+    };
+    let (Some(&ra), Some(&rb)) = (requests.get(*ka), requests.get(*kb)) else {
+        return false;
+    };
+    let all = a.weight.saturating_add(b.weight);
+    let shift = all.trailing_zeros();
+    if kind != PairScore::Balanced && all.count_ones() != 1 {
+        return false;
+    }
+    score_pair(kind, nodes, (*a, ra), (*b, rb), shift, out)
+}
+
+/// Scores `nodes` into `out` with the cpu/memory pair (`a`, `b`), the pod's
+/// requests `ra`, `rb`; a node where both resources exist gets
+/// `(score_a·wa + score_b·wb) >> shift` (NodeResourcesFit, weights summing to a
+/// power of two) or the balanced score. False, with `out` unspecified, when
+/// the kernel does not apply (no vector unit worth it, too few of the slots
+/// feasible, a figure outside the exact range): the caller scores the scalar way.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn score_pair(
+    kind: PairScore,
+    nodes: &[NodeIdx],
+    (a, ra): (UsageColumn, i64),
+    (b, rb): (UsageColumn, i64),
+    shift: u32,
+    out: &mut [i64],
+) -> bool {
+    let slots = a.alloc.len();
+    if !worth_it() || nodes.len().saturating_mul(MAX_SLOTS_PER_NODE) < slots {
+        return false;
+    }
+    SLOT_SCORES.with(|buf| {
+        let Ok(mut buf) = buf.try_borrow_mut() else {
+            return false;
+        };
+        buf.resize(slots, 0);
+        if !score_slots(kind, a, ra, b, rb, shift, &mut buf) {
+            return false;
+        }
+        gather(&buf, nodes, out);
+        true
+    })
+}
+
+/// `out[k] = slot_scores[nodes[k]]`. An index past the end (never passed)
+/// reads the last slot instead of a bounds check, so the loop vectorizes.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn gather(slot_scores: &[i64], nodes: &[NodeIdx], out: &mut [i64]) {
+    let Some(last) = slot_scores.len().checked_sub(1) else {
+        return;
+    };
+    for (o, &n) in out.iter_mut().zip(nodes) {
+        *o = slot_scores[(n as usize).min(last)];
+    }
+}
+
+/// Whether the CPU has the vector unit the kernel is fast with (a baseline
+/// x86-64 has no packed 64-bit compare, and the kernel then loses to the
+/// scalar loop whenever some slots are infeasible).
+fn worth_it() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The score of every slot into `out` (as long as the columns); false when a
+/// figure lies outside the range the arithmetic is exact in.
+pub(crate) fn score_slots(
+    kind: PairScore,
+    a: UsageColumn,
+    ra: i64,
+    b: UsageColumn,
+    rb: i64,
+    shift: u32,
+    out: &mut [i64],
+) -> bool {
+    let in_range = |r: i64| (0..1 << EXACT_BITS).contains(&r);
+    let weights_fit = |w: i64| (0..=1 << 20).contains(&w);
+    if !in_range(ra) || !in_range(rb) || !weights_fit(a.weight) || !weights_fit(b.weight) {
+        return false;
+    }
+    if shift > 20 {
+        return false;
+    }
+    let len = out.len();
+    let cols = [a.alloc, a.used, b.alloc, b.used];
+    if cols.iter().any(|c| c.len() < len) || a.inv.len() < len || b.inv.len() < len {
+        return false;
+    }
+    let bits = kernel(kind, a, ra, b, rb, shift, out);
+    // Allocatable below SMALL_QUOTIENT_LIMIT is `small_quotient`'s domain.
+    let alloc_ok = bits.alloc < SMALL_QUOTIENT_LIMIT as u64;
+    let used_ok = bits.used >> EXACT_BITS == 0;
+    alloc_ok && used_ok
+}
+
+/// The OR of every allocatable and every usage figure read: tells after the
+/// loop whether all were in range (cheaper than a branch per node).
+struct Bits {
+    alloc: u64,
+    used: u64,
+}
+
+/// `x` as f64 for 0 <= x < 2^52.
+#[inline(always)]
+fn to_f64(x: i64) -> f64 {
+    f64::from_bits(x as u64 | TWO_52.to_bits()) - TWO_52
+}
+
+/// An integer-valued `s` in [0, 2^51) as i64.
+#[inline(always)]
+fn to_i64(s: f64) -> i64 {
+    (s + MAGIC).to_bits() as i64 - MAGIC.to_bits() as i64
+}
+
+/// floor(v) for 0 <= v < 2^51: rounded to the nearest integer, one less where
+/// that rounded up.
+#[inline(always)]
+fn floor(v: f64) -> f64 {
+    let r = (v + MAGIC) - MAGIC;
+    if r > v {
+        r - 1.0
+    } else {
+        r
+    }
+}
+
+/// `resource_allocation::small_quotient`'s floor((x + 0.5)·inv), for its
+/// domain: there (x + 0.5)·inv is at least 2^-45 from any integer, so v - 0.5
+/// rounds to floor(v) without the correction `floor` needs.
+#[inline(always)]
+fn small_quotient(x: f64, inv: f64) -> f64 {
+    ((x + 0.5) * inv - 0.5 + MAGIC) - MAGIC
+}
+
+#[inline(always)]
+fn min(x: f64, y: f64) -> f64 {
+    if x < y {
+        x
+    } else {
+        y
+    }
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn kernel(
+    kind: PairScore,
+    a: UsageColumn,
+    ra: i64,
+    b: UsageColumn,
+    rb: i64,
+    shift: u32,
+    out: &mut [i64],
+) -> Bits {
+    let len = out.len();
+    // Every column cut to one length: the compiler then checks each index once.
+    let (a_alloc, a_used, a_inv) = (&a.alloc[..len], &a.used[..len], &a.inv[..len]);
+    let (b_alloc, b_used, b_inv) = (&b.alloc[..len], &b.used[..len], &b.inv[..len]);
+    let (raf, rbf) = (to_f64(ra), to_f64(rb));
+    let (wa, wb) = (to_f64(a.weight), to_f64(b.weight));
+    let scale = 1.0 / (1u64 << shift) as f64;
+    let hundred = MAX_NODE_SCORE as f64;
+    let (mut alloc_bits, mut used_bits) = (0u64, 0u64);
+    // One loop per kind, the kind chosen once.
+    macro_rules! each_slot {
+        (|$x:ident, $y:ident, $ca:ident, $cb:ident, $ia:ident, $ib:ident| $score:expr) => {
+            for i in 0..len {
+                let (xa, xb, ua, ub) = (a_alloc[i], b_alloc[i], a_used[i], b_used[i]);
+                alloc_bits |= xa as u64 | xb as u64;
+                used_bits |= ua as u64 | ub as u64;
+                let ($ca, $cb) = (to_f64(xa), to_f64(xb));
+                let ($x, $y) = (to_f64(ua) + raf, to_f64(ub) + rbf);
+                let ($ia, $ib) = (a_inv[i], b_inv[i]);
+                out[i] = to_i64($score);
+            }
+        };
+    }
+    // NodeResourcesFit: a resource the node lacks (allocatable 0) is left out.
+    let fit = |sa: f64, sb: f64, ca: f64, cb: f64| {
+        if ca > 0.0 && cb > 0.0 {
+            floor((sa * wa + sb * wb) * scale)
+        } else if ca > 0.0 {
+            sa
+        } else if cb > 0.0 {
+            sb
+        } else {
+            0.0
+        }
+    };
+    match kind {
+        PairScore::Most => each_slot!(|x, y, ca, cb, ia, ib| {
+            // requested.clamp(0, capacity): requests are >= 0 here.
+            let sa = small_quotient(min(x, ca) * hundred, ia);
+            let sb = small_quotient(min(y, cb) * hundred, ib);
+            fit(sa, sb, ca, cb)
+        }),
+        PairScore::Least => each_slot!(|x, y, ca, cb, ia, ib| {
+            // 0 when over-committed.
+            let (fa, fb) = (ca - x, cb - y);
+            let sa = if fa < 0.0 {
+                0.0
+            } else {
+                small_quotient(fa * hundred, ia)
+            };
+            let sb = if fb < 0.0 {
+                0.0
+            } else {
+                small_quotient(fb * hundred, ib)
+            };
+            fit(sa, sb, ca, cb)
+        }),
+        PairScore::Balanced => each_slot!(|x, y, ca, cb, _ia, _ib| {
+            // The two shares, capped at 1; their deviation is half their distance.
+            let sa = min(x / ca, 1.0);
+            let sb = min(y / cb, 1.0);
+            let std = ((sa - sb) * 0.5).abs();
+            if ca > 0.0 && cb > 0.0 {
+                floor((1.0 - std) * hundred)
+            } else {
+                hundred
+            }
+        }),
+    }
+    Bits {
+        alloc: alloc_bits,
+        used: used_bits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::node_resources_balanced_allocation::balanced_pair;
+    use crate::plugins::node_resources_fit::{least_requested_small, most_requested_small};
+    use crate::plugins::resource_allocation::weighted_average;
+    use proptest::prelude::*;
+
+    /// Node columns of one resource.
+    struct Resource {
+        alloc: Vec<i64>,
+        used: Vec<i64>,
+        inv: Vec<f64>,
+    }
+
+    impl Resource {
+        fn new(alloc: Vec<i64>, used: Vec<i64>) -> Resource {
+            let inv = alloc
+                .iter()
+                .map(|&a| if a > 0 { 1.0 / a as f64 } else { 0.0 })
+                .collect();
+            Resource { alloc, used, inv }
+        }
+
+        fn column(&self, weight: i64) -> UsageColumn<'_> {
+            UsageColumn {
+                alloc: &self.alloc,
+                inv: &self.inv,
+                used: &self.used,
+                weight,
+            }
+        }
+    }
+
+    /// The kernel's scores of every slot, or None where it declines.
+    fn kernel_scores(
+        kind: PairScore,
+        (a, ra): (UsageColumn, i64),
+        (b, rb): (UsageColumn, i64),
+    ) -> Option<Vec<i64>> {
+        let mut out = vec![-1; a.alloc.len()];
+        let shift = (a.weight + b.weight).trailing_zeros();
+        score_slots(kind, a, ra, b, rb, shift, &mut out).then_some(out)
+    }
+
+    /// The scalar loops' scores of every slot.
+    fn scalar_scores(
+        kind: PairScore,
+        (a, ra): (UsageColumn, i64),
+        (b, rb): (UsageColumn, i64),
+    ) -> Vec<i64> {
+        let nodes: Vec<NodeIdx> = (0..a.alloc.len() as NodeIdx).collect();
+        let mut out = vec![-1; nodes.len()];
+        let columns = [(a, 0), (b, 1)];
+        match kind {
+            PairScore::Least => {
+                weighted_average(&nodes, &columns, &[ra, rb], &mut out, least_requested_small)
+            }
+            PairScore::Most => {
+                weighted_average(&nodes, &columns, &[ra, rb], &mut out, most_requested_small)
+            }
+            PairScore::Balanced => balanced_pair(&nodes, (a, ra), (b, rb), &mut out),
+        }
+        out
+    }
+
+    const KINDS: [PairScore; 3] = [PairScore::Least, PairScore::Most, PairScore::Balanced];
+
+    /// Allocatable: absent, small, or up to the kernel's limit.
+    fn alloc() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            Just(0i64),
+            1i64..2_000,
+            1i64..(1 << 36),
+            (SMALL_QUOTIENT_LIMIT - 1_000)..SMALL_QUOTIENT_LIMIT,
+        ]
+    }
+
+    /// A node's usage: near a multiple of a hundredth of its allocatable (where
+    /// quotients land on integers), anywhere, or past allocatable.
+    fn node() -> impl Strategy<Value = (i64, i64)> {
+        (alloc(), 0i64..=150, -2i64..=2, 0i64..(1 << 49)).prop_map(|(a, pct, d, any)| {
+            let used = if pct == 150 {
+                any
+            } else {
+                (a / 100 * pct + d).max(0)
+            };
+            (a, used)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn kernels_agree_with_the_scalar_loops(
+            cpu in prop::collection::vec(node(), 1..48),
+            mem in prop::collection::vec(node(), 48),
+            ra in prop_oneof![Just(0i64), 0i64..100_000, 0i64..(1 << 49)],
+            rb in prop_oneof![Just(0i64), 0i64..(1 << 49)],
+            weights in prop_oneof![Just((1i64, 1i64)), Just((1, 3)), Just((2, 2)), Just((5, 3)), Just((1, 0))],
+        ) {
+            let n = cpu.len();
+            let a = Resource::new(cpu.iter().map(|c| c.0).collect(), cpu.iter().map(|c| c.1).collect());
+            let b = Resource::new(mem[..n].iter().map(|c| c.0).collect(), mem[..n].iter().map(|c| c.1).collect());
+            for kind in KINDS {
+                let pair = ((a.column(weights.0), ra), (b.column(weights.1), rb));
+                let kernel = kernel_scores(kind, pair.0, pair.1);
+                // Everything here is in the kernel's range: it must not decline.
+                prop_assert!(kernel.is_some(), "{kind:?} declined");
+                prop_assert_eq!(kernel, Some(scalar_scores(kind, pair.0, pair.1)), "{:?}", kind);
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_agree_on_every_usage_of_small_nodes() {
+        // Every usage of nodes up to 300 millicores: all the points where a
+        // quotient or a share lands exactly on an integer.
+        for c in 1..=300i64 {
+            let used: Vec<i64> = (0..=c + 2).collect();
+            let a = Resource::new(vec![c; used.len()], used.clone());
+            let b = Resource::new(
+                vec![300; used.len()],
+                used.iter().map(|u| u * 7 % 301).collect(),
+            );
+            for kind in KINDS {
+                for r in [0, 1, 50] {
+                    let pair = ((a.column(1), r), (b.column(1), 0));
+                    assert_eq!(
+                        kernel_scores(kind, pair.0, pair.1),
+                        Some(scalar_scores(kind, pair.0, pair.1)),
+                        "{kind:?} c={c} r={r}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn figures_outside_the_exact_range_are_declined() {
+        let ok = Resource::new(vec![64_000, 0], vec![1_000, 0]);
+        let huge_alloc = Resource::new(vec![SMALL_QUOTIENT_LIMIT, 1], vec![0, 0]);
+        let huge_used = Resource::new(vec![64_000, 1], vec![1 << EXACT_BITS, 0]);
+        let negative = Resource::new(vec![-1, 1], vec![0, 0]);
+        for kind in KINDS {
+            assert!(kernel_scores(kind, (ok.column(1), 0), (ok.column(1), 0)).is_some());
+            for bad in [&huge_alloc, &huge_used, &negative] {
+                assert!(kernel_scores(kind, (bad.column(1), 0), (ok.column(1), 0)).is_none());
+                assert!(kernel_scores(kind, (ok.column(1), 0), (bad.column(1), 0)).is_none());
+            }
+            for r in [-1, 1 << EXACT_BITS, i64::MAX] {
+                assert!(kernel_scores(kind, (ok.column(1), r), (ok.column(1), 0)).is_none());
+            }
+            assert!(kernel_scores(kind, (ok.column(-1), 0), (ok.column(1), 0)).is_none());
+        }
+    }
+
+    #[test]
+    fn feasible_nodes_are_gathered_from_the_slot_scores() {
+        // Dense enough for the kernel: every slot but one feasible.
+        let n = 64;
+        let a = Resource::new(vec![64_000; n], (0..n as i64).map(|i| i * 900).collect());
+        let b = Resource::new(vec![1 << 30; n], (0..n as i64).map(|i| i << 23).collect());
+        let nodes: Vec<NodeIdx> = (0..n as NodeIdx).filter(|&i| i != 5).rev().collect();
+        let columns = [(a.column(1), 0), (b.column(1), 1)];
+        for kind in KINDS {
+            let mut out = vec![-1; nodes.len()];
+            let used = score_columns(kind, &nodes, &columns, &[500, 1 << 20], &mut out);
+            // Without AVX2 the caller is told to score the scalar way.
+            assert_eq!(used, worth_it(), "{kind:?}");
+            if used {
+                let all = scalar_scores(kind, (a.column(1), 500), (b.column(1), 1 << 20));
+                let want: Vec<i64> = nodes.iter().map(|&i| all[i as usize]).collect();
+                assert_eq!(out, want, "{kind:?}");
+            }
+            // Too few feasible slots: the scalar loop is cheaper.
+            let mut one = [0i64];
+            assert!(!score_columns(
+                kind,
+                &[3],
+                &columns,
+                &[500, 1 << 20],
+                &mut one
+            ));
+        }
+    }
+}
