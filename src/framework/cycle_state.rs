@@ -2,6 +2,7 @@
 
 use crate::model::Sym;
 use std::any::{Any, TypeId};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upstream's PreFilterResult: the node names PreFilter plugins narrowed the pod
 /// to (intersected over plugins), and those plugins, sorted. Nodes outside the
@@ -35,9 +36,10 @@ pub struct CycleState {
     values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
     skip_filter: Vec<&'static str>,
     skip_score: Vec<&'static str>,
-    /// Score plugins compute every node afresh instead of reusing scores kept
-    /// from earlier cycles (`CycleOptions::fresh`).
-    fresh_scores: bool,
+    /// Set when score plugins compute every node afresh instead of reusing
+    /// scores kept from earlier cycles (`CycleOptions::fresh`): an id no other
+    /// cycle has, for what may be kept within this one.
+    fresh_cycle: Option<u64>,
     prefilter_nodes: Option<PreFilterNodes>,
 }
 
@@ -88,12 +90,19 @@ impl CycleState {
     /// Score every node afresh (`CycleOptions::fresh`): no plugin reuses or keeps
     /// node scores from other cycles. Public for tools that run plugins alone.
     pub fn set_fresh_scores(&mut self, fresh: bool) {
-        self.fresh_scores = fresh;
+        static NEXT_FRESH_CYCLE: AtomicU64 = AtomicU64::new(1);
+        self.fresh_cycle = fresh.then(|| NEXT_FRESH_CYCLE.fetch_add(1, Ordering::Relaxed));
     }
 
     /// Whether score plugins may reuse node scores kept from earlier cycles.
     pub fn reuses_scores(&self) -> bool {
-        !self.fresh_scores
+        self.fresh_cycle.is_none()
+    }
+
+    /// When scores are computed afresh, this cycle's id (unique in the
+    /// process): what a plugin keeps under it is reused within the cycle only.
+    pub fn fresh_cycle(&self) -> Option<u64> {
+        self.fresh_cycle
     }
 
     /// A PreFilter plugin's node names (upstream `PreFilterResult.NodeNames`):

@@ -11,7 +11,7 @@
 //! - PreScore skips the plugin for a pod requesting none of the resources
 //!   (best-effort pods, kubernetes#129138), so they are not all piled on one node.
 
-use super::pair_kernel::{self, PairScore};
+use super::pair_kernel::{self, PairScore, Scope};
 use super::resource_allocation::{
     allocatable_requested, pod_requests, resolve, usage_columns, Usage, UsageColumn,
     WeightedResource,
@@ -152,13 +152,17 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
                 &computed
             }
         };
+        let scope = Scope {
+            version: snap.nodes().version(),
+            cycle: state.fresh_cycle(),
+        };
         self.memo.score_nodes(
             requests,
             state.reuses_scores(),
             snap.nodes(),
             nodes,
             out,
-            |nodes, out| self.score_columns(snap, nodes, requests, out),
+            |nodes, out| self.score_columns(snap, scope, nodes, requests, out),
         );
     }
 
@@ -177,7 +181,14 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
 impl NodeResourcesBalancedAllocation {
     /// Shares straight from the node columns when the resources are cpu, memory
     /// and ephemeral storage; node by node otherwise.
-    fn score_columns(&self, snap: &Snapshot, nodes: &[NodeIdx], requests: &[i64], out: &mut [i64]) {
+    fn score_columns(
+        &self,
+        snap: &Snapshot,
+        scope: Scope,
+        nodes: &[NodeIdx],
+        requests: &[i64],
+        out: &mut [i64],
+    ) {
         let t = snap.nodes();
         let Some(columns) = usage_columns(t, &self.resources, Usage::Requested) else {
             for (o, &n) in out.iter_mut().zip(nodes) {
@@ -185,7 +196,7 @@ impl NodeResourcesBalancedAllocation {
             }
             return;
         };
-        if pair_kernel::score_columns(PairScore::Balanced, nodes, &columns, requests, out) {
+        if pair_kernel::score_columns(PairScore::Balanced, scope, nodes, &columns, requests, out) {
             return;
         }
         if let [(ca, ka), (cb, kb)] = columns[..] {

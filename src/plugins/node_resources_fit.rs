@@ -20,7 +20,7 @@
 //! raw requests for everything else; resources the node lacks (allocatable 0) and
 //! scalar resources the pod does not request are left out, weight included.
 
-use super::pair_kernel::{self, PairScore};
+use super::pair_kernel::{self, PairScore, Scope};
 use super::resource_allocation::{
     allocatable_requested, div_by_reciprocal, is_extended_resource_name, is_scalar_resource_name,
     pod_requests, resolve, small_quotient, usage_columns, weighted_average, Usage,
@@ -728,13 +728,17 @@ impl ScorePlugin for NodeResourcesFit {
                 &computed
             }
         };
+        let scope = Scope {
+            version: snap.nodes().version(),
+            cycle: state.fresh_cycle(),
+        };
         self.memo.score_nodes(
             requests,
             state.reuses_scores(),
             snap.nodes(),
             nodes,
             out,
-            |nodes, out| self.score_columns(snap, nodes, requests, out),
+            |nodes, out| self.score_columns(snap, scope, nodes, requests, out),
         );
     }
 
@@ -754,19 +758,26 @@ impl NodeResourcesFit {
     /// Least/MostAllocated over cpu, memory and ephemeral storage (the usual
     /// configurations) read the node columns directly; other strategies and
     /// scalar resources go through `score_node`.
-    fn score_columns(&self, snap: &Snapshot, nodes: &[NodeIdx], requests: &[i64], out: &mut [i64]) {
+    fn score_columns(
+        &self,
+        snap: &Snapshot,
+        scope: Scope,
+        nodes: &[NodeIdx],
+        requests: &[i64],
+        out: &mut [i64],
+    ) {
         let t = snap.nodes();
         let columns = usage_columns(t, &self.resources, Usage::NonZero);
         // Without nodes of 8 TiB or more, a quotient is a multiplication.
         let small = t.huge_nodes == 0;
         match (&self.strategy, columns) {
             (Scorer::LeastAllocated, Some(c)) if small => {
-                if !pair_kernel::score_columns(PairScore::Least, nodes, &c, requests, out) {
+                if !pair_kernel::score_columns(PairScore::Least, scope, nodes, &c, requests, out) {
                     weighted_average(nodes, &c, requests, out, least_requested_small)
                 }
             }
             (Scorer::MostAllocated, Some(c)) if small => {
-                if !pair_kernel::score_columns(PairScore::Most, nodes, &c, requests, out) {
+                if !pair_kernel::score_columns(PairScore::Most, scope, nodes, &c, requests, out) {
                     weighted_average(nodes, &c, requests, out, most_requested_small)
                 }
             }

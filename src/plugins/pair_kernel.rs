@@ -15,7 +15,7 @@
 //!
 //! Equality with the scalar loops: `tests::kernels_agree_with_the_scalar_loops`.
 
-use super::resource_allocation::UsageColumn;
+use super::resource_allocation::{ResourceKind, Usage, UsageColumn};
 use crate::framework::MAX_NODE_SCORE;
 use crate::snapshot::{NodeIdx, SMALL_QUOTIENT_LIMIT};
 use std::cell::RefCell;
@@ -40,22 +40,48 @@ const MAGIC: f64 = 6_755_399_441_055_744.0;
 /// 2^52: an integer below it ORed into this exponent is 2^52 + x.
 const TWO_52: f64 = 4_503_599_627_370_496.0;
 
-/// Slots per feasible node above which scoring every slot costs more than the
-/// scalar loop over the feasible ones (with AVX2 the kernel is ~4 times faster
-/// per node; `benches/README.md`, twelfth session).
-const MAX_SLOTS_PER_NODE: usize = 3;
-
 thread_local! {
-    /// Scores of every slot, reused between calls on this thread.
-    static SLOT_SCORES: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
+    /// The slot scores last computed on this thread, one entry per kind: the
+    /// bounded selection (`framework::cycle::bounded`) asks each scorer for
+    /// the nodes of one class at a time, and all classes read one computation.
+    static SLOT_SCORES: RefCell<[SlotScores; 3]> = RefCell::new(Default::default());
+}
+
+#[derive(Default)]
+struct SlotScores {
+    /// What the scores were computed from (None: nothing valid).
+    key: Option<Key>,
+    scores: Vec<i64>,
+}
+
+/// Where slot scores may be reused: on a table of this version
+/// (`NodeTable::version`: equal versions, equal contents), and within one cycle
+/// (`CycleState::fresh_cycle`) when the cycle must compute its scores afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scope {
+    pub version: u64,
+    pub cycle: Option<u64>,
+}
+
+/// Every input of `kernel`: the table's contents by `Scope` and which of its
+/// columns are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    scope: Scope,
+    columns: [(ResourceKind, Usage); 2],
+    slots: usize,
+    requests: (i64, i64),
+    weights: (i64, i64),
+    shift: u32,
 }
 
 /// `score_pair` for the columns of `resource_allocation::usage_columns`, when
 /// they are two and (but for BalancedAllocation, which has no weights) their
 /// weights sum to a power of two; `requests[k]` is the pod's request for
-/// configured resource k.
+/// configured resource k, `scope` where the columns' scores may be reused.
 pub(crate) fn score_columns(
     kind: PairScore,
+    scope: Scope,
     nodes: &[NodeIdx],
     columns: &[(UsageColumn, usize)],
     requests: &[i64],
@@ -72,37 +98,56 @@ pub(crate) fn score_columns(
     if kind != PairScore::Balanced && all.count_ones() != 1 {
         return false;
     }
-    score_pair(kind, nodes, (*a, ra), (*b, rb), shift, out)
+    score_pair(kind, scope, nodes, (*a, ra), (*b, rb), shift, out)
 }
 
 /// Scores `nodes` into `out` with the cpu/memory pair (`a`, `b`), the pod's
 /// requests `ra`, `rb`; a node where both resources exist gets
 /// `(score_a·wa + score_b·wb) >> shift` (NodeResourcesFit, weights summing to a
-/// power of two) or the balanced score. False, with `out` unspecified, when
-/// the kernel does not apply (no vector unit worth it, too few of the slots
-/// feasible, a figure outside the exact range): the caller scores the scalar way.
+/// power of two) or the balanced score. The slot scores are computed once per
+/// scope and inputs, and kept for the next call. False, with `out`
+/// unspecified, when the kernel does not apply (no vector unit worth it, too
+/// few of the slots asked for, a figure outside the exact range): the caller
+/// scores the scalar way.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn score_pair(
     kind: PairScore,
+    scope: Scope,
     nodes: &[NodeIdx],
     (a, ra): (UsageColumn, i64),
     (b, rb): (UsageColumn, i64),
     shift: u32,
     out: &mut [i64],
 ) -> bool {
-    let slots = a.alloc.len();
-    if !worth_it() || nodes.len().saturating_mul(MAX_SLOTS_PER_NODE) < slots {
+    let Some(max_slots_per_node) = slots_per_node() else {
         return false;
-    }
-    SLOT_SCORES.with(|buf| {
-        let Ok(mut buf) = buf.try_borrow_mut() else {
+    };
+    let slots = a.alloc.len();
+    let key = Key {
+        scope,
+        columns: [a.source, b.source],
+        slots,
+        requests: (ra, rb),
+        weights: (a.weight, b.weight),
+        shift,
+    };
+    SLOT_SCORES.with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
             return false;
         };
-        buf.resize(slots, 0);
-        if !score_slots(kind, a, ra, b, rb, shift, &mut buf) {
-            return false;
+        let entry = &mut cache[kind as usize];
+        if entry.key != Some(key) {
+            entry.key = None;
+            if nodes.len().saturating_mul(max_slots_per_node) < slots {
+                return false;
+            }
+            entry.scores.resize(slots, 0);
+            if !score_slots(kind, a, ra, b, rb, shift, &mut entry.scores) {
+                return false;
+            }
+            entry.key = Some(key);
         }
-        gather(&buf, nodes, out);
+        gather(&entry.scores, nodes, out);
         true
     })
 }
@@ -122,17 +167,29 @@ fn gather(slot_scores: &[i64], nodes: &[NodeIdx], out: &mut [i64]) {
     }
 }
 
-/// Whether the CPU has the vector unit the kernel is fast with (a baseline
-/// x86-64 has no packed 64-bit compare, and the kernel then loses to the
-/// scalar loop whenever some slots are infeasible).
-fn worth_it() -> bool {
+/// How many slots the kernel may score per node asked for. Per slot it costs
+/// about 1/3.6 of the scalar loop's per node with AVX2 and 1/5 with AVX-512
+/// (`benches/README.md`, twelfth session); the bounded selection asks for a
+/// few classes of nodes in turn, and all read the scores computed for the
+/// first, so the AVX-512 build goes dense a little past its break-even. None
+/// without AVX2: the baseline build (no packed 64-bit compare) is no faster per
+/// slot than the scalar loop per node.
+fn slots_per_node() -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2")
+        use std::arch::is_x86_feature_detected as has;
+        // multiversion takes its AVX-512 build only with Ice Lake's extensions.
+        if has!("avx512f") && has!("avx512vbmi2") && has!("avx512dq") && has!("avx512vl") {
+            Some(10)
+        } else if has!("avx2") {
+            Some(4)
+        } else {
+            None
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        None
     }
 }
 
@@ -333,6 +390,7 @@ mod tests {
                 inv: &self.inv,
                 used: &self.used,
                 weight,
+                source: (ResourceKind::Cpu, Usage::NonZero),
             }
         }
     }
@@ -459,33 +517,136 @@ mod tests {
         }
     }
 
+    /// A scope no other test shares: equal scopes promise equal columns.
+    fn new_scope(cycle: Option<u64>) -> Scope {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let version = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Scope { version, cycle }
+    }
+
     #[test]
     fn feasible_nodes_are_gathered_from_the_slot_scores() {
         // Dense enough for the kernel: every slot but one feasible.
         let n = 64;
         let a = Resource::new(vec![64_000; n], (0..n as i64).map(|i| i * 900).collect());
         let b = Resource::new(vec![1 << 30; n], (0..n as i64).map(|i| i << 23).collect());
-        let nodes: Vec<NodeIdx> = (0..n as NodeIdx).filter(|&i| i != 5).rev().collect();
+        let nodes: Vec<NodeIdx> = (0..n as NodeIdx).filter(|&i| i != 5).collect();
         let columns = [(a.column(1), 0), (b.column(1), 1)];
+        let requests = [500, 1 << 20];
         for kind in KINDS {
             let mut out = vec![-1; nodes.len()];
-            let used = score_columns(kind, &nodes, &columns, &[500, 1 << 20], &mut out);
+            let used = score_columns(kind, new_scope(None), &nodes, &columns, &requests, &mut out);
             // Without AVX2 the caller is told to score the scalar way.
-            assert_eq!(used, worth_it(), "{kind:?}");
+            assert_eq!(used, slots_per_node().is_some(), "{kind:?}");
             if used {
                 let all = scalar_scores(kind, (a.column(1), 500), (b.column(1), 1 << 20));
                 let want: Vec<i64> = nodes.iter().map(|&i| all[i as usize]).collect();
                 assert_eq!(out, want, "{kind:?}");
             }
-            // Too few feasible slots: the scalar loop is cheaper.
+            // Too few of the slots asked for: the scalar loop is cheaper.
             let mut one = [0i64];
+            let scope = new_scope(None);
             assert!(!score_columns(
                 kind,
+                scope,
                 &[3],
                 &columns,
-                &[500, 1 << 20],
+                &requests,
                 &mut one
             ));
         }
+    }
+
+    #[test]
+    fn slot_scores_are_kept_for_their_scope_only() {
+        let n = 32;
+        let alloc = vec![64_000; n];
+        let before = Resource::new(alloc.clone(), vec![8_000; n]);
+        let after = Resource::new(alloc, vec![40_000; n]);
+        let nodes: Vec<NodeIdx> = (0..n as NodeIdx).collect();
+        let score = |r: &Resource, scope: Scope, nodes: &[NodeIdx]| {
+            let mut out = vec![-1; nodes.len()];
+            let pair = ((r.column(1), 0), (r.column(1), 0));
+            score_pair(PairScore::Most, scope, nodes, pair.0, pair.1, 1, &mut out).then_some(out)
+        };
+        let (at_8000, at_40000) = (Some(vec![12; n]), Some(vec![62; n]));
+        let first = new_scope(None);
+        if slots_per_node().is_none() {
+            assert_eq!(score(&before, first, &nodes), None);
+            return;
+        }
+        assert_eq!(score(&before, first, &nodes), at_8000);
+        // One scope, one content: the kept scores answer, for any nodes.
+        assert_eq!(score(&after, first, &nodes), at_8000);
+        assert_eq!(score(&after, first, &[7]), Some(vec![12]));
+        // A new version: computed again.
+        let second = new_scope(None);
+        assert_eq!(score(&after, second, &nodes), at_40000);
+        // A fresh cycle keeps its scores for itself alone.
+        let cycle = new_scope(Some(7));
+        assert_eq!(score(&before, cycle, &nodes), at_8000);
+        assert_eq!(score(&after, cycle, &nodes), at_8000);
+        let next = Scope {
+            cycle: Some(8),
+            ..cycle
+        };
+        assert_eq!(score(&after, next, &nodes), at_40000);
+    }
+
+    #[test]
+    fn kept_slot_scores_follow_every_change_to_the_table() {
+        use crate::config::{BalancedAllocationArgs, NodeResourcesFitArgs, ScoringStrategyType};
+        use crate::framework::{CycleState, ScorePlugin};
+        use crate::model::capacity::CapacityRules;
+        use crate::plugins::{NodeResourcesBalancedAllocation, NodeResourcesFit};
+        use crate::snapshot::Snapshot;
+        use crate::testkit::{node, pod, GI};
+        let mut most = NodeResourcesFitArgs::default();
+        most.scoring_strategy.kind = ScoringStrategyType::MostAllocated;
+        let plugins: Vec<Box<dyn ScorePlugin>> = vec![
+            Box::new(NodeResourcesFit::new(&NodeResourcesFitArgs::default()).unwrap()),
+            Box::new(NodeResourcesFit::new(&most).unwrap()),
+            Box::new(
+                NodeResourcesBalancedAllocation::new(&BalancedAllocationArgs::default()).unwrap(),
+            ),
+        ];
+        let mut s = Snapshot::new(CapacityRules::default());
+        for i in 0..24 {
+            s.upsert_node(node(&format!("n{i}"), 8_000 + 500 * i, (16 + i) * GI).build());
+        }
+        let incoming = pod("incoming", 1_500, 3 * GI).build();
+        // Scores of every live node, in one call (the kernel's way, scores kept
+        // between cycles) and node by node (the plugin's plain `score`).
+        let check = |s: &Snapshot, step: &str| {
+            let nodes: Vec<NodeIdx> = s.nodes().live_indices().collect();
+            let state = CycleState::default();
+            for p in &plugins {
+                let mut out = vec![-1; nodes.len()];
+                p.score_nodes(&state, &incoming, s, &nodes, &mut out);
+                let one_by_one: Vec<i64> = nodes
+                    .iter()
+                    .map(|&n| p.score(&state, &incoming, s, n))
+                    .collect();
+                assert_eq!(out, one_by_one, "{} after {step}", p.name());
+            }
+        };
+        check(&s, "the nodes came");
+        for i in 0..12 {
+            let p = pod(&format!("p{i}"), 700 * i, i * GI)
+                .on(&format!("n{}", i % 5))
+                .arc();
+            s.upsert_pod(p).unwrap();
+            check(&s, "a pod came");
+        }
+        s.assume(pod("assumed", 3_000, 6 * GI).arc(), 9).unwrap();
+        check(&s, "a pod was assumed");
+        s.upsert_node(node("n3", 2_000, 4 * GI).build());
+        check(&s, "a node shrank");
+        assert!(s.remove_pod(&crate::model::PodKey::new("default", "p4")));
+        check(&s, "a pod went");
+        s.remove_node(crate::model::Sym::new("n1"));
+        check(&s, "a node went");
+        s.upsert_node(node("n1", 30_000, 64 * GI).build());
+        check(&s, "a node came back");
     }
 }

@@ -178,6 +178,8 @@ pub(crate) struct UsageColumn<'a> {
     pub inv: &'a [f64],
     pub used: &'a [i64],
     pub weight: i64,
+    /// Which columns these are.
+    pub source: (ResourceKind, Usage),
 }
 
 /// The node columns of each configured resource, when all of them are cpu, memory
@@ -204,6 +206,7 @@ pub(crate) fn usage_columns<'a>(
             inv,
             used,
             weight: w.weight,
+            source: (w.kind, usage),
         };
         cols.push((col, k));
     }

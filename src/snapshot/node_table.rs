@@ -101,6 +101,10 @@ pub struct NodeTable {
     /// clone, so a score computed from that state alone can be kept and reused
     /// (`plugins::score_memo`).
     pub stamp: Vec<u64>,
+    /// Changes with every change to the table (a fresh stamp): two tables of
+    /// one version, a table and its clone say, hold the same nodes and usage,
+    /// so what is computed from all of them can be kept (`plugins::pair_kernel`).
+    version: u64,
 }
 
 impl NodeTable {
@@ -143,6 +147,12 @@ impl NodeTable {
 
     fn restamp(&mut self, u: usize) {
         self.stamp[u] = NEXT_STAMP.fetch_add(1, Ordering::Relaxed);
+        self.version = self.stamp[u];
+    }
+
+    /// See the field: equal versions mean equal contents.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     fn set_free(&mut self, u: usize) {
@@ -362,6 +372,7 @@ impl NodeTable {
         let u = idx as usize;
         self.count_flags(u, -1);
         self.stamp[u] = 0;
+        self.version = NEXT_STAMP.fetch_add(1, Ordering::Relaxed);
         self.index.remove(&self.name[u]);
         self.live[u] = false;
         self.taint_sets.release(self.taint_set[u]);

@@ -595,3 +595,31 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_table_version_changes_with_every_change_and_stays_in_clones() {
+    let mut s = snap();
+    let mut seen = vec![s.nodes().version()];
+    let mut changed = |s: &Snapshot, what: &str| {
+        let v = s.nodes().version();
+        assert!(!seen.contains(&v), "{what}: version {v} seen before");
+        seen.push(v);
+    };
+    let n = s.upsert_node(node("n1", 4000, 8 * GI).build());
+    changed(&s, "node added");
+    s.upsert_node(node("n1", 2000, 8 * GI).build());
+    changed(&s, "node updated");
+    s.upsert_pod(pod("a", 1000, GI).on("n1").arc()).unwrap();
+    changed(&s, "pod bound");
+    s.assume(pod("b", 500, GI).arc(), n).unwrap();
+    changed(&s, "pod assumed");
+    // A clone holds the same nodes: same version, until one of them changes.
+    let mut clone = s.clone();
+    assert_eq!(clone.nodes().version(), s.nodes().version());
+    assert!(clone.remove_pod(&PodKey::new("default", "a")));
+    changed(&clone, "pod removed from the clone");
+    assert!(s.remove_pod(&PodKey::new("default", "a")));
+    changed(&s, "the same pod removed from the original");
+    assert!(s.remove_node(Sym::new("n1")));
+    changed(&s, "node removed");
+}
