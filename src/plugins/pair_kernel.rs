@@ -153,11 +153,8 @@ pub(crate) fn score_pair(
 }
 
 /// `out[k] = slot_scores[nodes[k]]`. An index past the end (never passed)
-/// reads the last slot instead of a bounds check, so the loop vectorizes.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
+/// reads the last slot. Scalar on purpose: the AVX-512 build's gather
+/// instructions were slower on this machine's CPU (`benches/README.md`).
 fn gather(slot_scores: &[i64], nodes: &[NodeIdx], out: &mut [i64]) {
     let Some(last) = slot_scores.len().checked_sub(1) else {
         return;
