@@ -538,7 +538,7 @@ impl FilterPlugin for NodeResourcesFit {
 /// 64-bit compare but packed subtraction: this loop is vectorized, and wider
 /// where the CPU has AVX2 or AVX-512 (chosen at run time).
 #[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx512bw+avx2+fma",
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
 fn fit_columns(

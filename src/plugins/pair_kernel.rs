@@ -13,7 +13,9 @@
 //! never fuses a multiply and an add, so the FMA targets round as the scalar
 //! code does.
 //!
-//! Equality with the scalar loops: `tests::kernels_agree_with_the_scalar_loops`.
+//! Equality with the scalar loops: `tests::kernels_agree_with_the_scalar_loops`
+//! and `tests::kernels_agree_on_every_usage_of_small_nodes`; kept scores after
+//! every kind of snapshot change: `tests::kept_slot_scores_follow_every_change_to_the_table`.
 
 use super::resource_allocation::{ResourceKind, Usage, UsageColumn};
 use crate::framework::MAX_NODE_SCORE;
@@ -253,8 +255,9 @@ fn floor(v: f64) -> f64 {
 }
 
 /// `resource_allocation::small_quotient`'s floor((x + 0.5)·inv), for its
-/// domain: there (x + 0.5)·inv is at least 2^-45 from any integer, so v - 0.5
-/// rounds to floor(v) without the correction `floor` needs.
+/// domain: there v = (x + 0.5)·inv is at least 2^-45 from any integer, so
+/// v - 0.5 (exact for v >= 0.5, within 2^-54 below) is never a tie and rounds
+/// to floor(v), without the correction `floor` needs.
 #[inline(always)]
 fn small_quotient(x: f64, inv: f64) -> f64 {
     ((x + 0.5) * inv - 0.5 + MAGIC) - MAGIC
