@@ -9,7 +9,7 @@ use std::path::Path;
 
 #[path = "support/traces.rs"]
 mod traces;
-use traces::{node_adds, pod_submits, repo};
+use traces::repo;
 
 fn spec(nodes: &str, jobs: &str) -> String {
     format!(
@@ -31,12 +31,12 @@ fn fixture() -> Trace {
 fn fixture_imports_through_the_trace_spec() {
     let t = fixture();
     assert_eq!(t.header.name.as_deref(), Some("spot-gpu"));
-    let nodes = node_adds(&t);
+    let nodes = t.node_adds();
     assert_eq!(nodes.len(), 12);
     for n in &nodes {
         n.to_node().unwrap();
     }
-    let pods = pod_submits(&t);
+    let pods = t.pod_submits();
     // README rows 1 + 1 + 16 + 94 workers, crafted rows 2 + 1 + 1 + 2.
     assert_eq!(pods.len(), 118);
     assert!(t.events.windows(2).all(|w| w[0].t <= w[1].t));
@@ -57,7 +57,7 @@ fn full_node_list_honours_spot_fraction_and_zones() {
         zones: 3,
     };
     let t = Trace::load(&spec(NODES_ALL, JOBS), &options).unwrap();
-    let nodes = node_adds(&t);
+    let nodes = t.node_adds();
     assert_eq!(nodes.len(), 4278);
     let spot = nodes
         .iter()

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 #[path = "support/traces.rs"]
 mod traces;
-use traces::{node_adds, pod_submits, repo};
+use traces::repo;
 
 fn to_jsonl(t: &Trace) -> String {
     let mut out = Vec::new();
@@ -140,7 +140,7 @@ fn malformed_lines_report_line_and_field() {
 }
 
 fn capacity_types(t: &Trace) -> Vec<String> {
-    node_adds(t)
+    t.node_adds()
         .iter()
         .map(|n| n.labels[LABEL_CAPACITY_TYPE].clone())
         .collect()
@@ -158,8 +158,8 @@ fn fixture_import(options: &OpenbOptions) -> Trace {
 #[test]
 fn openb_fixture_import() {
     let t = fixture_import(&OpenbOptions::default());
-    let nodes = node_adds(&t);
-    let pods = pod_submits(&t);
+    let nodes = t.node_adds();
+    let pods = t.pod_submits();
     assert_eq!((nodes.len(), pods.len()), (24, 50));
     assert!(t.events.windows(2).all(|w| w[0].t <= w[1].t));
 
@@ -234,7 +234,7 @@ fn openb_full_trace_honours_spot_fraction_and_zones() {
         &options,
     )
     .unwrap();
-    let nodes = node_adds(&t);
+    let nodes = t.node_adds();
     assert_eq!(nodes.len(), 1523);
     assert_eq!(t.events.len(), 1523 + 8152);
     let spot = nodes

@@ -100,27 +100,43 @@ pub(crate) fn score_columns(
     if kind != PairScore::Balanced && all.count_ones() != 1 {
         return false;
     }
-    score_pair(kind, scope, nodes, (*a, ra), (*b, rb), shift, out)
+    let pair = Pair {
+        a: (*a, ra),
+        b: (*b, rb),
+        shift,
+    };
+    score_pair(kind, scope, nodes, pair, out)
 }
 
-/// Scores `nodes` into `out` with the cpu/memory pair (`a`, `b`), the pod's
-/// requests `ra`, `rb`; a node where both resources exist gets
-/// `(score_a·wa + score_b·wb) >> shift` (NodeResourcesFit, weights summing to a
-/// power of two) or the balanced score. The slot scores are computed once per
+/// The kernel's inputs: the two resources' columns, each with the pod's
+/// request for it, and the shift that averages NodeResourcesFit's weighted
+/// scores (weights summing to 2^shift).
+#[derive(Clone, Copy)]
+pub(crate) struct Pair<'a> {
+    pub a: (UsageColumn<'a>, i64),
+    pub b: (UsageColumn<'a>, i64),
+    pub shift: u32,
+}
+
+/// Scores `nodes` into `out` with the cpu/memory `pair`; a node where both
+/// resources exist gets `(score_a·wa + score_b·wb) >> shift` (NodeResourcesFit)
+/// or the balanced score. The slot scores are computed once per
 /// scope and inputs, and kept for the next call. False, with `out`
 /// unspecified, when the kernel does not apply (no vector unit worth it, too
 /// few of the slots asked for, a figure outside the exact range): the caller
 /// scores the scalar way.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn score_pair(
     kind: PairScore,
     scope: Scope,
     nodes: &[NodeIdx],
-    (a, ra): (UsageColumn, i64),
-    (b, rb): (UsageColumn, i64),
-    shift: u32,
+    pair: Pair,
     out: &mut [i64],
 ) -> bool {
+    let Pair {
+        a: (a, ra),
+        b: (b, rb),
+        shift,
+    } = pair;
     let Some(max_slots_per_node) = slots_per_node() else {
         return false;
     };
@@ -144,7 +160,7 @@ pub(crate) fn score_pair(
                 return false;
             }
             entry.scores.resize(slots, 0);
-            if !score_slots(kind, a, ra, b, rb, shift, &mut entry.scores) {
+            if !score_slots(kind, pair, &mut entry.scores) {
                 return false;
             }
             entry.key = Some(key);
@@ -194,15 +210,12 @@ fn slots_per_node() -> Option<usize> {
 
 /// The score of every slot into `out` (as long as the columns); false when a
 /// figure lies outside the range the arithmetic is exact in.
-pub(crate) fn score_slots(
-    kind: PairScore,
-    a: UsageColumn,
-    ra: i64,
-    b: UsageColumn,
-    rb: i64,
-    shift: u32,
-    out: &mut [i64],
-) -> bool {
+pub(crate) fn score_slots(kind: PairScore, pair: Pair, out: &mut [i64]) -> bool {
+    let Pair {
+        a: (a, ra),
+        b: (b, rb),
+        shift,
+    } = pair;
     let in_range = |r: i64| (0..1 << EXACT_BITS).contains(&r);
     let weights_fit = |w: i64| (0..=1 << 20).contains(&w);
     if !in_range(ra) || !in_range(rb) || !weights_fit(a.weight) || !weights_fit(b.weight) {
@@ -216,7 +229,7 @@ pub(crate) fn score_slots(
     if cols.iter().any(|c| c.len() < len) || a.inv.len() < len || b.inv.len() < len {
         return false;
     }
-    let bits = kernel(kind, a, ra, b, rb, shift, out);
+    let bits = kernel(kind, pair, out);
     // Allocatable below SMALL_QUOTIENT_LIMIT is `small_quotient`'s domain.
     let alloc_ok = bits.alloc < SMALL_QUOTIENT_LIMIT as u64;
     let used_ok = bits.used >> EXACT_BITS == 0;
@@ -276,15 +289,12 @@ fn min(x: f64, y: f64) -> f64 {
     "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
-fn kernel(
-    kind: PairScore,
-    a: UsageColumn,
-    ra: i64,
-    b: UsageColumn,
-    rb: i64,
-    shift: u32,
-    out: &mut [i64],
-) -> Bits {
+fn kernel(kind: PairScore, pair: Pair, out: &mut [i64]) -> Bits {
+    let Pair {
+        a: (a, ra),
+        b: (b, rb),
+        shift,
+    } = pair;
     let len = out.len();
     // Every column cut to one length: the compiler then checks each index once.
     let (a_alloc, a_used, a_inv) = (&a.alloc[..len], &a.used[..len], &a.inv[..len]);
@@ -403,7 +413,12 @@ mod tests {
     ) -> Option<Vec<i64>> {
         let mut out = vec![-1; a.alloc.len()];
         let shift = (a.weight + b.weight).trailing_zeros();
-        score_slots(kind, a, ra, b, rb, shift, &mut out).then_some(out)
+        let pair = Pair {
+            a: (a, ra),
+            b: (b, rb),
+            shift,
+        };
+        score_slots(kind, pair, &mut out).then_some(out)
     }
 
     /// The scalar loops' scores of every slot.
@@ -567,7 +582,12 @@ mod tests {
         let score = |r: &Resource, scope: Scope, nodes: &[NodeIdx]| {
             let mut out = vec![-1; nodes.len()];
             let pair = ((r.column(1), 0), (r.column(1), 0));
-            score_pair(PairScore::Most, scope, nodes, pair.0, pair.1, 1, &mut out).then_some(out)
+            let pair = Pair {
+                a: pair.0,
+                b: pair.1,
+                shift: 1,
+            };
+            score_pair(PairScore::Most, scope, nodes, pair, &mut out).then_some(out)
         };
         let (at_8000, at_40000) = (Some(vec![12; n]), Some(vec![62; n]));
         let first = new_scope(None);

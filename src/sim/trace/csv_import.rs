@@ -291,27 +291,3 @@ pub(super) fn cpu_quantity(milli: u64) -> String {
         format!("{milli}m")
     }
 }
-
-/// The node additions of an imported trace (for the importers' tests).
-#[cfg(test)]
-pub(super) fn node_adds(t: &Trace) -> Vec<&NodeAdd> {
-    t.events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::NodeAdd(n) => Some(n),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The pod submissions of an imported trace, with their times (for the importers' tests).
-#[cfg(test)]
-pub(super) fn pod_submits(t: &Trace) -> Vec<(f64, &super::PodSubmit)> {
-    t.events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::PodSubmit(p) => Some((e.t, p)),
-            _ => None,
-        })
-        .collect()
-}

@@ -522,6 +522,28 @@ pub fn quantize(x: f64) -> f64 {
 }
 
 impl Trace {
+    /// The node additions, in order.
+    pub fn node_adds(&self) -> Vec<&NodeAdd> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::NodeAdd(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The pod submissions with their times, in order.
+    pub fn pod_submits(&self) -> Vec<(f64, &PodSubmit)> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::PodSubmit(p) => Some((e.t, p)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Loads a trace named on the command line: `openb:NODES.csv,PODS.csv` imports the Alibaba
     /// openb CSVs and `spot-gpu:NODES.csv,JOBS.csv` the Alibaba spot GPU CSVs, both with
     /// `options`; anything else is a native JSON Lines file.

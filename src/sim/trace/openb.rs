@@ -249,7 +249,6 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
 
 #[cfg(test)]
 mod tests {
-    use super::super::csv_import::pod_submits;
     use super::*;
 
     const NODES: &str = "sn,cpu_milli,memory_mib,gpu,model\n\
@@ -278,7 +277,7 @@ mod tests {
              cpu,500,1024,0,0,,Burstable,Pending,10,,\n"
         );
         let t = import(&csv, &OpenbOptions::default()).unwrap();
-        let pods = pod_submits(&t);
+        let pods = t.pod_submits();
         let names: Vec<&str> = pods.iter().map(|(_, p)| p.name.as_str()).collect();
         assert_eq!(
             names,
@@ -325,7 +324,7 @@ mod tests {
                    b,6000,12288,1,460\n\
                    c,500,1024,0,0\n";
         let t = import(csv, &OpenbOptions::default()).unwrap();
-        let pods = pod_submits(&t);
+        let pods = t.pod_submits();
         let seen: Vec<(f64, &str)> = pods.iter().map(|(t, p)| (*t, p.name.as_str())).collect();
         assert_eq!(seen, [(0.0, "a"), (1.0, "b"), (2.0, "c")]);
         for (_, p) in &pods {

@@ -266,7 +266,6 @@ fn read_jobs<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
 
 #[cfg(test)]
 mod tests {
-    use super::super::csv_import::{node_adds, pod_submits};
     use super::*;
     use crate::model::LABEL_ZONE;
     use crate::sim::trace::{CAPACITY_SPOT, LABEL_CAPACITY_TYPE};
@@ -318,7 +317,7 @@ mod tests {
             ..Default::default()
         };
         let t = import_with(NODES, JOB_HEADER, &on_demand).unwrap();
-        let nodes = node_adds(&t);
+        let nodes = t.node_adds();
         assert_eq!(nodes.len(), 4);
         let a100 = nodes[3];
         assert_eq!(a100.name, "spot-gpu-3");
@@ -337,18 +336,18 @@ mod tests {
             ..Default::default()
         };
         let t = import_with(NODES, JOB_HEADER, &all_spot).unwrap();
-        let spot = node_adds(&t)[3];
+        let spot = t.node_adds()[3];
         assert_eq!(spot.labels[LABEL_CAPACITY_TYPE], CAPACITY_SPOT);
         assert!((spot.price_per_hour.unwrap() - want * 0.35).abs() < 1e-6);
         // Anonymised models are priced at the default.
-        let s1 = node_adds(&t)[0].price_per_hour.unwrap();
+        let s1 = t.node_adds()[0].price_per_hour.unwrap();
         assert!((s1 - (192.0 * 0.08 + 4.0) * 0.35).abs() < 1e-6, "{s1}");
     }
 
     #[test]
     fn jobs_expand_into_worker_pods() {
         let t = import(&format!("{JOB_HEADER}{README_JOBS}")).unwrap();
-        let pods = pod_submits(&t);
+        let pods = t.pod_submits();
         assert_eq!(pods.len(), 1 + 1 + 16 + 94);
         let (t0, hp) = pods[0];
         assert_eq!((t0, hp.name.as_str()), (0.0, "239255-0"));
@@ -392,7 +391,8 @@ mod tests {
              early,,,2,0,1,10.5,30,hp\n"
         );
         let t = import(&csv).unwrap();
-        let seen: Vec<(f64, &str)> = pod_submits(&t)
+        let seen: Vec<(f64, &str)> = t
+            .pod_submits()
             .iter()
             .map(|(t, p)| (*t, p.name.as_str()))
             .collect();
@@ -400,7 +400,7 @@ mod tests {
             seen,
             [(10.5, "early-0"), (50.0, "late-0"), (50.0, "late-1")]
         );
-        let pods = pod_submits(&t);
+        let pods = t.pod_submits();
         let early = pods[0].1;
         assert!(
             early.required_node_affinity.is_empty(),
@@ -424,7 +424,7 @@ mod tests {
                 zones: 3,
             };
             let t = import_with(&nodes, JOB_HEADER, &options).unwrap();
-            node_adds(&t)
+            t.node_adds()
                 .iter()
                 .map(|n| format!("{}/{}", n.labels[LABEL_CAPACITY_TYPE], n.labels[LABEL_ZONE]))
                 .collect()
@@ -496,7 +496,7 @@ mod tests {
         assert_eq!(import(&indexed).unwrap().events, plain.events);
         let nodes = ",node_name,gpu_capacity_num,cpu_num,gpu_model\n0,3,8,128,A100-SXM4-80GB\n";
         let t = import_with(nodes, JOB_HEADER, &ImportOptions::default()).unwrap();
-        assert_eq!(node_adds(&t)[0].allocatable[RESOURCE_GPU], "8");
+        assert_eq!(t.node_adds()[0].allocatable[RESOURCE_GPU], "8");
     }
 
     #[test]
@@ -505,7 +505,8 @@ mod tests {
             "{JOB_HEADER}a,1,A10,1,1,1,0,1,hp\nb,1,A10,1,1,1,0,1,SPOT\nc,1,A10,1,1,1,0,1,Hp\n"
         );
         let t = import(&csv).unwrap();
-        let seen: Vec<(i32, &str)> = pod_submits(&t)
+        let seen: Vec<(i32, &str)> = t
+            .pod_submits()
             .iter()
             .map(|(_, p)| (p.priority, p.labels[LABEL_JOB_TYPE].as_str()))
             .collect();
