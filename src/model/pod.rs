@@ -171,18 +171,21 @@ pub struct OwnerRef {
 }
 
 /// A pod converted once from the Kubernetes object.
+///
+/// `repr(C)` keeps the fields in the order written: what the snapshot and the
+/// preemption search read of every placed pod (requests, priority, Spark
+/// identity, start, key, labels) shares the first cache lines.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[repr(C)]
 pub struct Pod {
-    pub key: PodKey,
-    pub uid: String,
-    pub labels: Labels,
-    /// Only our own `spark-fleet.io/*` annotations are kept.
-    pub annotations: Vec<(String, String)>,
-    pub scheduler_name: String,
-    pub priority: i32,
-    pub preemption_policy: PreemptionPolicy,
     /// max(sum of app containers and sidecars, each init container) + overhead.
     pub requests: Resources,
+    pub priority: i32,
+    pub spark: Option<SparkIdentity>,
+    /// Milliseconds since the epoch the pod started (status.startTime), for preemption's tiebreak.
+    pub started_ms: Option<i64>,
+    pub key: PodKey,
+    pub labels: Labels,
     /// Milli-CPU and memory as the resource scorers count them (upstream's
     /// NonZeroRequested): `requests` summed the same way with upstream's
     /// defaults (100m, 200 MiB) standing in for each container's *missing*
@@ -190,17 +193,6 @@ pub struct Pod {
     /// Kubernetes object; `None` counts the pod as one container whose zero
     /// requests are missing (`Resources::non_zero_cpu_mem`).
     pub non_zero_requests: Option<(i64, i64)>,
-    pub tolerations: Vec<Toleration>,
-    pub node_selector: Vec<(Sym, Sym)>,
-    pub node_affinity: NodeAffinity,
-    pub topology_spread: Vec<TopologySpreadConstraint>,
-    /// Inter-pod affinity and anti-affinity; `None` when the pod has no term.
-    pub pod_affinity: Option<Box<PodAffinity>>,
-    pub host_ports: Vec<HostPort>,
-    pub owner: Option<OwnerRef>,
-    /// `spec.nodeName`: set for bound pods (and for pods asking for one node).
-    pub node_name: Option<Sym>,
-    pub nominated_node_name: Option<Sym>,
     pub terminating: bool,
     /// A scheduler preempted it: condition DisruptionTarget=True with reason
     /// PreemptionByScheduler. With `terminating`, upstream's podTerminatingByPreemption.
@@ -210,11 +202,24 @@ pub struct Pod {
     pub scheduling_gated: bool,
     /// Terminal phase (Succeeded/Failed): holds no resources.
     pub finished: bool,
+    pub preemption_policy: PreemptionPolicy,
+    /// `spec.nodeName`: set for bound pods (and for pods asking for one node).
+    pub node_name: Option<Sym>,
+    pub nominated_node_name: Option<Sym>,
     /// Milliseconds since the epoch (creation time; used for queue order).
     pub created_ms: i64,
-    /// Milliseconds since the epoch the pod started (status.startTime), for preemption's tiebreak.
-    pub started_ms: Option<i64>,
-    pub spark: Option<SparkIdentity>,
+    pub uid: String,
+    /// Only our own `spark-fleet.io/*` annotations are kept.
+    pub annotations: Vec<(String, String)>,
+    pub scheduler_name: String,
+    pub tolerations: Vec<Toleration>,
+    pub node_selector: Vec<(Sym, Sym)>,
+    pub node_affinity: NodeAffinity,
+    pub topology_spread: Vec<TopologySpreadConstraint>,
+    /// Inter-pod affinity and anti-affinity; `None` when the pod has no term.
+    pub pod_affinity: Option<Box<PodAffinity>>,
+    pub host_ports: Vec<HostPort>,
+    pub owner: Option<OwnerRef>,
 }
 
 impl Pod {

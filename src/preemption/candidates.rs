@@ -10,14 +10,15 @@
 
 use super::cascade::{self, CascadeCost};
 use super::pdb::{violations, Pdb};
-use super::victims::{start, Need, Room, Standings, VictimPolicy};
+use super::victims::{start, Need, Room, VictimPolicy};
 use super::what_if::{Ranked, WhatIf};
 use crate::framework::{FilterRunner, Status};
 use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
+use rayon::prelude::*;
 use std::borrow::Borrow;
-use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Upstream DefaultPreemptionArgs defaults.
@@ -32,6 +33,8 @@ pub struct Candidate {
     /// Most important first.
     pub victims: Vec<Arc<Pod>>,
     pub pdb_violations: usize,
+    /// How it ranks against the others, worked out while its victims are at hand.
+    pub rank: Rank,
 }
 
 /// Where the dry run starts and how many candidates it wants. Upstream starts at
@@ -100,15 +103,107 @@ pub(crate) struct DryRun<'a, 'r> {
     pub need: Need,
     /// Set when victims can be worked out on resource arithmetic alone.
     pub what_if: Option<WhatIf<'r>>,
-    /// Spark application standings: the snapshot is the same at every sort.
-    pub standings: RefCell<Standings>,
+    /// Prepare nodes on the machine's cores (`find`); the answer is the same.
+    pub parallel: bool,
     /// Nodes decided by `what_if` (for tests and profiling).
-    pub by_arithmetic: Cell<usize>,
+    pub by_arithmetic: AtomicUsize,
+    /// Nodes prepared on several cores, used or not (for tests and profiling).
+    pub prepared_in_parallel: AtomicUsize,
+}
+
+/// How a dry run went (for tests and profiling).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DryRunCounts {
+    /// Nodes whose answer `what_if`'s arithmetic gave.
+    pub by_arithmetic: usize,
+    /// Nodes prepared on several cores, used or not.
+    pub prepared_in_parallel: usize,
+}
+
+/// Below this many nodes to try, the dry run stays on one thread: a node costs
+/// a few microseconds, a fork and join about as much as a handful of nodes.
+const PARALLEL_MIN_NODES: usize = 64;
+
+/// One node's dry run as far as it goes without changing the snapshot.
+enum Step {
+    /// Decided; `true` when by `what_if`'s arithmetic.
+    Done(Result<Candidate, Status>, bool),
+    /// The snapshot walk must decide.
+    Walk(Prepared),
+}
+
+/// A node's potential victims for the snapshot walk, owned: the walk changes
+/// the snapshot they were read from.
+struct Prepared {
+    /// Most important first.
+    potential: Vec<(Arc<Pod>, bool)>,
+    /// Reprieve order: PDB-violating pods first, each group most important first.
+    order: Vec<usize>,
+    violates: Vec<bool>,
+    /// Room on the node with every potential victim gone.
+    room: Room,
+}
+
+/// The candidates found so far, as upstream's DryRunPreemption keeps them.
+struct Found {
+    wanted: usize,
+    clean: Vec<Candidate>,
+    violating: Vec<Candidate>,
+    statuses: Vec<Status>,
+}
+
+impl Found {
+    fn new(wanted: usize) -> Found {
+        Found {
+            wanted,
+            clean: Vec::new(),
+            violating: Vec::new(),
+            statuses: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, answer: Result<Candidate, Status>) {
+        match answer {
+            Ok(c) => {
+                let list = if c.pdb_violations == 0 {
+                    &mut self.clean
+                } else {
+                    &mut self.violating
+                };
+                if list.len() < self.wanted {
+                    list.push(c);
+                }
+            }
+            Err(st) => self.statuses.push(st),
+        }
+    }
+
+    /// `wanted` candidates, at least one of which violates no PDB.
+    fn done(&self) -> bool {
+        !self.clean.is_empty() && self.clean.len() + self.violating.len() >= self.wanted
+    }
+
+    fn missing(&self) -> usize {
+        self.wanted
+            .saturating_sub(self.clean.len() + self.violating.len())
+            .max(1)
+    }
+
+    fn finish(mut self) -> (Vec<Candidate>, Vec<Status>) {
+        self.clean.extend(self.violating);
+        (self.clean, self.statuses)
+    }
 }
 
 impl DryRun<'_, '_> {
-    /// Upstream DryRunPreemption, sequential from `offset`: stops once it holds
-    /// `wanted` candidates of which at least one violates no PDB.
+    /// Upstream DryRunPreemption, in node order from `offset`: stops once it
+    /// holds `wanted` candidates of which at least one violates no PDB.
+    ///
+    /// With `parallel`, batches of nodes are first prepared on all cores
+    /// (everything short of the snapshot walk, on the unchanged snapshot), then
+    /// taken in order exactly as one thread would, walking where needed; nodes
+    /// prepared past the stopping point are dropped. The answer is the one
+    /// thread's answer.
     pub fn find(
         &self,
         snap: &mut Snapshot,
@@ -116,35 +211,76 @@ impl DryRun<'_, '_> {
         offset: usize,
         wanted: usize,
     ) -> (Vec<Candidate>, Vec<Status>) {
-        let mut clean: Vec<Candidate> = Vec::new();
-        let mut violating: Vec<Candidate> = Vec::new();
-        let mut statuses = Vec::new();
-        for i in 0..potential.len() {
-            let node = potential[(offset + i) % potential.len()];
-            match self.select_victims(snap, node) {
-                Ok(c) => {
-                    let list = if c.pdb_violations == 0 {
-                        &mut clean
-                    } else {
-                        &mut violating
-                    };
-                    if list.len() < wanted {
-                        list.push(c);
-                    }
-                    if !clean.is_empty() && clean.len() + violating.len() >= wanted {
-                        break;
-                    }
+        let mut found = Found::new(wanted);
+        let node_at = |i: usize| potential[(offset + i) % potential.len()];
+        let parallel = self.parallel
+            && potential.len() >= PARALLEL_MIN_NODES
+            && rayon::current_num_threads() > 1;
+        let mut next = 0;
+        while next < potential.len() && !found.done() {
+            if !parallel {
+                let answer = self.select_victims(snap, node_at(next));
+                found.add(answer);
+                next += 1;
+                continue;
+            }
+            // Each node usually yields a candidate: prepare as many as are missing.
+            let batch = found
+                .missing()
+                .max(PARALLEL_MIN_NODES)
+                .min(potential.len() - next);
+            let nodes: Vec<NodeIdx> = (next..next + batch).map(node_at).collect();
+            next += batch;
+            self.prepared_in_parallel
+                .fetch_add(batch, Ordering::Relaxed);
+            let steps: Vec<Step> = {
+                let snap: &Snapshot = snap;
+                nodes.par_iter().map(|&n| self.prepare(snap, n)).collect()
+            };
+            for (node, step) in nodes.into_iter().zip(steps) {
+                if found.done() {
+                    break;
                 }
-                Err(st) => statuses.push(st),
+                found.add(self.finish_step(snap, node, step));
             }
         }
-        clean.extend(violating);
-        (clean, statuses)
+        found.finish()
+    }
+
+    pub fn counts(&self) -> DryRunCounts {
+        DryRunCounts {
+            by_arithmetic: self.by_arithmetic.load(Ordering::Relaxed),
+            prepared_in_parallel: self.prepared_in_parallel.load(Ordering::Relaxed),
+        }
     }
 
     /// Upstream SelectVictimsOnNode.
     pub fn select_victims(&self, snap: &mut Snapshot, node: NodeIdx) -> Result<Candidate, Status> {
-        // Cheap necessary conditions first, without touching the snapshot.
+        let step = self.prepare(snap, node);
+        self.finish_step(snap, node, step)
+    }
+
+    fn finish_step(
+        &self,
+        snap: &mut Snapshot,
+        node: NodeIdx,
+        step: Step,
+    ) -> Result<Candidate, Status> {
+        match step {
+            Step::Done(answer, by_arithmetic) => {
+                if by_arithmetic {
+                    self.by_arithmetic.fetch_add(1, Ordering::Relaxed);
+                }
+                answer
+            }
+            Step::Walk(prepared) => self.walk(snap, node, prepared),
+        }
+    }
+
+    /// SelectVictimsOnNode up to the snapshot walk: the resource pre-check, the
+    /// reprieve order, and `what_if`'s arithmetic where it decides.
+    fn prepare(&self, snap: &Snapshot, node: NodeIdx) -> Step {
+        // Cheap necessary conditions first.
         let mut room = Room::of_node(snap, node, &self.need);
         let mut potential: Vec<(&Arc<Pod>, bool)> = Vec::with_capacity(snap.pod_ids_on(node).len());
         for e in snap.pods_on(node) {
@@ -154,22 +290,20 @@ impl DryRun<'_, '_> {
             }
         }
         if potential.is_empty() {
-            return Err(Status::unresolvable("", NO_VICTIMS));
+            return Step::Done(Err(Status::unresolvable("", NO_VICTIMS)), false);
         }
         if !room.fits(&self.need) {
             let mut st = Status::unschedulable("NodeResourcesFit", "");
             st.reasons = room.shortfalls(&self.need);
-            return Err(st);
+            return Step::Done(Err(st), false);
         }
 
-        self.policy
-            .sort_by_importance_with(snap, &mut potential, &mut self.standings.borrow_mut());
+        self.policy.sort_by_importance(snap, &mut potential);
         let violates = violations(potential.iter().map(|(p, _)| &***p), self.pdbs);
         // Reprieve PDB-violating pods first, each group most important first.
-        let order: Vec<usize> = (0..potential.len())
-            .filter(|&i| violates[i])
-            .chain((0..potential.len()).filter(|&i| !violates[i]))
-            .collect();
+        let mut order: Vec<usize> = Vec::with_capacity(potential.len());
+        order.extend((0..potential.len()).filter(|&i| violates[i]));
+        order.extend((0..potential.len()).filter(|&i| !violates[i]));
 
         if let Some(w) = &self.what_if {
             let ranked = Ranked {
@@ -178,14 +312,30 @@ impl DryRun<'_, '_> {
                 violates: &violates,
             };
             if let Some(answer) = w.select(self, snap, node, &ranked, &room) {
-                self.by_arithmetic.set(self.by_arithmetic.get() + 1);
-                return answer;
+                return Step::Done(answer, true);
             }
         }
-        // The snapshot walk below changes the snapshot: own the pods.
-        let potential: Vec<(Arc<Pod>, bool)> =
-            potential.iter().map(|(p, a)| ((*p).clone(), *a)).collect();
+        Step::Walk(Prepared {
+            potential: potential.iter().map(|(p, a)| ((*p).clone(), *a)).collect(),
+            order,
+            violates,
+            room,
+        })
+    }
 
+    /// The rest of SelectVictimsOnNode, on the snapshot itself (left as found).
+    fn walk(
+        &self,
+        snap: &mut Snapshot,
+        node: NodeIdx,
+        prepared: Prepared,
+    ) -> Result<Candidate, Status> {
+        let Prepared {
+            potential,
+            order,
+            violates,
+            room,
+        } = prepared;
         // Fast path: reprieve on resources alone, then check the result once with
         // every filter. When removing pods never makes a filter fail (true of the
         // resource, port, spread and Spark filters), this is exactly upstream's
@@ -209,7 +359,7 @@ impl DryRun<'_, '_> {
                 put_back(snap, l, node);
             }
             if st.is_success() {
-                return Ok(self.candidate(node, &potential, &victim, &violates));
+                return Ok(self.candidate(snap, node, &potential, &victim, &violates));
             }
         }
         self.exact(snap, node, &potential, &order, &violates, room)
@@ -259,7 +409,7 @@ impl DryRun<'_, '_> {
         if !victim.iter().any(|v| *v) {
             return Err(self.no_victim_error(snap, node));
         }
-        Ok(self.candidate(node, potential, &victim, violates))
+        Ok(self.candidate(snap, node, potential, &victim, violates))
     }
 
     pub(crate) fn no_victim_error(&self, snap: &Snapshot, node: NodeIdx) -> Status {
@@ -270,8 +420,10 @@ impl DryRun<'_, '_> {
         )
     }
 
+    /// The candidate on `node`, ranked. `snap` must be as the search found it.
     pub(crate) fn candidate<P: Borrow<Arc<Pod>>>(
         &self,
+        snap: &Snapshot,
         node: NodeIdx,
         potential: &[(P, bool)],
         victim: &[bool],
@@ -284,12 +436,15 @@ impl DryRun<'_, '_> {
                 .filter(|&i| victim[i])
                 .map(|i| potential[i].0.borrow().clone()),
         );
+        let pdb_violations = (0..potential.len())
+            .filter(|&i| victim[i] && violates[i])
+            .count();
+        let rank = rank(snap, self.policy, node, &victims, pdb_violations).0;
         Candidate {
             node,
             victims,
-            pdb_violations: (0..potential.len())
-                .filter(|&i| victim[i] && violates[i])
-                .count(),
+            pdb_violations,
+            rank,
         }
     }
 }
@@ -311,47 +466,48 @@ pub struct Rank {
     pub node_name: &'static str,
 }
 
-pub fn rank(snap: &Snapshot, policy: &VictimPolicy, c: &Candidate) -> (Rank, CascadeCost) {
-    let highest = c
-        .victims
-        .iter()
-        .map(|v| v.priority)
-        .max()
-        .unwrap_or(i32::MIN);
-    let earliest = c
-        .victims
+/// How evicting `victims` from `node` ranks (upstream pickOneNodeForPreemption's
+/// criteria, Spark's cascades first under the Spark policy), with its cascade.
+pub fn rank(
+    snap: &Snapshot,
+    policy: &VictimPolicy,
+    node: NodeIdx,
+    victims: &[Arc<Pod>],
+    pdb_violations: usize,
+) -> (Rank, CascadeCost) {
+    let highest = victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN);
+    let earliest = victims
         .iter()
         .filter(|v| v.priority == highest)
         .map(|v| start(v))
         .min()
         .unwrap_or(i64::MAX);
     let cost = if policy.is_spark() {
-        cascade::cost(snap, &c.victims)
+        cascade::cost(snap, victims)
     } else {
         CascadeCost::default()
     };
     let rank = Rank {
-        pdb_violations: c.pdb_violations,
+        pdb_violations,
         drivers_killed: cost.drivers_killed,
         pods_lost: cost.pods_lost,
         highest_priority: highest,
-        priority_sum: c
-            .victims
+        priority_sum: victims
             .iter()
             .map(|v| v.priority as i64 + (i32::MAX as i64 + 1))
             .sum(),
-        victims: c.victims.len(),
+        victims: victims.len(),
         earliest_start_of_highest: Reverse(earliest),
-        node_name: snap.nodes().name[c.node as usize].as_str(),
+        node_name: snap.nodes().name[node as usize].as_str(),
     };
     (rank, cost)
 }
 
 /// Index of the best candidate (upstream pickOneNodeForPreemption, ties by node name).
-pub fn pick(snap: &Snapshot, policy: &VictimPolicy, candidates: &[Candidate]) -> Option<usize> {
+pub fn pick(candidates: &[Candidate]) -> Option<usize> {
     candidates
         .iter()
         .enumerate()
-        .min_by_key(|(_, c)| rank(snap, policy, c).0)
+        .min_by(|(_, a), (_, b)| a.rank.cmp(&b.rank))
         .map(|(i, _)| i)
 }

@@ -26,7 +26,7 @@ use crate::framework::{
 };
 use crate::model::{Pod, PodKey};
 use crate::snapshot::{NodeIdx, Snapshot};
-use candidates::DryRun;
+use candidates::{DryRun, DryRunCounts};
 use victims::Need;
 use what_if::WhatIf;
 
@@ -119,6 +119,9 @@ pub struct Evaluator {
     /// pre-checks agree with the filter.
     pub ignored_resources: Vec<String>,
     pub ignored_resource_groups: Vec<String>,
+    /// Run the dry run's per-node work on the machine's cores (upstream runs
+    /// it on 16 goroutines). The answer is the same either way.
+    pub parallel: bool,
 }
 
 impl Evaluator {
@@ -142,6 +145,7 @@ impl Evaluator {
             policy,
             ignored_resources: Vec::new(),
             ignored_resource_groups: Vec::new(),
+            parallel: true,
         }
     }
 
@@ -193,7 +197,7 @@ impl Evaluator {
     }
 
     /// `use_what_if: false` always walks the snapshot (for comparisons). Also
-    /// returns how many nodes the resource arithmetic decided.
+    /// returns how the dry run went.
     fn preempt_with(
         &self,
         pod: &Pod,
@@ -201,9 +205,12 @@ impl Evaluator {
         statuses: &NodeStatuses,
         filters: &FilterRunner,
         use_what_if: bool,
-    ) -> (PostFilterResult, usize) {
+    ) -> (PostFilterResult, DryRunCounts) {
         if let Err(msg) = self.eligible(pod, snap, statuses) {
-            return (self.failed(format!("preemption: {msg}")), 0);
+            return (
+                self.failed(format!("preemption: {msg}")),
+                DryRunCounts::default(),
+            );
         }
         let num_all = snap.nodes().len();
         let potential = unschedulable_nodes(snap, statuses);
@@ -220,8 +227,9 @@ impl Evaluator {
             pdbs: &pdbs,
             need: Need::of(pod, &self.ignored_resources, &self.ignored_resource_groups),
             what_if,
-            standings: Default::default(),
+            parallel: self.parallel,
             by_arithmetic: Default::default(),
+            prepared_in_parallel: Default::default(),
         };
         let (offset, wanted) = window(&pod.key, potential.len());
         let (candidates, node_statuses) = if potential.is_empty() {
@@ -229,7 +237,7 @@ impl Evaluator {
         } else {
             run.find(snap, &potential, offset, wanted)
         };
-        let Some(best) = pick(snap, &self.policy, &candidates) else {
+        let Some(best) = pick(&candidates) else {
             // Nodes not evaluated (including those where preemption cannot help)
             // get upstream's absent-node status.
             let absent = Status::unresolvable("", NOT_HELPFUL);
@@ -244,7 +252,7 @@ impl Evaluator {
             );
             let mut result = self.failed(format!("preemption: {msg}"));
             result.clears_nomination = true;
-            return (result, run.by_arithmetic.get());
+            return (result, run.counts());
         };
         let c = &candidates[best];
         let result = PostFilterResult {
@@ -255,7 +263,7 @@ impl Evaluator {
             }),
             clears_nomination: false,
         };
-        (result, run.by_arithmetic.get())
+        (result, run.counts())
     }
 
     fn failed(&self, msg: String) -> PostFilterResult {

@@ -984,8 +984,9 @@ fn dry_run_stops_after_enough_candidates() {
         pdbs: &pdbs,
         need: Need::of(&p, &[], &[]),
         what_if: None,
-        standings: Default::default(),
+        parallel: false,
         by_arithmetic: Default::default(),
+        prepared_in_parallel: Default::default(),
     };
     let (offset, wanted) = window(&p.key, potential.len());
     let (cands, st) = dry.find(&mut snap, &potential, offset, wanted);

@@ -3,14 +3,15 @@
 
 use crate::framework::Reason;
 use crate::model::spark::LABEL_SPARK_EXEC_INACTIVE;
-use crate::model::{Pod, Resources, Sym, SymHash};
+use crate::model::{Pod, PodKey, Resources, Sym, SymHash};
 use crate::snapshot::{NodeIdx, Snapshot};
-use crate::spark::annotations::{parse_count, MIN_EXECUTORS};
 use smallvec::SmallVec;
+#[cfg(test)]
 use std::cmp::Reverse;
 use std::collections::HashMap;
 #[cfg(test)]
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 /// Spark rules on top of upstream's "strictly lower priority".
 #[derive(Debug, Clone, Default)]
@@ -55,143 +56,190 @@ impl VictimPolicy {
         matches!(self, VictimPolicy::Spark(_))
     }
 
-    /// Sorts potential victims most important first: the reprieve order.
-    #[cfg(test)]
-    pub(crate) fn sort_by_importance(&self, snap: &Snapshot, pods: &mut [(Arc<Pod>, bool)]) {
-        self.sort_by_importance_with(snap, pods, &mut Standings::default());
-    }
-
-    /// [`Self::sort_by_importance`] for owned or borrowed pods, remembering
-    /// application standings in `standings` for later sorts on the same snapshot.
-    pub(crate) fn sort_by_importance_with<P: AsRef<Pod> + Clone>(
+    /// Sorts potential victims (owned or borrowed) most important first: the
+    /// reprieve order. Ties are broken by pod key, so the order never depends on
+    /// where pods sit in the snapshot.
+    pub(crate) fn sort_by_importance<P: AsRef<Pod>>(
         &self,
         snap: &Snapshot,
         pods: &mut [(P, bool)],
-        standings: &mut Standings,
     ) {
+        // Sort integer keys holding each pod's position, then move the pods once:
+        // cloning each entry (an Arc's atomic count) cost more than the sort.
+        let mut keyed: Vec<u128> = Vec::with_capacity(pods.len());
         match self {
-            // Pod keys are unique, so no two entries are equal: unstable is exact.
-            VictimPolicy::Upstream => pods.sort_unstable_by(|(a, _), (b, _)| {
-                let (a, b) = (a.as_ref(), b.as_ref());
-                Reverse(a.priority)
-                    .cmp(&Reverse(b.priority))
-                    .then_with(|| start(a).cmp(&start(b)))
-                    .then_with(|| a.key.cmp(&b.key))
-            }),
-            VictimPolicy::Spark(sp) => {
-                // The namespace only matters through per-namespace minimums; without
-                // them an application's standing is the same for all its pods.
-                let by_namespace = !sp.namespace_min_executors.is_empty();
-                // The first pod of an application on the node picks the namespace.
-                let mut apps: HashMap<Sym, (bool, u32), SymHash> = HashMap::default();
-                let inactive = InactiveLabel::lookup();
-                // Executors of one application sit side by side on a node: the
-                // last standing looked up is usually the next one wanted.
-                let mut last: Option<(Sym, (bool, u32))> = None;
-                // Sort keys with positions, then move the pods once: cloning each
-                // entry (an Arc's atomic count) cost more than the sort.
-                let mut keyed: Vec<(u128, u32)> = pods
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (p, _))| {
-                        let p = p.as_ref();
-                        let (above_min, executors) = match (&p.spark, p.is_executor()) {
-                            (Some(id), true) => match last {
-                                Some((app, standing)) if app == id.app => standing,
-                                _ => {
-                                    let ns = p.key.namespace;
-                                    let key_ns = if by_namespace { ns } else { id.app };
-                                    let mut look_up = || {
-                                        standings.of(id.app, key_ns, || {
-                                            sp.app_standing(snap, id.app, ns)
-                                        })
-                                    };
-                                    let standing = if by_namespace {
-                                        *apps.entry(id.app).or_insert_with(look_up)
-                                    } else {
-                                        look_up()
-                                    };
-                                    last = Some((id.app, standing));
-                                    standing
-                                }
-                            },
-                            _ => (false, 0),
-                        };
-                        let class = spark_class(p, &inactive);
-                        let order = packed_order(class, p.priority, above_min, executors, start(p));
-                        (order, i as u32)
-                    })
-                    .collect();
-                // Pod keys are unique, so no two entries are equal: unstable is exact.
-                keyed.sort_unstable_by(|(a, ia), (b, ib)| {
-                    a.cmp(b).then_with(|| {
-                        let key = |i: &u32| &pods[*i as usize].0.as_ref().key;
-                        key(ia).cmp(key(ib))
-                    })
-                });
-                let order: Vec<usize> = keyed.iter().map(|&(_, i)| i as usize).collect();
-                permute(pods, order);
+            VictimPolicy::Upstream => {
+                for (p, _) in pods.iter() {
+                    let p = p.as_ref();
+                    keyed.push(packed_order(0, p.priority, false, 0, start(p)));
+                }
             }
+            VictimPolicy::Spark(sp) => sp.push_orders(snap, pods, &mut keyed),
+        }
+        let packed = pods.len() <= PACKED_POSITIONS;
+        let mut order = sorted_positions(keyed, packed, |i| &pods[i as usize].0.as_ref().key);
+        permute(pods, &mut order);
+    }
+}
+
+impl SparkPolicy {
+    /// (above its minimum, placed executors) for an application: its driver's
+    /// minimum, else its namespace's, else the policy's.
+    fn app_standing(&self, snap: &Snapshot, app: Sym, namespace: Sym) -> (bool, u32) {
+        let Some(tally) = snap.app_tally(app) else {
+            return (false, 0);
+        };
+        let executors = tally.executors;
+        let min = tally
+            .driver_min_executors
+            .or_else(|| self.namespace_min_executors.get(&namespace).copied())
+            .unwrap_or(self.min_executors);
+        (executors > min, executors)
+    }
+
+    /// Pushes each pod's `packed_order` onto `keys`.
+    fn push_orders<P: AsRef<Pod>>(
+        &self,
+        snap: &Snapshot,
+        pods: &[(P, bool)],
+        keys: &mut Vec<u128>,
+    ) {
+        // The namespace only matters through per-namespace minimums; without them
+        // an application's standing is the same for all its pods.
+        let by_namespace = !self.namespace_min_executors.is_empty();
+        // The first pod of an application on the node picks the namespace.
+        let mut apps: HashMap<Sym, (bool, u32), SymHash> = HashMap::default();
+        let inactive = inactive_label();
+        // Executors of one application often sit side by side on a node: the
+        // last standing looked up is then the next one wanted.
+        let mut last: Option<(Sym, (bool, u32))> = None;
+        for (p, _) in pods {
+            let p = p.as_ref();
+            let (above_min, executors) = match (&p.spark, p.is_executor()) {
+                (Some(id), true) => match last {
+                    Some((app, standing)) if app == id.app => standing,
+                    _ => {
+                        let ns = p.key.namespace;
+                        let standing = if by_namespace {
+                            *apps
+                                .entry(id.app)
+                                .or_insert_with(|| self.app_standing(snap, id.app, ns))
+                        } else {
+                            self.app_standing(snap, id.app, ns)
+                        };
+                        last = Some((id.app, standing));
+                        standing
+                    }
+                },
+                _ => (false, 0),
+            };
+            let class = spark_class(p, inactive);
+            keys.push(packed_order(
+                class,
+                p.priority,
+                above_min,
+                executors,
+                start(p),
+            ));
         }
     }
+}
+
+/// Positions `0..keys.len()` in the order of their pods' `keys`, ties in pod-key
+/// order. `packed`: each key's low bits can hold its position (sorting then
+/// compares single integers); otherwise (more pods than positions fit, which
+/// no node holds) (key, position) pairs are sorted.
+fn sorted_positions<'k>(
+    mut keys: Vec<u128>,
+    packed: bool,
+    key: impl Fn(u32) -> &'k PodKey,
+) -> Vec<u32> {
+    let mut order: Vec<u32> = if packed {
+        for (i, k) in keys.iter_mut().enumerate() {
+            *k |= i as u128;
+        }
+        keys.sort_unstable();
+        keys.iter().map(|k| (*k & POSITION_MASK) as u32).collect()
+    } else {
+        let mut pairs: Vec<(u128, u32)> = keys.iter().copied().zip(0..).collect();
+        pairs.sort_unstable();
+        for (k, (sorted, _)) in keys.iter_mut().zip(&pairs) {
+            *k = *sorted;
+        }
+        pairs.iter().map(|(_, i)| *i).collect()
+    };
+    settle_ties_by_key(&keys, &mut order, key);
+    order
+}
+
+/// `order` lists positions sorted by `keys` (sorted, position bits aside);
+/// puts each run of equal keys in pod-key order. Most runs are one pod long. A
+/// key compares as (namespace id, name): an integer of the namespace id and
+/// the name's first eight bytes settles most ties without comparing strings.
+fn settle_ties_by_key<'k>(keys: &[u128], order: &mut [u32], key: impl Fn(u32) -> &'k PodKey) {
+    let of = |k: u128| k & !POSITION_MASK;
+    let mut tied: Vec<(u128, u32)> = Vec::new();
+    let mut start = 0;
+    while start < keys.len() {
+        let first = of(keys[start]);
+        let len = keys[start..]
+            .iter()
+            .take_while(|k| of(**k) == first)
+            .count();
+        let run = &mut order[start..start + len];
+        start += len;
+        if len < 2 {
+            continue;
+        }
+        tied.clear();
+        tied.extend(run.iter().map(|&i| {
+            let k = key(i);
+            let prefix = (u128::from(k.namespace.id()) << 64) | u128::from(name_prefix(&k.name));
+            (prefix, i)
+        }));
+        // Pod keys are unique, so no two entries are equal: unstable is exact.
+        tied.sort_unstable_by(|(a, ia), (b, ib)| {
+            a.cmp(b).then_with(|| key(*ia).name.cmp(&key(*ib).name))
+        });
+        for (slot, &(_, i)) in run.iter_mut().zip(&tied) {
+            *slot = i;
+        }
+    }
+}
+
+/// The first eight bytes of `name` as a big-endian integer, zero-padded: names
+/// whose prefixes differ compare as these integers do (where one name ends
+/// first, its padding is below the other's differing byte); equal prefixes
+/// leave the names to be compared.
+fn name_prefix(name: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = name.len().min(8);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 /// Rearranges `items` so that `items[k]` becomes the old `items[order[k]]`, by
 /// swaps along the permutation's cycles (no clones). `order` must be a
 /// permutation of `0..items.len()`.
-fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+fn permute<T>(items: &mut [T], order: &mut [u32]) {
     for start in 0..items.len() {
         // Follow the cycle through `start`, marking each visited slot done.
         let mut k = start;
-        while order[k] != start {
-            let from = order[k];
+        while order[k] as usize != start {
+            let from = order[k] as usize;
             items.swap(k, from);
-            order[k] = k;
+            order[k] = k as u32;
             k = from;
         }
-        order[k] = k;
+        order[k] = k as u32;
     }
 }
 
-impl SparkPolicy {
-    /// (above its minimum, placed executors) for an application.
-    fn app_standing(&self, snap: &Snapshot, app: Sym, namespace: Sym) -> (bool, u32) {
-        let Some(pods) = snap.app(app) else {
-            return (false, 0);
-        };
-        let executors: u32 = pods.executors_by_type.iter().map(|(_, n)| *n).sum();
-        let annotated = pods
-            .driver
-            .and_then(|id| snap.pod(id))
-            .and_then(|e| e.pod.annotation(MIN_EXECUTORS))
-            // A bad value is reported by driver admission; here it just means "no annotation".
-            .and_then(|v| parse_count(v).ok());
-        let min = annotated
-            .or_else(|| self.namespace_min_executors.get(&namespace).copied())
-            .unwrap_or(self.min_executors);
-        (executors > min, executors)
-    }
-}
-
-/// (above its minimum, placed executors) by (application, namespace the minimum
-/// is looked up in), valid while the snapshot does not change.
-#[derive(Debug, Default)]
-pub(crate) struct Standings(HashMap<(Sym, Sym), (bool, u32), SymHash>);
-
-impl Standings {
-    fn of(&mut self, app: Sym, ns: Sym, compute: impl FnOnce() -> (bool, u32)) -> (bool, u32) {
-        *self.0.entry((app, ns)).or_insert_with(compute)
-    }
-}
-
-/// The interned `spark-exec-inactive` label key and value "true", looked up once
-/// per sort: a pod cannot carry a string nobody interned.
-struct InactiveLabel(Option<(Sym, Sym)>);
-
-impl InactiveLabel {
-    fn lookup() -> InactiveLabel {
-        InactiveLabel(Sym::lookup(LABEL_SPARK_EXEC_INACTIVE).zip(Sym::lookup("true")))
-    }
+/// The `spark-exec-inactive` label key and value "true", interned once: label
+/// comparisons are then two integer tests.
+fn inactive_label() -> (Sym, Sym) {
+    static LABEL: OnceLock<(Sym, Sym)> = OnceLock::new();
+    *LABEL.get_or_init(|| (Sym::new(LABEL_SPARK_EXEC_INACTIVE), Sym::new("true")))
 }
 
 /// (class, priority, above minimum, application executors, start): see
@@ -204,30 +252,38 @@ type SparkOrder = (u8, Reverse<i32>, bool, u32, i64);
 /// no application runs half a billion executors.
 const PACKED_EXECUTORS_MAX: u32 = (1 << 29) - 1;
 
+/// Start times (ms) are kept in 48 bits: from 0 (earlier ones compare as equal,
+/// before 1970) to `START_MAX` (later ones compare as "no start time", after
+/// the year 10000).
+const START_BITS: u32 = 48;
+const START_MAX: i64 = (1 << START_BITS) - 1;
+
+/// The low bits of a packed order, left for the pod's position in the sort.
+const POSITION_BITS: u32 = 16;
+const POSITION_MASK: u128 = (1 << POSITION_BITS) - 1;
+const PACKED_POSITIONS: usize = 1 << POSITION_BITS;
+
 /// `SparkOrder` as one integer that sorts the same way (class, then higher
 /// priority first, then below/above minimum, then fewer executors, then earlier
-/// start): one comparison of two words instead of five in the per-node victim
-/// sorts. Bits: class 126..128, reversed priority 94..126, above minimum 93,
-/// executors 64..93, start (sign bit flipped, so it sorts as unsigned) 0..64.
+/// start), with room for a position: the per-node victim sorts compare single
+/// integers. Bits: class 126..128, reversed priority 94..126, above minimum 93,
+/// executors 64..93, start 16..64, zero 0..16.
 fn packed_order(class: u8, priority: i32, above_min: bool, executors: u32, start: i64) -> u128 {
     // Higher priority first: i32::MAX - priority is 0..=u32::MAX, in reverse order.
     let reverse_priority = (i32::MAX as i64 - priority as i64) as u128;
     let executors = executors.min(PACKED_EXECUTORS_MAX);
+    let start = start.clamp(0, START_MAX) as u128;
     ((class as u128) << 126)
         | (reverse_priority << 94)
         | ((above_min as u128) << 93)
         | ((executors as u128) << 64)
-        | ((start as u64) ^ (1 << 63)) as u128
+        | (start << POSITION_BITS)
 }
 
 /// Reprieve order class: drivers first (losing one loses the application),
 /// executors Spark is retiring last (they are leaving anyway).
-fn spark_class(p: &Pod, inactive: &InactiveLabel) -> u8 {
-    let retiring = || {
-        inactive
-            .0
-            .is_some_and(|(key, yes)| p.labels.get(key) == Some(yes))
-    };
+fn spark_class(p: &Pod, (key, yes): (Sym, Sym)) -> u8 {
+    let retiring = || p.labels.get(key) == Some(yes);
     if p.is_driver() {
         0
     } else if p.is_executor() && retiring() {
@@ -364,8 +420,8 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn packed_order_sorts_as_the_tuple(
-            a in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY, proptest::num::i64::ANY),
-            b in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY, proptest::num::i64::ANY),
+            a in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY, any_start()),
+            b in (0u8..3, proptest::num::i32::ANY, proptest::bool::ANY, proptest::num::u32::ANY, any_start()),
             same in 0u8..4,
         ) {
             // Equal leading fields, so the later ones decide.
@@ -376,11 +432,22 @@ mod tests {
                 _ => (a.0, a.1, a.2, a.3.min(PACKED_EXECUTORS_MAX) ^ (b.3 & 1), b.4),
             };
             let tuple = |x: (u8, i32, bool, u32, i64)| {
-                (x.0, Reverse(x.1), x.2, x.3.min(PACKED_EXECUTORS_MAX), x.4)
+                (x.0, Reverse(x.1), x.2, x.3.min(PACKED_EXECUTORS_MAX), x.4.clamp(0, START_MAX))
             };
             let packed = |x: (u8, i32, bool, u32, i64)| packed_order(x.0, x.1, x.2, x.3, x.4);
             proptest::prop_assert_eq!(packed(a).cmp(&packed(b)), tuple(a).cmp(&tuple(b)));
+            // The position bits are left free.
+            proptest::prop_assert_eq!(packed(a) & POSITION_MASK, 0);
         }
+    }
+
+    /// Start times around the kept range and anywhere.
+    fn any_start() -> impl Strategy<Value = i64> {
+        proptest::prop_oneof![
+            proptest::num::i64::ANY,
+            -2..START_MAX + 2,
+            START_MAX - 2..START_MAX + 2
+        ]
     }
 
     proptest::proptest! {
@@ -391,11 +458,13 @@ mod tests {
             let items: Vec<String> = (0..order.len()).map(|i| format!("p{i}")).collect();
             let want: Vec<String> = order.iter().map(|&i| items[i].clone()).collect();
             let mut got = items;
-            permute(&mut got, order);
+            let mut order: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+            permute(&mut got, &mut order);
             proptest::prop_assert_eq!(got, want);
         }
     }
     use crate::model::capacity::CapacityRules;
+    use crate::spark::annotations::MIN_EXECUTORS;
     use crate::testkit::*;
 
     #[test]
@@ -505,7 +574,7 @@ mod tests {
                 let standing = match (&p.spark, p.is_executor()) {
                     (Some(id), true) => *apps
                         .entry(id.app)
-                        .or_insert_with(|| sp.app_standing(snap, id.app, p.key.namespace)),
+                        .or_insert_with(|| plain_standing(sp, snap, id.app, p.key.namespace)),
                     _ => (false, 0),
                 };
                 let class = if p.is_driver() {
@@ -525,11 +594,38 @@ mod tests {
         keyed.iter().map(|(_, p)| p.key.to_string()).collect()
     }
 
-    /// Standings remembered across nodes, borrowed pods and the label lookup done
-    /// once give the order computed from scratch, with and without per-namespace
-    /// minimums (an application may span namespaces).
+    /// An application's standing counted from every placed pod, its driver's
+    /// minimum read from the annotation.
+    fn plain_standing(sp: &SparkPolicy, snap: &Snapshot, app: Sym, ns: Sym) -> (bool, u32) {
+        let of_app = |p: &Pod| p.spark.as_ref().is_some_and(|s| s.app == app);
+        let placed: Vec<Arc<Pod>> = snap
+            .nodes()
+            .live_indices()
+            .flat_map(|n| snap.pods_on(n).map(|e| e.pod.clone()))
+            .filter(|p| of_app(p))
+            .collect();
+        let executors = placed
+            .iter()
+            .filter(|p| p.is_executor() && !p.terminating)
+            .count() as u32;
+        let annotated = placed
+            .iter()
+            .find(|p| p.is_driver())
+            .and_then(|d| d.annotation(MIN_EXECUTORS))
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let min = annotated
+            .or_else(|| sp.namespace_min_executors.get(&ns).copied())
+            .unwrap_or(sp.min_executors);
+        (executors > min, executors)
+    }
+
+    /// The packed sort (standings from the snapshot's application index, the
+    /// label interned once, ties settled by key prefixes) gives the order
+    /// computed plainly, with and without per-namespace minimums (an
+    /// application may span namespaces), for owned and borrowed pods, with and
+    /// without positions packed into the keys, after drivers change.
     #[test]
-    fn cached_spark_order_matches_the_plain_one() {
+    fn packed_spark_order_matches_the_plain_one() {
         use rand::{Rng, SeedableRng};
         for seed in 0..40u64 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -552,7 +648,13 @@ mod tests {
             }
             for k in 0..30 {
                 let app = apps[rng.random_range(0..apps.len())];
-                let mut b = pod(&format!("p{k}"), 1, 1)
+                // Short names, and long ones alike in their first eight bytes.
+                let name = if rng.random_bool(0.5) {
+                    format!("p{k}")
+                } else {
+                    format!("spark-pi-0a1b2c-exec-{k}")
+                };
+                let mut b = pod(&name, 1, 1)
                     .namespace(["x", "y"][rng.random_range(0..2)])
                     .priority(rng.random_range(0..3))
                     .on(nodes[rng.random_range(0..3)]);
@@ -570,6 +672,23 @@ mod tests {
                 }
                 snap.upsert_pod(Arc::new(p)).unwrap();
             }
+            // Drivers go, come back with another minimum, or stay.
+            for (i, app) in apps.iter().enumerate() {
+                let key = crate::model::PodKey::new("default", &format!("{app}-driver"));
+                match rng.random_range(0..3) {
+                    0 => {
+                        snap.remove_pod(&key);
+                    }
+                    1 => {
+                        let d = pod(&format!("{app}-driver"), 1, 1)
+                            .driver(app)
+                            .annotation(MIN_EXECUTORS, &rng.random_range(0..4).to_string())
+                            .on(nodes[i % 3]);
+                        snap.upsert_pod(d.arc()).unwrap();
+                    }
+                    _ => {}
+                }
+            }
             for by_namespace in [false, true] {
                 let sp = SparkPolicy {
                     min_executors: rng.random_range(0..3),
@@ -581,16 +700,52 @@ mod tests {
                     ..Default::default()
                 };
                 let policy = VictimPolicy::Spark(sp.clone());
-                let mut standings = Standings::default();
                 for n in nodes {
                     let idx = snap.nodes().by_name(n).unwrap();
                     let owned: Vec<Arc<Pod>> = snap.pods_on(idx).map(|e| e.pod.clone()).collect();
+                    let want = reference_order(&sp, &snap, &owned);
                     let mut borrowed: Vec<(&Arc<Pod>, bool)> =
                         owned.iter().map(|p| (p, false)).collect();
-                    policy.sort_by_importance_with(&snap, &mut borrowed, &mut standings);
+                    policy.sort_by_importance(&snap, &mut borrowed);
                     let got: Vec<String> =
                         borrowed.iter().map(|(p, _)| p.key.to_string()).collect();
-                    assert_eq!(got, reference_order(&sp, &snap, &owned), "seed {seed} {n}");
+                    assert_eq!(got, want, "seed {seed} {n}");
+                    let mut owned_pairs: Vec<(Arc<Pod>, bool)> =
+                        owned.iter().map(|p| (p.clone(), true)).collect();
+                    policy.sort_by_importance(&snap, &mut owned_pairs);
+                    let got: Vec<String> =
+                        owned_pairs.iter().map(|(p, _)| p.key.to_string()).collect();
+                    assert_eq!(got, want, "seed {seed} {n} owned");
+                    // Unpacked positions (for nodes past 65,536 pods) sort alike.
+                    let mut keys = Vec::new();
+                    sp.push_orders(&snap, &borrowed, &mut keys);
+                    let packed =
+                        sorted_positions(keys.clone(), true, |i| &borrowed[i as usize].0.key);
+                    let unpacked = sorted_positions(keys, false, |i| &borrowed[i as usize].0.key);
+                    assert_eq!(packed, unpacked, "seed {seed} {n} unpacked");
+                    if !by_namespace {
+                        // Sorted already (with per-namespace minimums, the pod that
+                        // picks an application's namespace may have moved).
+                        assert_eq!(packed, (0..borrowed.len() as u32).collect::<Vec<_>>());
+                    }
+                }
+                // Upstream: priority, then start, then key.
+                for n in nodes {
+                    let idx = snap.nodes().by_name(n).unwrap();
+                    let mut pods: Vec<(Arc<Pod>, bool)> =
+                        snap.pods_on(idx).map(|e| (e.pod.clone(), false)).collect();
+                    let mut want: Vec<&Arc<Pod>> = pods.iter().map(|(p, _)| p).collect();
+                    want.sort_by(|a, b| {
+                        (Reverse(a.priority), start(a), &a.key).cmp(&(
+                            Reverse(b.priority),
+                            start(b),
+                            &b.key,
+                        ))
+                    });
+                    let want: Vec<String> = want.iter().map(|p| p.key.to_string()).collect();
+                    VictimPolicy::Upstream.sort_by_importance(&snap, &mut pods);
+                    let got: Vec<String> = pods.iter().map(|(p, _)| p.key.to_string()).collect();
+                    assert_eq!(got, want, "seed {seed} {n} upstream");
                 }
             }
         }

@@ -138,7 +138,7 @@ impl<'f> WhatIf<'f> {
                 }
             }
             if fits(&freed) {
-                return Some(Ok(run.candidate(node, potential, &victim, violates)));
+                return Some(Ok(run.candidate(snap, node, potential, &victim, violates)));
             }
         }
 
@@ -167,7 +167,7 @@ impl<'f> WhatIf<'f> {
         if !victim.iter().any(|v| *v) {
             return Some(Err(run.no_victim_error(snap, node)));
         }
-        Some(Ok(run.candidate(node, potential, &victim, violates)))
+        Some(Ok(run.candidate(snap, node, potential, &victim, violates)))
     }
 }
 

@@ -10,6 +10,7 @@ pub use node_table::{
 use crate::model::capacity::CapacityRules;
 use crate::model::{Node, Pod, PodKey, Sym};
 use crate::preemption::Pdb;
+use crate::spark::annotations::{parse_count, MIN_EXECUTORS};
 // foldhash: these maps sit on the pod add/remove path; SipHash showed in its profile.
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,6 +47,18 @@ pub struct AppPods {
     /// Placed, non-terminating executors by node: spread scoring reads them every
     /// cycle, and an application can have thousands of executors.
     pub executors_by_node: NodeCounts,
+}
+
+/// What preemption's reprieve order reads of an application, for every
+/// potential victim: kept apart from `AppPods` in a map of small entries, so
+/// that thousands of lookups per search stay in cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppTally {
+    /// Placed, non-terminating executors (all of `AppPods::executors_by_type`).
+    pub executors: u32,
+    /// The placed driver's `spark-fleet.io/min-executors`, read once. A bad
+    /// value counts as none here; driver admission reports it.
+    pub driver_min_executors: Option<u32>,
 }
 
 /// Counts per node slot: a map while few nodes have one, an array over the slots
@@ -207,6 +220,8 @@ pub struct Snapshot {
     with_pod_affinity: HashSet<PodId>,
     with_required_anti_affinity: HashSet<PodId>,
     apps: HashMap<Sym, AppPods>,
+    /// One per entry of `apps`.
+    app_tallies: HashMap<Sym, AppTally>,
     /// Bound pods whose node we have not seen (yet, or any more), by node name.
     orphans: HashMap<Sym, Vec<Arc<Pod>>>,
     nominated: HashMap<PodKey, Nominated>,
@@ -404,13 +419,19 @@ impl Snapshot {
         }
         if let Some(sp) = entry.pod.spark.as_ref() {
             let app = self.apps.entry(sp.app).or_default();
+            let tally = self.app_tallies.entry(sp.app).or_default();
             if entry.pod.is_driver() {
                 app.driver = Some(id);
+                tally.driver_min_executors = entry
+                    .pod
+                    .annotation(MIN_EXECUTORS)
+                    .and_then(|v| parse_count(v).ok());
             } else {
                 app.executors.insert(id);
                 if !entry.pod.terminating {
                     app.bump(self.nodes.capacity_type[node as usize], 1);
                     app.bump_node(node, 1, self.nodes.slots());
+                    tally.executors = tally.executors.saturating_add(1);
                 }
             }
         }
@@ -442,15 +463,19 @@ impl Snapshot {
         }
         if let Some(sp) = entry.pod.spark.as_ref() {
             if let Some(app) = self.apps.get_mut(&sp.app) {
+                let tally = self.app_tallies.entry(sp.app).or_default();
                 if app.driver == Some(id) {
                     app.driver = None;
+                    tally.driver_min_executors = None;
                 }
                 if app.executors.remove(&id) && !entry.pod.terminating {
                     app.bump(self.nodes.capacity_type[entry.node as usize], -1);
                     app.bump_node(entry.node, -1, self.nodes.slots());
+                    tally.executors = tally.executors.saturating_sub(1);
                 }
                 if app.driver.is_none() && app.executors.is_empty() {
                     self.apps.remove(&sp.app);
+                    self.app_tallies.remove(&sp.app);
                 }
             }
         }
@@ -519,6 +544,11 @@ impl Snapshot {
 
     pub fn app(&self, app: Sym) -> Option<&AppPods> {
         self.apps.get(&app)
+    }
+
+    /// Executors and minimum of an application with a pod placed.
+    pub fn app_tally(&self, app: Sym) -> Option<AppTally> {
+        self.app_tallies.get(&app).copied()
     }
 
     pub fn apps(&self) -> impl Iterator<Item = (Sym, &AppPods)> + '_ {

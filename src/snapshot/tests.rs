@@ -142,6 +142,86 @@ fn app_counts_by_capacity_type() {
     );
 }
 
+/// Each application's tally (placed executors, its driver's minimum) equals a
+/// recount after every kind of change: executors come, terminate and go,
+/// drivers come with good, bad or no minimums and go, nodes go (their pods
+/// wait) and come back, pods are assumed and forgotten.
+#[test]
+fn app_tallies_follow_every_change() {
+    use crate::spark::annotations::MIN_EXECUTORS;
+    use rand::{Rng, SeedableRng};
+    let apps = ["a", "b", "c"];
+    for seed in 0..30u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut s = snap();
+        let nodes = ["n0", "n1", "n2"];
+        for n in nodes {
+            s.upsert_node(node(n, 64_000, 256 * GI).build());
+        }
+        for step in 0..60 {
+            let app = apps[rng.random_range(0..apps.len())];
+            let n = nodes[rng.random_range(0..nodes.len())];
+            match rng.random_range(0..8) {
+                0..=2 => {
+                    let mut b =
+                        pod(&format!("e{}", rng.random_range(0..12)), 100, GI).executor(app);
+                    if rng.random_bool(0.2) {
+                        b = b.terminating();
+                    }
+                    if rng.random_bool(0.2) {
+                        if let Some(idx) = s.nodes().by_name(n) {
+                            let _ = s.assume(b.arc(), idx);
+                        }
+                    } else {
+                        let _ = s.upsert_pod(b.on(n).arc());
+                    }
+                }
+                3 => {
+                    let mut b = pod(&format!("{app}-driver"), 100, GI).driver(app);
+                    b = match rng.random_range(0..3) {
+                        0 => b,
+                        1 => b.annotation(MIN_EXECUTORS, &rng.random_range(0..5).to_string()),
+                        _ => b.annotation(MIN_EXECUTORS, "many"),
+                    };
+                    let _ = s.upsert_pod(b.on(n).arc());
+                }
+                4 => {
+                    let name = if rng.random_bool(0.3) {
+                        format!("{app}-driver")
+                    } else {
+                        format!("e{}", rng.random_range(0..12))
+                    };
+                    s.remove_pod(&PodKey::new("default", &name));
+                }
+                5 => {
+                    s.forget(&PodKey::new(
+                        "default",
+                        &format!("e{}", rng.random_range(0..12)),
+                    ));
+                }
+                6 => {
+                    s.remove_node(Sym::new(n));
+                }
+                _ => {
+                    s.upsert_node(node(n, 64_000, 256 * GI).build());
+                }
+            }
+            for app in apps {
+                let sym = Sym::new(app);
+                let want = s.app(sym).map(|pods| AppTally {
+                    executors: pods.executors_by_type.iter().map(|(_, c)| *c).sum(),
+                    driver_min_executors: pods
+                        .driver
+                        .and_then(|id| s.pod(id))
+                        .and_then(|e| e.pod.annotation(MIN_EXECUTORS))
+                        .and_then(|v| v.parse().ok()),
+                });
+                assert_eq!(s.app_tally(sym), want, "seed {seed} step {step} app {app}");
+            }
+        }
+    }
+}
+
 #[test]
 fn finished_pods_release_resources() {
     let mut s = snap();

@@ -54,8 +54,12 @@ fn random_pod(rng: &mut ChaCha8Rng, name: &str, priority: i32) -> PodBuilder {
 /// Nodes of mixed size, type and taints, full of pods of mixed priority; PDBs;
 /// nominated pods, some counting for the preemptor.
 fn random_cluster(rng: &mut ChaCha8Rng) -> Snapshot {
-    let mut s = Snapshot::new(CapacityRules::default());
     let nodes = rng.random_range(3..=8);
+    random_cluster_of(rng, nodes)
+}
+
+fn random_cluster_of(rng: &mut ChaCha8Rng, nodes: usize) -> Snapshot {
+    let mut s = Snapshot::new(CapacityRules::default());
     for n in 0..nodes {
         let mut b = node(
             &format!("n{n}"),
@@ -267,7 +271,7 @@ fn arithmetic_and_snapshot_walk_agree_on_random_clusters() {
         let (slow, none) = setup
             .evaluator
             .preempt_with(&p, &mut snap, &d.statuses, &runner, false);
-        assert_eq!(none, 0);
+        assert_eq!(none.by_arithmetic, 0);
         let (fast, decided) =
             setup
                 .evaluator
@@ -278,7 +282,7 @@ fn arithmetic_and_snapshot_walk_agree_on_random_clusters() {
             outcome(&slow, &snap),
             "seed {seed}: {p:?}"
         );
-        if decided > 0 {
+        if decided.by_arithmetic > 0 {
             by_arithmetic += 1;
         } else {
             walked += 1;
@@ -293,6 +297,80 @@ fn arithmetic_and_snapshot_walk_agree_on_random_clusters() {
     assert!(by_arithmetic > 200, "{by_arithmetic} by arithmetic");
     assert!(walked > 50, "{walked} walked");
     assert!(nominated > 100 && failed > 100, "{nominated} / {failed}");
+}
+
+/// The dry run prepared on several cores gives the one-thread answer (node,
+/// victims, the statuses in a failure's message, how many nodes the arithmetic
+/// decided) and leaves the snapshot as it found it. Clusters are big enough for
+/// several batches: a tenth of the nodes (at least 100) is wanted.
+#[test]
+fn parallel_dry_run_gives_the_one_thread_answer() {
+    let setups = setups();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let (mut parallel, mut nominated, mut walked) = (0, 0, 0);
+    for seed in 0..48u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let nodes = rng.random_range(120..=260);
+        let mut snap = random_cluster_of(&mut rng, nodes);
+        // Every node's CPU taken, so every node needs preemption.
+        for n in 0..nodes {
+            let name = format!("n{n}");
+            let idx = snap.nodes().by_name(&name).unwrap();
+            let free = i128::from(snap.nodes().alloc_cpu[idx as usize])
+                - snap.nodes().exact_usage(idx).cpu;
+            if free > 0 {
+                let fill = pod(&format!("fill{n}"), free as i64, 0)
+                    .priority(rng.random_range(0..5))
+                    .on(&name);
+                snap.upsert_pod(fill.arc()).unwrap();
+            }
+        }
+        let p = random_preemptor(&mut rng);
+        let setup = &setups[seed as usize % setups.len()];
+        let opts = CycleOptions {
+            post_filter: false,
+            ..CycleOptions::default()
+        };
+        let d = schedule(&setup.profile, &p, &mut snap, opts);
+        let runner = FilterRunner {
+            pre_filters: &setup.profile.pre_filter,
+            filters: &setup.profile.filter,
+        };
+        let before = fingerprint(&snap);
+        let mut one_thread = setup.evaluator.clone();
+        one_thread.parallel = false;
+        let (want, want_counts) =
+            one_thread.preempt_with(&p, &mut snap, &d.statuses, &runner, true);
+        let (got, counts) = pool.install(|| {
+            setup
+                .evaluator
+                .preempt_with(&p, &mut snap, &d.statuses, &runner, true)
+        });
+        assert_eq!(fingerprint(&snap), before, "seed {seed}");
+        assert_eq!(outcome(&got, &snap), outcome(&want, &snap), "seed {seed}");
+        assert_eq!(
+            counts.by_arithmetic, want_counts.by_arithmetic,
+            "seed {seed}"
+        );
+        assert_eq!(want_counts.prepared_in_parallel, 0);
+        if counts.prepared_in_parallel > 0 {
+            parallel += 1;
+        }
+        if got.nomination.is_some() {
+            nominated += 1;
+        }
+        if WhatIf::new(&p, &snap, &runner).is_none() {
+            walked += 1;
+        }
+    }
+    assert!(parallel > 30, "{parallel} prepared in parallel");
+    assert!(
+        nominated > 10 && walked > 3,
+        "{nominated} nominated, {walked} walked"
+    );
 }
 
 /// With the arithmetic, a preemption leaves the snapshot untouched: not even its
@@ -317,7 +395,7 @@ fn arithmetic_leaves_the_snapshot_alone() {
     let (r, decided) = setup
         .evaluator
         .preempt_with(&p, &mut snap, &d.statuses, &runner, true);
-    assert_eq!(decided, 1, "n1 only: n2 has no gpu");
+    assert_eq!(decided.by_arithmetic, 1, "n1 only: n2 has no gpu");
     assert_eq!(snap.generation(), generation);
     let (_, nom) = outcome(&r, &snap);
     assert_eq!(
@@ -401,7 +479,7 @@ fn nominated_pods_count_as_the_filter_counts_them() {
         let (r, decided) = setup
             .evaluator
             .preempt_with(&p, &mut s, &d.statuses, &runner, true);
-        assert_eq!(decided, 1);
+        assert_eq!(decided.by_arithmetic, 1);
         victims.push(outcome(&r, &s).1.unwrap().1.len());
     }
     // Lower-priority nominations do not count; equal and higher ones do.
@@ -577,7 +655,10 @@ fn first_failing_filter_in_profile_order_is_reported() {
     let (fast, decided) = setup
         .evaluator
         .preempt_with(&p, &mut snap, &d.statuses, &runner, true);
-    assert_eq!(decided, 0, "NodeResourcesFit's own status is needed");
+    assert_eq!(
+        decided.by_arithmetic, 0,
+        "NodeResourcesFit's own status is needed"
+    );
     let (slow, _) = setup
         .evaluator
         .preempt_with(&p, &mut snap, &d.statuses, &runner, false);
