@@ -28,7 +28,9 @@ fn next_executor(n: usize) -> Pod {
 /// filtered and scored afresh (`fresh`), nothing kept from earlier cycles; the
 /// nodes that provably cannot win are left unscored (`framework::cycle::bounded`;
 /// the decision is that of scoring them). Every node (`spark-fleet/every-node`):
-/// cold, and every feasible node scored by every plugin (`exhaustive`).
+/// cold, and every feasible node scored by every plugin (`exhaustive`); and
+/// the same with the cycle split over the machine's cores
+/// (`…/every-node-parallel`, `CycleOptions::parallel`).
 /// Next executor (`…/next`): the decision the scheduler makes for an
 /// application's next executor, the previous one having just been placed; each
 /// iteration assumes the pod on the chosen node and forgets it again (both
@@ -66,6 +68,21 @@ fn one_decision(c: &mut Criterion) {
                         black_box(d.node)
                     })
                 });
+                // The same split over the machine's cores (`parallel`), where
+                // a cycle is split at all (4,096 nodes or more).
+                if nodes >= 4_096 {
+                    let split = CycleOptions {
+                        parallel: true,
+                        ..every
+                    };
+                    let id = BenchmarkId::new(format!("{profile_name}/every-node-parallel"), nodes);
+                    g.bench_with_input(id, &nodes, |b, _| {
+                        b.iter(|| {
+                            let d = schedule(&profile, black_box(&p), &mut snap, split);
+                            black_box(d.node)
+                        })
+                    });
+                }
             }
             let id = BenchmarkId::new(format!("{profile_name}/next"), nodes);
             g.bench_with_input(id, &nodes, |b, _| {

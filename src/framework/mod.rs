@@ -12,9 +12,9 @@ pub use cycle::{schedule, CycleOptions, Decision, NodeScore, NodeStatuses};
 pub use cycle_state::{CycleState, PreFilterNodes};
 pub use message::{unschedulable_message, NO_NODES_AVAILABLE};
 pub use plugin::{
-    default_normalize, retain_nodes, BindPlugin, FilterPlugin, FilterRunner, Nomination,
-    Normalization, PermitDecision, PermitPlugin, Plugin, PostFilterPlugin, PostFilterResult,
-    PreFilterPlugin, PreScorePlugin, ReservePlugin, ScorePlugin, MAX_NODE_SCORE,
+    default_normalize, retain_nodes, slots_from, BindPlugin, FilterPlugin, FilterRunner,
+    Nomination, Normalization, PermitDecision, PermitPlugin, Plugin, PostFilterPlugin,
+    PostFilterResult, PreFilterPlugin, PreScorePlugin, ReservePlugin, ScorePlugin, MAX_NODE_SCORE,
 };
 pub use profile::{PluginSet, Profile};
 pub use status::{Code, Reason, Status};

@@ -86,8 +86,9 @@ pub trait FilterPlugin: Plugin {
     }
 
     /// The dense form of [`filter_nodes`](Self::filter_nodes), for cycles that
-    /// filter every node: clears `pass[i]` for every node slot `i` (all slots,
-    /// `NodeTable::slots`) this plugin rejects, and returns true. Slots already
+    /// filter every node: clears `pass[k]` for every node slot `first + k` this
+    /// plugin rejects (`pass` covers all slots, `NodeTable::slots`, from `first`
+    /// on, or one chunk of them in a parallel cycle), and returns true. Slots already
     /// clear and slots of deleted nodes may be left as they are. Returns false,
     /// touching nothing, when the plugin has no such form for `pod` or could
     /// fail; the cycle then calls `filter_nodes` on the nodes still passing.
@@ -100,10 +101,18 @@ pub trait FilterPlugin: Plugin {
         _state: &CycleState,
         _pod: &Pod,
         _snap: &Snapshot,
+        _first: usize,
         _pass: &mut [bool],
     ) -> bool {
         false
     }
+}
+
+/// A node column from slot `first` on (empty past its end): what `pass[k]` of
+/// [`FilterPlugin::filter_slots`] pairs with.
+#[inline]
+pub fn slots_from<T>(column: &[T], first: usize) -> &[T] {
+    column.get(first..).unwrap_or(&[])
 }
 
 /// Keeps the nodes for which `pass` holds and moves the others to `rejected`:

@@ -355,11 +355,33 @@ fn check_agreement(profile: &Profile, pod: &Pod, snap: &Snapshot) -> Result<(), 
         // touches nothing.
         let t = snap.nodes();
         let mut pass = t.live.clone();
-        let dense = f.filter_slots(&state, pod, snap, &mut pass);
+        let dense = f.filter_slots(&state, pod, snap, 0, &mut pass);
         let passed: Vec<NodeIdx> = live.iter().copied().filter(|&n| pass[n as usize]).collect();
         if (dense && passed != want_kept) || (!dense && pass != t.live) {
             return Err(format!(
                 "{} in {}: dense form ({dense}) passed {passed:?}, per node kept {want_kept:?}",
+                f.name(),
+                profile.name
+            ));
+        }
+        // Over the slots from a third on (a parallel cycle's later chunk):
+        // the same verdicts for those slots.
+        let first = t.slots() / 3;
+        let mut tail = t.live[first..].to_vec();
+        let dense_tail = f.filter_slots(&state, pod, snap, first, &mut tail);
+        let wanted: Vec<NodeIdx> = want_kept
+            .iter()
+            .copied()
+            .filter(|&n| n as usize >= first)
+            .collect();
+        let passed_tail: Vec<NodeIdx> = live
+            .iter()
+            .copied()
+            .filter(|&n| n as usize >= first && tail[n as usize - first])
+            .collect();
+        if dense_tail != dense || (dense && passed_tail != wanted) {
+            return Err(format!(
+                "{} in {}: dense form from slot {first} passed {passed_tail:?}, per node kept {wanted:?}",
                 f.name(),
                 profile.name
             ));
@@ -384,6 +406,20 @@ fn check_agreement(profile: &Profile, pod: &Pod, snap: &Snapshot) -> Result<(), 
         if batch != per_node {
             return Err(format!(
                 "{} in {}: batch {batch:?} per node {per_node:?}",
+                s.name(),
+                profile.name
+            ));
+        }
+        // A parallel cycle's chunks: the later half of the nodes on its own,
+        // then the first half (kept scores must cover the nodes asked for).
+        let half = live.len() / 2;
+        let mut parts = vec![-1i64; live.len()];
+        let (first, second) = parts.split_at_mut(half);
+        s.score_nodes(&state, pod, snap, &live[half..], second);
+        s.score_nodes(&state, pod, snap, &live[..half], first);
+        if parts != per_node {
+            return Err(format!(
+                "{} in {}: by halves {parts:?} per node {per_node:?}",
                 s.name(),
                 profile.name
             ));

@@ -9,8 +9,8 @@
 
 use crate::config::{Config, MixMode};
 use crate::framework::{
-    retain_nodes, CycleState, FilterPlugin, Normalization, Plugin, PreFilterPlugin, PreScorePlugin,
-    ScorePlugin, Status, MAX_NODE_SCORE,
+    retain_nodes, slots_from, CycleState, FilterPlugin, Normalization, Plugin, PreFilterPlugin,
+    PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -164,9 +164,10 @@ impl FilterPlugin for CapacityMix {
         state: &CycleState,
         _: &Pod,
         snap: &Snapshot,
+        first: usize,
         pass: &mut [bool],
     ) -> bool {
-        let types = &snap.nodes().capacity_type;
+        let types = slots_from(&snap.nodes().capacity_type, first);
         let keep = |pass: &mut [bool], ok: &dyn Fn(Sym) -> bool| {
             for (p, &ty) in pass.iter_mut().zip(types) {
                 *p &= ok(ty);

@@ -2,7 +2,7 @@
 //! preferred terms add their weights (Score).
 
 use crate::framework::{
-    default_normalize, retain_nodes, CycleState, FilterPlugin, Normalization, Plugin,
+    default_normalize, retain_nodes, slots_from, CycleState, FilterPlugin, Normalization, Plugin,
     PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, SelectorOp};
@@ -93,8 +93,15 @@ impl FilterPlugin for NodeAffinity {
         Ok(())
     }
 
-    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
-        for (p, node) in pass.iter_mut().zip(&snap.nodes().node) {
+    fn filter_slots(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        first: usize,
+        pass: &mut [bool],
+    ) -> bool {
+        for (p, node) in pass.iter_mut().zip(slots_from(&snap.nodes().node, first)) {
             // Only passing slots: matching labels costs more than the check.
             if *p {
                 *p = pod.matches_required_affinity(node);

@@ -1,6 +1,6 @@
 //! NodeName: a pod with `spec.nodeName` set only fits that node.
 
-use crate::framework::{retain_nodes, CycleState, FilterPlugin, Plugin, Status};
+use crate::framework::{retain_nodes, slots_from, CycleState, FilterPlugin, Plugin, Status};
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
 
@@ -50,9 +50,16 @@ impl FilterPlugin for NodeName {
         Ok(())
     }
 
-    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+    fn filter_slots(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        first: usize,
+        pass: &mut [bool],
+    ) -> bool {
         if let Some(want) = pod.node_name {
-            for (p, &name) in pass.iter_mut().zip(&snap.nodes().name) {
+            for (p, &name) in pass.iter_mut().zip(slots_from(&snap.nodes().name, first)) {
                 *p &= name == want;
             }
         }

@@ -29,8 +29,8 @@ use super::resource_allocation::{
 use super::score_memo::ScoreMemo;
 use crate::config::{NodeResourcesFitArgs, ScoringStrategyType, UtilizationShapePoint};
 use crate::framework::{
-    retain_nodes, Code, CycleState, FilterPlugin, Normalization, Plugin, PreFilterPlugin,
-    PreScorePlugin, Reason, ScorePlugin, Status, MAX_NODE_SCORE,
+    retain_nodes, slots_from, Code, CycleState, FilterPlugin, Normalization, Plugin,
+    PreFilterPlugin, PreScorePlugin, Reason, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
 use crate::snapshot::{NodeIdx, NodeTable, Snapshot, FREE_FLOOR};
@@ -500,7 +500,14 @@ impl FilterPlugin for NodeResourcesFit {
 
     /// The scan of `filter_nodes` over whole columns; none when `filter_nodes`
     /// would judge node by node (extended resources, nominated pods).
-    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+    fn filter_slots(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        first: usize,
+        pass: &mut [bool],
+    ) -> bool {
         let r = &pod.requests;
         if !r.scalars.is_empty() || snap.has_nominations() {
             return false;
@@ -510,10 +517,14 @@ impl FilterPlugin for NodeResourcesFit {
         let fits = |request: i64, free: i64| (request == 0) | (request <= free);
         // Every column cut to one length: indexed loops the compiler can
         // vectorize (a zip of four iterators it does not).
-        let len = pass.len().min(t.slots());
+        let len = pass.len().min(t.slots().saturating_sub(first));
         let pass = &mut pass[..len];
-        let (free_pods, free_cpu) = (&t.free_pods[..len], &t.free_cpu[..len]);
-        let (free_mem, free_eph) = (&t.free_mem[..len], &t.free_eph[..len]);
+        fn cut(column: &[i64], first: usize, len: usize) -> &[i64] {
+            &slots_from(column, first)[..len]
+        }
+        let cut = |column| cut(column, first, len);
+        let (free_pods, free_cpu) = (cut(&t.free_pods), cut(&t.free_cpu));
+        let (free_mem, free_eph) = (cut(&t.free_mem), cut(&t.free_eph));
         let in_range = |request: i64| (0..=-FREE_FLOOR).contains(&request);
         if in_range(cpu) && in_range(mem) {
             fit_columns(pass, (free_cpu, cpu), (free_mem, mem), free_pods);
@@ -898,7 +909,7 @@ mod tests {
             let mut state = CycleState::default();
             assert!(p.pre_filter(&mut state, &incoming, &s).is_success());
             let mut pass = s.nodes().live.clone();
-            assert!(p.filter_slots(&state, &incoming, &s, &mut pass));
+            assert!(p.filter_slots(&state, &incoming, &s, 0, &mut pass));
             for n in s.nodes().live_indices() {
                 let one = p.filter(&state, &incoming, &s, n).is_success();
                 assert_eq!(pass[n as usize], one, "request ({cpu}, {mem}) on node {n}");

@@ -1,7 +1,7 @@
 //! NodeUnschedulable: cordoned nodes take only pods tolerating
 //! `node.kubernetes.io/unschedulable:NoSchedule`.
 
-use crate::framework::{retain_nodes, CycleState, FilterPlugin, Plugin, Status};
+use crate::framework::{retain_nodes, slots_from, CycleState, FilterPlugin, Plugin, Status};
 use crate::model::{Pod, Sym, Taint, TaintEffect};
 use crate::snapshot::{NodeIdx, Snapshot};
 
@@ -61,12 +61,19 @@ impl FilterPlugin for NodeUnschedulable {
         Ok(())
     }
 
-    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+    fn filter_slots(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        first: usize,
+        pass: &mut [bool],
+    ) -> bool {
         let t = snap.nodes();
         if t.unschedulable_nodes == 0 || tolerates_unschedulable(pod) {
             return true;
         }
-        for (p, &cordoned) in pass.iter_mut().zip(&t.unschedulable) {
+        for (p, &cordoned) in pass.iter_mut().zip(slots_from(&t.unschedulable, first)) {
             *p &= !cordoned;
         }
         true

@@ -45,7 +45,8 @@ const TWO_52: f64 = 4_503_599_627_370_496.0;
 thread_local! {
     /// The slot scores last computed on this thread, one entry per kind: the
     /// bounded selection (`framework::cycle::bounded`) asks each scorer for
-    /// the nodes of one class at a time, and all classes read one computation.
+    /// the nodes of one class at a time, and all classes read one computation;
+    /// a parallel cycle's threads each keep the scores of their node chunk.
     static SLOT_SCORES: RefCell<[SlotScores; 3]> = RefCell::new(Default::default());
 }
 
@@ -53,7 +54,16 @@ thread_local! {
 struct SlotScores {
     /// What the scores were computed from (None: nothing valid).
     key: Option<Key>,
+    /// The first slot scored: `scores[k]` is slot `first + k`'s score.
+    first: usize,
     scores: Vec<i64>,
+}
+
+impl SlotScores {
+    /// Whether the kept scores are `key`'s and cover slots `lo..hi`.
+    fn covers(&self, key: &Key, lo: usize, hi: usize) -> bool {
+        self.key.as_ref() == Some(key) && self.first <= lo && hi <= self.first + self.scores.len()
+    }
 }
 
 /// Where slot scores may be reused: on a table of this version
@@ -71,7 +81,6 @@ pub(crate) struct Scope {
 struct Key {
     scope: Scope,
     columns: [(ResourceKind, Usage); 2],
-    slots: usize,
     requests: (i64, i64),
     weights: (i64, i64),
     shift: u32,
@@ -140,11 +149,16 @@ pub(crate) fn score_pair(
     let Some(max_slots_per_node) = slots_per_node() else {
         return false;
     };
-    let slots = a.alloc.len();
+    // The slots from the first node asked for to the last (node lists are in
+    // slot order): all of them in a sequential cycle, one chunk's in a
+    // parallel one. A node outside (a list out of order) is caught by `gather`.
+    let (Some(&lo), Some(&hi)) = (nodes.first(), nodes.last()) else {
+        return true;
+    };
+    let (lo, hi) = (lo as usize, (hi as usize + 1).max(lo as usize + 1));
     let key = Key {
         scope,
         columns: [a.source, b.source],
-        slots,
         requests: (ra, rb),
         weights: (a.weight, b.weight),
         shift,
@@ -154,32 +168,69 @@ pub(crate) fn score_pair(
             return false;
         };
         let entry = &mut cache[kind as usize];
-        if entry.key != Some(key) {
+        if !entry.covers(&key, lo, hi) {
+            // Another class's nodes of the same scores: score both ranges,
+            // so that the classes after read one computation again.
+            let (lo, hi) = match entry.key {
+                Some(k) if k == key => (
+                    lo.min(entry.first),
+                    hi.max(entry.first + entry.scores.len()),
+                ),
+                _ => (lo, hi),
+            };
             entry.key = None;
-            if nodes.len().saturating_mul(max_slots_per_node) < slots {
+            if nodes.len().saturating_mul(max_slots_per_node) < hi - lo {
                 return false;
             }
-            entry.scores.resize(slots, 0);
-            if !score_slots(kind, pair, &mut entry.scores) {
+            let Some(part) = pair.slots(lo..hi) else {
+                return false;
+            };
+            entry.scores.resize(hi - lo, 0);
+            if !score_slots(kind, part, &mut entry.scores) {
                 return false;
             }
-            entry.key = Some(key);
+            (entry.key, entry.first) = (Some(key), lo);
         }
-        gather(&entry.scores, nodes, out);
-        true
+        gather(&entry.scores, entry.first, nodes, out)
     })
 }
 
-/// `out[k] = slot_scores[nodes[k]]`. An index past the end (never passed)
-/// reads the last slot. Scalar on purpose: the AVX-512 build's gather
-/// instructions were slower on this machine's CPU (`benches/README.md`).
-fn gather(slot_scores: &[i64], nodes: &[NodeIdx], out: &mut [i64]) {
-    let Some(last) = slot_scores.len().checked_sub(1) else {
-        return;
-    };
-    for (o, &n) in out.iter_mut().zip(nodes) {
-        *o = slot_scores[(n as usize).min(last)];
+impl<'a> Pair<'a> {
+    /// The pair cut to `slots`: its columns' slot `slots.start` is slot 0 of
+    /// the cut. None when a column is shorter.
+    fn slots(&self, slots: std::ops::Range<usize>) -> Option<Pair<'a>> {
+        let cut = |c: UsageColumn<'a>| {
+            Some(UsageColumn {
+                alloc: c.alloc.get(slots.clone())?,
+                inv: c.inv.get(slots.clone())?,
+                used: c.used.get(slots.clone())?,
+                ..c
+            })
+        };
+        Some(Pair {
+            a: (cut(self.a.0)?, self.a.1),
+            b: (cut(self.b.0)?, self.b.1),
+            shift: self.shift,
+        })
     }
+}
+
+/// `out[k] = slot_scores[nodes[k] - first]`; false, with `out` unspecified,
+/// when a node lies outside the kept slots. Scalar on purpose: the AVX-512
+/// build's gather instructions were slower on the CPU it was measured on
+/// (`benches/README.md`).
+fn gather(slot_scores: &[i64], first: usize, nodes: &[NodeIdx], out: &mut [i64]) -> bool {
+    let Some(last) = slot_scores.len().checked_sub(1) else {
+        return nodes.is_empty();
+    };
+    // Checked for all nodes at once after the loop: no branch per node.
+    let mut outside = false;
+    for (o, &n) in out.iter_mut().zip(nodes) {
+        let k = (n as usize).wrapping_sub(first);
+        outside |= k > last;
+        *o = slot_scores[k.min(last)];
+    }
+    !outside
 }
 
 /// How many slots the kernel may score per node asked for. Per slot it costs
@@ -558,16 +609,37 @@ mod tests {
                 let want: Vec<i64> = nodes.iter().map(|&i| all[i as usize]).collect();
                 assert_eq!(out, want, "{kind:?}");
             }
-            // Too few of the slots asked for: the scalar loop is cheaper.
-            let mut one = [0i64];
+            // A parallel cycle's chunks, each on its own, the later first:
+            // each scores its own slots and gathers from them.
+            let scope = new_scope(None);
+            for chunk in [&nodes[30..], &nodes[..30], &nodes[10..20]] {
+                let mut out = vec![-1; chunk.len()];
+                if score_columns(kind, scope, chunk, &columns, &requests, &mut out) {
+                    let all = scalar_scores(kind, (a.column(1), 500), (b.column(1), 1 << 20));
+                    let want: Vec<i64> = chunk.iter().map(|&i| all[i as usize]).collect();
+                    assert_eq!(out, want, "{kind:?} {chunk:?}");
+                }
+            }
+            // A list out of slot order, a node outside its ends' slots: the
+            // caller is told to score the scalar way, never given another
+            // node's score.
+            let scope = new_scope(None);
+            let mut three = [0i64; 3];
+            let unordered = [40, 10, 41];
+            assert!(!score_columns(
+                kind, scope, &unordered, &columns, &requests, &mut three
+            ));
+            // Too few of the slots between the nodes asked for: the scalar
+            // loop is cheaper.
+            let mut two = [0i64; 2];
             let scope = new_scope(None);
             assert!(!score_columns(
                 kind,
                 scope,
-                &[3],
+                &[3, 60],
                 &columns,
                 &requests,
-                &mut one
+                &mut two
             ));
         }
     }

@@ -2,8 +2,8 @@
 //! fewer untolerated PreferNoSchedule taints score higher (Score).
 
 use crate::framework::{
-    default_normalize, retain_nodes, CycleState, FilterPlugin, Normalization, Plugin, ScorePlugin,
-    Status, MAX_NODE_SCORE,
+    default_normalize, retain_nodes, slots_from, CycleState, FilterPlugin, Normalization, Plugin,
+    ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Taint, TaintEffect};
 use crate::snapshot::{NodeIdx, NodeTable, Snapshot};
@@ -63,13 +63,20 @@ impl FilterPlugin for TaintToleration {
         Ok(())
     }
 
-    fn filter_slots(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+    fn filter_slots(
+        &self,
+        _: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        first: usize,
+        pass: &mut [bool],
+    ) -> bool {
         let t = snap.nodes();
         if t.hard_tainted_nodes == 0 {
             return true;
         }
         let tolerated = tolerated_taint_sets(pod, t);
-        for (p, &set) in pass.iter_mut().zip(&t.taint_set) {
+        for (p, &set) in pass.iter_mut().zip(slots_from(&t.taint_set, first)) {
             // Every node's set is in the table; a slot of a deleted node may not be.
             *p &= tolerated.get(set as usize).copied().unwrap_or(false);
         }

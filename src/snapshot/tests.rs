@@ -566,7 +566,7 @@ fn huge_requests_fill_the_node_for_the_column_scan() {
     }
     let small = pod("small", 100, GI).build();
     let mut pass = s.nodes().live.clone();
-    assert!(fit.filter_slots(&CycleState::default(), &small, &s, &mut pass));
+    assert!(fit.filter_slots(&CycleState::default(), &small, &s, 0, &mut pass));
     assert_eq!(pass, [false, true]);
 }
 

@@ -6,6 +6,7 @@
 mod bounded;
 mod kept_totals;
 mod kept_verdicts;
+mod split;
 
 pub(crate) use bounded::ClassBuffers;
 pub(crate) use kept_totals::KeptTotals;
@@ -14,8 +15,8 @@ pub(crate) use kept_verdicts::KeptVerdicts;
 use super::*;
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
-use rayon::prelude::*;
 use serde::Serialize;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,10 +25,10 @@ pub struct CycleOptions {
     pub detail: bool,
     /// Run PostFilter (preemption) when no node fits.
     pub post_filter: bool,
-    /// Split filtering and scoring over the machine's cores on large clusters.
-    /// Results are identical either way (chunks are merged in node order). Off by
-    /// default: on a busy 2-core machine the threads wait for CPU and lose
-    /// (see benches/README.md); turn on where cores are free.
+    /// Split filtering, scoring and selection over the machine's cores on
+    /// clusters of `PARALLEL_MIN_NODES` or more (`split`). Results are identical
+    /// either way (chunks are merged in node order). Off by default: it takes
+    /// the cores the caller does not use, which a busy machine may need.
     pub parallel: bool,
     /// Filter and score every node afresh: no verdict or score kept from an
     /// earlier cycle is reused, and none is kept (`kept_verdicts`,
@@ -44,20 +45,12 @@ pub struct CycleOptions {
 const PARALLEL_MIN_NODES: usize = 4096;
 
 /// Contiguous ranges covering `0..len`: one per core when `parallel` and worth it.
-fn chunk_ranges(len: usize, parallel: bool) -> Vec<std::ops::Range<usize>> {
-    let workers = if parallel && len >= PARALLEL_MIN_NODES {
-        rayon::current_num_threads().min(8)
+fn chunk_ranges(len: usize, parallel: bool) -> Vec<Range<usize>> {
+    if parallel && len >= PARALLEL_MIN_NODES {
+        split::ranges(len, split::threads())
     } else {
-        1
-    };
-    if workers <= 1 {
-        return std::iter::once(0..len).collect();
+        std::iter::once(0..len).collect()
     }
-    let size = len.div_ceil(workers);
-    (0..workers)
-        .map(|w| (w * size).min(len)..((w + 1) * size).min(len))
-        .filter(|r| !r.is_empty())
-        .collect()
 }
 
 /// Nodes the filters rejected, each with the position of the rejecting plugin in
@@ -89,22 +82,25 @@ fn filter_nodes(
     Ok(nodes)
 }
 
-/// Every live node through the filters without recording rejections: the
-/// leading filters with a dense form (`FilterPlugin::filter_slots`) clear pass
-/// flags over all node slots, the rest filter the nodes still passing, as in
-/// `filter_nodes`. Each filter sees the nodes it would see there, so the result
-/// (and any error) is the same. `None` when the first filter has no dense form.
+/// The live nodes of node `slots` through the filters without recording
+/// rejections: the leading filters with a dense form
+/// (`FilterPlugin::filter_slots`) clear pass flags over the slots, the rest
+/// filter the nodes still passing, as in `filter_nodes`. Each filter sees the
+/// nodes it would see there, so the result (and any error) is the same.
+/// `None` when the first filter has no dense form.
 fn filter_dense(
     filters: &[&dyn FilterPlugin],
     state: &CycleState,
     pod: &Pod,
     snap: &Snapshot,
+    slots: Range<usize>,
 ) -> Option<Result<Vec<NodeIdx>, Status>> {
     let t = snap.nodes();
-    let mut pass = t.live.clone();
+    let first = slots.start;
+    let mut pass = t.live.get(slots).unwrap_or(&[]).to_vec();
     let dense = filters
         .iter()
-        .take_while(|f| f.filter_slots(state, pod, snap, &mut pass))
+        .take_while(|f| f.filter_slots(state, pod, snap, first, &mut pass))
         .count();
     if dense == 0 && !filters.is_empty() {
         return None;
@@ -115,7 +111,7 @@ fn filter_dense(
     let mut kept = 0usize;
     for (i, &p) in pass.iter().enumerate() {
         if let Some(out) = nodes.get_mut(kept) {
-            *out = i as NodeIdx;
+            *out = (first + i) as NodeIdx;
         }
         kept += usize::from(p);
     }
@@ -176,35 +172,36 @@ fn outside_prefilter_nodes(
     }
 }
 
-/// Raw scores of every active plugin for every feasible node, plugin-major,
-/// computed one node chunk per thread.
+/// Raw scores of every active plugin for every feasible node into `raw`
+/// (plugin-major), computed one node chunk per thread, each writing its part
+/// of every column.
 fn score_in_chunks(
     active: &[(&dyn ScorePlugin, i64)],
     state: &CycleState,
     pod: &Pod,
     snap: &Snapshot,
     feasible: &[NodeIdx],
-    chunks: &[std::ops::Range<usize>],
-) -> Vec<i64> {
-    let n = feasible.len();
-    let mut all_raw = vec![0i64; n * active.len()];
-    let parts: Vec<(std::ops::Range<usize>, Vec<i64>)> = chunks
-        .par_iter()
-        .map(|r| {
-            let nodes = &feasible[r.clone()];
-            let mut out = vec![0i64; nodes.len() * active.len()];
-            for ((p, _), part) in active.iter().zip(out.chunks_mut(nodes.len().max(1))) {
-                p.score_nodes(state, pod, snap, nodes, part);
-            }
-            (r.clone(), out)
-        })
-        .collect();
-    for (r, values) in parts {
-        for (j, plugin_values) in values.chunks(r.len().max(1)).enumerate() {
-            all_raw[j * n + r.start..j * n + r.end].copy_from_slice(plugin_values);
+    chunks: &[Range<usize>],
+    raw: &mut [i64],
+) {
+    let mut parts: Vec<(Range<usize>, Vec<&mut [i64]>)> =
+        chunks.iter().map(|r| (r.clone(), Vec::new())).collect();
+    for col in raw.chunks_mut(feasible.len().max(1)) {
+        let mut rest = col;
+        for (r, cols) in parts.iter_mut() {
+            let Some((part, tail)) = rest.split_at_mut_checked(r.len()) else {
+                break;
+            };
+            cols.push(part);
+            rest = tail;
         }
     }
-    all_raw
+    split::map(parts, |_, (r, cols)| {
+        let nodes = feasible.get(r).unwrap_or(&[]);
+        for ((p, _), col) in active.iter().zip(cols) {
+            p.score_nodes(state, pod, snap, nodes, col);
+        }
+    });
 }
 
 /// Every live node, in node chunks over the available cores on large clusters.
@@ -219,41 +216,42 @@ fn filter_all_nodes(
     opts: CycleOptions,
     rejections: &mut Rejections,
 ) -> Result<Vec<NodeIdx>, Status> {
+    if !opts.fresh {
+        let kept = &profile.kept_verdicts;
+        let shown = opts.detail;
+        if let Some(r) = kept.filter_live(filters, state, pod, snap, shown, rejections) {
+            return r;
+        }
+    }
     let chunks = chunk_ranges(live.len(), opts.parallel);
+    // Rejections are shown only when no node fits (or with `detail`): only
+    // then are the nodes filtered again, one list per filter.
+    if !opts.detail {
+        let slots = snap.nodes().slots();
+        let dense = if chunks.len() == 1 {
+            filter_dense(filters, state, pod, snap, 0..slots)
+        } else {
+            let parts = split::ranges(slots, chunks.len());
+            let found = split::map(parts, |_, r| filter_dense(filters, state, pod, snap, r));
+            found.into_iter().collect::<Option<Vec<_>>>().map(|parts| {
+                let parts: Result<Vec<Vec<NodeIdx>>, Status> = parts.into_iter().collect();
+                parts.map(|p| p.concat())
+            })
+        };
+        match dense {
+            Some(Ok(feasible)) if feasible.is_empty() => {}
+            Some(r) => return r,
+            None => {}
+        }
+    }
     if chunks.len() == 1 {
-        if !opts.fresh {
-            let kept = &profile.kept_verdicts;
-            let shown = opts.detail;
-            if let Some(r) = kept.filter_live(filters, state, pod, snap, shown, rejections) {
-                return r;
-            }
-        }
-        // Rejections are shown only when no node fits (or with `detail`):
-        // only then are the nodes filtered again, one list per filter.
-        if !opts.detail {
-            match filter_dense(filters, state, pod, snap) {
-                Some(Ok(feasible)) if feasible.is_empty() => {}
-                Some(r) => return r,
-                None => {}
-            }
-        }
         return filter_nodes(filters, state, pod, snap, live.to_vec(), rejections);
     }
-    let parts: Vec<Result<(Vec<NodeIdx>, Rejections), Status>> = chunks
-        .par_iter()
-        .map(|r| {
-            let mut rej = Rejections::new();
-            filter_nodes(
-                filters,
-                state,
-                pod,
-                snap,
-                live[r.clone()].to_vec(),
-                &mut rej,
-            )
-            .map(|f| (f, rej))
-        })
-        .collect();
+    let parts = split::map(chunks, |_, r| {
+        let mut rej = Rejections::new();
+        let nodes = live.get(r).unwrap_or(&[]).to_vec();
+        filter_nodes(filters, state, pod, snap, nodes, &mut rej).map(|f| (f, rej))
+    });
     let mut feasible = Vec::new();
     for part in parts {
         let (f, rej) = part?;
@@ -542,7 +540,10 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             return take_best(profile, &mut state, pod, snap, best, decision);
         }
     }
-    if !opts.detail && !opts.exhaustive {
+    // Feasible nodes in chunks, one per core when parallel: then every node is
+    // scored, split over the cores, which beats leaving some unscored on one.
+    let chunks = chunk_ranges(n, opts.parallel);
+    if !opts.detail && !opts.exhaustive && chunks.len() == 1 {
         let feasible = &decision.feasible;
         let buffers = &profile.class_buffers;
         let (active, uniform) = (&active_scores, &uniform);
@@ -559,18 +560,23 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         .filter(|(_, u)| u.is_none())
         .map(|(&c, _)| c)
         .collect();
-    // Every plugin's normalized scores, plugin-major; in parallel all columns
-    // come back at once.
-    let chunks = chunk_ranges(n, opts.parallel);
-    let mut raw = if chunks.len() > 1 {
-        score_in_chunks(&columns, &state, pod, snap, &decision.feasible, &chunks)
+    // Every plugin's normalized scores, plugin-major.
+    let mut raw = vec![0i64; n * columns.len()];
+    if chunks.len() > 1 {
+        score_in_chunks(
+            &columns,
+            &state,
+            pod,
+            snap,
+            &decision.feasible,
+            &chunks,
+            &mut raw,
+        );
     } else {
-        let mut raw = vec![0i64; n * columns.len()];
         for ((p, _), col) in columns.iter().zip(raw.chunks_mut(n)) {
             p.score_nodes(&state, pod, snap, &decision.feasible, col);
         }
-        raw
-    };
+    }
     for ((p, _), col) in columns.iter().zip(raw.chunks_mut(n)) {
         p.normalize(&state, pod, col);
     }
@@ -581,14 +587,14 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
     } else {
         Vec::new()
     };
-    let best = sum_and_select(
-        &raw,
-        &weights,
+    let sums = Sums {
+        raw: &raw,
+        weights: &weights,
         offset,
-        &decision.feasible,
+        feasible: &decision.feasible,
         rank,
-        &mut totals,
-    );
+    };
+    let best = sums.best(&chunks, &mut totals);
     let best_total = total_at(&raw, &weights, offset, best);
     // For `explain`: every plugin's weighted scores, in the profile's order.
     let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
@@ -731,6 +737,69 @@ fn weighted(score: i64, weight: i64) -> i64 {
     s * weight
 }
 
+/// What the totals are summed from: `raw` plugin-major, one column of the
+/// feasible nodes' scores per weight.
+struct Sums<'a> {
+    raw: &'a [i64],
+    weights: &'a [i64],
+    offset: i64,
+    feasible: &'a [NodeIdx],
+    rank: &'a [u32],
+}
+
+impl Sums<'_> {
+    /// The position of the best feasible node (`sum_and_select`), summed and
+    /// selected per chunk of positions, one chunk per thread; the chunks' best
+    /// compared by total, then name rank, then position. Fills `totals` when it
+    /// is sized.
+    fn best(&self, chunks: &[Range<usize>], totals: &mut [i64]) -> usize {
+        let n = self.feasible.len();
+        let run = |r: Range<usize>, totals: &mut [i64]| {
+            let columns: Vec<&[i64]> = self
+                .raw
+                .chunks(n.max(1))
+                .map(|col| col.get(r.clone()).unwrap_or(&[]))
+                .collect();
+            let feasible = self.feasible.get(r.clone()).unwrap_or(&[]);
+            let (weights, offset, rank) = (self.weights, self.offset, self.rank);
+            r.start + sum_and_select(&columns, weights, offset, feasible, rank, totals)
+        };
+        if chunks.len() <= 1 {
+            return run(0..n, totals);
+        }
+        // Each chunk's part of the totals, when they are asked for.
+        let sized = totals.len() == n;
+        let mut parts: Vec<(Range<usize>, &mut [i64])> = Vec::with_capacity(chunks.len());
+        let mut rest = totals;
+        for r in chunks {
+            let part = if sized && r.len() <= rest.len() {
+                let (part, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
+                rest = tail;
+                part
+            } else {
+                &mut [][..]
+            };
+            parts.push((r.clone(), part));
+        }
+        let found = split::map(parts, |_, (r, part)| run(r, part));
+        let key = |k: usize| {
+            let node = self.feasible.get(k).map_or(0, |&n| n as usize);
+            let rank = self.rank.get(node).copied().unwrap_or(u32::MAX);
+            (
+                self.total_at(k),
+                std::cmp::Reverse(rank),
+                std::cmp::Reverse(k),
+            )
+        };
+        found.into_iter().max_by_key(|&k| key(k)).unwrap_or(0)
+    }
+
+    /// The total of the `k`-th feasible node.
+    fn total_at(&self, k: usize) -> i64 {
+        total_at(self.raw, self.weights, self.offset, k)
+    }
+}
+
 /// The total of the `k`-th feasible node: `offset` plus its weighted scores
 /// (`raw` plugin-major, one column per weight).
 fn total_at(raw: &[i64], weights: &[i64], offset: i64, k: usize) -> i64 {
@@ -752,7 +821,7 @@ fn total_at(raw: &[i64], weights: &[i64], offset: i64, k: usize) -> i64 {
     "x86_64+avx2+fma"
 ))]
 fn sum_and_select(
-    raw: &[i64],
+    columns: &[&[i64]],
     weights: &[i64],
     offset: i64,
     feasible: &[NodeIdx],
@@ -767,8 +836,8 @@ fn sum_and_select(
         let len = BLOCK.min(n - start);
         let sums = &mut block[..len];
         sums.fill(offset);
-        for (j, &w) in weights.iter().enumerate() {
-            let col = &raw[j * n + start..j * n + start + len];
+        for (column, &w) in columns.iter().zip(weights) {
+            let col = &column[start..start + len];
             for (t, &v) in sums.iter_mut().zip(col) {
                 *t += weighted(v, w);
             }

@@ -443,6 +443,26 @@ fn parallel_and_sequential_cycles_agree() {
             };
             assert_eq!(totals(&a), totals(&b));
             assert_eq!(a.message(), b.message());
+            // Without detail: dense filtering per slot chunk, every node
+            // scored per chunk (no bounded selection), sums per chunk.
+            for (fresh, exhaustive) in [(true, true), (true, false), (false, false)] {
+                let run = |parallel, snap: &mut Snapshot| {
+                    let opts = CycleOptions {
+                        parallel,
+                        fresh,
+                        exhaustive,
+                        ..CycleOptions::default()
+                    };
+                    schedule(&profile, p, snap, opts)
+                };
+                let a = run(false, &mut snap);
+                let b = run(true, &mut snap);
+                let what = format!("{name} {} fresh {fresh} exhaustive {exhaustive}", p.key);
+                assert_eq!(a.node, b.node, "{what}");
+                assert_eq!(a.feasible, b.feasible, "{what}");
+                assert_eq!(totals(&a), totals(&b), "{what}");
+                assert_eq!(a.message(), b.message(), "{what}");
+            }
         }
     }
 }
@@ -450,12 +470,15 @@ fn parallel_and_sequential_cycles_agree() {
 proptest::proptest! {
     /// The blockwise sum and selection give what summing node by node gives:
     /// every raw score clamped to 0..=100 and weighted, the offset added, the
-    /// highest total chosen, ties to the lowest name rank; also across blocks.
+    /// highest total chosen, ties to the lowest name rank; also across blocks,
+    /// with large offsets, and split into chunks (a parallel cycle's), ties
+    /// across chunks included.
     #[test]
     fn sum_and_select_is_the_plain_sum(
         n in 1usize..700,
         weights in proptest::collection::vec(0i64..10, 0..6),
-        offset in 0i64..1_000,
+        offset in proptest::prop_oneof![0i64..1_000, (1i64 << 40)..(1i64 << 41)],
+        chunks in 1usize..4,
         seed in proptest::prelude::any::<u64>(),
     ) {
         // Raw scores mostly in range with many ties, some far out of it.
@@ -492,16 +515,27 @@ proptest::proptest! {
                     .then(rank[feasible[b] as usize].cmp(&rank[feasible[a] as usize]))
             })
             .unwrap();
+        let sums = Sums {
+            raw: &raw,
+            weights: &weights,
+            offset,
+            feasible: &feasible,
+            rank: &rank,
+        };
+        let parts = split::ranges(n, chunks);
         let mut totals = vec![0i64; n];
-        let best = sum_and_select(&raw, &weights, offset, &feasible, &rank, &mut totals);
+        let best = sums.best(&parts, &mut totals);
         proptest::prop_assert_eq!(&totals, &want);
         proptest::prop_assert_eq!(
             (want[best], rank[feasible[best] as usize]),
             (want[want_best], rank[feasible[want_best] as usize])
         );
         proptest::prop_assert_eq!(total_at(&raw, &weights, offset, best), want[best]);
-        let best_without_totals = sum_and_select(&raw, &weights, offset, &feasible, &rank, &mut []);
+        let best_without_totals = sums.best(&parts, &mut []);
         proptest::prop_assert_eq!(best_without_totals, best);
+        // In one piece: the same node.
+        let whole = split::ranges(n, 1);
+        proptest::prop_assert_eq!(sums.best(&whole, &mut []), best);
     }
 }
 
@@ -666,11 +700,18 @@ impl FilterPlugin for Dense {
             Status::success()
         }
     }
-    fn filter_slots(&self, _: &CycleState, _: &Pod, snap: &Snapshot, pass: &mut [bool]) -> bool {
+    fn filter_slots(
+        &self,
+        _: &CycleState,
+        _: &Pod,
+        snap: &Snapshot,
+        first: usize,
+        pass: &mut [bool],
+    ) -> bool {
         if !self.dense {
             return false;
         }
-        for (p, name) in pass.iter_mut().zip(&snap.nodes().name) {
+        for (p, name) in pass.iter_mut().zip(slots_from(&snap.nodes().name, first)) {
             *p &= !self.reject.contains(&name.as_str());
         }
         true
