@@ -1,6 +1,6 @@
 //! A profile: the plugins enabled at each extension point, in order, with score weights.
 
-use super::cycle::{ClassBuffers, KeptTotals, KeptVerdicts};
+use super::cycle::{ClassBuffers, KeptTotals, KeptVerdicts, Scratch};
 use super::*;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -46,6 +46,8 @@ pub struct Profile {
     pub(crate) kept_totals: KeptTotals,
     /// Buffers for bounded selection (`cycle::bounded`).
     pub(crate) class_buffers: ClassBuffers,
+    /// The cycle's score columns (`cycle::scratch`).
+    pub(crate) score_columns: Scratch<i64>,
 }
 
 impl Profile {
@@ -65,6 +67,7 @@ impl Profile {
             kept_verdicts: KeptVerdicts::default(),
             kept_totals: KeptTotals::default(),
             class_buffers: ClassBuffers::default(),
+            score_columns: Scratch::default(),
         };
         for (set, weight) in sets {
             p.pre_filter.extend(set.pre_filter);

@@ -6,11 +6,13 @@
 mod bounded;
 mod kept_totals;
 mod kept_verdicts;
+mod scratch;
 mod split;
 
 pub(crate) use bounded::ClassBuffers;
 pub(crate) use kept_totals::KeptTotals;
 pub(crate) use kept_verdicts::KeptVerdicts;
+pub(crate) use scratch::Scratch;
 
 use super::*;
 use crate::model::Pod;
@@ -40,6 +42,9 @@ pub struct CycleOptions {
     /// reading and for checks; the decision is the same either way.
     pub exhaustive: bool,
 }
+
+/// What score columns hold before plugins write them, in tests.
+const UNWRITTEN: i64 = i64::MIN;
 
 /// Below this many nodes a thread costs more than it saves.
 const PARALLEL_MIN_NODES: usize = 4096;
@@ -560,8 +565,14 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         .filter(|(_, u)| u.is_none())
         .map(|(&c, _)| c)
         .collect();
-    // Every plugin's normalized scores, plugin-major.
-    let mut raw = vec![0i64; n * columns.len()];
+    // Every plugin's normalized scores, plugin-major, in a buffer kept by the
+    // profile: every plugin writes every entry of its column (`score_nodes`),
+    // which tests check by filling it with `UNWRITTEN` first.
+    let mut raw_buffer = profile.score_columns.borrow();
+    let raw = raw_buffer.first(n * columns.len(), 0);
+    if cfg!(debug_assertions) {
+        raw.fill(UNWRITTEN);
+    }
     if chunks.len() > 1 {
         score_in_chunks(
             &columns,
@@ -570,13 +581,17 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             snap,
             &decision.feasible,
             &chunks,
-            &mut raw,
+            raw,
         );
     } else {
         for ((p, _), col) in columns.iter().zip(raw.chunks_mut(n)) {
             p.score_nodes(&state, pod, snap, &decision.feasible, col);
         }
     }
+    debug_assert!(
+        !raw.contains(&UNWRITTEN),
+        "a score plugin left an entry of its column unwritten"
+    );
     for ((p, _), col) in columns.iter().zip(raw.chunks_mut(n)) {
         p.normalize(&state, pod, col);
     }
@@ -588,14 +603,14 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         Vec::new()
     };
     let sums = Sums {
-        raw: &raw,
+        raw,
         weights: &weights,
         offset,
         feasible: &decision.feasible,
         rank,
     };
     let best = sums.best(&chunks, &mut totals);
-    let best_total = total_at(&raw, &weights, offset, best);
+    let best_total = total_at(raw, &weights, offset, best);
     // For `explain`: every plugin's weighted scores, in the profile's order.
     let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
     if opts.detail {
@@ -829,6 +844,10 @@ fn sum_and_select(
     totals: &mut [i64],
 ) -> usize {
     const BLOCK: usize = 256;
+    // Weights that fit 32 bits times clamped scores (0..=100) multiply as
+    // 32-bit unsigned numbers into 64: AVX2 has that multiply (vpmuludq) and
+    // not the 64-bit one, which costs three.
+    let narrow = weights.iter().all(|&w| u32::try_from(w).is_ok());
     let n = feasible.len();
     let mut block = [0i64; BLOCK];
     let (mut best, mut best_total, mut best_rank) = (0usize, i64::MIN, u32::MAX);
@@ -838,23 +857,50 @@ fn sum_and_select(
         sums.fill(offset);
         for (column, &w) in columns.iter().zip(weights) {
             let col = &column[start..start + len];
-            for (t, &v) in sums.iter_mut().zip(col) {
-                *t += weighted(v, w);
-            }
-        }
-        for (k, (&t, &node)) in sums.iter().zip(&feasible[start..start + len]).enumerate() {
-            if t >= best_total {
-                let r = rank[node as usize];
-                if t > best_total || r < best_rank {
-                    (best, best_total, best_rank) = (start + k, t, r);
+            if narrow {
+                let w = w as u32;
+                for (t, &v) in sums.iter_mut().zip(col) {
+                    *t += weighted_narrow(v, w);
+                }
+            } else {
+                for (t, &v) in sums.iter_mut().zip(col) {
+                    *t += weighted(v, w);
                 }
             }
         }
         if let Some(out) = totals.get_mut(start..start + len) {
             out.copy_from_slice(sums);
         }
+        // The block's highest total first (a branch-free pass): only a block
+        // that reaches the best so far is searched for its lowest rank there.
+        let top = sums.iter().fold(i64::MIN, |m, &t| m.max(t));
+        if top < best_total {
+            continue;
+        }
+        // A higher total takes the first node that has it, whatever its rank.
+        let mut higher = top > best_total;
+        for (k, (&t, &node)) in sums.iter().zip(&feasible[start..start + len]).enumerate() {
+            if t == top {
+                let r = rank[node as usize];
+                if higher || r < best_rank {
+                    (best, best_total, best_rank) = (start + k, t, r);
+                    higher = false;
+                }
+            }
+        }
     }
     best
+}
+
+/// `weighted` for a weight that fits 32 bits.
+#[inline(always)]
+fn weighted_narrow(score: i64, weight: u32) -> i64 {
+    let s = if score as u64 <= MAX_NODE_SCORE as u64 {
+        score
+    } else {
+        score.clamp(0, MAX_NODE_SCORE)
+    };
+    (s as u32 as u64 * weight as u64) as i64
 }
 
 /// The decision for `best` (node, total) found without a score per node.
