@@ -43,7 +43,7 @@ pub struct CycleOptions {
     pub exhaustive: bool,
 }
 
-/// What score columns hold before plugins write them, in tests.
+/// What score columns hold before plugins write them, in debug builds.
 const UNWRITTEN: i64 = i64::MIN;
 
 /// Below this many nodes a thread costs more than it saves.
@@ -744,12 +744,17 @@ fn changed_slots(kept: &[u64], now: &[u64], out: &mut Vec<NodeIdx>) {
 /// than a clamp.
 #[inline(always)]
 fn weighted(score: i64, weight: i64) -> i64 {
-    let s = if score as u64 <= MAX_NODE_SCORE as u64 {
+    clamped(score) * weight
+}
+
+/// `score` clamped to 0..=MAX_NODE_SCORE (see `weighted`).
+#[inline(always)]
+fn clamped(score: i64) -> i64 {
+    if score as u64 <= MAX_NODE_SCORE as u64 {
         score
     } else {
         score.clamp(0, MAX_NODE_SCORE)
-    };
-    s * weight
+    }
 }
 
 /// What the totals are summed from: `raw` plugin-major, one column of the
@@ -895,12 +900,7 @@ fn sum_and_select(
 /// `weighted` for a weight that fits 32 bits.
 #[inline(always)]
 fn weighted_narrow(score: i64, weight: u32) -> i64 {
-    let s = if score as u64 <= MAX_NODE_SCORE as u64 {
-        score
-    } else {
-        score.clamp(0, MAX_NODE_SCORE)
-    };
-    (s as u32 as u64 * weight as u64) as i64
+    (clamped(score) as u32 as u64 * weight as u64) as i64
 }
 
 /// The decision for `best` (node, total) found without a score per node.
