@@ -884,11 +884,21 @@ fn sum_and_select(
         }
         // A higher total takes the first node that has it, whatever its rank.
         let mut higher = top > best_total;
-        for (k, (&t, &node)) in sums.iter().zip(&feasible[start..start + len]).enumerate() {
-            if t == top {
-                let r = rank[node as usize];
+        let nodes = &feasible[start..start + len];
+        // The nodes at the top as bits, 64 totals to a word (vector compares):
+        // a block of alike nodes has many, each a mispredicted branch in a
+        // scan total by total.
+        for (c, chunk) in sums.chunks(TOP_LANES).enumerate() {
+            let mut at_top = chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (j, &t)| m | (u64::from(t == top) << j));
+            while at_top != 0 {
+                let k = c * TOP_LANES + at_top.trailing_zeros() as usize;
+                at_top &= at_top - 1;
+                let r = rank[nodes[k] as usize];
                 if higher || r < best_rank {
-                    (best, best_total, best_rank) = (start + k, t, r);
+                    (best, best_total, best_rank) = (start + k, top, r);
                     higher = false;
                 }
             }
@@ -896,6 +906,9 @@ fn sum_and_select(
     }
     best
 }
+
+/// How many totals `sum_and_select` compares with the top into one word.
+const TOP_LANES: usize = 64;
 
 /// `weighted` for a weight that fits 32 bits.
 #[inline(always)]
