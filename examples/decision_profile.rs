@@ -1,7 +1,9 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive]
-//! With `--parallel`, sequential and parallel cycles alternate and both are timed.
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive] [--compare-exhaustive]
+//! With `--parallel`, sequential and parallel cycles alternate and both are timed;
+//! with `--compare-exhaustive`, the default selection (bounded where it pays)
+//! and every node scored.
 //! With `--assume`, every decision schedules a new executor and assumes it (the
 //! application grows, as in the `decisions_with_assume` benchmark).
 
@@ -19,6 +21,8 @@ fn main() {
     let flags: Vec<String> = args.collect();
     let flag = |f: &str| flags.iter().any(|a| a == f);
     let compare_parallel = flag("--parallel");
+    // The default selection and every node scored, alternating.
+    let compare_exhaustive = flag("--compare-exhaustive");
     let assume = flag("--assume");
     // Every verdict and score computed afresh, none kept from earlier cycles.
     let fresh = flag("--fresh");
@@ -33,22 +37,39 @@ fn main() {
     let mut snap = synthetic_cluster_with_app(nodes, 30);
     let p = bench_executor("exec-new").build();
     // Sequential and parallel cycles alternate in rounds, so both see the same machine noise.
-    let mut elapsed = [0f64; 2];
-    let rounds = 10;
+    // The modes timed, each with its options: with a comparison, the two
+    // alternate in short rounds within one process, so both see the same
+    // machine (on a noisy VM, separate runs of one binary differ by 20%).
+    let base = CycleOptions {
+        fresh,
+        exhaustive,
+        ..CycleOptions::default()
+    };
+    let mut modes = vec![("sequential", base)];
+    if compare_parallel {
+        modes.push((
+            "parallel",
+            CycleOptions {
+                parallel: true,
+                ..base
+            },
+        ));
+    }
+    if compare_exhaustive {
+        modes[0].0 = "default";
+        modes.push((
+            "every node",
+            CycleOptions {
+                exhaustive: true,
+                ..base
+            },
+        ));
+    }
+    let mut elapsed = vec![0f64; modes.len()];
+    let rounds = 40;
     let per_round = (decisions / rounds).max(1);
     for _ in 0..rounds {
-        let modes: &[bool] = if compare_parallel {
-            &[false, true]
-        } else {
-            &[false]
-        };
-        for (mode, &parallel) in modes.iter().enumerate() {
-            let opts = CycleOptions {
-                parallel,
-                fresh,
-                exhaustive,
-                ..CycleOptions::default()
-            };
+        for (&(_, opts), spent) in modes.iter().zip(elapsed.iter_mut()) {
             let start = Instant::now();
             for k in 0..per_round {
                 if assume {
@@ -62,17 +83,18 @@ fn main() {
                     std::hint::black_box(schedule(&profile, &p, &mut snap, opts).node);
                 }
             }
-            elapsed[mode] += start.elapsed().as_secs_f64();
+            *spent += start.elapsed().as_secs_f64();
         }
     }
     let per = |e: f64| e * 1e6 / (per_round * rounds) as f64;
-    print!(
-        "{profile_name}: {nodes} nodes, {} decisions per mode: sequential {:.1} us/decision",
+    let timed: Vec<String> = modes
+        .iter()
+        .zip(&elapsed)
+        .map(|((name, _), &e)| format!("{name} {:.1} us/decision", per(e)))
+        .collect();
+    println!(
+        "{profile_name}: {nodes} nodes, {} decisions per mode: {}",
         per_round * rounds,
-        per(elapsed[0]),
+        timed.join(", ")
     );
-    if compare_parallel {
-        print!(", parallel {:.1} us/decision", per(elapsed[1]));
-    }
-    println!();
 }

@@ -270,6 +270,22 @@ pub trait ScorePlugin: Plugin {
         None
     }
 
+    /// Whether `score_nodes`, for this pod in this cycle, costs about the same
+    /// for any part of `feasible` as for all of it: it scores every node slot
+    /// at once (a vector kernel) and picks the asked nodes' scores after. The
+    /// bounded selection (`framework::cycle::bounded`) then saves nothing by
+    /// leaving nodes unscored, and scoring every node is faster. Called after
+    /// PreScore. The default, false, keeps the bounded selection.
+    fn scores_every_slot(
+        &self,
+        _state: &CycleState,
+        _pod: &Pod,
+        _snap: &Snapshot,
+        _feasible: &[NodeIdx],
+    ) -> bool {
+        false
+    }
+
     /// Maps raw scores (one per feasible node, in order) into 0..=MAX_NODE_SCORE.
     /// The default leaves scores that are already in range alone.
     fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}

@@ -176,6 +176,34 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         pod_requests(kept, &self.resources, Usage::Requested)
             == pod_requests(pod, &self.resources, Usage::Requested)
     }
+
+    /// When `score_columns` runs the vector kernel and the memo has nothing
+    /// to give (scores computed afresh, or kept for other requests).
+    fn scores_every_slot(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        feasible: &[NodeIdx],
+    ) -> bool {
+        let computed;
+        let requests: &[i64] = match state.read::<BalancedState>() {
+            Some(s) => &s.requests,
+            None => {
+                computed = pod_requests(pod, &self.resources, Usage::Requested);
+                &computed
+            }
+        };
+        if requests.iter().all(|r| *r == 0) {
+            // Every node scores 0 without a look at the columns.
+            return false;
+        }
+        if state.reuses_scores() && self.memo.holds(requests) {
+            return false;
+        }
+        usage_columns(snap.nodes(), &self.resources, Usage::Requested)
+            .is_some_and(|c| pair_kernel::applies(PairScore::Balanced, &c, requests, feasible))
+    }
 }
 
 impl NodeResourcesBalancedAllocation {
@@ -409,5 +437,37 @@ mod tests {
             let got = scores(&p, &s, &pod("p", incoming.0, incoming.1).scalar(GPU, incoming.2).build());
             prop_assert!((0..=MAX_NODE_SCORE).contains(&got[0]), "{}", got[0]);
         }
+    }
+
+    /// The bounded selection is turned off by this answer: true exactly when
+    /// the vector kernel scores every slot and the memo has nothing to give.
+    #[test]
+    fn scores_every_slot_when_the_kernel_runs_and_nothing_is_kept() {
+        let s = snap_with(
+            (0..16)
+                .map(|i| node(&format!("n{i}"), 4000, 10000).build())
+                .collect(),
+            vec![],
+        );
+        let p = plugin(&[]);
+        let incoming = pod("p", 500, 1000).build();
+        let vector = crate::plugins::pair_kernel::slots_per_node().is_some();
+        let nodes: Vec<NodeIdx> = (0..16).collect();
+        let mut fresh = CycleState::default();
+        fresh.set_fresh_scores(true);
+        assert_eq!(p.scores_every_slot(&fresh, &incoming, &s, &nodes), vector);
+        let reuse = CycleState::default();
+        assert_eq!(p.scores_every_slot(&reuse, &incoming, &s, &nodes), vector);
+        let mut out = vec![0; nodes.len()];
+        p.score_nodes(&reuse, &incoming, &s, &nodes, &mut out);
+        assert!(!p.scores_every_slot(&reuse, &incoming, &s, &nodes));
+        assert_eq!(p.scores_every_slot(&fresh, &incoming, &s, &nodes), vector);
+        // Two nodes far apart: the scalar loop scores them, one by one.
+        assert!(!p.scores_every_slot(&fresh, &incoming, &s, &[0, 15]));
+        // A pod without requests scores 0 everywhere, no kernel; three
+        // resources are not a pair.
+        assert!(!p.scores_every_slot(&fresh, &pod("e", 0, 0).build(), &s, &nodes));
+        let three = plugin(&["cpu", "memory", GPU]);
+        assert!(!three.scores_every_slot(&fresh, &incoming, &s, &nodes));
     }
 }

@@ -763,6 +763,37 @@ impl ScorePlugin for NodeResourcesFit {
         pod_requests(kept, &self.resources, Usage::NonZero)
             == pod_requests(pod, &self.resources, Usage::NonZero)
     }
+
+    /// When `score_columns` runs the vector kernel and the memo has nothing
+    /// to give (scores computed afresh, or kept for other requests).
+    fn scores_every_slot(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        feasible: &[NodeIdx],
+    ) -> bool {
+        let kind = match self.strategy {
+            Scorer::LeastAllocated => PairScore::Least,
+            Scorer::MostAllocated => PairScore::Most,
+            _ => return false,
+        };
+        let computed;
+        let requests: &[i64] = match state.read::<FitScoreState>() {
+            Some(s) => &s.requests,
+            None => {
+                computed = pod_requests(pod, &self.resources, Usage::NonZero);
+                &computed
+            }
+        };
+        if state.reuses_scores() && self.memo.holds(requests) {
+            return false;
+        }
+        let t = snap.nodes();
+        t.huge_nodes == 0
+            && usage_columns(t, &self.resources, Usage::NonZero)
+                .is_some_and(|c| pair_kernel::applies(kind, &c, requests, feasible))
+    }
 }
 
 impl NodeResourcesFit {
@@ -1627,5 +1658,69 @@ mod tests {
             let got = scores(&a, &s, &mk_pod("p", &incoming, 0).build());
             prop_assert!((0..=MAX_NODE_SCORE).contains(&got[0]), "{}", got[0]);
         }
+    }
+
+    /// The bounded selection is turned off by this answer: true exactly when
+    /// the vector kernel scores every slot and the memo has nothing to give.
+    #[test]
+    fn scores_every_slot_when_the_kernel_runs_and_nothing_is_kept() {
+        let s = snap_with(
+            (0..16)
+                .map(|i| node(&format!("n{i}"), 4000, 8 * GI).build())
+                .collect(),
+            vec![],
+        );
+        let incoming = pod("p", 500, GI).build();
+        let nodes: Vec<NodeIdx> = (0..16).collect();
+        let vector = pair_kernel::slots_per_node().is_some();
+        for kind in [
+            ScoringStrategyType::LeastAllocated,
+            ScoringStrategyType::MostAllocated,
+        ] {
+            let p = plugin(&args(kind));
+            let mut fresh = CycleState::default();
+            fresh.set_fresh_scores(true);
+            assert_eq!(
+                p.scores_every_slot(&fresh, &incoming, &s, &nodes),
+                vector,
+                "{kind:?}"
+            );
+            // Scores kept for these requests: the memo gives them node by node.
+            let reuse = CycleState::default();
+            assert_eq!(
+                p.scores_every_slot(&reuse, &incoming, &s, &nodes),
+                vector,
+                "{kind:?}"
+            );
+            let mut out = vec![0; nodes.len()];
+            p.score_nodes(&reuse, &incoming, &s, &nodes, &mut out);
+            assert!(
+                !p.scores_every_slot(&reuse, &incoming, &s, &nodes),
+                "{kind:?}"
+            );
+            assert_eq!(
+                p.scores_every_slot(&fresh, &incoming, &s, &nodes),
+                vector,
+                "{kind:?}"
+            );
+            // Two nodes far apart: the scalar loop scores them, one by one.
+            assert!(
+                !p.scores_every_slot(&fresh, &incoming, &s, &[0, 15]),
+                "{kind:?}"
+            );
+            // Kept for other requests: nothing to give.
+            let other = pod("q", 700, GI).build();
+            assert_eq!(
+                p.scores_every_slot(&reuse, &other, &s, &nodes),
+                vector,
+                "{kind:?}"
+            );
+        }
+        // No kernel for a shape, nor for weights that do not sum to a power of two.
+        let ratio = plugin(&args(ScoringStrategyType::RequestedToCapacityRatio));
+        assert!(!ratio.scores_every_slot(&CycleState::default(), &incoming, &s, &nodes));
+        let mut odd = args(ScoringStrategyType::LeastAllocated);
+        odd.scoring_strategy.resources = weights(&[("cpu", 1), ("memory", 2)]);
+        assert!(!plugin(&odd).scores_every_slot(&CycleState::default(), &incoming, &s, &nodes));
     }
 }

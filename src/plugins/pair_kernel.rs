@@ -86,6 +86,47 @@ struct Key {
     shift: u32,
 }
 
+/// Whether `score_columns` runs the kernel for these columns and requests on
+/// `nodes` (ascending), given node figures in the exact range: slots between
+/// the first node and the last are few enough per node.
+pub(crate) fn applies(
+    kind: PairScore,
+    columns: &[(UsageColumn, usize)],
+    requests: &[i64],
+    nodes: &[NodeIdx],
+) -> bool {
+    let (Some(per_node), Some(&lo), Some(&hi)) = (slots_per_node(), nodes.first(), nodes.last())
+    else {
+        return false;
+    };
+    let span = (hi as usize + 1).saturating_sub(lo as usize);
+    nodes.len().saturating_mul(per_node) >= span
+        && pair_of(kind, columns, requests).is_some_and(|p| p.in_range())
+}
+
+/// The kernel's inputs from `resource_allocation::usage_columns`, when they are
+/// two and (but for BalancedAllocation, which has no weights) their weights
+/// sum to a power of two.
+fn pair_of<'a>(
+    kind: PairScore,
+    columns: &[(UsageColumn<'a>, usize)],
+    requests: &[i64],
+) -> Option<Pair<'a>> {
+    let [(a, ka), (b, kb)] = columns else {
+        return None;
+    };
+    let (&ra, &rb) = (requests.get(*ka)?, requests.get(*kb)?);
+    let all = a.weight.saturating_add(b.weight);
+    if kind != PairScore::Balanced && all.count_ones() != 1 {
+        return None;
+    }
+    Some(Pair {
+        a: (*a, ra),
+        b: (*b, rb),
+        shift: all.trailing_zeros(),
+    })
+}
+
 /// `score_pair` for the columns of `resource_allocation::usage_columns`, when
 /// they are two and (but for BalancedAllocation, which has no weights) their
 /// weights sum to a power of two; `requests[k]` is the pod's request for
@@ -98,23 +139,7 @@ pub(crate) fn score_columns(
     requests: &[i64],
     out: &mut [i64],
 ) -> bool {
-    let [(a, ka), (b, kb)] = columns else {
-        return false;
-    };
-    let (Some(&ra), Some(&rb)) = (requests.get(*ka), requests.get(*kb)) else {
-        return false;
-    };
-    let all = a.weight.saturating_add(b.weight);
-    let shift = all.trailing_zeros();
-    if kind != PairScore::Balanced && all.count_ones() != 1 {
-        return false;
-    }
-    let pair = Pair {
-        a: (*a, ra),
-        b: (*b, rb),
-        shift,
-    };
-    score_pair(kind, scope, nodes, pair, out)
+    pair_of(kind, columns, requests).is_some_and(|pair| score_pair(kind, scope, nodes, pair, out))
 }
 
 /// The kernel's inputs: the two resources' columns, each with the pod's
@@ -196,6 +221,18 @@ pub(crate) fn score_pair(
 }
 
 impl<'a> Pair<'a> {
+    /// Whether the requests, weights and shift are in the range the kernel's
+    /// arithmetic is exact in (the node figures are checked as it runs).
+    fn in_range(&self) -> bool {
+        let request_fits = |r: i64| (0..1 << EXACT_BITS).contains(&r);
+        let weight_fits = |w: i64| (0..=1 << 20).contains(&w);
+        request_fits(self.a.1)
+            && request_fits(self.b.1)
+            && weight_fits(self.a.0.weight)
+            && weight_fits(self.b.0.weight)
+            && self.shift <= 20
+    }
+
     /// The pair cut to `slots`: its columns' slot `slots.start` is slot 0 of
     /// the cut. None when a column is shorter.
     fn slots(&self, slots: std::ops::Range<usize>) -> Option<Pair<'a>> {
@@ -240,7 +277,7 @@ fn gather(slot_scores: &[i64], first: usize, nodes: &[NodeIdx], out: &mut [i64])
 /// first, so the AVX-512 build goes dense a little past its break-even. None
 /// without AVX2: the baseline build (no packed 64-bit compare) is no faster per
 /// slot than the scalar loop per node.
-fn slots_per_node() -> Option<usize> {
+pub(crate) fn slots_per_node() -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -262,19 +299,14 @@ fn slots_per_node() -> Option<usize> {
 /// The score of every slot into `out` (as long as the columns); false when a
 /// figure lies outside the range the arithmetic is exact in.
 pub(crate) fn score_slots(kind: PairScore, pair: Pair, out: &mut [i64]) -> bool {
+    if !pair.in_range() {
+        return false;
+    }
     let Pair {
-        a: (a, ra),
-        b: (b, rb),
-        shift,
+        a: (a, _),
+        b: (b, _),
+        ..
     } = pair;
-    let in_range = |r: i64| (0..1 << EXACT_BITS).contains(&r);
-    let weights_fit = |w: i64| (0..=1 << 20).contains(&w);
-    if !in_range(ra) || !in_range(rb) || !weights_fit(a.weight) || !weights_fit(b.weight) {
-        return false;
-    }
-    if shift > 20 {
-        return false;
-    }
     let len = out.len();
     let cols = [a.alloc, a.used, b.alloc, b.used];
     if cols.iter().any(|c| c.len() < len) || a.inv.len() < len || b.inv.len() < len {

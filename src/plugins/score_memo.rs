@@ -35,6 +35,14 @@ struct Kept {
 }
 
 impl ScoreMemo {
+    /// Whether scores kept for `key` may be reused (as far as can be told
+    /// without waiting for a thread scoring another chunk: then false).
+    pub(crate) fn holds(&self, key: &[i64]) -> bool {
+        self.kept
+            .try_lock()
+            .is_ok_and(|kept| kept.key.as_slice() == key)
+    }
+
     /// Fills `out[k]` with the score of `nodes[k]`: kept scores where the node's
     /// stamp is unchanged since they were computed for `key`, `compute(nodes,
     /// out)` for the rest. `reuse` false computes all and keeps nothing.

@@ -68,6 +68,15 @@ pub(super) fn best(
     if by_class.is_empty() {
         return None;
     }
+    // Local plugins that score every node slot at once (the resource scorers'
+    // vector kernel) cost the same for one class as for all: sorting the nodes
+    // into classes then costs more than scoring every node (in-process
+    // alternation on a Zen 3 with AVX2, `benches/README.md`).
+    let every_slot =
+        |&(p, _): &(&dyn ScorePlugin, i64)| p.scores_every_slot(state, pod, snap, feasible);
+    if !local.is_empty() && local.iter().all(every_slot) {
+        return None;
+    }
     // The most each local plugin can add, and all of them together.
     let maxima: Vec<i64> = local
         .iter()
@@ -318,6 +327,8 @@ mod tests {
     #[derive(Default)]
     struct ByName {
         scored: AtomicUsize,
+        /// What it answers to `scores_every_slot`.
+        every_slot: bool,
     }
     impl Plugin for ByName {
         fn name(&self) -> &'static str {
@@ -333,6 +344,9 @@ mod tests {
         }
         fn normalization(&self) -> Normalization {
             Normalization::None
+        }
+        fn scores_every_slot(&self, _: &CycleState, _: &Pod, _: &Snapshot, _: &[NodeIdx]) -> bool {
+            self.every_slot
         }
     }
 
@@ -406,6 +420,21 @@ mod tests {
             let prof = profile(zone_weight, local.clone());
             (prof, Box::new(move || local.scored.load(Ordering::Relaxed)))
         })
+    }
+
+    #[test]
+    fn a_local_plugin_scoring_every_slot_at_once_is_asked_for_every_node() {
+        let mut snap = cluster(&[("n10", "a"), ("n90", "b"), ("n20", "a"), ("n99", "b")]);
+        let [bounded, every] = run_both(&mut snap, || {
+            let local = Arc::new(ByName {
+                every_slot: true,
+                ..ByName::default()
+            });
+            let prof = profile(2, local.clone());
+            (prof, Box::new(move || local.scored.load(Ordering::Relaxed)))
+        });
+        assert_eq!(every, ("n20".to_owned(), 220, 4));
+        assert_eq!(bounded, every);
     }
 
     #[test]
