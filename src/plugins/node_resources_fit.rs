@@ -711,14 +711,7 @@ impl PreScorePlugin for NodeResourcesFit {
 
 impl ScorePlugin for NodeResourcesFit {
     fn score(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> i64 {
-        match state.read::<FitScoreState>() {
-            Some(s) => self.score_node(snap, node, &s.requests),
-            None => self.score_node(
-                snap,
-                node,
-                &pod_requests(pod, &self.resources, Usage::NonZero),
-            ),
-        }
+        self.with_requests(state, pod, |requests| self.score_node(snap, node, requests))
     }
 
     /// Scores kept from earlier cycles where a node is unchanged (`score_memo`);
@@ -731,26 +724,20 @@ impl ScorePlugin for NodeResourcesFit {
         nodes: &[NodeIdx],
         out: &mut [i64],
     ) {
-        let computed;
-        let requests: &[i64] = match state.read::<FitScoreState>() {
-            Some(s) => &s.requests,
-            None => {
-                computed = pod_requests(pod, &self.resources, Usage::NonZero);
-                &computed
-            }
-        };
         let scope = Scope {
             version: snap.nodes().version(),
             cycle: state.fresh_cycle(),
         };
-        self.memo.score_nodes(
-            requests,
-            state.reuses_scores(),
-            snap.nodes(),
-            nodes,
-            out,
-            |nodes, out| self.score_columns(snap, scope, nodes, requests, out),
-        );
+        self.with_requests(state, pod, |requests| {
+            self.memo.score_nodes(
+                requests,
+                state.reuses_scores(),
+                snap.nodes(),
+                nodes,
+                out,
+                |nodes, out| self.score_columns(snap, scope, nodes, requests, out),
+            )
+        });
     }
 
     fn normalization(&self) -> Normalization {
@@ -778,25 +765,28 @@ impl ScorePlugin for NodeResourcesFit {
             Scorer::MostAllocated => PairScore::Most,
             _ => return false,
         };
-        let computed;
-        let requests: &[i64] = match state.read::<FitScoreState>() {
-            Some(s) => &s.requests,
-            None => {
-                computed = pod_requests(pod, &self.resources, Usage::NonZero);
-                &computed
+        self.with_requests(state, pod, |requests| {
+            if state.reuses_scores() && self.memo.holds(requests) {
+                return false;
             }
-        };
-        if state.reuses_scores() && self.memo.holds(requests) {
-            return false;
-        }
-        let t = snap.nodes();
-        t.huge_nodes == 0
-            && usage_columns(t, &self.resources, Usage::NonZero)
-                .is_some_and(|c| pair_kernel::applies(kind, &c, requests, feasible))
+            let t = snap.nodes();
+            t.huge_nodes == 0
+                && usage_columns(t, &self.resources, Usage::NonZero)
+                    .is_some_and(|c| pair_kernel::applies(kind, &c, requests, feasible))
+        })
     }
 }
 
 impl NodeResourcesFit {
+    /// `f` of the pod's requests per configured resource (non-zero usage):
+    /// PreScore's, or worked out here when PreScore did not run.
+    fn with_requests<R>(&self, state: &CycleState, pod: &Pod, f: impl FnOnce(&[i64]) -> R) -> R {
+        match state.read::<FitScoreState>() {
+            Some(s) => f(&s.requests),
+            None => f(&pod_requests(pod, &self.resources, Usage::NonZero)),
+        }
+    }
+
     /// Least/MostAllocated over cpu, memory and ephemeral storage (the usual
     /// configurations) read the node columns directly; other strategies and
     /// scalar resources go through `score_node`.

@@ -100,8 +100,14 @@ pub(crate) fn applies(
         return false;
     };
     let span = (hi as usize + 1).saturating_sub(lo as usize);
-    nodes.len().saturating_mul(per_node) >= span
+    few_enough_slots(nodes.len(), span, per_node)
         && pair_of(kind, columns, requests).is_some_and(|p| p.in_range())
+}
+
+/// Whether scoring `slots` slots for `nodes` nodes stays within `per_node`
+/// slots per node, where the kernel beats the scalar loop.
+fn few_enough_slots(nodes: usize, slots: usize, per_node: usize) -> bool {
+    nodes.saturating_mul(per_node) >= slots
 }
 
 /// The kernel's inputs from `resource_allocation::usage_columns`, when they are
@@ -204,7 +210,7 @@ pub(crate) fn score_pair(
                 _ => (lo, hi),
             };
             entry.key = None;
-            if nodes.len().saturating_mul(max_slots_per_node) < hi - lo {
+            if !few_enough_slots(nodes.len(), hi - lo, max_slots_per_node) {
                 return false;
             }
             let Some(part) = pair.slots(lo..hi) else {
