@@ -286,6 +286,31 @@ pub trait ScorePlugin: Plugin {
         false
     }
 
+    /// The slot form of [`score_nodes`](Self::score_nodes), for cycles that
+    /// score every feasible node: writes into `out[k]` the raw score of node
+    /// slot `first + k`, for every slot of `out` whose node is in `feasible`
+    /// (ascending, all within those slots), equal to what `score_nodes` gives
+    /// it; other slots may get any value. Returns false (`out` unspecified)
+    /// when the plugin has no such form for `pod` in this cycle; the cycle then
+    /// scores the feasible list. Asked only of plugins whose `normalization`
+    /// is `None`.
+    ///
+    /// Scores laid out by slot are summed by slot with the infeasible slots
+    /// masked: nothing is gathered into feasible-list order, which costs as
+    /// much as a vector kernel's scoring (`benches/README.md`). The default:
+    /// false.
+    fn score_slots(
+        &self,
+        _state: &CycleState,
+        _pod: &Pod,
+        _snap: &Snapshot,
+        _feasible: &[NodeIdx],
+        _first: usize,
+        _out: &mut [i64],
+    ) -> bool {
+        false
+    }
+
     /// Maps raw scores (one per feasible node, in order) into 0..=MAX_NODE_SCORE.
     /// The default leaves scores that are already in range alone.
     fn normalize(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}

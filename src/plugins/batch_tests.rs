@@ -424,6 +424,15 @@ fn check_agreement(profile: &Profile, pod: &Pod, snap: &Snapshot) -> Result<(), 
                 profile.name
             ));
         }
+        // The slot form, in a cycle that scores afresh: every feasible slot's
+        // score as per node, over all slots and from a third of them on (a
+        // parallel cycle's later chunk).
+        state.set_fresh_scores(true);
+        let slot_form = slot_form_agrees(s.as_ref(), &state, pod, snap, &live, &per_node);
+        state.set_fresh_scores(false);
+        if let Err(e) = slot_form {
+            return Err(format!("{} in {}: {e}", s.name(), profile.name));
+        }
         // How normalize treats the scores is what the plugin says: nothing done,
         // or each score mapped by itself and the highest score alone (then the
         // highest score, put beside any one node's, normalizes it alike).
@@ -491,6 +500,96 @@ fn check_agreement(profile: &Profile, pod: &Pod, snap: &Snapshot) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Whether `s` has a slot form for `pod` (`ScorePlugin::score_slots`), and
+/// if so, that it gives each of `nodes` its score in `per_node`: over every
+/// slot, and over the slots from a third on with the nodes there.
+fn slot_form_agrees(
+    s: &dyn crate::framework::ScorePlugin,
+    state: &CycleState,
+    pod: &Pod,
+    snap: &Snapshot,
+    nodes: &[NodeIdx],
+    per_node: &[i64],
+) -> Result<bool, String> {
+    if s.normalization() != Normalization::None {
+        return Ok(false);
+    }
+    let slots = snap.nodes().slots();
+    let mut all = vec![-1i64; slots];
+    let whole = s.score_slots(state, pod, snap, nodes, 0, &mut all);
+    for (&n, &v) in nodes.iter().zip(per_node) {
+        if whole && all[n as usize] != v {
+            return Err(format!(
+                "slot form gives node {n} {} for {v}",
+                all[n as usize]
+            ));
+        }
+    }
+    let first = slots / 3;
+    let at = nodes.partition_point(|&n| (n as usize) < first);
+    let mut tail = vec![-1i64; slots - first];
+    if s.score_slots(state, pod, snap, &nodes[at..], first, &mut tail) {
+        for (&n, &v) in nodes[at..].iter().zip(&per_node[at..]) {
+            if tail[n as usize - first] != v {
+                let got = tail[n as usize - first];
+                return Err(format!(
+                    "slot form from slot {first} gives node {n} {got} for {v}"
+                ));
+            }
+        }
+    }
+    Ok(whole)
+}
+
+/// The slot forms of the spark-fleet profile's scorers are there for an
+/// executor on a cluster whose nodes are all feasible, and agree with the
+/// per-node scores (the property test above checks agreement wherever a
+/// form is there, which without forms would be nowhere).
+#[test]
+fn spark_fleet_scorers_have_slot_forms_that_agree() {
+    let config = Config::default();
+    let profile = crate::plugins::build_named_profile(&config, "spark-fleet").unwrap();
+    let snap = synthetic_cluster_with_app(64, 6);
+    let pod = bench_executor("exec-new").build();
+    let live: Vec<NodeIdx> = snap.nodes().live_indices().collect();
+    let mut state = CycleState::default();
+    state.set_fresh_scores(true);
+    for p in &profile.pre_filter {
+        let _ = p.pre_filter(&mut state, &pod, &snap);
+    }
+    for p in &profile.pre_score {
+        let st = p.pre_score(&mut state, &pod, &snap, &live);
+        if st.code == Code::Skip {
+            state.mark_skip_score(p.name());
+        }
+    }
+    let mut with_forms = Vec::new();
+    for (s, _) in &profile.score {
+        if state.skips_score(s.name()) {
+            continue;
+        }
+        let per_node: Vec<i64> = live
+            .iter()
+            .map(|&n| s.score(&state, &pod, &snap, n))
+            .collect();
+        match slot_form_agrees(s.as_ref(), &state, &pod, &snap, &live, &per_node) {
+            Ok(true) => with_forms.push(s.name()),
+            Ok(false) => {}
+            Err(e) => panic!("{}: {e}", s.name()),
+        }
+    }
+    with_forms.sort_unstable();
+    let mut want = vec!["CapacityMix", "ExecutorSpread", "NodeResourcesFit"];
+    // The resource scorers' slot form is their vector kernel's (AVX2 or better).
+    if crate::plugins::pair_kernel::slots_per_node().is_none() {
+        want.retain(|n| !n.starts_with("NodeResources"));
+    } else {
+        want.push("NodeResourcesBalancedAllocation");
+        want.sort_unstable();
+    }
+    assert_eq!(with_forms, want);
 }
 
 proptest! {

@@ -13,7 +13,7 @@ use crate::framework::{
     PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
-use crate::snapshot::{NodeIdx, Snapshot};
+use crate::snapshot::{NodeIdx, NodeTable, Snapshot};
 use crate::spark::policy::{self, Mix, PolicyError};
 use std::sync::Arc;
 
@@ -235,13 +235,35 @@ impl ScorePlugin for CapacityMix {
         };
         // A handful of types: score each once into a table by type id.
         let t = snap.nodes();
-        let mut table = vec![0i64; t.type_ids.table_len()];
-        for (id, ty) in t.type_ids.iter() {
-            table[id as usize] = type_score(ranking, ty);
-        }
+        let table = type_table(ranking, t);
         for (o, &n) in out.iter_mut().zip(nodes) {
             *o = table[t.type_id[n as usize] as usize];
         }
+    }
+
+    /// A slot's score is its type's, as in `score_nodes`.
+    fn score_slots(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        snap: &Snapshot,
+        _: &[NodeIdx],
+        first: usize,
+        out: &mut [i64],
+    ) -> bool {
+        let Some(MixCycle::Executor { ranking, .. }) = state.read::<MixCycle>() else {
+            out.fill(0);
+            return true;
+        };
+        let t = snap.nodes();
+        let table = type_table(ranking, t);
+        let Some(types) = t.type_id.get(first..first.saturating_add(out.len())) else {
+            return false;
+        };
+        for (o, &ty) in out.iter_mut().zip(types) {
+            *o = table.get(ty as usize).copied().unwrap_or(0);
+        }
+        true
     }
 
     fn normalization(&self) -> Normalization {
@@ -252,6 +274,15 @@ impl ScorePlugin for CapacityMix {
     fn scores_by_class(&self, _: &CycleState, _: &Pod) -> bool {
         true
     }
+}
+
+/// Each capacity type's score, by type id (a handful of types).
+fn type_table(ranking: &[(Sym, i64)], t: &NodeTable) -> Vec<i64> {
+    let mut table = vec![0i64; t.type_ids.table_len()];
+    for (id, ty) in t.type_ids.iter() {
+        table[id as usize] = type_score(ranking, ty);
+    }
+    table
 }
 
 fn type_score(ranking: &[(Sym, i64)], ty: Sym) -> i64 {

@@ -18,7 +18,7 @@ use crate::framework::{
     CycleState, Normalization, Plugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
 use crate::model::{Pod, Sym};
-use crate::snapshot::{NodeCounts, NodeIdx, Snapshot};
+use crate::snapshot::{NodeCounts, NodeIdx, NodeTable, Snapshot};
 use crate::spark::policy;
 use std::sync::Arc;
 
@@ -239,6 +239,17 @@ fn dense_min(dense: &[u32], feasible: &[NodeIdx], of_type: &impl Fn(usize) -> bo
     min
 }
 
+/// The score of a node holding none of the app's executors, by zone id and
+/// type id (`table[zone * types + type]`), with `types`.
+fn empty_node_scores(c: &SpreadCycle, t: &NodeTable, skew: u32) -> (Vec<i64>, usize) {
+    let types = t.type_ids.table_len();
+    let zones = t.zone_ids.table_len();
+    let table = (0..zones * types)
+        .map(|k| c.score((k % types) as u32, (k / types) as u32, 0, skew))
+        .collect();
+    (table, types)
+}
+
 /// 100 within the max skew, then 100·s/(s+excess).
 fn key_score(count: u32, min: u32, max_skew: u32) -> i64 {
     let skew = count.saturating_add(1).saturating_sub(min);
@@ -302,11 +313,7 @@ impl ScorePlugin for ExecutorSpread {
         }
         // Most nodes hold none of the app's executors: their score is a function
         // of type and zone alone, one table lookup per node.
-        let types = t.type_ids.table_len();
-        let zones = t.zone_ids.table_len();
-        let by_zone_type: Vec<i64> = (0..zones * types)
-            .map(|k| c.score((k % types) as u32, (k / types) as u32, 0, skew))
-            .collect();
+        let (by_zone_type, types) = empty_node_scores(c, t, skew);
         let len = tid.len().min(zid.len());
         let (tid, zid) = (&tid[..len], &zid[..len]);
         for (o, &n) in out.iter_mut().zip(nodes) {
@@ -322,6 +329,67 @@ impl ScorePlugin for ExecutorSpread {
                 out[k] = c.score(tid[i], zid[i], c.counted(n, on_node), skew);
             }
         }
+    }
+
+    /// `score_nodes` over slots: the same two forms, every slot scored.
+    fn score_slots(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        _: &[NodeIdx],
+        first: usize,
+        out: &mut [i64],
+    ) -> bool {
+        let Some(c) = state.read::<SpreadCycle>() else {
+            out.fill(0);
+            return true;
+        };
+        let t = snap.nodes();
+        let slots = first..first.saturating_add(out.len());
+        let (Some(tid), Some(zid)) = (t.type_id.get(slots.clone()), t.zone_id.get(slots.clone()))
+        else {
+            return false;
+        };
+        let skew = self.config.spark.executor_spread.node_max_skew;
+        let counts = app_counts(snap, pod);
+        let (by_zone_type, types) = empty_node_scores(c, t, skew);
+        // Ids (of live and removed nodes alike) are below their tables'
+        // lengths: the id tables only grow.
+        let lookup = |ty: u32, zone: u32| {
+            let k = (zone as usize)
+                .saturating_mul(types)
+                .saturating_add(ty as usize);
+            by_zone_type.get(k).copied().unwrap_or(0)
+        };
+        let len = out.len();
+        let at = |n: NodeIdx| (n as usize).checked_sub(first).filter(|&k| k < len);
+        if let Some(dense) = counts.and_then(|c| c.as_dense()) {
+            // Counts stop at the last node that ever held one of the app's executors.
+            let dense = dense.get(first..).unwrap_or(&[]);
+            for (k, (o, (&ty, &zone))) in out.iter_mut().zip(tid.iter().zip(zid)).enumerate() {
+                *o = match dense.get(k) {
+                    Some(&n) if n > 0 => c.score(ty, zone, n, skew),
+                    _ => lookup(ty, zone),
+                };
+            }
+            // The pod's own node, if it is placed there, counts one fewer.
+            if let Some((own, k)) = c.own_node.and_then(|own| Some((own, at(own)?))) {
+                let count = c.counted(own, dense.get(k).copied().unwrap_or(0));
+                out[k] = c.score(tid[k], zid[k], count, skew);
+            }
+            return true;
+        }
+        for (o, (&ty, &zone)) in out.iter_mut().zip(tid.iter().zip(zid)) {
+            *o = lookup(ty, zone);
+        }
+        // The few nodes holding executors (the pod's own counting one fewer).
+        for (n, on_node) in counts.iter().flat_map(|c| c.iter()) {
+            if let Some(k) = at(n) {
+                out[k] = c.score(tid[k], zid[k], c.counted(n, on_node), skew);
+            }
+        }
+        true
     }
 
     fn normalization(&self) -> Normalization {

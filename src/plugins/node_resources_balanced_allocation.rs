@@ -204,6 +204,44 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         usage_columns(snap.nodes(), &self.resources, Usage::Requested)
             .is_some_and(|c| pair_kernel::applies(PairScore::Balanced, &c, requests, feasible))
     }
+
+    /// The vector kernel's scores, in cycles that score afresh (elsewhere
+    /// `score_nodes` keeps them for the next executor).
+    fn score_slots(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        feasible: &[NodeIdx],
+        first: usize,
+        out: &mut [i64],
+    ) -> bool {
+        if state.reuses_scores() {
+            return false;
+        }
+        let computed;
+        let requests: &[i64] = match state.read::<BalancedState>() {
+            Some(s) => &s.requests,
+            None => {
+                computed = pod_requests(pod, &self.resources, Usage::Requested);
+                if computed.iter().all(|r| *r == 0) {
+                    out.fill(0);
+                    return true;
+                }
+                &computed
+            }
+        };
+        usage_columns(snap.nodes(), &self.resources, Usage::Requested).is_some_and(|c| {
+            pair_kernel::score_columns_by_slot(
+                PairScore::Balanced,
+                feasible,
+                &c,
+                requests,
+                first,
+                out,
+            )
+        })
+    }
 }
 
 impl NodeResourcesBalancedAllocation {
@@ -444,7 +482,7 @@ mod tests {
     #[test]
     fn scores_every_slot_when_the_kernel_runs_and_nothing_is_kept() {
         let s = snap_with(
-            (0..16)
+            (0..64)
                 .map(|i| node(&format!("n{i}"), 4000, 10000).build())
                 .collect(),
             vec![],
@@ -452,7 +490,7 @@ mod tests {
         let p = plugin(&[]);
         let incoming = pod("p", 500, 1000).build();
         let vector = crate::plugins::pair_kernel::slots_per_node().is_some();
-        let nodes: Vec<NodeIdx> = (0..16).collect();
+        let nodes: Vec<NodeIdx> = (0..64).collect();
         let mut fresh = CycleState::default();
         fresh.set_fresh_scores(true);
         assert_eq!(p.scores_every_slot(&fresh, &incoming, &s, &nodes), vector);
@@ -462,8 +500,9 @@ mod tests {
         p.score_nodes(&reuse, &incoming, &s, &nodes, &mut out);
         assert!(!p.scores_every_slot(&reuse, &incoming, &s, &nodes));
         assert_eq!(p.scores_every_slot(&fresh, &incoming, &s, &nodes), vector);
-        // Two nodes far apart: the scalar loop scores them, one by one.
-        assert!(!p.scores_every_slot(&fresh, &incoming, &s, &[0, 15]));
+        // Two nodes far apart (fewer than one in ten slots, the densest the
+        // kernel is used at): the scalar loop scores them, one by one.
+        assert!(!p.scores_every_slot(&fresh, &incoming, &s, &[0, 63]));
         // A pod without requests scores 0 everywhere, no kernel; three
         // resources are not a pair.
         assert!(!p.scores_every_slot(&fresh, &pod("e", 0, 0).build(), &s, &nodes));

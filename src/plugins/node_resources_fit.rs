@@ -775,6 +775,33 @@ impl ScorePlugin for NodeResourcesFit {
                     .is_some_and(|c| pair_kernel::applies(kind, &c, requests, feasible))
         })
     }
+
+    /// The vector kernel's scores, in cycles that score afresh (elsewhere
+    /// `score_nodes` keeps them for the next executor).
+    fn score_slots(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        feasible: &[NodeIdx],
+        first: usize,
+        out: &mut [i64],
+    ) -> bool {
+        let kind = match self.strategy {
+            Scorer::LeastAllocated => PairScore::Least,
+            Scorer::MostAllocated => PairScore::Most,
+            _ => return false,
+        };
+        let t = snap.nodes();
+        if state.reuses_scores() || t.huge_nodes != 0 {
+            return false;
+        }
+        self.with_requests(state, pod, |requests| {
+            usage_columns(t, &self.resources, Usage::NonZero).is_some_and(|c| {
+                pair_kernel::score_columns_by_slot(kind, feasible, &c, requests, first, out)
+            })
+        })
+    }
 }
 
 impl NodeResourcesFit {
@@ -1655,13 +1682,13 @@ mod tests {
     #[test]
     fn scores_every_slot_when_the_kernel_runs_and_nothing_is_kept() {
         let s = snap_with(
-            (0..16)
+            (0..64)
                 .map(|i| node(&format!("n{i}"), 4000, 8 * GI).build())
                 .collect(),
             vec![],
         );
         let incoming = pod("p", 500, GI).build();
-        let nodes: Vec<NodeIdx> = (0..16).collect();
+        let nodes: Vec<NodeIdx> = (0..64).collect();
         let vector = pair_kernel::slots_per_node().is_some();
         for kind in [
             ScoringStrategyType::LeastAllocated,
@@ -1693,9 +1720,10 @@ mod tests {
                 vector,
                 "{kind:?}"
             );
-            // Two nodes far apart: the scalar loop scores them, one by one.
+            // Two nodes far apart (fewer than one in ten slots, the densest the
+            // kernel is used at): the scalar loop scores them, one by one.
             assert!(
-                !p.scores_every_slot(&fresh, &incoming, &s, &[0, 15]),
+                !p.scores_every_slot(&fresh, &incoming, &s, &[0, 63]),
                 "{kind:?}"
             );
             // Kept for other requests: nothing to give.

@@ -148,6 +148,30 @@ pub(crate) fn score_columns(
     pair_of(kind, columns, requests).is_some_and(|pair| score_pair(kind, scope, nodes, pair, out))
 }
 
+/// The kernel's scores of slots `first..first + out.len()` straight into
+/// `out`, for a cycle that sums its scores by slot; `nodes` are the feasible
+/// nodes there (ascending). False (`out` unspecified) where `score_columns`
+/// would not run the kernel: too few of the slots feasible, no vector unit
+/// worth it, a figure outside the exact range.
+pub(crate) fn score_columns_by_slot(
+    kind: PairScore,
+    nodes: &[NodeIdx],
+    columns: &[(UsageColumn, usize)],
+    requests: &[i64],
+    first: usize,
+    out: &mut [i64],
+) -> bool {
+    let Some(per_node) = slots_per_node() else {
+        return false;
+    };
+    if !few_enough_slots(nodes.len(), out.len(), per_node) {
+        return false;
+    }
+    pair_of(kind, columns, requests)
+        .and_then(|pair| pair.slots(first..first.saturating_add(out.len())))
+        .is_some_and(|part| score_slots(kind, part, out))
+}
+
 /// The kernel's inputs: the two resources' columns, each with the pod's
 /// request for it, and the shift that averages NodeResourcesFit's weighted
 /// scores (weights summing to 2^shift).

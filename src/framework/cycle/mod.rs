@@ -4,6 +4,7 @@
 //! runs repeat exactly (upstream picks a random one among the best).
 
 mod bounded;
+mod by_slot;
 mod kept_totals;
 mod kept_verdicts;
 mod scratch;
@@ -565,6 +566,17 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         .filter(|(_, u)| u.is_none())
         .map(|(&c, _)| c)
         .collect();
+    // Scores laid out by node slot, where every plugin can and the feasible
+    // nodes are dense enough among the slots: nothing gathered (`by_slot`).
+    if !opts.detail {
+        let (feasible, parallel) = (&decision.feasible, opts.parallel);
+        let by_slot = by_slot::best(
+            profile, &columns, &state, pod, snap, feasible, offset, parallel,
+        );
+        if let Some(best) = by_slot {
+            return take_best(profile, &mut state, pod, snap, best, decision);
+        }
+    }
     // Every plugin's normalized scores, plugin-major, in a buffer kept by the
     // profile: every plugin writes every entry of its column (`score_nodes`),
     // which tests check by filling it with `UNWRITTEN` first.
@@ -606,10 +618,11 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         raw,
         weights: &weights,
         offset,
-        feasible: &decision.feasible,
+        nodes: Positions::Listed(&decision.feasible),
         rank,
     };
-    let best = sums.best(&chunks, &mut totals);
+    // Some: the feasible list is not empty.
+    let best = sums.best(&chunks, &mut totals).unwrap_or(0);
     let best_total = total_at(raw, &weights, offset, best);
     // For `explain`: every plugin's weighted scores, in the profile's order.
     let mut per_plugin: Vec<(&'static str, Vec<i64>)> = Vec::new();
@@ -757,13 +770,13 @@ fn clamped(score: i64) -> i64 {
     }
 }
 
-/// What the totals are summed from: `raw` plugin-major, one column of the
-/// feasible nodes' scores per weight.
+/// What the totals are summed from: `raw` plugin-major, one column of scores
+/// per weight, by position in `nodes`.
 struct Sums<'a> {
     raw: &'a [i64],
     weights: &'a [i64],
     offset: i64,
-    feasible: &'a [NodeIdx],
+    nodes: Positions<'a>,
     rank: &'a [u32],
 }
 
@@ -771,18 +784,18 @@ impl Sums<'_> {
     /// The position of the best feasible node (`sum_and_select`), summed and
     /// selected per chunk of positions, one chunk per thread; the chunks' best
     /// compared by total, then name rank, then position. Fills `totals` when it
-    /// is sized.
-    fn best(&self, chunks: &[Range<usize>], totals: &mut [i64]) -> usize {
-        let n = self.feasible.len();
+    /// is sized. None when no position holds a feasible node.
+    fn best(&self, chunks: &[Range<usize>], totals: &mut [i64]) -> Option<usize> {
+        let n = self.nodes.len();
         let run = |r: Range<usize>, totals: &mut [i64]| {
             let columns: Vec<&[i64]> = self
                 .raw
                 .chunks(n.max(1))
                 .map(|col| col.get(r.clone()).unwrap_or(&[]))
                 .collect();
-            let feasible = self.feasible.get(r.clone()).unwrap_or(&[]);
+            let nodes = self.nodes.part(r.clone());
             let (weights, offset, rank) = (self.weights, self.offset, self.rank);
-            r.start + sum_and_select(&columns, weights, offset, feasible, rank, totals)
+            sum_and_select(&columns, weights, offset, nodes, rank, totals).map(|k| r.start + k)
         };
         if chunks.len() <= 1 {
             return run(0..n, totals);
@@ -803,7 +816,7 @@ impl Sums<'_> {
         }
         let found = split::map(parts, |_, (r, part)| run(r, part));
         let key = |k: usize| {
-            let node = self.feasible.get(k).map_or(0, |&n| n as usize);
+            let node = self.nodes.node(k) as usize;
             let rank = self.rank.get(node).copied().unwrap_or(u32::MAX);
             (
                 self.total_at(k),
@@ -811,7 +824,7 @@ impl Sums<'_> {
                 std::cmp::Reverse(k),
             )
         };
-        found.into_iter().max_by_key(|&k| key(k)).unwrap_or(0)
+        found.into_iter().flatten().max_by_key(|&k| key(k))
     }
 
     /// The total of the `k`-th feasible node.
@@ -844,16 +857,16 @@ fn sum_and_select(
     columns: &[&[i64]],
     weights: &[i64],
     offset: i64,
-    feasible: &[NodeIdx],
+    nodes: Positions,
     rank: &[u32],
     totals: &mut [i64],
-) -> usize {
+) -> Option<usize> {
     const BLOCK: usize = 256;
     // Weights that fit 32 bits times clamped scores (0..=100) multiply as
     // 32-bit unsigned numbers into 64: AVX2 has that multiply (vpmuludq) and
     // not the 64-bit one, which costs three.
     let narrow = weights.iter().all(|&w| u32::try_from(w).is_ok());
-    let n = feasible.len();
+    let n = nodes.len();
     let mut block = [0i64; BLOCK];
     let (mut best, mut best_total, mut best_rank) = (0usize, i64::MIN, u32::MAX);
     for start in (0..n).step_by(BLOCK) {
@@ -873,18 +886,24 @@ fn sum_and_select(
                 }
             }
         }
+        // Slots of nodes that are not feasible take no part (a select per
+        // total, no branch).
+        if let Positions::Slots { feasible, .. } = nodes {
+            for (t, &f) in sums.iter_mut().zip(&feasible[start..start + len]) {
+                *t = if f { *t } else { i64::MIN };
+            }
+        }
         if let Some(out) = totals.get_mut(start..start + len) {
             out.copy_from_slice(sums);
         }
         // The block's highest total first (a branch-free pass): only a block
         // that reaches the best so far is searched for its lowest rank there.
         let top = sums.iter().fold(i64::MIN, |m, &t| m.max(t));
-        if top < best_total {
+        if top < best_total || top == i64::MIN {
             continue;
         }
         // A higher total takes the first node that has it, whatever its rank.
         let mut higher = top > best_total;
-        let nodes = &feasible[start..start + len];
         // The nodes at the top as bits, 64 totals to a word (vector compares):
         // a block of alike nodes has many, each a mispredicted branch in a
         // scan total by total.
@@ -896,7 +915,7 @@ fn sum_and_select(
             while at_top != 0 {
                 let k = c * TOP_LANES + at_top.trailing_zeros() as usize;
                 at_top &= at_top - 1;
-                let r = rank[nodes[k] as usize];
+                let r = rank[nodes.node(start + k) as usize];
                 if higher || r < best_rank {
                     (best, best_total, best_rank) = (start + k, top, r);
                     higher = false;
@@ -904,7 +923,45 @@ fn sum_and_select(
             }
         }
     }
-    best
+    (best_total != i64::MIN).then_some(best)
+}
+
+/// What the positions of `sum_and_select`'s score columns are.
+#[derive(Clone, Copy)]
+enum Positions<'a> {
+    /// The nodes of a feasible list, in its order.
+    Listed(&'a [NodeIdx]),
+    /// Node slots from `first` on, `feasible[k]` telling whether slot
+    /// `first + k`'s node is feasible.
+    Slots { first: usize, feasible: &'a [bool] },
+}
+
+impl Positions<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Positions::Listed(nodes) => nodes.len(),
+            Positions::Slots { feasible, .. } => feasible.len(),
+        }
+    }
+
+    /// The node at position `k` (< `len`).
+    fn node(&self, k: usize) -> NodeIdx {
+        match self {
+            Positions::Listed(nodes) => nodes[k],
+            Positions::Slots { first, .. } => (first + k) as NodeIdx,
+        }
+    }
+
+    /// The positions `r` (none where `r` goes past `len`).
+    fn part(&self, r: Range<usize>) -> Self {
+        match *self {
+            Positions::Listed(nodes) => Positions::Listed(nodes.get(r).unwrap_or(&[])),
+            Positions::Slots { first, feasible } => Positions::Slots {
+                first: first + r.start,
+                feasible: feasible.get(r).unwrap_or(&[]),
+            },
+        }
+    }
 }
 
 /// How many totals `sum_and_select` compares with the top into one word.

@@ -522,12 +522,12 @@ proptest::proptest! {
             raw: &raw,
             weights: &weights,
             offset,
-            feasible: &feasible,
+            nodes: Positions::Listed(&feasible),
             rank: &rank,
         };
         let parts = split::ranges(n, chunks);
         let mut totals = vec![0i64; n];
-        let best = sums.best(&parts, &mut totals);
+        let best = sums.best(&parts, &mut totals).unwrap();
         proptest::prop_assert_eq!(&totals, &want);
         proptest::prop_assert_eq!(
             (want[best], rank[feasible[best] as usize]),
@@ -535,10 +535,32 @@ proptest::proptest! {
         );
         proptest::prop_assert_eq!(total_at(&raw, &weights, offset, best), want[best]);
         let best_without_totals = sums.best(&parts, &mut []);
-        proptest::prop_assert_eq!(best_without_totals, best);
+        proptest::prop_assert_eq!(best_without_totals, Some(best));
         // In one piece: the same node.
         let whole = split::ranges(n, 1);
-        proptest::prop_assert_eq!(sums.best(&whole, &mut []), best);
+        proptest::prop_assert_eq!(sums.best(&whole, &mut []), Some(best));
+
+        // The same columns by slot from `first`, only the slots `feasible`
+        // marks taking part (whole chunks and blocks of them none): the best
+        // among those, and None when there is none.
+        let first = (seed % 7) as usize;
+        let dense = next() % 4;
+        let mask: Vec<bool> = (0..n).map(|k| next() % 4 < dense && (k / 300) % 2 == 0).collect();
+        let rank: Vec<u32> = (0..n + first).map(|_| (next() % 1_000_000) as u32).collect();
+        let by_slot = Sums {
+            nodes: Positions::Slots { first, feasible: &mask },
+            rank: &rank,
+            ..sums
+        };
+        let want_best = (0..n).filter(|&k| mask[k]).max_by(|&a, &b| {
+            want[a]
+                .cmp(&want[b])
+                .then(rank[first + b].cmp(&rank[first + a]))
+        });
+        let found = by_slot.best(&parts, &mut []);
+        let view = |k: Option<usize>| k.map(|k| (want[k], rank[first + k]));
+        proptest::prop_assert_eq!(view(found), view(want_best));
+        proptest::prop_assert_eq!(found.map(|k| mask[k]), want_best.map(|_| true));
     }
 }
 
