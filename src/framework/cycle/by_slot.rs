@@ -8,7 +8,7 @@
 //! node to the last (`ScorePlugin::score_slots`), and the sum takes no part
 //! from the slots of nodes that are not feasible. The slots between feasible
 //! nodes are scored and summed for nothing, so the form is used only where
-//! they are few (`MAX_SLOTS_PER_NODE`). The node and total are those of the
+//! they are few (`MIN_FEASIBLE_PERCENT`). The node and total are those of the
 //! list form.
 
 use super::{chunk_ranges, split, Positions, Sums};
@@ -17,9 +17,13 @@ use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
 use std::ops::Range;
 
-/// At most this many slots per feasible node: past it, scoring and summing
-/// the slots between feasible nodes costs more than the list form's gathers.
-const MAX_SLOTS_PER_NODE: usize = 2;
+/// The least share of the slots spanned (in percent) that must hold feasible
+/// nodes: below it, scoring and summing the slots between feasible nodes
+/// costs more than the list form's gathers. In one process, slots / list
+/// with the slot form forced, 5,000 nodes, µs (`benches/README.md`,
+/// seventeenth session): 90% feasible 31.7–45.0 / 34.8–50.7, 77% 100.1–101.0
+/// / 102.6–103.6, 60% 73.7–74.6 / 70.7–71.8, 54% 53.6–79.9 / 52.1–77.6.
+const MIN_FEASIBLE_PERCENT: usize = 70;
 
 /// The best feasible node (highest total, ties to the lower name rank) and its
 /// total, from scores by slot; `None` when a plugin has no slot form for this
@@ -41,7 +45,7 @@ pub(super) fn best(
     let (&lo, &hi) = (feasible.first()?, feasible.last()?);
     let (first, span) = (lo as usize, (hi as usize + 1).checked_sub(lo as usize)?);
     if columns.is_empty()
-        || span > feasible.len().saturating_mul(MAX_SLOTS_PER_NODE)
+        || span.saturating_mul(MIN_FEASIBLE_PERCENT) > feasible.len().saturating_mul(100)
         || columns
             .iter()
             .any(|(p, _)| p.normalization() != Normalization::None)
@@ -237,13 +241,14 @@ mod tests {
 
     #[test]
     fn every_node_cycles_sum_scores_by_slot_and_skip_infeasible_slots() {
-        // Every third node tainted: slots 5 and 11 (5 % 6) would score most,
-        // but are not feasible; 4 and 10 score 4, and n04 sorts first. With
-        // 12 nodes a cycle is not split; with 5,000 it is when parallel.
+        // Every fourth node tainted: slots 7, 15, ... (7 % 8) would score
+        // most, but are not feasible; 6, 14, ... score 6, and n06 sorts
+        // first. With 12 nodes a cycle is not split; with 5,000 it is when
+        // parallel.
         for (count, parallel) in [(12, false), (5_000, false), (5_000, true)] {
-            let scorer = Arc::new(BySlot::new(6, true));
+            let scorer = Arc::new(BySlot::new(8, true));
             let profile = profile_with(scorer.clone());
-            let mut snap = cluster(count, |k| k % 3 == 2);
+            let mut snap = cluster(count, |k| k % 4 == 3);
             let pod = pod("p", 100, GI).build();
             let d = schedule(&profile, &pod, &mut snap, every_node(parallel));
             let chosen = d
@@ -251,10 +256,10 @@ mod tests {
                 .map(|n| snap.nodes().name_str[n as usize].to_string());
             assert_eq!(
                 chosen.as_deref(),
-                Some("n04"),
+                Some("n06"),
                 "{count} nodes, parallel {parallel}"
             );
-            assert_eq!(d.scores.first().map(|s| s.total), Some(4));
+            assert_eq!(d.scores.first().map(|s| s.total), Some(6));
             assert!(scorer.slots.load(Ordering::Relaxed) > 0);
             assert_eq!(scorer.lists.load(Ordering::Relaxed), 0);
         }
@@ -273,7 +278,7 @@ mod tests {
             .map(|n| snap.nodes().name_str[n as usize].to_string());
         assert_eq!(chosen.as_deref(), Some("n04"));
         assert_eq!(scorer.lists.load(Ordering::Relaxed), 1);
-        // One node in three feasible: more than two slots per feasible node.
+        // One node in three feasible: too few of the slots spanned.
         let scorer = Arc::new(BySlot::new(6, true));
         let profile = profile_with(scorer.clone());
         let mut snap = cluster(12, |k| k % 3 != 0);
