@@ -30,7 +30,9 @@ fn next_executor(n: usize) -> Pod {
 /// the decision is that of scoring them). Every node (`spark-fleet/every-node`):
 /// cold, and every feasible node scored by every plugin (`exhaustive`); and
 /// the same with the cycle split over the machine's cores
-/// (`…/every-node-parallel`, `CycleOptions::parallel`).
+/// (`…/every-node-parallel`, `CycleOptions::parallel`). Node selector
+/// (`spark-fleet/node-selector`): cold, for an executor whose node selector
+/// half the nodes match (`NodeAffinity` over the table's label columns).
 /// Next executor (`…/next`): the decision the scheduler makes for an
 /// application's next executor, the previous one having just been placed; each
 /// iteration assumes the pod on the chosen node and forgets it again (both
@@ -65,6 +67,21 @@ fn one_decision(c: &mut Criterion) {
                 g.bench_with_input(id, &nodes, |b, _| {
                     b.iter(|| {
                         let d = schedule(&profile, black_box(&p), &mut snap, every);
+                        black_box(d.node)
+                    })
+                });
+                // An executor pinned to one instance family by a node selector
+                // (Spark's `spark.kubernetes.executor.node.selector.*`), half
+                // the nodes: cold, as the first row.
+                let pinned = Arc::new(
+                    bench_executor("bench-exec-pinned")
+                        .node_selector("node.kubernetes.io/instance-type", "m6i.16xlarge")
+                        .build(),
+                );
+                let id = BenchmarkId::new(format!("{profile_name}/node-selector"), nodes);
+                g.bench_with_input(id, &nodes, |b, _| {
+                    b.iter(|| {
+                        let d = schedule(&profile, black_box(&pinned), &mut snap, cold);
                         black_box(d.node)
                     })
                 });

@@ -69,7 +69,8 @@ fn build_cluster(specs: &[NodeSpec], nominate: bool) -> Snapshot {
         let mut b = node(&format!("n{i:02}"), s.cpu, s.mem_gi * GI)
             .pods(3 + i as i64 % 5)
             .ephemeral((i as i64 % 4) * 10 * GI)
-            .label("rack", &format!("r{}", i % 3));
+            .label("rack", &format!("r{}", i % 3))
+            .label("generation", &(i % 4).to_string());
         if let Some(z) = s.zone {
             b = b.zone(&format!("z{z}"));
         }
@@ -201,6 +202,36 @@ fn incoming_named(name: &str, kind: u8, cpu: i64, mem_gi: i64, extra: u8) -> Pod
             .preferred_affinity(30, ZONE, &[("app", "web")])
             .preferred_anti_affinity(10, HOSTNAME, &[("spark-app-selector", "app-a")]),
         16 => b.label("app", "web"),
+        // Terms ORed, with every operator the label columns evaluate; one
+        // that compares numbers (matched node by node); an empty term, which
+        // matches nothing, beside one that does.
+        17 => b.affinity(NodeAffinity {
+            required: Some(vec![
+                term(vec![
+                    req("rack", SelectorOp::In, &["r0", "r2"]),
+                    req(ZONE, SelectorOp::DoesNotExist, &[]),
+                ]),
+                term(vec![
+                    req(ZONE, SelectorOp::Exists, &[]),
+                    req(ZONE, SelectorOp::NotIn, &["z0", "z1"]),
+                ]),
+            ]),
+            preferred: vec![],
+        }),
+        18 => b.affinity(NodeAffinity {
+            required: Some(vec![term(vec![
+                req("rack", SelectorOp::Exists, &[]),
+                req("generation", SelectorOp::Gt, &["1"]),
+            ])]),
+            preferred: vec![],
+        }),
+        19 => b.node_selector("rack", "r0").affinity(NodeAffinity {
+            required: Some(vec![
+                term(vec![]),
+                term(vec![req(ZONE, SelectorOp::In, &["z0"])]),
+            ]),
+            preferred: vec![],
+        }),
         _ => b,
     };
     b.priority(60).build()
@@ -220,7 +251,10 @@ fn extra() -> impl Strategy<Value = u8> {
         1 => Just(13u8),
         1 => Just(14u8),
         1 => Just(15u8),
-        1 => 0u8..17,
+        1 => Just(17u8),
+        1 => Just(18u8),
+        1 => Just(19u8),
+        1 => 0u8..20,
     ]
 }
 
@@ -603,7 +637,7 @@ proptest! {
         kind in 0u8..5,
         cpu in 0i64..6_000,
         mem_gi in 0i64..12,
-        extra in 0u8..17,
+        extra in 0u8..20,
     ) {
         let mut snap = build_cluster(&specs, nominate);
         // A removed node leaves a dead slot the batch scans must skip.

@@ -5,8 +5,10 @@ use crate::framework::{
     default_normalize, retain_nodes, slots_from, CycleState, FilterPlugin, Normalization, Plugin,
     PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
 };
-use crate::model::{Pod, SelectorOp};
-use crate::snapshot::{NodeIdx, Snapshot};
+use crate::model::{NodeSelectorTerm, Pod, Requirement, SelectorOp, Sym};
+use crate::snapshot::label_columns::{self, ABSENT};
+use crate::snapshot::{NodeIdx, NodeTable, Snapshot};
+use smallvec::SmallVec;
 
 pub const NAME: &str = "NodeAffinity";
 pub const ERR_REASON_POD: &str = "node(s) didn't match Pod's node affinity/selector";
@@ -93,6 +95,8 @@ impl FilterPlugin for NodeAffinity {
         Ok(())
     }
 
+    /// Over the table's label columns where the selector allows (`by_columns`);
+    /// otherwise node by node.
     fn filter_slots(
         &self,
         _: &CycleState,
@@ -101,6 +105,9 @@ impl FilterPlugin for NodeAffinity {
         first: usize,
         pass: &mut [bool],
     ) -> bool {
+        if by_columns(pod, snap.nodes(), first, pass) {
+            return true;
+        }
         for (p, node) in pass.iter_mut().zip(slots_from(&snap.nodes().node, first)) {
             // Only passing slots: matching labels costs more than the check.
             if *p {
@@ -108,6 +115,86 @@ impl FilterPlugin for NodeAffinity {
             }
         }
         true
+    }
+}
+
+/// `matches_required_affinity` over label columns: clears `pass[k]` for
+/// every slot `first + k` whose node the pod's node selector and required
+/// terms reject, one pass of integer compares per requirement. False,
+/// touching nothing, when a term needs more than the columns hold (`Gt` /
+/// `Lt`, which compare numbers; `matchFields`, on node names) or the table
+/// keeps no column for a key.
+fn by_columns(pod: &Pod, t: &NodeTable, first: usize, pass: &mut [bool]) -> bool {
+    let terms: &[NodeSelectorTerm] = pod.node_affinity.required.as_deref().unwrap_or(&[]);
+    let supported = |r: &Requirement| !matches!(r.op, SelectorOp::Gt | SelectorOp::Lt);
+    if terms
+        .iter()
+        .any(|t| !t.match_fields.is_empty() || !t.match_expressions.iter().all(supported))
+    {
+        return false;
+    }
+    let mut keys: SmallVec<[Sym; 4]> = pod.node_selector.iter().map(|(k, _)| *k).collect();
+    for r in terms.iter().flat_map(|t| &t.match_expressions) {
+        if !keys.contains(&r.key) {
+            keys.push(r.key);
+        }
+    }
+    let span = first + pass.len();
+    t.with_label_columns(&keys, |cols| {
+        // Every column covers every slot (a free slot reads ABSENT).
+        if cols.iter().any(|c| c.len() < span) {
+            return false;
+        }
+        let column = |key: Sym| -> &[u32] {
+            let at = keys.iter().position(|&k| k == key).unwrap_or(0);
+            cols.get(at).map_or(&[][..], |c| &c[first..span])
+        };
+        for (key, value) in pod.node_selector.iter() {
+            keep(pass, column(*key), |v| v == label_columns::encode(*value));
+        }
+        let Some(terms) = &pod.node_affinity.required else {
+            return true;
+        };
+        // Terms are ORed: a slot passes when one term matches.
+        let mut any = vec![false; pass.len()];
+        let mut term_ok = vec![false; pass.len()];
+        for term in terms {
+            if !term.valid || term.match_expressions.is_empty() {
+                continue;
+            }
+            term_ok.fill(true);
+            for r in &term.match_expressions {
+                let values: SmallVec<[u32; 4]> =
+                    r.values.iter().map(|&v| label_columns::encode(v)).collect();
+                let (col, ok) = (column(r.key), &mut term_ok[..]);
+                match (r.op, values.as_slice()) {
+                    (SelectorOp::In, &[one]) => keep(ok, col, |v| v == one),
+                    (SelectorOp::NotIn, &[one]) => keep(ok, col, |v| v != one),
+                    (SelectorOp::In, _) => keep(ok, col, |v| values.contains(&v)),
+                    (SelectorOp::NotIn, _) => keep(ok, col, |v| !values.contains(&v)),
+                    (SelectorOp::Exists, _) => keep(ok, col, |v| v != ABSENT),
+                    (SelectorOp::DoesNotExist, _) => keep(ok, col, |v| v == ABSENT),
+                    (SelectorOp::Gt | SelectorOp::Lt, _) => ok.fill(false),
+                }
+            }
+            for (a, &ok) in any.iter_mut().zip(&term_ok) {
+                *a |= ok;
+            }
+        }
+        for (p, &a) in pass.iter_mut().zip(&any) {
+            *p &= a;
+        }
+        true
+    })
+    .unwrap_or(false)
+}
+
+/// Clears `ok[k]` where `test(column[k])` fails (a loop the compiler
+/// vectorizes for the single-value tests).
+#[inline(always)]
+fn keep(ok: &mut [bool], column: &[u32], test: impl Fn(u32) -> bool) {
+    for (o, &v) in ok.iter_mut().zip(column) {
+        *o &= test(v);
     }
 }
 
@@ -171,6 +258,47 @@ mod tests {
         );
         s.upsert_node(node("c", 1000, GI).build());
         s
+    }
+
+    /// The nodes the dense form passes, and the label keys that have a column after.
+    fn dense(p: &Pod, s: &Snapshot) -> (Vec<String>, Vec<&'static str>) {
+        let t = s.nodes();
+        let mut pass = t.live.clone();
+        assert!(NodeAffinity.filter_slots(&CycleState::default(), p, s, 0, &mut pass));
+        let names = t
+            .live_indices()
+            .filter(|&n| pass[n as usize])
+            .map(|n| t.name_str[n as usize].to_string())
+            .collect();
+        (
+            names,
+            t.label_column_keys().iter().map(|k| k.as_str()).collect(),
+        )
+    }
+
+    #[test]
+    fn selectors_are_matched_over_label_columns_that_follow_relabels() {
+        let mut s = snap();
+        let p = pod("p", 1, 1).node_selector("disk", "ssd").build();
+        assert_eq!(dense(&p, &s), (vec!["a".to_string()], vec!["disk"]));
+        // b relabelled, then a removed: the column follows.
+        s.upsert_node(
+            node("b", 1000, GI)
+                .label("disk", "ssd")
+                .label("gen", "3")
+                .build(),
+        );
+        assert_eq!(dense(&p, &s).0, ["a", "b"]);
+        s.remove_node(Sym::new("a"));
+        assert_eq!(dense(&p, &s).0, ["b"]);
+        // A number comparison is matched node by node: no column for it.
+        let gen = NodeSelectorTerm {
+            match_expressions: vec![req("gen", SelectorOp::Gt, &["2"])],
+            match_fields: vec![],
+            valid: true,
+        };
+        let q = pod("q", 1, 1).required_terms(vec![gen]).build();
+        assert_eq!(dense(&q, &s), (vec!["b".to_string()], vec!["disk"]));
     }
 
     fn passing(p: &Pod, s: &Snapshot) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! The cluster snapshot: nodes, bound and assumed pods, and the indices the
 //! plugins query. Every update is incremental and independent of cluster size.
 
+pub mod label_columns;
 mod node_table;
 
 pub use node_table::{

@@ -1,6 +1,7 @@
 //! Nodes in flat arrays (one column per field) so the filter and score loops
 //! scan contiguous integers without chasing pointers or allocating.
 
+use super::label_columns::LabelColumns;
 use crate::model::{Node, Pod, Resources, Sym};
 use foldhash::HashMap;
 use smallvec::SmallVec;
@@ -101,6 +102,9 @@ pub struct NodeTable {
     /// clone, so a score computed from that state alone can be kept and reused
     /// (`plugins::score_memo`).
     pub stamp: Vec<u64>,
+    /// Label values by slot for the keys node selectors ask about
+    /// (`label_columns`); kept current by insert, update and remove.
+    labels: LabelColumns,
     /// Changes with every change to the table (a fresh stamp): two tables of
     /// one version, a table and its clone say, hold the same nodes and usage,
     /// so what is computed from all of them can be kept (`plugins::pair_kernel`).
@@ -148,6 +152,17 @@ impl NodeTable {
     fn restamp(&mut self, u: usize) {
         self.stamp[u] = NEXT_STAMP.fetch_add(1, Ordering::Relaxed);
         self.version = self.stamp[u];
+    }
+
+    /// `f` of the label column (`label_columns`) of each of `keys`, in order;
+    /// `None` when the table keeps no more columns (match node by node).
+    pub fn with_label_columns<R>(&self, keys: &[Sym], f: impl FnOnce(&[&[u32]]) -> R) -> Option<R> {
+        self.labels.with(keys, &self.live, &self.node, f)
+    }
+
+    /// The label keys that have a column.
+    pub fn label_column_keys(&self) -> Vec<Sym> {
+        self.labels.keys()
     }
 
     /// See the field: equal versions mean equal contents.
@@ -331,6 +346,7 @@ impl NodeTable {
         self.set_reciprocals(idx as usize);
         self.set_free(idx as usize);
         self.restamp(idx as usize);
+        self.labels.set(idx as usize, self.node.get(idx as usize));
         self.index.insert(name, idx);
         let at = self.live_list.partition_point(|&n| n < idx);
         self.live_list.insert(at, idx);
@@ -365,6 +381,7 @@ impl NodeTable {
         self.type_id[u] = self.type_ids.id(Some(capacity_type));
         self.place_id[u] = self.place_ids.id(self.type_id[u], self.zone_id[u]);
         self.node[u] = node;
+        self.labels.set(u, Some(&self.node[u]));
         self.count_flags(u, 1);
     }
 
@@ -375,6 +392,7 @@ impl NodeTable {
         self.version = NEXT_STAMP.fetch_add(1, Ordering::Relaxed);
         self.index.remove(&self.name[u]);
         self.live[u] = false;
+        self.labels.set(u, None);
         self.taint_sets.release(self.taint_set[u]);
         self.taint_set[u] = 0;
         self.free.push(idx);
