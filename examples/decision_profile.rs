@@ -1,11 +1,13 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive] [--compare-exhaustive]
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive] [--compare-exhaustive] [--node-selector=KEY=VALUE]...
 //! With `--parallel`, sequential and parallel cycles alternate and both are timed;
 //! with `--compare-exhaustive`, the default selection (bounded where it pays)
 //! and every node scored.
 //! With `--assume`, every decision schedules a new executor and assumes it (the
-//! application grows, as in the `decisions_with_assume` benchmark).
+//! application grows, as in the `decisions_with_assume` benchmark). Each
+//! `--node-selector=KEY=VALUE` adds to the executor's node selector (e.g.
+//! `node.kubernetes.io/instance-type=m6i.16xlarge`, half the nodes).
 
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
@@ -35,7 +37,23 @@ fn main() {
     };
     // The benchmark's cluster and application (benches/scheduling.rs).
     let mut snap = synthetic_cluster_with_app(nodes, 30);
-    let p = bench_executor("exec-new").build();
+    let mut selector: Vec<(&str, &str)> = Vec::new();
+    for f in flags
+        .iter()
+        .filter_map(|f| f.strip_prefix("--node-selector="))
+    {
+        let Some(pair) = f.split_once('=') else {
+            eprintln!("--node-selector={f}: expected KEY=VALUE");
+            std::process::exit(2);
+        };
+        selector.push(pair);
+    }
+    let executor = |name: &str| {
+        selector
+            .iter()
+            .fold(bench_executor(name), |b, (k, v)| b.node_selector(k, v))
+    };
+    let p = executor("exec-new").build();
     // Sequential and parallel cycles alternate in rounds, so both see the same machine noise.
     // The modes timed, each with its options: with a comparison, the two
     // alternate in short rounds within one process, so both see the same
@@ -74,7 +92,7 @@ fn main() {
             for k in 0..per_round {
                 if assume {
                     let next = std::sync::Arc::new(
-                        bench_executor(&format!("exec-new-{k}-{}", snap.generation())).build(),
+                        executor(&format!("exec-new-{k}-{}", snap.generation())).build(),
                     );
                     if let Some(n) = schedule(&profile, &next, &mut snap, opts).node {
                         let _ = snap.assume(next, n);
