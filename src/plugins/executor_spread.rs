@@ -365,7 +365,7 @@ impl ScorePlugin for ExecutorSpread {
         let len = out.len();
         let at = |n: NodeIdx| (n as usize).checked_sub(first).filter(|&k| k < len);
         if let Some(dense) = counts.and_then(|c| c.as_dense()) {
-            // Counts stop at the last node that ever held one of the app's executors.
+            // The counts may end before the table's last slot: none past their end.
             let dense = dense.get(first..).unwrap_or(&[]);
             for (k, (o, (&ty, &zone))) in out.iter_mut().zip(tid.iter().zip(zid)).enumerate() {
                 *o = match dense.get(k) {

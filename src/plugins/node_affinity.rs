@@ -150,7 +150,8 @@ fn by_columns(pod: &Pod, t: &NodeTable, first: usize, pass: &mut [bool]) -> bool
             cols.get(at).map_or(&[][..], |c| &c[first..span])
         };
         for (key, value) in pod.node_selector.iter() {
-            keep(pass, column(*key), |v| v == label_columns::encode(*value));
+            let want = label_columns::encode(*value);
+            keep(pass, column(*key), |v| v == want);
         }
         let Some(terms) = &pod.node_affinity.required else {
             return true;

@@ -39,6 +39,24 @@ struct BalancedState {
 }
 
 impl NodeResourcesBalancedAllocation {
+    /// `f` of the pod's requests per configured resource: PreScore's, or
+    /// worked out here when PreScore did not run (then `None` for a pod
+    /// without requests, which scores 0 on every node).
+    fn with_requests<R>(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        f: impl FnOnce(Option<&[i64]>) -> R,
+    ) -> R {
+        match state.read::<BalancedState>() {
+            Some(s) => f(Some(&s.requests)),
+            None => {
+                let requests = pod_requests(pod, &self.resources, Usage::Requested);
+                f(Some(&requests[..]).filter(|r| r.iter().any(|&x| x != 0)))
+            }
+        }
+    }
+
     pub fn new(args: &BalancedAllocationArgs) -> Result<Self, (String, String)> {
         validate_args(args)?;
         Ok(NodeResourcesBalancedAllocation {
@@ -140,30 +158,24 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         nodes: &[NodeIdx],
         out: &mut [i64],
     ) {
-        let computed;
-        let requests: &[i64] = match state.read::<BalancedState>() {
-            Some(s) => &s.requests,
-            None => {
-                computed = pod_requests(pod, &self.resources, Usage::Requested);
-                if computed.iter().all(|r| *r == 0) {
-                    out.fill(0);
-                    return;
-                }
-                &computed
-            }
-        };
         let scope = Scope {
             version: snap.nodes().version(),
             cycle: state.fresh_cycle(),
         };
-        self.memo.score_nodes(
-            requests,
-            state.reuses_scores(),
-            snap.nodes(),
-            nodes,
-            out,
-            |nodes, out| self.score_columns(snap, scope, nodes, requests, out),
-        );
+        self.with_requests(state, pod, |requests| {
+            let Some(requests) = requests else {
+                out.fill(0);
+                return;
+            };
+            self.memo.score_nodes(
+                requests,
+                state.reuses_scores(),
+                snap.nodes(),
+                nodes,
+                out,
+                |nodes, out| self.score_columns(snap, scope, nodes, requests, out),
+            )
+        });
     }
 
     fn normalization(&self) -> Normalization {
@@ -186,23 +198,17 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         snap: &Snapshot,
         feasible: &[NodeIdx],
     ) -> bool {
-        let computed;
-        let requests: &[i64] = match state.read::<BalancedState>() {
-            Some(s) => &s.requests,
-            None => {
-                computed = pod_requests(pod, &self.resources, Usage::Requested);
-                &computed
+        self.with_requests(state, pod, |requests| {
+            // No requests: every node scores 0 without a look at the columns.
+            let Some(requests) = requests.filter(|r| r.iter().any(|&x| x != 0)) else {
+                return false;
+            };
+            if state.reuses_scores() && self.memo.holds(requests) {
+                return false;
             }
-        };
-        if requests.iter().all(|r| *r == 0) {
-            // Every node scores 0 without a look at the columns.
-            return false;
-        }
-        if state.reuses_scores() && self.memo.holds(requests) {
-            return false;
-        }
-        usage_columns(snap.nodes(), &self.resources, Usage::Requested)
-            .is_some_and(|c| pair_kernel::applies(PairScore::Balanced, &c, requests, feasible))
+            usage_columns(snap.nodes(), &self.resources, Usage::Requested)
+                .is_some_and(|c| pair_kernel::applies(PairScore::Balanced, &c, requests, feasible))
+        })
     }
 
     /// The vector kernel's scores, in cycles that score afresh (elsewhere
@@ -219,27 +225,15 @@ impl ScorePlugin for NodeResourcesBalancedAllocation {
         if state.reuses_scores() {
             return false;
         }
-        let computed;
-        let requests: &[i64] = match state.read::<BalancedState>() {
-            Some(s) => &s.requests,
-            None => {
-                computed = pod_requests(pod, &self.resources, Usage::Requested);
-                if computed.iter().all(|r| *r == 0) {
-                    out.fill(0);
-                    return true;
-                }
-                &computed
-            }
-        };
-        usage_columns(snap.nodes(), &self.resources, Usage::Requested).is_some_and(|c| {
-            pair_kernel::score_columns_by_slot(
-                PairScore::Balanced,
-                feasible,
-                &c,
-                requests,
-                first,
-                out,
-            )
+        self.with_requests(state, pod, |requests| {
+            let Some(requests) = requests else {
+                out.fill(0);
+                return true;
+            };
+            usage_columns(snap.nodes(), &self.resources, Usage::Requested).is_some_and(|c| {
+                let kind = PairScore::Balanced;
+                pair_kernel::score_columns_by_slot(kind, feasible, &c, requests, first, out)
+            })
         })
     }
 }

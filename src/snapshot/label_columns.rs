@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use std::sync::{PoisonError, RwLock};
 
 /// How many keys get a column; asks for more keys are answered `None` (the
-/// caller matches node by node). 64 columns of 15,000 slots are 3.75 MB.
+/// caller matches node by node). 64 columns of 15,000 slots are 3.8 MB.
 pub const MAX_KEYS: usize = 64;
 
 /// A label's value on a node slot: `Sym::id() + 1`, or `ABSENT` where the

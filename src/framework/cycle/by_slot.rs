@@ -2,8 +2,8 @@
 //!
 //! The list form scores the feasible nodes in list order: a plugin that
 //! computes every slot at once (the resource scorers' vector kernel) then
-//! gathers the feasible slots' scores into list order, and that gather cost
-//! as much as the kernel itself (`benches/README.md`, sixteenth session).
+//! gathers the feasible slots' scores into list order: those gathers took
+//! 12–15% of an every-node decision (`benches/README.md`, sixteenth session).
 //! Here every plugin writes the scores of all slots from the first feasible
 //! node to the last (`ScorePlugin::score_slots`), and the sum takes no part
 //! from the slots of nodes that are not feasible. The slots between feasible
@@ -11,7 +11,7 @@
 //! they are few (`MIN_FEASIBLE_PERCENT`). The node and total are those of the
 //! list form.
 
-use super::{chunk_ranges, split, Positions, Sums};
+use super::{chunk_ranges, columns_by_chunk, split, Positions, Sums};
 use crate::framework::{CycleState, Normalization, Profile, ScorePlugin};
 use crate::model::Pod;
 use crate::snapshot::{NodeIdx, Snapshot};
@@ -98,19 +98,7 @@ fn score(
     raw: &mut [i64],
 ) -> bool {
     let span = raw.len() / columns.len().max(1);
-    // Each chunk's part of every column.
-    let mut parts: Vec<(Range<usize>, Vec<&mut [i64]>)> =
-        chunks.iter().map(|r| (r.clone(), Vec::new())).collect();
-    for col in raw.chunks_mut(span.max(1)) {
-        let mut rest = col;
-        for (r, cols) in parts.iter_mut() {
-            let Some((part, tail)) = rest.split_at_mut_checked(r.len()) else {
-                break;
-            };
-            cols.push(part);
-            rest = tail;
-        }
-    }
+    let parts = columns_by_chunk(raw, span, chunks);
     let run = |(r, cols): (Range<usize>, Vec<&mut [i64]>)| {
         // The feasible nodes among this chunk's slots.
         let (start, end) = (first + r.start, first + r.end);
@@ -230,6 +218,12 @@ mod tests {
         snap
     }
 
+    /// The chosen node's name.
+    fn chosen_name(d: &crate::framework::Decision, snap: &Snapshot) -> Option<String> {
+        d.node
+            .map(|n| snap.nodes().name_str[n as usize].to_string())
+    }
+
     fn every_node(parallel: bool) -> CycleOptions {
         CycleOptions {
             fresh: true,
@@ -251,9 +245,7 @@ mod tests {
             let mut snap = cluster(count, |k| k % 4 == 3);
             let pod = pod("p", 100, GI).build();
             let d = schedule(&profile, &pod, &mut snap, every_node(parallel));
-            let chosen = d
-                .node
-                .map(|n| snap.nodes().name_str[n as usize].to_string());
+            let chosen = chosen_name(&d, &snap);
             assert_eq!(
                 chosen.as_deref(),
                 Some("n06"),
@@ -273,9 +265,7 @@ mod tests {
         let mut snap = cluster(12, |k| k % 3 == 2);
         let p = pod("p", 100, GI).build();
         let d = schedule(&profile, &p, &mut snap, every_node(false));
-        let chosen = d
-            .node
-            .map(|n| snap.nodes().name_str[n as usize].to_string());
+        let chosen = chosen_name(&d, &snap);
         assert_eq!(chosen.as_deref(), Some("n04"));
         assert_eq!(scorer.lists.load(Ordering::Relaxed), 1);
         // One node in three feasible: too few of the slots spanned.
@@ -283,9 +273,7 @@ mod tests {
         let profile = profile_with(scorer.clone());
         let mut snap = cluster(12, |k| k % 3 != 0);
         let d = schedule(&profile, &p, &mut snap, every_node(false));
-        let chosen = d
-            .node
-            .map(|n| snap.nodes().name_str[n as usize].to_string());
+        let chosen = chosen_name(&d, &snap);
         // 0, 3, 6, 9 feasible: 3 and 9 score 3; n03 sorts first.
         assert_eq!(chosen.as_deref(), Some("n03"));
         assert_eq!(scorer.slots.load(Ordering::Relaxed), 0);

@@ -190,9 +190,25 @@ fn score_in_chunks(
     chunks: &[Range<usize>],
     raw: &mut [i64],
 ) {
+    let parts = columns_by_chunk(raw, feasible.len(), chunks);
+    split::map(parts, |_, (r, cols)| {
+        let nodes = feasible.get(r).unwrap_or(&[]);
+        for ((p, _), col) in active.iter().zip(cols) {
+            p.score_nodes(state, pod, snap, nodes, col);
+        }
+    });
+}
+
+/// Each chunk's part of every column of `raw` (columns of `len` entries,
+/// one after another), for threads that write their chunk of each.
+fn columns_by_chunk<'a>(
+    raw: &'a mut [i64],
+    len: usize,
+    chunks: &[Range<usize>],
+) -> Vec<(Range<usize>, Vec<&'a mut [i64]>)> {
     let mut parts: Vec<(Range<usize>, Vec<&mut [i64]>)> =
         chunks.iter().map(|r| (r.clone(), Vec::new())).collect();
-    for col in raw.chunks_mut(feasible.len().max(1)) {
+    for col in raw.chunks_mut(len.max(1)) {
         let mut rest = col;
         for (r, cols) in parts.iter_mut() {
             let Some((part, tail)) = rest.split_at_mut_checked(r.len()) else {
@@ -202,12 +218,7 @@ fn score_in_chunks(
             rest = tail;
         }
     }
-    split::map(parts, |_, (r, cols)| {
-        let nodes = feasible.get(r).unwrap_or(&[]);
-        for ((p, _), col) in active.iter().zip(cols) {
-            p.score_nodes(state, pod, snap, nodes, col);
-        }
-    });
+    parts
 }
 
 /// Every live node, in node chunks over the available cores on large clusters.
