@@ -296,9 +296,9 @@ pub trait ScorePlugin: Plugin {
     /// is `None`.
     ///
     /// Scores laid out by slot are summed by slot with the infeasible slots
-    /// masked: nothing is gathered into feasible-list order, which costs as
-    /// much as a vector kernel's scoring (`benches/README.md`). The default:
-    /// false.
+    /// masked: nothing is gathered into feasible-list order (those gathers
+    /// took 12–15% of an every-node decision, `benches/README.md`). The
+    /// default: false.
     fn score_slots(
         &self,
         _state: &CycleState,

@@ -494,8 +494,8 @@ mod tests {
         p.score_nodes(&reuse, &incoming, &s, &nodes, &mut out);
         assert!(!p.scores_every_slot(&reuse, &incoming, &s, &nodes));
         assert_eq!(p.scores_every_slot(&fresh, &incoming, &s, &nodes), vector);
-        // Two nodes far apart (fewer than one in ten slots, the densest the
-        // kernel is used at): the scalar loop scores them, one by one.
+        // Two nodes far apart (fewer than one node in ten slots, sparser than
+        // the kernel is used at even with AVX-512): the scalar loop scores them.
         assert!(!p.scores_every_slot(&fresh, &incoming, &s, &[0, 63]));
         // A pod without requests scores 0 everywhere, no kernel; three
         // resources are not a pair.

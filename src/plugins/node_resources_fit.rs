@@ -1720,8 +1720,8 @@ mod tests {
                 vector,
                 "{kind:?}"
             );
-            // Two nodes far apart (fewer than one in ten slots, the densest the
-            // kernel is used at): the scalar loop scores them, one by one.
+            // Two nodes far apart (fewer than one node in ten slots, sparser than
+            // the kernel is used at even with AVX-512): the scalar loop scores them.
             assert!(
                 !p.scores_every_slot(&fresh, &incoming, &s, &[0, 63]),
                 "{kind:?}"
