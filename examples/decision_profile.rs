@@ -54,7 +54,6 @@ fn main() {
             .fold(bench_executor(name), |b, (k, v)| b.node_selector(k, v))
     };
     let p = executor("exec-new").build();
-    // Sequential and parallel cycles alternate in rounds, so both see the same machine noise.
     // The modes timed, each with its options: with a comparison, the two
     // alternate in short rounds within one process, so both see the same
     // machine (on a noisy VM, separate runs of one binary differ by 20%).

@@ -760,10 +760,8 @@ impl ScorePlugin for NodeResourcesFit {
         snap: &Snapshot,
         feasible: &[NodeIdx],
     ) -> bool {
-        let kind = match self.strategy {
-            Scorer::LeastAllocated => PairScore::Least,
-            Scorer::MostAllocated => PairScore::Most,
-            _ => return false,
+        let Some(kind) = self.pair_kind() else {
+            return false;
         };
         self.with_requests(state, pod, |requests| {
             if state.reuses_scores() && self.memo.holds(requests) {
@@ -787,10 +785,8 @@ impl ScorePlugin for NodeResourcesFit {
         first: usize,
         out: &mut [i64],
     ) -> bool {
-        let kind = match self.strategy {
-            Scorer::LeastAllocated => PairScore::Least,
-            Scorer::MostAllocated => PairScore::Most,
-            _ => return false,
+        let Some(kind) = self.pair_kind() else {
+            return false;
         };
         let t = snap.nodes();
         if state.reuses_scores() || t.huge_nodes != 0 {
@@ -805,6 +801,15 @@ impl ScorePlugin for NodeResourcesFit {
 }
 
 impl NodeResourcesFit {
+    /// What the vector kernel scores for this strategy (None: it has no kernel).
+    fn pair_kind(&self) -> Option<PairScore> {
+        match self.strategy {
+            Scorer::LeastAllocated => Some(PairScore::Least),
+            Scorer::MostAllocated => Some(PairScore::Most),
+            _ => None,
+        }
+    }
+
     /// `f` of the pod's requests per configured resource (non-zero usage):
     /// PreScore's, or worked out here when PreScore did not run.
     fn with_requests<R>(&self, state: &CycleState, pod: &Pod, f: impl FnOnce(&[i64]) -> R) -> R {
