@@ -22,6 +22,12 @@ pub struct Explanation {
     pub scores: Vec<ScoreRow>,
     pub message: String,
     pub preemption: Option<PreemptionOut>,
+    /// The GPU cards the pod would get on `node` (`0-1`), for a pod asking for GPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_cards: Option<String>,
+    /// Every node with GPU cards and each card's free milli (absent when no node has cards).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuNode>,
     /// Shown in the text form only (the JSON contract has no such field).
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -39,6 +45,14 @@ pub struct ScoreRow {
     pub node: String,
     pub total: i64,
     pub plugins: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpuNode {
+    pub node: String,
+    pub model: Option<String>,
+    /// Free milli of each card, by card index (1000 = a whole free card).
+    pub free_milli: Vec<i32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +166,17 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
             victims: n.victims.iter().map(|v| v.key.to_string()).collect(),
         });
     let node = d.node.map(name);
+    let gpu_cards = d.gpu_cards.map(|c| c.to_string());
+    let mut gpus: Vec<GpuNode> = nodes
+        .live_indices()
+        .filter(|&i| !nodes.gpu_free[i as usize].is_empty())
+        .map(|i| GpuNode {
+            node: name(i),
+            model: nodes.gpu_model[i as usize].map(|m| m.to_string()),
+            free_milli: nodes.gpu_free[i as usize].to_vec(),
+        })
+        .collect();
+    gpus.sort_by(|a, b| a.node.cmp(&b.node));
     let message = match (&node, d.message()) {
         (Some(n), _) => format!("Successfully assigned {} to {n}", pod.key),
         (None, Some(m)) => m,
@@ -170,6 +195,8 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
         scores,
         message,
         preemption,
+        gpu_cards,
+        gpus,
         notes: Vec::new(),
     }
 }
@@ -187,6 +214,9 @@ pub fn render_text(e: &Explanation, profile: &str) -> String {
             .unwrap_or_default()
     );
     let _ = writeln!(out, "message: {}", e.message);
+    if let Some(c) = &e.gpu_cards {
+        let _ = writeln!(out, "GPU cards: {c}");
+    }
     for n in &e.notes {
         let _ = writeln!(out, "{n}");
     }
@@ -229,6 +259,23 @@ pub fn render_text(e: &Explanation, profile: &str) -> String {
                 "  {plugin}: {reason} ({}): {}",
                 nodes.len(),
                 nodes.join(", ")
+            );
+        }
+    }
+    if !e.gpus.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nGPU cards, free milli per card (1000 = whole card free):"
+        );
+        let width = e.gpus.iter().map(|g| g.node.len()).max().unwrap_or(4);
+        for g in &e.gpus {
+            let free: Vec<String> = g.free_milli.iter().map(|f| f.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:<8}  {}",
+                g.node,
+                g.model.as_deref().unwrap_or("-"),
+                free.join(" ")
             );
         }
     }

@@ -62,6 +62,14 @@ enum Command {
         /// quality (report `sampling_quality` stays null): sampled runs then time as live.
         #[arg(long)]
         no_sampling_quality: bool,
+        /// `replay` (default): replay the trace's events. `fgd`: the FGD paper's protocol on an
+        /// openb trace (GPU nodes, pod list shuffled and cloned to 130% of the GPUs, one attempt
+        /// per pod); writes fgd-allocation.csv, fgd-fragmentation.csv and fgd-allocation.svg.
+        #[arg(long, default_value = "replay")]
+        protocol: String,
+        /// With --protocol fgd: the seeds, e.g. 42-51 (default 42-51).
+        #[arg(long)]
+        seeds: Option<String>,
     },
     /// Explain where one pod would go on a snapshot of Kubernetes objects, and why.
     Explain {
@@ -168,6 +176,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// `simulate --protocol fgd`: the FGD paper's protocol on an openb trace.
+fn fgd_protocol(
+    trace: &str,
+    policies: &[String],
+    seeds: Option<&str>,
+    out: &std::path::Path,
+) -> Result<(), spark_fleet::sim::fgd::FgdError> {
+    use spark_fleet::sim::fgd::{parse_seeds, run_all, FgdError, Policy, Protocol};
+    let files = trace
+        .strip_prefix("openb:")
+        .and_then(|f| f.split_once(','))
+        .filter(|(n, p)| !n.is_empty() && !p.is_empty() && !p.contains(','));
+    let Some((nodes, pods)) = files else {
+        return Err(FgdError::Usage(format!(
+            "--protocol fgd needs --trace openb:NODES.csv,PODS.csv, got {trace:?}"
+        )));
+    };
+    let seeds = parse_seeds(seeds.unwrap_or("42-51"))?;
+    let mut chosen = Vec::new();
+    for p in policies {
+        let p = Policy::parse(p)?;
+        if chosen.contains(&p) {
+            return Err(FgdError::Usage(format!(
+                "--policy {} is listed twice",
+                p.name()
+            )));
+        }
+        chosen.push(p);
+    }
+    if chosen.is_empty() {
+        chosen = Policy::ALL.to_vec();
+    }
+    let protocol = Protocol::from_openb(std::path::Path::new(nodes), std::path::Path::new(pods))?;
+    let report = run_all(&protocol, &chosen, &seeds);
+    print!("{}", report.summary());
+    for f in report.write(out)? {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),
@@ -201,7 +250,26 @@ fn run(cli: Cli) -> Result<(), InputError> {
             spot_fraction,
             autoscaler,
             no_sampling_quality,
+            protocol,
+            seeds,
         } => {
+            match protocol.as_str() {
+                "replay" if seeds.is_some() => {
+                    return Err(InputError(anyhow::anyhow!(
+                        "--seeds is for --protocol fgd (the replay takes --seed)"
+                    )))
+                }
+                "replay" => {}
+                "fgd" => {
+                    return fgd_protocol(&trace, &policies, seeds.as_deref(), &out)
+                        .map_err(|e| InputError(e.into()))
+                }
+                other => {
+                    return Err(InputError(anyhow::anyhow!(
+                        "--protocol {other:?}: expected replay or fgd"
+                    )))
+                }
+            }
             use spark_fleet::sim::{
                 simulate, trace::ImportOptions, trace::Trace, AutoscalerOptions, SimOptions,
             };

@@ -65,6 +65,11 @@ impl NodeBuilder {
         self.0.unschedulable = true;
         self
     }
+    /// `cards` GPU cards of `model` (`model::gpu`).
+    pub fn gpus(self, cards: i64, model: &str) -> Self {
+        self.scalar(crate::model::gpu::RESOURCE_GPU_COUNT, cards)
+            .label(crate::model::gpu::LABEL_GPU_MODEL, model)
+    }
     pub fn build(self) -> Node {
         self.0
     }
@@ -218,6 +223,24 @@ impl PodBuilder {
     }
     pub fn preempt_never(mut self) -> Self {
         self.0.preemption_policy = crate::model::PreemptionPolicy::Never;
+        self
+    }
+    /// `count` GPU cards of `milli` each (a share when below 1000), of any of
+    /// `models` (`model::gpu`).
+    pub fn gpu(mut self, count: u8, milli: u32, models: &[&str]) -> Self {
+        self.0.gpu = Some(Box::new(crate::model::PodGpu {
+            count,
+            milli,
+            models: models.iter().map(|m| Sym::new(m)).collect(),
+            cards: None,
+        }));
+        self
+    }
+    /// The cards its binding recorded (`0-1`); after `gpu`.
+    pub fn cards(mut self, cards: &str) -> Self {
+        if let (Some(g), Ok(c)) = (self.0.gpu.as_mut(), crate::model::Cards::parse(cards)) {
+            g.cards = Some(c);
+        }
         self
     }
     pub fn terminating(mut self) -> Self {

@@ -201,3 +201,44 @@ fn preemption_respects_disruption_budgets_from_the_snapshot() {
         serde_json::json!({"node": "node-b", "victims": ["default/dear"]})
     );
 }
+
+#[test]
+fn gpu_share_shows_the_card_and_free_milli_per_card() {
+    let run = |pod: &str, output: &str| {
+        Command::new(env!("CARGO_BIN_EXE_spark-fleet"))
+            .args(["explain", "--snapshot", &fixture("gpu-cluster.yaml")])
+            .args(["--pod", &fixture(pod), "--output", output])
+            .output()
+            .expect("run spark-fleet")
+    };
+    let out = run("pod-gpu-share.yaml", "json");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Only gpu-a has T4 cards; its card 1 has 300 milli left, so the share goes on card 0.
+    assert_eq!(v["node"], "gpu-a");
+    assert_eq!(v["gpu_cards"], "0");
+    assert_eq!(
+        v["gpus"],
+        serde_json::json!([
+            {"node": "gpu-a", "model": "T4", "free_milli": [1000, 300]},
+            {"node": "gpu-b", "model": "V100M16", "free_milli": [1000, 1000, 1000, 1000]},
+        ])
+    );
+    let filtered = v["filtered"].as_array().unwrap();
+    assert_eq!(filtered[0]["node"], "gpu-b");
+    assert_eq!(filtered[0]["plugin"], "GpuShare");
+    let text = String::from_utf8(run("pod-gpu-share.yaml", "text").stdout).unwrap();
+    assert!(text.contains("GPU cards: 0"), "{text}");
+    assert!(
+        text.contains("gpu-a") && text.contains("1000 300"),
+        "{text}"
+    );
+    // Without GPU requests or GPU nodes the JSON has neither field.
+    let plain = json("pod-driver.yaml", &[]);
+    assert!(plain.get("gpus").is_none() && plain.get("gpu_cards").is_none());
+}

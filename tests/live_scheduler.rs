@@ -1461,3 +1461,67 @@ async fn wait_until_long(mut cond: impl FnMut() -> bool) {
     .await
     .expect("in time");
 }
+
+/// A pod asking for a share of a GPU card, as Alibaba's GPU-sharing clusters do.
+fn gpu_pod(name: &str, milli: &str) -> Pod {
+    let mut p = pod(name, "spark-fleet", "1");
+    p.metadata.annotations =
+        Some([("alibabacloud.com/gpu-milli".to_owned(), milli.to_owned())].into());
+    p
+}
+
+fn gpu_index(server: &TestApiServer, name: &str) -> Option<String> {
+    let p: Pod = server.get("spark", name)?;
+    p.metadata
+        .annotations?
+        .get("alibabacloud.com/gpu-index")
+        .cloned()
+}
+
+#[tokio::test]
+async fn gpu_shares_are_placed_on_cards_and_the_binding_records_them() {
+    let server = TestApiServer::start().await;
+    let mut n = node("n1", "8", json!({"alibabacloud.com/gpu-card-model": "T4"}));
+    n.status
+        .as_mut()
+        .unwrap()
+        .allocatable
+        .as_mut()
+        .unwrap()
+        .insert(
+            "alibabacloud.com/gpu-count".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("2".into()),
+        );
+    server.create(&n).unwrap();
+    // Bound before the scheduler starts, on card 1: best fit alone would have said card 0.
+    let mut held = gpu_pod("held", "500");
+    held.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("alibabacloud.com/gpu-index".into(), "1".into());
+    held.spec.as_mut().unwrap().node_name = Some("n1".into());
+    server.create(&held).unwrap();
+    let s = started(&server, with_plugin(config(), "GpuShare", 0)).await;
+    // 600 fits card 0 only (card 1 has 500 free); then 500 fits card 1 exactly.
+    for (name, milli, card) in [("a", "600", "0"), ("b", "500", "1")] {
+        server.create(&gpu_pod(name, milli)).unwrap();
+        assert_eq!(within("bind", wait_bound(&server, name)).await, "n1");
+        assert_eq!(gpu_index(&server, name).as_deref(), Some(card), "{name}");
+    }
+    // 400 milli left on card 0, none on card 1: a whole card does not fit.
+    let mut whole = pod("whole", "spark-fleet", "1");
+    whole.metadata.annotations =
+        Some([("alibabacloud.com/gpu-count".to_owned(), "1".to_owned())].into());
+    server.create(&whole).unwrap();
+    wait_until("FailedScheduling", || {
+        !events(&server, "whole", "FailedScheduling").is_empty()
+    })
+    .await;
+    let note = events(&server, "whole", "FailedScheduling")[0]["note"].clone();
+    assert!(
+        note.as_str().unwrap().contains("Insufficient free GPUs"),
+        "{note}"
+    );
+    s.shutdown().await;
+}

@@ -3,7 +3,7 @@
 
 use spark_fleet::sim::trace::{
     generate, openb, Event, ExecutorScaling, GenerateParams, OpenbOptions, Trace, TraceError,
-    CAPACITY_SPOT, LABEL_CAPACITY_TYPE, LABEL_GPU_MODEL, RESOURCE_GPU,
+    CAPACITY_SPOT, LABEL_CAPACITY_TYPE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,11 +35,11 @@ fn spark_small_params() -> GenerateParams {
 }
 
 const EVERY_FIELD: &str = r#"{"format":"spark-fleet-trace","version":1,"name":"all","source":"hand","seed":3}
-{"t":0,"type":"node_add","name":"n1","labels":{"karpenter.sh/capacity-type":"spot","topology.kubernetes.io/zone":"zone-a"},"allocatable":{"cpu":"16","memory":"64Gi","nvidia.com/gpu":"8","pods":"110"},"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"}],"price_per_hour":1.25}
+{"t":0,"type":"node_add","name":"n1","labels":{"karpenter.sh/capacity-type":"spot","topology.kubernetes.io/zone":"zone-a"},"allocatable":{"cpu":"16","memory":"64Gi","nvidia.com/gpu":"8","pods":"110"},"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"}],"price_per_hour":1.25,"gpu":{"count":8,"model":"T4"}}
 {"t":0,"type":"node_add","name":"n2","allocatable":{"cpu":"7900m","memory":"31Gi"}}
 {"t":1.5,"type":"app_submit","id":"a1","namespace":"etl","driver":{"requests":{"cpu":"1","memory":"4Gi"},"priority":100000},"executor":{"requests":{"cpu":"4","memory":"16Gi"},"priority":50000},"dynamic":{"min":1,"max":8},"work_executor_seconds":3600.25,"annotations":{"spark-fleet.io/executor-capacity-mix":"spot=40,on-demand=60"},"labels":{"team":"etl"}}
 {"t":1.5,"type":"app_submit","id":"a2","driver":{"requests":{"cpu":"1"}},"executor":{"requests":{"cpu":"2"}},"executors":3,"work_executor_seconds":60}
-{"t":2,"type":"pod_submit","name":"p","namespace":"web","requests":{"cpu":"500m","memory":"1Gi"},"priority":7,"duration_seconds":30.000001,"labels":{"app":"web"},"node_selector":{"disk":"ssd"},"tolerations":[{"key":"gpu","operator":"Exists","effect":"NoSchedule"},{"operator":"Exists"}],"annotations":{"x":"y"},"required_node_affinity":[{"key":"spark-fleet.io/gpu-model","operator":"In","values":["T4","G2"]},{"key":"rank","operator":"Gt","values":["3"]}],"scheduler_name":"other"}
+{"t":2,"type":"pod_submit","name":"p","namespace":"web","requests":{"cpu":"500m","memory":"1Gi"},"priority":7,"duration_seconds":30.000001,"labels":{"app":"web"},"node_selector":{"disk":"ssd"},"tolerations":[{"key":"gpu","operator":"Exists","effect":"NoSchedule"},{"operator":"Exists"}],"annotations":{"x":"y"},"required_node_affinity":[{"key":"spark-fleet.io/gpu-model","operator":"In","values":["T4","G2"]},{"key":"rank","operator":"Gt","values":["3"]}],"scheduler_name":"other","gpu":{"milli":250,"models":["T4","G2"]}}
 {"t":100,"type":"spot_interruption","node":"n1","notice_seconds":30}
 {"t":130,"type":"node_remove","name":"n1"}
 "#;
@@ -72,6 +72,18 @@ fn native_round_trip_keeps_every_field() {
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].number, 3);
     assert_eq!(p.tolerations[1].to_toleration().key, None);
+    // GPU cards: the node's count and model, the pod's share (count 1 by default).
+    assert_eq!(
+        node.allocatable
+            .scalar(spark_fleet::model::Sym::new("alibabacloud.com/gpu-count")),
+        8
+    );
+    assert_eq!(
+        node.labels.get_str("alibabacloud.com/gpu-card-model"),
+        Some("T4")
+    );
+    let g = p.gpu_request().unwrap().unwrap();
+    assert_eq!((g.count, g.milli, g.models.len()), (1, 250, 2));
 }
 
 #[test]
@@ -123,6 +135,21 @@ fn malformed_lines_report_line_and_field() {
             lines[3].replace("\"min\":1", "\"min\":1,\"mid\":2"),
             "unknown field `mid`",
         ),
+        (
+            6,
+            lines[5].replace("\"milli\":250", "\"milli\":250,\"count\":2"),
+            "field `gpu.milli`: a share of a GPU (250 milli) is for one GPU, but the GPU count is 2",
+        ),
+        (
+            6,
+            lines[5].replace("\"milli\":250", "\"milli\":1250"),
+            "gpu.milli",
+        ),
+        (
+            2,
+            lines[1].replace("\"count\":8", "\"count\":65"),
+            "gpu.count",
+        ),
     ];
     for (line, bad, needle) in cases {
         let mut text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
@@ -163,14 +190,12 @@ fn openb_fixture_import() {
     assert_eq!((nodes.len(), pods.len()), (24, 50));
     assert!(t.events.windows(2).all(|w| w[0].t <= w[1].t));
 
-    let gpu_nodes: Vec<_> = nodes
-        .iter()
-        .filter(|n| n.allocatable.contains_key(RESOURCE_GPU))
-        .collect();
+    let gpu_nodes: Vec<_> = nodes.iter().filter(|n| n.gpu.is_some()).collect();
     assert_eq!(gpu_nodes.len(), 14);
-    assert!(gpu_nodes
-        .iter()
-        .all(|n| n.labels.contains_key(LABEL_GPU_MODEL)));
+    assert!(gpu_nodes.iter().all(|n| n
+        .gpu
+        .as_ref()
+        .is_some_and(|g| g.count > 0 && g.model.is_some())));
     for n in &nodes {
         n.to_node().unwrap();
     }
@@ -181,22 +206,23 @@ fn openb_fixture_import() {
         .find(|(_, p)| p.name == "openb-pod-0000")
         .unwrap();
     assert_eq!(*t0, 0.0);
-    assert_eq!(p0.requests[RESOURCE_GPU], "1");
-    assert_eq!(p0.requests[openb::RESOURCE_GPU_MILLI], "1000");
+    let g0 = p0.gpu_request().unwrap().unwrap();
+    assert_eq!((g0.count, g0.milli), (1, 1000));
     assert_eq!(p0.duration_seconds, Some(12_537_496.0));
     let r = p0.requests().unwrap();
     assert_eq!((r.milli_cpu, r.memory), (12_000, 16_384 << 20));
-    // openb-pod-0001 shares a GPU: 460 milli, no whole GPU.
+    // openb-pod-0001 shares a GPU: 460 milli of one card.
     let (_, p1) = pods
         .iter()
         .find(|(_, p)| p.name == "openb-pod-0001")
         .unwrap();
-    assert!(!p1.requests.contains_key(RESOURCE_GPU));
-    assert_eq!(p1.requests[openb::RESOURCE_GPU_MILLI], "460");
-    // An 8-GPU pod requests 8 whole GPUs.
-    assert!(pods
-        .iter()
-        .any(|(_, p)| p.requests.get(RESOURCE_GPU).map(String::as_str) == Some("8")));
+    let g1 = p1.gpu_request().unwrap().unwrap();
+    assert_eq!((g1.count, g1.milli, g1.is_share()), (1, 460, true));
+    // An 8-GPU pod asks for 8 whole cards.
+    assert!(pods.iter().any(|(_, p)| p
+        .gpu_request()
+        .unwrap()
+        .is_some_and(|g| g.count == 8 && g.milli == 1000)));
 }
 
 #[test]

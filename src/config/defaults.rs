@@ -19,7 +19,9 @@ pub fn default_profiles() -> Vec<ProfileConfig> {
 
 /// Upstream's default plugin set: TaintToleration 3, NodeAffinity 2,
 /// PodTopologySpread 2, InterPodAffinity 2, NodeResourcesFit 1 (LeastAllocated),
-/// BalancedAllocation 1, in upstream's order.
+/// BalancedAllocation 1, in upstream's order; plus GpuShare, the card-level
+/// GPU check GPU-sharing clusters add to their scheduler (a no-op for pods
+/// without GPU annotations).
 pub fn kube_default_profile() -> ProfileConfig {
     ProfileConfig {
         name: KUBE_DEFAULT.into(),
@@ -30,6 +32,7 @@ pub fn kube_default_profile() -> ProfileConfig {
             entry("NodeAffinity", 2),
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
+            entry("GpuShare", 0),
             entry("PodTopologySpread", 2),
             entry("InterPodAffinity", 2),
             entry("NodeResourcesBalancedAllocation", 1),
@@ -53,6 +56,7 @@ pub fn spark_fleet_profile() -> ProfileConfig {
             entry("NodeAffinity", 2),
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
+            entry("GpuShare", 0),
             entry("CapacityMix", 16),
             entry("PodTopologySpread", 2),
             entry("InterPodAffinity", 2),

@@ -189,6 +189,40 @@ fn one() -> i64 {
 pub struct PluginArgs {
     pub node_resources_fit: NodeResourcesFitArgs,
     pub node_resources_balanced_allocation: BalancedAllocationArgs,
+    pub fragmentation_gradient_descent: FgdArgs,
+}
+
+/// FragmentationGradientDescent: the workload whose fragmentation it minimizes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct FgdArgs {
+    /// Typical pod shapes with their relative frequencies; empty: learned from
+    /// the pods the plugin scores.
+    pub target_workload: Vec<TargetPodShape>,
+}
+
+/// One pod shape of the target workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TargetPodShape {
+    /// CPU request, a quantity (`"4"`, `"500m"`).
+    pub cpu: String,
+    /// Milli of each GPU, 0..=1000 (0: no GPU).
+    #[serde(default)]
+    pub gpu_milli: u32,
+    /// GPUs; default 1 when `gpuMilli` is set, else 0.
+    #[serde(default)]
+    pub gpu_count: Option<u8>,
+    /// Acceptable GPU models; empty: any.
+    #[serde(default)]
+    pub gpu_models: Vec<String>,
+    /// Relative frequency, > 0.
+    #[serde(default = "one_f64")]
+    pub weight: f64,
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

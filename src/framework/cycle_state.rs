@@ -29,6 +29,11 @@ impl PreFilterNodes {
     }
 }
 
+/// The GPU cards a Reserve plugin picked on the chosen node (`plugins::gpu_share`):
+/// the decision carries them, and the binding records them on the pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReservedCards(pub crate::model::Cards);
+
 /// A handful of entries per cycle (one per plugin at most): a linear scan over
 /// a short Vec beats hashing, and plugins read their state once per node.
 #[derive(Default)]

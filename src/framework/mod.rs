@@ -9,7 +9,7 @@ mod profile;
 mod status;
 
 pub use cycle::{schedule, CycleOptions, Decision, NodeScore, NodeStatuses};
-pub use cycle_state::{CycleState, PreFilterNodes};
+pub use cycle_state::{CycleState, PreFilterNodes, ReservedCards};
 pub use message::{unschedulable_message, NO_NODES_AVAILABLE};
 pub use plugin::{
     default_normalize, retain_nodes, slots_from, BindPlugin, FilterPlugin, FilterRunner,

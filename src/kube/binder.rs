@@ -37,6 +37,22 @@ pub fn classify(result: Result<serde_json::Value, kube::Error>) -> BindOutcome {
     }
 }
 
+/// Annotations the binding sets on the pod (the API server copies a
+/// Binding's annotations onto it): the GPU cards Reserve picked.
+fn binding_annotations(
+    pod: &crate::model::Pod,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let cards = pod.gpu.as_deref()?.cards?;
+    Some(
+        [(
+            crate::model::gpu::ANNOTATION_GPU_INDEX.to_owned(),
+            cards.to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    )
+}
+
 pub(crate) async fn bind(
     shared: Arc<Shared>,
     qp: QueuedPod,
@@ -57,6 +73,7 @@ pub(crate) async fn bind(
                     name: Some(pod.key.name.as_str().to_owned()),
                     namespace: Some(pod.key.namespace.as_str().to_owned()),
                     uid: (!pod.uid.is_empty()).then(|| pod.uid.clone()),
+                    annotations: binding_annotations(&pod),
                     ..Default::default()
                 },
                 target: ObjectReference {

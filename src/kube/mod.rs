@@ -533,7 +533,7 @@ async fn scheduling_loop(shared: Arc<Shared>) {
 fn cycle(
     shared: &Arc<Shared>,
     st: &mut State,
-    qp: QueuedPod,
+    mut qp: QueuedPod,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Outcome {
     let pod = qp.pod.clone();
@@ -552,8 +552,11 @@ fn cycle(
     if let Some(idx) = decision.node {
         let node = st.snap.nodes().node[idx as usize].name.as_str().to_owned();
         let fallback = reporter::capacity_fallback(&shared.config, &pod, &st.snap, idx);
-        match st.snap.assume(pod.clone(), idx) {
+        // With the GPU cards Reserve picked, which the binding records.
+        let bound = decision.bound_pod(&pod);
+        match st.snap.assume(bound.clone(), idx) {
             Ok(()) => {
+                qp.pod = bound;
                 st.snap.clear_nomination(&pod.key);
                 if let Some(fb) = fallback {
                     ::metrics::counter!(metrics::CAPACITY_FALLBACKS).increment(1);

@@ -125,6 +125,8 @@ pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
         .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
         .unwrap_or(&empty);
     let allocatable = resources(&ctx, "status.allocatable", alloc)?;
+    gpu::check_node_cards(&allocatable)
+        .map_err(|m| ctx.err(format!("status.allocatable.{}", gpu::RESOURCE_GPU_COUNT), m))?;
     Ok(Node {
         name: Sym::new(name),
         uid: node.metadata.uid.clone().unwrap_or_default(),
@@ -883,6 +885,15 @@ pub fn pod_from_k8s(
         Some(o) => return Err(ctx.err("spec.preemptionPolicy", format!("unknown policy {o:?}"))),
     };
 
+    let gpu = gpu::pod_gpu_from_annotations(|k| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .map(String::as_str)
+    })
+    .map_err(|(key, message)| ctx.err(format!("metadata.annotations[{key}]"), message))?
+    .map(Box::new);
     let annotations = pod
         .metadata
         .annotations
@@ -916,6 +927,7 @@ pub fn pod_from_k8s(
         pod_affinity,
         host_ports,
         owner,
+        gpu,
         node_name: spec
             .node_name
             .as_deref()
@@ -1150,6 +1162,51 @@ spec:
             ("app", "web"),
             ("pod-template-hash", "zzz")
         ])));
+    }
+
+    #[test]
+    fn gpu_annotations_convert_once_and_errors_name_the_key() {
+        let p = pod_yaml(
+            r#"
+metadata:
+  name: p
+  annotations:
+    alibabacloud.com/gpu-milli: "250"
+    alibabacloud.com/gpu-card-model: "T4|P100"
+    alibabacloud.com/gpu-index: "3"
+spec: {containers: [{name: a, image: x}]}
+"#,
+        );
+        let g = pod_from_k8s(&p, &()).unwrap().gpu.expect("a GPU request");
+        assert_eq!((g.count, g.milli), (1, 250));
+        assert_eq!(g.models.len(), 2);
+        assert_eq!(g.cards, Some(crate::model::Cards::single(3)));
+        let bad = pod_yaml(
+            r#"
+metadata: {name: p, annotations: {alibabacloud.com/gpu-milli: "250", alibabacloud.com/gpu-count: "2"}}
+spec: {containers: [{name: a, image: x}]}
+"#,
+        );
+        let e = pod_from_k8s(&bad, &()).unwrap_err().to_string();
+        assert!(
+            e.contains("metadata.annotations[alibabacloud.com/gpu-"),
+            "{e}"
+        );
+        let none = pod_yaml("metadata: {name: p}\nspec: {containers: [{name: a, image: x}]}\n");
+        assert!(pod_from_k8s(&none, &()).unwrap().gpu.is_none());
+
+        let n: core::Node = serde_saphyr::from_str(
+            r#"
+metadata: {name: n1, labels: {alibabacloud.com/gpu-card-model: T4}}
+status: {allocatable: {cpu: "4", alibabacloud.com/gpu-count: "65"}}
+"#,
+        )
+        .unwrap();
+        let e = node_from_k8s(&n).unwrap_err().to_string();
+        assert!(
+            e.contains("status.allocatable.alibabacloud.com/gpu-count"),
+            "{e}"
+        );
     }
 
     #[test]

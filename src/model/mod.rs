@@ -2,6 +2,7 @@
 
 pub mod capacity;
 mod convert;
+pub mod gpu;
 mod intern;
 mod labels;
 mod node;
@@ -12,6 +13,7 @@ mod resources;
 pub mod spark;
 
 pub use convert::{node_from_k8s, pod_from_k8s, ConvertError, PriorityResolver};
+pub use gpu::{Cards, PodGpu};
 pub use intern::{Sym, SymHash};
 pub use labels::{LabelSelector, Labels, Requirement, SelectorOp};
 pub use node::{Node, Taint, TaintEffect};

@@ -220,6 +220,8 @@ pub struct Pod {
     pub pod_affinity: Option<Box<PodAffinity>>,
     pub host_ports: Vec<HostPort>,
     pub owner: Option<OwnerRef>,
+    /// GPUs at card level (`model::gpu`); `None` for a pod asking for none.
+    pub gpu: Option<Box<super::PodGpu>>,
 }
 
 impl Pod {
@@ -249,6 +251,7 @@ impl Pod {
             pod_affinity: None,
             host_ports: Vec::new(),
             owner: None,
+            gpu: None,
             node_name: None,
             nominated_node_name: None,
             terminating: false,

@@ -4,6 +4,9 @@ pub mod capacity_mix;
 mod default_preemption;
 pub mod driver_admission;
 pub mod executor_spread;
+pub mod fgd;
+pub mod gpu_baselines;
+pub mod gpu_share;
 mod inter_pod_affinity;
 mod node_affinity;
 mod node_name;
@@ -22,6 +25,8 @@ pub use capacity_mix::{capacity_fallback, mix_status, CapacityFallback, Capacity
 pub use default_preemption::DefaultPreemption;
 pub use driver_admission::DriverAdmission;
 pub use executor_spread::ExecutorSpread;
+pub use fgd::Fgd;
+pub use gpu_share::GpuShare;
 pub use inter_pod_affinity::InterPodAffinity;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
@@ -52,6 +57,9 @@ pub enum PluginError {
     NoProfile(String),
 }
 
+/// NodeResourcesFit's name, for profiles built in code.
+pub const NODE_RESOURCES_FIT: &str = node_resources_fit::NAME;
+
 /// Every plugin name a profile may list.
 pub const KNOWN: &[&str] = &[
     node_name::NAME,
@@ -63,6 +71,8 @@ pub const KNOWN: &[&str] = &[
     node_resources_balanced_allocation::NAME,
     pod_topology_spread::NAME,
     inter_pod_affinity::NAME,
+    gpu_share::NAME,
+    fgd::NAME,
     "CapacityMix",
     "ExecutorSpread",
     "DriverAdmission",
@@ -78,6 +88,7 @@ pub fn is_known(name: &str) -> bool {
 pub fn validate_args(args: &PluginArgs) -> Result<(), (String, String)> {
     node_resources_fit::validate_args(&args.node_resources_fit)?;
     node_resources_balanced_allocation::validate_args(&args.node_resources_balanced_allocation)?;
+    fgd::validate_args(&args.fragmentation_gradient_descent)?;
     Ok(())
 }
 
@@ -101,9 +112,33 @@ where
     s
 }
 
+/// GpuShare's extension points, with Reserve picking cards by `picker`.
+fn gpu_share_set(picker: Arc<dyn gpu_share::CardPicker>) -> PluginSet {
+    let p = Arc::new(GpuShare::with_picker(picker));
+    let mut s = PluginSet::new(gpu_share::NAME);
+    s.pre_filter = Some(p.clone());
+    s.filter = Some(p.clone());
+    s.reserve = Some(p);
+    s
+}
+
+fn fgd_set(p: Arc<Fgd>) -> PluginSet {
+    let mut s = PluginSet::new(fgd::NAME);
+    s.pre_score = Some(p.clone());
+    s.score = Some(p);
+    s
+}
+
+fn build_fgd(ctx: &BuildContext) -> Result<Arc<Fgd>, PluginError> {
+    Fgd::from_args(&ctx.profile.plugin_args.fragmentation_gradient_descent)
+        .map(Arc::new)
+        .map_err(|(field, m)| args_error(ctx, fgd::NAME, field, m))
+}
+
 pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginError> {
-    let _ = ctx;
     Ok(match name {
+        gpu_share::NAME => gpu_share_set(Arc::new(gpu_share::BestFit)),
+        fgd::NAME => fgd_set(build_fgd(ctx)?),
         node_name::NAME => {
             let mut s = PluginSet::new(node_name::NAME);
             s.filter = Some(Arc::new(NodeName));
@@ -222,9 +257,24 @@ fn args_error(ctx: &BuildContext, name: &'static str, field: String, m: String) 
 
 pub fn build_profile(config: &Config, profile: &ProfileConfig) -> Result<Profile, PluginError> {
     let ctx = BuildContext { config, profile };
+    // With FGD scoring, GpuShare's Reserve takes the card FGD chose (as the
+    // FGD paper's simulator lets the scoring policy pick the GPU).
+    let fgd = match profile
+        .plugins
+        .iter()
+        .any(|e| e.name == fgd::NAME && e.weight > 0)
+    {
+        true => Some(build_fgd(&ctx)?),
+        false => None,
+    };
     let mut sets = Vec::new();
     for e in &profile.plugins {
-        sets.push((build_plugin(&e.name, &ctx)?, e.weight));
+        let set = match (e.name.as_str(), &fgd) {
+            (fgd::NAME, Some(f)) => fgd_set(f.clone()),
+            (gpu_share::NAME, Some(f)) => gpu_share_set(f.clone()),
+            _ => build_plugin(&e.name, &ctx)?,
+        };
+        sets.push((set, e.weight));
     }
     let mut p = Profile::new(profile.name.clone(), sets);
     p.percentage_of_nodes_to_score = profile.percentage_of_nodes_to_score;

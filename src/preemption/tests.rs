@@ -483,6 +483,37 @@ fn exact_walk_catches_what_resources_miss() {
     );
 }
 
+#[test]
+fn victims_free_gpu_cards() {
+    // Two cards, each holding a 600-milli share: a whole card needs one share
+    // gone, and the cheaper one goes. The dry run leaves the cards as they were.
+    let mut snap = Snapshot::new(CapacityRules::default());
+    snap.upsert_node(node("n1", 4000, 16 * GI).gpus(2, "T4").build());
+    for (name, prio, card) in [("dear", 5, "0"), ("cheap", 1, "1")] {
+        snap.upsert_pod(
+            pod(name, 100, GI)
+                .priority(prio)
+                .gpu(1, 600, &[])
+                .cards(card)
+                .on("n1")
+                .arc(),
+        )
+        .unwrap();
+    }
+    let before = fingerprint(&snap);
+    let mut gpu = PluginSet::new("GpuShare");
+    let share = Arc::new(crate::plugins::gpu_share::GpuShare::default());
+    gpu.pre_filter = Some(share.clone());
+    gpu.filter = Some(share);
+    let p = pod("pre", 100, GI).priority(10).gpu(1, 1000, &[]).build();
+    let d = run(&profile_with(Flavor::Default, vec![gpu]), &p, &mut snap);
+    assert_eq!(
+        outcome(&d, &snap),
+        Some(("n1".into(), vec!["cheap".into()]))
+    );
+    assert_eq!(fingerprint(&snap), before);
+}
+
 /// Everything a dry run could disturb.
 pub(super) fn fingerprint(s: &Snapshot) -> String {
     let t = s.nodes();
@@ -497,7 +528,7 @@ pub(super) fn fingerprint(s: &Snapshot) -> String {
         let mut nom: Vec<String> = s.nominated_on(i).map(|n| n.pod.key.to_string()).collect();
         nom.sort();
         out += &format!(
-            "{}: cpu={} mem={} eph={} pods={} nz={}/{} sc={:?} on={:?} nom={:?}; ",
+            "{}: cpu={} mem={} eph={} pods={} nz={}/{} sc={:?} gpu={:?} on={:?} nom={:?}; ",
             t.name[u],
             t.req_cpu[u],
             t.req_mem[u],
@@ -506,6 +537,7 @@ pub(super) fn fingerprint(s: &Snapshot) -> String {
             t.nonzero_cpu[u],
             t.nonzero_mem[u],
             t.req_scalars[u],
+            t.gpu_free[u],
             on,
             nom
         );

@@ -528,6 +528,7 @@ impl Engine<'_> {
                 valid: true,
             }]);
         }
+        pod.gpu = p.gpu_request()?.map(Box::new);
         pod.created_ms = self.now as i64;
         pod.spark = crate::model::spark::identify(&pod.labels, &pod.uid, None);
         Ok(pod)
@@ -975,7 +976,7 @@ impl Engine<'_> {
             match d.node {
                 Some(node) => {
                     self.queue.done(&pod.key);
-                    self.place(pod, node)?;
+                    self.place(d.bound_pod(&pod), node)?;
                 }
                 None => {
                     if let Some(nom) = d.post_filter.as_ref().and_then(|r| r.nomination.as_ref()) {

@@ -9,6 +9,7 @@
 pub mod charts;
 pub mod cluster_model;
 pub mod engine;
+pub mod fgd;
 pub mod report;
 pub mod sampling;
 pub mod spark_model;

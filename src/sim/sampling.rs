@@ -83,6 +83,7 @@ impl<'a> SamplingProbe<'a> {
             parallel: false,
             fresh: false,
             exhaustive: false,
+            no_reasons: false,
         };
         let full = schedule(self.full, pod, snap, opts);
         match (sampled.node, full.node, full.scores.first()) {

@@ -1,9 +1,11 @@
 //! The cluster snapshot: nodes, bound and assumed pods, and the indices the
 //! plugins query. Every update is incremental and independent of cluster size.
 
+mod gpu_cards;
 pub mod label_columns;
 mod node_table;
 
+pub use gpu_cards::{best_fit as best_fit_cards, fits as cards_fit};
 pub use node_table::{
     clamp_i64, DenseIds, ExactUsage, NodeIdx, NodeTable, FREE_FLOOR, SMALL_QUOTIENT_LIMIT,
 };
@@ -34,6 +36,8 @@ pub struct PodEntry {
     pub node: NodeIdx,
     /// Placed by us, binding still in flight.
     pub assumed: bool,
+    /// The GPU cards it holds on its node (`gpu_cards`); empty for a pod without GPUs.
+    pub cards: crate::model::Cards,
     /// Position in `node_pods[node]`, for O(1) removal.
     pos_in_node: u32,
 }
@@ -282,6 +286,11 @@ impl Snapshot {
         idx
     }
 
+    /// See `NodeTable::set_tie_order`.
+    pub fn set_tie_order(&mut self, order: &[NodeIdx]) {
+        self.nodes.set_tie_order(order);
+    }
+
     /// Removes a node; its pods wait as orphans in case the node comes back.
     pub fn remove_node(&mut self, name: Sym) -> bool {
         let Some(idx) = self.nodes.get(name) else {
@@ -391,13 +400,19 @@ impl Snapshot {
     }
 
     fn insert_pod(&mut self, pod: Arc<Pod>, node: NodeIdx, assumed: bool) {
-        let list = &mut self.node_pods[node as usize];
+        let pos_in_node = self.node_pods[node as usize].len() as u32;
+        let cards = match pod.gpu.as_deref() {
+            Some(g) => self.nodes.take_cards(node, g),
+            None => crate::model::Cards::default(),
+        };
         let entry = PodEntry {
             pod,
             node,
             assumed,
-            pos_in_node: list.len() as u32,
+            cards,
+            pos_in_node,
         };
+        let list = &mut self.node_pods[node as usize];
         let id = match self.free_pods.pop() {
             Some(id) => id,
             None => {
@@ -446,6 +461,9 @@ impl Snapshot {
         self.free_pods.push(id);
         self.by_key.remove(&entry.pod.key);
         self.nodes.account(entry.node, &entry.pod, -1);
+        if let Some(g) = entry.pod.gpu.as_deref() {
+            self.nodes.give_back_cards(entry.node, entry.cards, g.milli);
+        }
         let ns = entry.pod.key.namespace;
         for (k, v) in entry.pod.labels.iter() {
             if let Some(set) = self.label_index.get_mut(&(ns, k, v)) {

@@ -35,8 +35,11 @@ pub struct NodeTable {
     /// The names as strings, for ordering nodes without an interner lookup.
     pub name_str: Vec<&'static str>,
     /// Position of each live node's name in name order: the cycle's tie-break
-    /// compares two integers instead of two strings.
+    /// compares two integers instead of two strings. `set_tie_order` may set
+    /// another order until the next node addition or removal.
     pub name_rank: Vec<u32>,
+    /// `name_rank` holds an order `set_tie_order` set.
+    custom_ties: bool,
     /// Live nodes in name order (what `name_rank` indexes).
     by_name: Vec<NodeIdx>,
     /// Full node objects for the colder checks (labels, taints).
@@ -102,6 +105,12 @@ pub struct NodeTable {
     /// clone, so a score computed from that state alone can be kept and reused
     /// (`plugins::score_memo`).
     pub stamp: Vec<u64>,
+    /// GPU cards (`gpu_cards`): each node's card model, and each card's free
+    /// milli (empty on nodes without cards).
+    pub gpu_model: Vec<Option<Sym>>,
+    pub gpu_free: Vec<SmallVec<[i32; 8]>>,
+    /// How many live nodes have cards: the GPU filter's scan skips at zero.
+    pub gpu_nodes: u32,
     /// Label values by slot for the keys node selectors ask about
     /// (`label_columns`); kept current by insert, update and remove.
     labels: LabelColumns,
@@ -149,7 +158,7 @@ impl NodeTable {
         self.inv_eph[u] = inv(self.alloc_eph[u]);
     }
 
-    fn restamp(&mut self, u: usize) {
+    pub(super) fn restamp(&mut self, u: usize) {
         self.stamp[u] = NEXT_STAMP.fetch_add(1, Ordering::Relaxed);
         self.version = self.stamp[u];
     }
@@ -178,9 +187,28 @@ impl NodeTable {
         self.free_pods[u] = free(self.alloc_pods[u], self.pod_count[u]);
     }
 
+    /// Ties between equally scored nodes go to the node earliest in `order`
+    /// (live nodes, each once) instead of name order, until a node is added or
+    /// removed. The FGD protocol breaks ties in a random order drawn once per
+    /// run, as the paper's simulator does (`sim::fgd`).
+    pub fn set_tie_order(&mut self, order: &[NodeIdx]) {
+        for (k, &n) in order.iter().enumerate() {
+            if let Some(r) = self.name_rank.get_mut(n as usize) {
+                *r = k as u32;
+            }
+        }
+        self.custom_ties = true;
+    }
+
     /// Node additions and removals are rare next to cycles: O(nodes) here buys
     /// an integer tie-break on every cycle.
     fn renumber_names(&mut self, from: usize) {
+        // An order `set_tie_order` set gives way to name order, all of it.
+        let from = if std::mem::take(&mut self.custom_ties) {
+            0
+        } else {
+            from
+        };
         for (k, &n) in self.by_name.iter().enumerate().skip(from) {
             self.name_rank[n as usize] = k as u32;
         }
@@ -196,6 +224,7 @@ impl NodeTable {
         bump(&mut self.unschedulable_nodes, self.unschedulable[u]);
         bump(&mut self.hard_tainted_nodes, self.hard_taints[u] > 0);
         bump(&mut self.soft_tainted_nodes, self.soft_taints[u] > 0);
+        bump(&mut self.gpu_nodes, !self.gpu_free[u].is_empty());
         let huge = |a: i64| a >= SMALL_QUOTIENT_LIMIT;
         let any_huge =
             huge(self.alloc_cpu[u]) || huge(self.alloc_mem[u]) || huge(self.alloc_eph[u]);
@@ -298,6 +327,8 @@ impl NodeTable {
                 self.req_scalars[u].clear();
                 self.exact[u] = ExactUsage::default();
                 self.exact_scalars[u].clear();
+                self.gpu_model[u] = None;
+                self.gpu_free[u].clear();
                 i
             }
             None => {
@@ -339,12 +370,15 @@ impl NodeTable {
                 self.free_mem.push(0);
                 self.free_eph.push(0);
                 self.free_pods.push(0);
+                self.gpu_model.push(None);
+                self.gpu_free.push(SmallVec::new());
                 self.stamp.push(0);
                 (self.live.len() - 1) as NodeIdx
             }
         };
         self.set_reciprocals(idx as usize);
         self.set_free(idx as usize);
+        self.set_gpu_cards(idx as usize);
         self.restamp(idx as usize);
         self.labels.set(idx as usize, self.node.get(idx as usize));
         self.index.insert(name, idx);
@@ -381,6 +415,7 @@ impl NodeTable {
         self.type_id[u] = self.type_ids.id(Some(capacity_type));
         self.place_id[u] = self.place_ids.id(self.type_id[u], self.zone_id[u]);
         self.node[u] = node;
+        self.set_gpu_cards(u);
         self.labels.set(u, Some(&self.node[u]));
         self.count_flags(u, 1);
     }

@@ -42,6 +42,10 @@ pub struct CycleOptions {
     /// because it provably cannot win (`bounded`). For benchmarks of that
     /// reading and for checks; the decision is the same either way.
     pub exhaustive: bool,
+    /// When no node fits, skip working out why on each node (`statuses`
+    /// and the message stay empty): for callers that drop such a pod unseen,
+    /// like the simulator's FGD protocol. PostFilter is not run either.
+    pub no_reasons: bool,
 }
 
 /// What score columns hold before plugins write them, in debug builds.
@@ -354,6 +358,8 @@ pub struct Decision {
     pub post_filter: Option<PostFilterResult>,
     /// A plugin failed with `Code::Error`: the pod is retried with backoff.
     pub error: Option<Status>,
+    /// The GPU cards Reserve picked on `node` (`ReservedCards`), for the binding to record.
+    pub gpu_cards: Option<crate::model::Cards>,
 }
 
 impl Decision {
@@ -380,6 +386,21 @@ impl Decision {
             self.statuses.per_node.iter().map(|(_, s)| s),
             post.as_deref(),
         ))
+    }
+
+    /// `pod` as it is bound: with the GPU cards Reserve picked recorded
+    /// (`PodGpu::cards`); the pod itself when it holds none.
+    pub fn bound_pod(&self, pod: &std::sync::Arc<Pod>) -> std::sync::Arc<Pod> {
+        match (self.gpu_cards, pod.gpu.as_deref()) {
+            (Some(cards), Some(g)) if g.cards != Some(cards) => {
+                let mut p = (**pod).clone();
+                if let Some(g) = p.gpu.as_mut() {
+                    g.cards = Some(cards);
+                }
+                std::sync::Arc::new(p)
+            }
+            _ => pod.clone(),
+        }
     }
 
     /// Plugins that rejected the pod somewhere, for the queue's requeue rules.
@@ -415,6 +436,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
         scores: Vec::new(),
         post_filter: None,
         error: None,
+        gpu_cards: None,
     };
     if num_nodes == 0 {
         // Upstream's ErrNoNodesAvailable: checked before any plugin runs, and
@@ -498,7 +520,7 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
             return decision;
         }
     }
-    if decision.feasible.is_empty() || opts.detail {
+    if (decision.feasible.is_empty() && !opts.no_reasons) || opts.detail {
         decision.statuses.per_node = node_statuses(&filters, &state, pod, snap, rejections);
         if let Some(pf) = state.prefilter_nodes() {
             outside_prefilter_nodes(&mut decision.statuses.per_node, pf, snap);
@@ -1016,6 +1038,7 @@ fn take_node(
     match reserve_and_permit(profile, state, pod, snap, chosen) {
         Ok(()) => {
             decision.node = Some(chosen);
+            decision.gpu_cards = state.read::<ReservedCards>().map(|r| r.0);
             true
         }
         Err(st) if st.is_rejection() => {

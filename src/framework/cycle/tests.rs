@@ -761,6 +761,7 @@ const COLD: CycleOptions = CycleOptions {
     parallel: false,
     fresh: true,
     exhaustive: false,
+    no_reasons: false,
 };
 
 #[test]

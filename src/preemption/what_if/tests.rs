@@ -627,6 +627,9 @@ fn which_plugins_read_placed_pods() {
         .annotation(MIN_EXECUTORS, "many")
         .build();
     assert_eq!(reads(&bad), ["NodeResourcesFit"], "refused either way");
+    // GPU cards are freed by victims: the walk, not the arithmetic, decides.
+    let share = pod("p", 1, 1).gpu(1, 500, &[]).build();
+    assert_eq!(reads(&share), ["NodeResourcesFit", "GpuShare"]);
 }
 
 /// When a filter that ignores placed pods rejects the node but NodeResourcesFit,

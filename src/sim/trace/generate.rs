@@ -279,6 +279,7 @@ fn node_add(name: &str, shape: &NodeShape) -> NodeAdd {
         allocatable,
         taints: Vec::new(),
         price_per_hour: Some(cents(price)),
+        gpu: None,
     }
 }
 
@@ -393,6 +394,7 @@ pub fn generate(params: &GenerateParams) -> Result<Trace, TraceError> {
                 annotations: StringMap::new(),
                 required_node_affinity: Vec::new(),
                 scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+                gpu: None,
             }),
         });
     }

@@ -169,6 +169,59 @@ pub struct NodeAdd {
     pub taints: Vec<TaintSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_per_hour: Option<f64>,
+    /// GPU cards (`model::gpu`): `count` cards of `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<NodeGpuSpec>,
+}
+
+/// A node's GPU cards in a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGpuSpec {
+    /// Cards, 0..=64.
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// A pod's GPU request in a trace: `count` cards of `milli` each (a share of
+/// one card when below 1000), of any of `models`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodGpuSpec {
+    /// Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Milli of each card, 1..=1000; default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milli: Option<u32>,
+    /// Acceptable card models; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+}
+
+impl PodGpuSpec {
+    /// The model form (validated as the live annotations are); `None` for 0 cards.
+    pub fn to_model(&self) -> Result<Option<model::PodGpu>, String> {
+        use model::gpu::*;
+        let count = self.count.map(|c| c.to_string());
+        let milli = self.milli.map(|m| m.to_string());
+        let models = self.models.join("|");
+        let get = |k: &str| -> Option<&str> {
+            match k {
+                ANNOTATION_GPU_COUNT => count.as_deref().or(Some("1")),
+                ANNOTATION_GPU_MILLI => milli.as_deref(),
+                ANNOTATION_GPU_MODEL => Some(models.as_str()),
+                _ => None,
+            }
+        };
+        let field = |key: &str| match key {
+            ANNOTATION_GPU_COUNT => "count",
+            ANNOTATION_GPU_MILLI => "milli",
+            _ => "models",
+        };
+        pod_gpu_from_annotations(get).map_err(|(key, m)| format!("field `gpu.{}`: {m}", field(key)))
+    }
 }
 
 impl NodeAdd {
@@ -198,6 +251,21 @@ impl NodeAdd {
                 effect: t.effect.into(),
             })
             .collect();
+        if let Some(g) = &self.gpu {
+            if g.count as usize > model::gpu::MAX_CARDS {
+                return Err(TraceError::Field {
+                    object,
+                    field: "gpu.count".into(),
+                    message: format!("{} cards: at most 64 per node", g.count),
+                });
+            }
+            node.allocatable
+                .set_scalar(Sym::new(model::gpu::RESOURCE_GPU_COUNT), i64::from(g.count));
+            if let Some(m) = &g.model {
+                node.labels
+                    .insert(Sym::new(model::gpu::LABEL_GPU_MODEL), Sym::new(m));
+            }
+        }
         Ok(node)
     }
 }
@@ -362,9 +430,24 @@ pub struct PodSubmit {
     pub required_node_affinity: Vec<AffinityRequirement>,
     #[serde(default = "default_scheduler_name")]
     pub scheduler_name: String,
+    /// GPUs at card level (`model::gpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<PodGpuSpec>,
 }
 
 impl PodSubmit {
+    /// The pod's GPU request in the model's form.
+    pub fn gpu_request(&self) -> Result<Option<model::PodGpu>, TraceError> {
+        match &self.gpu {
+            None => Ok(None),
+            Some(g) => g.to_model().map_err(|message| TraceError::Field {
+                object: format!("pod_submit {}/{}", self.namespace, self.name),
+                field: "gpu".into(),
+                message,
+            }),
+        }
+    }
+
     pub fn requests(&self) -> Result<Resources, TraceError> {
         resources_from(
             &self.requests,
@@ -610,6 +693,7 @@ mod tests {
                 effect: Effect::NoExecute,
             }],
             price_per_hour: None,
+            gpu: None,
         }
     }
 

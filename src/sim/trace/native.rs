@@ -173,6 +173,15 @@ fn check_event(event: &Event) -> Result<(), String> {
             if let Some(p) = n.price_per_hour {
                 check_seconds("price_per_hour", p)?;
             }
+            if let Some(g) = &n.gpu {
+                if g.count as usize > crate::model::gpu::MAX_CARDS {
+                    return Err(format!(
+                        "field `gpu.count`: {} cards, at most {} per node",
+                        g.count,
+                        crate::model::gpu::MAX_CARDS
+                    ));
+                }
+            }
         }
         Event::NodeRemove(n) => check_name("name", &n.name)?,
         Event::SpotInterruption(s) => {
@@ -209,6 +218,9 @@ fn check_event(event: &Event) -> Result<(), String> {
             for (i, r) in p.required_node_affinity.iter().enumerate() {
                 r.to_requirement()
                     .map_err(|m| format!("field `required_node_affinity[{i}]`: {m}"))?;
+            }
+            if let Some(g) = &p.gpu {
+                g.to_model()?;
             }
         }
     }

@@ -7,11 +7,10 @@
 //!   position `j` goes to zone `j mod zones` (zones `zone-a`, `zone-b`, ...).
 //! - Prices are assumptions (on-demand per vCPU, per GiB and per GPU by model; spot at
 //!   [`SPOT_PRICE_RATIO`] of on-demand), not data from the trace.
-//! - GPUs: whole-GPU pods request `nvidia.com/gpu` and `num_gpu × 1000` of [`RESOURCE_GPU_MILLI`];
-//!   GPU-sharing pods (`gpu_milli < 1000`) request only `gpu_milli` of [`RESOURCE_GPU_MILLI`]. GPU
-//!   nodes advertise `gpu × 1000` of it. This treats a node's GPUs as one pool of GPU-milli, so
-//!   packing of shares onto individual GPUs (the fragmentation the paper studies) is not modelled:
-//!   the simulator is optimistic about GPU fit.
+//! - GPUs at card level (`model::gpu`): a GPU node has `gpu` cards of `model`; a pod asks for
+//!   `num_gpu` whole cards (`gpu_milli` 1000, or above, which the FGD paper's converter caps at
+//!   1000) or a share of one card (`num_gpu` 1, `gpu_milli` below 1000), of the `gpu_spec`
+//!   models. `num_gpu` 0 or `gpu_milli` 0: no GPU.
 //! - Priority from `qos`: see [`priority_of_qos`].
 //! - Samples without the time, QoS and `gpu_spec` columns (`multigpu20`): pod k of the file
 //!   arrives at `t = k` s and runs to the end, at priority 0, on any GPU model.
@@ -24,14 +23,12 @@ pub use super::csv_import::{
     PRICE_PER_VCPU_HOUR, SPOT_PRICE_RATIO,
 };
 use super::{
-    AffinityRequirement, Event, NodeAdd, PodSubmit, SelectorOperator, StringMap, TimedEvent, Trace,
-    TraceError, DEFAULT_SCHEDULER_NAME, LABEL_GPU_MODEL, RESOURCE_GPU,
+    Event, NodeAdd, NodeGpuSpec, PodGpuSpec, PodSubmit, StringMap, TimedEvent, Trace, TraceError,
+    DEFAULT_SCHEDULER_NAME,
 };
 use crate::model::LABEL_HOSTNAME;
 use std::path::Path;
 
-/// Extended resource for fractional GPUs (thousandths of a GPU).
-pub const RESOURCE_GPU_MILLI: &str = "alibaba.com/gpu-milli";
 /// Pod label carrying the trace's QoS class.
 pub const LABEL_QOS: &str = "spark-fleet.io/openb-qos";
 /// Namespace of imported pods.
@@ -117,20 +114,26 @@ fn read_nodes<R: std::io::Read>(
         allocatable.insert("pods".into(), PODS_PER_NODE.to_string());
         let mut price =
             cpu as f64 / 1000.0 * PRICE_PER_VCPU_HOUR + mem as f64 / 1024.0 * PRICE_PER_GIB_HOUR;
-        if gpu > 0 {
-            allocatable.insert(RESOURCE_GPU.into(), gpu.to_string());
-            allocatable.insert(RESOURCE_GPU_MILLI.into(), (gpu * 1000).to_string());
+        let gpu = if gpu > 0 {
+            let count = u32::try_from(gpu)
+                .ok()
+                .filter(|&c| c as usize <= crate::model::gpu::MAX_CARDS)
+                .ok_or_else(|| format!("column `gpu`: {gpu} GPUs, at most 64 per node"))?;
             price += gpu as f64 * gpu_price_per_hour(model);
-        }
-        if !model.is_empty() {
-            labels.insert(LABEL_GPU_MODEL.into(), model.into());
-        }
+            Some(NodeGpuSpec {
+                count,
+                model: (!model.is_empty()).then(|| model.to_owned()),
+            })
+        } else {
+            None
+        };
         nodes.push(NodeAdd {
             name: name.into(),
             labels,
             allocatable,
             taints: Vec::new(),
             price_per_hour: Some(price),
+            gpu,
         });
         Ok(())
     })?;
@@ -192,35 +195,34 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
         let mut requests = StringMap::new();
         requests.insert("cpu".into(), cpu_quantity(cpu));
         requests.insert("memory".into(), format!("{mem}Mi"));
-        match (num_gpu, gpu_milli) {
-            (0, 0) => {}
-            (n, 1000) if n >= 1 => {
-                requests.insert(RESOURCE_GPU.into(), n.to_string());
-                requests.insert(RESOURCE_GPU_MILLI.into(), (n * 1000).to_string());
-            }
-            (0 | 1, m) if m < 1000 => {
-                requests.insert(RESOURCE_GPU_MILLI.into(), m.to_string());
-            }
+        // The FGD paper's converter: no GPU at 0 cards or 0 milli, milli capped at 1000.
+        let gpu = match (num_gpu, gpu_milli) {
+            (0, _) | (_, 0) => None,
+            (n, m) if m >= 1000 => Some((n, 1000)),
+            (1, m) => Some((1, m)),
             (n, m) => {
                 return Err(format!(
                     "columns `num_gpu`, `gpu_milli`: {n} GPUs at {m} milli each is not a form openb uses"
                 ))
             }
-        }
-        let mut models: Vec<String> = Vec::new();
-        for m in v[GPU_SPEC].split('|').map(str::trim).filter(|m| !m.is_empty()) {
-            if !models.iter().any(|x| x == m) {
-                models.push(m.to_owned());
+        };
+        let gpu = match gpu {
+            None => None,
+            Some((n, m)) => {
+                let count = u32::try_from(n)
+                    .ok()
+                    .filter(|&c| c as usize <= crate::model::gpu::MAX_CARDS)
+                    .ok_or_else(|| format!("column `num_gpu`: {n} GPUs, at most 64 per pod"))?;
+                let models: Vec<String> = crate::model::gpu::parse_models(v[GPU_SPEC])
+                    .iter()
+                    .map(|m| m.as_str().to_owned())
+                    .collect();
+                Some(PodGpuSpec {
+                    count: Some(count),
+                    milli: Some(m as u32),
+                    models,
+                })
             }
-        }
-        let required_node_affinity = if models.is_empty() {
-            Vec::new()
-        } else {
-            vec![AffinityRequirement {
-                key: LABEL_GPU_MODEL.into(),
-                operator: SelectorOperator::In,
-                values: models,
-            }]
         };
         let mut labels = StringMap::new();
         if has_qos {
@@ -238,8 +240,9 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
                 node_selector: StringMap::new(),
                 tolerations: Vec::new(),
                 annotations: StringMap::new(),
-                required_node_affinity,
+                required_node_affinity: Vec::new(),
                 scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+                gpu,
             }),
         });
         Ok(())
@@ -287,31 +290,44 @@ mod tests {
         let (t_whole, whole) = pods[2];
         assert_eq!(t_whole, 50.0);
         assert_eq!(whole.duration_seconds, Some(90.0));
-        assert_eq!(whole.requests[RESOURCE_GPU], "2");
-        assert_eq!(whole.requests[RESOURCE_GPU_MILLI], "2000");
+        let g = whole.gpu_request().unwrap().unwrap();
+        assert_eq!((g.count, g.milli, g.models.len()), (2, 1000, 0));
+        assert_eq!(whole.requests.len(), 2, "cpu and memory; GPUs are cards");
         assert_eq!(whole.requests["cpu"], "12");
         assert_eq!(whole.priority, 1000);
         let share = pods[0].1;
-        assert!(!share.requests.contains_key(RESOURCE_GPU));
-        assert_eq!(share.requests[RESOURCE_GPU_MILLI], "460");
+        let g = share.gpu_request().unwrap().unwrap();
+        assert_eq!(
+            (g.count, g.milli, g.models_joined().as_str()),
+            (1, 460, "T4|G2")
+        );
         assert_eq!(
             share.duration_seconds,
             Some(90.0),
             "never scheduled: deletion - creation"
         );
-        assert_eq!(share.required_node_affinity[0].values, ["T4", "G2"]);
         assert_eq!(share.priority, 0);
         let cpu = pods[1].1;
         assert_eq!(cpu.duration_seconds, None);
+        assert_eq!(cpu.gpu, None);
         assert_eq!(cpu.requests["cpu"], "500m");
         assert_eq!(cpu.priority, 500);
         let Event::NodeAdd(n1) = &t.events[1].event else {
             panic!()
         };
-        assert_eq!(n1.allocatable[RESOURCE_GPU], "8");
-        assert_eq!(n1.allocatable[RESOURCE_GPU_MILLI], "8000");
-        assert_eq!(n1.labels[LABEL_GPU_MODEL], "G2");
+        assert_eq!(
+            n1.gpu,
+            Some(NodeGpuSpec {
+                count: 8,
+                model: Some("G2".into())
+            })
+        );
         let node = n1.to_node().unwrap();
+        assert_eq!(crate::model::gpu::node_cards(&node.allocatable), 8);
+        assert_eq!(
+            node.labels.get_str(crate::model::gpu::LABEL_GPU_MODEL),
+            Some("G2")
+        );
         assert_eq!(node.allocatable.memory, 393216 << 20);
         assert_eq!(node.allocatable.milli_cpu, 96000);
     }
@@ -333,8 +349,8 @@ mod tests {
             assert!(p.required_node_affinity.is_empty());
             assert!(!p.labels.contains_key(LABEL_QOS));
         }
-        assert_eq!(pods[0].1.requests[RESOURCE_GPU], "8");
-        assert_eq!(pods[1].1.requests[RESOURCE_GPU_MILLI], "460");
+        assert_eq!(pods[0].1.gpu_request().unwrap().unwrap().count, 8);
+        assert_eq!(pods[1].1.gpu_request().unwrap().unwrap().milli, 460);
         // A column that is there must still hold valid values.
         let e = import(
             "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time\nx,1,1,0,0,\n",
