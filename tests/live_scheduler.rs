@@ -663,28 +663,91 @@ async fn bind_answered_500_is_retried() {
     s.shutdown().await;
 }
 
+/// A 409 while the pod is still pending (the real server answers so while etcd is
+/// down: `rpc error: code = Unavailable`) does not drop the pod: it is read, found
+/// pending, and tried again.
 #[tokio::test]
-async fn bind_conflict_drops_the_pod() {
+async fn bind_conflict_on_a_pending_pod_is_retried() {
     let server = TestApiServer::start().await;
     server.create(&node("n1", "8", json!({}))).unwrap();
     let s = started(&server, config()).await;
     server.fail_next("POST", "/pods/p/binding", 409, 1);
     server.create(&pod("p", "spark-fleet", "1")).unwrap();
-    assert!(
-        server
-            .wait_for_requests("POST", "/pods/p/binding", 1, STEP)
-            .await
+    within("bind", wait_bound(&server, "p")).await;
+    assert_eq!(server.count_requests("POST", "/pods/p/binding"), 2);
+    assert_eq!(
+        server.count_requests("GET", "/pods/p"),
+        1,
+        "read before the retry"
     );
-    wait_until("dropped from the queue", || !s.is_queued("spark", "p")).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_until("bind counted", || s.binds() == 1).await;
+    s.shutdown().await;
+}
+
+/// A binding the server committed but whose answer was lost (here: answered 500)
+/// is not sent again blindly nor forgotten: the pod is read, found bound to the node
+/// chosen, and counted as bound (its Scheduled event sent), its node's room never freed.
+#[tokio::test]
+async fn a_committed_binding_whose_answer_was_lost_counts_as_bound() {
+    let server = TestApiServer::start().await;
+    server.create(&node("n1", "8", json!({}))).unwrap();
+    let s = started(&server, config()).await;
+    server.serve_then_fail_next("POST", "/pods/p/binding", 500, 1);
+    server.create(&pod("p", "spark-fleet", "1")).unwrap();
+    assert_eq!(within("bind", wait_bound(&server, "p")).await, "n1");
+    wait_until("bind counted", || s.binds() == 1).await;
+    wait_until("Scheduled event", || {
+        !events(&server, "p", "Scheduled").is_empty()
+    })
+    .await;
     assert_eq!(
         server.count_requests("POST", "/pods/p/binding"),
         1,
-        "not retried"
+        "not sent again"
     );
-    // Still scheduling.
-    server.create(&pod("q", "spark-fleet", "1")).unwrap();
-    within("bind", wait_bound(&server, "q")).await;
+    let key = spark_fleet::model::PodKey::new("spark", "p");
+    assert!(s.with_snapshot(|snap| snap.pod_by_key(&key).is_some()));
+    s.shutdown().await;
+}
+
+/// A pod's nodeName is never cleared, so a pending copy of a pod known bound is stale
+/// (a list served by a lagging API server cache can show one). It must not free the
+/// pod's room on its node. The test server stands in for such a cache by serving a
+/// copy without nodeName.
+#[tokio::test]
+async fn a_stale_pending_copy_of_a_bound_pod_keeps_its_room() {
+    let server = TestApiServer::start().await;
+    let mut n1 = node("n1", "8", json!({}));
+    n1.status
+        .as_mut()
+        .unwrap()
+        .allocatable
+        .as_mut()
+        .unwrap()
+        .insert(
+            "pods".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+        );
+    server.create(&n1).unwrap();
+    let mut held = pod("held", "default-scheduler", "1");
+    held.spec.as_mut().unwrap().node_name = Some("n1".into());
+    server.create(&held).unwrap();
+    let s = started(&server, config()).await;
+    let mut stale = pod("held", "default-scheduler", "1");
+    stale.metadata = server.get::<Pod>("spark", "held").unwrap().metadata;
+    assert_eq!(node_name(&server.replace(&stale).unwrap()), None);
+    server.create(&pod("mine", "spark-fleet", "1")).unwrap();
+    let got = server
+        .wait_for::<Pod>("spark", "mine", STEP, |p| {
+            condition(p, "PodScheduled").is_some()
+        })
+        .await
+        .expect("mine reported unschedulable");
+    assert_eq!(
+        node_name(&got),
+        None,
+        "placed on a node whose pod count is used up"
+    );
     s.shutdown().await;
 }
 

@@ -296,12 +296,23 @@ impl Handler for Pods {
         }
         // Pending or finished: it holds nothing, unless we assumed it and the binding
         // is still on its way.
-        let assumed = st.snap.pod_by_key(&key).map(|e| e.assumed);
-        match assumed {
-            Some(false) => remove_pod(st, &key),
-            Some(true) if pod.finished => remove_pod(st, &key),
+        let known = st
+            .snap
+            .pod_by_key(&key)
+            .map(|e| (e.assumed, e.pod.uid == pod.uid));
+        match known {
+            // A pod's nodeName is never cleared: a pending copy of a pod known bound
+            // is older than what we saw (a list served by a lagging cache). Taking it
+            // would free the node's room while the pod holds it.
+            Some((false, true)) if !pod.finished => {
+                tracing::debug!(pod = %key, "ignoring a stale pending copy of a bound pod");
+                return None;
+            }
+            Some((false, _)) => remove_pod(st, &key),
+            Some((true, _)) if pod.finished => remove_pod(st, &key),
             _ => {}
         }
+        let assumed = known.map(|k| k.0);
         // A gated pod is not ours yet (`partition::is_ours`): it waits outside the
         // queue until an update removes its gates, as upstream.
         if partition::is_ours(&pod, sched, &shared.partition) {

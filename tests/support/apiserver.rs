@@ -292,6 +292,20 @@ impl TestApiServer {
             .fail_next(method, path_substring, status_code, count);
     }
 
+    /// The next `count` matching requests (as for `fail_next`) are served (and
+    /// committed) normally, then answered with `status_code`: a write whose answer was
+    /// lost (a real server's is when it dies mid-request; it cannot be timed in a test).
+    pub fn serve_then_fail_next(
+        &self,
+        method: &str,
+        path_substring: &str,
+        status_code: u16,
+        count: usize,
+    ) {
+        self.shared
+            .serve_then_fail_next(method, path_substring, status_code, count);
+    }
+
     /// The next `count` matching requests (as for `fail_next`) are served normally but
     /// only after `delay`, e.g. to keep a binding in flight.
     pub fn delay_next(&self, method: &str, path_substring: &str, delay: Duration, count: usize) {
