@@ -333,7 +333,8 @@ pub struct LeaderElectionConfig {
     pub enabled: bool,
     /// Default: the scheduler name.
     pub lease_name: Option<String>,
-    /// Default: the POD_NAMESPACE environment variable, else `spark-fleet`.
+    /// Default: the POD_NAMESPACE environment variable (set by deploy/'s Deployment), else
+    /// `kube-system`, where kube-scheduler keeps its own lease.
     pub lease_namespace: Option<String>,
     pub lease_duration_seconds: f64,
     pub renew_deadline_seconds: f64,

@@ -74,6 +74,9 @@ pub enum KubeError {
         term: String,
         message: String,
     },
+    /// The scheduler cannot go on (e.g. its lease's namespace does not exist).
+    #[error("{0}")]
+    Fatal(String),
     #[error("metrics.address {address}: {source}")]
     MetricsBind {
         address: String,
@@ -105,13 +108,23 @@ pub async fn run(
     let scheduler = Scheduler::start(client, config).await?;
     tracing::info!(
         identity = %scheduler.identity(),
+        scheduler_name = %scheduler.shared.config.scheduler_name,
+        profile = %scheduler.shared.config.default_profile,
+        leader_election = scheduler.shared.config.leader_election.enabled,
         metrics = %scheduler.metrics_addr(),
         "spark-fleet running"
     );
-    shutdown.await;
+    let mut failure = scheduler.shared.failure.subscribe();
+    let failed = tokio::select! {
+        _ = shutdown => None,
+        f = failure.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.clone()),
+    };
     tracing::info!("shutting down");
     scheduler.shutdown().await;
-    Ok(())
+    match failed {
+        Some(message) => Err(KubeError::Fatal(message)),
+        None => Ok(()),
+    }
 }
 
 async fn client_for(kubeconfig: Option<PathBuf>) -> Result<Client, KubeError> {
@@ -158,11 +171,15 @@ pub(crate) struct Shared {
     pub status_patches_done: Notify,
     pub leader: tokio_watch::Sender<bool>,
     pub stop: tokio_watch::Sender<bool>,
+    /// Why the scheduler cannot go on, once it cannot (`run` returns it as an error).
+    pub failure: tokio_watch::Sender<Option<String>>,
     /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
     pub synced: [AtomicBool; 4],
     pub bind_slots: Arc<Semaphore>,
     pub bind_concurrency: usize,
     pub binds: AtomicU64,
+    /// Scheduling attempts that found no node (for the progress line).
+    pub unschedulable: AtomicU64,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -227,6 +244,11 @@ impl Shared {
 
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    /// The scheduler cannot go on: `run` stops it and returns `message`.
+    pub fn fail(&self, message: String) {
+        self.failure.send_replace(Some(message));
     }
 }
 
@@ -311,10 +333,12 @@ impl Scheduler {
             status_patches_done: Notify::new(),
             leader: tokio_watch::Sender::new(false),
             stop: tokio_watch::Sender::new(false),
+            failure: tokio_watch::Sender::new(None),
             synced: Default::default(),
             bind_slots: Arc::new(Semaphore::new(bind_concurrency)),
             bind_concurrency,
             binds: AtomicU64::new(0),
+            unschedulable: AtomicU64::new(0),
             metrics: metrics_handle,
             config,
         });
@@ -332,6 +356,7 @@ impl Scheduler {
             None
         };
         tasks.push(tokio::spawn(scheduling_loop(shared.clone())));
+        tasks.push(tokio::spawn(progress(shared.clone())));
         Ok(Scheduler {
             shared,
             tasks,
@@ -350,6 +375,12 @@ impl Scheduler {
 
     pub fn is_leader(&self) -> bool {
         self.shared.is_leader()
+    }
+
+    /// Why the scheduler cannot go on, if it cannot (e.g. its lease's namespace does
+    /// not exist); [`run`] returns it as an error.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.borrow().clone()
     }
 
     /// Every watcher has listed once.
@@ -415,6 +446,37 @@ fn secs_to_ms(s: f64) -> u64 {
         (s * 1000.0).round() as u64
     } else {
         0
+    }
+}
+
+/// How often the progress line is written (when something happened meanwhile).
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// One INFO line per [`PROGRESS_EVERY`] while pods are bound or found unplaceable:
+/// what an operator follows at the default level, where each pod's outcome is DEBUG.
+async fn progress(shared: Arc<Shared>) {
+    let mut last = (0, 0);
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let now = (
+            shared.binds.load(Ordering::Relaxed),
+            shared.unschedulable.load(Ordering::Relaxed),
+        );
+        if now == last {
+            continue;
+        }
+        let pending = shared.lock().queue.pending_counts();
+        tracing::info!(
+            bound = now.0 - last.0,
+            unschedulable_attempts = now.1 - last.1,
+            bound_total = now.0,
+            active = pending.active,
+            backoff = pending.backoff,
+            unschedulable = pending.unschedulable,
+            "progress over the last {}s",
+            PROGRESS_EVERY.as_secs()
+        );
+        last = now;
     }
 }
 
@@ -585,6 +647,7 @@ fn cycle(
         "unschedulable"
     };
     ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => result).increment(1);
+    shared.unschedulable.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(pod = %pod.key, %message, "unschedulable");
     // Preemption found no node: the nomination an earlier one gave is dropped,
     // here and in status.nominatedNodeName (as upstream does).

@@ -239,15 +239,16 @@ impl Handler for Pods {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 // Neither countable nor schedulable; never dropped silently.
-                tracing::warn!(error = %e, "pod cannot be converted");
                 remove_pod(st, &key);
                 if !partition::raw_is_ours(obj, sched, &shared.partition) {
+                    tracing::debug!(error = %e, "another scheduler's pod cannot be converted");
                     return None;
                 }
                 let message = e.to_string();
                 if st.reported.get(&key) == Some(&message) {
                     return None;
                 }
+                tracing::warn!(error = %e, "pod cannot be converted");
                 let transition = !st.scheduled_false.contains(&key);
                 st.reported.insert(key, message.clone());
                 return Some(Followup::InvalidPod {
