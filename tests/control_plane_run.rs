@@ -364,3 +364,15 @@ async fn apply(client: &Client, doc: Value) {
     };
     done.unwrap_or_else(|e| panic!("creating a {kind}: {e}"));
 }
+
+/// A kubeconfig that cannot be read: `run` fails at once naming the file (no server needed).
+#[tokio::test]
+async fn a_missing_kubeconfig_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let err = spark_fleet::kube::run(config(), Some(missing.clone()), async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}

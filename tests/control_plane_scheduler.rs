@@ -717,6 +717,11 @@ async fn a_capacity_fallback_is_reported() {
         note.contains("on-demand") && note.contains("spot"),
         "{note}"
     );
+    let fallbacks = metric(&s, "spark_fleet_capacity_fallbacks_total").await;
+    assert!(
+        !fallbacks.is_empty() && !fallbacks.ends_with(" 0"),
+        "{fallbacks}"
+    );
     s.shutdown().await;
 }
 
@@ -777,5 +782,61 @@ async fn the_shipped_profile_places_a_spark_application() {
         }
     }
     assert!((7..=9).contains(&spot), "{spot} of 20 executors on spot");
+    s.shutdown().await;
+}
+
+/// A Filter that fails with an error (not a rejection), e.g. a backend it needs is down.
+struct Broken;
+
+impl spark_fleet::framework::Plugin for Broken {
+    fn name(&self) -> &'static str {
+        "Broken"
+    }
+}
+
+impl spark_fleet::framework::FilterPlugin for Broken {
+    fn filter(
+        &self,
+        _state: &spark_fleet::framework::CycleState,
+        _pod: &spark_fleet::model::Pod,
+        _snap: &spark_fleet::snapshot::Snapshot,
+        _node: spark_fleet::snapshot::NodeIdx,
+    ) -> spark_fleet::framework::Status {
+        spark_fleet::framework::Status::error("Broken", "backend unavailable")
+    }
+}
+
+/// A scheduling error is reported with reason SchedulerError, not Unschedulable (which
+/// cluster autoscalers act on), as upstream's handleSchedulingFailure does.
+#[tokio::test]
+async fn a_scheduling_error_is_reported_as_scheduler_error() {
+    let Some((_cp, client)) = cluster("a_scheduling_error_is_reported_as_scheduler_error").await
+    else {
+        return;
+    };
+    add_node(&client, &node("n1", "8", "32Gi", 110, &[]))
+        .await
+        .unwrap();
+    let c = config();
+    let mut profile = spark_fleet::plugins::build_named_profile(&c, &c.default_profile).unwrap();
+    profile.filter.push(std::sync::Arc::new(Broken));
+    let s = within(
+        "start",
+        Scheduler::start_with(client.clone(), c, profile, "me".into()),
+    )
+    .await
+    .unwrap();
+    wait_until("synced", || s.is_ready()).await;
+    create_pod(&client, &spark("p", "1")).await;
+    let got = wait_reported(&client, "p").await;
+    let c = condition(&got, "PodScheduled").unwrap();
+    assert_eq!(c.status, "False");
+    assert_eq!(c.reason.as_deref(), Some("SchedulerError"));
+    assert!(
+        c.message
+            .as_deref()
+            .is_some_and(|m| m.contains("backend unavailable")),
+        "{c:?}"
+    );
     s.shutdown().await;
 }
