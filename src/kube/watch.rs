@@ -1,8 +1,14 @@
 //! Watchers → snapshot + queue. One kube-runtime `watcher` per kind (with the default
 //! backoff, so dropped streams resume and expired resourceVersions re-list).
 //!
-//! A re-list (`Init` … `InitApply`* … `InitDone`) applies objects as they come and, at
-//! `InitDone`, deletes whatever we knew that the list no longer has.
+//! A re-list (`Init` … `InitApply`* … `InitDone`, after a watch broke past the server's
+//! history, e.g. a restarted kube-apiserver answering 410) applies objects as they come
+//! and, at `InitDone`, deletes whatever we knew that the list no longer has; until then
+//! the snapshot holds the old objects and the new, so it may count a pod twice but
+//! never forgets one. Lists are quorum reads (kube-runtime's default
+//! `ListSemantic::MostRecent`). A pod we assumed stays assumed whatever the list says of
+//! it while pending: only its binding task releases it (see `binder`). A pending copy
+//! of a pod known bound is ignored as stale (nodeName is never cleared).
 
 use super::{partition, reporter, Shared, State};
 use crate::model::{node_from_k8s, pod_from_k8s, PodKey, Sym};
