@@ -41,7 +41,8 @@ fn spark_fleet(cp: &ControlPlane, config: &str, log: &str) -> Supervised {
     )
     .env_remove("POD_NAME")
     .env_remove("POD_NAMESPACE")
-    .env("RUST_LOG", "info")
+    // The default log filter, as users get it.
+    .env_remove("RUST_LOG")
     .env("NO_COLOR", "1")
 }
 
@@ -375,4 +376,65 @@ async fn a_missing_kubeconfig_is_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains(&missing.display().to_string()), "{err}");
+}
+
+/// kube-apiserver killed and restarted under `run`: the log says so in a few lines
+/// (each watch's failure once, its recovery once, each binding caught in flight
+/// once), not at every retry; every pod ends bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apiserver_restart_is_logged_in_a_few_lines() {
+    let Some(mut cp) = start_or_skip("an_apiserver_restart_is_logged_in_a_few_lines").await else {
+        return;
+    };
+    let client = cp.client();
+    create_namespace(&client, "spark").await.unwrap();
+    add_node(&client, &node("n1", "64", "256Gi", 600, &[]))
+        .await
+        .unwrap();
+    let n = 500;
+    let pods = (0..n)
+        .map(|i| pod("spark", &format!("p{i:03}"), "spark-fleet", "100m", "128Mi"))
+        .collect();
+    create_pods(&client, pods, 32).await;
+    let mut run = spark_fleet(
+        &cp,
+        "metrics: {address: \"127.0.0.1:0\"}\nclient: {qps: 100, burst: 100}\n",
+        "restart.log",
+    );
+    run.spawn().unwrap();
+    let t = Instant::now();
+    while bound_count(&client, "spark").await < 100 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{}",
+            log_tail(run.log(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cp.kill_apiserver();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cp.restart_apiserver().await.unwrap();
+    let t = Instant::now();
+    while bound_count(&client, "spark").await < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "not all bound: {}",
+            log_tail(run.log(), 20)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    run.terminate();
+    assert!(run.wait(Duration::from_secs(15)).await.is_some());
+    let lines = log_lines(run.log());
+    eprintln!("{} log lines:\n{}", lines.len(), lines.join("\n"));
+    let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert!(
+        count("watch failed") <= 4,
+        "a watch failure logged at every retry"
+    );
+    assert!(count("watch works again") >= 1);
+    // At most one line per binding slot (16) caught by the kill, and per lease call.
+    assert!(count("binding failed") <= 16, "{}", count("binding failed"));
+    assert!(lines.len() <= 60, "{} lines", lines.len());
+    assert!(over_committed(&client).await.is_empty());
 }

@@ -197,7 +197,11 @@ pub(crate) async fn bind(
         if attempt == 1 {
             ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
         }
-        tracing::warn!(pod = %key, %node, error = %why, attempt, "binding failed; reading the pod before deciding");
+        if attempt == 1 {
+            tracing::warn!(pod = %key, %node, error = %why, "binding failed; reading the pod before deciding");
+        } else {
+            tracing::debug!(pod = %key, %node, error = %why, attempt, "binding failed again");
+        }
         if answered {
             permit = None;
         }

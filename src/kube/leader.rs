@@ -106,11 +106,18 @@ struct Repeats {
 }
 
 impl Repeats {
-    fn failed(&mut self, message: String) {
+    /// `refused`: the server said no (403, ...), which only a change of config or RBAC
+    /// mends (an error); otherwise the server could not be reached or answered a
+    /// transient error (a warning).
+    fn failed(&mut self, message: String, refused: bool) {
         if self.last.as_deref() == Some(message.as_str()) {
             tracing::debug!(%message, "lease request failed again");
         } else {
-            tracing::error!("{message}");
+            if refused {
+                tracing::error!("{message}");
+            } else {
+                tracing::warn!("{message}");
+            }
             self.last = Some(message);
         }
     }
@@ -120,19 +127,33 @@ impl Repeats {
     }
 }
 
-/// What a failed lease request means for the user: one line naming the namespace and
-/// the config key.
-fn explain(e: &CallError, verb: &str, settings: &LeaseSettings) -> String {
-    let what = format!(
-        "leader election: cannot {verb} Lease {} in namespace {:?} ({NAMESPACE_KEY})",
-        settings.name, settings.namespace
-    );
+/// What a failed lease request means for the user, in one line (naming the namespace
+/// and the config key where the server refused), and whether the server refused.
+fn explain(e: &CallError, verb: &str, settings: &LeaseSettings) -> (String, bool) {
     match e {
-        CallError::Kube(kube::Error::Api(s)) if s.code == 403 => format!(
-            "{what}: forbidden: {}; grant create, get and update on leases there (deploy/rbac.yaml) or set {NAMESPACE_KEY}",
-            s.message
+        CallError::Kube(kube::Error::Api(s)) if s.code == 403 => (
+            format!(
+                "leader election: cannot {verb} Lease {} in namespace {:?} ({NAMESPACE_KEY}): \
+                 forbidden: {}; grant create, get and update on leases there (deploy/rbac.yaml) \
+                 or set {NAMESPACE_KEY}",
+                settings.name, settings.namespace, s.message
+            ),
+            true,
         ),
-        _ => format!("{what}: {e}"),
+        CallError::Kube(kube::Error::Api(s)) if s.code < 500 && s.code != 429 => (
+            format!(
+                "leader election: cannot {verb} Lease {} in namespace {:?} ({NAMESPACE_KEY}): {e}",
+                settings.name, settings.namespace
+            ),
+            true,
+        ),
+        _ => (
+            format!(
+                "leader election: cannot {verb} Lease {}/{}: {e}",
+                settings.namespace, settings.name
+            ),
+            false,
+        ),
     }
 }
 
@@ -238,7 +259,10 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
         shared.lease_limiter.acquire().await;
         let budget = request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
         match bounded(budget, api.get_opt(&settings.name)).await {
-            Err(e) => repeats.failed(explain(&e, "read", &settings)),
+            Err(e) => {
+                let (message, refused) = explain(&e, "read", &settings);
+                repeats.failed(message, refused)
+            }
             Ok(current) => {
                 let now = now_ms();
                 observed = current.as_ref().map(|l| {
@@ -292,7 +316,8 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                                     shared.fail(message);
                                     break;
                                 }
-                                repeats.failed(explain(&e, "create", &settings));
+                                let (message, refused) = explain(&e, "create", &settings);
+                                repeats.failed(message, refused);
                                 None
                             }
                         }
@@ -320,7 +345,8 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                             // resourceVersion conflict: someone else wrote first; re-read next round.
                             Err(CallError::Kube(kube::Error::Api(s))) if s.code == 409 => None,
                             Err(e) => {
-                                repeats.failed(explain(&e, "update", &settings));
+                                let (message, refused) = explain(&e, "update", &settings);
+                                repeats.failed(message, refused);
                                 None
                             }
                         }

@@ -84,10 +84,15 @@ pub enum KubeError {
     },
 }
 
-/// Text or JSON logs on stderr; `RUST_LOG` filters (default `info`). Safe to call twice.
+/// The log filter without `RUST_LOG`: INFO, less the kube client's own line per failed
+/// request (every failure it reports reaches the caller, which logs it once).
+pub const DEFAULT_LOG_FILTER: &str = "info,kube_client=error,kube_client::client::builder=off";
+
+/// Text or JSON logs on stderr; `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]).
+/// Safe to call twice.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -79,17 +79,28 @@ async fn run<H: Handler>(shared: Arc<Shared>, idx: usize, api: Api<H::K>) {
         .boxed();
     let mut stop = shared.stop.subscribe();
     let mut relisted: Option<HashSet<String>> = None;
+    // A broken watch is logged once, and again when it works: not at every retry.
+    let mut failing = false;
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
             _ = stop.wait_for(|s| *s) => return,
         };
         let Some(ev) = ev else { return };
-        let followup = match ev {
-            Err(e) => {
+        match (&ev, failing) {
+            (Err(e), false) => {
                 tracing::warn!(kind = H::KIND, error = %e, "watch failed; retrying with backoff");
-                None
+                failing = true;
             }
+            (Err(e), true) => tracing::debug!(kind = H::KIND, error = %e, "watch failed again"),
+            (Ok(_), true) => {
+                tracing::info!(kind = H::KIND, "watch works again");
+                failing = false;
+            }
+            (Ok(_), false) => {}
+        }
+        let followup = match ev {
+            Err(_) => None,
             Ok(Event::Init) => {
                 relisted = Some(HashSet::new());
                 None
