@@ -103,6 +103,14 @@ impl Ledger {
         }
     }
 
+    /// The pod was deleted (its application unknown).
+    pub fn forget_key(&mut self, key: &PodKey) {
+        self.apps.retain(|_, entries| {
+            entries.retain(|e| e.key.as_ref() != Some(key));
+            !entries.is_empty()
+        });
+    }
+
     /// Drops admissions older than `ttl_ms` that the watch never showed.
     pub fn expire(&mut self, now_ms: i64, ttl_ms: i64) {
         self.apps.retain(|_, entries| {

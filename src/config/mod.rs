@@ -100,7 +100,7 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
-            enabled: false,
+            enabled: true,
             address: "0.0.0.0:8443".into(),
             cert_file: "/etc/spark-fleet/webhook-tls/tls.crt".into(),
             key_file: "/etc/spark-fleet/webhook-tls/tls.key".into(),
@@ -121,6 +121,9 @@ pub struct SelfSignedConfig {
     pub service_name: String,
     /// The Secret holding the CA every replica signs with (created if missing).
     pub ca_secret: String,
+    /// More names (DNS or IP) for the certificate, for a configuration that
+    /// calls the webhook by `url` instead of through the Service.
+    pub hosts: Vec<String>,
 }
 
 impl Default for SelfSignedConfig {
@@ -130,6 +133,7 @@ impl Default for SelfSignedConfig {
             webhook_configuration: "spark-fleet".into(),
             service_name: "spark-fleet-webhook".into(),
             ca_secret: "spark-fleet-webhook-ca".into(),
+            hosts: Vec::new(),
         }
     }
 }

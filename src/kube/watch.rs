@@ -4,7 +4,7 @@
 //! A re-list (`Init` … `InitApply`* … `InitDone`) applies objects as they come and, at
 //! `InitDone`, deletes whatever we knew that the list no longer has.
 
-use super::{partition, reporter, Shared, State};
+use super::{partition, reporter, webhook, Shared, State};
 use crate::model::{node_from_k8s, pod_from_k8s, PodKey, Sym};
 use crate::preemption::pdb_from_k8s;
 use crate::queue::ClusterEvent;
@@ -259,6 +259,7 @@ impl Handler for Pods {
                 });
             }
         };
+        webhook::observe(shared, st, &pod);
         if pod.node_name.is_some() && !pod.finished {
             let prev = st.snap.pod_by_key(&key).map(|e| (e.pod.clone(), e.assumed));
             if let Err(e) = st.snap.upsert_pod(pod.clone()) {
@@ -327,6 +328,7 @@ impl Handler for Pods {
 
     fn delete(st: &mut State, key: &str) {
         let key = pod_key(key);
+        webhook::forget(st, &key);
         st.pods.remove(&key);
         st.scheduled_false.remove(&key);
         st.reported.remove(&key);
