@@ -102,8 +102,8 @@ impl Default for WebhookConfig {
         WebhookConfig {
             enabled: true,
             address: "0.0.0.0:8443".into(),
-            cert_file: "/etc/spark-fleet/webhook-tls/tls.crt".into(),
-            key_file: "/etc/spark-fleet/webhook-tls/tls.key".into(),
+            cert_file: "/etc/spark-fleet-webhook-tls/tls.crt".into(),
+            key_file: "/etc/spark-fleet-webhook-tls/tls.key".into(),
             cert_reload_seconds: 10.0,
             self_signed: SelfSignedConfig::default(),
         }
