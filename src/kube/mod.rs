@@ -15,6 +15,9 @@
 //! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
 //! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
+//! - **Admission webhook** (`webhook`, [`crate::admission`]): served over HTTPS by
+//!   every replica from the same snapshot, recording executor admissions in
+//!   [`State::admissions`] under the state lock.
 //! - **Shutdown** ([`Scheduler::shutdown`]): stop dequeuing, wait up to 10 s for
 //!   in-flight bindings, release the lease.
 //!
@@ -30,6 +33,7 @@ pub mod partition;
 pub mod rate_limit;
 mod reporter;
 mod watch;
+mod webhook;
 
 pub use partition::{is_ours, parse_selector, raw_is_ours, Partition};
 
@@ -204,6 +208,8 @@ pub(crate) struct State {
     pub scheduled_false: std::collections::HashSet<PodKey>,
     /// Status patches in flight per pod (`reporter::StatusPatches`).
     pub status_patches: HashMap<PodKey, u32>,
+    /// Executors admitted with a capacity type and not placed yet.
+    pub admissions: crate::admission::ledger::Ledger,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -263,6 +269,7 @@ pub struct Scheduler {
     tasks: Vec<JoinHandle<()>>,
     lease: Option<(JoinHandle<()>, leader::LeaseSettings)>,
     metrics_addr: SocketAddr,
+    webhook: Option<crate::admission::server::Webhook>,
 }
 
 impl Scheduler {
@@ -333,6 +340,7 @@ impl Scheduler {
                 reported: HashMap::new(),
                 scheduled_false: Default::default(),
                 status_patches: HashMap::new(),
+                admissions: Default::default(),
             }),
             wake: Notify::new(),
             status_patches_done: Notify::new(),
@@ -348,6 +356,12 @@ impl Scheduler {
             config,
         });
         let metrics_addr = health::serve(shared.clone(), &shared.config.metrics.address).await?;
+        let webhook = shared
+            .config
+            .admission
+            .webhook
+            .enabled
+            .then(|| webhook::start(&shared));
         let mut tasks = watch::spawn_all(shared.clone());
         let lease = if leader_election {
             let settings = leader::LeaseSettings::from_config(&shared.config);
@@ -367,6 +381,7 @@ impl Scheduler {
             tasks,
             lease,
             metrics_addr,
+            webhook,
         })
     }
 
@@ -376,6 +391,14 @@ impl Scheduler {
 
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
+    }
+
+    /// The admission webhook's address once it listens (it needs a certificate first).
+    pub async fn webhook_addr(&self, timeout: Duration) -> Option<SocketAddr> {
+        match &self.webhook {
+            Some(w) => w.wait_listening(timeout).await,
+            None => None,
+        }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -428,6 +451,7 @@ impl Scheduler {
             leader::release(&self.shared, &settings).await;
         }
         self.shared.set_leader(false);
+        self.webhook.take();
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -605,6 +629,8 @@ fn cycle(
 ) -> Outcome {
     let pod = qp.pod.clone();
     let started = Instant::now();
+    st.snap
+        .set_now_ms(Some(chrono::Utc::now().timestamp_millis()));
     let decision = schedule(
         &shared.profile,
         &pod,
@@ -649,6 +675,7 @@ fn cycle(
         "error"
     } else {
         let _ = st.queue.requeue_unschedulable(qp, decision.rejected_by());
+        retry_when_wait_ends(shared, st, &pod);
         "unschedulable"
     };
     ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => result).increment(1);
@@ -693,6 +720,30 @@ fn cycle(
         preemption,
         clear_nominated,
     }
+}
+
+/// An admitted soft-mix executor rejected while it waits for its capacity type
+/// is retried when the wait ends, to fall back then rather than at the next
+/// cluster event or the unschedulable flush.
+fn retry_when_wait_ends(shared: &Arc<Shared>, st: &State, pod: &Arc<Pod>) {
+    let Some(at) =
+        crate::plugins::capacity_mix::admitted_wait_ends_ms(&shared.config, pod, &st.snap)
+    else {
+        return;
+    };
+    let wait = at.saturating_sub(chrono::Utc::now().timestamp_millis());
+    if wait <= 0 {
+        return;
+    }
+    let (shared, key) = (Arc::downgrade(shared), pod.key.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(wait as u64 + 1)).await;
+        if let Some(shared) = shared.upgrade() {
+            if shared.lock().queue.activate(&key) {
+                shared.wake.notify_one();
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! it while pending: only its binding task releases it (see `binder`). A pending copy
 //! of a pod known bound is ignored as stale (nodeName is never cleared).
 
-use super::{partition, reporter, Shared, State};
+use super::{partition, reporter, webhook, Shared, State};
 use crate::model::{node_from_k8s, pod_from_k8s, PodKey, Sym};
 use crate::preemption::pdb_from_k8s;
 use crate::queue::ClusterEvent;
@@ -277,6 +277,7 @@ impl Handler for Pods {
                 });
             }
         };
+        webhook::observe(shared, st, &pod);
         if pod.node_name.is_some() && !pod.finished {
             let prev = st.snap.pod_by_key(&key).map(|e| (e.pod.clone(), e.assumed));
             if let Err(e) = st.snap.upsert_pod(pod.clone()) {
@@ -356,6 +357,7 @@ impl Handler for Pods {
 
     fn delete(st: &mut State, key: &str) {
         let key = pod_key(key);
+        webhook::forget(st, &key);
         st.pods.remove(&key);
         st.scheduled_false.remove(&key);
         st.reported.remove(&key);
