@@ -206,6 +206,16 @@ async fn a_burst_of_2000_bindings_logs_a_few_lines_at_info() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Bindings resolve by reading the pod, so every pod can be bound before the
+    // watches' backoff lets them reconnect: wait for the recovery to be logged.
+    let t = Instant::now();
+    while !log_lines(run.log())
+        .iter()
+        .any(|l| l.contains("watch works again"))
+        && t.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     run.terminate();
     assert!(run.wait(Duration::from_secs(15)).await.is_some());
     let lines = log_lines(run.log());
@@ -422,6 +432,16 @@ async fn an_apiserver_restart_is_logged_in_a_few_lines() {
             "not all bound: {}",
             log_tail(run.log(), 20)
         );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Bindings resolve by reading the pod, so every pod can be bound before the
+    // watches' backoff lets them reconnect: wait for the recovery to be logged.
+    let t = Instant::now();
+    while !log_lines(run.log())
+        .iter()
+        .any(|l| l.contains("watch works again"))
+        && t.elapsed() < Duration::from_secs(60)
+    {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     run.terminate();
