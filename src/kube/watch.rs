@@ -175,7 +175,7 @@ impl Handler for Nodes {
     }
 
     fn delete(st: &mut State, key: &str) {
-        if st.snap.remove_node(Sym::new(key)) {
+        if Sym::lookup(key).is_some_and(|name| st.snap.remove_node(name)) {
             st.queue.on_event(&ClusterEvent::NodeRemoved);
         }
     }
