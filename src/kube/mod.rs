@@ -23,6 +23,7 @@
 //! on SIGTERM or SIGINT.
 
 mod binder;
+mod events;
 pub mod health;
 pub mod leader;
 pub mod metrics;
@@ -38,7 +39,6 @@ use crate::framework::{schedule, CycleOptions, Profile};
 use crate::model::{Pod, PodKey, PriorityResolver};
 use crate::queue::{QueueConfig, QueuedPod, SchedulingQueue, SystemClock};
 use crate::snapshot::Snapshot;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use rate_limit::RateLimiter;
 use std::collections::HashMap;
@@ -149,7 +149,6 @@ pub(crate) struct Shared {
     /// leader-election client: a backlog of reports must not delay a renewal past the
     /// renew deadline (the leader would keep binding while its lease runs out).
     pub lease_limiter: RateLimiter,
-    pub recorder: Recorder,
     pub identity: String,
     pub state: Mutex<State>,
     /// Something changed that may let the loop pop a pod.
@@ -182,6 +181,8 @@ pub(crate) struct State {
     pub scheduled_false: std::collections::HashSet<PodKey>,
     /// Status patches in flight per pod (`reporter::StatusPatches`).
     pub status_patches: HashMap<PodKey, u32>,
+    /// Events sent recently per pod, for event series (`events`).
+    pub events: events::RecentEvents,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -280,13 +281,6 @@ impl Scheduler {
         let metrics_handle = metrics::handle();
         metrics::describe();
         let bind_concurrency = config.bind.concurrency.max(1);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: CONTROLLER.into(),
-                instance: Some(identity.clone()),
-            },
-        );
         let leader_election = config.leader_election.enabled;
         let shared = Arc::new(Shared {
             limiter: RateLimiter::new(config.client.qps, config.client.burst),
@@ -295,7 +289,6 @@ impl Scheduler {
             partition,
             profile,
             client,
-            recorder,
             identity,
             state: Mutex::new(State {
                 snap: Snapshot::new(config.capacity_types.clone()),
@@ -306,6 +299,7 @@ impl Scheduler {
                 reported: HashMap::new(),
                 scheduled_false: Default::default(),
                 status_patches: HashMap::new(),
+                events: Default::default(),
             }),
             wake: Notify::new(),
             status_patches_done: Notify::new(),

@@ -330,6 +330,7 @@ impl Handler for Pods {
         st.pods.remove(&key);
         st.scheduled_false.remove(&key);
         st.reported.remove(&key);
+        st.events.forget(&key);
         remove_pod(st, &key);
     }
 
