@@ -185,6 +185,24 @@ pub(crate) struct State {
     pub events: events::RecentEvents,
 }
 
+/// What a running scheduler holds per pod ([`Scheduler::retained`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub snapshot: crate::snapshot::Retained,
+    /// Queue entries (pending and in flight).
+    pub queue: usize,
+    /// Pods known to the watcher (for re-lists).
+    pub pods: usize,
+    /// Last FailedScheduling message per pod.
+    pub reported: usize,
+    pub scheduled_false: usize,
+    pub status_patches: usize,
+    /// Pods with recent events kept for event series.
+    pub recent_events: usize,
+    /// Strings interned in the process (`model::Sym`), pinned and counted.
+    pub interned_strings: usize,
+}
+
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct PriorityClasses {
@@ -359,6 +377,22 @@ impl Scheduler {
     /// Reads the snapshot (for tests and debugging).
     pub fn with_snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
         f(&self.shared.lock().snap)
+    }
+
+    /// Entry counts of every structure that holds something per pod, and the
+    /// strings interned: with no pod left, all but `interned_strings` are 0.
+    pub fn retained(&self) -> Retained {
+        let st = self.shared.lock();
+        Retained {
+            snapshot: st.snap.retained(),
+            queue: st.queue.retained(),
+            pods: st.pods.len(),
+            reported: st.reported.len(),
+            scheduled_false: st.scheduled_false.len(),
+            status_patches: st.status_patches.len(),
+            recent_events: st.events.len(),
+            interned_strings: crate::model::Sym::interned_count(),
+        }
     }
 
     /// Whether the queue tracks the pod (queued or in flight).
