@@ -226,6 +226,18 @@ impl Interned {
         sym
     }
 
+    /// Takes one more reference to `sym`, which something alive holds (an
+    /// object's guard, or it is pinned), so that it stays interned as long as
+    /// this guard too: for indices that keep a symbol longer than the object
+    /// they took it from.
+    pub fn hold(&mut self, sym: Sym) {
+        let t = read();
+        if let Some(slot) = t.slots.get(sym.0 as usize).filter(|s| s.text.is_some()) {
+            slot.refs.fetch_add(1, Ordering::Relaxed);
+            self.0.push(sym);
+        }
+    }
+
     /// How many references the guard holds.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -316,10 +328,14 @@ mod tests {
         let mut h = Interned::default();
         assert_eq!(h.sym(text), s, "the same string, the same symbol");
         let cloned = g.clone();
+        let mut held = Interned::default();
+        held.hold(s);
         drop(g);
         drop(h);
         assert_eq!(Sym::lookup(text), Some(s), "the clone still holds it");
         drop(cloned);
+        assert_eq!(Sym::lookup(text), Some(s), "held for an index");
+        drop(held);
         assert_eq!(Sym::lookup(text), None, "freed with the last guard");
         // Its id is free for another string; the freed symbol reads empty
         // until then, never as another live string.
