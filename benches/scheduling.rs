@@ -3,9 +3,9 @@
 //! Results and the machine they ran on: benches/README.md.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
-use k8s_openapi::api::core::v1::Pod as K8sPod;
 use spark_fleet::model::{pod_from_k8s, Pod, Sym};
 use spark_fleet::plugins::build_named_profile;
 use spark_fleet::snapshot::Snapshot;

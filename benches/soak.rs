@@ -126,7 +126,12 @@ async fn main() -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "soak");
     println!("round,pods_so_far,rss_kib,seconds,interned_strings,per_pod_entries_left");
     let r = scheduler.retained();
-    println!("0,0,{},0.0,{},{}", rss_kib(), r.interned_strings, per_pod_entries(&r));
+    println!(
+        "0,0,{},0.0,{},{}",
+        rss_kib(),
+        r.interned_strings,
+        per_pod_entries(&r)
+    );
     let start = Instant::now();
     for round in 1..=rounds {
         let app = format!("spark-{:032x}", rand::random::<u128>());

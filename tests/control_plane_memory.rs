@@ -25,16 +25,37 @@ const NS: &str = "spark";
 /// to a node the cluster does not have.
 fn round_pods(round: usize) -> Vec<Pod> {
     let app = format!("spark-app-{round}-{:x}", rand::random::<u64>());
-    let mut pods = vec![spark_pod(NS, &format!("r{round}-driver"), "driver", &app, "100m")];
+    let mut pods = vec![spark_pod(
+        NS,
+        &format!("r{round}-driver"),
+        "driver",
+        &app,
+        "100m",
+    )];
     for i in 0..19 {
         let mut p = spark_pod(NS, &format!("r{round}-exec-{i}"), "executor", &app, "100m");
         let labels = p.metadata.labels.get_or_insert_with(Default::default);
         labels.insert("spark-exec-id".into(), i.to_string());
-        labels.insert("pod-unique".into(), format!("{round}-{i}-{:x}", rand::random::<u64>()));
+        labels.insert(
+            "pod-unique".into(),
+            format!("{round}-{i}-{:x}", rand::random::<u64>()),
+        );
         pods.push(p);
     }
-    pods.push(pod(NS, &format!("r{round}-too-big"), "spark-fleet", "1000", "1Gi"));
-    let mut elsewhere = pod(NS, &format!("r{round}-elsewhere"), "other-scheduler", "100m", "1Gi");
+    pods.push(pod(
+        NS,
+        &format!("r{round}-too-big"),
+        "spark-fleet",
+        "1000",
+        "1Gi",
+    ));
+    let mut elsewhere = pod(
+        NS,
+        &format!("r{round}-elsewhere"),
+        "other-scheduler",
+        "100m",
+        "1Gi",
+    );
     if let Some(spec) = elsewhere.spec.as_mut() {
         spec.node_name = Some(format!("gone-node-{round}"));
     }
@@ -98,7 +119,10 @@ async fn deleted_pods_leave_nothing_behind() {
             .filter_map(|p| p.metadata.name.clone())
             .collect();
         create_pods(&client, pods, 8).await;
-        for name in names.iter().filter(|n| n.contains("driver") || n.contains("exec")) {
+        for name in names
+            .iter()
+            .filter(|n| n.contains("driver") || n.contains("exec"))
+        {
             wait_bound(&client, NS, name).await;
         }
         let too_big = format!("r{round}-too-big");

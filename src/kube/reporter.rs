@@ -131,12 +131,16 @@ async fn publish(
     let mut wait = EVENT_RETRY_FIRST;
     for attempt in 1..=EVENT_TRIES {
         shared.event_limiter.acquire().await;
-        let (error, again) =
-            match tokio::time::timeout(REQUEST_TIMEOUT, events::send(shared, r, ty, reason, action, &note)).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => (e.to_string(), may_pass_later(&e)),
-                Err(_) => ("timed out".to_owned(), true),
-            };
+        let (error, again) = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            events::send(shared, r, ty, reason, action, &note),
+        )
+        .await
+        {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => (e.to_string(), may_pass_later(&e)),
+            Err(_) => ("timed out".to_owned(), true),
+        };
         if !again || attempt == EVENT_TRIES {
             tracing::warn!(%error, reason, object = ?r.name, attempt, "event not recorded");
             return;

@@ -104,11 +104,7 @@ fn resources(
 }
 
 fn labels_of(ctx: &Ctx, m: &Option<BTreeMap<String, String>>) -> Labels {
-    Labels::from_syms(
-        m.iter()
-            .flatten()
-            .map(|(k, v)| (Sym::new(k), ctx.value(v))),
-    )
+    Labels::from_syms(m.iter().flatten().map(|(k, v)| (Sym::new(k), ctx.value(v))))
 }
 
 pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {

@@ -719,7 +719,10 @@ fn pods_removed_leave_no_entry_in_any_index() {
             keys.push(p.key.clone());
             s.upsert_pod(p).unwrap();
         };
-        add(&mut s, pod(&format!("d{round}"), 100, GI).driver(&app).on("n2"));
+        add(
+            &mut s,
+            pod(&format!("d{round}"), 100, GI).driver(&app).on("n2"),
+        );
         for i in 0..5 {
             add(
                 &mut s,
