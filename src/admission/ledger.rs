@@ -14,7 +14,7 @@
 //! A pod placed in the snapshot (assumed or bound) is counted there by its
 //! node's type, never here (`pending_by_type` leaves placed pods out).
 
-use crate::model::{Pod, PodKey, Sym};
+use crate::model::{Interned, Pod, PodKey, Sym};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +29,16 @@ struct Entry {
 #[derive(Debug, Default, Clone)]
 pub struct Ledger {
     apps: HashMap<Sym, Vec<Entry>>,
+    /// Keeps each application's id interned while it has entries: the pod an
+    /// admission was decided for is dropped after the review (`model::intern`).
+    held: HashMap<Sym, Interned>,
 }
 
 impl Ledger {
     /// Records that `key` (None: not named yet) of `app` was admitted with `ty`.
     /// Admitting a named pod again (a reinvoked webhook) replaces its entry.
     pub fn admit(&mut self, app: Sym, key: Option<PodKey>, ty: Sym, now_ms: i64) {
+        self.hold(app);
         let entries = self.apps.entry(app).or_default();
         if let Some(k) = &key {
             if let Some(e) = entries.iter_mut().find(|e| e.key.as_ref() == Some(k)) {
@@ -61,6 +65,7 @@ impl Ledger {
             return;
         };
         let pending = pod.node_name.is_none() && !pod.finished && !pod.terminating;
+        self.hold(app);
         let entries = self.apps.entry(app).or_default();
         let mine = entries
             .iter()
@@ -90,6 +95,7 @@ impl Ledger {
         }
         if entries.is_empty() {
             self.apps.remove(&app);
+            self.held.remove(&app);
         }
     }
 
@@ -99,6 +105,7 @@ impl Ledger {
             entries.retain(|e| e.key.as_ref() != Some(key));
             if entries.is_empty() {
                 self.apps.remove(&app);
+                self.held.remove(&app);
             }
         }
     }
@@ -109,6 +116,7 @@ impl Ledger {
             entries.retain(|e| e.key.as_ref() != Some(key));
             !entries.is_empty()
         });
+        self.release_gone();
     }
 
     /// Drops admissions older than `ttl_ms` that the watch never showed.
@@ -120,6 +128,21 @@ impl Ledger {
             });
             !entries.is_empty()
         });
+        self.release_gone();
+    }
+
+    fn hold(&mut self, app: Sym) {
+        self.held.entry(app).or_insert_with(|| {
+            let mut held = Interned::default();
+            held.hold(app);
+            held
+        });
+    }
+
+    /// Lets go of the applications that have no entry left.
+    fn release_gone(&mut self) {
+        let apps = &self.apps;
+        self.held.retain(|app, _| apps.contains_key(app));
     }
 
     /// `app`'s executors admitted or pending with a type and not placed (by
@@ -184,6 +207,25 @@ mod tests {
 
     fn s(v: &str) -> Sym {
         Sym::new(v)
+    }
+
+    /// An application id taken from a pod that is dropped after its review
+    /// stays interned while the ledger has entries for it, and no longer.
+    #[test]
+    fn an_application_is_kept_interned_while_it_has_entries() {
+        let mut l = Ledger::default();
+        let text = "ledger-held-app";
+        let mut pod_strings = Interned::default();
+        let app = pod_strings.sym(text);
+        l.admit(app, Some(PodKey::new("ns", "e1")), s("spot"), 0);
+        l.admit(app, None, s("spot"), 0);
+        drop(pod_strings);
+        assert_eq!(Sym::lookup(text), Some(app));
+        l.forget(app, &PodKey::new("ns", "e1"));
+        assert_eq!(Sym::lookup(text), Some(app), "one entry left");
+        l.expire(10_000, 1_000);
+        assert!(l.is_empty());
+        assert_eq!(Sym::lookup(text), None);
     }
 
     fn counts(l: &Ledger, app: &str) -> Vec<(&'static str, u32, u32)> {

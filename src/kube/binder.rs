@@ -255,7 +255,7 @@ pub(crate) async fn bind(
                 let st = shared.lock();
                 st.snap
                     .nodes()
-                    .get(crate::model::Sym::new(&node))
+                    .by_name(&node)
                     .map(|i| {
                         st.snap.nodes().capacity_type[i as usize]
                             .as_str()

@@ -57,7 +57,10 @@ pub fn handle() -> Option<PrometheusHandle> {
             };
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
-                Ok(()) => Some(handle),
+                Ok(()) => {
+                    spawn_upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "a metrics recorder was already installed");
                     None
@@ -65,6 +68,26 @@ pub fn handle() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// How often histogram observations are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram observation (8 bytes, two per pod
+/// scheduled) until something folds them into the buckets: a scrape of
+/// `/metrics`, or this upkeep (the exporter's own upkeep task comes only with
+/// its HTTP listener, which `/metrics` here does not use). Without it, a
+/// scheduler nobody scrapes grows with every pod.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "metrics upkeep not started: histograms drain only when scraped");
+    }
 }
 
 /// Registers the counters and gauges at zero so `/metrics` lists them before the first

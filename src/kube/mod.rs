@@ -26,6 +26,7 @@
 //! on SIGTERM or SIGINT.
 
 mod binder;
+mod events;
 pub mod health;
 pub mod leader;
 pub mod metrics;
@@ -42,7 +43,6 @@ use crate::framework::{schedule, CycleOptions, Profile};
 use crate::model::{Pod, PodKey, PriorityResolver};
 use crate::queue::{QueueConfig, QueuedPod, SchedulingQueue, SystemClock};
 use crate::snapshot::Snapshot;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use rate_limit::RateLimiter;
 use std::collections::HashMap;
@@ -171,7 +171,6 @@ pub(crate) struct Shared {
     /// leader-election client: a backlog of reports must not delay a renewal past the
     /// renew deadline (the leader would keep binding while its lease runs out).
     pub lease_limiter: RateLimiter,
-    pub recorder: Recorder,
     pub identity: String,
     pub state: Mutex<State>,
     /// Something changed that may let the loop pop a pod.
@@ -208,8 +207,30 @@ pub(crate) struct State {
     pub scheduled_false: std::collections::HashSet<PodKey>,
     /// Status patches in flight per pod (`reporter::StatusPatches`).
     pub status_patches: HashMap<PodKey, u32>,
+    /// Events sent recently per pod, for event series (`events`).
+    pub events: events::RecentEvents,
     /// Executors admitted with a capacity type and not placed yet.
     pub admissions: crate::admission::ledger::Ledger,
+}
+
+/// What a running scheduler holds per pod ([`Scheduler::retained`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub snapshot: crate::snapshot::Retained,
+    /// Queue entries (pending and in flight).
+    pub queue: usize,
+    /// Pods known to the watcher (for re-lists).
+    pub pods: usize,
+    /// Last FailedScheduling message per pod.
+    pub reported: usize,
+    pub scheduled_false: usize,
+    pub status_patches: usize,
+    /// Pods with recent events kept for event series.
+    pub recent_events: usize,
+    /// Executors admitted by the webhook and not placed yet.
+    pub admissions: usize,
+    /// Strings interned in the process (`model::Sym`), pinned and counted.
+    pub interned_strings: usize,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -314,13 +335,6 @@ impl Scheduler {
         let metrics_handle = metrics::handle();
         metrics::describe();
         let bind_concurrency = config.bind.concurrency.max(1);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: CONTROLLER.into(),
-                instance: Some(identity.clone()),
-            },
-        );
         let leader_election = config.leader_election.enabled;
         let shared = Arc::new(Shared {
             limiter: RateLimiter::new(config.client.qps, config.client.burst),
@@ -329,7 +343,6 @@ impl Scheduler {
             partition,
             profile,
             client,
-            recorder,
             identity,
             state: Mutex::new(State {
                 snap: Snapshot::new(config.capacity_types.clone()),
@@ -340,6 +353,7 @@ impl Scheduler {
                 reported: HashMap::new(),
                 scheduled_false: Default::default(),
                 status_patches: HashMap::new(),
+                events: Default::default(),
                 admissions: Default::default(),
             }),
             wake: Notify::new(),
@@ -424,6 +438,23 @@ impl Scheduler {
     /// Reads the snapshot (for tests and debugging).
     pub fn with_snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
         f(&self.shared.lock().snap)
+    }
+
+    /// Entry counts of every structure that holds something per pod, and the
+    /// strings interned: with no pod left, all but `interned_strings` are 0.
+    pub fn retained(&self) -> Retained {
+        let st = self.shared.lock();
+        Retained {
+            snapshot: st.snap.retained(),
+            queue: st.queue.retained(),
+            pods: st.pods.len(),
+            reported: st.reported.len(),
+            scheduled_false: st.scheduled_false.len(),
+            status_patches: st.status_patches.len(),
+            recent_events: st.events.len(),
+            admissions: st.admissions.len(),
+            interned_strings: crate::model::Sym::interned_count(),
+        }
     }
 
     /// Whether the queue tracks the pod (queued or in flight).

@@ -4,6 +4,7 @@
 //! Every API error is logged, never fatal: the next cycle reports again; an event the
 //! server could not take for now (429, 5xx, timeout, transport) is sent again with backoff.
 
+use super::events::{self, EventType};
 use super::{metrics, Shared};
 use crate::config::Config;
 use crate::model::{Pod, PodKey};
@@ -12,7 +13,6 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,26 +123,24 @@ async fn publish(
     shared: &Shared,
     r: &ObjectReference,
     ty: EventType,
-    reason: &str,
-    action: &str,
+    reason: &'static str,
+    action: &'static str,
     note: String,
 ) {
-    let ev = Event {
-        type_: ty,
-        reason: reason.into(),
-        note: Some(truncate_note(note)),
-        action: action.into(),
-        secondary: None,
-    };
+    let note = truncate_note(note);
     let mut wait = EVENT_RETRY_FIRST;
     for attempt in 1..=EVENT_TRIES {
         shared.event_limiter.acquire().await;
-        let (error, again) =
-            match tokio::time::timeout(REQUEST_TIMEOUT, shared.recorder.publish(&ev, r)).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => (e.to_string(), may_pass_later(&e)),
-                Err(_) => ("timed out".to_owned(), true),
-            };
+        let (error, again) = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            events::send(shared, r, ty, reason, action, &note),
+        )
+        .await
+        {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => (e.to_string(), may_pass_later(&e)),
+            Err(_) => ("timed out".to_owned(), true),
+        };
         if !again || attempt == EVENT_TRIES {
             tracing::warn!(%error, reason, object = ?r.name, attempt, "event not recorded");
             return;

@@ -192,7 +192,7 @@ impl Handler for Nodes {
     }
 
     fn delete(st: &mut State, key: &str) {
-        if st.snap.remove_node(Sym::new(key)) {
+        if Sym::lookup(key).is_some_and(|name| st.snap.remove_node(name)) {
             st.queue.on_event(&ClusterEvent::NodeRemoved);
         }
     }
@@ -361,6 +361,7 @@ impl Handler for Pods {
         st.pods.remove(&key);
         st.scheduled_false.remove(&key);
         st.reported.remove(&key);
+        st.events.forget(&key);
         remove_pod(st, &key);
     }
 

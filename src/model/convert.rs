@@ -5,6 +5,7 @@ use super::*;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -38,9 +39,26 @@ impl PriorityResolver for () {
 struct Ctx<'a> {
     kind: &'static str,
     object: &'a str,
+    /// Per-object strings interned for the object being converted (`model::intern`).
+    interned: RefCell<Interned>,
 }
 
 impl Ctx<'_> {
+    fn new<'a>(kind: &'static str, object: &'a str) -> Ctx<'a> {
+        Ctx {
+            kind,
+            object,
+            interned: RefCell::default(),
+        }
+    }
+
+    /// Interns a per-object string (a label or selector value, a node name) for
+    /// as long as the converted object lives. Keys and other bounded
+    /// vocabularies use `Sym::new`.
+    fn value(&self, s: &str) -> Sym {
+        self.interned.borrow_mut().sym(s)
+    }
+
     fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConvertError {
         ConvertError {
             kind: self.kind,
@@ -85,18 +103,13 @@ fn resources(
     Ok(r)
 }
 
-fn labels_of(m: &Option<BTreeMap<String, String>>) -> Labels {
-    m.as_ref()
-        .map(|m| Labels::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
-        .unwrap_or_default()
+fn labels_of(ctx: &Ctx, m: &Option<BTreeMap<String, String>>) -> Labels {
+    Labels::from_syms(m.iter().flatten().map(|(k, v)| (Sym::new(k), ctx.value(v))))
 }
 
 pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
     let object = object_name(&node.metadata);
-    let ctx = Ctx {
-        kind: "Node",
-        object: &object,
-    };
+    let ctx = Ctx::new("Node", &object);
     let name = node
         .metadata
         .name
@@ -126,12 +139,13 @@ pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
         .unwrap_or(&empty);
     let allocatable = resources(&ctx, "status.allocatable", alloc)?;
     Ok(Node {
-        name: Sym::new(name),
+        name: ctx.value(name),
         uid: node.metadata.uid.clone().unwrap_or_default(),
-        labels: labels_of(&node.metadata.labels),
+        labels: labels_of(&ctx, &node.metadata.labels),
         taints,
         unschedulable: spec.unschedulable.unwrap_or(false),
         allocatable,
+        interned: ctx.interned.into_inner(),
     })
 }
 
@@ -357,7 +371,7 @@ fn requirement(
     Ok(Requirement {
         key: Sym::new(key),
         op: op_parsed,
-        values: values.iter().map(|v| Sym::new(v)).collect(),
+        values: values.iter().map(|v| ctx.value(v)).collect(),
         number,
     })
 }
@@ -412,7 +426,7 @@ fn label_selector(
         sel.requirements.push(Requirement {
             key: Sym::new(k),
             op: SelectorOp::In,
-            values: vec![Sym::new(v)],
+            values: vec![ctx.value(v)],
             number: 0,
         });
     }
@@ -476,11 +490,13 @@ fn pod_affinity_term(
             return Err(ctx.err(format!("{field}.{name}"), "needs labelSelector to be set"));
         };
         for key in list {
-            if let Some(v) = labels.get_str(key) {
+            // The value is the pod's own label value, which its labels keep interned.
+            let key = Sym::new(key);
+            if let Some(v) = labels.get(key) {
                 sel.requirements.push(Requirement {
-                    key: Sym::new(key),
+                    key,
                     op,
-                    values: vec![Sym::new(v)],
+                    values: vec![v],
                     number: 0,
                 });
             }
@@ -608,10 +624,7 @@ pub fn pod_from_k8s(
     priorities: &dyn PriorityResolver,
 ) -> Result<Pod, ConvertError> {
     let object = object_name(&pod.metadata);
-    let ctx = Ctx {
-        kind: "Pod",
-        object: &object,
-    };
+    let ctx = Ctx::new("Pod", &object);
     let name = pod
         .metadata
         .name
@@ -626,7 +639,7 @@ pub fn pod_from_k8s(
     if spec.containers.is_empty() {
         return Err(ctx.err("spec.containers", "a pod needs at least one container"));
     }
-    let labels = labels_of(&pod.metadata.labels);
+    let labels = labels_of(&ctx, &pod.metadata.labels);
     let (requests, non_zero_requests) = pod_requests(&ctx, spec)?;
 
     let mut tolerations = Vec::new();
@@ -669,7 +682,7 @@ pub fn pod_from_k8s(
         .node_selector
         .iter()
         .flatten()
-        .map(|(k, v)| (Sym::new(k), Sym::new(v)))
+        .map(|(k, v)| (Sym::new(k), ctx.value(v)))
         .collect();
     node_selector.sort();
 
@@ -748,11 +761,12 @@ pub fn pod_from_k8s(
         // matchLabelKeys: the pod's own values for these keys narrow the selector.
         if let Some(sel) = selector.as_mut() {
             for key in c.match_label_keys.iter().flatten() {
-                if let Some(v) = labels.get_str(key) {
+                let key = Sym::new(key);
+                if let Some(v) = labels.get(key) {
                     sel.requirements.push(Requirement {
-                        key: Sym::new(key),
+                        key,
                         op: SelectorOp::In,
-                        values: vec![Sym::new(v)],
+                        values: vec![v],
                         number: 0,
                     });
                 }
@@ -892,7 +906,7 @@ pub fn pod_from_k8s(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let uid = pod.metadata.uid.clone().unwrap_or_else(|| object.clone());
-    let spark = spark::identify(&labels, &uid, owner.as_ref());
+    let spark = spark::identify_with(&labels, &uid, owner.as_ref(), |app| ctx.value(app));
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref());
 
@@ -920,11 +934,11 @@ pub fn pod_from_k8s(
             .node_name
             .as_deref()
             .filter(|n| !n.is_empty())
-            .map(Sym::new),
+            .map(|n| ctx.value(n)),
         nominated_node_name: status
             .and_then(|s| s.nominated_node_name.as_deref())
             .filter(|n| !n.is_empty())
-            .map(Sym::new),
+            .map(|n| ctx.value(n)),
         terminating: pod.metadata.deletion_timestamp.is_some(),
         disrupted_by_preemption: status
             .and_then(|s| s.conditions.as_ref())
@@ -946,6 +960,7 @@ pub fn pod_from_k8s(
             .and_then(|s| s.start_time.as_ref())
             .map(parse_time_ms),
         spark,
+        interned: ctx.interned.into_inner(),
     })
 }
 
@@ -955,6 +970,91 @@ mod tests {
 
     fn pod_yaml(y: &str) -> core::Pod {
         serde_saphyr::from_str(y).unwrap()
+    }
+
+    /// Everything a pod or node carries that is new for every pod, application
+    /// or node is interned only while the converted object (or a clone) lives;
+    /// keys stay.
+    #[test]
+    fn per_object_strings_are_freed_with_the_object() {
+        let y = r#"
+metadata:
+  name: exec-1
+  namespace: spark
+  uid: conv-free-uid
+  labels: {spark-role: executor, spark-app-selector: conv-free-app, conv-free-key: conv-free-label}
+spec:
+  nodeName: conv-free-node
+  nodeSelector: {pool: conv-free-pool}
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms: [{matchExpressions: [{key: rack, operator: In, values: [conv-free-rack]}]}]
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector: {matchLabels: {app: conv-free-anti}}
+        matchLabelKeys: [conv-free-key]
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: DoNotSchedule
+    labelSelector: {matchExpressions: [{key: app, operator: In, values: [conv-free-spread]}]}
+    matchLabelKeys: [spark-app-selector]
+  containers: [{name: c, image: i}]
+status:
+  nominatedNodeName: conv-free-nominated
+"#;
+        let per_pod = [
+            "conv-free-app",
+            "conv-free-label",
+            "conv-free-node",
+            "conv-free-pool",
+            "conv-free-rack",
+            "conv-free-anti",
+            "conv-free-spread",
+            "conv-free-nominated",
+        ];
+        let pod = pod_from_k8s(&pod_yaml(y), &()).unwrap();
+        for s in per_pod {
+            assert!(Sym::lookup(s).is_some(), "{s}");
+        }
+        assert_eq!(pod.spark.as_ref().unwrap().app.to_string(), "conv-free-app");
+        let clone = pod.clone();
+        drop(pod);
+        for s in per_pod {
+            assert!(Sym::lookup(s).is_some(), "kept by the clone: {s}");
+        }
+        drop(clone);
+        for s in per_pod {
+            assert_eq!(Sym::lookup(s), None, "{s}");
+        }
+        assert!(Sym::lookup("conv-free-key").is_some(), "label keys stay");
+
+        // An executor tied to its driver by ownerReference only: `uid:<driver uid>`.
+        let y = r#"
+metadata:
+  name: exec-2
+  namespace: spark
+  labels: {spark-role: executor}
+  ownerReferences: [{apiVersion: v1, kind: Pod, name: d, uid: conv-free-driver, controller: true}]
+spec:
+  containers: [{name: c, image: i}]
+"#;
+        let pod = pod_from_k8s(&pod_yaml(y), &()).unwrap();
+        assert!(Sym::lookup("uid:conv-free-driver").is_some());
+        drop(pod);
+        assert_eq!(Sym::lookup("uid:conv-free-driver"), None);
+
+        let node: core::Node = serde_saphyr::from_str(
+            "metadata: {name: conv-free-node-name, labels: {karpenter.sh/nodeclaim: conv-free-claim}}\n",
+        )
+        .unwrap();
+        let node = node_from_k8s(&node).unwrap();
+        assert!(Sym::lookup("conv-free-claim").is_some());
+        drop(node);
+        assert_eq!(Sym::lookup("conv-free-claim"), None);
+        assert_eq!(Sym::lookup("conv-free-node-name"), None);
     }
 
     #[test]

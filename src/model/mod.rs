@@ -12,7 +12,7 @@ mod resources;
 pub mod spark;
 
 pub use convert::{node_from_k8s, pod_from_k8s, ConvertError, PriorityResolver};
-pub use intern::{Sym, SymHash};
+pub use intern::{Interned, Sym, SymHash};
 pub use labels::{LabelSelector, Labels, Requirement, SelectorOp};
 pub use node::{Node, Taint, TaintEffect};
 pub use pod::{

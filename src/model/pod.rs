@@ -1,6 +1,8 @@
 //! Pods as the scheduler sees them: requests, placement constraints, identity.
 
-use super::{LabelSelector, Labels, PodAffinity, Requirement, Resources, Sym, TaintEffect};
+use super::{
+    Interned, LabelSelector, Labels, PodAffinity, Requirement, Resources, Sym, TaintEffect,
+};
 use crate::model::spark::SparkIdentity;
 use serde::Serialize;
 use std::fmt;
@@ -220,6 +222,10 @@ pub struct Pod {
     pub pod_affinity: Option<Box<PodAffinity>>,
     pub host_ports: Vec<HostPort>,
     pub owner: Option<OwnerRef>,
+    /// Keeps the pod's per-object strings (label and selector values, its
+    /// application, node names) interned while the pod lives (`model::intern`).
+    #[serde(skip)]
+    pub interned: Interned,
 }
 
 impl Pod {
@@ -258,6 +264,7 @@ impl Pod {
             created_ms: 0,
             started_ms: None,
             spark: None,
+            interned: Interned::default(),
         }
     }
 

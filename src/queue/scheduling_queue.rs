@@ -392,6 +392,12 @@ impl SchedulingQueue {
         self.len() == 0
     }
 
+    /// Entries held, deleted in-flight pods included: what the queue's memory
+    /// follows (`len` counts only the pods it still tracks).
+    pub fn retained(&self) -> usize {
+        self.queued.len() + self.in_flight.len()
+    }
+
     /// Pods popped whose cycle hasn't ended (not counting ones deleted meanwhile).
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.values().filter(|f| !f.deleted).count()

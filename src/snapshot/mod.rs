@@ -384,11 +384,12 @@ impl Snapshot {
         let Some(id) = self.by_key.get(key).copied() else {
             // It may be waiting for its node.
             let mut found = false;
-            for pods in self.orphans.values_mut() {
+            self.orphans.retain(|_, pods| {
                 let before = pods.len();
                 pods.retain(|p| &p.key != key);
                 found |= pods.len() != before;
-            }
+                !pods.is_empty()
+            });
             return found;
         };
         self.generation += 1;
@@ -473,6 +474,9 @@ impl Snapshot {
         }
         if let Some(set) = self.namespace_index.get_mut(&ns) {
             set.remove(&id);
+            if set.is_empty() {
+                self.namespace_index.remove(&ns);
+            }
         }
         if entry.pod.pod_affinity.is_some() {
             self.with_pod_affinity.remove(&id);
@@ -544,7 +548,7 @@ impl Snapshot {
         self.namespace_index.get(&namespace)
     }
 
-    /// Every namespace a pod has been placed in (some may hold no pod now).
+    /// Every namespace a placed pod is in.
     pub fn namespaces(&self) -> impl Iterator<Item = Sym> + '_ {
         self.namespace_index.keys().copied()
     }
@@ -643,6 +647,38 @@ impl Snapshot {
     pub fn pdbs(&self) -> &[Pdb] {
         &self.pdbs
     }
+
+    /// How many entries each per-pod structure holds: with no pod placed,
+    /// nominated or waiting for its node, every count is 0 (memory follows the
+    /// pods alive, not the pods ever seen).
+    pub fn retained(&self) -> Retained {
+        Retained {
+            pods: self.by_key.len(),
+            label_index: self.label_index.len(),
+            namespace_index: self.namespace_index.len(),
+            with_pod_affinity: self.with_pod_affinity.len(),
+            apps: self.apps.len(),
+            app_tallies: self.app_tallies.len(),
+            orphans: self.orphans.len(),
+            nominated: self.nominated.len(),
+            nominated_on: self.nominated_on.iter().map(Vec::len).sum(),
+        }
+    }
+}
+
+/// Entry counts of the snapshot's per-pod structures ([`Snapshot::retained`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub pods: usize,
+    pub label_index: usize,
+    pub namespace_index: usize,
+    pub with_pod_affinity: usize,
+    pub apps: usize,
+    pub app_tallies: usize,
+    /// Node names with bound pods waiting for their node.
+    pub orphans: usize,
+    pub nominated: usize,
+    pub nominated_on: usize,
 }
 
 #[cfg(test)]

@@ -583,6 +583,9 @@ impl DenseIds {
     /// The id of `value`, assigning the next one on first sight.
     fn id(&mut self, value: Option<Sym>) -> u32 {
         let Some(v) = value else { return 0 };
+        // Kept for good here, so the string must be too (a zone is a node's
+        // label value, interned only while a node carries it).
+        v.as_str();
         let next = self.values.len() as u32 + 1;
         let id = *self.ids.entry(v).or_insert(next);
         if id == next {
