@@ -59,3 +59,17 @@ fn simulation_prices_are_validated() {
     let c = Config::parse("simulation: {pricePerVcpuHour: {spot: 0.01}}\n", "c.yaml").unwrap();
     assert_eq!(c.simulation.price_per_vcpu_hour.get("spot"), Some(&0.01));
 }
+
+#[test]
+fn readme_states_the_api_load_defaults() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let c = Config::default();
+    let stated = format!(
+        "Defaults: `bind.concurrency: {}`, `client.qps: {}`, `client.burst: {}`.",
+        c.bind.concurrency, c.client.qps, c.client.burst
+    );
+    // README lines are wrapped: compare with line breaks as spaces.
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&stated), "README.md does not say {stated:?}");
+}

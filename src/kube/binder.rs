@@ -44,6 +44,7 @@ pub(crate) async fn bind(
     permit: OwnedSemaphorePermit,
 ) {
     let pod = qp.pod.clone();
+    ::metrics::gauge!(metrics::BINDINGS_IN_FLIGHT).increment(1.0);
     // An earlier failure's status patch must not land on top of this binding.
     reporter::status_patches_settled(&shared, &pod.key).await;
     let outcome = if shared.is_leader() {
@@ -73,10 +74,13 @@ pub(crate) async fn bind(
                 &pp,
                 &binding,
             );
-            match tokio::time::timeout(BIND_TIMEOUT, call).await {
+            let sent = std::time::Instant::now();
+            let outcome = match tokio::time::timeout(BIND_TIMEOUT, call).await {
                 Ok(r) => classify(r),
                 Err(_) => BindOutcome::Retry("timed out".into()),
-            }
+            };
+            ::metrics::histogram!(metrics::BINDING_DURATION).record(sent.elapsed().as_secs_f64());
+            outcome
         } else {
             BindOutcome::Retry("lost leadership".into())
         }
@@ -103,6 +107,7 @@ pub(crate) async fn bind(
         st.queue.now_ms()
     };
     drop(permit);
+    ::metrics::gauge!(metrics::BINDINGS_IN_FLIGHT).decrement(1.0);
     shared.wake.notify_one();
     match outcome {
         BindOutcome::Bound => {
@@ -129,7 +134,7 @@ pub(crate) async fn bind(
             ::metrics::histogram!(metrics::E2E_DURATION)
                 .record(now.saturating_sub(qp.first_enqueued_ms) as f64 / 1000.0);
             tracing::info!(pod = %pod.key, %node, attempts = qp.attempts, "bound");
-            reporter::scheduled(&shared, &pod, &node).await;
+            reporter::scheduled(&shared, &pod, &node);
         }
         BindOutcome::Drop(why) => {
             tracing::info!(pod = %pod.key, %node, %why, "binding refused; dropping the pod from the queue");
