@@ -40,6 +40,9 @@ enum FaultAction {
     /// Answer as API Priority and Fairness rejects a request: 429 `TooManyRequests`
     /// with `Retry-After: N` and `details.retryAfterSeconds: N`.
     Throttle(u32),
+    /// Serve (and commit) normally, then answer with a Status of this code: a write
+    /// whose answer was lost.
+    ServeThenFail(u16),
 }
 
 struct Fault {
@@ -127,6 +130,21 @@ impl Shared {
             method,
             path_substring,
             FaultAction::Throttle(retry_after_secs),
+            count,
+        );
+    }
+
+    pub fn serve_then_fail_next(
+        &self,
+        method: &str,
+        path_substring: &str,
+        status: u16,
+        count: usize,
+    ) {
+        self.add_fault(
+            method,
+            path_substring,
+            FaultAction::ServeThenFail(status),
             count,
         );
     }
@@ -228,6 +246,11 @@ pub async fn handle(
             (code, error_response(&err))
         }
         Some(FaultAction::Throttle(secs)) => (429, throttled_response(secs)),
+        Some(FaultAction::ServeThenFail(code)) => {
+            let _ = dispatch(&shared, &method, &uri, &headers, &body);
+            let err = ApiError::injected(code);
+            (code, error_response(&err))
+        }
         _ => match dispatch(&shared, &method, &uri, &headers, &body) {
             Ok(Reply::Json(code, value)) => (code, json_response(code, &value)),
             Ok(Reply::Watch(response)) => (200, response),
