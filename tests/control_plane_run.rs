@@ -409,7 +409,7 @@ async fn an_apiserver_restart_is_logged_in_a_few_lines() {
     create_pods(&client, pods, 32).await;
     let mut run = spark_fleet(
         &cp,
-        "metrics: {address: \"127.0.0.1:0\"}\nclient: {qps: 100, burst: 100}\n",
+        "metrics: {address: \"127.0.0.1:0\"}\nclient: {qps: 100, burst: 100}\nbind: {concurrency: 16}\n",
         "restart.log",
     );
     run.spawn().unwrap();
@@ -454,7 +454,7 @@ async fn an_apiserver_restart_is_logged_in_a_few_lines() {
         "a watch failure logged at every retry"
     );
     assert!(count("watch works again") >= 1);
-    // At most one line per binding slot (16) caught by the kill, and per lease call.
+    // At most one line per binding slot (16 here) caught by the kill, and per lease call.
     assert!(count("binding failed") <= 16, "{}", count("binding failed"));
     assert!(lines.len() <= 60, "{} lines", lines.len());
     assert!(over_committed(&client).await.is_empty());

@@ -389,30 +389,34 @@ impl Default for QueueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct BindConfig {
-    /// Bindings in flight at once.
+    /// Bindings in flight at once: what bounds our share of the API server's
+    /// concurrency (and so the load we put on it), whatever `client.qps` allows.
     pub concurrency: usize,
 }
 
 impl Default for BindConfig {
     fn default() -> Self {
-        BindConfig { concurrency: 16 }
+        BindConfig { concurrency: 64 }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ClientConfig {
-    /// Sustained API requests per second (upstream kube-scheduler's default is 50).
+    /// Sustained API requests per second, a ceiling against runaway request loops
+    /// (kube-scheduler's default, 50, would cap binding at 50 pods/s). The API server
+    /// protects itself with API Priority and Fairness; our in-flight requests are
+    /// bounded by `bind.concurrency` (see `config/spark-fleet.yaml`).
     pub qps: f64,
-    /// Requests allowed above `qps` in a burst (upstream default 100).
+    /// Requests allowed above `qps` in a burst.
     pub burst: u32,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
-            qps: 50.0,
-            burst: 100,
+            qps: 2000.0,
+            burst: 2000,
         }
     }
 }

@@ -61,6 +61,20 @@ fn simulation_prices_are_validated() {
 }
 
 #[test]
+fn readme_states_the_api_load_defaults() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let c = Config::default();
+    let stated = format!(
+        "Defaults: `bind.concurrency: {}`, `client.qps: {}`, `client.burst: {}`.",
+        c.bind.concurrency, c.client.qps, c.client.burst
+    );
+    // README lines are wrapped: compare with line breaks as spaces.
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&stated), "README.md does not say {stated:?}");
+}
+
+#[test]
 fn admission_provider_and_weight_are_validated() {
     let c = Config::parse("admission: {provider: gke, preferredWeight: 7}\n", "c.yaml").unwrap();
     assert_eq!(c.admission.provider, crate::admission::Provider::Gke);

@@ -130,10 +130,13 @@ async fn send(shared: &Shared, key: &PodKey, uid: &str, node: &str) -> BindOutco
     };
     let pp = PostParams::default();
     let call = api.create_subresource::<_, serde_json::Value>("binding", &key.name, &pp, &binding);
-    match tokio::time::timeout(BIND_TIMEOUT, call).await {
+    let sent = std::time::Instant::now();
+    let outcome = match tokio::time::timeout(BIND_TIMEOUT, call).await {
         Ok(r) => classify(r),
         Err(_) => BindOutcome::NoAnswer("no answer in time".into()),
-    }
+    };
+    ::metrics::histogram!(metrics::BINDING_DURATION).record(sent.elapsed().as_secs_f64());
+    outcome
 }
 
 /// How the binding task ended.
@@ -161,6 +164,7 @@ pub(crate) async fn bind(
 ) {
     let pod = qp.pod.clone();
     let key = pod.key.clone();
+    ::metrics::gauge!(metrics::BINDINGS_IN_FLIGHT).increment(1.0);
     // An earlier failure's status patch must not land on top of this binding.
     reporter::status_patches_settled(&shared, &key).await;
     let mut permit = Some(permit);
@@ -247,6 +251,7 @@ pub(crate) async fn bind(
     };
     let now = settle(&shared, &qp, &end);
     drop(permit);
+    ::metrics::gauge!(metrics::BINDINGS_IN_FLIGHT).decrement(1.0);
     shared.wake.notify_one();
     match end {
         End::Bound { node } => {
@@ -273,7 +278,7 @@ pub(crate) async fn bind(
             ::metrics::histogram!(metrics::E2E_DURATION)
                 .record(now.saturating_sub(qp.first_enqueued_ms) as f64 / 1000.0);
             tracing::debug!(pod = %key, %node, attempts = qp.attempts, "bound");
-            reporter::scheduled(&shared, &pod, &node).await;
+            reporter::scheduled(&shared, &pod, &node);
         }
         End::BoundElsewhere { node } => {
             tracing::info!(pod = %key, %node, "pod already bound; leaving it where it is");

@@ -15,11 +15,24 @@ pub const PREEMPTION_VICTIMS: &str = "spark_fleet_preemption_victims_total";
 pub const CAPACITY_FALLBACKS: &str = "spark_fleet_capacity_fallbacks_total";
 pub const CAPACITY_MIX_DEVIATION: &str = "spark_fleet_app_capacity_mix_deviation";
 pub const LEADER: &str = "spark_fleet_leader";
+pub const EVENTS_DROPPED: &str = "spark_fleet_events_dropped_total";
+/// One binding request, sent to answered (retries of 429/503/504 by the client included).
+pub const BINDING_DURATION: &str = "spark_fleet_binding_duration_seconds";
+pub const BINDINGS_IN_FLIGHT: &str = "spark_fleet_bindings_in_flight";
+/// Time a request waited for a token of the client rate limit, by client (`main`:
+/// bindings, status patches, deletions; `events`; `lease`), as client-go's
+/// `rest_client_rate_limiter_duration_seconds`.
+pub const RATE_LIMITER_WAIT: &str = "spark_fleet_client_rate_limiter_wait_seconds";
 
 /// Upstream's scheduling-duration buckets (1 ms doubling to ~16 s).
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
     8.192, 16.384,
+];
+/// Rate-limiter waits: none at all is the common case.
+const WAIT_BUCKETS: &[f64] = &[
+    0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192,
 ];
 /// Admission reviews: 100 µs doubling to ~0.8 s (the webhook's timeout is 2 s).
 const ADMISSION_BUCKETS: &[f64] = &[
@@ -41,6 +54,15 @@ pub fn handle() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Full(ALGORITHM_DURATION.into()), DURATION_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(E2E_DURATION.into()), E2E_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(BINDING_DURATION.into()),
+                        DURATION_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(RATE_LIMITER_WAIT.into()), WAIT_BUCKETS)
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
@@ -102,6 +124,8 @@ pub fn describe() {
     metrics::counter!(CAPACITY_FALLBACKS).increment(0);
     metrics::gauge!(CAPACITY_MIX_DEVIATION).set(0.0);
     metrics::gauge!(LEADER).set(0.0);
+    metrics::counter!(EVENTS_DROPPED).increment(0);
+    metrics::gauge!(BINDINGS_IN_FLIGHT).set(0.0);
     metrics::counter!(BINDS, "role" => "none", "capacity_type" => "on-demand").increment(0);
     metrics::counter!(PREEMPTION_VICTIMS, "role" => "none").increment(0);
 }

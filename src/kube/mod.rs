@@ -6,12 +6,17 @@
 //! bounded concurrency. Outcomes are reported as upstream kube-scheduler does
 //! (PodScheduled condition, events, nominatedNodeName, preemption of victims).
 //!
+//! - **Load on the API server**: at most `bind.concurrency` bindings (default 64),
+//!   [`reporter::REPORTS_IN_FLIGHT`] status patches or deletions and one event are in
+//!   flight at once. Events wait in a bounded queue for one sender, as upstream's
+//!   broadcaster: during a burst they trail the bindings instead of halving their rate.
 //! - **Client rate limit**: every request we make (bindings, status patches,
 //!   deletions, lease reads and writes) first takes a token from a
-//!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (upstream defaults
-//!   50 / 100); events and lease requests each take theirs from a bucket of their own
-//!   of the same size, as upstream's separate event and leader-election clients.
-//!   Watches are long-running and not limited.
+//!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (default 2,000 /
+//!   2,000, a ceiling: see `config/spark-fleet.yaml` for why that is safe); events and
+//!   lease requests each take theirs from a bucket of their own of the same size, as
+//!   upstream's separate event and leader-election clients. Watches are long-running
+//!   and not limited.
 //! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
 //! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
@@ -61,6 +66,8 @@ pub const CONTROLLER: &str = "spark-fleet";
 
 /// In-flight bindings get this long to finish at shutdown.
 const SHUTDOWN_BIND_WAIT: Duration = Duration::from_secs(10);
+/// Queued events get this long to be recorded at shutdown, after the bindings.
+const SHUTDOWN_EVENT_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum KubeError {
@@ -154,6 +161,11 @@ async fn client_for(kubeconfig: Option<PathBuf>) -> Result<Client, KubeError> {
         }
         None => kube::Config::incluster().map_err(|e| KubeError::InCluster(e.to_string()))?,
     };
+    // The client sends a request answered 429, 503 or 504 again, after the answer's
+    // Retry-After if it gives one (else with exponential backoff), up to 15 times: what
+    // API Priority and Fairness asks of a client it sheds (tests/api_requests.rs).
+    let mut config = config;
+    config.default_retry = true;
     Ok(Client::try_from(config)?)
 }
 
@@ -171,6 +183,8 @@ pub(crate) struct Shared {
     /// leader-election client: a backlog of reports must not delay a renewal past the
     /// renew deadline (the leader would keep binding while its lease runs out).
     pub lease_limiter: RateLimiter,
+    /// Events wait here for the one sender (`reporter::EventQueue`).
+    pub events: reporter::EventQueue,
     pub identity: String,
     pub state: Mutex<State>,
     /// Something changed that may let the loop pop a pod.
@@ -184,6 +198,8 @@ pub(crate) struct Shared {
     /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
     pub synced: [AtomicBool; 4],
     pub bind_slots: Arc<Semaphore>,
+    /// Status patches and deletions in flight (`reporter::REPORTS_IN_FLIGHT`).
+    pub report_slots: Semaphore,
     pub bind_concurrency: usize,
     pub binds: AtomicU64,
     /// Scheduling attempts that found no node (for the progress line).
@@ -336,13 +352,19 @@ impl Scheduler {
         metrics::describe();
         let bind_concurrency = config.bind.concurrency.max(1);
         let leader_election = config.leader_election.enabled;
+        let (events, queued_events) = reporter::EventQueue::new();
         let shared = Arc::new(Shared {
-            limiter: RateLimiter::new(config.client.qps, config.client.burst),
-            event_limiter: RateLimiter::new(config.client.qps, config.client.burst),
-            lease_limiter: RateLimiter::new(config.client.qps, config.client.burst),
+            limiter: RateLimiter::for_client("main", config.client.qps, config.client.burst),
+            event_limiter: RateLimiter::for_client(
+                "events",
+                config.client.qps,
+                config.client.burst,
+            ),
+            lease_limiter: RateLimiter::for_client("lease", config.client.qps, config.client.burst),
             partition,
             profile,
             client,
+            events,
             identity,
             state: Mutex::new(State {
                 snap: Snapshot::new(config.capacity_types.clone()),
@@ -363,6 +385,7 @@ impl Scheduler {
             failure: tokio_watch::Sender::new(None),
             synced: Default::default(),
             bind_slots: Arc::new(Semaphore::new(bind_concurrency)),
+            report_slots: Semaphore::new(reporter::REPORTS_IN_FLIGHT),
             bind_concurrency,
             binds: AtomicU64::new(0),
             unschedulable: AtomicU64::new(0),
@@ -388,6 +411,10 @@ impl Scheduler {
             shared.set_leader(true);
             None
         };
+        tasks.push(tokio::spawn(reporter::send_events(
+            shared.clone(),
+            queued_events,
+        )));
         tasks.push(tokio::spawn(scheduling_loop(shared.clone())));
         tasks.push(tokio::spawn(progress(shared.clone())));
         Ok(Scheduler {
@@ -476,6 +503,9 @@ impl Scheduler {
         {
             Ok(_) => tracing::info!("in-flight bindings finished"),
             Err(_) => tracing::warn!("in-flight bindings did not finish in time"),
+        }
+        if !self.shared.events.drained(SHUTDOWN_EVENT_WAIT).await {
+            tracing::warn!("queued events not all recorded before shutdown");
         }
         if let Some((task, settings)) = self.lease.take() {
             let _ = task.await;
@@ -681,12 +711,7 @@ fn cycle(
                 st.snap.clear_nomination(&pod.key);
                 if let Some(fb) = fallback {
                     ::metrics::counter!(metrics::CAPACITY_FALLBACKS).increment(1);
-                    tokio::spawn(reporter::capacity_fallback_event(
-                        shared.clone(),
-                        pod.clone(),
-                        node.clone(),
-                        fb,
-                    ));
+                    reporter::capacity_fallback_event(shared, &pod, &node, fb);
                 }
                 return Outcome::Bind { qp, node, permit };
             }

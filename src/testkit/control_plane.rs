@@ -840,6 +840,20 @@ impl ControlPlane {
         qps: f32,
         burst: i32,
     ) -> Result<(), ControlPlaneError> {
+        let admin = self.kubeconfig.clone();
+        self.start_kube_scheduler_as(&admin, qps, burst).await
+    }
+
+    /// As [`start_kube_scheduler`](Self::start_kube_scheduler), its API client
+    /// authenticated by `kubeconfig` (e.g. a ServiceAccount's, from
+    /// [`kubeconfig_for`](Self::kubeconfig_for)); its own serving still checks callers
+    /// as the admin.
+    pub async fn start_kube_scheduler_as(
+        &mut self,
+        kubeconfig: &Path,
+        qps: f32,
+        burst: i32,
+    ) -> Result<(), ControlPlaneError> {
         let program = self.assets.join("kube-scheduler");
         if !program.is_file() {
             return Err(ControlPlaneError::Unavailable(format!(
@@ -854,7 +868,7 @@ impl ControlPlane {
                 "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
                  clientConnection:\n  kubeconfig: {}\n  qps: {qps}\n  burst: {burst}\n\
                  leaderElection:\n  leaderElect: false\n",
-                self.kubeconfig.display()
+                kubeconfig.display()
             ),
         )?;
         let port = free_port()?;

@@ -298,6 +298,20 @@ impl TestApiServer {
             .fail_next(method, path_substring, status_code, count);
     }
 
+    /// The next `count` matching requests (as for `fail_next`) are answered as API Priority
+    /// and Fairness rejects a request: `429 TooManyRequests` with `Retry-After:
+    /// retry_after_secs` (header and `details.retryAfterSeconds`).
+    pub fn throttle_next(
+        &self,
+        method: &str,
+        path_substring: &str,
+        retry_after_secs: u32,
+        count: usize,
+    ) {
+        self.shared
+            .throttle_next(method, path_substring, retry_after_secs, count);
+    }
+
     /// The next `count` matching requests (as for `fail_next`) are served (and
     /// committed) normally, then answered with `status_code`: a write whose answer was
     /// lost (a real server's is when it dies mid-request; it cannot be timed in a test).
