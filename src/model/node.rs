@@ -44,6 +44,8 @@ pub struct Node {
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub allocatable: Resources,
+    /// `status.images`, for ImageLocality.
+    pub images: super::NodeImages,
 }
 
 impl Node {
@@ -56,6 +58,7 @@ impl Node {
             taints: Vec::new(),
             unschedulable: false,
             allocatable,
+            images: Default::default(),
         }
     }
 }

@@ -1,8 +1,13 @@
 //! The cluster snapshot: nodes, bound and assumed pods, and the indices the
 //! plugins query. Every update is incremental and independent of cluster size.
 
+mod images;
 pub mod label_columns;
 mod node_table;
+mod storage;
+
+pub use images::{ImageIndex, ImageState};
+pub use storage::{Change, ClaimKey, PodVolumes, Reservation, Storage};
 
 pub use node_table::{
     clamp_i64, DenseIds, ExactUsage, NodeIdx, NodeTable, FREE_FLOOR, SMALL_QUOTIENT_LIMIT,
@@ -229,6 +234,10 @@ pub struct Snapshot {
     nominated_on: Vec<Vec<PodKey>>,
     /// PodDisruptionBudgets, for preemption.
     pdbs: Vec<Pdb>,
+    /// Claims, volumes and the other storage objects, with VolumeBinding's assumptions.
+    storage: Storage,
+    /// Which nodes hold which images.
+    images: ImageIndex,
     generation: u64,
 }
 
@@ -261,14 +270,29 @@ impl Snapshot {
         let ty = self.capacity_rules.classify(&node.labels);
         if let Some(idx) = self.nodes.get(node.name) {
             let old_ty = self.nodes.capacity_type[idx as usize];
+            let old_images = std::mem::take(&mut self.nodes.node[idx as usize].images);
+            let images_changed = old_images != node.images;
+            if images_changed {
+                self.images.replace(idx, &old_images, &node.images);
+            }
             self.nodes.update(idx, node, ty);
             if old_ty != ty {
                 self.retype_node_executors(idx, old_ty, ty);
             }
+            if images_changed {
+                self.touch_nodes_with_images();
+            }
             return idx;
         }
         let name = node.name;
+        let has_images = !node.images.is_empty();
         let idx = self.nodes.insert(node, ty);
+        if has_images {
+            let images = self.nodes.node[idx as usize].images.clone();
+            self.images.replace(idx, &Default::default(), &images);
+        }
+        // One more node: every image is held by a smaller share of them.
+        self.touch_nodes_with_images();
         let u = idx as usize;
         if self.node_pods.len() <= u {
             self.node_pods.resize_with(u + 1, Vec::new);
@@ -299,8 +323,27 @@ impl Snapshot {
         for key in std::mem::take(&mut self.nominated_on[idx as usize]) {
             self.nominated.remove(&key);
         }
+        let images = std::mem::take(&mut self.nodes.node[idx as usize].images);
+        self.images.replace(idx, &images, &Default::default());
         self.nodes.remove(idx);
+        self.touch_nodes_with_images();
         true
+    }
+
+    /// ImageLocality scores a node by its images' sizes scaled by the share of
+    /// nodes holding them: when shares move (a node comes, goes or changes its
+    /// images), every node holding an image gets a fresh stamp, so scores kept
+    /// per stamp are worked out again. Nothing to do in clusters whose nodes
+    /// report no images.
+    fn touch_nodes_with_images(&mut self) {
+        if self.images.nodes_with_images() == 0 {
+            return;
+        }
+        for i in 0..self.nodes.slots() {
+            if self.nodes.live[i] && !self.nodes.node[i].images.is_empty() {
+                self.nodes.touch(i as NodeIdx);
+            }
+        }
     }
 
     fn retype_node_executors(&mut self, idx: NodeIdx, old: Sym, new: Sym) {
@@ -351,8 +394,12 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Undoes `assume` (binding failed). A pod confirmed by the API meanwhile stays.
+    /// Undoes `assume` (binding failed), and releases what VolumeBinding's
+    /// Reserve assumed for the pod. A pod confirmed by the API meanwhile stays.
     pub fn forget(&mut self, key: &PodKey) -> bool {
+        if self.storage.release(key) {
+            self.generation += 1;
+        }
         match self
             .by_key
             .get(key)
@@ -412,6 +459,9 @@ impl Snapshot {
             self.label_index.entry((ns, k, v)).or_default().insert(id);
         }
         self.namespace_index.entry(ns).or_default().insert(id);
+        if !entry.pod.volumes.is_empty() {
+            self.storage.count_users(ns, &entry.pod.volumes, 1);
+        }
         if let Some(a) = entry.pod.pod_affinity.as_deref() {
             self.with_pod_affinity.insert(id);
             if !a.required_anti_affinity.is_empty() {
@@ -457,6 +507,9 @@ impl Snapshot {
         }
         if let Some(set) = self.namespace_index.get_mut(&ns) {
             set.remove(&id);
+        }
+        if !entry.pod.volumes.is_empty() {
+            self.storage.count_users(ns, &entry.pod.volumes, -1);
         }
         if entry.pod.pod_affinity.is_some() {
             self.with_pod_affinity.remove(&id);
@@ -626,6 +679,22 @@ impl Snapshot {
 
     pub fn pdbs(&self) -> &[Pdb] {
         &self.pdbs
+    }
+
+    // ---- storage and images ---------------------------------------------------
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The storage objects, to change (watchers, the simulator, VolumeBinding's Reserve).
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        self.generation += 1;
+        &mut self.storage
+    }
+
+    pub fn images(&self) -> &ImageIndex {
+        &self.images
     }
 }
 
