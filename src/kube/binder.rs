@@ -1,6 +1,9 @@
 //! Binding through the Pod's `binding` subresource, one task per pod, at most
 //! `bind.concurrency` at once (the caller holds a semaphore permit for us).
+//! A pod whose volumes Reserve assumed goes through PreBind first
+//! (`prebind`), which holds no bind slot while it waits for the volumes.
 
+use super::prebind::{self, VolumeBinding};
 use super::{metrics, reporter, Shared};
 use crate::queue::QueuedPod;
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod as K8sPod};
@@ -46,6 +49,41 @@ pub(crate) async fn bind(
     let pod = qp.pod.clone();
     // An earlier failure's status patch must not land on top of this binding.
     reporter::status_patches_settled(&shared, &pod.key).await;
+    let has_volumes = shared.lock().snap.storage().reservation(&pod.key).is_some();
+    let permit = if has_volumes {
+        // Provisioning takes seconds to minutes: the slot goes to other
+        // bindings meanwhile, and is taken again for this one's binding.
+        drop(permit);
+        match prebind::bind_volumes(&shared, &pod, &node).await {
+            VolumeBinding::Done => {}
+            VolumeBinding::Failed(why) => {
+                volumes_failed(&shared, qp, &node, why).await;
+                return;
+            }
+            VolumeBinding::Abandoned(why) => {
+                {
+                    let mut st = shared.lock();
+                    st.snap.forget(&pod.key);
+                    let _ = st.queue.requeue_backoff(qp);
+                }
+                shared.wake.notify_one();
+                tracing::info!(pod = %pod.key, %node, %why, "volume binding abandoned; retrying");
+                return;
+            }
+        }
+        match shared.bind_slots.clone().acquire_owned().await {
+            Ok(p) => p,
+            // The semaphore is never closed; give the pod back if it were.
+            Err(_) => {
+                let mut st = shared.lock();
+                st.snap.forget(&pod.key);
+                let _ = st.queue.requeue_backoff(qp);
+                return;
+            }
+        }
+    } else {
+        permit
+    };
     let outcome = if shared.is_leader() {
         shared.limiter.acquire().await;
         // Leadership may have gone while we waited for a token.
@@ -89,6 +127,9 @@ pub(crate) async fn bind(
             BindOutcome::Bound => {
                 st.queue.done(&pod.key);
                 st.reported.remove(&pod.key);
+                if has_volumes {
+                    st.snap.storage_mut().complete(&pod.key);
+                }
             }
             BindOutcome::Drop(_) => {
                 // The watch brings the real placement (or the deletion).
@@ -138,6 +179,43 @@ pub(crate) async fn bind(
             ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
             tracing::warn!(pod = %pod.key, %node, %why, "binding failed; retrying with backoff");
         }
+    }
+}
+
+/// PreBind failed: the volume assumptions go, the pod is retried with
+/// backoff and reported as upstream reports a PreBind error
+/// (`PodScheduled=False`, reason `SchedulerError`, and `FailedScheduling`).
+async fn volumes_failed(shared: &Arc<Shared>, qp: QueuedPod, node: &str, why: String) {
+    let pod = qp.pod.clone();
+    let message = format!(
+        "running PreBind plugin {:?}: {why}",
+        crate::plugins::volume_binding::NAME
+    );
+    let (fresh, transition) = {
+        let mut st = shared.lock();
+        st.snap.forget(&pod.key);
+        let _ = st.queue.requeue_backoff(qp);
+        let fresh = st.reported.get(&pod.key) != Some(&message);
+        if fresh {
+            st.reported.insert(pod.key.clone(), message.clone());
+        }
+        (fresh, !st.scheduled_false.contains(&pod.key))
+    };
+    shared.wake.notify_one();
+    ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
+    tracing::warn!(pod = %pod.key, %node, %message, "volume binding failed; retrying with backoff");
+    if fresh {
+        let in_flight = reporter::StatusPatches::begin(shared, &pod.key);
+        reporter::unschedulable(
+            shared.clone(),
+            pod,
+            Some(message),
+            false,
+            transition,
+            reporter::SCHEDULER_ERROR,
+            in_flight,
+        )
+        .await;
     }
 }
 

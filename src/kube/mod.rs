@@ -27,6 +27,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod partition;
+mod prebind;
 pub mod rate_limit;
 mod reporter;
 mod watch;
@@ -158,8 +159,11 @@ pub(crate) struct Shared {
     pub status_patches_done: Notify,
     pub leader: tokio_watch::Sender<bool>,
     pub stop: tokio_watch::Sender<bool>,
-    /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
-    pub synced: [AtomicBool; 4],
+    /// Per watcher (nodes, pods, pdbs, priority classes, and the storage
+    /// kinds, `watch::WATCHERS`): listed once.
+    pub synced: [AtomicBool; watch::WATCHERS],
+    /// A claim or volume changed: volume bindings waiting in PreBind look again.
+    pub storage_changed: Notify,
     pub bind_slots: Arc<Semaphore>,
     pub bind_concurrency: usize,
     pub binds: AtomicU64,
@@ -312,6 +316,7 @@ impl Scheduler {
             leader: tokio_watch::Sender::new(false),
             stop: tokio_watch::Sender::new(false),
             synced: Default::default(),
+            storage_changed: Notify::new(),
             bind_slots: Arc::new(Semaphore::new(bind_concurrency)),
             bind_concurrency,
             binds: AtomicU64::new(0),
@@ -567,6 +572,8 @@ fn cycle(
                 return Outcome::Bind { qp, node, permit };
             }
             Err(e) => {
+                // What Reserve assumed for the pod's volumes goes with it.
+                st.snap.forget(&pod.key);
                 tracing::warn!(pod = %pod.key, error = %e, "assume failed; retrying");
                 ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
                 let _ = st.queue.requeue_backoff(qp);
