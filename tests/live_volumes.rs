@@ -10,149 +10,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
-use serde_json::{json, Value};
-use spark_fleet::config::{Config, PluginEntry, ProfileConfig};
+use spark_fleet::config::Config;
 use spark_fleet::kube::Scheduler;
 use support::apiserver::TestApiServer;
-use support::volume_controller::{self, SELECTED_NODE, ZONE};
+use support::volume_controller::{self, *};
 
 const STEP: Duration = Duration::from_secs(15);
-const EBS: &str = "ebs.csi.aws.com";
 
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(STEP, fut).await {
         Ok(v) => v,
         Err(_) => panic!("timed out: {what}"),
     }
-}
-
-/// The filters that decide here, the volume plugins among them, and a
-/// scorer that prefers `zone-a` (so a volume in zone-b must win against it).
-fn config() -> Config {
-    let mut c = Config::default();
-    let plugins = [
-        ("NodeUnschedulable", 0),
-        ("NodeName", 0),
-        ("NodeAffinity", 1),
-        ("NodeResourcesFit", 1),
-        ("VolumeRestrictions", 0),
-        ("NodeVolumeLimits", 0),
-        ("VolumeBinding", 0),
-        ("VolumeZone", 0),
-        ("DefaultPreemption", 0),
-    ];
-    c.profiles.push(ProfileConfig {
-        name: "live-volumes".into(),
-        plugins: plugins
-            .iter()
-            .map(|(n, w)| PluginEntry {
-                name: (*n).into(),
-                weight: *w,
-            })
-            .collect(),
-        plugin_args: Default::default(),
-        percentage_of_nodes_to_score: 0,
-    });
-    c.default_profile = "live-volumes".into();
-    c.leader_election.enabled = false;
-    c.metrics.address = "127.0.0.1:0".into();
-    c.queue.initial_backoff_seconds = 0.05;
-    c.queue.max_backoff_seconds = 0.2;
-    c.bind.concurrency = 4;
-    c
-}
-
-fn node(name: &str, zone: &str) -> Node {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": { "name": name, "labels": { ZONE: zone, "kubernetes.io/hostname": name } },
-        "status": { "allocatable": { "cpu": "16", "memory": "64Gi", "pods": "110" } },
-    }))
-    .unwrap()
-}
-
-/// An executor mounting `claims` (Spark's OnDemand claims are `<pod>-pvc-N`).
-fn executor(name: &str, claims: &[&str], preferred_zone: Option<&str>) -> Pod {
-    let volumes: Vec<Value> = claims
-        .iter()
-        .enumerate()
-        .map(|(i, c)| json!({"name": format!("spark-local-dir-{i}"), "persistentVolumeClaim": {"claimName": c}}))
-        .collect();
-    let mut spec = json!({
-        "schedulerName": "spark-fleet",
-        "containers": [{ "name": "spark-kubernetes-executor", "image": "spark:3.5",
-                         "resources": { "requests": { "cpu": "1", "memory": "4Gi" } } }],
-        "volumes": volumes,
-    });
-    if let Some(z) = preferred_zone {
-        spec["affinity"] = json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 100, "preference": {"matchExpressions": [{"key": ZONE, "operator": "In", "values": [z]}]}}
-        ]}});
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": { "name": name, "namespace": "spark",
-                      "labels": {"spark-role": "executor", "spark-app-selector": "app-1"} },
-        "spec": spec,
-    }))
-    .unwrap()
-}
-
-fn claim(name: &str, class: &str, volume: Option<&str>) -> PersistentVolumeClaim {
-    let mut c = json!({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": { "name": name, "namespace": "spark" },
-        "spec": { "storageClassName": class, "accessModes": ["ReadWriteOnce"],
-                  "resources": { "requests": { "storage": "100Gi" } } },
-    });
-    if let Some(v) = volume {
-        c["spec"]["volumeName"] = json!(v);
-        c["metadata"]["annotations"] = json!({"pv.kubernetes.io/bind-completed": "yes"});
-        c["status"] = json!({"phase": "Bound"});
-    }
-    serde_json::from_value(c).unwrap()
-}
-
-fn class(name: &str, provisioner: &str) -> StorageClass {
-    serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": { "name": name },
-        "provisioner": provisioner,
-        "volumeBindingMode": "WaitForFirstConsumer",
-    }))
-    .unwrap()
-}
-
-/// A volume in `zone`, bound to `claim` when given, else available.
-fn volume(name: &str, class: &str, zone: &str, claim: Option<&str>) -> PersistentVolume {
-    let mut v = json!({
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": { "name": name },
-        "spec": {
-            "capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
-            "storageClassName": class,
-            "csi": {"driver": EBS, "volumeHandle": format!("vol-{name}")},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": ZONE, "operator": "In", "values": [zone]}]}
-            ]}},
-        },
-        "status": {"phase": "Available"},
-    });
-    if let Some(c) = claim {
-        v["spec"]["claimRef"] = json!({"namespace": "spark", "name": c, "uid": format!("uid-{c}")});
-        v["status"]["phase"] = json!("Bound");
-    }
-    serde_json::from_value(v).unwrap()
-}
-
-fn csi_node(node: &str, count: i32) -> CSINode {
-    serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
-        "metadata": { "name": node },
-        "spec": {"drivers": [{"name": EBS, "nodeID": node, "allocatable": {"count": count}}]},
-    }))
-    .unwrap()
 }
 
 fn node_name(p: &Pod) -> Option<String> {
@@ -204,10 +73,10 @@ async fn started(server: &TestApiServer, c: Config) -> Scheduler {
 #[tokio::test]
 async fn on_demand_claim_created_after_its_pod_is_provisioned_where_the_pod_goes() {
     let server = TestApiServer::start().await;
-    server.create(&node("node-a", "zone-a")).unwrap();
-    server.create(&node("node-b", "zone-b")).unwrap();
+    server.create(&node_in_zone("node-a", "zone-a")).unwrap();
+    server.create(&node_in_zone("node-b", "zone-b")).unwrap();
     server.create(&class("gp3", EBS)).unwrap();
-    let s = started(&server, config()).await;
+    let s = started(&server, volume_config()).await;
     let (provisioner, counts) = volume_controller::spawn(server.client(), "spark", EBS, false);
     // Spark creates the executor first, its claim right after.
     server
@@ -252,10 +121,10 @@ async fn on_demand_claim_created_after_its_pod_is_provisioned_where_the_pod_goes
 #[tokio::test]
 async fn a_failed_provisioning_is_reported_and_tried_again() {
     let server = TestApiServer::start().await;
-    server.create(&node("node-a", "zone-a")).unwrap();
+    server.create(&node_in_zone("node-a", "zone-a")).unwrap();
     server.create(&class("gp3", EBS)).unwrap();
     server.create(&claim("exec-2-pvc-0", "gp3", None)).unwrap();
-    let s = started(&server, config()).await;
+    let s = started(&server, volume_config()).await;
     let (provisioner, counts) = volume_controller::spawn(server.client(), "spark", EBS, true);
     server
         .create(&executor("exec-2", &["exec-2-pvc-0"], None))
@@ -283,8 +152,8 @@ async fn a_failed_provisioning_is_reported_and_tried_again() {
 #[tokio::test]
 async fn a_static_volume_is_bound_to_the_claim_and_taken_once() {
     let server = TestApiServer::start().await;
-    server.create(&node("node-a", "zone-a")).unwrap();
-    server.create(&node("node-b", "zone-b")).unwrap();
+    server.create(&node_in_zone("node-a", "zone-a")).unwrap();
+    server.create(&node_in_zone("node-b", "zone-b")).unwrap();
     server
         .create(&class("local", "kubernetes.io/no-provisioner"))
         .unwrap();
@@ -293,7 +162,7 @@ async fn a_static_volume_is_bound_to_the_claim_and_taken_once() {
         .unwrap();
     server.create(&claim("c1", "local", None)).unwrap();
     server.create(&claim("c2", "local", None)).unwrap();
-    let s = started(&server, config()).await;
+    let s = started(&server, volume_config()).await;
     let (controller, counts) = volume_controller::spawn(server.client(), "spark", EBS, false);
     server
         .create(&executor("p1", &["c1"], Some("zone-a")))
@@ -335,14 +204,14 @@ async fn a_static_volume_is_bound_to_the_claim_and_taken_once() {
 async fn a_pod_whose_volume_is_in_zone_b_never_lands_in_zone_a() {
     let server = TestApiServer::start().await;
     for (n, z) in [("a-1", "zone-a"), ("a-2", "zone-a"), ("b-1", "zone-b")] {
-        server.create(&node(n, z)).unwrap();
+        server.create(&node_in_zone(n, z)).unwrap();
     }
     server.create(&class("gp3", EBS)).unwrap();
     server
         .create(&volume("pv-zb", "gp3", "zone-b", Some("data")))
         .unwrap();
     server.create(&claim("data", "gp3", Some("pv-zb"))).unwrap();
-    let s = started(&server, config()).await;
+    let s = started(&server, volume_config()).await;
     // It prefers zone-a with all its weight; the volume's zone decides.
     server
         .create(&executor("reuser", &["data"], Some("zone-a")))
@@ -374,8 +243,8 @@ async fn a_pod_whose_volume_is_in_zone_b_never_lands_in_zone_a() {
 #[tokio::test]
 async fn the_csi_attach_limit_holds() {
     let server = TestApiServer::start().await;
-    server.create(&node("full", "zone-a")).unwrap();
-    server.create(&node("roomy", "zone-a")).unwrap();
+    server.create(&node_in_zone("full", "zone-a")).unwrap();
+    server.create(&node_in_zone("roomy", "zone-a")).unwrap();
     server.create(&csi_node("full", 1)).unwrap();
     server.create(&csi_node("roomy", 1)).unwrap();
     server.create(&class("gp3", EBS)).unwrap();
@@ -390,7 +259,7 @@ async fn the_csi_attach_limit_holds() {
     let mut holder = executor("holder", &["held"], None);
     holder.spec.as_mut().unwrap().node_name = Some("full".into());
     server.create(&holder).unwrap();
-    let s = started(&server, config()).await;
+    let s = started(&server, volume_config()).await;
     server
         .create(&executor("newcomer", &["wanted"], None))
         .unwrap();

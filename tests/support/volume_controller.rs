@@ -12,9 +12,12 @@
 //! Included with `#[path]` by the live volume tests.
 #![allow(dead_code)]
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use serde_json::Value;
+use spark_fleet::config::{Config, PluginEntry, ProfileConfig};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +25,139 @@ use std::time::Duration;
 
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const ZONE: &str = "topology.kubernetes.io/zone";
+pub const EBS: &str = "ebs.csi.aws.com";
+
+// ---- objects -------------------------------------------------------------------
+
+/// The filters that decide here, the volume plugins among them, and a
+/// scorer that prefers `zone-a` (so a volume in zone-b must win against it).
+pub fn volume_config() -> Config {
+    let mut c = Config::default();
+    let plugins = [
+        ("NodeUnschedulable", 0),
+        ("NodeName", 0),
+        ("NodeAffinity", 1),
+        ("NodeResourcesFit", 1),
+        ("VolumeRestrictions", 0),
+        ("NodeVolumeLimits", 0),
+        ("VolumeBinding", 0),
+        ("VolumeZone", 0),
+        ("DefaultPreemption", 0),
+    ];
+    c.profiles.push(ProfileConfig {
+        name: "live-volumes".into(),
+        plugins: plugins
+            .iter()
+            .map(|(n, w)| PluginEntry {
+                name: (*n).into(),
+                weight: *w,
+            })
+            .collect(),
+        plugin_args: Default::default(),
+        percentage_of_nodes_to_score: 0,
+    });
+    c.default_profile = "live-volumes".into();
+    c.leader_election.enabled = false;
+    c.metrics.address = "127.0.0.1:0".into();
+    c.queue.initial_backoff_seconds = 0.05;
+    c.queue.max_backoff_seconds = 0.2;
+    c.bind.concurrency = 4;
+    c
+}
+
+pub fn node_in_zone(name: &str, zone: &str) -> Node {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": name, "labels": { ZONE: zone, "kubernetes.io/hostname": name } },
+        "status": { "allocatable": { "cpu": "16", "memory": "64Gi", "pods": "110" } },
+    }))
+    .unwrap()
+}
+
+/// An executor mounting `claims` (Spark's OnDemand claims are `<pod>-pvc-N`).
+pub fn executor(name: &str, claims: &[&str], preferred_zone: Option<&str>) -> Pod {
+    let volumes: Vec<Value> = claims
+        .iter()
+        .enumerate()
+        .map(|(i, c)| json!({"name": format!("spark-local-dir-{i}"), "persistentVolumeClaim": {"claimName": c}}))
+        .collect();
+    let mut spec = json!({
+        "schedulerName": "spark-fleet",
+        "containers": [{ "name": "spark-kubernetes-executor", "image": "spark:3.5",
+                         "resources": { "requests": { "cpu": "1", "memory": "4Gi" } } }],
+        "volumes": volumes,
+    });
+    if let Some(z) = preferred_zone {
+        spec["affinity"] = json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "preference": {"matchExpressions": [{"key": ZONE, "operator": "In", "values": [z]}]}}
+        ]}});
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "spark",
+                      "labels": {"spark-role": "executor", "spark-app-selector": "app-1"} },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+pub fn claim(name: &str, class: &str, volume: Option<&str>) -> PersistentVolumeClaim {
+    let mut c = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": { "name": name, "namespace": "spark" },
+        "spec": { "storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                  "resources": { "requests": { "storage": "100Gi" } } },
+    });
+    if let Some(v) = volume {
+        c["spec"]["volumeName"] = json!(v);
+        c["metadata"]["annotations"] = json!({"pv.kubernetes.io/bind-completed": "yes"});
+        c["status"] = json!({"phase": "Bound"});
+    }
+    serde_json::from_value(c).unwrap()
+}
+
+pub fn class(name: &str, provisioner: &str) -> StorageClass {
+    serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": { "name": name },
+        "provisioner": provisioner,
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }))
+    .unwrap()
+}
+
+/// A volume in `zone`, bound to `claim` when given, else available.
+pub fn volume(name: &str, class: &str, zone: &str, claim: Option<&str>) -> PersistentVolume {
+    let mut v = json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": { "name": name },
+        "spec": {
+            "capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "csi": {"driver": EBS, "volumeHandle": format!("vol-{name}")},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": ZONE, "operator": "In", "values": [zone]}]}
+            ]}},
+        },
+        "status": {"phase": "Available"},
+    });
+    if let Some(c) = claim {
+        v["spec"]["claimRef"] = json!({"namespace": "spark", "name": c, "uid": format!("uid-{c}")});
+        v["status"]["phase"] = json!("Bound");
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+pub fn csi_node(node: &str, count: i32) -> CSINode {
+    serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+        "metadata": { "name": node },
+        "spec": {"drivers": [{"name": EBS, "nodeID": node, "allocatable": {"count": count}}]},
+    }))
+    .unwrap()
+}
+
+// ---- the stand-in -----------------------------------------------------------------
 
 /// What the stand-in did, for the tests to check.
 #[derive(Default)]
