@@ -28,6 +28,8 @@ use tokio::time::Instant;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the claims are looked at without a watch event (upstream polls every second).
 const POLL: Duration = Duration::from_secs(1);
+/// Upstream's words when the pod was deleted while its volumes were bound.
+const POD_GONE: &str = "pod does not exist any more";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum VolumeBinding {
@@ -35,7 +37,8 @@ pub(crate) enum VolumeBinding {
     Done,
     /// The volumes could not be bound: retry the pod with backoff, and report why.
     Failed(String),
-    /// Leadership went or the scheduler stops: retry the pod without a report.
+    /// Leadership went, the scheduler stops or the pod was deleted: retry the
+    /// pod (if it still exists) without a report.
     Abandoned(String),
 }
 
@@ -162,6 +165,8 @@ async fn wait_bound(
         match check(shared, pod, node, r, written) {
             Ok(true) => return VolumeBinding::Done,
             Ok(false) => {}
+            // Nobody to tell: the queue forgets a deleted pod.
+            Err(why) if why.starts_with(POD_GONE) => return VolumeBinding::Abandoned(why),
             Err(why) => return VolumeBinding::Failed(format!("binding volumes: {why}")),
         }
         if !shared.is_leader() || shared.stopping() {
@@ -192,10 +197,7 @@ fn check(
 ) -> Result<bool, String> {
     let st = shared.lock();
     if st.pods.get(&pod.key) != Some(&pod.uid) {
-        return Err(format!(
-            "pod does not exist any more: pods {:?} not found",
-            pod.key.name
-        ));
+        return Err(format!("{POD_GONE}: pods {:?} not found", pod.key.name));
     }
     let nodes = st.snap.nodes();
     let Some(idx) = nodes.by_name(node) else {

@@ -394,6 +394,22 @@ impl Storage {
         true
     }
 
+    /// Puts back a reservation taken out with [`release`](Self::release)'s
+    /// caller holding a copy (a what-if cycle that must leave the pod's real
+    /// reservation as it was).
+    pub fn reinstate(&mut self, pod: &PodKey, r: Reservation) {
+        self.release(pod);
+        for (_, volume) in &r.static_bindings {
+            self.assumed_volumes
+                .insert(volume.name.clone(), volume.clone());
+        }
+        for claim in &r.provisions {
+            self.assumed_claims
+                .insert((claim.namespace, claim.name.clone()), claim.clone());
+        }
+        self.reservations.insert(pod.clone(), r);
+    }
+
     /// The pod's volumes are bound: its reservation is done. Its assumptions
     /// stay until the API reports the objects as they now are.
     pub fn complete(&mut self, pod: &PodKey) -> Option<Reservation> {
@@ -505,6 +521,31 @@ mod tests {
         assert!(s.release(&pod));
         assert!(s.volume("pv").unwrap().claim_ref.is_none());
         assert!(s.reservation(&pod).is_none());
+    }
+
+    #[test]
+    fn a_reinstated_reservation_is_the_one_taken_out() {
+        let mut s = Storage::default();
+        s.upsert_claim(claim("ns", "c", "5"));
+        s.upsert_volume(volume("pv", "7"));
+        let c = s.claim(Sym::new("ns"), "c").unwrap().clone();
+        let v = s.volume("pv").unwrap().clone();
+        let pod = PodKey::new("ns", "p");
+        let found = PodVolumes {
+            static_bindings: vec![(c.clone(), v)],
+            provisions: vec![c],
+        };
+        s.reserve(&pod, Sym::new("n1"), &found);
+        let kept = s.reservation(&pod).cloned().unwrap();
+        s.reserve(&pod, Sym::new("n2"), &PodVolumes::default());
+        assert!(s.volume("pv").unwrap().claim_ref.is_none());
+        s.reinstate(&pod, kept.clone());
+        assert_eq!(s.reservation(&pod), Some(&kept));
+        assert!(s.volume("pv").unwrap().claim_ref.is_some());
+        assert_eq!(
+            s.claim(Sym::new("ns"), "c").unwrap().selected_node,
+            Some(Sym::new("n1"))
+        );
     }
 
     #[test]
