@@ -45,6 +45,18 @@ struct PodClaims {
     bound: Vec<Arc<Claim>>,
     /// Unbound claims of `WaitForFirstConsumer` classes.
     delayed: Vec<Arc<Claim>>,
+    /// The volumes of the delayed claims' classes, listed once for every node
+    /// (upstream `unboundVolumesDelayBinding`).
+    volumes_by_class: Vec<(Sym, Vec<Arc<PersistentVolume>>)>,
+}
+
+impl PodClaims {
+    fn volumes_of(&self, class: Sym) -> &[Arc<PersistentVolume>] {
+        self.volumes_by_class
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
 }
 
 /// Why a node cannot take the pod's volumes, in upstream's order.
@@ -159,6 +171,12 @@ fn pod_claims(pod: &Pod, snap: &Snapshot) -> Result<Option<PodClaims>, Status> {
     if immediate {
         return Err(Status::unresolvable(NAME, ERR_UNBOUND_IMMEDIATE));
     }
+    for c in &claims.delayed {
+        if !claims.volumes_by_class.iter().any(|(k, _)| *k == c.class) {
+            let volumes = storage.volumes_of_class(c.class).cloned().collect();
+            claims.volumes_by_class.push((c.class, volumes));
+        }
+    }
     Ok(Some(claims))
 }
 
@@ -187,15 +205,15 @@ fn delay_binding(storage: &Storage, claim: &Claim) -> Result<bool, Status> {
 /// to the claim if there is one (none at all when its node affinity does not
 /// fit), else the smallest available volume of the claim's class that fits
 /// the claim and the node; `excluded` are volumes chosen for the pod's other claims.
-fn matching_volume<'s>(
-    storage: &'s Storage,
+fn matching_volume<'v>(
+    volumes: &'v [Arc<PersistentVolume>],
     claim: &Claim,
     labels: &Labels,
     node: Sym,
     excluded: &[&str],
-) -> Option<&'s Arc<PersistentVolume>> {
+) -> Option<&'v Arc<PersistentVolume>> {
     let mut best: Option<&Arc<PersistentVolume>> = None;
-    for v in storage.volumes_of_class(claim.class) {
+    for v in volumes {
         if excluded.contains(&v.name.as_str()) {
             continue;
         }
@@ -274,7 +292,8 @@ fn find_pod_volumes(
         let mut chosen: Vec<&str> = Vec::new();
         let mut all_matched = true;
         for claim in to_match {
-            match matching_volume(storage, claim, &n.labels, n.name, &chosen) {
+            let volumes = claims.volumes_of(claim.class);
+            match matching_volume(volumes, claim, &n.labels, n.name, &chosen) {
                 Some(v) => {
                     chosen.push(&v.name);
                     found.static_bindings.push((claim.clone(), v.clone()));
