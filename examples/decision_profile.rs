@@ -75,11 +75,12 @@ fn main() {
     }
     let claims = flag("--claims");
     if claims {
-        snap.storage_mut().upsert_class(spark_fleet::testkit::storage_class(
-            "gp3",
-            "ebs.csi.aws.com",
-            true,
-        ));
+        snap.storage_mut()
+            .upsert_class(spark_fleet::testkit::storage_class(
+                "gp3",
+                "ebs.csi.aws.com",
+                true,
+            ));
     }
     let executor = |name: &str, snap: &mut spark_fleet::snapshot::Snapshot| {
         let b = selector
@@ -91,7 +92,8 @@ fn main() {
         }
         let claim = format!("{name}-pvc-0");
         let c = spark_fleet::testkit::claim(&claim, "gp3").namespace("spark");
-        snap.storage_mut().upsert_claim(c.request(200 << 30).build());
+        snap.storage_mut()
+            .upsert_claim(c.request(200 << 30).build());
         b.claim(&claim)
     };
     let p = executor("exec-new", &mut snap).build();
@@ -138,6 +140,10 @@ fn main() {
                     }
                 } else {
                     std::hint::black_box(schedule(&profile, &p, &mut snap, opts).node);
+                    if claims {
+                        // Each decision as the first for its claim: none selected a node yet.
+                        snap.storage_mut().release(&p.key);
+                    }
                 }
             }
             *spent += start.elapsed().as_secs_f64();

@@ -5,7 +5,7 @@
 //! Cinder, Portworx) counts against its CSI driver; a claim not bound yet
 //! counts against its class's provisioner.
 
-use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, Status};
+use crate::framework::{retain_nodes, CycleState, FilterPlugin, Plugin, PreFilterPlugin, Status};
 use crate::model::{Claim, CsiNode, InTreePlugin, Pod, PodVolume, Sym, VolumeSource};
 use crate::snapshot::{NodeIdx, Snapshot, Storage};
 use std::collections::HashMap;
@@ -135,65 +135,131 @@ impl Plugin for NodeVolumeLimits {
     }
 }
 
+/// What PreFilter found: the pod's claims that every node's Filter would
+/// refuse alike (missing, or an ephemeral claim not the pod's).
+struct LimitsState {
+    error: Option<Status>,
+}
+
 impl PreFilterPlugin for NodeVolumeLimits {
     /// Only claims and migrated inline disks count.
-    fn pre_filter(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot) -> Status {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot) -> Status {
         let counts = |v: &PodVolume| match v {
             PodVolume::Claim { .. } => true,
             PodVolume::Disk(d) => d.migrated().is_some(),
         };
-        if pod.volumes.iter().any(counts) {
-            Status::success()
-        } else {
-            Status::skip()
+        if !pod.volumes.iter().any(counts) {
+            return Status::skip();
         }
+        // Upstream finds these in Filter, node by node; they do not depend on the node.
+        let error = attachable(snap.storage(), None, pod, true, &mut HashMap::new()).err();
+        state.write(LimitsState { error });
+        Status::success()
     }
 }
 
+/// Whether the node limits how many volumes of some driver it attaches: a
+/// CSINode, or a legacy `attachable-volumes-csi-*` allocatable.
+fn has_limits(snap: &Snapshot, node: NodeIdx) -> bool {
+    let n = &snap.nodes().node[node as usize];
+    snap.storage().csi_node(n.name).is_some()
+        || n.allocatable
+            .scalars
+            .iter()
+            .any(|(name, _)| name.as_str().starts_with(ATTACHABLE_CSI_PREFIX))
+}
+
 impl FilterPlugin for NodeVolumeLimits {
-    fn filter(&self, _: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
-        let storage = snap.storage();
-        let name = snap.nodes().name[node as usize];
-        let csi = storage.csi_node(name);
-        let mut new = HashMap::new();
-        if let Err(st) = attachable(storage, csi, pod, true, &mut new) {
-            return st;
+    fn filter(&self, state: &CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+        if let Some(LimitsState { error: Some(st) }) = state.read::<LimitsState>() {
+            return st.clone();
         }
-        if new.is_empty() {
+        // Most nodes: nothing to count against.
+        if !has_limits(snap, node) {
             return Status::success();
         }
-        let limits = limits(snap, node, csi);
-        if limits.is_empty() {
-            return Status::success();
+        within_limits(pod, snap, node)
+    }
+
+    /// `filter` over the nodes, reading PreFilter's state once and passing
+    /// the nodes without limits at a glance.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        if let Some(LimitsState { error: Some(st) }) = state.read::<LimitsState>() {
+            return match st.code {
+                crate::framework::Code::Error => Err(st.clone()),
+                _ => {
+                    rejected.append(nodes);
+                    Ok(())
+                }
+            };
         }
-        // Pods nominated here with priority at least the pod's attach theirs too.
-        let mut attached = HashMap::new();
-        let nominated = snap.nominated_for(pod, node).map(|n| n.pod.as_ref());
-        for other in snap.pods_on(node).map(|e| e.pod.as_ref()).chain(nominated) {
-            if other.volumes.is_empty() {
-                continue;
+        let mut error = None;
+        retain_nodes(nodes, rejected, |n| {
+            if !has_limits(snap, n) {
+                return true;
             }
-            if let Err(st) = attachable(storage, csi, other, false, &mut attached) {
-                return st;
+            let st = within_limits(pod, snap, n);
+            if st.code == crate::framework::Code::Error {
+                error.get_or_insert(st);
+                return true;
             }
-        }
-        for (driver, limit) in limits {
-            let on_node = attached.keys().filter(|(d, _)| *d == driver).count();
-            let more = new
-                .keys()
-                .filter(|a| a.0 == driver && !attached.contains_key(*a))
-                .count();
-            if more > 0 && (on_node + more) as i64 > limit {
-                return Status::unschedulable(NAME, ERR_REASON_MAX_VOLUME_COUNT_EXCEEDED);
-            }
-        }
-        Status::success()
+            st.is_success()
+        });
+        error.map_or(Ok(()), Err)
     }
 
     /// Volumes are attached by the pods placed on the node.
     fn depends_on_placed_pods(&self, _: &CycleState, pod: &Pod) -> bool {
         !pod.volumes.is_empty()
     }
+}
+
+/// Upstream's count on a node with limits: the pod's new volumes against
+/// each driver's limit, with the volumes the node's pods attach already.
+fn within_limits(pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+    let storage = snap.storage();
+    let name = snap.nodes().name[node as usize];
+    let csi = storage.csi_node(name);
+    let mut new = HashMap::new();
+    if let Err(st) = attachable(storage, csi, pod, true, &mut new) {
+        return st;
+    }
+    if new.is_empty() {
+        return Status::success();
+    }
+    let limits = limits(snap, node, csi);
+    if limits.is_empty() {
+        return Status::success();
+    }
+    // Pods nominated here with priority at least the pod's attach theirs too.
+    let mut attached = HashMap::new();
+    let nominated = snap.nominated_for(pod, node).map(|n| n.pod.as_ref());
+    for other in snap.pods_on(node).map(|e| e.pod.as_ref()).chain(nominated) {
+        if other.volumes.is_empty() {
+            continue;
+        }
+        if let Err(st) = attachable(storage, csi, other, false, &mut attached) {
+            return st;
+        }
+    }
+    for (driver, limit) in limits {
+        let on_node = attached.keys().filter(|(d, _)| *d == driver).count();
+        let more = new
+            .keys()
+            .filter(|a| a.0 == driver && !attached.contains_key(*a))
+            .count();
+        if more > 0 && (on_node + more) as i64 > limit {
+            return Status::unschedulable(NAME, ERR_REASON_MAX_VOLUME_COUNT_EXCEEDED);
+        }
+    }
+    Status::success()
 }
 
 #[cfg(test)]
@@ -264,6 +330,18 @@ mod tests {
             return (Code::Skip, String::new());
         }
         let st = NodeVolumeLimits.filter(&state, &new, &snap, 0);
+        // The batch form keeps the node exactly when `filter` passes it.
+        let (mut kept, mut rejected) = (vec![0], Vec::new());
+        if NodeVolumeLimits
+            .filter_nodes(&state, &new, &snap, &mut kept, &mut rejected)
+            .is_ok()
+        {
+            assert_eq!(
+                kept.is_empty(),
+                !st.is_success(),
+                "filter_nodes and filter disagree"
+            );
+        }
         (st.code, st.message())
     }
 

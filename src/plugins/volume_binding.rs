@@ -17,11 +17,14 @@
 //! Deviation: a bound in-tree volume's node affinity is checked as written,
 //! not as translated for its CSI driver.
 
-use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, ReservePlugin, Status};
+use crate::framework::{
+    retain_nodes, CycleState, FilterPlugin, Plugin, PreFilterPlugin, ReservePlugin, Status,
+};
 use crate::model::{
-    BindingMode, Claim, Labels, PersistentVolume, Pod, PodVolume, Sym, NO_PROVISIONER,
+    BindingMode, Claim, Labels, PersistentVolume, Pod, PodVolume, StorageClass, Sym, NO_PROVISIONER,
 };
 use crate::snapshot::{NodeIdx, PodVolumes, Snapshot, Storage};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 pub const NAME: &str = "VolumeBinding";
@@ -39,12 +42,18 @@ pub const DEFAULT_BIND_TIMEOUT_SECONDS: u64 = 600;
 
 pub struct VolumeBinding;
 
-/// PreFilter's sorting of the pod's claims (upstream `PodVolumeClaims`).
+/// PreFilter's sorting of the pod's claims (upstream `PodVolumeClaims`),
+/// with what every node's Filter would otherwise look up again: the bound
+/// claims' volumes, the volumes of the delayed claims' classes, and how each
+/// delayed claim could be provisioned.
 #[derive(Debug, Default)]
 struct PodClaims {
-    bound: Vec<Arc<Claim>>,
+    /// Fully bound claims and their volumes (`None`: the volume does not exist).
+    bound: Vec<(Arc<Claim>, Option<Arc<PersistentVolume>>)>,
     /// Unbound claims of `WaitForFirstConsumer` classes.
     delayed: Vec<Arc<Claim>>,
+    /// Per delayed claim, how it would be provisioned.
+    provisioning: Vec<Provisioning>,
     /// The volumes of the delayed claims' classes, listed once for every node
     /// (upstream `unboundVolumesDelayBinding`).
     volumes_by_class: Vec<(Sym, Vec<Arc<PersistentVolume>>)>,
@@ -56,6 +65,51 @@ impl PodClaims {
             .iter()
             .find(|(c, _)| *c == class)
             .map_or(&[], |(_, v)| v.as_slice())
+    }
+}
+
+/// What upstream's `checkVolumeProvisions` finds of a claim's class, the same
+/// for every node.
+#[derive(Debug, Clone)]
+enum Provisioning {
+    /// The claim has no class, or its class does not exist (upstream errors).
+    Error(Status),
+    /// The class provisions nothing (no provisioner, or `kubernetes.io/no-provisioner`).
+    Never,
+    /// The class may provision where its topologies allow; with a CSI
+    /// driver that publishes capacity, where a `CSIStorageCapacity` has room.
+    Class {
+        class: StorageClass,
+        tracks_capacity: bool,
+    },
+}
+
+impl Provisioning {
+    fn of(storage: &Storage, claim: &Claim) -> Provisioning {
+        let class_name = claim.class.as_str();
+        if class_name.is_empty() {
+            return Provisioning::Error(Status::error(
+                NAME,
+                format!("no class for claim \"{}/{}\"", claim.namespace, claim.name),
+            ));
+        }
+        let Some(class) = storage.class(claim.class) else {
+            return Provisioning::Error(Status::error(
+                NAME,
+                format!("failed to find storage class {class_name:?}"),
+            ));
+        };
+        let provisioner = class.provisioner.as_str();
+        if provisioner.is_empty() || provisioner == NO_PROVISIONER {
+            return Provisioning::Never;
+        }
+        Provisioning::Class {
+            class: class.clone(),
+            tracks_capacity: claim.request > 0
+                && storage
+                    .driver(class.provisioner)
+                    .is_some_and(|d| d.storage_capacity),
+        }
     }
 }
 
@@ -158,7 +212,8 @@ fn pod_claims(pod: &Pod, snap: &Snapshot) -> Result<Option<PodClaims>, Status> {
             continue;
         };
         if claim.fully_bound() {
-            claims.bound.push(claim.clone());
+            let volume = storage.volume(&claim.volume_name).cloned();
+            claims.bound.push((claim.clone(), volume));
             continue;
         }
         if delay_binding(storage, claim)? && claim.volume_name.is_empty() {
@@ -176,6 +231,7 @@ fn pod_claims(pod: &Pod, snap: &Snapshot) -> Result<Option<PodClaims>, Status> {
             let volumes = storage.volumes_of_class(c.class).cloned().collect();
             claims.volumes_by_class.push((c.class, volumes));
         }
+        claims.provisioning.push(Provisioning::of(storage, c));
     }
     Ok(Some(claims))
 }
@@ -210,11 +266,11 @@ fn matching_volume<'v>(
     claim: &Claim,
     labels: &Labels,
     node: Sym,
-    excluded: &[&str],
+    excluded: &[&Arc<PersistentVolume>],
 ) -> Option<&'v Arc<PersistentVolume>> {
     let mut best: Option<&Arc<PersistentVolume>> = None;
     for v in volumes {
-        if excluded.contains(&v.name.as_str()) {
+        if excluded.iter().any(|e| Arc::ptr_eq(e, v)) {
             continue;
         }
         if v.claim_ref.is_some() && !v.bound_to(claim) {
@@ -249,18 +305,18 @@ fn matching_volume<'v>(
     best
 }
 
-/// Upstream `FindPodVolumes` for one node: what the pod's unbound claims
-/// would get there, or why the node does not do.
+/// Upstream `FindPodVolumes` for one node: the conflicts, and (with `found`)
+/// what the pod's unbound claims would get there.
 fn find_pod_volumes(
     claims: &PodClaims,
     snap: &Snapshot,
     node: NodeIdx,
-) -> Result<Result<PodVolumes, Conflicts>, Status> {
-    let storage = snap.storage();
+    mut found: Option<&mut PodVolumes>,
+) -> Result<Conflicts, Status> {
     let n = &snap.nodes().node[node as usize];
     let mut conflicts = Conflicts::default();
-    for claim in &claims.bound {
-        match storage.volume(&claim.volume_name) {
+    for (_, volume) in &claims.bound {
+        match volume {
             None => {
                 conflicts.volume_missing = true;
                 break;
@@ -272,100 +328,88 @@ fn find_pod_volumes(
             Some(_) => {}
         }
     }
-    let mut found = PodVolumes::default();
-    if !claims.delayed.is_empty() {
-        let mut to_match: Vec<&Arc<Claim>> = Vec::new();
-        let mut to_provision: Vec<&Arc<Claim>> = Vec::new();
-        for claim in &claims.delayed {
-            match claim.selected_node {
-                // Being provisioned for another node: only that node will do.
-                Some(selected) if selected != n.name => {
-                    conflicts.no_volume = true;
-                    return Ok(Err(conflicts));
-                }
-                Some(_) => to_provision.push(claim),
-                None => to_match.push(claim),
+    if claims.delayed.is_empty() {
+        return Ok(conflicts);
+    }
+    // Claims by position in `delayed`.
+    let mut to_match: SmallVec<[usize; 4]> = SmallVec::new();
+    let mut to_provision: SmallVec<[usize; 4]> = SmallVec::new();
+    for (k, claim) in claims.delayed.iter().enumerate() {
+        match claim.selected_node {
+            // Being provisioned for another node: only that node will do.
+            Some(selected) if selected != n.name => {
+                conflicts.no_volume = true;
+                return Ok(conflicts);
             }
+            Some(_) => to_provision.push(k),
+            None => to_match.push(k),
         }
-        // Smallest requests first, so each takes the smallest volume that fits.
-        to_match.sort_by_key(|c| c.request);
-        let mut chosen: Vec<&str> = Vec::new();
-        let mut all_matched = true;
-        for claim in to_match {
-            let volumes = claims.volumes_of(claim.class);
-            match matching_volume(volumes, claim, &n.labels, n.name, &chosen) {
-                Some(v) => {
-                    chosen.push(&v.name);
-                    found.static_bindings.push((claim.clone(), v.clone()));
-                }
-                None => {
-                    all_matched = false;
-                    to_provision.push(claim);
-                }
+    }
+    // Smallest requests first, so each takes the smallest volume that fits.
+    to_match.sort_by_key(|&k| claims.delayed[k].request);
+    let mut chosen: SmallVec<[&Arc<PersistentVolume>; 4]> = SmallVec::new();
+    let mut bindings: SmallVec<[(usize, &Arc<PersistentVolume>); 4]> = SmallVec::new();
+    for k in to_match {
+        let claim = &claims.delayed[k];
+        let volumes = claims.volumes_of(claim.class);
+        match matching_volume(volumes, claim, &n.labels, n.name, &chosen) {
+            Some(v) => {
+                chosen.push(v);
+                bindings.push((k, v));
             }
-        }
-        conflicts.no_volume = !all_matched;
-        if !to_provision.is_empty() {
-            let (provisionable, enough) = provisions(storage, &to_provision, &n.labels)?;
-            conflicts.no_volume = !provisionable;
-            conflicts.not_enough_space = !enough;
-            if provisionable && enough {
-                found.provisions = to_provision.into_iter().cloned().collect();
+            None => {
+                conflicts.no_volume = true;
+                to_provision.push(k);
             }
         }
     }
-    Ok(if conflicts.any() {
-        Err(conflicts)
-    } else {
-        Ok(found)
-    })
+    if !to_provision.is_empty() {
+        let (provisionable, enough) = provisions(snap.storage(), claims, &to_provision, &n.labels)?;
+        conflicts.no_volume = !provisionable;
+        conflicts.not_enough_space = !enough;
+    }
+    if let Some(found) = found.as_deref_mut() {
+        found.static_bindings = bindings
+            .iter()
+            .map(|&(k, v)| (claims.delayed[k].clone(), v.clone()))
+            .collect();
+        if !conflicts.any() {
+            found.provisions = to_provision
+                .iter()
+                .map(|&k| claims.delayed[k].clone())
+                .collect();
+        }
+    }
+    Ok(conflicts)
 }
 
 /// Upstream `checkVolumeProvisions`: whether every claim can be provisioned
 /// on a node with these labels, and whether storage capacity allows it.
 fn provisions(
     storage: &Storage,
-    claims: &[&Arc<Claim>],
+    claims: &PodClaims,
+    to_provision: &[usize],
     labels: &Labels,
 ) -> Result<(bool, bool), Status> {
-    for claim in claims {
-        let class_name = claim.class.as_str();
-        if class_name.is_empty() {
-            return Err(Status::error(
-                NAME,
-                format!("no class for claim \"{}/{}\"", claim.namespace, claim.name),
-            ));
-        }
-        let Some(class) = storage.class(claim.class) else {
-            return Err(Status::error(
-                NAME,
-                format!("failed to find storage class {class_name:?}"),
-            ));
-        };
-        let provisioner = class.provisioner.as_str();
-        if provisioner.is_empty() || provisioner == NO_PROVISIONER || !class.allows(labels) {
-            return Ok((false, true));
-        }
-        if !enough_capacity(storage, claim, class.provisioner, labels) {
-            return Ok((true, false));
+    for &k in to_provision {
+        match &claims.provisioning[k] {
+            Provisioning::Error(st) => return Err(st.clone()),
+            Provisioning::Never => return Ok((false, true)),
+            Provisioning::Class { class, .. } if !class.allows(labels) => return Ok((false, true)),
+            Provisioning::Class {
+                tracks_capacity: true,
+                ..
+            } if !enough_capacity(storage, &claims.delayed[k], labels) => return Ok((true, false)),
+            Provisioning::Class { .. } => {}
         }
     }
     Ok((true, true))
 }
 
-/// Upstream `hasEnoughCapacity`: when the class's provisioner is a CSI driver
-/// that publishes storage capacity, some `CSIStorageCapacity` of the class
-/// reachable from the node must hold a volume of the claim's size.
-fn enough_capacity(storage: &Storage, claim: &Claim, provisioner: Sym, labels: &Labels) -> bool {
-    if claim.request == 0 {
-        return true;
-    }
-    if !storage
-        .driver(provisioner)
-        .is_some_and(|d| d.storage_capacity)
-    {
-        return true;
-    }
+/// Upstream `hasEnoughCapacity`, for a class whose CSI driver publishes
+/// storage capacity: some `CSIStorageCapacity` of the class reachable from
+/// the node must hold a volume of the claim's size.
+fn enough_capacity(storage: &Storage, claim: &Claim, labels: &Labels) -> bool {
     storage.capacities().any(|c| {
         c.class == claim.class
             && c.volume_limit().is_some_and(|l| l >= claim.request)
@@ -400,9 +444,9 @@ impl FilterPlugin for VolumeBinding {
         let Some(claims) = state.read::<PodClaims>() else {
             return Status::error(NAME, "PreFilter state missing");
         };
-        match find_pod_volumes(claims, snap, node) {
-            Ok(Ok(_)) => Status::success(),
-            Ok(Err(conflicts)) => conflicts.status(),
+        match find_pod_volumes(claims, snap, node, None) {
+            Ok(conflicts) if conflicts.any() => conflicts.status(),
+            Ok(_) => Status::success(),
             Err(st) => st,
         }
     }
@@ -410,6 +454,31 @@ impl FilterPlugin for VolumeBinding {
     /// Claims and volumes decide, not the pods placed on nodes.
     fn depends_on_placed_pods(&self, _: &CycleState, _: &Pod) -> bool {
         false
+    }
+
+    /// `filter` over the nodes, reading PreFilter's state once.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        snap: &Snapshot,
+        nodes: &mut Vec<NodeIdx>,
+        rejected: &mut Vec<NodeIdx>,
+    ) -> Result<(), Status> {
+        let Some(claims) = state.read::<PodClaims>() else {
+            return Err(Status::error(NAME, "PreFilter state missing"));
+        };
+        let mut error = None;
+        retain_nodes(nodes, rejected, |n| {
+            match find_pod_volumes(claims, snap, n, None) {
+                Ok(conflicts) => !conflicts.any(),
+                Err(st) => {
+                    error.get_or_insert(st);
+                    true
+                }
+            }
+        });
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -433,11 +502,12 @@ impl ReservePlugin for VolumeBinding {
         {
             return Status::success();
         }
-        let found = match find_pod_volumes(claims, snap, node) {
-            Ok(Ok(found)) => found,
-            Ok(Err(conflicts)) => return conflicts.status(),
+        let mut found = PodVolumes::default();
+        match find_pod_volumes(claims, snap, node, Some(&mut found)) {
+            Ok(conflicts) if conflicts.any() => return conflicts.status(),
+            Ok(_) => {}
             Err(st) => return st,
-        };
+        }
         let name = snap.nodes().name[node as usize];
         snap.storage_mut().reserve(&pod.key, name, &found);
         Status::success()

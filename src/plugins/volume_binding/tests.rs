@@ -50,11 +50,25 @@ fn run(pod: &crate::model::Pod, snap: &Snapshot) -> (Code, String, Vec<String>) 
     if pre.code != Code::Success {
         return (pre.code, pre.message(), vec![]);
     }
-    let verdicts = snap
+    let verdicts: Vec<String> = snap
         .nodes()
         .live_indices()
         .map(|n| VolumeBinding.filter(&state, pod, snap, n).message())
         .collect();
+    // The batch form keeps exactly the nodes `filter` passes.
+    let mut kept: Vec<u32> = snap.nodes().live_indices().collect();
+    let mut rejected = Vec::new();
+    VolumeBinding
+        .filter_nodes(&state, pod, snap, &mut kept, &mut rejected)
+        .unwrap();
+    let passing: Vec<u32> = snap
+        .nodes()
+        .live_indices()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.is_empty())
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(kept, passing, "filter_nodes and filter disagree");
     (pre.code, String::new(), verdicts)
 }
 
@@ -271,8 +285,10 @@ fn find(
     }
     let claims = state.read::<PodClaims>().unwrap();
     let n = snap.nodes().by_name(node).unwrap();
-    match find_pod_volumes(claims, snap, n) {
-        Ok(Ok(found)) => Ok((
+    let mut found = PodVolumes::default();
+    match find_pod_volumes(claims, snap, n, Some(&mut found)) {
+        Ok(conflicts) if conflicts.any() => Err(conflicts.status().message()),
+        Ok(_) => Ok((
             found
                 .static_bindings
                 .iter()
@@ -280,7 +296,6 @@ fn find(
                 .collect(),
             found.provisions.iter().map(|c| c.name.clone()).collect(),
         )),
-        Ok(Err(conflicts)) => Err(conflicts.status().message()),
         Err(st) => Err(format!("error: {}", st.message())),
     }
 }
