@@ -71,6 +71,25 @@ pub fn snapshot_from(manifests: &Manifests, config: &Config) -> Snapshot {
     for pdb in &manifests.pdbs {
         snap.upsert_pdb(pdb.clone());
     }
+    let storage = snap.storage_mut();
+    for c in &manifests.claims {
+        storage.upsert_claim(c.clone());
+    }
+    for v in &manifests.volumes {
+        storage.upsert_volume(v.clone());
+    }
+    for c in &manifests.storage_classes {
+        storage.upsert_class(c.clone());
+    }
+    for n in &manifests.csi_nodes {
+        storage.upsert_csi_node(n.clone());
+    }
+    for d in &manifests.csi_drivers {
+        storage.upsert_driver(d.clone());
+    }
+    for c in &manifests.capacities {
+        storage.upsert_capacity(c.clone());
+    }
     snap
 }
 
@@ -126,6 +145,21 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
             },
             m.next.as_deref().unwrap_or("-")
         ));
+    }
+    // What VolumeBinding would do on the chosen node, as Reserve assumed it.
+    if let Some(r) = snap.storage().reservation(&pod.key) {
+        for (claim, volume) in &r.static_bindings {
+            e.notes.push(format!(
+                "volume binding: claim {} would be bound to volume {}",
+                claim.name, volume.name
+            ));
+        }
+        for claim in &r.provisions {
+            e.notes.push(format!(
+                "volume binding: claim {} would be provisioned for node {}",
+                claim.name, r.node
+            ));
+        }
     }
     if let Some(node) = d.node {
         if let Some(f) = crate::plugins::capacity_fallback(config, pod, snap, node) {

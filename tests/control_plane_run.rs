@@ -449,13 +449,15 @@ async fn an_apiserver_restart_is_logged_in_a_few_lines() {
     let lines = log_lines(run.log());
     eprintln!("{} log lines:\n{}", lines.len(), lines.join("\n"));
     let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    // One failure line per watcher (ten: pods, nodes, budgets, priority
+    // classes and the six storage kinds), not one per retry.
     assert!(
-        count("watch failed") <= 4,
+        count("watch failed") <= 10,
         "a watch failure logged at every retry"
     );
     assert!(count("watch works again") >= 1);
     // At most one line per binding slot (16 here) caught by the kill, and per lease call.
     assert!(count("binding failed") <= 16, "{}", count("binding failed"));
-    assert!(lines.len() <= 60, "{} lines", lines.len());
+    assert!(lines.len() <= 72, "{} lines", lines.len());
     assert!(over_committed(&client).await.is_empty());
 }

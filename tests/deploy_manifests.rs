@@ -455,6 +455,42 @@ fn expected_cluster_grants() -> BTreeSet<(String, String, String, Option<String>
             &["get", "list", "watch"],
             None,
         ),
+        (
+            "",
+            "persistentvolumeclaims",
+            &["get", "list", "watch", "patch"],
+            None,
+        ),
+        (
+            "",
+            "persistentvolumes",
+            &["get", "list", "watch", "patch"],
+            None,
+        ),
+        (
+            "storage.k8s.io",
+            "storageclasses",
+            &["get", "list", "watch"],
+            None,
+        ),
+        (
+            "storage.k8s.io",
+            "csinodes",
+            &["get", "list", "watch"],
+            None,
+        ),
+        (
+            "storage.k8s.io",
+            "csidrivers",
+            &["get", "list", "watch"],
+            None,
+        ),
+        (
+            "storage.k8s.io",
+            "csistoragecapacities",
+            &["get", "list", "watch"],
+            None,
+        ),
     ])
 }
 

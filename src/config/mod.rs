@@ -279,6 +279,24 @@ fn one() -> i64 {
 pub struct PluginArgs {
     pub node_resources_fit: NodeResourcesFitArgs,
     pub node_resources_balanced_allocation: BalancedAllocationArgs,
+    pub volume_binding: VolumeBindingArgs,
+}
+
+/// Upstream `VolumeBindingArgs` (its alpha capacity-scoring shape is not offered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct VolumeBindingArgs {
+    /// How long PreBind waits for a pod's claims to be bound before the pod is
+    /// tried again (upstream's default, 600).
+    pub bind_timeout_seconds: u64,
+}
+
+impl Default for VolumeBindingArgs {
+    fn default() -> Self {
+        VolumeBindingArgs {
+            bind_timeout_seconds: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! Binding through the Pod's `binding` subresource, one task per pod, at most
-//! `bind.concurrency` at once (the caller hands us a semaphore permit).
+//! `bind.concurrency` at once (the caller hands us a semaphore permit). A pod
+//! whose volumes Reserve assumed goes through PreBind first (`prebind`), which
+//! holds no bind slot while it waits for the volumes.
 //!
 //! The pod stays assumed on its node (its room held in the snapshot) until the outcome
 //! of its binding is known; nothing is released on a guess:
@@ -25,6 +27,7 @@
 //! ends the loop; while the server does not answer, the pod stays assumed. A pod
 //! leaves the queue only when the server (GET or watch) shows it bound or deleted.
 
+use super::prebind::{self, VolumeBinding};
 use super::{metrics, reporter, Shared};
 use crate::model::PodKey;
 use crate::queue::QueuedPod;
@@ -167,6 +170,31 @@ pub(crate) async fn bind(
     ::metrics::gauge!(metrics::BINDINGS_IN_FLIGHT).increment(1.0);
     // An earlier failure's status patch must not land on top of this binding.
     reporter::status_patches_settled(&shared, &key).await;
+    let has_volumes = shared.lock().snap.storage().reservation(&key).is_some();
+    let permit = if has_volumes {
+        // Provisioning takes seconds to minutes: the slot goes to other
+        // bindings meanwhile, and is taken again for this one's binding.
+        drop(permit);
+        match prebind::bind_volumes(&shared, &pod, &node).await {
+            VolumeBinding::Done => {}
+            VolumeBinding::Failed(why) => {
+                volumes_failed(&shared, qp, &node, why).await;
+                return;
+            }
+            VolumeBinding::Abandoned(why) => {
+                settle(&shared, &qp, &End::Requeued(why.clone()));
+                shared.wake.notify_one();
+                tracing::info!(pod = %key, %node, %why, "volume binding abandoned; retrying");
+                return;
+            }
+        }
+        match shared.bind_slots.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        }
+    } else {
+        permit
+    };
     let mut permit = Some(permit);
     let (mut wait, max_wait) = {
         let st = shared.lock();
@@ -301,6 +329,8 @@ fn settle(shared: &Shared, qp: &QueuedPod, end: &End) -> u64 {
         End::Bound { .. } => {
             st.queue.done(key);
             st.reported.remove(key);
+            // The pod's volumes were bound before it was: its reservation is done.
+            st.snap.storage_mut().complete(key);
         }
         End::BoundElsewhere { node: at } => {
             // Moved to where the server holds it, unless the watch already told us
@@ -317,6 +347,7 @@ fn settle(shared: &Shared, qp: &QueuedPod, end: &End) -> u64 {
                     }
                 }
             }
+            st.snap.storage_mut().release(key);
             st.queue.done(key);
             st.reported.remove(key);
         }
@@ -331,6 +362,43 @@ fn settle(shared: &Shared, qp: &QueuedPod, end: &End) -> u64 {
         End::Stopped => {}
     }
     st.queue.now_ms()
+}
+
+/// PreBind failed: the volume assumptions go, the pod is retried with
+/// backoff and reported as upstream reports a PreBind error
+/// (`PodScheduled=False`, reason `SchedulerError`, and `FailedScheduling`).
+async fn volumes_failed(shared: &Arc<Shared>, qp: QueuedPod, node: &str, why: String) {
+    let pod = qp.pod.clone();
+    let message = format!(
+        "running PreBind plugin {:?}: {why}",
+        crate::plugins::volume_binding::NAME
+    );
+    let (fresh, transition) = {
+        let mut st = shared.lock();
+        st.snap.forget(&pod.key);
+        let _ = st.queue.requeue_backoff(qp);
+        let fresh = st.reported.get(&pod.key) != Some(&message);
+        if fresh {
+            st.reported.insert(pod.key.clone(), message.clone());
+        }
+        (fresh, !st.scheduled_false.contains(&pod.key))
+    };
+    shared.wake.notify_one();
+    ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
+    tracing::warn!(pod = %pod.key, %node, %message, "volume binding failed; retrying with backoff");
+    if fresh {
+        let in_flight = reporter::StatusPatches::begin(shared, &pod.key);
+        reporter::unschedulable(
+            shared.clone(),
+            pod,
+            Some(message),
+            false,
+            transition,
+            reporter::SCHEDULER_ERROR,
+            in_flight,
+        )
+        .await;
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod partition;
+mod prebind;
 pub mod rate_limit;
 mod reporter;
 mod watch;
@@ -195,8 +196,11 @@ pub(crate) struct Shared {
     pub stop: tokio_watch::Sender<bool>,
     /// Why the scheduler cannot go on, once it cannot (`run` returns it as an error).
     pub failure: tokio_watch::Sender<Option<String>>,
-    /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
-    pub synced: [AtomicBool; 4],
+    /// Per watcher (nodes, pods, pdbs, priority classes, and the storage
+    /// kinds, `watch::WATCHERS`): listed once.
+    pub synced: [AtomicBool; watch::WATCHERS],
+    /// A claim or volume changed: volume bindings waiting in PreBind look again.
+    pub storage_changed: Notify,
     pub bind_slots: Arc<Semaphore>,
     /// Status patches and deletions in flight (`reporter::REPORTS_IN_FLIGHT`).
     pub report_slots: Semaphore,
@@ -384,6 +388,7 @@ impl Scheduler {
             stop: tokio_watch::Sender::new(false),
             failure: tokio_watch::Sender::new(None),
             synced: Default::default(),
+            storage_changed: Notify::new(),
             bind_slots: Arc::new(Semaphore::new(bind_concurrency)),
             report_slots: Semaphore::new(reporter::REPORTS_IN_FLIGHT),
             bind_concurrency,
@@ -716,6 +721,8 @@ fn cycle(
                 return Outcome::Bind { qp, node, permit };
             }
             Err(e) => {
+                // What Reserve assumed for the pod's volumes goes with it.
+                st.snap.forget(&pod.key);
                 tracing::warn!(pod = %pod.key, error = %e, "assume failed; retrying");
                 ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
                 let _ = st.queue.requeue_backoff(qp);

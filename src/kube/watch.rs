@@ -28,6 +28,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
+mod storage;
+
 /// Work a watcher event leaves for after the lock (API calls).
 pub(crate) enum Followup {
     /// Our pod could not be converted: tell its owner why.
@@ -42,7 +44,7 @@ pub(crate) enum Followup {
 }
 
 /// How one kind's events change the state.
-trait Handler: Send + Sync + 'static {
+pub(super) trait Handler: Send + Sync + 'static {
     type K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static;
     const KIND: &'static str;
     fn apply(shared: &Shared, st: &mut State, obj: &Self::K) -> Option<Followup>;
@@ -50,7 +52,7 @@ trait Handler: Send + Sync + 'static {
     fn known_keys(st: &State) -> Vec<String>;
 }
 
-fn key_of<K: Resource>(obj: &K) -> String {
+pub(super) fn key_of<K: Resource>(obj: &K) -> String {
     let m = obj.meta();
     match &m.namespace {
         Some(ns) => format!("{ns}/{}", m.name.as_deref().unwrap_or_default()),
@@ -63,13 +65,46 @@ fn pod_key(key: &str) -> PodKey {
     PodKey::new(ns, name)
 }
 
+/// How many watchers `spawn_all` starts (each marks its `Shared::synced` slot).
+pub(crate) const WATCHERS: usize = 10;
+
 pub(crate) fn spawn_all(shared: Arc<Shared>) -> Vec<JoinHandle<()>> {
     let c = shared.client.clone();
     vec![
         tokio::spawn(run::<Nodes>(shared.clone(), 0, Api::all(c.clone()))),
         tokio::spawn(run::<Pods>(shared.clone(), 1, Api::all(c.clone()))),
         tokio::spawn(run::<Pdbs>(shared.clone(), 2, Api::all(c.clone()))),
-        tokio::spawn(run::<PriorityClasses>(shared, 3, Api::all(c))),
+        tokio::spawn(run::<PriorityClasses>(
+            shared.clone(),
+            3,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Claims>(
+            shared.clone(),
+            4,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Volumes>(
+            shared.clone(),
+            5,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Classes>(
+            shared.clone(),
+            6,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::CsiNodes>(
+            shared.clone(),
+            7,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::CsiDrivers>(
+            shared.clone(),
+            8,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Capacities>(shared, 9, Api::all(c))),
     ]
 }
 

@@ -36,15 +36,15 @@ impl PriorityResolver for () {
     }
 }
 
-struct Ctx<'a> {
-    kind: &'static str,
-    object: &'a str,
+pub(super) struct Ctx<'a> {
+    pub(super) kind: &'static str,
+    pub(super) object: &'a str,
     /// Per-object strings interned for the object being converted (`model::intern`).
     interned: RefCell<Interned>,
 }
 
 impl Ctx<'_> {
-    fn new<'a>(kind: &'static str, object: &'a str) -> Ctx<'a> {
+    pub(super) fn new<'a>(kind: &'static str, object: &'a str) -> Ctx<'a> {
         Ctx {
             kind,
             object,
@@ -59,7 +59,7 @@ impl Ctx<'_> {
         self.interned.borrow_mut().sym(s)
     }
 
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConvertError {
+    pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConvertError {
         ConvertError {
             kind: self.kind,
             object: self.object.to_owned(),
@@ -69,7 +69,7 @@ impl Ctx<'_> {
     }
 }
 
-fn object_name(meta: &meta::ObjectMeta) -> String {
+pub(super) fn object_name(meta: &meta::ObjectMeta) -> String {
     match (&meta.namespace, &meta.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         (None, Some(n)) => n.clone(),
@@ -103,8 +103,16 @@ fn resources(
     Ok(r)
 }
 
-fn labels_of(ctx: &Ctx, m: &Option<BTreeMap<String, String>>) -> Labels {
+pub(super) fn labels_of(ctx: &Ctx, m: &Option<BTreeMap<String, String>>) -> Labels {
     Labels::from_syms(m.iter().flatten().map(|(k, v)| (Sym::new(k), ctx.value(v))))
+}
+
+/// Labels kept interned for good, for objects without a per-object guard
+/// (persistent volumes: their labels are topology, a bounded vocabulary).
+pub(super) fn pinned_labels_of(m: &Option<BTreeMap<String, String>>) -> Labels {
+    m.as_ref()
+        .map(|m| Labels::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+        .unwrap_or_default()
 }
 
 pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
@@ -146,6 +154,7 @@ pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
         unschedulable: spec.unschedulable.unwrap_or(false),
         allocatable,
         interned: ctx.interned.into_inner(),
+        images: super::volume_convert::node_images(status),
     })
 }
 
@@ -156,6 +165,7 @@ fn container_requests(
     ctx: &Ctx,
     field: &str,
     c: &core::Container,
+    resize: &Resize,
 ) -> Result<(Resources, Resources), ConvertError> {
     // The API server defaults missing requests to limits; objects from files may not have been defaulted.
     let mut merged: BTreeMap<String, K8sQuantity> = BTreeMap::new();
@@ -165,6 +175,7 @@ fn container_requests(
             merged.extend(req.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
+    resize.apply(ctx, &c.name, &mut merged)?;
     let requests = resources(ctx, &format!("{field}.resources.requests"), &merged)?;
     let mut scored = requests.clone();
     if !merged.contains_key(resources::CPU) {
@@ -174,6 +185,109 @@ fn container_requests(
         scored.memory = resources::DEFAULT_MEMORY_REQUEST;
     }
     Ok((requests, scored))
+}
+
+/// What a pod's status says of its containers' resources, for pods resized in
+/// place (InPlacePodVerticalScaling, on by default since Kubernetes 1.33).
+/// Upstream `PodRequests` with `UseStatusResources` (`determineContainerReqs`):
+/// a container whose status reports `resources` counts, resource by resource,
+/// the largest of its spec requests, its status requests and its
+/// `allocatedResources`; when the resize is infeasible (condition
+/// `PodResizePending` with reason `Infeasible`) the spec is left out, since the
+/// kubelet will not grant it. So a pod being resized holds the larger of the
+/// old and the new size, and a node is never over-committed by a resize.
+struct Resize<'a> {
+    statuses: Vec<&'a core::ContainerStatus>,
+    infeasible: bool,
+}
+
+impl<'a> Resize<'a> {
+    fn of(status: Option<&'a core::PodStatus>) -> Resize<'a> {
+        let Some(st) = status else {
+            return Resize {
+                statuses: Vec::new(),
+                infeasible: false,
+            };
+        };
+        let statuses = st
+            .container_statuses
+            .iter()
+            .flatten()
+            .chain(st.init_container_statuses.iter().flatten())
+            .filter(|c| c.resources.is_some())
+            .collect();
+        let infeasible = st
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "PodResizePending")
+            .is_some_and(|c| c.reason.as_deref() == Some("Infeasible"));
+        Resize {
+            statuses,
+            infeasible,
+        }
+    }
+
+    /// Replaces the container's spec requests with what it holds during a resize.
+    fn apply(
+        &self,
+        ctx: &Ctx,
+        container: &str,
+        requests: &mut BTreeMap<String, K8sQuantity>,
+    ) -> Result<(), ConvertError> {
+        let Some(st) = self.statuses.iter().find(|s| s.name == container) else {
+            return Ok(());
+        };
+        let field = format!("status.containerStatuses[{container}]");
+        let reported = st
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default();
+        if self.infeasible {
+            *requests = reported;
+        } else {
+            max_quantities(
+                ctx,
+                &format!("{field}.resources.requests"),
+                requests,
+                &reported,
+            )?;
+        }
+        if let Some(allocated) = &st.allocated_resources {
+            max_quantities(
+                ctx,
+                &format!("{field}.allocatedResources"),
+                requests,
+                allocated,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets each resource of `into` to the larger of itself and `from`'s.
+fn max_quantities(
+    ctx: &Ctx,
+    field: &str,
+    into: &mut BTreeMap<String, K8sQuantity>,
+    from: &BTreeMap<String, K8sQuantity>,
+) -> Result<(), ConvertError> {
+    let parse = |name: &str, q: &K8sQuantity| {
+        Quantity::parse(&q.0)
+            .map(|v| v.milli_value())
+            .map_err(|e| ctx.err(format!("{field}.{name}"), e.to_string()))
+    };
+    for (name, q) in from {
+        let larger = match into.get(name) {
+            Some(cur) => parse(name, q)? > parse(name, cur)?,
+            None => true,
+        };
+        if larger {
+            into.insert(name.clone(), q.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Upstream `resource.PodRequests` over containers' requests: sidecars
@@ -207,12 +321,20 @@ fn aggregate<'a>(
 
 /// The pod's requests plus overhead, and its milli-CPU and memory as the
 /// resource scorers count them (`Pod::non_zero_requests`).
-fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<(Resources, (i64, i64)), ConvertError> {
+fn pod_requests(
+    ctx: &Ctx,
+    spec: &core::PodSpec,
+    status: Option<&core::PodStatus>,
+) -> Result<(Resources, (i64, i64)), ConvertError> {
+    let resize = Resize::of(status);
+    // Ordinary init containers have finished by the time a pod is resized:
+    // upstream reads statuses for app containers and sidecars only.
+    let no_resize = Resize::of(None);
     let containers = spec
         .containers
         .iter()
         .enumerate()
-        .map(|(i, c)| container_requests(ctx, &format!("spec.containers[{i}]"), c))
+        .map(|(i, c)| container_requests(ctx, &format!("spec.containers[{i}]"), c, &resize))
         .collect::<Result<Vec<_>, _>>()?;
     let init_containers = spec
         .init_containers
@@ -221,7 +343,8 @@ fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<(Resources, (i64, i64
         .enumerate()
         .map(|(i, c)| {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
-            container_requests(ctx, &format!("spec.initContainers[{i}]"), c)
+            let resize = if sidecar { &resize } else { &no_resize };
+            container_requests(ctx, &format!("spec.initContainers[{i}]"), c, resize)
                 .map(|(r, scored)| (r, scored, sidecar))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -378,7 +501,11 @@ fn requirement(
 
 /// Converts a NodeSelectorTerm. An invalid term (bad operator, Gt with a non-integer)
 /// is kept but marked invalid: upstream ignores such a term rather than rejecting the pod.
-fn node_selector_term(ctx: &Ctx, field: &str, t: &core::NodeSelectorTerm) -> NodeSelectorTerm {
+pub(super) fn node_selector_term(
+    ctx: &Ctx,
+    field: &str,
+    t: &core::NodeSelectorTerm,
+) -> NodeSelectorTerm {
     let mut term = NodeSelectorTerm {
         valid: true,
         ..Default::default()
@@ -416,7 +543,7 @@ fn node_selector_term(ctx: &Ctx, field: &str, t: &core::NodeSelectorTerm) -> Nod
     term
 }
 
-fn label_selector(
+pub(super) fn label_selector(
     ctx: &Ctx,
     field: &str,
     s: &meta::LabelSelector,
@@ -640,7 +767,9 @@ pub fn pod_from_k8s(
         return Err(ctx.err("spec.containers", "a pod needs at least one container"));
     }
     let labels = labels_of(&ctx, &pod.metadata.labels);
-    let (requests, non_zero_requests) = pod_requests(&ctx, spec)?;
+    let (requests, non_zero_requests) = pod_requests(&ctx, spec, pod.status.as_ref())?;
+    let volumes = super::volume_convert::pod_volumes(&ctx, name, spec)?;
+    let images = super::volume_convert::pod_images(spec);
 
     let mut tolerations = Vec::new();
     for (i, t) in spec.tolerations.iter().flatten().enumerate() {
@@ -930,6 +1059,8 @@ pub fn pod_from_k8s(
         pod_affinity,
         host_ports,
         owner,
+        volumes,
+        images,
         node_name: spec
             .node_name
             .as_deref()
@@ -1089,6 +1220,114 @@ spec:
         // As the resource scorers count it, "b" and the sidecar have no memory
         // request: 200 MiB each, init containers included, as upstream.
         assert_eq!(m.non_zero_cpu_mem(), (2010, (2 << 30) + (400 << 20)));
+    }
+
+    /// A container being resized in place (InPlacePodVerticalScaling): the
+    /// spec asks for `spec`, the status reports `actual` and `allocated`.
+    fn resized(spec: &str, actual: &str, allocated: Option<&str>, condition: &str) -> Pod {
+        let allocated = allocated
+            .map(|a| format!("allocatedResources: {{memory: {a}}}"))
+            .unwrap_or_default();
+        pod_from_k8s(
+            &pod_yaml(&format!(
+                r#"
+metadata: {{name: exec-1, namespace: spark}}
+spec:
+  nodeName: n1
+  containers:
+  - name: executor
+    image: spark
+    resources: {{requests: {{cpu: "1", memory: {spec}}}}}
+status:
+  conditions: [{condition}]
+  containerStatuses:
+  - name: executor
+    image: spark
+    imageID: x
+    ready: true
+    restartCount: 0
+    resources: {{requests: {{cpu: "1", memory: {actual}}}}}
+    {allocated}
+"#
+            )),
+            &(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn resized_pods_count_the_larger_of_desired_and_allocated() {
+        let gi = |n: i64| n << 30;
+        // (spec, status requests, allocated, condition, memory counted)
+        let cases = [
+            // Growing 4Gi → 8Gi, in progress: the new size counts already.
+            (
+                "8Gi",
+                "4Gi",
+                Some("4Gi"),
+                "{type: PodResizeInProgress, status: 'True'}",
+                gi(8),
+            ),
+            // Shrinking 8Gi → 4Gi: the old size counts until the kubelet applies it.
+            (
+                "4Gi",
+                "8Gi",
+                Some("8Gi"),
+                "{type: PodResizeInProgress, status: 'True'}",
+                gi(8),
+            ),
+            // Allocated ahead of what the runtime reports.
+            (
+                "4Gi",
+                "4Gi",
+                Some("6Gi"),
+                "{type: Ready, status: 'True'}",
+                gi(6),
+            ),
+            // Infeasible: the kubelet will not grant the spec; status counts.
+            (
+                "16Gi",
+                "4Gi",
+                Some("4Gi"),
+                "{type: PodResizePending, status: 'True', reason: Infeasible}",
+                gi(4),
+            ),
+            // Deferred: it may still be granted, so the spec counts.
+            (
+                "16Gi",
+                "4Gi",
+                None,
+                "{type: PodResizePending, status: 'True', reason: Deferred}",
+                gi(16),
+            ),
+        ];
+        for (spec, actual, allocated, condition, want) in cases {
+            let p = resized(spec, actual, allocated, condition);
+            assert_eq!(
+                p.requests.memory, want,
+                "{spec} {actual} {allocated:?} {condition}"
+            );
+            assert_eq!(p.non_zero_cpu_mem(), (1000, want));
+        }
+    }
+
+    #[test]
+    fn resize_status_of_a_bad_quantity_names_the_field() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  containers: [{name: a, image: x, resources: {requests: {memory: 1Gi}}}]
+status:
+  containerStatuses:
+  - {name: a, image: x, imageID: x, ready: true, restartCount: 0, resources: {requests: {memory: lots}}}
+"#,
+        );
+        let e = pod_from_k8s(&p, &()).unwrap_err();
+        assert_eq!(
+            e.field,
+            "status.containerStatuses[a].resources.requests.memory"
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Node {
     /// (`model::intern`): nodes an autoscaler makes have new names every time.
     #[serde(skip)]
     pub interned: Interned,
+    /// `status.images`, for ImageLocality.
+    pub images: super::NodeImages,
 }
 
 impl Node {
@@ -61,6 +63,7 @@ impl Node {
             unschedulable: false,
             allocatable,
             interned: Interned::default(),
+            images: Default::default(),
         }
     }
 }

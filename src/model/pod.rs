@@ -226,6 +226,12 @@ pub struct Pod {
     /// application, node names) interned while the pod lives (`model::intern`).
     #[serde(skip)]
     pub interned: Interned,
+    /// The volumes the volume plugins look at (claims, inline in-tree disks);
+    /// empty for most pods, whose volume plugins then skip.
+    pub volumes: Vec<super::PodVolume>,
+    /// Each init container's and container's image, normalized (`:latest`
+    /// added where no tag is given), for ImageLocality.
+    pub images: Box<[Sym]>,
 }
 
 impl Pod {
@@ -255,6 +261,8 @@ impl Pod {
             pod_affinity: None,
             host_ports: Vec::new(),
             owner: None,
+            volumes: Vec::new(),
+            images: Box::default(),
             node_name: None,
             nominated_node_name: None,
             terminating: false,

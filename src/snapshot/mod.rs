@@ -1,8 +1,13 @@
 //! The cluster snapshot: nodes, bound and assumed pods, and the indices the
 //! plugins query. Every update is incremental and independent of cluster size.
 
+mod images;
 pub mod label_columns;
 mod node_table;
+mod storage;
+
+pub use images::{ImageIndex, ImageState};
+pub use storage::{Change, ClaimKey, PodVolumes, Reservation, Storage};
 
 pub use node_table::{
     clamp_i64, DenseIds, ExactUsage, NodeIdx, NodeTable, FREE_FLOOR, SMALL_QUOTIENT_LIMIT,
@@ -229,6 +234,10 @@ pub struct Snapshot {
     nominated_on: Vec<Vec<PodKey>>,
     /// PodDisruptionBudgets, for preemption.
     pdbs: Vec<Pdb>,
+    /// Claims, volumes and the other storage objects, with VolumeBinding's assumptions.
+    storage: Storage,
+    /// Which nodes hold which images.
+    images: ImageIndex,
     generation: u64,
     /// The time the snapshot stands for (ms since the epoch; virtual in the
     /// simulator), for the few rules that wait: None when unknown.
@@ -277,14 +286,29 @@ impl Snapshot {
         let ty = self.capacity_rules.classify(&node.labels);
         if let Some(idx) = self.nodes.get(node.name) {
             let old_ty = self.nodes.capacity_type[idx as usize];
+            let old_images = std::mem::take(&mut self.nodes.node[idx as usize].images);
+            let images_changed = old_images != node.images;
+            if images_changed {
+                self.images.replace(idx, &old_images, &node.images);
+            }
             self.nodes.update(idx, node, ty);
             if old_ty != ty {
                 self.retype_node_executors(idx, old_ty, ty);
             }
+            if images_changed {
+                self.touch_nodes_with_images();
+            }
             return idx;
         }
         let name = node.name;
+        let has_images = !node.images.is_empty();
         let idx = self.nodes.insert(node, ty);
+        if has_images {
+            let images = self.nodes.node[idx as usize].images.clone();
+            self.images.replace(idx, &Default::default(), &images);
+        }
+        // One more node: every image is held by a smaller share of them.
+        self.touch_nodes_with_images();
         let u = idx as usize;
         if self.node_pods.len() <= u {
             self.node_pods.resize_with(u + 1, Vec::new);
@@ -315,8 +339,27 @@ impl Snapshot {
         for key in std::mem::take(&mut self.nominated_on[idx as usize]) {
             self.nominated.remove(&key);
         }
+        let images = std::mem::take(&mut self.nodes.node[idx as usize].images);
+        self.images.replace(idx, &images, &Default::default());
         self.nodes.remove(idx);
+        self.touch_nodes_with_images();
         true
+    }
+
+    /// ImageLocality scores a node by its images' sizes scaled by the share of
+    /// nodes holding them: when shares move (a node comes, goes or changes its
+    /// images), every node holding an image gets a fresh stamp, so scores kept
+    /// per stamp are worked out again. Nothing to do in clusters whose nodes
+    /// report no images.
+    fn touch_nodes_with_images(&mut self) {
+        if self.images.nodes_with_images() == 0 {
+            return;
+        }
+        for i in 0..self.nodes.slots() {
+            if self.nodes.live[i] && !self.nodes.node[i].images.is_empty() {
+                self.nodes.touch(i as NodeIdx);
+            }
+        }
     }
 
     fn retype_node_executors(&mut self, idx: NodeIdx, old: Sym, new: Sym) {
@@ -367,8 +410,12 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Undoes `assume` (binding failed). A pod confirmed by the API meanwhile stays.
+    /// Undoes `assume` (binding failed), and releases what VolumeBinding's
+    /// Reserve assumed for the pod. A pod confirmed by the API meanwhile stays.
     pub fn forget(&mut self, key: &PodKey) -> bool {
+        if self.storage.release(key) {
+            self.generation += 1;
+        }
         match self
             .by_key
             .get(key)
@@ -429,6 +476,9 @@ impl Snapshot {
             self.label_index.entry((ns, k, v)).or_default().insert(id);
         }
         self.namespace_index.entry(ns).or_default().insert(id);
+        if !entry.pod.volumes.is_empty() {
+            self.storage.count_users(ns, &entry.pod.volumes, 1);
+        }
         if let Some(a) = entry.pod.pod_affinity.as_deref() {
             self.with_pod_affinity.insert(id);
             if !a.required_anti_affinity.is_empty() {
@@ -477,6 +527,9 @@ impl Snapshot {
             if set.is_empty() {
                 self.namespace_index.remove(&ns);
             }
+        }
+        if !entry.pod.volumes.is_empty() {
+            self.storage.count_users(ns, &entry.pod.volumes, -1);
         }
         if entry.pod.pod_affinity.is_some() {
             self.with_pod_affinity.remove(&id);
@@ -648,6 +701,22 @@ impl Snapshot {
         &self.pdbs
     }
 
+    // ---- storage and images ---------------------------------------------------
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The storage objects, to change (watchers, the simulator, VolumeBinding's Reserve).
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        self.generation += 1;
+        &mut self.storage
+    }
+
+    pub fn images(&self) -> &ImageIndex {
+        &self.images
+    }
+
     /// How many entries each per-pod structure holds: with no pod placed,
     /// nominated or waiting for its node, every count is 0 (memory follows the
     /// pods alive, not the pods ever seen).
@@ -662,6 +731,8 @@ impl Snapshot {
             orphans: self.orphans.len(),
             nominated: self.nominated.len(),
             nominated_on: self.nominated_on.iter().map(Vec::len).sum(),
+            claim_users: self.storage.per_pod_entries().0,
+            volume_reservations: self.storage.per_pod_entries().1,
         }
     }
 }
@@ -679,6 +750,10 @@ pub struct Retained {
     pub orphans: usize,
     pub nominated: usize,
     pub nominated_on: usize,
+    /// Claims mounted by placed pods (ReadWriteOncePod).
+    pub claim_users: usize,
+    /// Pods whose volume binding is reserved, not yet bound.
+    pub volume_reservations: usize,
 }
 
 #[cfg(test)]

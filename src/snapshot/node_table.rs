@@ -154,6 +154,15 @@ impl NodeTable {
         self.version = self.stamp[u];
     }
 
+    /// A fresh stamp for live node `i` whose state as a plugin reads it changed
+    /// outside its object and pods (the images it holds became more or less
+    /// common in the cluster, `snapshot::images`).
+    pub(super) fn touch(&mut self, i: NodeIdx) {
+        if self.live.get(i as usize).copied().unwrap_or(false) {
+            self.restamp(i as usize);
+        }
+    }
+
     /// `f` of the label column (`label_columns`) of each of `keys`, in order;
     /// `None` when the table keeps no more columns (match node by node).
     pub fn with_label_columns<R>(&self, keys: &[Sym], f: impl FnOnce(&[&[u32]]) -> R) -> Option<R> {

@@ -23,7 +23,9 @@
 //!
 //! Served: core/v1 pods (+status, +binding), nodes (+status), events, namespaces;
 //! events.k8s.io/v1 events; policy/v1 poddisruptionbudgets (+status);
-//! scheduling.k8s.io/v1 priorityclasses; coordination.k8s.io/v1 leases; the legacy
+//! scheduling.k8s.io/v1 priorityclasses; coordination.k8s.io/v1 leases; core/v1
+//! persistentvolumeclaims and persistentvolumes (+status); storage.k8s.io/v1
+//! storageclasses, csinodes, csidrivers and csistoragecapacities; the legacy
 //! `POST /api/v1/namespaces/{ns}/bindings`; `/version`, `/healthz`, `/livez`, `/readyz`.
 //!
 //! Behaviour that follows the real server: binding answers `201` with a `Status`

@@ -663,10 +663,11 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
                 plugins: per_plugin.iter().map(|(name, v)| (*name, v[k])).collect(),
             })
             .collect();
+        let names = &snap.nodes().name_str;
         scores.sort_by(|a, b| {
             b.total
                 .cmp(&a.total)
-                .then_with(|| nodes.name_str[a.node as usize].cmp(nodes.name_str[b.node as usize]))
+                .then_with(|| names[a.node as usize].cmp(names[b.node as usize]))
         });
         decision.scores = scores;
     } else {
@@ -989,7 +990,7 @@ fn take_best(
     profile: &Profile,
     state: &mut CycleState,
     pod: &Pod,
-    snap: &Snapshot,
+    snap: &mut Snapshot,
     (chosen, total): (NodeIdx, i64),
     mut decision: Decision,
 ) -> Decision {
@@ -1009,7 +1010,7 @@ fn take_node(
     profile: &Profile,
     state: &mut CycleState,
     pod: &Pod,
-    snap: &Snapshot,
+    snap: &mut Snapshot,
     chosen: NodeIdx,
     decision: &mut Decision,
 ) -> bool {
@@ -1033,7 +1034,7 @@ fn reserve_and_permit(
     profile: &Profile,
     state: &mut CycleState,
     pod: &Pod,
-    snap: &Snapshot,
+    snap: &mut Snapshot,
     node: NodeIdx,
 ) -> Result<(), Status> {
     let mut reserved = 0;

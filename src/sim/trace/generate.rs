@@ -279,6 +279,7 @@ fn node_add(name: &str, shape: &NodeShape) -> NodeAdd {
         allocatable,
         taints: Vec::new(),
         price_per_hour: Some(cents(price)),
+        volume_limits: Default::default(),
     }
 }
 
@@ -393,6 +394,7 @@ pub fn generate(params: &GenerateParams) -> Result<Trace, TraceError> {
                 annotations: StringMap::new(),
                 required_node_affinity: Vec::new(),
                 scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+                claims: Vec::new(),
             }),
         });
     }
@@ -455,6 +457,7 @@ fn draw_app(rng: &mut Sampler, params: &GenerateParams, scheduled: bool) -> AppS
         work_executor_seconds: (runtime * n as f64).round(),
         annotations,
         labels,
+        executor_claim: None,
     }
 }
 

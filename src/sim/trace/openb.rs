@@ -131,6 +131,7 @@ fn read_nodes<R: std::io::Read>(
             allocatable,
             taints: Vec::new(),
             price_per_hour: Some(price),
+            volume_limits: Default::default(),
         });
         Ok(())
     })?;
@@ -240,6 +241,7 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
                 annotations: StringMap::new(),
                 required_node_affinity,
                 scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+                claims: Vec::new(),
             }),
         });
         Ok(())

@@ -172,6 +172,7 @@ fn read_nodes<R: std::io::Read>(
             allocatable,
             taints: Vec::new(),
             price_per_hour: Some(price),
+            volume_limits: Default::default(),
         });
         Ok(())
     })?;
@@ -256,6 +257,7 @@ fn read_jobs<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
                     annotations: StringMap::new(),
                     required_node_affinity: required_node_affinity.clone(),
                     scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
+                    claims: Vec::new(),
                 }),
             });
         }
