@@ -3,9 +3,10 @@
 //! Results and the machine they ran on: benches/README.md.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
-use spark_fleet::model::{Pod, Sym};
+use spark_fleet::model::{pod_from_k8s, Pod, Sym};
 use spark_fleet::plugins::build_named_profile;
 use spark_fleet::snapshot::Snapshot;
 use spark_fleet::testkit::{
@@ -221,11 +222,67 @@ fn preemption_search(c: &mut Criterion) {
     g.finish();
 }
 
+/// Converting a watched pod and dropping it again, as the pod watcher does for every
+/// pod event: a Spark executor (Spark's labels, a node selector, a spread constraint
+/// with `matchLabelKeys`), another pod of its application alive meanwhile (`executor`);
+/// the same with one label value no other pod has, interned with the pod and freed
+/// with it (`executor-unique-label`; the value is made in the untimed setup).
+fn pod_conversion(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pod_conversion");
+    let executor: K8sPod = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": "exec-1", "namespace": "spark", "uid": "0b7c4a3e-uid",
+            "labels": {
+                "spark-role": "executor",
+                "spark-app-selector": "spark-5f1e0c8a9b2d4e6f8a1b3c5d7e9f0a2b",
+                "spark-app-name": "etl-daily",
+                "spark-exec-id": "17",
+                "spark-exec-resourceprofile-id": "0",
+                "spark-version": "3.5.1",
+            },
+        },
+        "spec": {
+            "schedulerName": "spark-fleet",
+            "nodeSelector": {"node.kubernetes.io/instance-type": "m6i.4xlarge"},
+            "topologySpreadConstraints": [{
+                "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"spark-role": "executor"}},
+                "matchLabelKeys": ["spark-app-selector"],
+            }],
+            "containers": [{"name": "spark-kubernetes-executor", "image": "spark:3.5.1",
+                "resources": {"requests": {"cpu": "4", "memory": "16Gi"}}}],
+        },
+    }))
+    .expect("a pod from literals");
+    let _alive = pod_from_k8s(&executor, &()).expect("converts");
+    g.bench_function("executor", |b| {
+        b.iter(|| black_box(pod_from_k8s(black_box(&executor), &()).map(|p| p.priority)))
+    });
+    let mut n = 0u64;
+    g.bench_function("executor-unique-label", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let mut p = executor.clone();
+                if let Some(labels) = p.metadata.labels.as_mut() {
+                    labels.insert("pod-unique".into(), format!("value-{n}"));
+                }
+                p
+            },
+            |p| black_box(pod_from_k8s(&p, &()).map(|p| p.priority)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     one_decision,
     ten_thousand_decisions,
     snapshot_updates,
-    preemption_search
+    preemption_search,
+    pod_conversion
 );
 criterion_main!(benches);

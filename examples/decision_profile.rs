@@ -1,19 +1,26 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive] [--compare-exhaustive] [--node-selector=KEY=VALUE]...
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive] [--compare-exhaustive] [--node-selector=KEY=VALUE]... [--claims]
 //! With `--parallel`, sequential and parallel cycles alternate and both are timed;
 //! with `--compare-exhaustive`, the default selection (bounded where it pays)
 //! and every node scored.
 //! With `--assume`, every decision schedules a new executor and assumes it (the
 //! application grows, as in the `decisions_with_assume` benchmark). Each
 //! `--node-selector=KEY=VALUE` adds to the executor's node selector (e.g.
-//! `node.kubernetes.io/instance-type=m6i.16xlarge`, half the nodes).
+//! `node.kubernetes.io/instance-type=m6i.16xlarge`, half the nodes). With
+//! `--claims`, each executor mounts its own OnDemand claim of a
+//! WaitForFirstConsumer class (the volume plugins work; without it they skip).
+//! With `--images`, every other node holds the executor's image (1.2 GB), so
+//! ImageLocality scores nodes apart (without it, one score for every node).
 
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
 use spark_fleet::plugins::build_named_profile;
 use spark_fleet::testkit::{bench_executor, synthetic_cluster_with_app};
 use std::time::Instant;
+
+/// The executor's image (held by every other node with `--images`).
+const SPARK_IMAGE: &str = "apache/spark:3.5.3";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -48,12 +55,48 @@ fn main() {
         };
         selector.push(pair);
     }
-    let executor = |name: &str| {
-        selector
+    if flag("--images") {
+        let t = snap.nodes();
+        let with_image: Vec<spark_fleet::model::Node> = t
+            .live_indices()
+            .filter(|i| i % 2 == 0)
+            .map(|i| {
+                let mut n = t.node[i as usize].clone();
+                n.images = spark_fleet::model::NodeImages::from_pairs(vec![(
+                    spark_fleet::model::Sym::new(SPARK_IMAGE),
+                    1_200_000_000,
+                )]);
+                n
+            })
+            .collect();
+        for n in with_image {
+            snap.upsert_node(n);
+        }
+    }
+    let claims = flag("--claims");
+    if claims {
+        snap.storage_mut()
+            .upsert_class(spark_fleet::testkit::storage_class(
+                "gp3",
+                "ebs.csi.aws.com",
+                true,
+            ));
+    }
+    let executor = |name: &str, snap: &mut spark_fleet::snapshot::Snapshot| {
+        let b = selector
             .iter()
             .fold(bench_executor(name), |b, (k, v)| b.node_selector(k, v))
+            .image(SPARK_IMAGE);
+        if !claims {
+            return b;
+        }
+        let claim = format!("{name}-pvc-0");
+        let c = spark_fleet::testkit::claim(&claim, "gp3").namespace("spark");
+        snap.storage_mut()
+            .upsert_claim(c.request(200 << 30).build());
+        b.claim(&claim)
     };
-    let p = executor("exec-new").build();
+    let p = executor("exec-new", &mut snap).build();
     // The modes timed, each with its options: with a comparison, the two
     // alternate in short rounds within one process, so both see the same
     // machine (on a noisy VM, separate runs of one binary differ by 20%).
@@ -90,14 +133,17 @@ fn main() {
             let start = Instant::now();
             for k in 0..per_round {
                 if assume {
-                    let next = std::sync::Arc::new(
-                        executor(&format!("exec-new-{k}-{}", snap.generation())).build(),
-                    );
+                    let name = format!("exec-new-{k}-{}", snap.generation());
+                    let next = std::sync::Arc::new(executor(&name, &mut snap).build());
                     if let Some(n) = schedule(&profile, &next, &mut snap, opts).node {
                         let _ = snap.assume(next, n);
                     }
                 } else {
                     std::hint::black_box(schedule(&profile, &p, &mut snap, opts).node);
+                    if claims {
+                        // Each decision as the first for its claim: none selected a node yet.
+                        snap.storage_mut().release(&p.key);
+                    }
                 }
             }
             *spent += start.elapsed().as_secs_f64();

@@ -28,6 +28,8 @@ pub struct Explanation {
     /// Every node with GPU cards and each card's free milli (absent when no node has cards).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuNode>,
+    /// The capacity type the admission webhook gave this executor, and why.
+    pub admission: Option<AdmissionOut>,
     /// Shown in the text form only (the JSON contract has no such field).
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -56,6 +58,15 @@ pub struct GpuNode {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionOut {
+    /// `spark-fleet.io/capacity-type`.
+    pub capacity_type: String,
+    /// `spark-fleet.io/capacity-type-reason`: the mix and the counts behind the deficit.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct PreemptionOut {
     pub node: String,
     pub victims: Vec<String>,
@@ -74,6 +85,25 @@ pub fn snapshot_from(manifests: &Manifests, config: &Config) -> Snapshot {
     for pdb in &manifests.pdbs {
         snap.upsert_pdb(pdb.clone());
     }
+    let storage = snap.storage_mut();
+    for c in &manifests.claims {
+        storage.upsert_claim(c.clone());
+    }
+    for v in &manifests.volumes {
+        storage.upsert_volume(v.clone());
+    }
+    for c in &manifests.storage_classes {
+        storage.upsert_class(c.clone());
+    }
+    for n in &manifests.csi_nodes {
+        storage.upsert_csi_node(n.clone());
+    }
+    for d in &manifests.csi_drivers {
+        storage.upsert_driver(d.clone());
+    }
+    for c in &manifests.capacities {
+        storage.upsert_capacity(c.clone());
+    }
     snap
 }
 
@@ -89,6 +119,25 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
         },
     );
     let mut e = describe(&d, pod, snap);
+    if let Some(ty) = pod
+        .annotation(crate::spark::annotations::CAPACITY_TYPE)
+        .filter(|_| pod.is_executor())
+    {
+        let reason = pod
+            .annotation(crate::spark::annotations::CAPACITY_TYPE_REASON)
+            .map(str::to_owned);
+        e.notes.push(format!(
+            "admitted with capacity type {ty} (spark-fleet.io/capacity-type){}; the scheduler targets it",
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
+        e.admission = Some(AdmissionOut {
+            capacity_type: ty.to_owned(),
+            reason,
+        });
+    }
     if let Some(m) = crate::plugins::mix_status(config, pod, snap) {
         let fmt = |v: &[(String, u32)]| {
             v.iter()
@@ -110,6 +159,21 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
             },
             m.next.as_deref().unwrap_or("-")
         ));
+    }
+    // What VolumeBinding would do on the chosen node, as Reserve assumed it.
+    if let Some(r) = snap.storage().reservation(&pod.key) {
+        for (claim, volume) in &r.static_bindings {
+            e.notes.push(format!(
+                "volume binding: claim {} would be bound to volume {}",
+                claim.name, volume.name
+            ));
+        }
+        for claim in &r.provisions {
+            e.notes.push(format!(
+                "volume binding: claim {} would be provisioned for node {}",
+                claim.name, r.node
+            ));
+        }
     }
     if let Some(node) = d.node {
         if let Some(f) = crate::plugins::capacity_fallback(config, pod, snap, node) {
@@ -197,6 +261,7 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
         preemption,
         gpu_cards,
         gpus,
+        admission: None,
         notes: Vec::new(),
     }
 }

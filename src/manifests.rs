@@ -2,7 +2,11 @@
 //! and `kind: List`), converted to the internal model. Used by `explain`, tests
 //! and fixtures. Errors name the file, the document's line and the field.
 
-use crate::model::{node_from_k8s, pod_from_k8s, Node, Pod, PriorityResolver};
+use crate::model::{
+    capacity_from_k8s, claim_from_k8s, csi_driver_from_k8s, csi_node_from_k8s, node_from_k8s,
+    pod_from_k8s, storage_class_from_k8s, volume_from_k8s, Claim, ConvertError, CsiDriver, CsiNode,
+    Node, PersistentVolume, Pod, PriorityResolver, StorageCapacity, StorageClass,
+};
 use crate::preemption::{pdb_from_k8s, Pdb};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -36,6 +40,13 @@ pub struct Manifests {
     pub bound_pods: Vec<Pod>,
     pub pdbs: Vec<Pdb>,
     pub priority_classes: Vec<PriorityClass>,
+    /// Storage: claims, volumes, classes, CSI nodes, drivers and capacities.
+    pub claims: Vec<Claim>,
+    pub volumes: Vec<PersistentVolume>,
+    pub storage_classes: Vec<StorageClass>,
+    pub csi_nodes: Vec<CsiNode>,
+    pub csi_drivers: Vec<CsiDriver>,
+    pub capacities: Vec<StorageCapacity>,
     /// Kinds we skipped, with their line, for a warning.
     pub skipped: Vec<(usize, String)>,
     /// Pods without `spec.nodeName` (ignored by explain).
@@ -159,7 +170,23 @@ fn typed<T: serde::de::DeserializeOwned>(file: &str, o: &RawObject) -> Result<T,
     })
 }
 
-/// Reads a snapshot file of Nodes, Pods, PodDisruptionBudgets and PriorityClasses.
+/// `o` typed as `T`, then converted; errors name the file and the line.
+fn converted<T: serde::de::DeserializeOwned, M>(
+    file: &str,
+    o: &RawObject,
+    convert: impl Fn(&T) -> Result<M, ConvertError>,
+) -> Result<M, ManifestError> {
+    let t: T = typed(file, o)?;
+    convert(&t).map_err(|e| ManifestError::Object {
+        file: file.to_owned(),
+        line: o.line,
+        message: e.to_string(),
+    })
+}
+
+/// Reads a snapshot file of Nodes, Pods, PodDisruptionBudgets, PriorityClasses
+/// and storage objects (PersistentVolumeClaims, PersistentVolumes,
+/// StorageClasses, CSINodes, CSIDrivers, CSIStorageCapacities).
 pub fn load_snapshot_file(path: &Path) -> Result<Manifests, ManifestError> {
     let (file, text) = read_file(path)?;
     let objects = parse_objects(&file, &text)?;
@@ -187,6 +214,16 @@ pub fn load_snapshot_file(path: &Path) -> Result<Manifests, ManifestError> {
                     })?);
             }
             "PriorityClass" => m.priority_classes.push(typed(&file, o)?),
+            "PersistentVolumeClaim" => m.claims.push(converted(&file, o, claim_from_k8s)?),
+            "PersistentVolume" => m.volumes.push(converted(&file, o, volume_from_k8s)?),
+            "StorageClass" => m
+                .storage_classes
+                .push(converted(&file, o, storage_class_from_k8s)?),
+            "CSINode" => m.csi_nodes.push(converted(&file, o, csi_node_from_k8s)?),
+            "CSIDriver" => m
+                .csi_drivers
+                .push(converted(&file, o, csi_driver_from_k8s)?),
+            "CSIStorageCapacity" => m.capacities.push(converted(&file, o, capacity_from_k8s)?),
             other => m.skipped.push((
                 o.line,
                 if other.is_empty() {

@@ -202,6 +202,118 @@ fn preemption_respects_disruption_budgets_from_the_snapshot() {
     );
 }
 
+/// `explain` against a snapshot with storage objects: each node's volume
+/// verdict, and what VolumeBinding would do on the chosen node.
+fn explain_volumes(pod: &str, output: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_spark-fleet"))
+        .args([
+            "explain",
+            "--snapshot",
+            &fixture("volumes-cluster.yaml"),
+            "--pod",
+            &fixture(pod),
+        ])
+        .args(output)
+        .output()
+        .expect("run spark-fleet")
+}
+
+#[test]
+fn volume_verdicts_are_explained() {
+    for profile in ["spark-fleet", "kube-default"] {
+        let out = explain_volumes(
+            "pod-executor-volumes.yaml",
+            &["--output", "json", "--profile", profile],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["outcome"], "Scheduled", "{profile}");
+        assert_eq!(v["node"], "node-b", "{profile}: the shuffle volume's zone");
+        let verdict = |node: &str| {
+            v["filtered"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["node"] == node)
+                .map(|f| {
+                    (
+                        f["plugin"].as_str().unwrap().to_owned(),
+                        f["reason"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            verdict("node-a"),
+            (
+                "VolumeBinding".into(),
+                "node(s) had volume node affinity conflict".into()
+            )
+        );
+        // node-c attaches its one EBS volume already; the executor needs two more.
+        assert_eq!(
+            verdict("node-c"),
+            (
+                "NodeVolumeLimits".into(),
+                "node(s) exceed max volume count".into()
+            )
+        );
+    }
+    let out = explain_volumes("pod-executor-volumes.yaml", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "volume binding: claim etl-exec-1-pvc-0 would be provisioned for node node-b"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_claim_is_explained_as_upstream_words_it() {
+    let out = explain_volumes("pod-missing-claim.yaml", &["--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "Unschedulable");
+    assert_eq!(
+        v["message"],
+        "0/3 nodes are available: persistentvolumeclaim \"etl-exec-2-pvc-0\" not found. \
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    );
+}
+
+/// An executor the admission webhook annotated: explain shows the type it was
+/// admitted with and why, and the scheduler targets that type.
+#[test]
+fn shows_the_admitted_capacity_type_and_why() {
+    let v = json("pod-executor-admitted.yaml", &[]);
+    assert_eq!(v["admission"]["capacityType"], "spot");
+    assert!(v["admission"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("mix spot=40,on-demand=60 (soft); counted spot 2"));
+    let out = explain("pod-executor-admitted.yaml", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "admitted with capacity type spot (spark-fleet.io/capacity-type): mix spot=40"
+        ),
+        "{text}"
+    );
+    // Another pod has no admission.
+    assert_eq!(json("pod-driver.yaml", &[])["admission"], Value::Null);
+}
+
 #[test]
 fn gpu_share_shows_the_card_and_free_milli_per_card() {
     let run = |pod: &str, output: &str| {

@@ -467,3 +467,135 @@ fn a_nominated_pod_that_leaves_pending_takes_its_nomination_along() {
     assert_eq!((r.pods_bound, r.pods_never_bound), (3, 1));
     assert_eq!(r.pending_seconds.max, 0.0);
 }
+
+// ---- volumes ---------------------------------------------------------------------
+
+/// A node in `zone` that may attach `limit` EBS volumes (none given: no limit).
+fn zonal_node(name: &str, zone: &str, cpu: &str, limit: Option<u32>) -> String {
+    let limits = limit
+        .map(|n| format!(r#","volume_limits":{{"ebs.csi.aws.com":{n}}}"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"t":0,"type":"node_add","name":"{name}","labels":{{"karpenter.sh/capacity-type":"on-demand","topology.kubernetes.io/zone":"{zone}"}},"allocatable":{{"cpu":"{cpu}","memory":"64Gi","pods":"110"}},"price_per_hour":1{limits}}}"#
+    )
+}
+
+/// An application whose executors each get an OnDemand claim of class gp3.
+fn app_with_claims(id: &str, executors: u32, work: f64) -> String {
+    format!(
+        r#"{{"t":0,"type":"app_submit","id":"{id}","namespace":"etl","driver":{{"requests":{{"cpu":"1","memory":"1Gi"}},"priority":100000}},"executor":{{"requests":{{"cpu":"1","memory":"1Gi"}},"priority":50000}},"executors":{executors},"work_executor_seconds":{work},"executor_claim":{{"storage_class":"gp3","request":"200Gi"}}}}"#
+    )
+}
+
+fn gp3(allowed_zones: &str) -> String {
+    format!(
+        r#"{{"t":0,"type":"storage_class","name":"gp3","provisioner":"ebs.csi.aws.com","allowed_zones":[{allowed_zones}]}}"#
+    )
+}
+
+/// One node of 16 CPUs that attaches at most 2 EBS volumes: an application of
+/// 4 executors, each with its own claim, runs 2 at a time, so 400
+/// executor-seconds take 200 s instead of 100 s.
+#[test]
+fn the_attach_limit_holds_executors_with_claims_back() {
+    for (limit, want) in [(None, 100.0), (Some(2), 200.0)] {
+        let t = trace(&[
+            &gp3(""),
+            &zonal_node("n1", "zone-a", "16", limit),
+            &app_with_claims("a", 4, 400.0),
+        ]);
+        for policy in ["spark-fleet", "kube-default"] {
+            let report = simulate(&t, &Config::default(), &policies(&[policy]), &quiet()).unwrap();
+            assert_eq!(
+                completion(&report, policy, "a"),
+                Some(want),
+                "{policy} {limit:?}"
+            );
+        }
+    }
+}
+
+/// Claims provisioned only in zone-b: executors go to zone-b's 4 CPUs alone
+/// (the driver, without claims, to zone-a), 4 at a time instead of 6.
+#[test]
+fn executors_go_where_their_claims_can_be_provisioned() {
+    for (zones, want) in [
+        (r#""zone-a","zone-b""#, 400.0 / 6.0),
+        (r#""zone-b""#, 100.0),
+    ] {
+        let t = trace(&[
+            &gp3(zones),
+            &zonal_node("n-a", "zone-a", "4", None),
+            &zonal_node("n-b", "zone-b", "4", None),
+            &app_with_claims("a", 6, 400.0),
+        ]);
+        let report = simulate(
+            &t,
+            &Config::default(),
+            &policies(&["spark-fleet"]),
+            &quiet(),
+        )
+        .unwrap();
+        let got = completion(&report, "spark-fleet", "a").unwrap();
+        assert!(
+            (got - want).abs() < 1e-3,
+            "zones {zones}: {got} s, want {want}"
+        );
+    }
+}
+
+/// A pod mounting a claim bound to a zone-b volume never runs in zone-a.
+#[test]
+fn a_pod_whose_volume_is_in_zone_b_waits_for_zone_b() {
+    let pod = r#"{"t":1,"type":"pod_submit","name":"reader","namespace":"etl","requests":{"cpu":"1","memory":"1Gi"},"claims":["shuffle"],"duration_seconds":10}"#;
+    let volume = r#"{"t":0,"type":"volume_add","name":"pv-b","storage_class":"gp3","capacity":"100Gi","zone":"zone-b","driver":"ebs.csi.aws.com"}"#;
+    let claim = r#"{"t":0,"type":"claim_add","name":"shuffle","namespace":"etl","storage_class":"gp3","request":"100Gi","volume":"pv-b"}"#;
+    for (nodes, bound) in [
+        (vec![zonal_node("n-a", "zone-a", "8", None)], 0),
+        (
+            vec![
+                zonal_node("n-a", "zone-a", "8", None),
+                zonal_node("n-b", "zone-b", "2", None),
+            ],
+            1,
+        ),
+    ] {
+        let class = gp3("");
+        let mut lines: Vec<&str> = vec![&class];
+        lines.extend(nodes.iter().map(String::as_str));
+        lines.extend([volume, claim, pod]);
+        let t = trace(&lines);
+        let report = simulate(
+            &t,
+            &Config::default(),
+            &policies(&["spark-fleet"]),
+            &quiet(),
+        )
+        .unwrap();
+        let run = report
+            .runs
+            .iter()
+            .find(|r| r.policy == "spark-fleet")
+            .unwrap();
+        assert_eq!(run.pods_bound, bound, "{} nodes", nodes.len());
+    }
+}
+
+#[test]
+fn a_claim_naming_a_missing_volume_is_an_error() {
+    let t = trace(&[
+        &gp3(""),
+        r#"{"t":0,"type":"claim_add","name":"c","storage_class":"gp3","volume":"nope"}"#,
+    ]);
+    let e = simulate(
+        &t,
+        &Config::default(),
+        &policies(&["spark-fleet"]),
+        &quiet(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("volume \"nope\" does not exist"),
+        "{e}"
+    );
+}

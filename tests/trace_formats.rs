@@ -335,6 +335,9 @@ fn generated_shape_is_sane() {
                 p.requests().unwrap();
             }
             Event::NodeRemove(_) => panic!("the generator does not remove nodes"),
+            Event::StorageClass(_) | Event::VolumeAdd(_) | Event::ClaimAdd(_) => {
+                panic!("the generator writes no storage objects")
+            }
         }
     }
     assert!(interruptions > 0);

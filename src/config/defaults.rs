@@ -19,9 +19,10 @@ pub fn default_profiles() -> Vec<ProfileConfig> {
 
 /// Upstream's default plugin set: TaintToleration 3, NodeAffinity 2,
 /// PodTopologySpread 2, InterPodAffinity 2, NodeResourcesFit 1 (LeastAllocated),
-/// BalancedAllocation 1, in upstream's order; plus GpuShare, the card-level
-/// GPU check GPU-sharing clusters add to their scheduler (a no-op for pods
-/// without GPU annotations).
+/// BalancedAllocation 1, ImageLocality 1, and the volume filters
+/// (VolumeRestrictions, NodeVolumeLimits, VolumeBinding, VolumeZone), in
+/// upstream's order; plus GpuShare, the card-level GPU check GPU-sharing
+/// clusters add to their scheduler (a no-op for pods without GPU annotations).
 pub fn kube_default_profile() -> ProfileConfig {
     ProfileConfig {
         name: KUBE_DEFAULT.into(),
@@ -33,10 +34,15 @@ pub fn kube_default_profile() -> ProfileConfig {
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
             entry("GpuShare", 0),
+            entry("VolumeRestrictions", 0),
+            entry("NodeVolumeLimits", 0),
+            entry("VolumeBinding", 0),
+            entry("VolumeZone", 0),
             entry("PodTopologySpread", 2),
             entry("InterPodAffinity", 2),
-            entry("NodeResourcesBalancedAllocation", 1),
             entry("DefaultPreemption", 0),
+            entry("NodeResourcesBalancedAllocation", 1),
+            entry("ImageLocality", 1),
         ],
         plugin_args: PluginArgs::default(),
         percentage_of_nodes_to_score: 0,
@@ -57,12 +63,17 @@ pub fn spark_fleet_profile() -> ProfileConfig {
             entry("NodePorts", 0),
             entry("NodeResourcesFit", 1),
             entry("GpuShare", 0),
-            entry("CapacityMix", 16),
+            entry("VolumeRestrictions", 0),
+            entry("NodeVolumeLimits", 0),
+            entry("VolumeBinding", 0),
+            entry("VolumeZone", 0),
+            entry("CapacityMix", 17),
             entry("PodTopologySpread", 2),
             entry("InterPodAffinity", 2),
             entry("ExecutorSpread", 3),
             entry("DriverAdmission", 0),
             entry("NodeResourcesBalancedAllocation", 1),
+            entry("ImageLocality", 1),
             entry("SparkPreemption", 0),
         ],
         plugin_args: args,

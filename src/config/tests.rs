@@ -59,3 +59,39 @@ fn simulation_prices_are_validated() {
     let c = Config::parse("simulation: {pricePerVcpuHour: {spot: 0.01}}\n", "c.yaml").unwrap();
     assert_eq!(c.simulation.price_per_vcpu_hour.get("spot"), Some(&0.01));
 }
+
+#[test]
+fn readme_states_the_api_load_defaults() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let c = Config::default();
+    let stated = format!(
+        "Defaults: `bind.concurrency: {}`, `client.qps: {}`, `client.burst: {}`.",
+        c.bind.concurrency, c.client.qps, c.client.burst
+    );
+    // README lines are wrapped: compare with line breaks as spaces.
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&stated), "README.md does not say {stated:?}");
+}
+
+#[test]
+fn admission_provider_and_weight_are_validated() {
+    let c = Config::parse("admission: {provider: gke, preferredWeight: 7}\n", "c.yaml").unwrap();
+    assert_eq!(c.admission.provider, crate::admission::Provider::Gke);
+    assert_eq!(c.admission.preferred_weight, 7);
+    let c = Config::parse("admission: {provider: eks}\n", "c.yaml").unwrap();
+    assert_eq!(
+        c.admission.provider,
+        crate::admission::Provider::EksManagedNodeGroups
+    );
+    let e = Config::parse("admission:\n  provider: nomad\n", "c.yaml").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("c.yaml: "), "{msg}");
+    assert!(msg.contains("nomad"), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+    let e = Config::parse("admission: {preferredWeight: 0}\n", "c.yaml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c.yaml: admission.preferredWeight: 0 is outside 1..=100 (the range of a node-affinity weight)"
+    );
+}

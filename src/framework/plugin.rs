@@ -358,10 +358,18 @@ pub enum Normalization {
     Other,
 }
 
-/// Reserve runs when a node is chosen, before binding; Unreserve undoes it on failure.
+/// Reserve runs when a node is chosen, before binding; Unreserve undoes it on
+/// failure. Reserve may record in the snapshot what the pod takes beyond its
+/// node (VolumeBinding assumes the volumes it chose), so the next cycles see it.
 pub trait ReservePlugin: Plugin {
-    fn reserve(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status;
-    fn unreserve(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx);
+    fn reserve(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snap: &mut Snapshot,
+        node: NodeIdx,
+    ) -> Status;
+    fn unreserve(&self, state: &mut CycleState, pod: &Pod, snap: &mut Snapshot, node: NodeIdx);
 }
 
 #[derive(Debug, Clone, PartialEq)]

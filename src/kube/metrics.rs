@@ -15,11 +15,29 @@ pub const PREEMPTION_VICTIMS: &str = "spark_fleet_preemption_victims_total";
 pub const CAPACITY_FALLBACKS: &str = "spark_fleet_capacity_fallbacks_total";
 pub const CAPACITY_MIX_DEVIATION: &str = "spark_fleet_app_capacity_mix_deviation";
 pub const LEADER: &str = "spark_fleet_leader";
+pub const EVENTS_DROPPED: &str = "spark_fleet_events_dropped_total";
+/// One binding request, sent to answered (retries of 429/503/504 by the client included).
+pub const BINDING_DURATION: &str = "spark_fleet_binding_duration_seconds";
+pub const BINDINGS_IN_FLIGHT: &str = "spark_fleet_bindings_in_flight";
+/// Time a request waited for a token of the client rate limit, by client (`main`:
+/// bindings, status patches, deletions; `events`; `lease`), as client-go's
+/// `rest_client_rate_limiter_duration_seconds`.
+pub const RATE_LIMITER_WAIT: &str = "spark_fleet_client_rate_limiter_wait_seconds";
 
 /// Upstream's scheduling-duration buckets (1 ms doubling to ~16 s).
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
     8.192, 16.384,
+];
+/// Rate-limiter waits: none at all is the common case.
+const WAIT_BUCKETS: &[f64] = &[
+    0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192,
+];
+/// Admission reviews: 100 µs doubling to ~0.8 s (the webhook's timeout is 2 s).
+const ADMISSION_BUCKETS: &[f64] = &[
+    0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024, 0.2048,
+    0.4096, 0.8192,
 ];
 const E2E_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
@@ -36,6 +54,21 @@ pub fn handle() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Full(ALGORITHM_DURATION.into()), DURATION_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(E2E_DURATION.into()), E2E_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(BINDING_DURATION.into()),
+                        DURATION_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(RATE_LIMITER_WAIT.into()), WAIT_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(crate::admission::server::ADMISSION_DURATION.into()),
+                        ADMISSION_BUCKETS,
+                    )
                 });
             let recorder = match builder {
                 Ok(b) => b.build_recorder(),
@@ -46,7 +79,10 @@ pub fn handle() -> Option<PrometheusHandle> {
             };
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
-                Ok(()) => Some(handle),
+                Ok(()) => {
+                    spawn_upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "a metrics recorder was already installed");
                     None
@@ -54,6 +90,26 @@ pub fn handle() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// How often histogram observations are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram observation (8 bytes, two per pod
+/// scheduled) until something folds them into the buckets: a scrape of
+/// `/metrics`, or this upkeep (the exporter's own upkeep task comes only with
+/// its HTTP listener, which `/metrics` here does not use). Without it, a
+/// scheduler nobody scrapes grows with every pod.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "metrics upkeep not started: histograms drain only when scraped");
+    }
 }
 
 /// Registers the counters and gauges at zero so `/metrics` lists them before the first
@@ -68,6 +124,8 @@ pub fn describe() {
     metrics::counter!(CAPACITY_FALLBACKS).increment(0);
     metrics::gauge!(CAPACITY_MIX_DEVIATION).set(0.0);
     metrics::gauge!(LEADER).set(0.0);
+    metrics::counter!(EVENTS_DROPPED).increment(0);
+    metrics::gauge!(BINDINGS_IN_FLIGHT).set(0.0);
     metrics::counter!(BINDS, "role" => "none", "capacity_type" => "on-demand").increment(0);
     metrics::counter!(PREEMPTION_VICTIMS, "role" => "none").increment(0);
 }

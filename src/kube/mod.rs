@@ -6,15 +6,23 @@
 //! bounded concurrency. Outcomes are reported as upstream kube-scheduler does
 //! (PodScheduled condition, events, nominatedNodeName, preemption of victims).
 //!
+//! - **Load on the API server**: at most `bind.concurrency` bindings (default 64),
+//!   [`reporter::REPORTS_IN_FLIGHT`] status patches or deletions and one event are in
+//!   flight at once. Events wait in a bounded queue for one sender, as upstream's
+//!   broadcaster: during a burst they trail the bindings instead of halving their rate.
 //! - **Client rate limit**: every request we make (bindings, status patches,
 //!   deletions, lease reads and writes) first takes a token from a
-//!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (upstream defaults
-//!   50 / 100); events and lease requests each take theirs from a bucket of their own
-//!   of the same size, as upstream's separate event and leader-election clients.
-//!   Watches are long-running and not limited.
+//!   [`rate_limit::RateLimiter`] with `client.qps` / `client.burst` (default 2,000 /
+//!   2,000, a ceiling: see `config/spark-fleet.yaml` for why that is safe); events and
+//!   lease requests each take theirs from a bucket of their own of the same size, as
+//!   upstream's separate event and leader-election clients. Watches are long-running
+//!   and not limited.
 //! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
 //! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
+//! - **Admission webhook** (`webhook`, [`crate::admission`]): served over HTTPS by
+//!   every replica from the same snapshot, recording executor admissions in
+//!   [`State::admissions`] under the state lock.
 //! - **Shutdown** ([`Scheduler::shutdown`]): stop dequeuing, wait up to 10 s for
 //!   in-flight bindings, release the lease.
 //!
@@ -23,13 +31,16 @@
 //! on SIGTERM or SIGINT.
 
 mod binder;
+mod events;
 pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod partition;
+mod prebind;
 pub mod rate_limit;
 mod reporter;
 mod watch;
+mod webhook;
 
 pub use partition::{is_ours, parse_selector, raw_is_ours, Partition};
 
@@ -38,7 +49,6 @@ use crate::framework::{schedule, CycleOptions, Profile};
 use crate::model::{Pod, PodKey, PriorityResolver};
 use crate::queue::{QueueConfig, QueuedPod, SchedulingQueue, SystemClock};
 use crate::snapshot::Snapshot;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use rate_limit::RateLimiter;
 use std::collections::HashMap;
@@ -57,6 +67,8 @@ pub const CONTROLLER: &str = "spark-fleet";
 
 /// In-flight bindings get this long to finish at shutdown.
 const SHUTDOWN_BIND_WAIT: Duration = Duration::from_secs(10);
+/// Queued events get this long to be recorded at shutdown, after the bindings.
+const SHUTDOWN_EVENT_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum KubeError {
@@ -74,6 +86,9 @@ pub enum KubeError {
         term: String,
         message: String,
     },
+    /// The scheduler cannot go on (e.g. its lease's namespace does not exist).
+    #[error("{0}")]
+    Fatal(String),
     #[error("metrics.address {address}: {source}")]
     MetricsBind {
         address: String,
@@ -81,10 +96,15 @@ pub enum KubeError {
     },
 }
 
-/// Text or JSON logs on stderr; `RUST_LOG` filters (default `info`). Safe to call twice.
+/// The log filter without `RUST_LOG`: INFO, less the kube client's own line per failed
+/// request (every failure it reports reaches the caller, which logs it once).
+pub const DEFAULT_LOG_FILTER: &str = "info,kube_client=error,kube_client::client::builder=off";
+
+/// Text or JSON logs on stderr; `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]).
+/// Safe to call twice.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -105,13 +125,23 @@ pub async fn run(
     let scheduler = Scheduler::start(client, config).await?;
     tracing::info!(
         identity = %scheduler.identity(),
+        scheduler_name = %scheduler.shared.config.scheduler_name,
+        profile = %scheduler.shared.config.default_profile,
+        leader_election = scheduler.shared.config.leader_election.enabled,
         metrics = %scheduler.metrics_addr(),
         "spark-fleet running"
     );
-    shutdown.await;
+    let mut failure = scheduler.shared.failure.subscribe();
+    let failed = tokio::select! {
+        _ = shutdown => None,
+        f = failure.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.clone()),
+    };
     tracing::info!("shutting down");
     scheduler.shutdown().await;
-    Ok(())
+    match failed {
+        Some(message) => Err(KubeError::Fatal(message)),
+        None => Ok(()),
+    }
 }
 
 async fn client_for(kubeconfig: Option<PathBuf>) -> Result<Client, KubeError> {
@@ -132,6 +162,11 @@ async fn client_for(kubeconfig: Option<PathBuf>) -> Result<Client, KubeError> {
         }
         None => kube::Config::incluster().map_err(|e| KubeError::InCluster(e.to_string()))?,
     };
+    // The client sends a request answered 429, 503 or 504 again, after the answer's
+    // Retry-After if it gives one (else with exponential backoff), up to 15 times: what
+    // API Priority and Fairness asks of a client it sheds (tests/api_requests.rs).
+    let mut config = config;
+    config.default_retry = true;
     Ok(Client::try_from(config)?)
 }
 
@@ -149,7 +184,8 @@ pub(crate) struct Shared {
     /// leader-election client: a backlog of reports must not delay a renewal past the
     /// renew deadline (the leader would keep binding while its lease runs out).
     pub lease_limiter: RateLimiter,
-    pub recorder: Recorder,
+    /// Events wait here for the one sender (`reporter::EventQueue`).
+    pub events: reporter::EventQueue,
     pub identity: String,
     pub state: Mutex<State>,
     /// Something changed that may let the loop pop a pod.
@@ -158,11 +194,20 @@ pub(crate) struct Shared {
     pub status_patches_done: Notify,
     pub leader: tokio_watch::Sender<bool>,
     pub stop: tokio_watch::Sender<bool>,
-    /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
-    pub synced: [AtomicBool; 4],
+    /// Why the scheduler cannot go on, once it cannot (`run` returns it as an error).
+    pub failure: tokio_watch::Sender<Option<String>>,
+    /// Per watcher (nodes, pods, pdbs, priority classes, and the storage
+    /// kinds, `watch::WATCHERS`): listed once.
+    pub synced: [AtomicBool; watch::WATCHERS],
+    /// A claim or volume changed: volume bindings waiting in PreBind look again.
+    pub storage_changed: Notify,
     pub bind_slots: Arc<Semaphore>,
+    /// Status patches and deletions in flight (`reporter::REPORTS_IN_FLIGHT`).
+    pub report_slots: Semaphore,
     pub bind_concurrency: usize,
     pub binds: AtomicU64,
+    /// Scheduling attempts that found no node (for the progress line).
+    pub unschedulable: AtomicU64,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -182,6 +227,30 @@ pub(crate) struct State {
     pub scheduled_false: std::collections::HashSet<PodKey>,
     /// Status patches in flight per pod (`reporter::StatusPatches`).
     pub status_patches: HashMap<PodKey, u32>,
+    /// Events sent recently per pod, for event series (`events`).
+    pub events: events::RecentEvents,
+    /// Executors admitted with a capacity type and not placed yet.
+    pub admissions: crate::admission::ledger::Ledger,
+}
+
+/// What a running scheduler holds per pod ([`Scheduler::retained`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub snapshot: crate::snapshot::Retained,
+    /// Queue entries (pending and in flight).
+    pub queue: usize,
+    /// Pods known to the watcher (for re-lists).
+    pub pods: usize,
+    /// Last FailedScheduling message per pod.
+    pub reported: usize,
+    pub scheduled_false: usize,
+    pub status_patches: usize,
+    /// Pods with recent events kept for event series.
+    pub recent_events: usize,
+    /// Executors admitted by the webhook and not placed yet.
+    pub admissions: usize,
+    /// Strings interned in the process (`model::Sym`), pinned and counted.
+    pub interned_strings: usize,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -228,6 +297,11 @@ impl Shared {
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
+
+    /// The scheduler cannot go on: `run` stops it and returns `message`.
+    pub fn fail(&self, message: String) {
+        self.failure.send_replace(Some(message));
+    }
 }
 
 /// A running scheduler. Dropping it without [`shutdown`](Self::shutdown) aborts its tasks.
@@ -236,6 +310,7 @@ pub struct Scheduler {
     tasks: Vec<JoinHandle<()>>,
     lease: Option<(JoinHandle<()>, leader::LeaseSettings)>,
     metrics_addr: SocketAddr,
+    webhook: Option<crate::admission::server::Webhook>,
 }
 
 impl Scheduler {
@@ -280,22 +355,20 @@ impl Scheduler {
         let metrics_handle = metrics::handle();
         metrics::describe();
         let bind_concurrency = config.bind.concurrency.max(1);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: CONTROLLER.into(),
-                instance: Some(identity.clone()),
-            },
-        );
         let leader_election = config.leader_election.enabled;
+        let (events, queued_events) = reporter::EventQueue::new();
         let shared = Arc::new(Shared {
-            limiter: RateLimiter::new(config.client.qps, config.client.burst),
-            event_limiter: RateLimiter::new(config.client.qps, config.client.burst),
-            lease_limiter: RateLimiter::new(config.client.qps, config.client.burst),
+            limiter: RateLimiter::for_client("main", config.client.qps, config.client.burst),
+            event_limiter: RateLimiter::for_client(
+                "events",
+                config.client.qps,
+                config.client.burst,
+            ),
+            lease_limiter: RateLimiter::for_client("lease", config.client.qps, config.client.burst),
             partition,
             profile,
             client,
-            recorder,
+            events,
             identity,
             state: Mutex::new(State {
                 snap: Snapshot::new(config.capacity_types.clone()),
@@ -306,19 +379,31 @@ impl Scheduler {
                 reported: HashMap::new(),
                 scheduled_false: Default::default(),
                 status_patches: HashMap::new(),
+                events: Default::default(),
+                admissions: Default::default(),
             }),
             wake: Notify::new(),
             status_patches_done: Notify::new(),
             leader: tokio_watch::Sender::new(false),
             stop: tokio_watch::Sender::new(false),
+            failure: tokio_watch::Sender::new(None),
             synced: Default::default(),
+            storage_changed: Notify::new(),
             bind_slots: Arc::new(Semaphore::new(bind_concurrency)),
+            report_slots: Semaphore::new(reporter::REPORTS_IN_FLIGHT),
             bind_concurrency,
             binds: AtomicU64::new(0),
+            unschedulable: AtomicU64::new(0),
             metrics: metrics_handle,
             config,
         });
         let metrics_addr = health::serve(shared.clone(), &shared.config.metrics.address).await?;
+        let webhook = shared
+            .config
+            .admission
+            .webhook
+            .enabled
+            .then(|| webhook::start(&shared));
         let mut tasks = watch::spawn_all(shared.clone());
         let lease = if leader_election {
             let settings = leader::LeaseSettings::from_config(&shared.config);
@@ -331,12 +416,18 @@ impl Scheduler {
             shared.set_leader(true);
             None
         };
+        tasks.push(tokio::spawn(reporter::send_events(
+            shared.clone(),
+            queued_events,
+        )));
         tasks.push(tokio::spawn(scheduling_loop(shared.clone())));
+        tasks.push(tokio::spawn(progress(shared.clone())));
         Ok(Scheduler {
             shared,
             tasks,
             lease,
             metrics_addr,
+            webhook,
         })
     }
 
@@ -348,8 +439,22 @@ impl Scheduler {
         self.metrics_addr
     }
 
+    /// The admission webhook's address once it listens (it needs a certificate first).
+    pub async fn webhook_addr(&self, timeout: Duration) -> Option<SocketAddr> {
+        match &self.webhook {
+            Some(w) => w.wait_listening(timeout).await,
+            None => None,
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         self.shared.is_leader()
+    }
+
+    /// Why the scheduler cannot go on, if it cannot (e.g. its lease's namespace does
+    /// not exist); [`run`] returns it as an error.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.borrow().clone()
     }
 
     /// Every watcher has listed once.
@@ -365,6 +470,23 @@ impl Scheduler {
     /// Reads the snapshot (for tests and debugging).
     pub fn with_snapshot<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
         f(&self.shared.lock().snap)
+    }
+
+    /// Entry counts of every structure that holds something per pod, and the
+    /// strings interned: with no pod left, all but `interned_strings` are 0.
+    pub fn retained(&self) -> Retained {
+        let st = self.shared.lock();
+        Retained {
+            snapshot: st.snap.retained(),
+            queue: st.queue.retained(),
+            pods: st.pods.len(),
+            reported: st.reported.len(),
+            scheduled_false: st.scheduled_false.len(),
+            status_patches: st.status_patches.len(),
+            recent_events: st.events.len(),
+            admissions: st.admissions.len(),
+            interned_strings: crate::model::Sym::interned_count(),
+        }
     }
 
     /// Whether the queue tracks the pod (queued or in flight).
@@ -387,11 +509,15 @@ impl Scheduler {
             Ok(_) => tracing::info!("in-flight bindings finished"),
             Err(_) => tracing::warn!("in-flight bindings did not finish in time"),
         }
+        if !self.shared.events.drained(SHUTDOWN_EVENT_WAIT).await {
+            tracing::warn!("queued events not all recorded before shutdown");
+        }
         if let Some((task, settings)) = self.lease.take() {
             let _ = task.await;
             leader::release(&self.shared, &settings).await;
         }
         self.shared.set_leader(false);
+        self.webhook.take();
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -415,6 +541,37 @@ fn secs_to_ms(s: f64) -> u64 {
         (s * 1000.0).round() as u64
     } else {
         0
+    }
+}
+
+/// How often the progress line is written (when something happened meanwhile).
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// One INFO line per [`PROGRESS_EVERY`] while pods are bound or found unplaceable:
+/// what an operator follows at the default level, where each pod's outcome is DEBUG.
+async fn progress(shared: Arc<Shared>) {
+    let mut last = (0, 0);
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let now = (
+            shared.binds.load(Ordering::Relaxed),
+            shared.unschedulable.load(Ordering::Relaxed),
+        );
+        if now == last {
+            continue;
+        }
+        let pending = shared.lock().queue.pending_counts();
+        tracing::info!(
+            bound = now.0 - last.0,
+            unschedulable_attempts = now.1 - last.1,
+            bound_total = now.0,
+            active = pending.active,
+            backoff = pending.backoff,
+            unschedulable = pending.unschedulable,
+            "progress over the last {}s",
+            PROGRESS_EVERY.as_secs()
+        );
+        last = now;
     }
 }
 
@@ -538,6 +695,8 @@ fn cycle(
 ) -> Outcome {
     let pod = qp.pod.clone();
     let started = Instant::now();
+    st.snap
+        .set_now_ms(Some(chrono::Utc::now().timestamp_millis()));
     let decision = schedule(
         &shared.profile,
         &pod,
@@ -560,16 +719,13 @@ fn cycle(
                 st.snap.clear_nomination(&pod.key);
                 if let Some(fb) = fallback {
                     ::metrics::counter!(metrics::CAPACITY_FALLBACKS).increment(1);
-                    tokio::spawn(reporter::capacity_fallback_event(
-                        shared.clone(),
-                        pod.clone(),
-                        node.clone(),
-                        fb,
-                    ));
+                    reporter::capacity_fallback_event(shared, &pod, &node, fb);
                 }
                 return Outcome::Bind { qp, node, permit };
             }
             Err(e) => {
+                // What Reserve assumed for the pod's volumes goes with it.
+                st.snap.forget(&pod.key);
                 tracing::warn!(pod = %pod.key, error = %e, "assume failed; retrying");
                 ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
                 let _ = st.queue.requeue_backoff(qp);
@@ -585,9 +741,11 @@ fn cycle(
         "error"
     } else {
         let _ = st.queue.requeue_unschedulable(qp, decision.rejected_by());
+        retry_when_wait_ends(shared, st, &pod);
         "unschedulable"
     };
     ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => result).increment(1);
+    shared.unschedulable.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(pod = %pod.key, %message, "unschedulable");
     // Preemption found no node: the nomination an earlier one gave is dropped,
     // here and in status.nominatedNodeName (as upstream does).
@@ -628,6 +786,30 @@ fn cycle(
         preemption,
         clear_nominated,
     }
+}
+
+/// An admitted soft-mix executor rejected while it waits for its capacity type
+/// is retried when the wait ends, to fall back then rather than at the next
+/// cluster event or the unschedulable flush.
+fn retry_when_wait_ends(shared: &Arc<Shared>, st: &State, pod: &Arc<Pod>) {
+    let Some(at) =
+        crate::plugins::capacity_mix::admitted_wait_ends_ms(&shared.config, pod, &st.snap)
+    else {
+        return;
+    };
+    let wait = at.saturating_sub(chrono::Utc::now().timestamp_millis());
+    if wait <= 0 {
+        return;
+    }
+    let (shared, key) = (Arc::downgrade(shared), pod.key.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(wait as u64 + 1)).await;
+        if let Some(shared) = shared.upgrade() {
+            if shared.lock().queue.activate(&key) {
+                shared.wake.notify_one();
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use super::KubeError;
 use crate::config::PartitionConfig;
-use crate::model::{LabelSelector, Labels, Pod, Requirement, SelectorOp, Sym};
+use crate::model::{Interned, LabelSelector, Labels, Pod, Requirement, SelectorOp, Sym};
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -129,12 +129,15 @@ pub fn raw_is_ours(
 ) -> bool {
     let spec = pod.spec.as_ref();
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    let labels = pod
-        .metadata
-        .labels
-        .as_ref()
-        .map(|m| Labels::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
-        .unwrap_or_default();
+    // Counted, not pinned: the values are interned for this check only (`model::intern`).
+    let mut interned = Interned::default();
+    let labels = Labels::from_syms(
+        pod.metadata
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (Sym::new(k), interned.sym(v))),
+    );
     spec.and_then(|s| s.scheduler_name.as_deref()) == Some(scheduler_name)
         && spec
             .and_then(|s| s.node_name.as_deref())

@@ -8,6 +8,8 @@ use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// The `client` label of the wait metric.
+    client: &'static str,
     qps: f64,
     burst: f64,
     bucket: Mutex<Bucket>,
@@ -22,8 +24,14 @@ struct Bucket {
 impl RateLimiter {
     /// `qps <= 0` disables the limit.
     pub fn new(qps: f64, burst: u32) -> RateLimiter {
+        Self::for_client("main", qps, burst)
+    }
+
+    /// As [`new`](Self::new); waits are recorded with label `client`.
+    pub fn for_client(client: &'static str, qps: f64, burst: u32) -> RateLimiter {
         let burst = f64::from(burst.max(1));
         RateLimiter {
+            client,
             qps,
             burst,
             bucket: Mutex::new(Bucket {
@@ -38,6 +46,7 @@ impl RateLimiter {
         if self.qps <= 0.0 || !self.qps.is_finite() {
             return;
         }
+        let asked = Instant::now();
         let mut b = self.bucket.lock().await;
         let now = Instant::now();
         b.tokens =
@@ -50,6 +59,8 @@ impl RateLimiter {
             b.refilled = Instant::now();
         }
         b.tokens -= 1.0;
+        ::metrics::histogram!(super::metrics::RATE_LIMITER_WAIT, "client" => self.client)
+            .record(asked.elapsed().as_secs_f64());
     }
 }
 

@@ -4,6 +4,7 @@
 //! Every API error is logged, never fatal: the next cycle reports again; an event the
 //! server could not take for now (429, 5xx, timeout, transport) is sent again with backoff.
 
+use super::events::{self, EventType};
 use super::{metrics, Shared};
 use crate::config::Config;
 use crate::model::{Pod, PodKey};
@@ -12,10 +13,11 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
 
 /// A report or deletion that hangs this long is treated like a 5xx. The client has no
 /// read timeout: a request on a dead connection would otherwise wait for TCP to give up
@@ -113,36 +115,129 @@ const EVENT_TRIES: u32 = 12;
 /// [`EVENT_RETRY_MAX`] (upstream waits 10 s each time).
 const EVENT_RETRY_FIRST: Duration = Duration::from_millis(500);
 const EVENT_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Events waiting for the sender; more are dropped (and counted), as upstream's
+/// broadcaster drops past its 1,000. A burst of bindings queues one `Scheduled` each.
+pub(crate) const EVENT_BACKLOG: usize = 10_000;
+
+/// An event waiting to be recorded.
+pub(crate) struct QueuedEvent {
+    object: ObjectReference,
+    ty: EventType,
+    reason: &'static str,
+    action: &'static str,
+    note: String,
+}
+
+/// Events are recorded by one sender, in order, as upstream's broadcaster does: an
+/// event costs the API server about what a binding does, and a burst of them sent
+/// alongside the bindings would halve the binding rate. Queued here, they go out one
+/// at a time, behind the bindings, and catch up when the burst ends.
+pub(crate) struct EventQueue {
+    tx: mpsc::Sender<QueuedEvent>,
+    /// Queued or being sent.
+    pending: AtomicUsize,
+    /// `pending` fell to zero.
+    idle: Notify,
+}
+
+impl EventQueue {
+    pub(crate) fn new() -> (EventQueue, mpsc::Receiver<QueuedEvent>) {
+        let (tx, rx) = mpsc::channel(EVENT_BACKLOG);
+        let queue = EventQueue {
+            tx,
+            pending: AtomicUsize::new(0),
+            idle: Notify::new(),
+        };
+        (queue, rx)
+    }
+
+    /// Waits until every queued event was sent (or given up), at most `limit`.
+    pub(crate) async fn drained(&self, limit: Duration) -> bool {
+        let all_sent = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                // Registered before the check, so a send ending in between still wakes us.
+                idle.as_mut().enable();
+                if self.pending.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(limit, all_sent).await.is_ok()
+    }
+
+    /// Queues `event`; false (and counted as dropped) when the queue is full.
+    fn push(&self, event: QueuedEvent) -> bool {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(e) => {
+                self.sent();
+                ::metrics::counter!(metrics::EVENTS_DROPPED).increment(1);
+                if let mpsc::error::TrySendError::Full(q) = e {
+                    tracing::debug!(reason = q.reason, object = ?q.object.name, "event queue full; event dropped");
+                }
+                false
+            }
+        }
+    }
+
+    /// One queued event was sent or given up.
+    fn sent(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// Queues an event for the sender; never waits. With the queue full it is dropped.
+fn publish(
+    shared: &Shared,
+    r: &ObjectReference,
+    ty: EventType,
+    reason: &'static str,
+    action: &'static str,
+    note: String,
+) {
+    let queued = QueuedEvent {
+        object: r.clone(),
+        ty,
+        reason,
+        action,
+        note: truncate_note(note),
+    };
+    shared.events.push(queued);
+}
+
+/// The sender: records queued events one at a time until the queue closes.
+pub(crate) async fn send_events(shared: Arc<Shared>, mut rx: mpsc::Receiver<QueuedEvent>) {
+    while let Some(q) = rx.recv().await {
+        record(&shared, &q).await;
+        shared.events.sent();
+    }
+}
 
 /// Records an event, trying again with backoff while the failure is one the
 /// server may get over (429, 5xx, timeout, transport); a refusal of the event
 /// itself (400, 403, 422, ...) is final. (The client already retries 429,
-/// 503 and 504 on its own, after any Retry-After.) Reports run in their own
-/// tasks, after the binding slot is given back, so the waits hold up nothing else.
-async fn publish(
-    shared: &Shared,
-    r: &ObjectReference,
-    ty: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_: ty,
-        reason: reason.into(),
-        note: Some(truncate_note(note)),
-        action: action.into(),
-        secondary: None,
-    };
+/// 503 and 504 on its own, after any Retry-After.)
+async fn record(shared: &Shared, q: &QueuedEvent) {
+    let (r, reason) = (&q.object, q.reason);
     let mut wait = EVENT_RETRY_FIRST;
     for attempt in 1..=EVENT_TRIES {
         shared.event_limiter.acquire().await;
-        let (error, again) =
-            match tokio::time::timeout(REQUEST_TIMEOUT, shared.recorder.publish(&ev, r)).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => (e.to_string(), may_pass_later(&e)),
-                Err(_) => ("timed out".to_owned(), true),
-            };
+        let (error, again) = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            events::send(shared, r, q.ty, reason, q.action, &q.note),
+        )
+        .await
+        {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => (e.to_string(), may_pass_later(&e)),
+            Err(_) => ("timed out".to_owned(), true),
+        };
         if !again || attempt == EVENT_TRIES {
             tracing::warn!(%error, reason, object = ?r.name, attempt, "event not recorded");
             return;
@@ -182,6 +277,12 @@ fn truncate_note(mut note: String) -> String {
     note
 }
 
+/// Status patches and victim deletions in flight at once. They share the client's
+/// rate limit with the bindings but not the bindings' slots: a burst of unschedulable
+/// pods must not hold up the bindings of those that fit, nor send thousands of
+/// patches at once.
+pub(crate) const REPORTS_IN_FLIGHT: usize = 8;
+
 /// Whether the patch was applied.
 async fn patch_status(
     shared: &Shared,
@@ -189,6 +290,7 @@ async fn patch_status(
     name: &str,
     patch: serde_json::Value,
 ) -> bool {
+    let _slot = shared.report_slots.acquire().await;
     shared.limiter.acquire().await;
     let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), namespace);
     let (pp, patch) = (PatchParams::default(), Patch::Strategic(patch));
@@ -273,8 +375,7 @@ pub(crate) async fn unschedulable(
             "FailedScheduling",
             "Scheduling",
             message,
-        )
-        .await;
+        );
     }
 }
 
@@ -311,12 +412,11 @@ pub(crate) async fn invalid_pod(
         "FailedScheduling",
         "Scheduling",
         message,
-    )
-    .await;
+    );
 }
 
 /// `Scheduled`: "Successfully assigned ns/pod to node".
-pub(crate) async fn scheduled(shared: &Shared, pod: &Pod, node: &str) {
+pub(crate) fn scheduled(shared: &Shared, pod: &Pod, node: &str) {
     let note = format!("Successfully assigned {} to {node}", pod.key);
     publish(
         shared,
@@ -325,8 +425,7 @@ pub(crate) async fn scheduled(shared: &Shared, pod: &Pod, node: &str) {
         "Scheduled",
         "Binding",
         note,
-    )
-    .await;
+    );
 }
 
 /// Nominates the preemptor, marks each victim `DisruptionTarget`, then deletes it
@@ -338,6 +437,12 @@ pub(crate) async fn preempt(
     in_flight: StatusPatches,
 ) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
+    tracing::info!(
+        pod = %pod.key,
+        node = %p.node,
+        victims = %p.victims.iter().map(|v| v.key.to_string()).collect::<Vec<_>>().join(","),
+        "preempting"
+    );
     patch_status(
         &shared,
         ns,
@@ -357,8 +462,7 @@ pub(crate) async fn preempt(
             p.node,
             p.victims.len()
         ),
-    )
-    .await;
+    );
     for victim in &p.victims {
         let (vns, vname) = (victim.key.namespace.as_str(), victim.key.name.as_str());
         let message = format!(
@@ -377,11 +481,12 @@ pub(crate) async fn preempt(
             // owner why it went; a later attempt preempts again.
             continue;
         }
-        shared.limiter.acquire().await;
-        let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), vns);
-        let deleted =
-            tokio::time::timeout(REQUEST_TIMEOUT, api.delete(vname, &DeleteParams::default()))
-                .await;
+        let deleted = {
+            let _slot = shared.report_slots.acquire().await;
+            shared.limiter.acquire().await;
+            let api: Api<K8sPod> = Api::namespaced(shared.client.clone(), vns);
+            tokio::time::timeout(REQUEST_TIMEOUT, api.delete(vname, &DeleteParams::default())).await
+        };
         match deleted {
             Err(_) => tracing::warn!(victim = %victim.key, "deleting victim timed out"),
             Ok(Ok(_)) => {
@@ -394,8 +499,7 @@ pub(crate) async fn preempt(
                     "Preempted",
                     "Preempting",
                     format!("Preempted by pod {} on node {}", pod.uid, p.node),
-                )
-                .await;
+                );
             }
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
             Ok(Err(e)) => {
@@ -425,15 +529,10 @@ pub(crate) fn capacity_fallback(
     })
 }
 
-pub(crate) async fn capacity_fallback_event(
-    shared: Arc<Shared>,
-    pod: Arc<Pod>,
-    node: String,
-    fb: Fallback,
-) {
+pub(crate) fn capacity_fallback_event(shared: &Shared, pod: &Pod, node: &str, fb: Fallback) {
     publish(
-        &shared,
-        &pod_ref(&pod),
+        shared,
+        &pod_ref(pod),
         EventType::Normal,
         "CapacityFallback",
         "Scheduling",
@@ -441,13 +540,43 @@ pub(crate) async fn capacity_fallback_event(
             "Placed on {} capacity (node {node}): no room on {} within the capacity mix",
             fb.got, fb.wanted
         ),
-    )
-    .await;
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(name: &str) -> QueuedEvent {
+        QueuedEvent {
+            object: reference("ns", name, ""),
+            ty: EventType::Normal,
+            reason: "Scheduled",
+            action: "Binding",
+            note: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_event_queue_is_bounded_and_drains_in_order() {
+        let (queue, mut rx) = EventQueue::new();
+        for i in 0..EVENT_BACKLOG {
+            assert!(queue.push(event(&format!("p{i}"))));
+        }
+        assert!(!queue.push(event("one-too-many")), "dropped when full");
+        assert!(!queue.drained(Duration::from_millis(10)).await);
+        let sender = async {
+            let mut seen = 0;
+            while let Ok(q) = rx.try_recv() {
+                assert_eq!(q.object.name, Some(format!("p{seen}")), "in order");
+                seen += 1;
+                queue.sent();
+            }
+            seen
+        };
+        assert_eq!(sender.await, EVENT_BACKLOG);
+        assert!(queue.drained(Duration::from_millis(10)).await);
+    }
 
     #[test]
     fn notes_are_cut_to_the_api_limit_on_a_char_boundary() {

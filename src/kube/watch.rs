@@ -1,10 +1,16 @@
 //! Watchers → snapshot + queue. One kube-runtime `watcher` per kind (with the default
 //! backoff, so dropped streams resume and expired resourceVersions re-list).
 //!
-//! A re-list (`Init` … `InitApply`* … `InitDone`) applies objects as they come and, at
-//! `InitDone`, deletes whatever we knew that the list no longer has.
+//! A re-list (`Init` … `InitApply`* … `InitDone`, after a watch broke past the server's
+//! history, e.g. a restarted kube-apiserver answering 410) applies objects as they come
+//! and, at `InitDone`, deletes whatever we knew that the list no longer has; until then
+//! the snapshot holds the old objects and the new, so it may count a pod twice but
+//! never forgets one. Lists are quorum reads (kube-runtime's default
+//! `ListSemantic::MostRecent`). A pod we assumed stays assumed whatever the list says of
+//! it while pending: only its binding task releases it (see `binder`). A pending copy
+//! of a pod known bound is ignored as stale (nodeName is never cleared).
 
-use super::{partition, reporter, Shared, State};
+use super::{partition, reporter, webhook, Shared, State};
 use crate::model::{node_from_k8s, pod_from_k8s, PodKey, Sym};
 use crate::preemption::pdb_from_k8s;
 use crate::queue::ClusterEvent;
@@ -22,6 +28,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
+mod storage;
+
 /// Work a watcher event leaves for after the lock (API calls).
 pub(crate) enum Followup {
     /// Our pod could not be converted: tell its owner why.
@@ -36,7 +44,7 @@ pub(crate) enum Followup {
 }
 
 /// How one kind's events change the state.
-trait Handler: Send + Sync + 'static {
+pub(super) trait Handler: Send + Sync + 'static {
     type K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static;
     const KIND: &'static str;
     fn apply(shared: &Shared, st: &mut State, obj: &Self::K) -> Option<Followup>;
@@ -44,7 +52,7 @@ trait Handler: Send + Sync + 'static {
     fn known_keys(st: &State) -> Vec<String>;
 }
 
-fn key_of<K: Resource>(obj: &K) -> String {
+pub(super) fn key_of<K: Resource>(obj: &K) -> String {
     let m = obj.meta();
     match &m.namespace {
         Some(ns) => format!("{ns}/{}", m.name.as_deref().unwrap_or_default()),
@@ -57,13 +65,46 @@ fn pod_key(key: &str) -> PodKey {
     PodKey::new(ns, name)
 }
 
+/// How many watchers `spawn_all` starts (each marks its `Shared::synced` slot).
+pub(crate) const WATCHERS: usize = 10;
+
 pub(crate) fn spawn_all(shared: Arc<Shared>) -> Vec<JoinHandle<()>> {
     let c = shared.client.clone();
     vec![
         tokio::spawn(run::<Nodes>(shared.clone(), 0, Api::all(c.clone()))),
         tokio::spawn(run::<Pods>(shared.clone(), 1, Api::all(c.clone()))),
         tokio::spawn(run::<Pdbs>(shared.clone(), 2, Api::all(c.clone()))),
-        tokio::spawn(run::<PriorityClasses>(shared, 3, Api::all(c))),
+        tokio::spawn(run::<PriorityClasses>(
+            shared.clone(),
+            3,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Claims>(
+            shared.clone(),
+            4,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Volumes>(
+            shared.clone(),
+            5,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Classes>(
+            shared.clone(),
+            6,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::CsiNodes>(
+            shared.clone(),
+            7,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::CsiDrivers>(
+            shared.clone(),
+            8,
+            Api::all(c.clone()),
+        )),
+        tokio::spawn(run::<storage::Capacities>(shared, 9, Api::all(c))),
     ]
 }
 
@@ -73,17 +114,28 @@ async fn run<H: Handler>(shared: Arc<Shared>, idx: usize, api: Api<H::K>) {
         .boxed();
     let mut stop = shared.stop.subscribe();
     let mut relisted: Option<HashSet<String>> = None;
+    // A broken watch is logged once, and again when it works: not at every retry.
+    let mut failing = false;
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
             _ = stop.wait_for(|s| *s) => return,
         };
         let Some(ev) = ev else { return };
-        let followup = match ev {
-            Err(e) => {
+        match (&ev, failing) {
+            (Err(e), false) => {
                 tracing::warn!(kind = H::KIND, error = %e, "watch failed; retrying with backoff");
-                None
+                failing = true;
             }
+            (Err(e), true) => tracing::debug!(kind = H::KIND, error = %e, "watch failed again"),
+            (Ok(_), true) => {
+                tracing::info!(kind = H::KIND, "watch works again");
+                failing = false;
+            }
+            (Ok(_), false) => {}
+        }
+        let followup = match ev {
+            Err(_) => None,
             Ok(Event::Init) => {
                 relisted = Some(HashSet::new());
                 None
@@ -175,7 +227,7 @@ impl Handler for Nodes {
     }
 
     fn delete(st: &mut State, key: &str) {
-        if st.snap.remove_node(Sym::new(key)) {
+        if Sym::lookup(key).is_some_and(|name| st.snap.remove_node(name)) {
             st.queue.on_event(&ClusterEvent::NodeRemoved);
         }
     }
@@ -239,15 +291,16 @@ impl Handler for Pods {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 // Neither countable nor schedulable; never dropped silently.
-                tracing::warn!(error = %e, "pod cannot be converted");
                 remove_pod(st, &key);
                 if !partition::raw_is_ours(obj, sched, &shared.partition) {
+                    tracing::debug!(error = %e, "another scheduler's pod cannot be converted");
                     return None;
                 }
                 let message = e.to_string();
                 if st.reported.get(&key) == Some(&message) {
                     return None;
                 }
+                tracing::warn!(error = %e, "pod cannot be converted");
                 let transition = !st.scheduled_false.contains(&key);
                 st.reported.insert(key, message.clone());
                 return Some(Followup::InvalidPod {
@@ -259,6 +312,7 @@ impl Handler for Pods {
                 });
             }
         };
+        webhook::observe(shared, st, &pod);
         if pod.node_name.is_some() && !pod.finished {
             let prev = st.snap.pod_by_key(&key).map(|e| (e.pod.clone(), e.assumed));
             if let Err(e) = st.snap.upsert_pod(pod.clone()) {
@@ -296,12 +350,23 @@ impl Handler for Pods {
         }
         // Pending or finished: it holds nothing, unless we assumed it and the binding
         // is still on its way.
-        let assumed = st.snap.pod_by_key(&key).map(|e| e.assumed);
-        match assumed {
-            Some(false) => remove_pod(st, &key),
-            Some(true) if pod.finished => remove_pod(st, &key),
+        let known = st
+            .snap
+            .pod_by_key(&key)
+            .map(|e| (e.assumed, e.pod.uid == pod.uid));
+        match known {
+            // A pod's nodeName is never cleared: a pending copy of a pod known bound
+            // is older than what we saw (a list served by a lagging cache). Taking it
+            // would free the node's room while the pod holds it.
+            Some((false, true)) if !pod.finished => {
+                tracing::debug!(pod = %key, "ignoring a stale pending copy of a bound pod");
+                return None;
+            }
+            Some((false, _)) => remove_pod(st, &key),
+            Some((true, _)) if pod.finished => remove_pod(st, &key),
             _ => {}
         }
+        let assumed = known.map(|k| k.0);
         // A gated pod is not ours yet (`partition::is_ours`): it waits outside the
         // queue until an update removes its gates, as upstream.
         if partition::is_ours(&pod, sched, &shared.partition) {
@@ -327,9 +392,11 @@ impl Handler for Pods {
 
     fn delete(st: &mut State, key: &str) {
         let key = pod_key(key);
+        webhook::forget(st, &key);
         st.pods.remove(&key);
         st.scheduled_false.remove(&key);
         st.reported.remove(&key);
+        st.events.forget(&key);
         remove_pod(st, &key);
     }
 

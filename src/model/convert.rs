@@ -5,6 +5,7 @@ use super::*;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -35,13 +36,30 @@ impl PriorityResolver for () {
     }
 }
 
-struct Ctx<'a> {
-    kind: &'static str,
-    object: &'a str,
+pub(super) struct Ctx<'a> {
+    pub(super) kind: &'static str,
+    pub(super) object: &'a str,
+    /// Per-object strings interned for the object being converted (`model::intern`).
+    interned: RefCell<Interned>,
 }
 
 impl Ctx<'_> {
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConvertError {
+    pub(super) fn new<'a>(kind: &'static str, object: &'a str) -> Ctx<'a> {
+        Ctx {
+            kind,
+            object,
+            interned: RefCell::default(),
+        }
+    }
+
+    /// Interns a per-object string (a label or selector value, a node name) for
+    /// as long as the converted object lives. Keys and other bounded
+    /// vocabularies use `Sym::new`.
+    fn value(&self, s: &str) -> Sym {
+        self.interned.borrow_mut().sym(s)
+    }
+
+    pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConvertError {
         ConvertError {
             kind: self.kind,
             object: self.object.to_owned(),
@@ -51,7 +69,7 @@ impl Ctx<'_> {
     }
 }
 
-fn object_name(meta: &meta::ObjectMeta) -> String {
+pub(super) fn object_name(meta: &meta::ObjectMeta) -> String {
     match (&meta.namespace, &meta.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         (None, Some(n)) => n.clone(),
@@ -85,7 +103,13 @@ fn resources(
     Ok(r)
 }
 
-fn labels_of(m: &Option<BTreeMap<String, String>>) -> Labels {
+pub(super) fn labels_of(ctx: &Ctx, m: &Option<BTreeMap<String, String>>) -> Labels {
+    Labels::from_syms(m.iter().flatten().map(|(k, v)| (Sym::new(k), ctx.value(v))))
+}
+
+/// Labels kept interned for good, for objects without a per-object guard
+/// (persistent volumes: their labels are topology, a bounded vocabulary).
+pub(super) fn pinned_labels_of(m: &Option<BTreeMap<String, String>>) -> Labels {
     m.as_ref()
         .map(|m| Labels::from_pairs(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
         .unwrap_or_default()
@@ -93,10 +117,7 @@ fn labels_of(m: &Option<BTreeMap<String, String>>) -> Labels {
 
 pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
     let object = object_name(&node.metadata);
-    let ctx = Ctx {
-        kind: "Node",
-        object: &object,
-    };
+    let ctx = Ctx::new("Node", &object);
     let name = node
         .metadata
         .name
@@ -128,12 +149,14 @@ pub fn node_from_k8s(node: &core::Node) -> Result<Node, ConvertError> {
     gpu::check_node_cards(&allocatable)
         .map_err(|m| ctx.err(format!("status.allocatable.{}", gpu::RESOURCE_GPU_COUNT), m))?;
     Ok(Node {
-        name: Sym::new(name),
+        name: ctx.value(name),
         uid: node.metadata.uid.clone().unwrap_or_default(),
-        labels: labels_of(&node.metadata.labels),
+        labels: labels_of(&ctx, &node.metadata.labels),
         taints,
         unschedulable: spec.unschedulable.unwrap_or(false),
         allocatable,
+        interned: ctx.interned.into_inner(),
+        images: super::volume_convert::node_images(status),
     })
 }
 
@@ -144,6 +167,7 @@ fn container_requests(
     ctx: &Ctx,
     field: &str,
     c: &core::Container,
+    resize: &Resize,
 ) -> Result<(Resources, Resources), ConvertError> {
     // The API server defaults missing requests to limits; objects from files may not have been defaulted.
     let mut merged: BTreeMap<String, K8sQuantity> = BTreeMap::new();
@@ -153,6 +177,7 @@ fn container_requests(
             merged.extend(req.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
+    resize.apply(ctx, &c.name, &mut merged)?;
     let requests = resources(ctx, &format!("{field}.resources.requests"), &merged)?;
     let mut scored = requests.clone();
     if !merged.contains_key(resources::CPU) {
@@ -162,6 +187,109 @@ fn container_requests(
         scored.memory = resources::DEFAULT_MEMORY_REQUEST;
     }
     Ok((requests, scored))
+}
+
+/// What a pod's status says of its containers' resources, for pods resized in
+/// place (InPlacePodVerticalScaling, on by default since Kubernetes 1.33).
+/// Upstream `PodRequests` with `UseStatusResources` (`determineContainerReqs`):
+/// a container whose status reports `resources` counts, resource by resource,
+/// the largest of its spec requests, its status requests and its
+/// `allocatedResources`; when the resize is infeasible (condition
+/// `PodResizePending` with reason `Infeasible`) the spec is left out, since the
+/// kubelet will not grant it. So a pod being resized holds the larger of the
+/// old and the new size, and a node is never over-committed by a resize.
+struct Resize<'a> {
+    statuses: Vec<&'a core::ContainerStatus>,
+    infeasible: bool,
+}
+
+impl<'a> Resize<'a> {
+    fn of(status: Option<&'a core::PodStatus>) -> Resize<'a> {
+        let Some(st) = status else {
+            return Resize {
+                statuses: Vec::new(),
+                infeasible: false,
+            };
+        };
+        let statuses = st
+            .container_statuses
+            .iter()
+            .flatten()
+            .chain(st.init_container_statuses.iter().flatten())
+            .filter(|c| c.resources.is_some())
+            .collect();
+        let infeasible = st
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "PodResizePending")
+            .is_some_and(|c| c.reason.as_deref() == Some("Infeasible"));
+        Resize {
+            statuses,
+            infeasible,
+        }
+    }
+
+    /// Replaces the container's spec requests with what it holds during a resize.
+    fn apply(
+        &self,
+        ctx: &Ctx,
+        container: &str,
+        requests: &mut BTreeMap<String, K8sQuantity>,
+    ) -> Result<(), ConvertError> {
+        let Some(st) = self.statuses.iter().find(|s| s.name == container) else {
+            return Ok(());
+        };
+        let field = format!("status.containerStatuses[{container}]");
+        let reported = st
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default();
+        if self.infeasible {
+            *requests = reported;
+        } else {
+            max_quantities(
+                ctx,
+                &format!("{field}.resources.requests"),
+                requests,
+                &reported,
+            )?;
+        }
+        if let Some(allocated) = &st.allocated_resources {
+            max_quantities(
+                ctx,
+                &format!("{field}.allocatedResources"),
+                requests,
+                allocated,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets each resource of `into` to the larger of itself and `from`'s.
+fn max_quantities(
+    ctx: &Ctx,
+    field: &str,
+    into: &mut BTreeMap<String, K8sQuantity>,
+    from: &BTreeMap<String, K8sQuantity>,
+) -> Result<(), ConvertError> {
+    let parse = |name: &str, q: &K8sQuantity| {
+        Quantity::parse(&q.0)
+            .map(|v| v.milli_value())
+            .map_err(|e| ctx.err(format!("{field}.{name}"), e.to_string()))
+    };
+    for (name, q) in from {
+        let larger = match into.get(name) {
+            Some(cur) => parse(name, q)? > parse(name, cur)?,
+            None => true,
+        };
+        if larger {
+            into.insert(name.clone(), q.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Upstream `resource.PodRequests` over containers' requests: sidecars
@@ -195,12 +323,20 @@ fn aggregate<'a>(
 
 /// The pod's requests plus overhead, and its milli-CPU and memory as the
 /// resource scorers count them (`Pod::non_zero_requests`).
-fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<(Resources, (i64, i64)), ConvertError> {
+fn pod_requests(
+    ctx: &Ctx,
+    spec: &core::PodSpec,
+    status: Option<&core::PodStatus>,
+) -> Result<(Resources, (i64, i64)), ConvertError> {
+    let resize = Resize::of(status);
+    // Ordinary init containers have finished by the time a pod is resized:
+    // upstream reads statuses for app containers and sidecars only.
+    let no_resize = Resize::of(None);
     let containers = spec
         .containers
         .iter()
         .enumerate()
-        .map(|(i, c)| container_requests(ctx, &format!("spec.containers[{i}]"), c))
+        .map(|(i, c)| container_requests(ctx, &format!("spec.containers[{i}]"), c, &resize))
         .collect::<Result<Vec<_>, _>>()?;
     let init_containers = spec
         .init_containers
@@ -209,7 +345,8 @@ fn pod_requests(ctx: &Ctx, spec: &core::PodSpec) -> Result<(Resources, (i64, i64
         .enumerate()
         .map(|(i, c)| {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
-            container_requests(ctx, &format!("spec.initContainers[{i}]"), c)
+            let resize = if sidecar { &resize } else { &no_resize };
+            container_requests(ctx, &format!("spec.initContainers[{i}]"), c, resize)
                 .map(|(r, scored)| (r, scored, sidecar))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -359,14 +496,18 @@ fn requirement(
     Ok(Requirement {
         key: Sym::new(key),
         op: op_parsed,
-        values: values.iter().map(|v| Sym::new(v)).collect(),
+        values: values.iter().map(|v| ctx.value(v)).collect(),
         number,
     })
 }
 
 /// Converts a NodeSelectorTerm. An invalid term (bad operator, Gt with a non-integer)
 /// is kept but marked invalid: upstream ignores such a term rather than rejecting the pod.
-fn node_selector_term(ctx: &Ctx, field: &str, t: &core::NodeSelectorTerm) -> NodeSelectorTerm {
+pub(super) fn node_selector_term(
+    ctx: &Ctx,
+    field: &str,
+    t: &core::NodeSelectorTerm,
+) -> NodeSelectorTerm {
     let mut term = NodeSelectorTerm {
         valid: true,
         ..Default::default()
@@ -404,7 +545,7 @@ fn node_selector_term(ctx: &Ctx, field: &str, t: &core::NodeSelectorTerm) -> Nod
     term
 }
 
-fn label_selector(
+pub(super) fn label_selector(
     ctx: &Ctx,
     field: &str,
     s: &meta::LabelSelector,
@@ -414,7 +555,7 @@ fn label_selector(
         sel.requirements.push(Requirement {
             key: Sym::new(k),
             op: SelectorOp::In,
-            values: vec![Sym::new(v)],
+            values: vec![ctx.value(v)],
             number: 0,
         });
     }
@@ -478,11 +619,13 @@ fn pod_affinity_term(
             return Err(ctx.err(format!("{field}.{name}"), "needs labelSelector to be set"));
         };
         for key in list {
-            if let Some(v) = labels.get_str(key) {
+            // The value is the pod's own label value, which its labels keep interned.
+            let key = Sym::new(key);
+            if let Some(v) = labels.get(key) {
                 sel.requirements.push(Requirement {
-                    key: Sym::new(key),
+                    key,
                     op,
-                    values: vec![Sym::new(v)],
+                    values: vec![v],
                     number: 0,
                 });
             }
@@ -610,10 +753,7 @@ pub fn pod_from_k8s(
     priorities: &dyn PriorityResolver,
 ) -> Result<Pod, ConvertError> {
     let object = object_name(&pod.metadata);
-    let ctx = Ctx {
-        kind: "Pod",
-        object: &object,
-    };
+    let ctx = Ctx::new("Pod", &object);
     let name = pod
         .metadata
         .name
@@ -628,8 +768,10 @@ pub fn pod_from_k8s(
     if spec.containers.is_empty() {
         return Err(ctx.err("spec.containers", "a pod needs at least one container"));
     }
-    let labels = labels_of(&pod.metadata.labels);
-    let (requests, non_zero_requests) = pod_requests(&ctx, spec)?;
+    let labels = labels_of(&ctx, &pod.metadata.labels);
+    let (requests, non_zero_requests) = pod_requests(&ctx, spec, pod.status.as_ref())?;
+    let volumes = super::volume_convert::pod_volumes(&ctx, name, spec)?;
+    let images = super::volume_convert::pod_images(spec);
 
     let mut tolerations = Vec::new();
     for (i, t) in spec.tolerations.iter().flatten().enumerate() {
@@ -671,7 +813,7 @@ pub fn pod_from_k8s(
         .node_selector
         .iter()
         .flatten()
-        .map(|(k, v)| (Sym::new(k), Sym::new(v)))
+        .map(|(k, v)| (Sym::new(k), ctx.value(v)))
         .collect();
     node_selector.sort();
 
@@ -750,11 +892,12 @@ pub fn pod_from_k8s(
         // matchLabelKeys: the pod's own values for these keys narrow the selector.
         if let Some(sel) = selector.as_mut() {
             for key in c.match_label_keys.iter().flatten() {
-                if let Some(v) = labels.get_str(key) {
+                let key = Sym::new(key);
+                if let Some(v) = labels.get(key) {
                     sel.requirements.push(Requirement {
-                        key: Sym::new(key),
+                        key,
                         op: SelectorOp::In,
-                        values: vec![Sym::new(v)],
+                        values: vec![v],
                         number: 0,
                     });
                 }
@@ -903,7 +1046,7 @@ pub fn pod_from_k8s(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let uid = pod.metadata.uid.clone().unwrap_or_else(|| object.clone());
-    let spark = spark::identify(&labels, &uid, owner.as_ref());
+    let spark = spark::identify_with(&labels, &uid, owner.as_ref(), |app| ctx.value(app));
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref());
 
@@ -928,15 +1071,17 @@ pub fn pod_from_k8s(
         host_ports,
         owner,
         gpu,
+        volumes,
+        images,
         node_name: spec
             .node_name
             .as_deref()
             .filter(|n| !n.is_empty())
-            .map(Sym::new),
+            .map(|n| ctx.value(n)),
         nominated_node_name: status
             .and_then(|s| s.nominated_node_name.as_deref())
             .filter(|n| !n.is_empty())
-            .map(Sym::new),
+            .map(|n| ctx.value(n)),
         terminating: pod.metadata.deletion_timestamp.is_some(),
         disrupted_by_preemption: status
             .and_then(|s| s.conditions.as_ref())
@@ -958,6 +1103,7 @@ pub fn pod_from_k8s(
             .and_then(|s| s.start_time.as_ref())
             .map(parse_time_ms),
         spark,
+        interned: ctx.interned.into_inner(),
     })
 }
 
@@ -967,6 +1113,91 @@ mod tests {
 
     fn pod_yaml(y: &str) -> core::Pod {
         serde_saphyr::from_str(y).unwrap()
+    }
+
+    /// Everything a pod or node carries that is new for every pod, application
+    /// or node is interned only while the converted object (or a clone) lives;
+    /// keys stay.
+    #[test]
+    fn per_object_strings_are_freed_with_the_object() {
+        let y = r#"
+metadata:
+  name: exec-1
+  namespace: spark
+  uid: conv-free-uid
+  labels: {spark-role: executor, spark-app-selector: conv-free-app, conv-free-key: conv-free-label}
+spec:
+  nodeName: conv-free-node
+  nodeSelector: {pool: conv-free-pool}
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms: [{matchExpressions: [{key: rack, operator: In, values: [conv-free-rack]}]}]
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector: {matchLabels: {app: conv-free-anti}}
+        matchLabelKeys: [conv-free-key]
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: DoNotSchedule
+    labelSelector: {matchExpressions: [{key: app, operator: In, values: [conv-free-spread]}]}
+    matchLabelKeys: [spark-app-selector]
+  containers: [{name: c, image: i}]
+status:
+  nominatedNodeName: conv-free-nominated
+"#;
+        let per_pod = [
+            "conv-free-app",
+            "conv-free-label",
+            "conv-free-node",
+            "conv-free-pool",
+            "conv-free-rack",
+            "conv-free-anti",
+            "conv-free-spread",
+            "conv-free-nominated",
+        ];
+        let pod = pod_from_k8s(&pod_yaml(y), &()).unwrap();
+        for s in per_pod {
+            assert!(Sym::lookup(s).is_some(), "{s}");
+        }
+        assert_eq!(pod.spark.as_ref().unwrap().app.to_string(), "conv-free-app");
+        let clone = pod.clone();
+        drop(pod);
+        for s in per_pod {
+            assert!(Sym::lookup(s).is_some(), "kept by the clone: {s}");
+        }
+        drop(clone);
+        for s in per_pod {
+            assert_eq!(Sym::lookup(s), None, "{s}");
+        }
+        assert!(Sym::lookup("conv-free-key").is_some(), "label keys stay");
+
+        // An executor tied to its driver by ownerReference only: `uid:<driver uid>`.
+        let y = r#"
+metadata:
+  name: exec-2
+  namespace: spark
+  labels: {spark-role: executor}
+  ownerReferences: [{apiVersion: v1, kind: Pod, name: d, uid: conv-free-driver, controller: true}]
+spec:
+  containers: [{name: c, image: i}]
+"#;
+        let pod = pod_from_k8s(&pod_yaml(y), &()).unwrap();
+        assert!(Sym::lookup("uid:conv-free-driver").is_some());
+        drop(pod);
+        assert_eq!(Sym::lookup("uid:conv-free-driver"), None);
+
+        let node: core::Node = serde_saphyr::from_str(
+            "metadata: {name: conv-free-node-name, labels: {karpenter.sh/nodeclaim: conv-free-claim}}\n",
+        )
+        .unwrap();
+        let node = node_from_k8s(&node).unwrap();
+        assert!(Sym::lookup("conv-free-claim").is_some());
+        drop(node);
+        assert_eq!(Sym::lookup("conv-free-claim"), None);
+        assert_eq!(Sym::lookup("conv-free-node-name"), None);
     }
 
     #[test]
@@ -1001,6 +1232,114 @@ spec:
         // As the resource scorers count it, "b" and the sidecar have no memory
         // request: 200 MiB each, init containers included, as upstream.
         assert_eq!(m.non_zero_cpu_mem(), (2010, (2 << 30) + (400 << 20)));
+    }
+
+    /// A container being resized in place (InPlacePodVerticalScaling): the
+    /// spec asks for `spec`, the status reports `actual` and `allocated`.
+    fn resized(spec: &str, actual: &str, allocated: Option<&str>, condition: &str) -> Pod {
+        let allocated = allocated
+            .map(|a| format!("allocatedResources: {{memory: {a}}}"))
+            .unwrap_or_default();
+        pod_from_k8s(
+            &pod_yaml(&format!(
+                r#"
+metadata: {{name: exec-1, namespace: spark}}
+spec:
+  nodeName: n1
+  containers:
+  - name: executor
+    image: spark
+    resources: {{requests: {{cpu: "1", memory: {spec}}}}}
+status:
+  conditions: [{condition}]
+  containerStatuses:
+  - name: executor
+    image: spark
+    imageID: x
+    ready: true
+    restartCount: 0
+    resources: {{requests: {{cpu: "1", memory: {actual}}}}}
+    {allocated}
+"#
+            )),
+            &(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn resized_pods_count_the_larger_of_desired_and_allocated() {
+        let gi = |n: i64| n << 30;
+        // (spec, status requests, allocated, condition, memory counted)
+        let cases = [
+            // Growing 4Gi → 8Gi, in progress: the new size counts already.
+            (
+                "8Gi",
+                "4Gi",
+                Some("4Gi"),
+                "{type: PodResizeInProgress, status: 'True'}",
+                gi(8),
+            ),
+            // Shrinking 8Gi → 4Gi: the old size counts until the kubelet applies it.
+            (
+                "4Gi",
+                "8Gi",
+                Some("8Gi"),
+                "{type: PodResizeInProgress, status: 'True'}",
+                gi(8),
+            ),
+            // Allocated ahead of what the runtime reports.
+            (
+                "4Gi",
+                "4Gi",
+                Some("6Gi"),
+                "{type: Ready, status: 'True'}",
+                gi(6),
+            ),
+            // Infeasible: the kubelet will not grant the spec; status counts.
+            (
+                "16Gi",
+                "4Gi",
+                Some("4Gi"),
+                "{type: PodResizePending, status: 'True', reason: Infeasible}",
+                gi(4),
+            ),
+            // Deferred: it may still be granted, so the spec counts.
+            (
+                "16Gi",
+                "4Gi",
+                None,
+                "{type: PodResizePending, status: 'True', reason: Deferred}",
+                gi(16),
+            ),
+        ];
+        for (spec, actual, allocated, condition, want) in cases {
+            let p = resized(spec, actual, allocated, condition);
+            assert_eq!(
+                p.requests.memory, want,
+                "{spec} {actual} {allocated:?} {condition}"
+            );
+            assert_eq!(p.non_zero_cpu_mem(), (1000, want));
+        }
+    }
+
+    #[test]
+    fn resize_status_of_a_bad_quantity_names_the_field() {
+        let p = pod_yaml(
+            r#"
+metadata: {name: p}
+spec:
+  containers: [{name: a, image: x, resources: {requests: {memory: 1Gi}}}]
+status:
+  containerStatuses:
+  - {name: a, image: x, imageID: x, ready: true, restartCount: 0, resources: {requests: {memory: lots}}}
+"#,
+        );
+        let e = pod_from_k8s(&p, &()).unwrap_err();
+        assert_eq!(
+            e.field,
+            "status.containerStatuses[a].resources.requests.memory"
+        );
     }
 
     #[test]

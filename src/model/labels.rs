@@ -9,10 +9,12 @@ pub struct Labels(Vec<(Sym, Sym)>);
 
 impl Labels {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Labels {
-        let mut v: Vec<(Sym, Sym)> = pairs
-            .into_iter()
-            .map(|(k, v)| (Sym::new(k), Sym::new(v)))
-            .collect();
+        Labels::from_syms(pairs.into_iter().map(|(k, v)| (Sym::new(k), Sym::new(v))))
+    }
+
+    /// Labels from interned pairs (the first of equal keys wins).
+    pub fn from_syms(pairs: impl IntoIterator<Item = (Sym, Sym)>) -> Labels {
+        let mut v: Vec<(Sym, Sym)> = pairs.into_iter().collect();
         v.sort_by_key(|(k, _)| *k);
         v.dedup_by_key(|(k, _)| *k);
         Labels(v)
@@ -25,6 +27,8 @@ impl Labels {
             .map(|i| self.0[i].1)
     }
 
+    /// The value's text. It pins the value (`Sym::as_str`): for per-pod values
+    /// compare symbols (`get`) instead.
     pub fn get_str(&self, key: &str) -> Option<&'static str> {
         Sym::lookup(key).and_then(|k| self.get(k)).map(Sym::as_str)
     }

@@ -1,6 +1,6 @@
 //! Nodes and taints.
 
-use super::{Labels, Resources, Sym};
+use super::{Interned, Labels, Resources, Sym};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -44,6 +44,12 @@ pub struct Node {
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub allocatable: Resources,
+    /// Keeps the node's name and label values interned while the node lives
+    /// (`model::intern`): nodes an autoscaler makes have new names every time.
+    #[serde(skip)]
+    pub interned: Interned,
+    /// `status.images`, for ImageLocality.
+    pub images: super::NodeImages,
 }
 
 impl Node {
@@ -56,6 +62,8 @@ impl Node {
             taints: Vec::new(),
             unschedulable: false,
             allocatable,
+            interned: Interned::default(),
+            images: Default::default(),
         }
     }
 }

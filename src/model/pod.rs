@@ -1,6 +1,8 @@
 //! Pods as the scheduler sees them: requests, placement constraints, identity.
 
-use super::{LabelSelector, Labels, PodAffinity, Requirement, Resources, Sym, TaintEffect};
+use super::{
+    Interned, LabelSelector, Labels, PodAffinity, Requirement, Resources, Sym, TaintEffect,
+};
 use crate::model::spark::SparkIdentity;
 use serde::Serialize;
 use std::fmt;
@@ -222,6 +224,16 @@ pub struct Pod {
     pub owner: Option<OwnerRef>,
     /// GPUs at card level (`model::gpu`); `None` for a pod asking for none.
     pub gpu: Option<Box<super::PodGpu>>,
+    /// Keeps the pod's per-object strings (label and selector values, its
+    /// application, node names) interned while the pod lives (`model::intern`).
+    #[serde(skip)]
+    pub interned: Interned,
+    /// The volumes the volume plugins look at (claims, inline in-tree disks);
+    /// empty for most pods, whose volume plugins then skip.
+    pub volumes: Vec<super::PodVolume>,
+    /// Each init container's and container's image, normalized (`:latest`
+    /// added where no tag is given), for ImageLocality.
+    pub images: Box<[Sym]>,
 }
 
 impl Pod {
@@ -252,6 +264,8 @@ impl Pod {
             host_ports: Vec::new(),
             owner: None,
             gpu: None,
+            volumes: Vec::new(),
+            images: Box::default(),
             node_name: None,
             nominated_node_name: None,
             terminating: false,
@@ -261,6 +275,7 @@ impl Pod {
             created_ms: 0,
             started_ms: None,
             spark: None,
+            interned: Interned::default(),
         }
     }
 

@@ -24,16 +24,28 @@ pub struct SparkIdentity {
 
 /// Reads the Spark role and application; pods without a role label are not Spark pods.
 pub fn identify(labels: &Labels, uid: &str, owner: Option<&OwnerRef>) -> Option<SparkIdentity> {
-    let role = match labels.get_str(LABEL_SPARK_ROLE)? {
-        "driver" => SparkRole::Driver,
-        "executor" => SparkRole::Executor,
-        _ => return None,
+    identify_with(labels, uid, owner, Sym::new)
+}
+
+/// As [`identify`], interning the `uid:` form of the application with `intern`
+/// (the converter holds it for the pod's life: a driver's uid is new every time).
+/// Reads symbols, not text, so that no per-application value gets pinned.
+pub fn identify_with(
+    labels: &Labels,
+    uid: &str,
+    owner: Option<&OwnerRef>,
+    intern: impl FnOnce(&str) -> Sym,
+) -> Option<SparkIdentity> {
+    let role = labels.get(Sym::new(LABEL_SPARK_ROLE))?;
+    let role = if role == Sym::new("driver") {
+        SparkRole::Driver
+    } else if role == Sym::new("executor") {
+        SparkRole::Executor
+    } else {
+        return None;
     };
-    if let Some(app) = labels.get_str(LABEL_SPARK_APP) {
-        return Some(SparkIdentity {
-            role,
-            app: Sym::new(app),
-        });
+    if let Some(app) = labels.get(Sym::new(LABEL_SPARK_APP)) {
+        return Some(SparkIdentity { role, app });
     }
     let app_uid = match role {
         SparkRole::Driver => uid,
@@ -47,7 +59,7 @@ pub fn identify(labels: &Labels, uid: &str, owner: Option<&OwnerRef>) -> Option<
     }
     Some(SparkIdentity {
         role,
-        app: Sym::new(&format!("uid:{app_uid}")),
+        app: intern(&format!("uid:{app_uid}")),
     })
 }
 

@@ -615,7 +615,12 @@ fn spark_fleet_scorers_have_slot_forms_that_agree() {
         }
     }
     with_forms.sort_unstable();
-    let mut want = vec!["CapacityMix", "ExecutorSpread", "NodeResourcesFit"];
+    let mut want = vec![
+        "CapacityMix",
+        "ExecutorSpread",
+        "ImageLocality",
+        "NodeResourcesFit",
+    ];
     // The resource scorers' slot form is their vector kernel's (AVX2 or better).
     if crate::plugins::pair_kernel::slots_per_node().is_none() {
         want.retain(|n| !n.starts_with("NodeResources"));

@@ -136,7 +136,13 @@ impl FilterPlugin for GpuShare {
 }
 
 impl ReservePlugin for GpuShare {
-    fn reserve(&self, state: &mut CycleState, pod: &Pod, snap: &Snapshot, node: NodeIdx) -> Status {
+    fn reserve(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snap: &mut Snapshot,
+        node: NodeIdx,
+    ) -> Status {
         let Some(gpu) = pod.gpu.as_deref() else {
             return Status::success();
         };
@@ -152,7 +158,7 @@ impl ReservePlugin for GpuShare {
         }
     }
 
-    fn unreserve(&self, state: &mut CycleState, _: &Pod, _: &Snapshot, _: NodeIdx) {
+    fn unreserve(&self, state: &mut CycleState, _: &Pod, _: &mut Snapshot, _: NodeIdx) {
         state.write(ReservedCards(Cards::default()));
     }
 }
@@ -253,7 +259,7 @@ mod tests {
 
     #[test]
     fn reserve_picks_best_fit_cards() {
-        let s = snapshot();
+        let mut s = snapshot();
         let t4 = s.nodes().by_name("t4").unwrap();
         let v100 = s.nodes().by_name("v100").unwrap();
         // (pod, node, expected cards)
@@ -265,13 +271,13 @@ mod tests {
         ];
         for (p, n, want) in cases {
             let mut state = CycleState::default();
-            let st = GpuShare::default().reserve(&mut state, &p, &s, n);
+            let st = GpuShare::default().reserve(&mut state, &p, &mut s, n);
             assert!(st.is_success(), "{st:?}");
             let got = state.read::<ReservedCards>().unwrap().0;
             assert_eq!(got.to_string(), want);
         }
         let mut state = CycleState::default();
-        let st = GpuShare::default().reserve(&mut state, &gpu_pod("p", 1, 900, &[]), &s, t4);
+        let st = GpuShare::default().reserve(&mut state, &gpu_pod("p", 1, 900, &[]), &mut s, t4);
         assert_eq!(st.reasons[0], ERR_SHARE);
     }
 

@@ -7,6 +7,7 @@ pub mod executor_spread;
 pub mod fgd;
 pub mod gpu_baselines;
 pub mod gpu_share;
+mod image_locality;
 mod inter_pod_affinity;
 mod node_affinity;
 mod node_name;
@@ -14,12 +15,16 @@ mod node_ports;
 mod node_resources_balanced_allocation;
 mod node_resources_fit;
 mod node_unschedulable;
+mod node_volume_limits;
 mod pair_kernel;
 mod pod_topology_spread;
 mod resource_allocation;
 mod score_memo;
 mod spark_preemption;
 mod taint_toleration;
+pub mod volume_binding;
+mod volume_restrictions;
+mod volume_zone;
 
 pub use capacity_mix::{capacity_fallback, mix_status, CapacityFallback, CapacityMix, MixStatus};
 pub use default_preemption::DefaultPreemption;
@@ -27,6 +32,7 @@ pub use driver_admission::DriverAdmission;
 pub use executor_spread::ExecutorSpread;
 pub use fgd::Fgd;
 pub use gpu_share::GpuShare;
+pub use image_locality::ImageLocality;
 pub use inter_pod_affinity::InterPodAffinity;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
@@ -34,9 +40,13 @@ pub use node_ports::NodePorts;
 pub use node_resources_balanced_allocation::NodeResourcesBalancedAllocation;
 pub use node_resources_fit::NodeResourcesFit;
 pub use node_unschedulable::NodeUnschedulable;
+pub use node_volume_limits::NodeVolumeLimits;
 pub use pod_topology_spread::PodTopologySpread;
 pub use spark_preemption::SparkPreemption;
 pub use taint_toleration::TaintToleration;
+pub use volume_binding::VolumeBinding;
+pub use volume_restrictions::VolumeRestrictions;
+pub use volume_zone::VolumeZone;
 
 use crate::config::{Config, PluginArgs, ProfileConfig};
 use crate::framework::{PluginSet, Profile};
@@ -73,6 +83,11 @@ pub const KNOWN: &[&str] = &[
     inter_pod_affinity::NAME,
     gpu_share::NAME,
     fgd::NAME,
+    volume_restrictions::NAME,
+    node_volume_limits::NAME,
+    volume_binding::NAME,
+    volume_zone::NAME,
+    image_locality::NAME,
     "CapacityMix",
     "ExecutorSpread",
     "DriverAdmission",
@@ -226,6 +241,42 @@ pub fn build_plugin(name: &str, ctx: &BuildContext) -> Result<PluginSet, PluginE
             let mut s = PluginSet::new(driver_admission::NAME);
             s.pre_filter = Some(p.clone());
             s.filter = Some(p);
+            s
+        }
+        volume_restrictions::NAME => {
+            let p = Arc::new(VolumeRestrictions);
+            let mut s = PluginSet::new(volume_restrictions::NAME);
+            s.pre_filter = Some(p.clone());
+            s.filter = Some(p);
+            s
+        }
+        node_volume_limits::NAME => {
+            let p = Arc::new(NodeVolumeLimits);
+            let mut s = PluginSet::new(node_volume_limits::NAME);
+            s.pre_filter = Some(p.clone());
+            s.filter = Some(p);
+            s
+        }
+        volume_binding::NAME => {
+            let p = Arc::new(VolumeBinding);
+            let mut s = PluginSet::new(volume_binding::NAME);
+            s.pre_filter = Some(p.clone());
+            s.filter = Some(p.clone());
+            s.reserve = Some(p);
+            s
+        }
+        volume_zone::NAME => {
+            let p = Arc::new(VolumeZone);
+            let mut s = PluginSet::new(volume_zone::NAME);
+            s.pre_filter = Some(p.clone());
+            s.filter = Some(p);
+            s
+        }
+        image_locality::NAME => {
+            let p = Arc::new(ImageLocality);
+            let mut s = PluginSet::new(image_locality::NAME);
+            s.pre_score = Some(p.clone());
+            s.score = Some(p);
             s
         }
         default_preemption::NAME => {

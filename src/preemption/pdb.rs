@@ -1,7 +1,7 @@
 //! PodDisruptionBudgets as preemption reads them: which pods they cover and how
 //! many more disruptions they allow right now (`status.disruptionsAllowed`).
 
-use crate::model::{LabelSelector, Pod, Requirement, SelectorOp, Sym};
+use crate::model::{Interned, LabelSelector, Pod, Requirement, SelectorOp, Sym};
 use k8s_openapi::api::policy::v1 as policy;
 use std::collections::HashSet;
 use thiserror::Error;
@@ -24,6 +24,8 @@ pub struct Pdb {
     /// Pods the API server already counted as disrupted (`status.disruptedPods`):
     /// evicting them again does not use up the budget.
     pub disrupted_pods: HashSet<String>,
+    /// Keeps the selector's values interned while the budget lives (`model::intern`).
+    pub interned: Interned,
 }
 
 impl Pdb {
@@ -34,6 +36,7 @@ impl Pdb {
             selector,
             disruptions_allowed: allowed,
             disrupted_pods: HashSet::new(),
+            interned: Interned::default(),
         }
     }
 
@@ -64,18 +67,19 @@ pub fn pdb_from_k8s(pdb: &policy::PodDisruptionBudget) -> Result<Pdb, PdbError> 
         message,
     };
     let mut selector = LabelSelector::default();
+    let mut interned = Interned::default();
     if let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
         for (k, v) in sel.match_labels.iter().flatten() {
             selector.requirements.push(Requirement {
                 key: Sym::new(k),
                 op: SelectorOp::In,
-                values: vec![Sym::new(v)],
+                values: vec![interned.sym(v)],
                 number: 0,
             });
         }
         for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
             let field = format!("spec.selector.matchExpressions[{i}]");
-            let values: Vec<Sym> = e.values.iter().flatten().map(|v| Sym::new(v)).collect();
+            let values: Vec<Sym> = e.values.iter().flatten().map(|v| interned.sym(v)).collect();
             let op = match e.operator.as_str() {
                 "In" => SelectorOp::In,
                 "NotIn" => SelectorOp::NotIn,
@@ -117,6 +121,7 @@ pub fn pdb_from_k8s(pdb: &policy::PodDisruptionBudget) -> Result<Pdb, PdbError> 
             .and_then(|s| s.disrupted_pods.as_ref())
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default(),
+        interned,
     })
 }
 

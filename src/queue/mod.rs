@@ -8,7 +8,7 @@ mod scheduling_queue;
 
 pub use backoff::QueueConfig;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use event::{event_may_help, plugin, ClusterEvent};
+pub use event::{event_may_help, plugin, ClaimId, ClusterEvent};
 pub use scheduling_queue::{Location, PendingCounts, QueuedPod, SchedulingQueue};
 
 use crate::model::PodKey;

@@ -338,6 +338,22 @@ impl SchedulingQueue {
         moved
     }
 
+    /// Moves an unschedulable pod to active (or backoff while its backoff runs),
+    /// as upstream's `Activate`: something only the caller knows may let it
+    /// fit now. Returns whether it moved.
+    pub fn activate(&mut self, key: &PodKey) -> bool {
+        if self.location(key) != Some(Location::Unschedulable) {
+            return false;
+        }
+        match self.take(key) {
+            Some(qp) => {
+                self.insert_active_or_backoff(qp);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes the pod wherever it is; a pod in flight is dropped when its cycle ends.
     /// Returns whether the queue tracked it.
     pub fn delete(&mut self, key: &PodKey) -> bool {
@@ -374,6 +390,12 @@ impl SchedulingQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Entries held, deleted in-flight pods included: what the queue's memory
+    /// follows (`len` counts only the pods it still tracks).
+    pub fn retained(&self) -> usize {
+        self.queued.len() + self.in_flight.len()
     }
 
     /// Pods popped whose cycle hasn't ended (not counting ones deleted meanwhile).

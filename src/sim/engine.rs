@@ -437,6 +437,11 @@ impl Engine<'_> {
     fn apply_trace(&mut self, ev: &Event) -> Result<(), SimError> {
         match ev {
             Event::NodeAdd(n) => {
+                if !n.volume_limits.is_empty() {
+                    let csi = crate::sim::trace::csi_node(&n.name, &n.volume_limits);
+                    self.snap.storage_mut().upsert_csi_node(csi);
+                    self.emit(ClusterEvent::CsiNodeChanged);
+                }
                 let node = n.to_node()?;
                 let ty = self.config.capacity_types.classify(&node.labels);
                 let price = cluster_model::node_price(
@@ -476,6 +481,34 @@ impl Engine<'_> {
                 self.apps.push(App::new(spec, self.now));
                 self.m.apps_submitted += 1;
                 self.submit_driver(app);
+            }
+            Event::StorageClass(c) => {
+                self.snap.storage_mut().upsert_class(c.to_class());
+                self.emit(ClusterEvent::StorageClassChanged);
+            }
+            Event::VolumeAdd(v) => {
+                self.snap.storage_mut().upsert_volume(v.to_volume()?);
+                self.emit(ClusterEvent::VolumeChanged);
+            }
+            Event::ClaimAdd(c) => {
+                let claim = c.to_claim()?;
+                let (namespace, id) = (claim.namespace, crate::queue::ClaimId::of(&claim.name));
+                self.snap.storage_mut().upsert_claim(claim.clone());
+                if let Some(v) = &c.volume {
+                    let volume = self.snap.storage().volume(v).map(|v| (**v).clone());
+                    let Some(volume) = volume else {
+                        return Err(SimError::Options(format!(
+                            "claim_add {}/{}: volume {v:?} does not exist",
+                            c.namespace, c.name
+                        )));
+                    };
+                    crate::sim::storage_model::bind_to(&mut self.snap, &claim, volume);
+                }
+                self.emit(ClusterEvent::ClaimChanged {
+                    namespace,
+                    claim: id,
+                    added: true,
+                });
             }
             Event::PodSubmit(p) => {
                 let pod = self.plain_pod(p)?;
@@ -531,6 +564,14 @@ impl Engine<'_> {
         pod.gpu = p.gpu_request()?.map(Box::new);
         pod.created_ms = self.now as i64;
         pod.spark = crate::model::spark::identify(&pod.labels, &pod.uid, None);
+        pod.volumes = p
+            .claims
+            .iter()
+            .map(|c| crate::model::PodVolume::Claim {
+                claim: c.clone(),
+                ephemeral: false,
+            })
+            .collect();
         Ok(pod)
     }
 
@@ -652,9 +693,19 @@ impl Engine<'_> {
             let n = a.next_executor;
             a.next_executor += 1;
             a.pending.insert(n);
-            let pod = a
+            let mut pod = a
                 .spec
                 .executor_pod(n, self.now, &self.config.scheduler_name);
+            if let Some((class, request)) = a.spec.executor_claim {
+                // Spark's OnDemand claim, created with its executor.
+                let name = format!("{}-pvc-0", pod.key.name);
+                let c = crate::sim::trace::claim(&a.spec.namespace, &name, class, request);
+                self.snap.storage_mut().upsert_claim(c);
+                pod.volumes.push(crate::model::PodVolume::Claim {
+                    claim: name,
+                    ephemeral: false,
+                });
+            }
             self.submit(pod, Owner::Executor { app, n });
         }
     }
@@ -708,6 +759,8 @@ impl Engine<'_> {
             return;
         }
         st.phase = Phase::Running;
+        // PreBind: the volumes Reserve chose are bound (provisioned) first.
+        crate::sim::storage_model::bind_reserved(&mut self.snap, key);
         // Confirms the assumed pod, as the API server's bind does.
         if self.snap.upsert_pod(st.pod.clone()).is_err() {
             return;
@@ -766,6 +819,18 @@ impl Engine<'_> {
         };
         let now = self.now;
         let placed = st.phase != Phase::Pending;
+        // Volumes reserved for a binding that will not be confirmed are released.
+        self.snap.storage_mut().release(key);
+        if let Owner::Executor { .. } = st.owner {
+            for claim in st
+                .pod
+                .volumes
+                .iter()
+                .filter_map(crate::model::PodVolume::claim)
+            {
+                crate::sim::storage_model::delete_claim(&mut self.snap, key.namespace, claim);
+            }
+        }
         if placed {
             self.snap.remove_pod(key);
             self.placed_cpu -= i128::from(st.pod.requests.milli_cpu);

@@ -13,6 +13,7 @@ pub mod fgd;
 pub mod report;
 pub mod sampling;
 pub mod spark_model;
+pub mod storage_model;
 pub mod trace;
 
 pub use cluster_model::{AutoscalerOptions, NodeShape};

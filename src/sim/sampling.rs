@@ -85,7 +85,15 @@ impl<'a> SamplingProbe<'a> {
             exhaustive: false,
             no_reasons: false,
         };
+        // The full scan reserves volumes too: the pod keeps the sampled cycle's.
+        let reserved = snap.storage().reservation(&pod.key).cloned();
         let full = schedule(self.full, pod, snap, opts);
+        match reserved {
+            Some(r) => snap.storage_mut().reinstate(&pod.key, r),
+            None => {
+                snap.storage_mut().release(&pod.key);
+            }
+        }
         match (sampled.node, full.node, full.scores.first()) {
             (Some(chosen), Some(best_node), Some(best)) => {
                 // Always found: the full scan filters the same snapshot with the same plugins.

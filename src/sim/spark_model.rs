@@ -37,6 +37,8 @@ pub struct AppSpec {
     pub labels: Vec<(String, String)>,
     /// Target share of executors on spot, from the application's capacity mix (if any).
     pub target_spot_share: Option<f64>,
+    /// Each executor's OnDemand claim: storage class and request in bytes.
+    pub executor_claim: Option<(crate::model::Sym, i64)>,
 }
 
 impl AppSpec {
@@ -63,6 +65,13 @@ impl AppSpec {
             min_running,
             work_executor_seconds: a.work_executor_seconds,
             target_spot_share: target_spot_share(config, &a.namespace, &a.annotations),
+            executor_claim: match &a.executor_claim {
+                Some(c) => Some((
+                    crate::model::Sym::new(&c.storage_class),
+                    c.request_bytes(&a.id)?,
+                )),
+                None => None,
+            },
             annotations,
             labels: a
                 .labels
@@ -383,6 +392,7 @@ mod tests {
             annotations: Vec::new(),
             labels: Vec::new(),
             target_spot_share: Some(0.5),
+            executor_claim: None,
         })
     }
 

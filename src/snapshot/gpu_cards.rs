@@ -184,7 +184,7 @@ mod tests {
                     let state = CycleState::default();
                     if plugin.filter(&state, &p, &s, n).is_success() {
                         let mut state = CycleState::default();
-                        prop_assert!(plugin.reserve(&mut state, &p, &s, n).is_success());
+                        prop_assert!(plugin.reserve(&mut state, &p, &mut s, n).is_success());
                         let cards = state.read::<ReservedCards>().unwrap().0;
                         let mut bound = p.clone();
                         bound.gpu.as_mut().unwrap().cards = Some(cards);

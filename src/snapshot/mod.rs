@@ -2,8 +2,13 @@
 //! plugins query. Every update is incremental and independent of cluster size.
 
 mod gpu_cards;
+mod images;
 pub mod label_columns;
 mod node_table;
+mod storage;
+
+pub use images::{ImageIndex, ImageState};
+pub use storage::{Change, ClaimKey, PodVolumes, Reservation, Storage};
 
 pub use gpu_cards::{best_fit as best_fit_cards, fits as cards_fit};
 pub use node_table::{
@@ -233,7 +238,14 @@ pub struct Snapshot {
     nominated_on: Vec<Vec<PodKey>>,
     /// PodDisruptionBudgets, for preemption.
     pdbs: Vec<Pdb>,
+    /// Claims, volumes and the other storage objects, with VolumeBinding's assumptions.
+    storage: Storage,
+    /// Which nodes hold which images.
+    images: ImageIndex,
     generation: u64,
+    /// The time the snapshot stands for (ms since the epoch; virtual in the
+    /// simulator), for the few rules that wait: None when unknown.
+    now_ms: Option<i64>,
 }
 
 impl Snapshot {
@@ -252,6 +264,19 @@ impl Snapshot {
         &self.capacity_rules
     }
 
+    /// The time the snapshot stands for, if the caller keeps one (see `set_now_ms`).
+    pub fn now_ms(&self) -> Option<i64> {
+        self.now_ms
+    }
+
+    /// Sets the time the snapshot stands for: the live scheduler sets it before
+    /// each cycle, the simulator to its virtual clock. Rules that wait (an
+    /// admitted soft-mix executor waiting for its capacity type) stop waiting
+    /// while it is unknown.
+    pub fn set_now_ms(&mut self, now_ms: Option<i64>) {
+        self.now_ms = now_ms;
+    }
+
     /// Bumped on every change, so callers can tell whether anything moved.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -265,14 +290,29 @@ impl Snapshot {
         let ty = self.capacity_rules.classify(&node.labels);
         if let Some(idx) = self.nodes.get(node.name) {
             let old_ty = self.nodes.capacity_type[idx as usize];
+            let old_images = std::mem::take(&mut self.nodes.node[idx as usize].images);
+            let images_changed = old_images != node.images;
+            if images_changed {
+                self.images.replace(idx, &old_images, &node.images);
+            }
             self.nodes.update(idx, node, ty);
             if old_ty != ty {
                 self.retype_node_executors(idx, old_ty, ty);
             }
+            if images_changed {
+                self.touch_nodes_with_images();
+            }
             return idx;
         }
         let name = node.name;
+        let has_images = !node.images.is_empty();
         let idx = self.nodes.insert(node, ty);
+        if has_images {
+            let images = self.nodes.node[idx as usize].images.clone();
+            self.images.replace(idx, &Default::default(), &images);
+        }
+        // One more node: every image is held by a smaller share of them.
+        self.touch_nodes_with_images();
         let u = idx as usize;
         if self.node_pods.len() <= u {
             self.node_pods.resize_with(u + 1, Vec::new);
@@ -308,8 +348,27 @@ impl Snapshot {
         for key in std::mem::take(&mut self.nominated_on[idx as usize]) {
             self.nominated.remove(&key);
         }
+        let images = std::mem::take(&mut self.nodes.node[idx as usize].images);
+        self.images.replace(idx, &images, &Default::default());
         self.nodes.remove(idx);
+        self.touch_nodes_with_images();
         true
+    }
+
+    /// ImageLocality scores a node by its images' sizes scaled by the share of
+    /// nodes holding them: when shares move (a node comes, goes or changes its
+    /// images), every node holding an image gets a fresh stamp, so scores kept
+    /// per stamp are worked out again. Nothing to do in clusters whose nodes
+    /// report no images.
+    fn touch_nodes_with_images(&mut self) {
+        if self.images.nodes_with_images() == 0 {
+            return;
+        }
+        for i in 0..self.nodes.slots() {
+            if self.nodes.live[i] && !self.nodes.node[i].images.is_empty() {
+                self.nodes.touch(i as NodeIdx);
+            }
+        }
     }
 
     fn retype_node_executors(&mut self, idx: NodeIdx, old: Sym, new: Sym) {
@@ -360,8 +419,12 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Undoes `assume` (binding failed). A pod confirmed by the API meanwhile stays.
+    /// Undoes `assume` (binding failed), and releases what VolumeBinding's
+    /// Reserve assumed for the pod. A pod confirmed by the API meanwhile stays.
     pub fn forget(&mut self, key: &PodKey) -> bool {
+        if self.storage.release(key) {
+            self.generation += 1;
+        }
         match self
             .by_key
             .get(key)
@@ -377,11 +440,12 @@ impl Snapshot {
         let Some(id) = self.by_key.get(key).copied() else {
             // It may be waiting for its node.
             let mut found = false;
-            for pods in self.orphans.values_mut() {
+            self.orphans.retain(|_, pods| {
                 let before = pods.len();
                 pods.retain(|p| &p.key != key);
                 found |= pods.len() != before;
-            }
+                !pods.is_empty()
+            });
             return found;
         };
         self.generation += 1;
@@ -427,6 +491,9 @@ impl Snapshot {
             self.label_index.entry((ns, k, v)).or_default().insert(id);
         }
         self.namespace_index.entry(ns).or_default().insert(id);
+        if !entry.pod.volumes.is_empty() {
+            self.storage.count_users(ns, &entry.pod.volumes, 1);
+        }
         if let Some(a) = entry.pod.pod_affinity.as_deref() {
             self.with_pod_affinity.insert(id);
             if !a.required_anti_affinity.is_empty() {
@@ -475,6 +542,12 @@ impl Snapshot {
         }
         if let Some(set) = self.namespace_index.get_mut(&ns) {
             set.remove(&id);
+            if set.is_empty() {
+                self.namespace_index.remove(&ns);
+            }
+        }
+        if !entry.pod.volumes.is_empty() {
+            self.storage.count_users(ns, &entry.pod.volumes, -1);
         }
         if entry.pod.pod_affinity.is_some() {
             self.with_pod_affinity.remove(&id);
@@ -546,7 +619,7 @@ impl Snapshot {
         self.namespace_index.get(&namespace)
     }
 
-    /// Every namespace a pod has been placed in (some may hold no pod now).
+    /// Every namespace a placed pod is in.
     pub fn namespaces(&self) -> impl Iterator<Item = Sym> + '_ {
         self.namespace_index.keys().copied()
     }
@@ -645,6 +718,60 @@ impl Snapshot {
     pub fn pdbs(&self) -> &[Pdb] {
         &self.pdbs
     }
+
+    // ---- storage and images ---------------------------------------------------
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The storage objects, to change (watchers, the simulator, VolumeBinding's Reserve).
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        self.generation += 1;
+        &mut self.storage
+    }
+
+    pub fn images(&self) -> &ImageIndex {
+        &self.images
+    }
+
+    /// How many entries each per-pod structure holds: with no pod placed,
+    /// nominated or waiting for its node, every count is 0 (memory follows the
+    /// pods alive, not the pods ever seen).
+    pub fn retained(&self) -> Retained {
+        Retained {
+            pods: self.by_key.len(),
+            label_index: self.label_index.len(),
+            namespace_index: self.namespace_index.len(),
+            with_pod_affinity: self.with_pod_affinity.len(),
+            apps: self.apps.len(),
+            app_tallies: self.app_tallies.len(),
+            orphans: self.orphans.len(),
+            nominated: self.nominated.len(),
+            nominated_on: self.nominated_on.iter().map(Vec::len).sum(),
+            claim_users: self.storage.per_pod_entries().0,
+            volume_reservations: self.storage.per_pod_entries().1,
+        }
+    }
+}
+
+/// Entry counts of the snapshot's per-pod structures ([`Snapshot::retained`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub pods: usize,
+    pub label_index: usize,
+    pub namespace_index: usize,
+    pub with_pod_affinity: usize,
+    pub apps: usize,
+    pub app_tallies: usize,
+    /// Node names with bound pods waiting for their node.
+    pub orphans: usize,
+    pub nominated: usize,
+    pub nominated_on: usize,
+    /// Claims mounted by placed pods (ReadWriteOncePod).
+    pub claim_users: usize,
+    /// Pods whose volume binding is reserved, not yet bound.
+    pub volume_reservations: usize,
 }
 
 #[cfg(test)]

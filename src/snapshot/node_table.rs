@@ -163,6 +163,15 @@ impl NodeTable {
         self.version = self.stamp[u];
     }
 
+    /// A fresh stamp for live node `i` whose state as a plugin reads it changed
+    /// outside its object and pods (the images it holds became more or less
+    /// common in the cluster, `snapshot::images`).
+    pub(super) fn touch(&mut self, i: NodeIdx) {
+        if self.live.get(i as usize).copied().unwrap_or(false) {
+            self.restamp(i as usize);
+        }
+    }
+
     /// `f` of the label column (`label_columns`) of each of `keys`, in order;
     /// `None` when the table keeps no more columns (match node by node).
     pub fn with_label_columns<R>(&self, keys: &[Sym], f: impl FnOnce(&[&[u32]]) -> R) -> Option<R> {
@@ -618,6 +627,9 @@ impl DenseIds {
     /// The id of `value`, assigning the next one on first sight.
     fn id(&mut self, value: Option<Sym>) -> u32 {
         let Some(v) = value else { return 0 };
+        // Kept for good here, so the string must be too (a zone is a node's
+        // label value, interned only while a node carries it).
+        v.as_str();
         let next = self.values.len() as u32 + 1;
         let id = *self.ids.entry(v).or_insert(next);
         if id == next {

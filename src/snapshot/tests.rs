@@ -703,3 +703,58 @@ fn the_table_version_changes_with_every_change_and_stays_in_clones() {
     assert!(s.remove_node(Sym::new("n1")));
     changed(&s, "node removed");
 }
+
+#[test]
+fn pods_removed_leave_no_entry_in_any_index() {
+    let mut s = snap();
+    s.upsert_node(node("n1", 64_000, 64 * GI).spot().build());
+    let n2 = s.upsert_node(node("n2", 64_000, 64 * GI).on_demand().build());
+    let empty = s.retained();
+    assert_eq!(empty, Retained::default());
+    let mut keys = Vec::new();
+    for round in 0..3 {
+        let app = format!("app-{round}");
+        let mut add = |s: &mut Snapshot, p: PodBuilder| {
+            let p = p.namespace(&format!("ns-{round}")).arc();
+            keys.push(p.key.clone());
+            s.upsert_pod(p).unwrap();
+        };
+        add(
+            &mut s,
+            pod(&format!("d{round}"), 100, GI).driver(&app).on("n2"),
+        );
+        for i in 0..5 {
+            add(
+                &mut s,
+                pod(&format!("e{round}-{i}"), 100, GI)
+                    .executor(&app)
+                    .label("spark-exec-id", &i.to_string())
+                    .label("unique", &format!("{round}-{i}"))
+                    .required_anti_affinity(crate::model::LABEL_ZONE, &[("unique", "x")])
+                    .on(if i % 2 == 0 { "n1" } else { "n2" }),
+            );
+        }
+        // Bound to a node the snapshot has not seen: an orphan.
+        add(&mut s, pod(&format!("o{round}"), 100, GI).on("n-gone"));
+        // Assumed, then nominated.
+        let assumed = pod(&format!("a{round}"), 100, GI)
+            .namespace(&format!("ns-{round}"))
+            .arc();
+        keys.push(assumed.key.clone());
+        s.assume(assumed.clone(), n2).unwrap();
+        let nominated = pod(&format!("nom{round}"), 100, GI)
+            .namespace(&format!("ns-{round}"))
+            .arc();
+        keys.push(nominated.key.clone());
+        s.nominate(nominated, n2);
+    }
+    let full = s.retained();
+    assert_eq!(full.pods, 3 * 7);
+    assert!(full.label_index > 0 && full.apps == 3 && full.app_tallies == 3);
+    assert_eq!((full.orphans, full.nominated, full.nominated_on), (1, 3, 3));
+    assert_eq!(full.namespace_index, 3);
+    for k in &keys {
+        s.remove_pod(k);
+    }
+    assert_eq!(s.retained(), empty);
+}

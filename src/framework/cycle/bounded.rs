@@ -16,7 +16,7 @@
 //! tie-break). Within a class the local plugins score in turn: after each but
 //! the last, the node ahead gets its full total, and nodes that cannot reach the
 //! best even with the most the remaining plugins can add drop out. The node and
-//! total are those of scoring every node. For a Spark executor the capacity mix weighs 16
+//! total are those of scoring every node. For a Spark executor the capacity mix weighs 17
 //! against 1 + 1 for the resource scorers, so the nodes of the capacity type the
 //! mix does not want next are never scored by them.
 

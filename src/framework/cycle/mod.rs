@@ -685,10 +685,11 @@ pub fn schedule(profile: &Profile, pod: &Pod, snap: &mut Snapshot, opts: CycleOp
                 plugins: per_plugin.iter().map(|(name, v)| (*name, v[k])).collect(),
             })
             .collect();
+        let names = &snap.nodes().name_str;
         scores.sort_by(|a, b| {
             b.total
                 .cmp(&a.total)
-                .then_with(|| nodes.name_str[a.node as usize].cmp(nodes.name_str[b.node as usize]))
+                .then_with(|| names[a.node as usize].cmp(names[b.node as usize]))
         });
         decision.scores = scores;
     } else {
@@ -1011,7 +1012,7 @@ fn take_best(
     profile: &Profile,
     state: &mut CycleState,
     pod: &Pod,
-    snap: &Snapshot,
+    snap: &mut Snapshot,
     (chosen, total): (NodeIdx, i64),
     mut decision: Decision,
 ) -> Decision {
@@ -1031,7 +1032,7 @@ fn take_node(
     profile: &Profile,
     state: &mut CycleState,
     pod: &Pod,
-    snap: &Snapshot,
+    snap: &mut Snapshot,
     chosen: NodeIdx,
     decision: &mut Decision,
 ) -> bool {
@@ -1056,7 +1057,7 @@ fn reserve_and_permit(
     profile: &Profile,
     state: &mut CycleState,
     pod: &Pod,
-    snap: &Snapshot,
+    snap: &mut Snapshot,
     node: NodeIdx,
 ) -> Result<(), Status> {
     let mut reserved = 0;

@@ -285,7 +285,7 @@ impl Plugin for Gate {
     }
 }
 impl ReservePlugin for Gate {
-    fn reserve(&self, _: &mut CycleState, _: &Pod, _: &Snapshot, _: NodeIdx) -> Status {
+    fn reserve(&self, _: &mut CycleState, _: &Pod, _: &mut Snapshot, _: NodeIdx) -> Status {
         self.log
             .lock()
             .unwrap()
@@ -296,7 +296,7 @@ impl ReservePlugin for Gate {
             Status::success()
         }
     }
-    fn unreserve(&self, _: &mut CycleState, _: &Pod, _: &Snapshot, _: NodeIdx) {
+    fn unreserve(&self, _: &mut CycleState, _: &Pod, _: &mut Snapshot, _: NodeIdx) {
         self.log
             .lock()
             .unwrap()

@@ -280,6 +280,7 @@ fn node_add(name: &str, shape: &NodeShape) -> NodeAdd {
         taints: Vec::new(),
         price_per_hour: Some(cents(price)),
         gpu: None,
+        volume_limits: Default::default(),
     }
 }
 
@@ -395,6 +396,7 @@ pub fn generate(params: &GenerateParams) -> Result<Trace, TraceError> {
                 required_node_affinity: Vec::new(),
                 scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
                 gpu: None,
+                claims: Vec::new(),
             }),
         });
     }
@@ -457,6 +459,7 @@ fn draw_app(rng: &mut Sampler, params: &GenerateParams, scheduled: bool) -> AppS
         work_executor_seconds: (runtime * n as f64).round(),
         annotations,
         labels,
+        executor_claim: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod generate;
 pub mod native;
 pub mod openb;
 pub mod spot_gpu;
+mod storage;
 
 use crate::model::{self, Labels, Quantity, Resources, Sym};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,10 @@ pub use csv_import::ImportOptions;
 pub use generate::{generate, GenerateParams};
 pub use openb::{import_openb, OpenbOptions};
 pub use spot_gpu::import_spot_gpu;
+pub use storage::{
+    claim, csi_node, volume_at, ClaimAdd, ExecutorClaim, StorageClassAdd, VolumeAdd,
+    VolumeBindingMode,
+};
 
 /// `format` value of the header line.
 pub const FORMAT_NAME: &str = "spark-fleet-trace";
@@ -142,6 +147,9 @@ pub enum Event {
     SpotInterruption(SpotInterruption),
     AppSubmit(AppSubmit),
     PodSubmit(PodSubmit),
+    StorageClass(StorageClassAdd),
+    VolumeAdd(VolumeAdd),
+    ClaimAdd(ClaimAdd),
 }
 
 impl Event {
@@ -153,6 +161,9 @@ impl Event {
             Event::SpotInterruption(_) => "spot_interruption",
             Event::AppSubmit(_) => "app_submit",
             Event::PodSubmit(_) => "pod_submit",
+            Event::StorageClass(_) => "storage_class",
+            Event::VolumeAdd(_) => "volume_add",
+            Event::ClaimAdd(_) => "claim_add",
         }
     }
 }
@@ -172,6 +183,9 @@ pub struct NodeAdd {
     /// GPU cards (`model::gpu`): `count` cards of `model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<NodeGpuSpec>,
+    /// CSI driver → how many of its volumes the node may attach (its CSINode).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_limits: BTreeMap<String, u32>,
 }
 
 /// A node's GPU cards in a trace.
@@ -315,7 +329,7 @@ fn default_notice() -> f64 {
     DEFAULT_NOTICE_SECONDS
 }
 
-fn default_namespace() -> String {
+pub(crate) fn default_namespace() -> String {
     DEFAULT_NAMESPACE.to_owned()
 }
 
@@ -373,6 +387,9 @@ pub struct AppSubmit {
     /// Applied to driver and executor pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: StringMap,
+    /// Each executor's own claim (Spark's OnDemand claims).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_claim: Option<ExecutorClaim>,
 }
 
 impl AppSubmit {
@@ -433,6 +450,9 @@ pub struct PodSubmit {
     /// GPUs at card level (`model::gpu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<PodGpuSpec>,
+    /// Claims (in the pod's namespace) the pod mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<String>,
 }
 
 impl PodSubmit {
@@ -694,6 +714,7 @@ mod tests {
             }],
             price_per_hour: None,
             gpu: None,
+            volume_limits: Default::default(),
         }
     }
 

@@ -207,6 +207,10 @@ fn check_event(event: &Event) -> Result<(), String> {
                 _ => {}
             }
             check_seconds("work_executor_seconds", a.work_executor_seconds)?;
+            if let Some(c) = &a.executor_claim {
+                check_name("executor_claim.storage_class", &c.storage_class)?;
+                c.request_bytes(&a.id).map_err(field_message)?;
+            }
         }
         Event::PodSubmit(p) => {
             check_name("name", &p.name)?;
@@ -222,9 +226,33 @@ fn check_event(event: &Event) -> Result<(), String> {
             if let Some(g) = &p.gpu {
                 g.to_model()?;
             }
+            for (i, c) in p.claims.iter().enumerate() {
+                check_name(&format!("claims[{i}]"), c)?;
+            }
+        }
+        Event::StorageClass(c) => {
+            check_name("name", &c.name)?;
+            check_name("provisioner", &c.provisioner)?;
+        }
+        Event::VolumeAdd(v) => {
+            check_name("name", &v.name)?;
+            v.to_volume().map_err(field_message)?;
+        }
+        Event::ClaimAdd(c) => {
+            check_name("name", &c.name)?;
+            check_name("namespace", &c.namespace)?;
+            c.to_claim().map_err(field_message)?;
         }
     }
     Ok(())
+}
+
+/// A conversion error as the message of a line error (the line names the event).
+fn field_message(e: TraceError) -> String {
+    match e {
+        TraceError::Field { field, message, .. } => format!("field `{field}`: {message}"),
+        other => other.to_string(),
+    }
 }
 
 fn quantize_event(event: &mut Event) {
@@ -234,6 +262,7 @@ fn quantize_event(event: &mut Event) {
         Event::SpotInterruption(s) => s.notice_seconds = quantize(s.notice_seconds),
         Event::AppSubmit(a) => a.work_executor_seconds = quantize(a.work_executor_seconds),
         Event::PodSubmit(p) => p.duration_seconds = p.duration_seconds.map(quantize),
+        Event::StorageClass(_) | Event::VolumeAdd(_) | Event::ClaimAdd(_) => {}
     }
 }
 
@@ -380,6 +409,50 @@ mod tests {
             r#"{"t":0,"type":"node_add","name":"n","allocatable":{},"taints":[{"key":"k","effect":"Sometimes"}]}"#,
         );
         assert!(msg.contains("Sometimes"), "{msg}");
+    }
+
+    #[test]
+    fn storage_events_parse_and_round_trip() {
+        let t = parse(concat!(
+            r#"{"t":0,"type":"storage_class","name":"gp3","provisioner":"ebs.csi.aws.com","allowed_zones":["zone-a"]}"#,
+            "\n",
+            r#"{"t":0,"type":"volume_add","name":"pv-1","storage_class":"gp3","capacity":"100Gi","zone":"zone-a"}"#,
+            "\n",
+            r#"{"t":0,"type":"claim_add","name":"data","storage_class":"gp3","request":"100Gi","volume":"pv-1"}"#,
+            "\n",
+            r#"{"t":1,"type":"pod_submit","name":"p","requests":{"cpu":"1"},"claims":["data"]}"#,
+            "\n",
+            r#"{"t":1,"type":"node_add","name":"n","allocatable":{"cpu":"4"},"volume_limits":{"ebs.csi.aws.com":25}}"#,
+        ))
+        .unwrap();
+        let Event::StorageClass(c) = &t.events[0].event else {
+            panic!()
+        };
+        assert_eq!(
+            c.binding_mode,
+            super::super::VolumeBindingMode::WaitForFirstConsumer
+        );
+        let Event::VolumeAdd(v) = &t.events[1].event else {
+            panic!()
+        };
+        assert_eq!(v.to_volume().unwrap().capacity, 100 << 30);
+        let mut out = Vec::new();
+        write_jsonl(&t, &mut out).unwrap();
+        assert_eq!(parse_jsonl(out.as_slice(), "again").unwrap(), t);
+    }
+
+    #[test]
+    fn bad_storage_fields_name_line_and_field() {
+        let (line, msg) =
+            line_error(r#"{"t":0,"type":"volume_add","name":"pv","capacity":"huge"}"#);
+        assert_eq!(line, 2);
+        assert!(msg.contains("volume_add: field `capacity`"), "{msg}");
+        let (_, msg) = line_error(r#"{"t":0,"type":"claim_add","name":"c","request":"-1Gi"}"#);
+        assert!(msg.contains("field `request`: negative quantity"), "{msg}");
+        let (_, msg) = line_error(
+            r#"{"t":0,"type":"storage_class","name":"gp3","provisioner":"x","binding_mode":"Later"}"#,
+        );
+        assert!(msg.contains("unknown variant `Later`"), "{msg}");
     }
 
     #[test]

@@ -134,6 +134,7 @@ fn read_nodes<R: std::io::Read>(
             taints: Vec::new(),
             price_per_hour: Some(price),
             gpu,
+            volume_limits: Default::default(),
         });
         Ok(())
     })?;
@@ -243,6 +244,7 @@ fn read_pods<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
                 required_node_affinity: Vec::new(),
                 scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
                 gpu,
+                claims: Vec::new(),
             }),
         });
         Ok(())

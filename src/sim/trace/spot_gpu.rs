@@ -173,6 +173,7 @@ fn read_nodes<R: std::io::Read>(
             taints: Vec::new(),
             price_per_hour: Some(price),
             gpu: None,
+            volume_limits: Default::default(),
         });
         Ok(())
     })?;
@@ -258,6 +259,7 @@ fn read_jobs<R: std::io::Read>(input: R, file: &str) -> Result<Vec<TimedEvent>, 
                     required_node_affinity: required_node_affinity.clone(),
                     scheduler_name: DEFAULT_SCHEDULER_NAME.into(),
                     gpu: None,
+                    claims: Vec::new(),
                 }),
             });
         }

@@ -25,6 +25,10 @@ pub struct RequestRecord {
     /// Path and query exactly as requested.
     pub path: String,
     pub status: u16,
+    /// When the request arrived (before any injected delay).
+    pub received: std::time::Instant,
+    /// When the answer was ready.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +37,12 @@ enum FaultAction {
     Fail(u16),
     /// Serve normally after this delay.
     Delay(Duration),
+    /// Answer as API Priority and Fairness rejects a request: 429 `TooManyRequests`
+    /// with `Retry-After: N` and `details.retryAfterSeconds: N`.
+    Throttle(u32),
+    /// Serve (and commit) normally, then answer with a Status of this code: a write
+    /// whose answer was lost.
+    ServeThenFail(u16),
 }
 
 struct Fault {
@@ -109,6 +119,36 @@ impl Shared {
         self.add_fault(method, path_substring, FaultAction::Delay(delay), count);
     }
 
+    pub fn throttle_next(
+        &self,
+        method: &str,
+        path_substring: &str,
+        retry_after_secs: u32,
+        count: usize,
+    ) {
+        self.add_fault(
+            method,
+            path_substring,
+            FaultAction::Throttle(retry_after_secs),
+            count,
+        );
+    }
+
+    pub fn serve_then_fail_next(
+        &self,
+        method: &str,
+        path_substring: &str,
+        status: u16,
+        count: usize,
+    ) {
+        self.add_fault(
+            method,
+            path_substring,
+            FaultAction::ServeThenFail(status),
+            count,
+        );
+    }
+
     /// The first armed fault matching this request, consumed. Faults apply in the order
     /// they were armed.
     fn take_fault(&self, method: &str, path: &str) -> Option<FaultAction> {
@@ -138,11 +178,13 @@ impl Shared {
         lock(&self.log).clear();
     }
 
-    fn record(&self, method: &Method, path: &str, status: u16) {
+    fn record(&self, method: &Method, path: &str, status: u16, received: std::time::Instant) {
         lock(&self.log).push(RequestRecord {
             method: method.as_str().to_string(),
             path: path.to_string(),
             status,
+            received,
+            at: std::time::Instant::now(),
         });
     }
 }
@@ -152,6 +194,26 @@ fn json_response(code: u16, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// What kube-apiserver answers when API Priority and Fairness rejects a request.
+fn throttled_response(retry_after_secs: u32) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "Too many requests, please try again later.",
+        "reason": "TooManyRequests",
+        "details": { "retryAfterSeconds": retry_after_secs },
+        "code": 429,
+    });
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::RETRY_AFTER, retry_after_secs.to_string()),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -173,6 +235,7 @@ pub async fn handle(
         .path_and_query()
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| uri.path().to_string());
+    let received = std::time::Instant::now();
     let fault = shared.take_fault(method.as_str(), &path_and_query);
     if let Some(FaultAction::Delay(delay)) = fault {
         tokio::time::sleep(delay).await;
@@ -182,13 +245,19 @@ pub async fn handle(
             let err = ApiError::injected(code);
             (code, error_response(&err))
         }
+        Some(FaultAction::Throttle(secs)) => (429, throttled_response(secs)),
+        Some(FaultAction::ServeThenFail(code)) => {
+            let _ = dispatch(&shared, &method, &uri, &headers, &body);
+            let err = ApiError::injected(code);
+            (code, error_response(&err))
+        }
         _ => match dispatch(&shared, &method, &uri, &headers, &body) {
             Ok(Reply::Json(code, value)) => (code, json_response(code, &value)),
             Ok(Reply::Watch(response)) => (200, response),
             Err(err) => (err.code, error_response(&err)),
         },
     };
-    shared.record(&method, &path_and_query, code);
+    shared.record(&method, &path_and_query, code, received);
     response
 }
 

@@ -1,6 +1,8 @@
 //! Small builders for nodes and pods, shared by unit tests, integration tests,
 //! benchmarks and the synthetic trace generator.
 
+pub mod control_plane;
+
 use crate::model::{
     HostPort, InclusionPolicy, LabelSelector, Labels, Node, NodeAffinity, NodeSelectorTerm, Pod,
     Protocol, Requirement, Resources, SelectorOp, SparkIdentity, SparkRole, Sym, Taint,
@@ -428,4 +430,271 @@ pub fn preempting_driver() -> Pod {
         .tolerate("dedicated", "gpu", None)
         .annotation("spark-fleet.io/driver-capacity", "any")
         .build()
+}
+
+// ---- storage ---------------------------------------------------------------
+
+use crate::model::{
+    AccessModes, BindingMode, Claim, ClaimRef, CsiDriver, CsiNode, InlineDisk, PersistentVolume,
+    PodVolume, StorageCapacity, StorageClass, TopologyTerm, VolumePhase, VolumeSource,
+};
+
+impl PodBuilder {
+    /// Mounts the claim `name` (in the pod's namespace).
+    pub fn claim(mut self, name: &str) -> Self {
+        self.0.volumes.push(PodVolume::Claim {
+            claim: name.into(),
+            ephemeral: false,
+        });
+        self
+    }
+    /// A generic ephemeral volume `volume`: its claim is `<pod>-<volume>`.
+    pub fn ephemeral_volume(mut self, volume: &str) -> Self {
+        self.0.volumes.push(PodVolume::Claim {
+            claim: format!("{}-{volume}", self.0.key.name),
+            ephemeral: true,
+        });
+        self
+    }
+    pub fn disk(mut self, disk: InlineDisk) -> Self {
+        self.0.volumes.push(PodVolume::Disk(disk));
+        self
+    }
+    /// A container running `image` (normalized as the pod converter does).
+    pub fn image(mut self, image: &str) -> Self {
+        let mut images = self.0.images.to_vec();
+        images.push(Sym::new(&crate::model::normalized_image_name(image)));
+        self.0.images = images.into_boxed_slice();
+        self
+    }
+    pub fn uid(mut self, uid: &str) -> Self {
+        self.0.uid = uid.into();
+        self
+    }
+}
+
+impl NodeBuilder {
+    /// The node holds an image known by `name`, of `size` bytes.
+    pub fn image(mut self, name: &str, size: i64) -> Self {
+        let mut pairs: Vec<(Sym, i64)> = self.0.images.iter().collect();
+        pairs.push((Sym::new(name), size));
+        self.0.images = crate::model::NodeImages::from_pairs(pairs);
+        self
+    }
+}
+
+pub struct ClaimBuilder(Claim);
+
+/// An unbound `ReadWriteOnce` claim in namespace `default` of class `class`
+/// asking for 1 GiB.
+pub fn claim(name: &str, class: &str) -> ClaimBuilder {
+    ClaimBuilder(Claim {
+        namespace: Sym::new("default"),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        class: Sym::new(class),
+        request: GI,
+        access_modes: AccessModes::RWO,
+        block: false,
+        attributes_class: Sym::new(""),
+        selector: None,
+        volume_name: String::new(),
+        bind_completed: false,
+        selected_node: None,
+        lost: false,
+        deleting: false,
+        owner_uid: None,
+        resource_version: "1".into(),
+    })
+}
+
+impl ClaimBuilder {
+    pub fn namespace(mut self, ns: &str) -> Self {
+        self.0.namespace = Sym::new(ns);
+        self
+    }
+    /// Fully bound to volume `pv` (`volumeName` and `bind-completed`).
+    pub fn bound(mut self, pv: &str) -> Self {
+        self.0.volume_name = pv.into();
+        self.0.bind_completed = true;
+        self
+    }
+    /// Pre-bound to volume `pv` by name (no `bind-completed` yet).
+    pub fn prebound(mut self, pv: &str) -> Self {
+        self.0.volume_name = pv.into();
+        self
+    }
+    pub fn request(mut self, bytes: i64) -> Self {
+        self.0.request = bytes;
+        self
+    }
+    pub fn modes(mut self, modes: AccessModes) -> Self {
+        self.0.access_modes = modes;
+        self
+    }
+    pub fn selected_node(mut self, node: &str) -> Self {
+        self.0.selected_node = Some(Sym::new(node));
+        self
+    }
+    pub fn lost(mut self) -> Self {
+        self.0.lost = true;
+        self
+    }
+    pub fn deleting(mut self) -> Self {
+        self.0.deleting = true;
+        self
+    }
+    pub fn owner(mut self, uid: &str) -> Self {
+        self.0.owner_uid = Some(uid.into());
+        self
+    }
+    pub fn selector(mut self, s: LabelSelector) -> Self {
+        self.0.selector = Some(s);
+        self
+    }
+    pub fn block(mut self) -> Self {
+        self.0.block = true;
+        self
+    }
+    pub fn build(self) -> Claim {
+        self.0
+    }
+}
+
+pub struct VolumeBuilder(PersistentVolume);
+
+/// An available `ReadWriteOnce` volume of class `class` holding 1 GiB, with no
+/// node affinity and no CSI source.
+pub fn volume(name: &str, class: &str) -> VolumeBuilder {
+    VolumeBuilder(PersistentVolume {
+        name: name.into(),
+        labels: Labels::default(),
+        class: Sym::new(class),
+        capacity: GI,
+        access_modes: AccessModes::RWO,
+        block: false,
+        attributes_class: Sym::new(""),
+        claim_ref: None,
+        phase: VolumePhase::Available,
+        node_affinity: None,
+        source: VolumeSource::Other,
+        deleting: false,
+        bound_by_controller: false,
+        resource_version: "1".into(),
+    })
+}
+
+impl VolumeBuilder {
+    pub fn capacity(mut self, bytes: i64) -> Self {
+        self.0.capacity = bytes;
+        self
+    }
+    pub fn phase(mut self, phase: VolumePhase) -> Self {
+        self.0.phase = phase;
+        self
+    }
+    /// Node affinity `key In values` (one term).
+    pub fn affinity(mut self, key: &str, values: &[&str]) -> Self {
+        self.0.node_affinity = Some(vec![term(vec![req(key, SelectorOp::In, values)])]);
+        self
+    }
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.0.labels.insert(Sym::new(k), Sym::new(v));
+        self
+    }
+    /// Bound (or pre-bound) to the claim `namespace/name`, any uid.
+    pub fn claimed_by(mut self, namespace: &str, name: &str) -> Self {
+        self.0.claim_ref = Some(ClaimRef {
+            namespace: Sym::new(namespace),
+            name: name.into(),
+            uid: String::new(),
+        });
+        self
+    }
+    pub fn modes(mut self, modes: AccessModes) -> Self {
+        self.0.access_modes = modes;
+        self
+    }
+    pub fn csi(mut self, driver: &str, handle: &str) -> Self {
+        self.0.source = VolumeSource::Csi {
+            driver: Sym::new(driver),
+            handle: handle.into(),
+        };
+        self
+    }
+    pub fn source(mut self, source: VolumeSource) -> Self {
+        self.0.source = source;
+        self
+    }
+    pub fn deleting(mut self) -> Self {
+        self.0.deleting = true;
+        self
+    }
+    pub fn build(self) -> PersistentVolume {
+        self.0
+    }
+}
+
+/// A storage class with `provisioner` and a binding mode.
+pub fn storage_class(name: &str, provisioner: &str, wait: bool) -> StorageClass {
+    StorageClass {
+        name: Sym::new(name),
+        provisioner: Sym::new(provisioner),
+        binding_mode: Some(if wait {
+            BindingMode::WaitForFirstConsumer
+        } else {
+            BindingMode::Immediate
+        }),
+        allowed_topologies: Vec::new(),
+    }
+}
+
+/// `class` allowed only where `key` is one of `values`.
+pub fn with_topology(mut class: StorageClass, key: &str, values: &[&str]) -> StorageClass {
+    class.allowed_topologies.push(TopologyTerm(vec![(
+        Sym::new(key),
+        values.iter().map(|v| Sym::new(v)).collect(),
+    )]));
+    class
+}
+
+/// A CSINode for `node` whose drivers may attach the given counts.
+pub fn csi_node(node: &str, drivers: &[(&str, Option<i64>)]) -> CsiNode {
+    CsiNode {
+        name: Sym::new(node),
+        drivers: drivers.iter().map(|&(d, c)| (Sym::new(d), c)).collect(),
+        migrated_plugins: Vec::new(),
+    }
+}
+
+pub fn csi_driver(name: &str, storage_capacity: bool) -> CsiDriver {
+    CsiDriver {
+        name: Sym::new(name),
+        storage_capacity,
+    }
+}
+
+/// A storage capacity of `class` for nodes matching `topology`.
+pub fn storage_capacity(
+    name: &str,
+    class: &str,
+    topology: Option<LabelSelector>,
+    capacity: Option<i64>,
+) -> StorageCapacity {
+    StorageCapacity {
+        namespace: Sym::new("kube-system"),
+        name: name.into(),
+        class: Sym::new(class),
+        node_topology: topology,
+        capacity,
+        maximum_volume_size: None,
+    }
+}
+
+/// An inline GCE persistent disk.
+pub fn gce_disk(name: &str, read_only: bool) -> InlineDisk {
+    InlineDisk::GcePd {
+        pd_name: name.into(),
+        read_only,
+    }
 }
