@@ -109,8 +109,6 @@ pub struct NodeTable {
     /// milli (empty on nodes without cards).
     pub gpu_model: Vec<Option<Sym>>,
     pub gpu_free: Vec<SmallVec<[i32; 8]>>,
-    /// How many live nodes have cards: the GPU filter's scan skips at zero.
-    pub gpu_nodes: u32,
     /// Label values by slot for the keys node selectors ask about
     /// (`label_columns`); kept current by insert, update and remove.
     labels: LabelColumns,
@@ -233,7 +231,6 @@ impl NodeTable {
         bump(&mut self.unschedulable_nodes, self.unschedulable[u]);
         bump(&mut self.hard_tainted_nodes, self.hard_taints[u] > 0);
         bump(&mut self.soft_tainted_nodes, self.soft_taints[u] > 0);
-        bump(&mut self.gpu_nodes, !self.gpu_free[u].is_empty());
         let huge = |a: i64| a >= SMALL_QUOTIENT_LIMIT;
         let any_huge =
             huge(self.alloc_cpu[u]) || huge(self.alloc_mem[u]) || huge(self.alloc_eph[u]);

@@ -515,6 +515,92 @@ mod tests {
         }
     }
 
+    /// A profile of the live scheduler's plugins, FGD on with `args`.
+    fn gpu_profile(fgd_weight: i64, args: &str) -> crate::framework::Profile {
+        let yaml = format!(
+            "profiles:\n\
+             - name: gpu\n  \
+               plugins:\n  \
+               - {{name: NodeResourcesFit, weight: 1}}\n  \
+               - {{name: GpuShare, weight: 0}}\n  \
+               - {{name: FragmentationGradientDescent, weight: {fgd_weight}}}\n  \
+               pluginArgs: {{fragmentationGradientDescent: {args}}}\n\
+             defaultProfile: gpu\n"
+        );
+        let config = crate::config::Config::parse(&yaml, "gpu.yaml").unwrap();
+        crate::plugins::build_profile(&config, config.profile("gpu").unwrap()).unwrap()
+    }
+
+    /// In a profile, FGD picks the node and GpuShare's Reserve takes the card
+    /// FGD scored: node "a" has cards of 700 and 1000 free. For a 400-milli
+    /// share, best fit takes card 0 (the fuller), leaving 300 that a half-GPU
+    /// pod cannot use; FGD takes card 1. Node "b" has one card of 400 free: the
+    /// share fills it exactly and removes a fragment, so FGD goes there first.
+    #[test]
+    fn in_a_profile_fgd_chooses_the_node_and_the_card() {
+        let halves = "{targetWorkload: [{cpu: \"1\", gpuMilli: 500}]}";
+        let nodes = || {
+            vec![
+                node("a", 16_000, 64 * GI).gpus(2, "T4").build(),
+                node("b", 16_000, 64 * GI).gpus(1, "T4").build(),
+            ]
+        };
+        let held = |name: &str, on: &str, milli: u32| {
+            pod(name, 1000, GI)
+                .gpu(1, milli, &[])
+                .cards("0")
+                .on(on)
+                .build()
+        };
+        let share = pod("s", 1000, GI).gpu(1, 400, &[]).build();
+        let decide = |profile: &crate::framework::Profile, with_b: bool| {
+            let mut pods = vec![held("a0", "a", 300)];
+            let mut ns = nodes();
+            if with_b {
+                pods.push(held("b0", "b", 600));
+            } else {
+                ns.pop();
+            }
+            let mut s = snapshot_of(ns, pods);
+            let d = crate::framework::schedule(profile, &share, &mut s, Default::default());
+            let n = d.node.map(|n| s.nodes().name[n as usize].as_str().to_owned());
+            (n, d.gpu_cards.map(|c| c.to_string()))
+        };
+        let with_fgd = gpu_profile(1, halves);
+        let without = gpu_profile(0, halves);
+        assert_eq!(
+            decide(&with_fgd, true),
+            (Some("b".into()), Some("0".into()))
+        );
+        assert_eq!(
+            decide(&with_fgd, false),
+            (Some("a".into()), Some("1".into()))
+        );
+        assert_eq!(
+            decide(&without, false),
+            (Some("a".into()), Some("0".into()))
+        );
+    }
+
+    #[test]
+    fn off_in_the_default_profiles_and_bad_args_name_the_field() {
+        for p in crate::config::Config::default().profiles {
+            assert!(p.plugins.iter().all(|e| e.name != NAME), "{}", p.name);
+        }
+        let e = crate::config::Config::parse(
+            "profiles: [{name: g, plugins: [{name: FragmentationGradientDescent, weight: 1}], \
+             pluginArgs: {fragmentationGradientDescent: {targetWorkload: [{cpu: \"1\", gpuMilli: 1500}]}}}]\n\
+             defaultProfile: g\n",
+            "c.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("fragmentationGradientDescent.targetWorkload[0].gpuMilli"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_learned_workload_waits_for_pods() {
         let fgd = Fgd::learning();
