@@ -840,3 +840,70 @@ async fn a_scheduling_error_is_reported_as_scheduler_error() {
     );
     s.shutdown().await;
 }
+
+/// GPU sharing with the shipped profile on a real API server: each share goes on a
+/// card with room and the binding's `alibabacloud.com/gpu-index` annotation lands on
+/// the pod; a share that fits no card is reported with GpuShare's reason; deleting a
+/// share frees its card, and the waiting pod is retried at once and takes it.
+#[tokio::test]
+async fn gpu_shares_get_cards_the_pods_record_and_deletion_frees() {
+    let Some((_cp, client)) =
+        cluster("gpu_shares_get_cards_the_pods_record_and_deletion_frees").await
+    else {
+        return;
+    };
+    let mut g = node(
+        "g1",
+        "8",
+        "32Gi",
+        110,
+        &[("alibabacloud.com/gpu-card-model", "T4")],
+    );
+    if let Some(status) = g.status.as_mut() {
+        for amounts in [status.capacity.as_mut(), status.allocatable.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            amounts.insert(
+                "alibabacloud.com/gpu-count".into(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("2".into()),
+            );
+        }
+    }
+    add_node(&client, &g).await.unwrap();
+    let s = started(&client, fast(Config::default())).await;
+    let share = |name: &str| {
+        let mut p = spark(name, "100m");
+        p.metadata.annotations =
+            Some([("alibabacloud.com/gpu-milli".to_owned(), "600".to_owned())].into());
+        p
+    };
+    let index = |p: &Pod| {
+        p.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("alibabacloud.com/gpu-index").cloned())
+    };
+    let mut cards = Vec::new();
+    for name in ["a", "b"] {
+        create_pod(&client, &share(name)).await;
+        assert_eq!(wait_bound(&client, "spark", name).await, "g1");
+        cards.push(index(&get_pod(&client, name).await));
+    }
+    cards.sort();
+    assert_eq!(cards, [Some("0".to_owned()), Some("1".to_owned())]);
+    // 400 milli left on each card: a third 600-milli share fits neither.
+    create_pod(&client, &share("c")).await;
+    let got = wait_reported(&client, "c").await;
+    let c = condition(&got, "PodScheduled").unwrap().clone();
+    assert_eq!(c.status, "False");
+    assert_eq!(
+        c.message.as_deref(),
+        Some("0/1 nodes are available: 1 Insufficient GPU share on a single GPU. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
+    );
+    let freed = index(&get_pod(&client, "a").await);
+    delete_pod_now(&client, "spark", "a").await.unwrap();
+    assert_eq!(wait_bound(&client, "spark", "c").await, "g1");
+    assert_eq!(index(&get_pod(&client, "c").await), freed);
+    s.shutdown().await;
+}

@@ -71,15 +71,18 @@ pub mod plugin {
     pub const NODE_VOLUME_LIMITS: &str = "NodeVolumeLimits";
     pub const VOLUME_BINDING: &str = "VolumeBinding";
     pub const VOLUME_ZONE: &str = "VolumeZone";
+    pub const GPU_SHARE: &str = "GpuShare";
 }
 
 use plugin::*;
 
-/// Rejections a freed slot on some node may lift: resources, ports, spread
-/// counts, the app's capacity mix and admission, and preemption (fewer victims needed).
-/// Node-local properties (name, cordon, taints, affinity) don't change when a pod leaves.
+/// Rejections a freed slot on some node may lift: resources (GPU cards too), ports,
+/// spread counts, the app's capacity mix and admission, and preemption (fewer victims
+/// needed). Node-local properties (name, cordon, taints, affinity) don't change when a
+/// pod leaves.
 const HELPED_BY_POD_DELETED: &[&str] = &[
     NODE_RESOURCES_FIT,
+    GPU_SHARE,
     NODE_PORTS,
     VOLUME_RESTRICTIONS,
     NODE_VOLUME_LIMITS,
@@ -128,7 +131,7 @@ const HELPED_BY_CSI_NODE: &[&str] = &[VOLUME_BINDING, NODE_VOLUME_LIMITS];
 /// |---|---|
 /// | `NodeAdded`, `NodeUpdated` | every pod |
 /// | `NodeRemoved` | no pod |
-/// | `PodDeleted { app }` | pods rejected by `NodeResourcesFit`, `NodePorts`, `PodTopologySpread`, `InterPodAffinity`, `CapacityMix`, `ExecutorSpread`, `DriverAdmission`, `DefaultPreemption` or `SparkPreemption`; and pods of `app` |
+/// | `PodDeleted { app }` | pods rejected by `NodeResourcesFit`, `GpuShare`, `NodePorts`, `PodTopologySpread`, `InterPodAffinity`, `CapacityMix`, `ExecutorSpread`, `DriverAdmission`, `DefaultPreemption` or `SparkPreemption`; and pods of `app` |
 /// | `PodUpdated` | pods rejected by `PodTopologySpread`, `InterPodAffinity` or `ExecutorSpread` |
 /// | `PodAdded` | pods rejected by `InterPodAffinity` or `PodTopologySpread` |
 /// | `AppExecutorsChanged { app }` | pods of `app` rejected by `CapacityMix`, `ExecutorSpread` or `DriverAdmission` |
@@ -266,6 +269,8 @@ mod tests {
             (ClusterEvent::NodeRemoved, None, &[], true),
             (deleted_none, None, &[NODE_RESOURCES_FIT], true),
             (deleted_none, None, &[NODE_PORTS], true),
+            (deleted_none, None, &[GPU_SHARE], true),
+            (ClusterEvent::PodAdded, None, &[GPU_SHARE], false),
             (deleted_none, None, &[SPARK_PREEMPTION], true),
             (deleted_none, None, &[TAINT_TOLERATION], false),
             (

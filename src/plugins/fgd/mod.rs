@@ -563,7 +563,9 @@ mod tests {
             }
             let mut s = snapshot_of(ns, pods);
             let d = crate::framework::schedule(profile, &share, &mut s, Default::default());
-            let n = d.node.map(|n| s.nodes().name[n as usize].as_str().to_owned());
+            let n = d
+                .node
+                .map(|n| s.nodes().name[n as usize].as_str().to_owned());
             (n, d.gpu_cards.map(|c| c.to_string()))
         };
         let with_fgd = gpu_profile(1, halves);
