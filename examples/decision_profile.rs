@@ -1,6 +1,6 @@
 //! Runs many executor decisions on one synthetic cluster, for profilers
 //! (`perf record`, `valgrind --tool=callgrind`). Usage:
-//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive] [--compare-exhaustive] [--node-selector=KEY=VALUE]... [--claims]
+//!   cargo run --release --example decision_profile -- [NODES] [DECISIONS] [PROFILE] [--parallel] [--assume] [--fresh] [--exhaustive] [--compare-exhaustive] [--node-selector=KEY=VALUE]... [--claims] [--images] [--without=PLUGIN]...
 //! With `--parallel`, sequential and parallel cycles alternate and both are timed;
 //! with `--compare-exhaustive`, the default selection (bounded where it pays)
 //! and every node scored.
@@ -12,6 +12,7 @@
 //! WaitForFirstConsumer class (the volume plugins work; without it they skip).
 //! With `--images`, every other node holds the executor's image (1.2 GB), so
 //! ImageLocality scores nodes apart (without it, one score for every node).
+//! Each `--without=PLUGIN` drops that plugin from the profile.
 
 use spark_fleet::config::Config;
 use spark_fleet::framework::{schedule, CycleOptions};
@@ -37,7 +38,13 @@ fn main() {
     let fresh = flag("--fresh");
     // Every feasible node scored, none left out as unable to win.
     let exhaustive = flag("--exhaustive");
-    let config = Config::default();
+    let mut config = Config::default();
+    // `--without=PLUGIN` drops a plugin from every profile (to measure what it costs).
+    for name in flags.iter().filter_map(|f| f.strip_prefix("--without=")) {
+        for p in &mut config.profiles {
+            p.plugins.retain(|e| e.name != name);
+        }
+    }
     let Ok(profile) = build_named_profile(&config, &profile_name) else {
         eprintln!("no profile {profile_name}");
         std::process::exit(2);
