@@ -309,6 +309,7 @@ fn generated_shape_is_sane() {
                 p.requests().unwrap();
             }
             Event::NodeRemove(_) => panic!("the generator does not remove nodes"),
+            Event::SpotInterruptionRate(_) => panic!("written only when asked for"),
         }
     }
     assert!(interruptions > 0);
