@@ -3,6 +3,7 @@
 //! Data flows one way: watch (or trace) → [`snapshot`] → [`queue`] → scheduling
 //! cycle ([`framework`] running [`plugins`]) → reserve → bind (live or simulated).
 
+pub mod admission;
 pub mod config;
 pub mod explain;
 pub mod framework;

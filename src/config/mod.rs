@@ -51,6 +51,27 @@ pub struct Config {
     pub partition: PartitionConfig,
     pub logging: LoggingConfig,
     pub simulation: SimulationConfig,
+    pub admission: AdmissionConfig,
+}
+
+/// How pods are given the capacity-type constraint autoscalers read (the
+/// admission webhook, and the simulator's model of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AdmissionConfig {
+    /// Who creates nodes: karpenter, eks-managed-node-groups, gke, aks, virtual-kubelet.
+    pub provider: crate::admission::Provider,
+    /// Weight of the preferred node-affinity term a soft mix adds (1..=100).
+    pub preferred_weight: i32,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            provider: crate::admission::Provider::default(),
+            preferred_weight: 100,
+        }
+    }
 }
 
 /// Settings only the simulator reads.
@@ -95,6 +116,7 @@ impl Default for Config {
             partition: PartitionConfig::default(),
             logging: LoggingConfig::default(),
             simulation: SimulationConfig::default(),
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -540,6 +562,15 @@ impl Config {
             return Err(invalid(
                 "metrics.address".into(),
                 format!("{:?} is not host:port", self.metrics.address),
+            ));
+        }
+        if !(1..=100).contains(&self.admission.preferred_weight) {
+            return Err(invalid(
+                "admission.preferredWeight".into(),
+                format!(
+                    "{} is outside 1..=100 (the range of a node-affinity weight)",
+                    self.admission.preferred_weight
+                ),
             ));
         }
         let sim = &self.simulation;

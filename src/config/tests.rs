@@ -59,3 +59,25 @@ fn simulation_prices_are_validated() {
     let c = Config::parse("simulation: {pricePerVcpuHour: {spot: 0.01}}\n", "c.yaml").unwrap();
     assert_eq!(c.simulation.price_per_vcpu_hour.get("spot"), Some(&0.01));
 }
+
+#[test]
+fn admission_provider_and_weight_are_validated() {
+    let c = Config::parse("admission: {provider: gke, preferredWeight: 7}\n", "c.yaml").unwrap();
+    assert_eq!(c.admission.provider, crate::admission::Provider::Gke);
+    assert_eq!(c.admission.preferred_weight, 7);
+    let c = Config::parse("admission: {provider: eks}\n", "c.yaml").unwrap();
+    assert_eq!(
+        c.admission.provider,
+        crate::admission::Provider::EksManagedNodeGroups
+    );
+    let e = Config::parse("admission:\n  provider: nomad\n", "c.yaml").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("c.yaml: "), "{msg}");
+    assert!(msg.contains("nomad"), "{msg}");
+    assert!(msg.contains("line 2"), "{msg}");
+    let e = Config::parse("admission: {preferredWeight: 0}\n", "c.yaml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "c.yaml: admission.preferredWeight: 0 is outside 1..=100 (the range of a node-affinity weight)"
+    );
+}

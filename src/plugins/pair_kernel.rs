@@ -302,7 +302,7 @@ fn gather(slot_scores: &[i64], first: usize, nodes: &[NodeIdx], out: &mut [i64])
 
 /// How many slots the kernel may score per node asked for. Per slot it costs
 /// about 1/3.6 of the scalar loop's per node with AVX2 and 1/5 with AVX-512
-/// (`benches/README.md`, twelfth session); the bounded selection asks for a
+/// (callgrind and criterion when the kernel was introduced); the bounded selection asks for a
 /// few classes of nodes in turn, and all read the scores computed for the
 /// first, so the AVX-512 build goes dense a little past its break-even. None
 /// without AVX2: the baseline build (no packed 64-bit compare) is no faster per

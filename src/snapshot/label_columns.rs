@@ -2,8 +2,8 @@
 //!
 //! Matching a node selector node by node reads each node's object and
 //! searches its label list: at 5,000 nodes a required affinity term took
-//! longer than the rest of an executor's cycle (`benches/README.md`,
-//! seventeenth session). A column per key holds every slot's value as an
+//! longer than the rest of an executor's cycle (739 k against 434 k
+//! instructions per decision with columns, `benches/README.md`). A column per key holds every slot's value as an
 //! integer, so a requirement is one pass of integer compares. Columns are
 //! built on the first ask for their key and kept current as nodes come,
 //! change and go; keys are those selectors name (a few per cluster), at

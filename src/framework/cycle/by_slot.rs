@@ -3,7 +3,7 @@
 //! The list form scores the feasible nodes in list order: a plugin that
 //! computes every slot at once (the resource scorers' vector kernel) then
 //! gathers the feasible slots' scores into list order: those gathers took
-//! 12–15% of an every-node decision (`benches/README.md`, sixteenth session).
+//! 12–15% of an every-node decision (measured in one process, skipping them).
 //! Here every plugin writes the scores of all slots from the first feasible
 //! node to the last (`ScorePlugin::score_slots`), and the sum takes no part
 //! from the slots of nodes that are not feasible. The slots between feasible
@@ -20,8 +20,8 @@ use std::ops::Range;
 /// The least share of the slots spanned (in percent) that must hold feasible
 /// nodes: below it, scoring and summing the slots between feasible nodes
 /// costs more than the list form's gathers. In one process, slots / list
-/// with the slot form forced, 5,000 nodes, µs (`benches/README.md`,
-/// seventeenth session): 90% feasible 31.7–45.0 / 34.8–50.7, 77% 100.1–101.0
+/// with the slot form forced, 5,000 nodes, µs (`decision_profile --fresh
+/// --exhaustive`, AVX-512 machine): 90% feasible 31.7–45.0 / 34.8–50.7, 77% 100.1–101.0
 /// / 102.6–103.6, 60% 73.7–74.6 / 70.7–71.8, 54% 53.6–79.9 / 52.1–77.6.
 const MIN_FEASIBLE_PERCENT: usize = 70;
 

@@ -1,7 +1,6 @@
 //! Buffers a cycle borrows from its profile, so that their memory outlives the
 //! cycle: the score columns of 5,000 nodes are ~150 KB, and zeroing them alone
-//! took ~4% of a decision (`perf record -e cpu-clock`, `benches/README.md`,
-//! fifteenth session), besides a large allocation and free per cycle.
+//! took ~4% of a decision (`perf record -e cpu-clock`), besides a large allocation and free per cycle.
 
 use std::sync::Mutex;
 

@@ -1,6 +1,8 @@
 //! Small builders for nodes and pods, shared by unit tests, integration tests,
 //! benchmarks and the synthetic trace generator.
 
+pub mod control_plane;
+
 use crate::model::{
     HostPort, InclusionPolicy, LabelSelector, Labels, Node, NodeAffinity, NodeSelectorTerm, Pod,
     Protocol, Requirement, Resources, SelectorOp, SparkIdentity, SparkRole, Sym, Taint,
