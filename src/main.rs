@@ -249,6 +249,7 @@ fn run(cli: Cli) -> Result<(), InputError> {
             let report =
                 simulate(&trace, &config, &policies, &opts).map_err(|e| InputError(e.into()))?;
             print!("{}", report.summary_table());
+            print!("{}", report.never_bound_summary());
             let written = report.write(&out).map_err(|e| InputError(e.into()))?;
             for f in written {
                 println!("wrote {}", f.display());

@@ -26,6 +26,9 @@ pub enum Constraints {
     /// whose values the spot and on-demand NodePools split S:O; drivers off spot. Karpenter's
     /// "On-Demand/Spot Ratio Split" recipe.
     RatioSpread,
+    /// The admission webhook (`super::webhook`): each executor carries the capacity type
+    /// spark-fleet chose when it was created, each driver its allowed types.
+    Webhook,
 }
 
 /// Which NodePools the autoscaler has.
@@ -51,7 +54,7 @@ pub struct Baseline {
 }
 
 /// Every policy `--policy` knows by name (besides the config's profiles).
-pub const BASELINES: [Baseline; 6] = [
+pub const BASELINES: [Baseline; 7] = [
     Baseline {
         name: "all-on-demand",
         profile: KUBE_DEFAULT,
@@ -88,6 +91,12 @@ pub const BASELINES: [Baseline; 6] = [
         constraints: Constraints::None,
         pools: Pools::Default,
     },
+    Baseline {
+        name: "spark-fleet-webhook",
+        profile: SPARK_FLEET,
+        constraints: Constraints::Webhook,
+        pools: Pools::Default,
+    },
 ];
 
 /// The policy all others are measured against (cost saving, slowdown).
@@ -101,7 +110,14 @@ pub fn lookup(name: &str) -> Option<&'static Baseline> {
 /// ones that answer "what does a mix save and what does it risk"; otherwise the two profiles.
 pub fn default_policies(has_apps: bool) -> Vec<String> {
     let names: &[&str] = if has_apps {
-        &[REFERENCE, "all-spot", "karpenter-spread", SPARK_FLEET]
+        &[
+            REFERENCE,
+            "all-spot",
+            "mixed-node-group",
+            "karpenter-spread",
+            SPARK_FLEET,
+            "spark-fleet-webhook",
+        ]
     } else {
         &[SPARK_FLEET, KUBE_DEFAULT]
     };
@@ -159,13 +175,14 @@ pub fn spread_key((s, o): (u32, u32)) -> String {
 }
 
 impl Constraints {
-    /// Decorates a driver pod at submission.
+    /// Decorates a driver pod at submission (the webhook's constraints are the engine's:
+    /// they depend on the cluster).
     pub fn driver(self, pod: &mut Pod) {
         match self {
             Constraints::AllOnDemand | Constraints::SpotExecutors | Constraints::RatioSpread => {
                 require(pod, capacity(SelectorOp::NotIn, SPOT));
             }
-            Constraints::None => {}
+            Constraints::None | Constraints::Webhook => {}
         }
     }
 
@@ -202,7 +219,7 @@ impl Constraints {
                     node_taints_policy: InclusionPolicy::Ignore,
                 });
             }
-            Constraints::None => {}
+            Constraints::None | Constraints::Webhook => {}
         }
     }
 }

@@ -20,6 +20,7 @@ use super::report::{AppShareSeries, NeverBound, RunResult, Sample};
 use super::sampling::SamplingProbe;
 use super::spark_model::{App, AppPhase, AppSpec};
 use super::trace::{Event, PodSubmit, Trace};
+use super::webhook;
 use super::{AutoscalerMode, SimError, SimOptions};
 use crate::config::Config;
 use crate::framework::{schedule, CycleOptions, Nomination, Profile};
@@ -940,7 +941,11 @@ impl Engine<'_> {
         let mut pod = a
             .spec
             .driver_pod(a.attempt, self.now, &self.config.scheduler_name);
-        self.constraints.driver(&mut pod);
+        if self.constraints == Constraints::Webhook {
+            webhook::admit_driver(self.config, &mut pod);
+        } else {
+            self.constraints.driver(&mut pod);
+        }
         self.submit(pod, Owner::Driver { app });
     }
 
@@ -952,7 +957,19 @@ impl Engine<'_> {
             a.pending.insert(n);
             let spec = a.spec.clone();
             let mut pod = spec.executor_pod(n, self.now, &self.config.scheduler_name);
-            self.constraints.executor(&mut pod, &spec);
+            if self.constraints == Constraints::Webhook {
+                // Admission counts the application's executors pending with a type chosen.
+                let pending: Vec<Sym> = self.apps[app]
+                    .pending
+                    .iter()
+                    .filter_map(|&m| self.pods.get(&self.executor_key(app, m)))
+                    .filter(|st| st.phase == Phase::Pending)
+                    .filter_map(|st| webhook::admitted_type(&st.pod))
+                    .collect();
+                webhook::admit_executor(self.config, &mut pod, &self.snap, pending.into_iter());
+            } else {
+                self.constraints.executor(&mut pod, &spec);
+            }
             self.submit(pod, Owner::Executor { app, n });
         }
     }

@@ -15,6 +15,7 @@ pub mod report;
 pub mod sampling;
 pub mod spark_model;
 pub mod trace;
+pub mod webhook;
 
 pub use baselines::{Constraints, Pools};
 pub use report::{PolicyReport, SimReport, Timing};
@@ -201,7 +202,16 @@ impl PolicySpec {
             return Ok(plain());
         }
         let Some((profile, pct)) = spec.rsplit_once('@') else {
-            return Ok(plain());
+            let named: Vec<&str> = baselines::BASELINES.iter().map(|b| b.name).collect();
+            let profiles: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
+            return Err(SimError::PolicySpec {
+                policy: spec.to_owned(),
+                message: format!(
+                    "not a policy ({}) nor a profile of the config ({})",
+                    named.join(", "),
+                    profiles.join(", ")
+                ),
+            });
         };
         let bad = || SimError::PolicySpec {
             policy: spec.to_owned(),
@@ -333,6 +343,22 @@ mod tests {
         assert_eq!(
             PolicySpec::parse("team@5", &c).unwrap().sample_percent,
             None
+        );
+        // Named policies: a profile plus constraints and pools.
+        let p = PolicySpec::parse("all-spot", &c).unwrap();
+        assert_eq!(
+            (p.profile.as_str(), p.constraints, p.pools),
+            ("kube-default", Constraints::SpotExecutors, Pools::Default)
+        );
+        let p = PolicySpec::parse("spark-fleet-webhook", &c).unwrap();
+        assert_eq!(
+            (p.profile.as_str(), p.constraints),
+            ("spark-fleet", Constraints::Webhook)
+        );
+        let e = PolicySpec::parse("nope", &c).unwrap_err().to_string();
+        assert!(
+            e.contains("nope") && e.contains("karpenter-spread") && e.contains("kube-default"),
+            "{e}"
         );
     }
 }

@@ -414,6 +414,32 @@ impl SimReport {
         Ok(written)
     }
 
+    /// For each policy that ended with pods pending: why, by role and the autoscaler's reason,
+    /// with the scheduler's message for the first such pod. Empty when every pod ran.
+    pub fn never_bound_summary(&self) -> String {
+        let mut out = String::new();
+        for run in &self.runs {
+            let Some(p) = self.policies.get(&run.policy) else {
+                continue;
+            };
+            if p.pending_at_end == 0 {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "{}: {} pod(s) never bound ({} at {:.0} s)",
+                run.policy, p.pending_at_end, p.ended_by, p.end_seconds
+            );
+            for (why, n) in &p.pending_at_end_by_reason {
+                let _ = writeln!(out, "  {n} × {why}");
+            }
+            if let Some(e) = p.never_bound_examples.first() {
+                let _ = writeln!(out, "  e.g. {}: {}", e.pod, e.scheduler);
+            }
+        }
+        out
+    }
+
     /// Policies side by side, one row per metric.
     pub fn summary_table(&self) -> String {
         let names: Vec<&String> = self.runs.iter().map(|r| &r.policy).collect();
