@@ -271,11 +271,15 @@ struct Engine<'a> {
     /// Something changed since the autoscaler's last pass.
     karpenter_dirty: bool,
     poll_scheduled: bool,
+    /// When the last batch-close event pushed is due.
+    batch_event_at: Option<u64>,
     constraints: Constraints,
     /// Last time a pod was bound or finished, or an application completed or failed.
     last_progress_ms: u64,
     /// Pods with a duration not yet finished (pending or running).
     open_timed_pods: u64,
+    /// Pending pods marked unschedulable (what the autoscaler acts on).
+    marked: usize,
     ended_by: &'static str,
     bind_latency_ms: u64,
     /// Shadow full scans measuring a sampled profile's placement quality.
@@ -331,9 +335,11 @@ pub(crate) fn run(
         karpenter,
         karpenter_dirty: false,
         poll_scheduled: false,
+        batch_event_at: None,
         constraints: policy.constraints,
         last_progress_ms: 0,
         open_timed_pods: 0,
+        marked: 0,
         ended_by: "no more events",
         bind_latency_ms: secs_to_ms(opts.bind_latency_seconds),
         sampling: policy
@@ -906,7 +912,11 @@ impl Engine<'_> {
             return;
         }
         let at = k.trigger(now);
-        self.push(at, SimEvent::KarpenterBatch);
+        // Pods marked at one instant close the window at the same time: one event will do.
+        if self.batch_event_at != Some(at) {
+            self.batch_event_at = Some(at);
+            self.push(at, SimEvent::KarpenterBatch);
+        }
     }
 
     // ---- pods ----------------------------------------------------------------------
@@ -1003,7 +1013,9 @@ impl Engine<'_> {
         if let Some(st) = self.pods.get_mut(&key) {
             st.pod = bound;
             st.phase = Phase::Binding;
-            st.unschedulable = false;
+            if std::mem::replace(&mut st.unschedulable, false) {
+                self.marked -= 1;
+            }
         }
         if self.bind_latency_ms == 0 {
             self.confirm_bind(&key, &uid);
@@ -1079,6 +1091,9 @@ impl Engine<'_> {
         let Some(st) = self.pods.remove(key) else {
             return;
         };
+        if st.unschedulable {
+            self.marked -= 1;
+        }
         let now = self.now;
         let placed = st.phase != Phase::Pending;
         if placed {
@@ -1302,6 +1317,7 @@ impl Engine<'_> {
                         .get_mut(&pod.key)
                         .is_some_and(|st| !std::mem::replace(&mut st.unschedulable, true));
                     if newly {
+                        self.marked += 1;
                         self.karpenter_trigger(true);
                     }
                     self.queue.requeue_unschedulable(qp, d.rejected_by())?;
@@ -1309,7 +1325,7 @@ impl Engine<'_> {
             }
             self.deliver_events();
         }
-        if self.karpenter_dirty && self.pods.values().any(|st| st.unschedulable) {
+        if self.karpenter_dirty && self.marked > 0 {
             self.karpenter_dirty = false;
             self.karpenter_trigger(false);
         }
