@@ -22,6 +22,8 @@ pub struct Explanation {
     pub scores: Vec<ScoreRow>,
     pub message: String,
     pub preemption: Option<PreemptionOut>,
+    /// The capacity type the admission webhook gave this executor, and why.
+    pub admission: Option<AdmissionOut>,
     /// Shown in the text form only (the JSON contract has no such field).
     #[serde(skip)]
     pub notes: Vec<String>,
@@ -39,6 +41,15 @@ pub struct ScoreRow {
     pub node: String,
     pub total: i64,
     pub plugins: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionOut {
+    /// `spark-fleet.io/capacity-type`.
+    pub capacity_type: String,
+    /// `spark-fleet.io/capacity-type-reason`: the mix and the counts behind the deficit.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,6 +86,25 @@ pub fn explain(profile: &Profile, config: &Config, pod: &Pod, snap: &mut Snapsho
         },
     );
     let mut e = describe(&d, pod, snap);
+    if let Some(ty) = pod
+        .annotation(crate::spark::annotations::CAPACITY_TYPE)
+        .filter(|_| pod.is_executor())
+    {
+        let reason = pod
+            .annotation(crate::spark::annotations::CAPACITY_TYPE_REASON)
+            .map(str::to_owned);
+        e.notes.push(format!(
+            "admitted with capacity type {ty} (spark-fleet.io/capacity-type){}; the scheduler targets it",
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
+        e.admission = Some(AdmissionOut {
+            capacity_type: ty.to_owned(),
+            reason,
+        });
+    }
     if let Some(m) = crate::plugins::mix_status(config, pod, snap) {
         let fmt = |v: &[(String, u32)]| {
             v.iter()
@@ -170,6 +200,7 @@ fn describe(d: &Decision, pod: &Pod, snap: &Snapshot) -> Explanation {
         scores,
         message,
         preemption,
+        admission: None,
         notes: Vec::new(),
     }
 }

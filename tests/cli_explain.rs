@@ -201,3 +201,25 @@ fn preemption_respects_disruption_budgets_from_the_snapshot() {
         serde_json::json!({"node": "node-b", "victims": ["default/dear"]})
     );
 }
+
+/// An executor the admission webhook annotated: explain shows the type it was
+/// admitted with and why, and the scheduler targets that type.
+#[test]
+fn shows_the_admitted_capacity_type_and_why() {
+    let v = json("pod-executor-admitted.yaml", &[]);
+    assert_eq!(v["admission"]["capacityType"], "spot");
+    assert!(v["admission"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("mix spot=40,on-demand=60 (soft); counted spot 2"));
+    let out = explain("pod-executor-admitted.yaml", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "admitted with capacity type spot (spark-fleet.io/capacity-type): mix spot=40"
+        ),
+        "{text}"
+    );
+    // Another pod has no admission.
+    assert_eq!(json("pod-driver.yaml", &[])["admission"], Value::Null);
+}

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -25,6 +26,11 @@ const CONFIG_KEY: &str = "spark-fleet.yaml";
 const CONFIG_MOUNT: &str = "/etc/spark-fleet";
 const METRICS_PORT: i32 = 8080;
 const RUN_AS_USER: i64 = 65532;
+const WEBHOOK_SERVICE: &str = "spark-fleet-webhook";
+const WEBHOOK_CONFIGURATION: &str = "spark-fleet";
+const WEBHOOK_PORT: i32 = 8443;
+const WEBHOOK_TLS_SECRET: &str = "spark-fleet-webhook-tls";
+const WEBHOOK_CA_SECRET: &str = "spark-fleet-webhook-ca";
 
 /// Metric names the dashboard must chart, with the labels it must group by.
 const DASHBOARD_METRICS: &[(&str, MetricKind, &[&str])] = &[
@@ -117,6 +123,9 @@ struct Manifests {
     config_maps: Vec<(Origin, ConfigMap)>,
     pods: Vec<(Origin, Pod)>,
     spark_applications: Vec<(Origin, Value)>,
+    mutating_webhooks: Vec<(Origin, MutatingWebhookConfiguration)>,
+    /// cert-manager objects (kind, document).
+    cert_manager: Vec<(Origin, String, Value)>,
     /// Files (relative to deploy/) holding at least one Kubernetes object.
     object_files: BTreeSet<String>,
 }
@@ -314,6 +323,17 @@ fn classify(m: &mut Manifests, origin: Origin, value: &Value) {
             );
             m.spark_applications.push((origin, value.clone()));
         }
+        "MutatingWebhookConfiguration" => m
+            .mutating_webhooks
+            .push((origin.clone(), typed(&origin, value))),
+        "Certificate" | "Issuer" => {
+            assert_eq!(
+                api_version, "cert-manager.io/v1",
+                "{origin}: cert-manager apiVersion"
+            );
+            m.cert_manager
+                .push((origin, kind.to_owned(), value.clone()));
+        }
         other => panic!("{origin}: unknown kind {api_version} {other}; teach this test about it"),
     }
 }
@@ -482,8 +502,13 @@ fn check_cluster_role(role: &ClusterRole) -> Result<(), String> {
 #[test]
 fn cluster_role_grants_exactly_what_the_scheduler_needs() {
     let m = load();
-    assert_eq!(m.cluster_roles.len(), 1, "expected one ClusterRole");
-    let (origin, role) = &m.cluster_roles[0];
+    let base: Vec<_> = m
+        .cluster_roles
+        .iter()
+        .filter(|(o, _)| !o.is_example())
+        .collect();
+    assert_eq!(base.len(), 1, "expected one ClusterRole");
+    let (origin, role) = base[0];
     assert_eq!(role.metadata.name.as_deref(), Some("spark-fleet"));
     check_cluster_role(role).unwrap_or_else(|e| panic!("{origin}: {e}"));
 }
@@ -491,7 +516,13 @@ fn cluster_role_grants_exactly_what_the_scheduler_needs() {
 #[test]
 fn cluster_role_check_rejects_wildcards_secrets_and_missing_verbs() {
     let m = load();
-    let base = m.cluster_roles[0].1.clone();
+    let base = m
+        .cluster_roles
+        .iter()
+        .find(|(o, _)| !o.is_example())
+        .unwrap()
+        .1
+        .clone();
 
     let mut wildcard = base.clone();
     wildcard.rules.as_mut().unwrap()[0].verbs.push("*".into());
@@ -528,8 +559,9 @@ fn cluster_role_check_rejects_wildcards_secrets_and_missing_verbs() {
 #[test]
 fn leader_election_role_is_namespaced_and_limited_to_one_lease() {
     let m = load();
-    assert_eq!(m.roles.len(), 1, "expected one Role");
-    let (origin, role) = &m.roles[0];
+    let base: Vec<_> = m.roles.iter().filter(|(o, _)| !o.is_example()).collect();
+    assert_eq!(base.len(), 1, "expected one Role");
+    let (origin, role) = base[0];
     assert_eq!(
         role.metadata.namespace.as_deref(),
         Some(NAMESPACE),
@@ -575,40 +607,282 @@ fn bindings_give_the_roles_to_our_service_account_only() {
         )]
     );
 
-    let cluster_role = m.cluster_roles[0].1.metadata.name.clone().unwrap();
-    assert_eq!(m.cluster_role_bindings.len(), 1);
-    let (origin, crb) = &m.cluster_role_bindings[0];
-    assert_eq!(crb.role_ref.kind, "ClusterRole", "{origin}");
-    assert_eq!(crb.role_ref.name, cluster_role, "{origin}");
-    let subjects = crb.subjects.clone().unwrap_or_default();
-    assert_eq!(subjects.len(), 1, "{origin}: exactly one subject");
-    assert_eq!(subjects[0].kind, "ServiceAccount", "{origin}");
-    assert_eq!(subjects[0].name, SERVICE_ACCOUNT, "{origin}");
+    // Base and opt-in (examples/) bindings alike: each names a role of its own
+    // group and only our service account.
+    let our_subject =
+        |origin: &Origin, subjects: Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| {
+            let subjects = subjects.unwrap_or_default();
+            assert_eq!(subjects.len(), 1, "{origin}: exactly one subject");
+            assert_eq!(subjects[0].kind, "ServiceAccount", "{origin}");
+            assert_eq!(subjects[0].name, SERVICE_ACCOUNT, "{origin}");
+            assert_eq!(
+                subjects[0].namespace.as_deref(),
+                Some(NAMESPACE),
+                "{origin}"
+            );
+        };
+    for example in [false, true] {
+        let roles: Vec<String> = m
+            .cluster_roles
+            .iter()
+            .filter(|(o, _)| o.is_example() == example)
+            .filter_map(|(_, r)| r.metadata.name.clone())
+            .collect();
+        let bindings: Vec<_> = m
+            .cluster_role_bindings
+            .iter()
+            .filter(|(o, _)| o.is_example() == example)
+            .collect();
+        assert_eq!(
+            bindings.len(),
+            1,
+            "one ClusterRoleBinding (examples: {example})"
+        );
+        for (origin, crb) in bindings {
+            assert_eq!(crb.role_ref.kind, "ClusterRole", "{origin}");
+            assert!(roles.contains(&crb.role_ref.name), "{origin}");
+            our_subject(origin, crb.subjects.clone());
+        }
+        let roles: Vec<String> = m
+            .roles
+            .iter()
+            .filter(|(o, _)| o.is_example() == example)
+            .filter_map(|(_, r)| r.metadata.name.clone())
+            .collect();
+        let bindings: Vec<_> = m
+            .role_bindings
+            .iter()
+            .filter(|(o, _)| o.is_example() == example)
+            .collect();
+        assert_eq!(bindings.len(), 1, "one RoleBinding (examples: {example})");
+        for (origin, rb) in bindings {
+            assert_eq!(
+                rb.metadata.namespace.as_deref(),
+                Some(NAMESPACE),
+                "{origin}"
+            );
+            assert_eq!(rb.role_ref.kind, "Role", "{origin}");
+            assert!(roles.contains(&rb.role_ref.name), "{origin}");
+            our_subject(origin, rb.subjects.clone());
+        }
+    }
+}
+
+fn expected_self_signed_cluster_grants() -> BTreeSet<(String, String, String, Option<String>)> {
+    grant_set(&[(
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        &["get", "patch"],
+        Some(WEBHOOK_CONFIGURATION),
+    )])
+}
+
+fn expected_self_signed_grants() -> BTreeSet<(String, String, String, Option<String>)> {
+    grant_set(&[
+        ("", "secrets", &["create"], None),
+        ("", "secrets", &["get"], Some(WEBHOOK_CA_SECRET)),
+    ])
+}
+
+/// Self-signed mode's opt-in grants (deploy/examples/webhook-self-signed-rbac.yaml):
+/// the one MutatingWebhookConfiguration by name, the CA Secret by name (create
+/// cannot be named), nothing else.
+#[test]
+fn self_signed_rbac_grants_exactly_the_ca_secret_and_the_webhook_configuration() {
+    let m = load();
+    let cluster: Vec<_> = m
+        .cluster_roles
+        .iter()
+        .filter(|(o, _)| o.is_example())
+        .collect();
+    assert_eq!(cluster.len(), 1, "one opt-in ClusterRole");
+    let (origin, role) = cluster[0];
+    check_rules(
+        role.rules.as_deref().unwrap_or_default(),
+        &expected_self_signed_cluster_grants(),
+    )
+    .unwrap_or_else(|e| panic!("{origin}: {e}"));
+    let mut any = role.clone();
+    any.rules.as_mut().unwrap()[0].resource_names = None;
+    assert!(check_rules(
+        any.rules.as_deref().unwrap(),
+        &expected_self_signed_cluster_grants()
+    )
+    .is_err());
+
+    let roles: Vec<_> = m.roles.iter().filter(|(o, _)| o.is_example()).collect();
+    assert_eq!(roles.len(), 1, "one opt-in Role");
+    let (origin, role) = roles[0];
     assert_eq!(
-        subjects[0].namespace.as_deref(),
+        role.metadata.namespace.as_deref(),
         Some(NAMESPACE),
         "{origin}"
+    );
+    check_rules(
+        role.rules.as_deref().unwrap_or_default(),
+        &expected_self_signed_grants(),
+    )
+    .unwrap_or_else(|e| panic!("{origin}: {e}"));
+    let mut every_secret = role.clone();
+    every_secret.rules.as_mut().unwrap()[1].resource_names = None;
+    assert!(check_rules(
+        every_secret.rules.as_deref().unwrap(),
+        &expected_self_signed_grants()
+    )
+    .is_err());
+}
+
+/// The webhook can never block a pod or touch pods it should not, its Service
+/// and port reach the scheduler pods, and its certificate is wired from
+/// cert-manager to the path the shipped config reads.
+#[test]
+fn webhook_is_safe_by_default_and_wired_to_its_certificate() {
+    let m = load();
+    let base: Vec<_> = m
+        .mutating_webhooks
+        .iter()
+        .filter(|(o, _)| !o.is_example())
+        .collect();
+    assert_eq!(base.len(), 1, "one MutatingWebhookConfiguration");
+    let (origin, mwc) = base[0];
+    assert_eq!(mwc.metadata.name.as_deref(), Some(WEBHOOK_CONFIGURATION));
+    let hooks = mwc.webhooks.clone().unwrap_or_default();
+    assert_eq!(hooks.len(), 1, "{origin}");
+    let w = &hooks[0];
+    assert_eq!(w.failure_policy.as_deref(), Some("Ignore"), "{origin}");
+    assert!(
+        w.timeout_seconds.is_some_and(|t| t <= 5),
+        "{origin}: short timeoutSeconds"
+    );
+    assert_eq!(w.side_effects, "NoneOnDryRun", "{origin}");
+    assert_eq!(
+        w.reinvocation_policy.as_deref(),
+        Some("IfNeeded"),
+        "{origin}"
+    );
+    assert_eq!(
+        w.admission_review_versions,
+        vec!["v1".to_string()],
+        "{origin}"
+    );
+    let selector = w.object_selector.clone().unwrap_or_default();
+    let exprs = selector.match_expressions.unwrap_or_default();
+    assert!(
+        exprs.iter().any(|e| e.key == "spark-role"
+            && e.operator == "In"
+            && e.values.as_deref() == Some(&["driver".to_string(), "executor".to_string()][..])),
+        "{origin}: objectSelector on spark-role"
+    );
+    let rules = w.rules.clone().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "{origin}");
+    assert_eq!(
+        rules[0].operations.as_deref(),
+        Some(&["CREATE".to_string()][..])
+    );
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["pods".to_string()][..])
+    );
+    let svc_ref = w
+        .client_config
+        .service
+        .clone()
+        .expect("service clientConfig");
+    assert_eq!(
+        (
+            svc_ref.name.as_str(),
+            svc_ref.namespace.as_str(),
+            svc_ref.path.as_deref()
+        ),
+        (WEBHOOK_SERVICE, NAMESPACE, Some("/mutate")),
+        "{origin}"
+    );
+    let annotations = mwc.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("cert-manager.io/inject-ca-from")
+            .map(String::as_str),
+        Some("spark-fleet/spark-fleet-webhook"),
+        "{origin}: cert-manager CA injection"
     );
 
-    let role = m.roles[0].1.metadata.name.clone().unwrap();
-    assert_eq!(m.role_bindings.len(), 1);
-    let (origin, rb) = &m.role_bindings[0];
-    assert_eq!(
-        rb.metadata.namespace.as_deref(),
-        Some(NAMESPACE),
+    // Service → the scheduler pods' webhook port.
+    let labels = pod_labels(the_deployment(&m));
+    let (origin, svc) = m
+        .services
+        .iter()
+        .find(|(_, s)| s.metadata.name.as_deref() == Some(WEBHOOK_SERVICE))
+        .expect("webhook Service");
+    let spec = svc.spec.as_ref().unwrap();
+    assert!(
+        selects(&spec.selector.clone().unwrap_or_default(), &labels),
         "{origin}"
     );
-    assert_eq!(rb.role_ref.kind, "Role", "{origin}");
-    assert_eq!(rb.role_ref.name, role, "{origin}");
-    let subjects = rb.subjects.clone().unwrap_or_default();
-    assert_eq!(subjects.len(), 1, "{origin}: exactly one subject");
-    assert_eq!(subjects[0].kind, "ServiceAccount", "{origin}");
-    assert_eq!(subjects[0].name, SERVICE_ACCOUNT, "{origin}");
-    assert_eq!(
-        subjects[0].namespace.as_deref(),
-        Some(NAMESPACE),
-        "{origin}"
+    let port = spec.ports.clone().unwrap_or_default();
+    assert!(
+        port.iter().any(|p| Some(p.port) == svc_ref.port
+            && p.target_port == Some(IntOrString::String("webhook".into()))),
+        "{origin}: port {:?} to the webhook container port",
+        svc_ref.port
     );
+    let d = the_deployment(&m);
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let c = &pod.containers[0];
+    assert!(
+        c.ports
+            .iter()
+            .flatten()
+            .any(|p| p.container_port == WEBHOOK_PORT && p.name.as_deref() == Some("webhook")),
+        "containerPort {WEBHOOK_PORT} named webhook"
+    );
+
+    // Certificate → Secret → volume (optional) → the config's certFile directory.
+    let cert = m
+        .cert_manager
+        .iter()
+        .find(|(_, k, _)| k == "Certificate")
+        .expect("cert-manager Certificate");
+    assert_eq!(cert.2["metadata"]["name"], "spark-fleet-webhook");
+    assert_eq!(cert.2["spec"]["secretName"], WEBHOOK_TLS_SECRET);
+    let dns: Vec<&str> = cert.2["spec"]["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        dns.contains(&"spark-fleet-webhook.spark-fleet.svc"),
+        "{dns:?}"
+    );
+    let issuer = cert.2["spec"]["issuerRef"]["name"].as_str().unwrap();
+    assert!(m
+        .cert_manager
+        .iter()
+        .any(|(_, k, v)| k == "Issuer" && v["metadata"]["name"] == issuer));
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| {
+            v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(WEBHOOK_TLS_SECRET)
+        })
+        .expect("webhook certificate volume");
+    assert_eq!(volume.secret.as_ref().unwrap().optional, Some(true));
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|vm| vm.name == volume.name)
+        .expect("webhook certificate mount");
+    assert_eq!(mount.read_only, Some(true));
+    let (_, config) = &m.config_files[0];
+    let cert_file = config["admission"]["webhook"]["certFile"].as_str().unwrap();
+    assert_eq!(
+        Path::new(cert_file).parent(),
+        Some(Path::new(&mount.mount_path)),
+        "admission.webhook.certFile must be in the mounted Secret"
+    );
+    assert_eq!(config["admission"]["webhook"]["enabled"], true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -857,8 +1131,13 @@ fn service_and_pdb_select_the_scheduler_pods() {
     let m = load();
     let labels = pod_labels(the_deployment(&m));
 
-    assert_eq!(m.services.len(), 1, "expected one Service");
-    let (origin, svc) = &m.services[0];
+    let metrics: Vec<_> = m
+        .services
+        .iter()
+        .filter(|(_, s)| s.metadata.name.as_deref() != Some(WEBHOOK_SERVICE))
+        .collect();
+    assert_eq!(metrics.len(), 1, "expected one metrics Service");
+    let (origin, svc) = metrics[0];
     assert_eq!(
         svc.metadata.name.as_deref(),
         Some("spark-fleet-metrics"),

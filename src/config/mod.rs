@@ -63,6 +63,13 @@ pub struct AdmissionConfig {
     pub provider: crate::admission::Provider,
     /// Weight of the preferred node-affinity term a soft mix adds (1..=100).
     pub preferred_weight: i32,
+    /// An executor admitted with a capacity type under a soft mix waits this long
+    /// after its creation for nodes of that type before falling back to others.
+    pub soft_fallback_seconds: f64,
+    /// An admission not yet seen through the watch counts for its application
+    /// this long (a pod another admission step rejected is never seen).
+    pub admitted_ttl_seconds: f64,
+    pub webhook: WebhookConfig,
 }
 
 impl Default for AdmissionConfig {
@@ -70,6 +77,67 @@ impl Default for AdmissionConfig {
         AdmissionConfig {
             provider: crate::admission::Provider::default(),
             preferred_weight: 100,
+            soft_fallback_seconds: 180.0,
+            admitted_ttl_seconds: 30.0,
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+/// The mutating admission webhook `spark-fleet run` serves over HTTPS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct WebhookConfig {
+    pub enabled: bool,
+    /// Serves `/mutate` and `/healthz` over HTTPS.
+    pub address: String,
+    /// PEM certificate chain and private key (a mounted Secret); re-read when they change.
+    pub cert_file: String,
+    pub key_file: String,
+    /// How often the files are checked for a rotated certificate.
+    pub cert_reload_seconds: f64,
+    /// Create a self-signed certificate at start instead of reading the files, and
+    /// write its CA into the MutatingWebhookConfiguration's caBundle.
+    pub self_signed: SelfSignedConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            enabled: true,
+            address: "0.0.0.0:8443".into(),
+            cert_file: "/etc/spark-fleet-webhook-tls/tls.crt".into(),
+            key_file: "/etc/spark-fleet-webhook-tls/tls.key".into(),
+            cert_reload_seconds: 10.0,
+            self_signed: SelfSignedConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct SelfSignedConfig {
+    pub enabled: bool,
+    /// The MutatingWebhookConfiguration whose caBundle is set.
+    pub webhook_configuration: String,
+    /// The Service in front of the webhook: the certificate is for
+    /// `SERVICE.NAMESPACE.svc` (namespace: `POD_NAMESPACE`, else `spark-fleet`).
+    pub service_name: String,
+    /// The Secret holding the CA every replica signs with (created if missing).
+    pub ca_secret: String,
+    /// More names (DNS or IP) for the certificate, for a configuration that
+    /// calls the webhook by `url` instead of through the Service.
+    pub hosts: Vec<String>,
+}
+
+impl Default for SelfSignedConfig {
+    fn default() -> Self {
+        SelfSignedConfig {
+            enabled: false,
+            webhook_configuration: "spark-fleet".into(),
+            service_name: "spark-fleet-webhook".into(),
+            ca_secret: "spark-fleet-webhook-ca".into(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -362,7 +430,8 @@ pub struct LeaderElectionConfig {
     pub enabled: bool,
     /// Default: the scheduler name.
     pub lease_name: Option<String>,
-    /// Default: the POD_NAMESPACE environment variable, else `spark-fleet`.
+    /// Default: the POD_NAMESPACE environment variable (set by deploy/'s Deployment), else
+    /// `kube-system`, where kube-scheduler keeps its own lease.
     pub lease_namespace: Option<String>,
     pub lease_duration_seconds: f64,
     pub renew_deadline_seconds: f64,
@@ -573,6 +642,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_admission(file)?;
         let sim = &self.simulation;
         let prices = sim
             .price_per_vcpu_hour
@@ -593,6 +663,85 @@ impl Config {
         sim.karpenter
             .check()
             .map_err(|(field, m)| invalid(format!("simulation.karpenter.{field}"), m))?;
+        Ok(())
+    }
+
+    /// Seconds are finite and non-negative; with the webhook on, its address
+    /// parses and every capacity type the config can ask a pod for has a
+    /// constraint on the provider.
+    fn validate_admission(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        let a = &self.admission;
+        for (field, v) in [
+            ("admission.softFallbackSeconds", a.soft_fallback_seconds),
+            ("admission.admittedTtlSeconds", a.admitted_ttl_seconds),
+            (
+                "admission.webhook.certReloadSeconds",
+                a.webhook.cert_reload_seconds,
+            ),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(invalid(field, format!("{v} is not a number of seconds")));
+            }
+        }
+        if !a.webhook.enabled {
+            return Ok(());
+        }
+        if a.webhook.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "admission.webhook.address",
+                format!("{:?} is not host:port", a.webhook.address),
+            ));
+        }
+        if !a.webhook.self_signed.enabled
+            && (a.webhook.cert_file.is_empty() || a.webhook.key_file.is_empty())
+        {
+            return Err(invalid(
+                "admission.webhook.certFile",
+                "certFile and keyFile are needed unless selfSigned.enabled".into(),
+            ));
+        }
+        let known = self.capacity_types.known_types();
+        let types: Vec<&str> = known.iter().map(String::as_str).collect();
+        let mut asks: Vec<(String, Vec<String>)> = Vec::new();
+        let mut mix = |field: String, m: &Option<String>| {
+            if let Some(Ok(w)) = m
+                .as_deref()
+                .map(|m| crate::spark::annotations::parse_mix(m, &types))
+            {
+                asks.extend(w.into_iter().map(|(t, _)| (field.clone(), vec![t])));
+            }
+        };
+        mix(
+            "spark.executorCapacityMix".into(),
+            &self.spark.executor_capacity_mix,
+        );
+        for (ns, d) in &self.spark.namespaces {
+            mix(
+                format!("spark.namespaces.{ns}.executorCapacityMix"),
+                &d.executor_capacity_mix,
+            );
+        }
+        let mut driver = |field: String, d: &str| {
+            if let Ok(Some(t)) = crate::spark::annotations::parse_driver_capacity(d, &types) {
+                asks.push((field, t));
+            }
+        };
+        driver("spark.driverCapacity".into(), &self.spark.driver_capacity);
+        for (ns, d) in &self.spark.namespaces {
+            if let Some(dc) = &d.driver_capacity {
+                driver(format!("spark.namespaces.{ns}.driverCapacity"), dc);
+            }
+        }
+        for (field, t) in asks {
+            let t: Vec<&str> = t.iter().map(String::as_str).collect();
+            crate::admission::capacity_constraint(&t, a.provider, &self.capacity_types)
+                .map_err(|e| invalid("admission.provider", format!("{field}: {e}")))?;
+        }
         Ok(())
     }
 

@@ -91,6 +91,84 @@ fn secs_ms(s: f64) -> u64 {
     }
 }
 
+/// The lease's namespace outside a pod (no POD_NAMESPACE): where kube-scheduler keeps
+/// its own, present in every cluster.
+pub const DEFAULT_NAMESPACE: &str = "kube-system";
+
+/// The config key naming the lease's namespace, quoted in errors.
+const NAMESPACE_KEY: &str = "leaderElection.leaseNamespace";
+
+/// Logs a failure of the lease loop once, not at every retry: an error repeated
+/// unchanged goes to debug until something else happens.
+#[derive(Default)]
+struct Repeats {
+    last: Option<String>,
+}
+
+impl Repeats {
+    /// `refused`: the server said no (403, ...), which only a change of config or RBAC
+    /// mends (an error); otherwise the server could not be reached or answered a
+    /// transient error (a warning).
+    fn failed(&mut self, message: String, refused: bool) {
+        if self.last.as_deref() == Some(message.as_str()) {
+            tracing::debug!(%message, "lease request failed again");
+        } else {
+            if refused {
+                tracing::error!("{message}");
+            } else {
+                tracing::warn!("{message}");
+            }
+            self.last = Some(message);
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.last = None;
+    }
+}
+
+/// What a failed lease request means for the user, in one line (naming the namespace
+/// and the config key where the server refused), and whether the server refused.
+fn explain(e: &CallError, verb: &str, settings: &LeaseSettings) -> (String, bool) {
+    match e {
+        CallError::Kube(kube::Error::Api(s)) if s.code == 403 => (
+            format!(
+                "leader election: cannot {verb} Lease {} in namespace {:?} ({NAMESPACE_KEY}): \
+                 forbidden: {}; grant create, get and update on leases there (deploy/rbac.yaml) \
+                 or set {NAMESPACE_KEY}",
+                settings.name, settings.namespace, s.message
+            ),
+            true,
+        ),
+        CallError::Kube(kube::Error::Api(s)) if s.code < 500 && s.code != 429 => (
+            format!(
+                "leader election: cannot {verb} Lease {} in namespace {:?} ({NAMESPACE_KEY}): {e}",
+                settings.name, settings.namespace
+            ),
+            true,
+        ),
+        _ => (
+            format!(
+                "leader election: cannot {verb} Lease {}/{}: {e}",
+                settings.namespace, settings.name
+            ),
+            false,
+        ),
+    }
+}
+
+/// A namespace that does not exist: the lease can never be created there, so the
+/// scheduler stops with this message rather than wait forever.
+fn missing_namespace(e: &CallError, settings: &LeaseSettings) -> Option<String> {
+    match e {
+        CallError::Kube(kube::Error::Api(s)) if s.code == 404 => Some(format!(
+            "leader election: namespace {:?} does not exist; create it or set {NAMESPACE_KEY} to an existing namespace",
+            settings.namespace
+        )),
+        _ => None,
+    }
+}
+
 pub(crate) struct LeaseSettings {
     pub name: String,
     pub namespace: String,
@@ -115,7 +193,7 @@ impl LeaseSettings {
                         .ok()
                         .filter(|s| !s.is_empty())
                 })
-                .unwrap_or_else(|| "spark-fleet".into()),
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
             duration_ms: secs_ms(le.lease_duration_seconds).max(1000),
             renew_deadline_ms: secs_ms(le.renew_deadline_seconds).max(1),
             retry: Duration::from_millis(secs_ms(le.retry_period_seconds).max(10)),
@@ -168,6 +246,12 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
     let mut observed_rv: Option<String> = None;
     let mut last_renew_ms: Option<u64> = None;
     let identity = shared.identity.clone();
+    let mut repeats = Repeats::default();
+    tracing::info!(
+        lease = %format!("{}/{}", settings.namespace, settings.name),
+        %identity,
+        "leader election: waiting for the lease"
+    );
     loop {
         if *stop.borrow() {
             break;
@@ -176,7 +260,8 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
         let budget = request_budget(last_renew_ms, now_ms(), settings.renew_deadline_ms);
         match bounded(budget, api.get_opt(&settings.name)).await {
             Err(e) => {
-                tracing::warn!(error = %e, lease = %settings.name, "reading the lease failed")
+                let (message, refused) = explain(&e, "read", &settings);
+                repeats.failed(message, refused)
             }
             Ok(current) => {
                 let now = now_ms();
@@ -226,7 +311,13 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                             Ok(l) => Some(l),
                             Err(CallError::Kube(kube::Error::Api(s))) if s.code == 409 => None,
                             Err(e) => {
-                                tracing::warn!(error = %e, "creating the lease failed");
+                                if let Some(message) = missing_namespace(&e, &settings) {
+                                    tracing::error!("{message}");
+                                    shared.fail(message);
+                                    break;
+                                }
+                                let (message, refused) = explain(&e, "create", &settings);
+                                repeats.failed(message, refused);
                                 None
                             }
                         }
@@ -254,13 +345,15 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: LeaseSettings) {
                             // resourceVersion conflict: someone else wrote first; re-read next round.
                             Err(CallError::Kube(kube::Error::Api(s))) if s.code == 409 => None,
                             Err(e) => {
-                                tracing::warn!(error = %e, "updating the lease failed");
+                                let (message, refused) = explain(&e, "update", &settings);
+                                repeats.failed(message, refused);
                                 None
                             }
                         }
                     }
                 };
                 if let Some(l) = written {
+                    repeats.succeeded();
                     let now = now_ms();
                     if !shared.is_leader() {
                         tracing::info!(identity = %identity, lease = %settings.name, "became leader");

@@ -21,6 +21,11 @@ const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
     8.192, 16.384,
 ];
+/// Admission reviews: 100 µs doubling to ~0.8 s (the webhook's timeout is 2 s).
+const ADMISSION_BUCKETS: &[f64] = &[
+    0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024, 0.2048,
+    0.4096, 0.8192,
+];
 const E2E_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
@@ -36,6 +41,12 @@ pub fn handle() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Full(ALGORITHM_DURATION.into()), DURATION_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(E2E_DURATION.into()), E2E_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(crate::admission::server::ADMISSION_DURATION.into()),
+                        ADMISSION_BUCKETS,
+                    )
                 });
             let recorder = match builder {
                 Ok(b) => b.build_recorder(),

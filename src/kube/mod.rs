@@ -15,6 +15,9 @@
 //! - **Leader election** ([`leader`]): only the leader binds; standbys keep watching.
 //! - **Partitioning** ([`partition`]): namespaces and a pod label selector.
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
+//! - **Admission webhook** (`webhook`, [`crate::admission`]): served over HTTPS by
+//!   every replica from the same snapshot, recording executor admissions in
+//!   [`State::admissions`] under the state lock.
 //! - **Shutdown** ([`Scheduler::shutdown`]): stop dequeuing, wait up to 10 s for
 //!   in-flight bindings, release the lease.
 //!
@@ -30,6 +33,7 @@ pub mod partition;
 pub mod rate_limit;
 mod reporter;
 mod watch;
+mod webhook;
 
 pub use partition::{is_ours, parse_selector, raw_is_ours, Partition};
 
@@ -74,6 +78,9 @@ pub enum KubeError {
         term: String,
         message: String,
     },
+    /// The scheduler cannot go on (e.g. its lease's namespace does not exist).
+    #[error("{0}")]
+    Fatal(String),
     #[error("metrics.address {address}: {source}")]
     MetricsBind {
         address: String,
@@ -81,10 +88,15 @@ pub enum KubeError {
     },
 }
 
-/// Text or JSON logs on stderr; `RUST_LOG` filters (default `info`). Safe to call twice.
+/// The log filter without `RUST_LOG`: INFO, less the kube client's own line per failed
+/// request (every failure it reports reaches the caller, which logs it once).
+pub const DEFAULT_LOG_FILTER: &str = "info,kube_client=error,kube_client::client::builder=off";
+
+/// Text or JSON logs on stderr; `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]).
+/// Safe to call twice.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -105,13 +117,23 @@ pub async fn run(
     let scheduler = Scheduler::start(client, config).await?;
     tracing::info!(
         identity = %scheduler.identity(),
+        scheduler_name = %scheduler.shared.config.scheduler_name,
+        profile = %scheduler.shared.config.default_profile,
+        leader_election = scheduler.shared.config.leader_election.enabled,
         metrics = %scheduler.metrics_addr(),
         "spark-fleet running"
     );
-    shutdown.await;
+    let mut failure = scheduler.shared.failure.subscribe();
+    let failed = tokio::select! {
+        _ = shutdown => None,
+        f = failure.wait_for(|f| f.is_some()) => f.ok().and_then(|f| f.clone()),
+    };
     tracing::info!("shutting down");
     scheduler.shutdown().await;
-    Ok(())
+    match failed {
+        Some(message) => Err(KubeError::Fatal(message)),
+        None => Ok(()),
+    }
 }
 
 async fn client_for(kubeconfig: Option<PathBuf>) -> Result<Client, KubeError> {
@@ -158,11 +180,15 @@ pub(crate) struct Shared {
     pub status_patches_done: Notify,
     pub leader: tokio_watch::Sender<bool>,
     pub stop: tokio_watch::Sender<bool>,
+    /// Why the scheduler cannot go on, once it cannot (`run` returns it as an error).
+    pub failure: tokio_watch::Sender<Option<String>>,
     /// Per watcher (nodes, pods, pdbs, priority classes): listed once.
     pub synced: [AtomicBool; 4],
     pub bind_slots: Arc<Semaphore>,
     pub bind_concurrency: usize,
     pub binds: AtomicU64,
+    /// Scheduling attempts that found no node (for the progress line).
+    pub unschedulable: AtomicU64,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -182,6 +208,8 @@ pub(crate) struct State {
     pub scheduled_false: std::collections::HashSet<PodKey>,
     /// Status patches in flight per pod (`reporter::StatusPatches`).
     pub status_patches: HashMap<PodKey, u32>,
+    /// Executors admitted with a capacity type and not placed yet.
+    pub admissions: crate::admission::ledger::Ledger,
 }
 
 /// `priorityClassName` → value, and the global default, from the watched PriorityClasses.
@@ -228,6 +256,11 @@ impl Shared {
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
+
+    /// The scheduler cannot go on: `run` stops it and returns `message`.
+    pub fn fail(&self, message: String) {
+        self.failure.send_replace(Some(message));
+    }
 }
 
 /// A running scheduler. Dropping it without [`shutdown`](Self::shutdown) aborts its tasks.
@@ -236,6 +269,7 @@ pub struct Scheduler {
     tasks: Vec<JoinHandle<()>>,
     lease: Option<(JoinHandle<()>, leader::LeaseSettings)>,
     metrics_addr: SocketAddr,
+    webhook: Option<crate::admission::server::Webhook>,
 }
 
 impl Scheduler {
@@ -306,19 +340,28 @@ impl Scheduler {
                 reported: HashMap::new(),
                 scheduled_false: Default::default(),
                 status_patches: HashMap::new(),
+                admissions: Default::default(),
             }),
             wake: Notify::new(),
             status_patches_done: Notify::new(),
             leader: tokio_watch::Sender::new(false),
             stop: tokio_watch::Sender::new(false),
+            failure: tokio_watch::Sender::new(None),
             synced: Default::default(),
             bind_slots: Arc::new(Semaphore::new(bind_concurrency)),
             bind_concurrency,
             binds: AtomicU64::new(0),
+            unschedulable: AtomicU64::new(0),
             metrics: metrics_handle,
             config,
         });
         let metrics_addr = health::serve(shared.clone(), &shared.config.metrics.address).await?;
+        let webhook = shared
+            .config
+            .admission
+            .webhook
+            .enabled
+            .then(|| webhook::start(&shared));
         let mut tasks = watch::spawn_all(shared.clone());
         let lease = if leader_election {
             let settings = leader::LeaseSettings::from_config(&shared.config);
@@ -332,11 +375,13 @@ impl Scheduler {
             None
         };
         tasks.push(tokio::spawn(scheduling_loop(shared.clone())));
+        tasks.push(tokio::spawn(progress(shared.clone())));
         Ok(Scheduler {
             shared,
             tasks,
             lease,
             metrics_addr,
+            webhook,
         })
     }
 
@@ -348,8 +393,22 @@ impl Scheduler {
         self.metrics_addr
     }
 
+    /// The admission webhook's address once it listens (it needs a certificate first).
+    pub async fn webhook_addr(&self, timeout: Duration) -> Option<SocketAddr> {
+        match &self.webhook {
+            Some(w) => w.wait_listening(timeout).await,
+            None => None,
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         self.shared.is_leader()
+    }
+
+    /// Why the scheduler cannot go on, if it cannot (e.g. its lease's namespace does
+    /// not exist); [`run`] returns it as an error.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.borrow().clone()
     }
 
     /// Every watcher has listed once.
@@ -392,6 +451,7 @@ impl Scheduler {
             leader::release(&self.shared, &settings).await;
         }
         self.shared.set_leader(false);
+        self.webhook.take();
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -415,6 +475,37 @@ fn secs_to_ms(s: f64) -> u64 {
         (s * 1000.0).round() as u64
     } else {
         0
+    }
+}
+
+/// How often the progress line is written (when something happened meanwhile).
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// One INFO line per [`PROGRESS_EVERY`] while pods are bound or found unplaceable:
+/// what an operator follows at the default level, where each pod's outcome is DEBUG.
+async fn progress(shared: Arc<Shared>) {
+    let mut last = (0, 0);
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let now = (
+            shared.binds.load(Ordering::Relaxed),
+            shared.unschedulable.load(Ordering::Relaxed),
+        );
+        if now == last {
+            continue;
+        }
+        let pending = shared.lock().queue.pending_counts();
+        tracing::info!(
+            bound = now.0 - last.0,
+            unschedulable_attempts = now.1 - last.1,
+            bound_total = now.0,
+            active = pending.active,
+            backoff = pending.backoff,
+            unschedulable = pending.unschedulable,
+            "progress over the last {}s",
+            PROGRESS_EVERY.as_secs()
+        );
+        last = now;
     }
 }
 
@@ -538,6 +629,8 @@ fn cycle(
 ) -> Outcome {
     let pod = qp.pod.clone();
     let started = Instant::now();
+    st.snap
+        .set_now_ms(Some(chrono::Utc::now().timestamp_millis()));
     let decision = schedule(
         &shared.profile,
         &pod,
@@ -582,9 +675,11 @@ fn cycle(
         "error"
     } else {
         let _ = st.queue.requeue_unschedulable(qp, decision.rejected_by());
+        retry_when_wait_ends(shared, st, &pod);
         "unschedulable"
     };
     ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => result).increment(1);
+    shared.unschedulable.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(pod = %pod.key, %message, "unschedulable");
     // Preemption found no node: the nomination an earlier one gave is dropped,
     // here and in status.nominatedNodeName (as upstream does).
@@ -625,6 +720,30 @@ fn cycle(
         preemption,
         clear_nominated,
     }
+}
+
+/// An admitted soft-mix executor rejected while it waits for its capacity type
+/// is retried when the wait ends, to fall back then rather than at the next
+/// cluster event or the unschedulable flush.
+fn retry_when_wait_ends(shared: &Arc<Shared>, st: &State, pod: &Arc<Pod>) {
+    let Some(at) =
+        crate::plugins::capacity_mix::admitted_wait_ends_ms(&shared.config, pod, &st.snap)
+    else {
+        return;
+    };
+    let wait = at.saturating_sub(chrono::Utc::now().timestamp_millis());
+    if wait <= 0 {
+        return;
+    }
+    let (shared, key) = (Arc::downgrade(shared), pod.key.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(wait as u64 + 1)).await;
+        if let Some(shared) = shared.upgrade() {
+            if shared.lock().queue.activate(&key) {
+                shared.wake.notify_one();
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -338,6 +338,12 @@ pub(crate) async fn preempt(
     in_flight: StatusPatches,
 ) {
     let (ns, name) = (pod.key.namespace.as_str(), pod.key.name.as_str());
+    tracing::info!(
+        pod = %pod.key,
+        node = %p.node,
+        victims = %p.victims.iter().map(|v| v.key.to_string()).collect::<Vec<_>>().join(","),
+        "preempting"
+    );
     patch_status(
         &shared,
         ns,

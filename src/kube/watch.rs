@@ -1,10 +1,16 @@
 //! Watchers → snapshot + queue. One kube-runtime `watcher` per kind (with the default
 //! backoff, so dropped streams resume and expired resourceVersions re-list).
 //!
-//! A re-list (`Init` … `InitApply`* … `InitDone`) applies objects as they come and, at
-//! `InitDone`, deletes whatever we knew that the list no longer has.
+//! A re-list (`Init` … `InitApply`* … `InitDone`, after a watch broke past the server's
+//! history, e.g. a restarted kube-apiserver answering 410) applies objects as they come
+//! and, at `InitDone`, deletes whatever we knew that the list no longer has; until then
+//! the snapshot holds the old objects and the new, so it may count a pod twice but
+//! never forgets one. Lists are quorum reads (kube-runtime's default
+//! `ListSemantic::MostRecent`). A pod we assumed stays assumed whatever the list says of
+//! it while pending: only its binding task releases it (see `binder`). A pending copy
+//! of a pod known bound is ignored as stale (nodeName is never cleared).
 
-use super::{partition, reporter, Shared, State};
+use super::{partition, reporter, webhook, Shared, State};
 use crate::model::{node_from_k8s, pod_from_k8s, PodKey, Sym};
 use crate::preemption::pdb_from_k8s;
 use crate::queue::ClusterEvent;
@@ -73,17 +79,28 @@ async fn run<H: Handler>(shared: Arc<Shared>, idx: usize, api: Api<H::K>) {
         .boxed();
     let mut stop = shared.stop.subscribe();
     let mut relisted: Option<HashSet<String>> = None;
+    // A broken watch is logged once, and again when it works: not at every retry.
+    let mut failing = false;
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
             _ = stop.wait_for(|s| *s) => return,
         };
         let Some(ev) = ev else { return };
-        let followup = match ev {
-            Err(e) => {
+        match (&ev, failing) {
+            (Err(e), false) => {
                 tracing::warn!(kind = H::KIND, error = %e, "watch failed; retrying with backoff");
-                None
+                failing = true;
             }
+            (Err(e), true) => tracing::debug!(kind = H::KIND, error = %e, "watch failed again"),
+            (Ok(_), true) => {
+                tracing::info!(kind = H::KIND, "watch works again");
+                failing = false;
+            }
+            (Ok(_), false) => {}
+        }
+        let followup = match ev {
+            Err(_) => None,
             Ok(Event::Init) => {
                 relisted = Some(HashSet::new());
                 None
@@ -239,15 +256,16 @@ impl Handler for Pods {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 // Neither countable nor schedulable; never dropped silently.
-                tracing::warn!(error = %e, "pod cannot be converted");
                 remove_pod(st, &key);
                 if !partition::raw_is_ours(obj, sched, &shared.partition) {
+                    tracing::debug!(error = %e, "another scheduler's pod cannot be converted");
                     return None;
                 }
                 let message = e.to_string();
                 if st.reported.get(&key) == Some(&message) {
                     return None;
                 }
+                tracing::warn!(error = %e, "pod cannot be converted");
                 let transition = !st.scheduled_false.contains(&key);
                 st.reported.insert(key, message.clone());
                 return Some(Followup::InvalidPod {
@@ -259,6 +277,7 @@ impl Handler for Pods {
                 });
             }
         };
+        webhook::observe(shared, st, &pod);
         if pod.node_name.is_some() && !pod.finished {
             let prev = st.snap.pod_by_key(&key).map(|e| (e.pod.clone(), e.assumed));
             if let Err(e) = st.snap.upsert_pod(pod.clone()) {
@@ -296,12 +315,23 @@ impl Handler for Pods {
         }
         // Pending or finished: it holds nothing, unless we assumed it and the binding
         // is still on its way.
-        let assumed = st.snap.pod_by_key(&key).map(|e| e.assumed);
-        match assumed {
-            Some(false) => remove_pod(st, &key),
-            Some(true) if pod.finished => remove_pod(st, &key),
+        let known = st
+            .snap
+            .pod_by_key(&key)
+            .map(|e| (e.assumed, e.pod.uid == pod.uid));
+        match known {
+            // A pod's nodeName is never cleared: a pending copy of a pod known bound
+            // is older than what we saw (a list served by a lagging cache). Taking it
+            // would free the node's room while the pod holds it.
+            Some((false, true)) if !pod.finished => {
+                tracing::debug!(pod = %key, "ignoring a stale pending copy of a bound pod");
+                return None;
+            }
+            Some((false, _)) => remove_pod(st, &key),
+            Some((true, _)) if pod.finished => remove_pod(st, &key),
             _ => {}
         }
+        let assumed = known.map(|k| k.0);
         // A gated pod is not ours yet (`partition::is_ours`): it waits outside the
         // queue until an update removes its gates, as upstream.
         if partition::is_ours(&pod, sched, &shared.partition) {
@@ -327,6 +357,7 @@ impl Handler for Pods {
 
     fn delete(st: &mut State, key: &str) {
         let key = pod_key(key);
+        webhook::forget(st, &key);
         st.pods.remove(&key);
         st.scheduled_false.remove(&key);
         st.reported.remove(&key);

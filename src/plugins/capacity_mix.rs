@@ -6,6 +6,12 @@
 //! type highest and falls back to other types when it has no room; hard mode
 //! filters out every other type. Counts come from the snapshot, so executors lost
 //! with a spot node are refilled by the next ones.
+//!
+//! An executor the admission webhook gave a type (`spark-fleet.io/capacity-type`)
+//! targets that type whatever the counts say now, so admission and scheduling
+//! never disagree: hard mode waits for it; soft mode waits too (an autoscaler is
+//! launching that capacity for it) until `admission.softFallbackSeconds` after
+//! the pod's creation, then falls back like any soft executor.
 
 use crate::config::{Config, MixMode};
 use crate::framework::{
@@ -36,8 +42,15 @@ impl CapacityMix {
 
 /// What PreFilter decided for this pod.
 enum MixCycle {
-    Driver { allowed: Vec<Sym> },
-    Executor { mix: Mix, ranking: Vec<(Sym, i64)> },
+    Driver {
+        allowed: Vec<Sym>,
+    },
+    Executor {
+        mix: Mix,
+        ranking: Vec<(Sym, i64)>,
+        /// Only the first type of `ranking` passes the filter.
+        only_target: bool,
+    },
 }
 
 impl Plugin for CapacityMix {
@@ -47,18 +60,65 @@ impl Plugin for CapacityMix {
 }
 
 /// An executor's mix and its types ranked for the next placement, best first.
-type Plan = (Mix, Vec<(Sym, i64)>);
+struct Plan {
+    mix: Mix,
+    ranking: Vec<(Sym, i64)>,
+    /// The type came from admission (`spark-fleet.io/capacity-type`).
+    admitted: bool,
+}
+
+impl Plan {
+    /// Whether only the target type may take the pod now: hard mode always; an
+    /// admitted soft executor until its wait for that type is over.
+    fn only_target(&self, config: &Config, pod: &Pod, snap: &Snapshot) -> bool {
+        match self.mix.mode {
+            MixMode::Hard => true,
+            MixMode::Soft => self.admitted && waits_for_admitted_type(config, pod, snap),
+        }
+    }
+}
+
+/// An admitted soft-mix executor waits for its type until this long after its
+/// creation; with no clock (explain, a simulator without one) it does not wait.
+fn waits_for_admitted_type(config: &Config, pod: &Pod, snap: &Snapshot) -> bool {
+    let wait_ms = (config.admission.soft_fallback_seconds * 1000.0) as i64;
+    snap.now_ms()
+        .is_some_and(|now| now < pod.created_ms.saturating_add(wait_ms))
+}
+
+/// When an admitted soft-mix executor stops waiting for its capacity type (ms
+/// since the epoch), for the live scheduler to retry it then; None for any other pod.
+pub fn admitted_wait_ends_ms(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<i64> {
+    let plan = executor_plan(config, pod, snap).ok()??;
+    (plan.admitted && plan.mix.mode == MixMode::Soft).then(|| {
+        let wait_ms = (config.admission.soft_fallback_seconds * 1000.0) as i64;
+        pod.created_ms.saturating_add(wait_ms)
+    })
+}
 
 fn executor_plan(config: &Config, pod: &Pod, snap: &Snapshot) -> Result<Option<Plan>, PolicyError> {
     if !pod.is_executor() {
         return Ok(None);
     }
+    let admitted = policy::admitted_type(config, pod)?;
     let Some(mix) = policy::executor_mix(config, pod, snap)? else {
         return Ok(None);
     };
     let placed = policy::PlacedExecutors::of_app(snap, pod);
-    let ranking = mix.ranking(|t| placed.of(t), placed.total);
-    Ok(Some((mix, ranking)))
+    let mut ranking = mix.ranking(|t| placed.of(t), placed.total);
+    if let Some(t) = admitted {
+        // Admission's choice goes first; the others keep their order behind it.
+        let entry = match ranking.iter().position(|e| e.0 == t) {
+            Some(i) => ranking.remove(i),
+            None => (t, 0),
+        };
+        ranking.insert(0, entry);
+    }
+    Ok(Some(Plan {
+        mix,
+        ranking,
+        admitted: admitted.is_some(),
+    }))
 }
 
 impl PreFilterPlugin for CapacityMix {
@@ -80,10 +140,14 @@ impl PreFilterPlugin for CapacityMix {
         match executor_plan(&self.config, pod, snap) {
             Err(e) => Status::unresolvable(NAME, e.to_string()),
             Ok(None) => Status::skip(),
-            Ok(Some((mix, ranking))) => {
-                let hard = mix.mode == MixMode::Hard;
-                state.write(MixCycle::Executor { mix, ranking });
-                if hard {
+            Ok(Some(plan)) => {
+                let only_target = plan.only_target(&self.config, pod, snap);
+                state.write(MixCycle::Executor {
+                    mix: plan.mix,
+                    ranking: plan.ranking,
+                    only_target,
+                });
+                if only_target {
                     Status::success()
                 } else {
                     Status::skip()
@@ -107,12 +171,24 @@ impl FilterPlugin for CapacityMix {
                     ),
                 )
             }
-            Some(MixCycle::Executor { mix, ranking }) if mix.mode == MixMode::Hard => match ranking
-                .first()
-            {
+            Some(MixCycle::Executor {
+                mix,
+                ranking,
+                only_target: true,
+            }) => match ranking.first() {
                 Some(&(wanted, _)) if wanted != ty => Status::unschedulable(
                     NAME,
-                    format!("node(s) didn't match the application's capacity mix (wants {wanted})"),
+                    if mix.mode == MixMode::Hard {
+                        format!(
+                            "node(s) didn't match the application's capacity mix (wants {wanted})"
+                        )
+                    } else {
+                        format!(
+                            "node(s) didn't match the capacity type the executor was admitted \
+                             with ({wanted}; other types after {}s)",
+                            self.config.admission.soft_fallback_seconds
+                        )
+                    },
                 ),
                 _ => Status::success(),
             },
@@ -149,7 +225,11 @@ impl FilterPlugin for CapacityMix {
             Some(MixCycle::Driver { allowed }) => {
                 retain_nodes(nodes, rejected, |n| allowed.contains(&types[n as usize]));
             }
-            Some(MixCycle::Executor { mix, ranking }) if mix.mode == MixMode::Hard => {
+            Some(MixCycle::Executor {
+                ranking,
+                only_target: true,
+                ..
+            }) => {
                 if let Some(&(wanted, _)) = ranking.first() {
                     retain_nodes(nodes, rejected, |n| types[n as usize] == wanted);
                 }
@@ -175,7 +255,11 @@ impl FilterPlugin for CapacityMix {
         };
         match state.read::<MixCycle>() {
             Some(MixCycle::Driver { allowed }) => keep(pass, &|ty| allowed.contains(&ty)),
-            Some(MixCycle::Executor { mix, ranking }) if mix.mode == MixMode::Hard => {
+            Some(MixCycle::Executor {
+                ranking,
+                only_target: true,
+                ..
+            }) => {
                 if let Some(&(wanted, _)) = ranking.first() {
                     keep(pass, &|ty| ty == wanted);
                 }
@@ -203,8 +287,12 @@ impl PreScorePlugin for CapacityMix {
         match executor_plan(&self.config, pod, snap) {
             Err(e) => Status::error(NAME, e.to_string()),
             Ok(None) => Status::skip(),
-            Ok(Some((mix, ranking))) => {
-                state.write(MixCycle::Executor { mix, ranking });
+            Ok(Some(plan)) => {
+                state.write(MixCycle::Executor {
+                    mix: plan.mix,
+                    ranking: plan.ranking,
+                    only_target: false,
+                });
                 Status::success()
             }
         }
@@ -310,9 +398,9 @@ pub fn capacity_fallback(
     snap: &Snapshot,
     node: NodeIdx,
 ) -> Option<CapacityFallback> {
-    let (_, ranking) = executor_plan(config, pod, snap).ok()??;
+    let plan = executor_plan(config, pod, snap).ok()??;
     let got = *snap.nodes().capacity_type.get(node as usize)?;
-    let wanted = ranking.first()?.0;
+    let wanted = plan.ranking.first()?.0;
     (wanted != got).then_some(CapacityFallback { wanted, got })
 }
 

@@ -338,6 +338,22 @@ impl SchedulingQueue {
         moved
     }
 
+    /// Moves an unschedulable pod to active (or backoff while its backoff runs),
+    /// as upstream's `Activate`: something only the caller knows may let it
+    /// fit now. Returns whether it moved.
+    pub fn activate(&mut self, key: &PodKey) -> bool {
+        if self.location(key) != Some(Location::Unschedulable) {
+            return false;
+        }
+        match self.take(key) {
+            Some(qp) => {
+                self.insert_active_or_backoff(qp);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes the pod wherever it is; a pod in flight is dropped when its cycle ends.
     /// Returns whether the queue tracked it.
     pub fn delete(&mut self, key: &PodKey) -> bool {

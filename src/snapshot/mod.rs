@@ -230,6 +230,9 @@ pub struct Snapshot {
     /// PodDisruptionBudgets, for preemption.
     pdbs: Vec<Pdb>,
     generation: u64,
+    /// The time the snapshot stands for (ms since the epoch; virtual in the
+    /// simulator), for the few rules that wait: None when unknown.
+    now_ms: Option<i64>,
 }
 
 impl Snapshot {
@@ -246,6 +249,19 @@ impl Snapshot {
 
     pub fn capacity_rules(&self) -> &CapacityRules {
         &self.capacity_rules
+    }
+
+    /// The time the snapshot stands for, if the caller keeps one (see `set_now_ms`).
+    pub fn now_ms(&self) -> Option<i64> {
+        self.now_ms
+    }
+
+    /// Sets the time the snapshot stands for: the live scheduler sets it before
+    /// each cycle, the simulator to its virtual clock. Rules that wait (an
+    /// admitted soft-mix executor waiting for its capacity type) stop waiting
+    /// while it is unknown.
+    pub fn set_now_ms(&mut self, now_ms: Option<i64>) {
+        self.now_ms = now_ms;
     }
 
     /// Bumped on every change, so callers can tell whether anything moved.

@@ -9,6 +9,11 @@ pub const DRIVER_CAPACITY: &str = "spark-fleet.io/driver-capacity";
 pub const MIN_EXECUTORS: &str = "spark-fleet.io/min-executors";
 /// Size of one executor, on the driver, for driver admission: `cpu=2,memory=8Gi`.
 pub const EXECUTOR_RESOURCES: &str = "spark-fleet.io/executor-resources";
+/// Set by the admission webhook on an executor: the capacity type the mix chose
+/// for it when it was created, which the scheduler then places it on.
+pub const CAPACITY_TYPE: &str = "spark-fleet.io/capacity-type";
+/// Set with [`CAPACITY_TYPE`]: why that type (the mix and the counts behind it).
+pub const CAPACITY_TYPE_REASON: &str = "spark-fleet.io/capacity-type-reason";
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AnnotationError {
@@ -131,6 +136,13 @@ pub fn parse_resources(value: &str) -> Result<crate::model::Resources, Annotatio
         }
     }
     Ok(out)
+}
+
+/// One capacity type, e.g. `spot`.
+pub fn parse_capacity_type(value: &str, known: &[&str]) -> Result<String, AnnotationError> {
+    let ty = value.trim();
+    check_type(ty, known)?;
+    Ok(ty.to_owned())
 }
 
 fn check_type(ty: &str, known: &[&str]) -> Result<(), AnnotationError> {

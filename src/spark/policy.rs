@@ -281,6 +281,24 @@ pub fn driver_capacity(config: &Config, pod: &Pod) -> Result<Option<Vec<Sym>>, P
     config_value(field, value, parse).map(to)
 }
 
+/// The capacity type admission chose for an executor (`spark-fleet.io/capacity-type`,
+/// on the pod itself only); None when it was not admitted with one.
+pub fn admitted_type(config: &Config, pod: &Pod) -> Result<Option<Sym>, PolicyError> {
+    let Some(v) = pod.annotation(annotations::CAPACITY_TYPE) else {
+        return Ok(None);
+    };
+    let known = config.capacity_types.known_types();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    annotations::parse_capacity_type(v, &known)
+        .map(|t| Some(Sym::new(&t)))
+        .map_err(|source| PolicyError::Annotation {
+            annotation: annotations::CAPACITY_TYPE,
+            value: v.to_owned(),
+            source,
+            inherited: String::new(),
+        })
+}
+
 /// Executors that must fit together with the driver; 0 = driver admission off.
 pub fn min_executors(config: &Config, pod: &Pod) -> Result<u32, PolicyError> {
     if let Some(v) = pod.annotation(annotations::MIN_EXECUTORS) {

@@ -1,5 +1,11 @@
 //! An in-process Kubernetes API server for tests.
 //!
+//! It earns its place where a real kube-apiserver cannot be made to fail on cue
+//! (`tests/live_scheduler.rs` lists those faults: 500s and 409s to chosen requests,
+//! writes committed but answered with an error, requests held or never answered,
+//! dropped watches and a compacted log). Everything else the live scheduler does is
+//! tested on a real control plane (`spark_fleet::testkit::control_plane`).
+//!
 //! It speaks the real HTTP/JSON protocol, so the real `kube` client, watchers and
 //! reflectors run against it. Objects are stored as JSON with one global
 //! resourceVersion; watches replay from an in-memory event log. The handle can inject
@@ -290,6 +296,20 @@ impl TestApiServer {
     pub fn fail_next(&self, method: &str, path_substring: &str, status_code: u16, count: usize) {
         self.shared
             .fail_next(method, path_substring, status_code, count);
+    }
+
+    /// The next `count` matching requests (as for `fail_next`) are served (and
+    /// committed) normally, then answered with `status_code`: a write whose answer was
+    /// lost (a real server's is when it dies mid-request; it cannot be timed in a test).
+    pub fn serve_then_fail_next(
+        &self,
+        method: &str,
+        path_substring: &str,
+        status_code: u16,
+        count: usize,
+    ) {
+        self.shared
+            .serve_then_fail_next(method, path_substring, status_code, count);
     }
 
     /// The next `count` matching requests (as for `fail_next`) are served normally but

@@ -27,6 +27,14 @@ fn tol(key: &str, op: TolerationOp, value: &str) -> TolerationSpec {
 
 use RequirementOp::{In, NotIn};
 
+/// Provider, types, expected requirements and tolerations.
+type Case = (
+    Provider,
+    Vec<&'static str>,
+    Vec<NodeRequirement>,
+    Vec<TolerationSpec>,
+);
+
 #[test]
 fn per_provider_table() {
     let aks_spot = tol(
@@ -36,12 +44,7 @@ fn per_provider_table() {
     );
     let gke_spot = tol("cloud.google.com/gke-spot", TolerationOp::Equal, "true");
     let vk = tol("virtual-kubelet.io/provider", TolerationOp::Exists, "");
-    let cases: Vec<(
-        Provider,
-        Vec<&str>,
-        Vec<NodeRequirement>,
-        Vec<TolerationSpec>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             Provider::Karpenter,
             vec![SPOT],
@@ -365,7 +368,7 @@ fn exprs() -> impl Strategy<Value = Option<Vec<Value>>> {
 }
 
 #[derive(Debug, Clone)]
-struct Case {
+struct PodCase {
     /// 0: no affinity, 1: affinity without nodeAffinity, 2: nodeAffinity.
     depth: u8,
     required: Option<Vec<(Option<Vec<Value>>, bool)>>,
@@ -376,7 +379,7 @@ struct Case {
     placement: Placement,
 }
 
-fn case() -> impl Strategy<Value = Case> {
+fn case() -> impl Strategy<Value = PodCase> {
     let term = (exprs(), any::<bool>());
     let pref = (prop_oneof![Just(1), Just(40), Just(100)], exprs());
     (
@@ -393,7 +396,7 @@ fn case() -> impl Strategy<Value = Case> {
         ],
     )
         .prop_map(
-            |(depth, required, preferred, tolerations, provider, types, placement)| Case {
+            |(depth, required, preferred, tolerations, provider, types, placement)| PodCase {
                 depth,
                 required,
                 preferred,
@@ -405,7 +408,7 @@ fn case() -> impl Strategy<Value = Case> {
         )
 }
 
-fn k8s_pod(c: &Case) -> core::Pod {
+fn k8s_pod(c: &PodCase) -> core::Pod {
     let mut spec = json!({"containers": [{"name": "c"}]});
     if c.depth >= 1 {
         spec["affinity"] = json!({});

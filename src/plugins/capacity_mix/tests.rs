@@ -595,3 +595,92 @@ fn spread_composes_with_the_mix() {
         assert_eq!(per_node.get(n), Some(&2), "{per_node:?}");
     }
 }
+
+/// The type admission chose is the target whatever the counts say now: the
+/// counts would pick on-demand next, admission chose spot.
+#[test]
+fn admitted_type_is_the_target() {
+    use crate::spark::annotations::CAPACITY_TYPE;
+    let cfg = Config::default();
+    let profile = spark_profile(&cfg);
+    let mut s = cluster(2, 2);
+    issue_scenario(&mut s);
+    let next = executor("e6", "app")
+        .annotation(CAPACITY_TYPE, "spot")
+        .arc();
+    let d = schedule(&profile, &next, &mut s, CycleOptions::default());
+    assert_eq!(chosen_type(&s, &d), Some("spot"));
+    assert_eq!(capacity_fallback(&cfg, &next, &s, d.node.unwrap()), None);
+    // Without the annotation the same executor goes on-demand.
+    let plain = executor("e6", "app").build();
+    let d = schedule(&profile, &plain, &mut s, CycleOptions::default());
+    assert_eq!(chosen_type(&s, &d), Some("on-demand"));
+}
+
+/// Hard: an admitted executor waits for its type, with the mix's message.
+/// Soft: it waits while `now` is within `softFallbackSeconds` of its creation,
+/// then falls back (a CapacityFallback); without a clock it does not wait.
+#[test]
+fn admitted_soft_executor_waits_then_falls_back() {
+    use crate::spark::annotations::CAPACITY_TYPE;
+    let mut cfg = Config::default();
+    cfg.admission.soft_fallback_seconds = 60.0;
+    let profile = spark_profile(&cfg);
+    let mut s = cluster(2, 0);
+    let soft = executor("e0", "app")
+        .annotation(EXECUTOR_CAPACITY_MIX, MIX_40_60)
+        .annotation(CAPACITY_TYPE, "on-demand")
+        .created(1_000_000)
+        .arc();
+    s.set_now_ms(Some(1_000_000 + 59_999));
+    let d = schedule(&profile, &soft, &mut s, CycleOptions::default());
+    assert_eq!(d.node, None);
+    assert_eq!(
+        d.message().unwrap(),
+        "0/2 nodes are available: 2 node(s) didn't match the capacity type the executor \
+         was admitted with (on-demand; other types after 60s)."
+    );
+    assert_eq!(
+        admitted_wait_ends_ms(&cfg, &soft, &s),
+        Some(1_000_000 + 60_000)
+    );
+    s.set_now_ms(Some(1_000_000 + 60_000));
+    let d = schedule(&profile, &soft, &mut s, CycleOptions::default());
+    assert_eq!(chosen_type(&s, &d), Some("spot"));
+    let fb = capacity_fallback(&cfg, &soft, &s, d.node.unwrap()).unwrap();
+    assert_eq!((fb.wanted.as_str(), fb.got.as_str()), ("on-demand", "spot"));
+    s.set_now_ms(None);
+    let d = schedule(&profile, &soft, &mut s, CycleOptions::default());
+    assert_eq!(chosen_type(&s, &d), Some("spot"));
+
+    let hard = executor("e1", "app")
+        .annotation(EXECUTOR_CAPACITY_MIX, MIX_40_60)
+        .annotation(CAPACITY_MIX_MODE, "hard")
+        .annotation(CAPACITY_TYPE, "on-demand")
+        .build();
+    let d = schedule(&profile, &hard, &mut s, CycleOptions::default());
+    assert_eq!(
+        d.message().unwrap(),
+        "0/2 nodes are available: 2 node(s) didn't match the application's capacity mix (wants on-demand)."
+    );
+    assert_eq!(admitted_wait_ends_ms(&cfg, &hard, &s), None);
+}
+
+#[test]
+fn bad_admitted_type_is_reported() {
+    use crate::spark::annotations::CAPACITY_TYPE;
+    let cfg = Config::default();
+    let profile = spark_profile(&cfg);
+    let mut s = cluster(1, 1);
+    let p = executor("e0", "app")
+        .annotation(EXECUTOR_CAPACITY_MIX, MIX_40_60)
+        .annotation(CAPACITY_TYPE, "cheap")
+        .build();
+    let d = schedule(&profile, &p, &mut s, CycleOptions::default());
+    assert_eq!(d.node, None);
+    let msg = d.message().unwrap();
+    assert!(
+        msg.contains("invalid annotation spark-fleet.io/capacity-type \"cheap\": unknown capacity type \"cheap\""),
+        "{msg}"
+    );
+}

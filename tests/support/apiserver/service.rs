@@ -33,6 +33,9 @@ enum FaultAction {
     Fail(u16),
     /// Serve normally after this delay.
     Delay(Duration),
+    /// Serve (and commit) normally, then answer with a Status of this code: a write
+    /// whose answer was lost.
+    ServeThenFail(u16),
 }
 
 struct Fault {
@@ -109,6 +112,21 @@ impl Shared {
         self.add_fault(method, path_substring, FaultAction::Delay(delay), count);
     }
 
+    pub fn serve_then_fail_next(
+        &self,
+        method: &str,
+        path_substring: &str,
+        status: u16,
+        count: usize,
+    ) {
+        self.add_fault(
+            method,
+            path_substring,
+            FaultAction::ServeThenFail(status),
+            count,
+        );
+    }
+
     /// The first armed fault matching this request, consumed. Faults apply in the order
     /// they were armed.
     fn take_fault(&self, method: &str, path: &str) -> Option<FaultAction> {
@@ -179,6 +197,11 @@ pub async fn handle(
     }
     let (code, response) = match fault {
         Some(FaultAction::Fail(code)) => {
+            let err = ApiError::injected(code);
+            (code, error_response(&err))
+        }
+        Some(FaultAction::ServeThenFail(code)) => {
+            let _ = dispatch(&shared, &method, &uri, &headers, &body);
             let err = ApiError::injected(code);
             (code, error_response(&err))
         }

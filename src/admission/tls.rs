@@ -1,0 +1,207 @@
+//! The webhook's serving certificate: read from PEM files (a mounted Secret,
+//! which cert-manager rotates) and swapped in when the files change, without a
+//! restart; or created at start, signed by a CA (`rcgen`).
+//!
+//! [`CertStore`] is the rustls certificate resolver: every TLS handshake reads
+//! the certificate current at that moment.
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    #[error("certificate: {0}")]
+    Generate(String),
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The certificate handshakes use now.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl CertStore {
+    pub fn set(&self, key: CertifiedKey) {
+        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *cur = Some(Arc::new(key));
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The leaf certificate served now (DER), for tests and logs.
+    pub fn leaf(&self) -> Option<Vec<u8>> {
+        let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
+        cur.as_ref()
+            .and_then(|k| k.cert.first())
+            .map(|c| c.as_ref().to_vec())
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A certificate chain and private key from PEM text.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate in PEM".into());
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key PEM: {e}"))?;
+    let signing = any_supported_type(&key).map_err(|e| format!("private key: {e}"))?;
+    Ok(CertifiedKey::new(chain, signing))
+}
+
+/// The certificate and key files, and what was last loaded from them.
+pub struct CertFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    loaded: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What a [`CertFiles::reload`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    Unchanged,
+    Loaded,
+}
+
+impl CertFiles {
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> CertFiles {
+        CertFiles {
+            cert: cert.into(),
+            key: key.into(),
+            loaded: None,
+        }
+    }
+
+    /// Reads both files; when either changed since the last load, parses them
+    /// and puts the new certificate in `store`. On an error the store keeps
+    /// what it had (a Secret is updated file by file: a half-written pair is
+    /// retried at the next check).
+    pub fn reload(&mut self, store: &CertStore) -> Result<Reload, TlsError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| TlsError::File {
+                file: p.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let (cert, key) = (read(&self.cert)?, read(&self.key)?);
+        if self
+            .loaded
+            .as_ref()
+            .is_some_and(|(c, k)| *c == cert && *k == key)
+        {
+            return Ok(Reload::Unchanged);
+        }
+        let ck = certified_key(&cert, &key).map_err(|message| TlsError::File {
+            file: format!("{} / {}", self.cert.display(), self.key.display()),
+            message,
+        })?;
+        store.set(ck);
+        self.loaded = Some((cert, key));
+        Ok(Reload::Loaded)
+    }
+}
+
+/// A CA that signs serving certificates (self-signed mode, tests).
+pub struct Ca {
+    pub cert_pem: String,
+    pub key_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    /// A new self-signed CA.
+    pub fn generate(common_name: &str) -> Result<Ca, TlsError> {
+        let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let key = rcgen::KeyPair::generate().map_err(gen)?;
+        let mut params = ca_params(common_name);
+        set_validity(&mut params, 3650);
+        let cert = params.self_signed(&key).map_err(gen)?;
+        let key_pem = key.serialize_pem();
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+            key_pem,
+        })
+    }
+
+    /// A CA generated by [`generate`](Self::generate) with `common_name`, from
+    /// its PEM certificate and key (kept in a Secret). What signing needs of the
+    /// certificate (subject, key usages, key identifier) is rebuilt as
+    /// `generate` made it.
+    pub fn from_pem(common_name: &str, cert_pem: &str, key_pem: &str) -> Result<Ca, TlsError> {
+        let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let key = rcgen::KeyPair::from_pem(key_pem).map_err(gen)?;
+        Ok(Ca {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+            issuer: rcgen::Issuer::new(ca_params(common_name), key),
+        })
+    }
+
+    /// A serving certificate for `names` (DNS names or IP addresses), valid
+    /// `days`, as PEM (certificate chain, key).
+    pub fn issue(&self, names: &[String], days: i64) -> Result<(String, String), TlsError> {
+        let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let key = rcgen::KeyPair::generate().map_err(gen)?;
+        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(gen)?;
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        set_validity(&mut params, days);
+        let cert = params.signed_by(&key, &self.issuer).map_err(gen)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+fn ca_params(common_name: &str) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// Valid from yesterday (clock skew) for `days` more.
+fn set_validity(params: &mut rcgen::CertificateParams, days: i64) {
+    use chrono::Datelike;
+    let ymd = |d: chrono::DateTime<chrono::Utc>| {
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    };
+    let now = chrono::Utc::now();
+    params.not_before = ymd(now - chrono::Duration::days(1));
+    params.not_after = ymd(now + chrono::Duration::days(days.max(1)));
+}
