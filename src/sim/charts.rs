@@ -250,10 +250,12 @@ fn cost_vs_losses(report: &SimReport) -> String {
         .collect();
     let row_h = 34.0;
     let label_w = 170.0;
-    let panel_w = 260.0;
+    // Cost, losses (the longest labels) and spot-share error panels.
+    let panel = [250.0, 370.0, 220.0];
     let gap = 30.0;
     let top = 70.0;
-    let width = label_w + 3.0 * panel_w + 3.0 * gap;
+    let x_of = |k: usize| label_w + panel[..k].iter().sum::<f64>() + k as f64 * gap;
+    let width = x_of(3);
     let height = top + row_h * policies.len() as f64 + 40.0;
     let mut s = String::new();
     let _ = writeln!(
@@ -281,11 +283,11 @@ fn cost_vs_losses(report: &SimReport) -> String {
         .fold(0.0, f64::max);
     let panels = [
         ("cost $ (saving vs reference)", cost_max),
-        ("executors lost / drivers lost", loss_max),
+        ("executors / drivers lost (work redone)", loss_max),
         ("spot share |error| (| = floor)", err_max),
     ];
     for (k, (title, _)) in panels.iter().enumerate() {
-        let x = label_w + k as f64 * (panel_w + gap);
+        let x = x_of(k);
         let _ = writeln!(
             s,
             r#"<text x="{x:.1}" y="{:.1}" font-weight="bold">{}</text>"#,
@@ -300,9 +302,10 @@ fn cost_vs_losses(report: &SimReport) -> String {
             w.max(0.0)
         );
     };
-    let scale = |v: f64, max: f64| {
+    // Bars take at most half a panel, leaving room for their labels.
+    let scale = |v: f64, max: f64, k: usize| {
         if max > 0.0 {
-            v / max * (panel_w - 110.0)
+            v / max * panel[k] * 0.5
         } else {
             0.0
         }
@@ -317,8 +320,8 @@ fn cost_vs_losses(report: &SimReport) -> String {
             esc(name)
         );
         // Cost.
-        let x0 = label_w;
-        let w = scale(p.cost_total, cost_max);
+        let x0 = x_of(0);
+        let w = scale(p.cost_total, cost_max, 0);
         bar(&mut s, x0, y + 6.0, w, row_h - 12.0, PALETTE[0]);
         let saving = match p.cost_saving_vs_reference {
             _ if report.reference.as_deref() == Some(*name) => " (reference)".to_owned(),
@@ -334,16 +337,16 @@ fn cost_vs_losses(report: &SimReport) -> String {
             saving
         );
         // Losses: executors then drivers, stacked.
-        let x1 = label_w + panel_w + gap;
-        let we = scale(p.executor_losses as f64, loss_max);
-        let wd = scale(p.driver_losses as f64, loss_max);
+        let x1 = x_of(1);
+        let we = scale(p.executor_losses as f64, loss_max, 1);
+        let wd = scale(p.driver_losses as f64, loss_max, 1);
         bar(&mut s, x1, y + 6.0, we, row_h - 12.0, PALETTE[1]);
         bar(&mut s, x1 + we, y + 6.0, wd, row_h - 12.0, PALETTE[3]);
         let redone =
             (p.recompute_executor_seconds + p.work_lost_with_drivers_executor_seconds) / 3600.0;
         let unfinished = p.apps_submitted - p.apps_completed;
         let unfinished = if unfinished > 0 {
-            format!(", {unfinished} app(s) unfinished")
+            format!(", {unfinished} unfinished")
         } else {
             String::new()
         };
@@ -356,13 +359,13 @@ fn cost_vs_losses(report: &SimReport) -> String {
             p.driver_losses
         );
         // Spot-share error and its floor.
-        let x2 = label_w + 2.0 * (panel_w + gap);
+        let x2 = x_of(2);
         match p.spot_share_abs_error_mean {
             Some(e) => {
-                let w = scale(e, err_max);
+                let w = scale(e, err_max, 2);
                 bar(&mut s, x2, y + 6.0, w, row_h - 12.0, PALETTE[2]);
                 if let Some(f) = p.spot_share_error_floor {
-                    let fx = x2 + scale(f, err_max);
+                    let fx = x2 + scale(f, err_max, 2);
                     let _ = writeln!(
                         s,
                         r##"<line x1="{fx:.1}" y1="{:.1}" x2="{fx:.1}" y2="{:.1}" stroke="#333" stroke-width="2"/>"##,
@@ -373,7 +376,7 @@ fn cost_vs_losses(report: &SimReport) -> String {
                 let _ = writeln!(
                     s,
                     r#"<text x="{:.1}" y="{:.1}">{:.3}</text>"#,
-                    x2 + w.max(scale(p.spot_share_error_floor.unwrap_or(0.0), err_max)) + 4.0,
+                    x2 + w.max(scale(p.spot_share_error_floor.unwrap_or(0.0), err_max, 2)) + 4.0,
                     y + row_h / 2.0 + 4.0,
                     e
                 );

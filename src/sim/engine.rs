@@ -85,6 +85,12 @@ enum SimEvent {
         name: Sym,
         epoch: u64,
     },
+    /// An admitted soft-mix executor stops waiting for its capacity type: retry it now, as
+    /// the live scheduler does.
+    WaitEnds {
+        key: PodKey,
+        uid: String,
+    },
 }
 
 impl SimEvent {
@@ -548,6 +554,7 @@ impl Engine<'_> {
                 .karpenter
                 .as_ref()
                 .is_some_and(|k| k.interruption_current(*name, *epoch)),
+            SimEvent::WaitEnds { key, uid } => pod_is(key, uid, Some(Phase::Pending)),
         }
     }
 
@@ -588,6 +595,8 @@ impl Engine<'_> {
         }
         self.now = t.max(self.now);
         self.clock.set(self.now);
+        // Rules that wait (an admitted soft-mix executor) read the virtual clock.
+        self.snap.set_now_ms(Some(self.now as i64));
     }
 
     fn sample(&mut self) {
@@ -1272,6 +1281,11 @@ impl Engine<'_> {
             SimEvent::KarpenterBatch => self.karpenter_batch(),
             SimEvent::DisruptionPoll => self.disruption_poll(),
             SimEvent::InterruptionNotice { name, epoch } => self.interruption_notice(name, epoch),
+            SimEvent::WaitEnds { key, uid } => {
+                if self.pods.get(&key).is_some_and(|st| st.pod.uid == uid) {
+                    self.queue.activate(&key);
+                }
+            }
         }
         Ok(())
     }
@@ -1319,6 +1333,15 @@ impl Engine<'_> {
                     if newly {
                         self.marked += 1;
                         self.karpenter_trigger(true);
+                    }
+                    let wait_ends = crate::plugins::capacity_mix::admitted_wait_ends_ms(
+                        self.config,
+                        &pod,
+                        &self.snap,
+                    );
+                    if let Some(at) = wait_ends.filter(|&at| at >= self.now as i64) {
+                        let (key, uid) = (pod.key.clone(), pod.uid.clone());
+                        self.push(at as u64 + 1, SimEvent::WaitEnds { key, uid });
                     }
                     self.queue.requeue_unschedulable(qp, d.rejected_by())?;
                 }

@@ -207,9 +207,14 @@ impl PolicyReport {
             |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), r6(*v))).collect();
         let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
         for nb in &r.never_bound {
-            *by_reason
-                .entry(format!("{}: {}", nb.role, nb.autoscaler))
-                .or_insert(0) += 1;
+            // Grouped without node names: which node Karpenter expects is in the examples.
+            let why = match nb.autoscaler.split_once(" node ") {
+                Some((head, _)) if nb.autoscaler.starts_with("expects it to fit") => {
+                    format!("{head} a node (existing or launching)")
+                }
+                _ => nb.autoscaler.clone(),
+            };
+            *by_reason.entry(format!("{}: {why}", nb.role)).or_insert(0) += 1;
         }
         PolicyReport {
             pods_submitted: r.pods_submitted,

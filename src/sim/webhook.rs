@@ -8,8 +8,8 @@
 //! pending pod at once: nothing is "admitted moments ago but not yet seen").
 //! - a driver: a required term for its allowed capacity types;
 //! - an executor of an application with a mix: the type recorded on the pod
-//!   (`spark-fleet.io/capacity-type`) and the constraint, required in hard mode, preferred in
-//!   soft mode;
+//!   (`spark-fleet.io/capacity-type`, which CapacityMix then targets) and the constraint,
+//!   required in hard mode, preferred in soft mode;
 //! - a bad annotation or an unknown type: the pod is admitted unchanged (the scheduler
 //!   reports it), as the webhook's `failurePolicy: Ignore` does.
 
@@ -17,14 +17,12 @@ use crate::admission::{apply_to_model, capacity_constraint, Placement};
 use crate::config::{Config, MixMode};
 use crate::model::{Pod, Sym};
 use crate::snapshot::Snapshot;
+use crate::spark::annotations::CAPACITY_TYPE;
 use crate::spark::policy::{self, PlacedExecutors};
-
-/// The annotation carrying the capacity type an executor was admitted with.
-pub const ADMITTED_TYPE: &str = "spark-fleet.io/capacity-type";
 
 /// The capacity type `pod` was admitted with, if any.
 pub fn admitted_type(pod: &Pod) -> Option<Sym> {
-    pod.annotation(ADMITTED_TYPE).map(Sym::new)
+    pod.annotation(CAPACITY_TYPE).map(Sym::new)
 }
 
 /// Puts the driver's allowed capacity types on it as a required term.
@@ -71,7 +69,7 @@ pub fn admit_executor(
         },
     };
     pod.annotations
-        .push((ADMITTED_TYPE.to_owned(), ty.as_str().to_owned()));
+        .push((CAPACITY_TYPE.to_owned(), ty.as_str().to_owned()));
     apply_to_model(pod, &c, placement);
     Some(ty)
 }
