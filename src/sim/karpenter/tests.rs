@@ -346,7 +346,8 @@ fn spot_nodes_get_interruption_notices_at_their_rate() {
         .all(|(n, _, e)| k.interruption_current(*n, *e)));
     // Rate 0: no notice at all.
     assert!(k.set_interruption_rate(&[], 0.0, 0).is_empty());
-    // On-demand nodes never get one.
+    // On-demand nodes never get one, whatever the rate.
+    k.set_interruption_rate(&[], 730.0, 0);
     let od = pod("od", 1000, GI).required_terms(off_spot()).build();
     let l = k.provision(1, &snap, &[&od]);
     assert_eq!(k.ready(l[0].name, 1).1, None);
