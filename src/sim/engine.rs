@@ -9,9 +9,11 @@
 //!
 //! A run always ends: when the trace is over and every application and timed pod is done; when
 //! nothing is left that could change anything; or, once the trace is over, when pods still wait
-//! and nothing has been bound or finished for `SimOptions::stall_seconds` with nothing running
-//! that will finish (stalled). Pods still pending at the end are reported with the scheduler's
-//! message and the autoscaler's reason.
+//! and for `SimOptions::stall_seconds` no pod has finished and no application has completed,
+//! failed or got further than ever before, with nothing running that would (stalled). Bindings
+//! alone are not progress: pods bound and lost again on nodes interrupted at once make none.
+//! Pods still pending at the end are reported with the scheduler's message and the
+//! autoscaler's reason.
 
 use super::baselines::{Constraints, Pools};
 use super::cluster_model::{self, NodeRecord};

@@ -74,9 +74,10 @@ pub struct SimOptions {
     pub app_resubmissions: u32,
     /// Whether Karpenter (configured by the config's `simulation.karpenter`) launches nodes.
     pub autoscaler: AutoscalerMode,
-    /// After the trace's last event, a run whose pending pods have seen no pod bound or
-    /// finished for this long, with nothing running that will finish, ends (reported as
-    /// stalled): nothing in the simulation can help them any more.
+    /// After the trace's last event, a run in which for this long no pod has finished and no
+    /// application has completed, failed or got further than ever before, with nothing running
+    /// that would, ends (reported as stalled): nothing in the simulation helps the pods still
+    /// pending.
     pub stall_seconds: f64,
     /// Price of a node the trace gives no price for: dollars per vCPU-hour, by capacity type.
     /// Types not listed use `default_price_per_vcpu_hour`.
