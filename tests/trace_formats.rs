@@ -391,7 +391,7 @@ fn readme_example_parses() {
     let start = readme.find("```json\n").unwrap() + "```json\n".len();
     let len = readme[start..].find("```").unwrap();
     let t = parse(&readme[start..start + len]).unwrap();
-    assert_eq!(t.events.len(), 5);
+    assert_eq!(t.events.len(), 6);
     assert_eq!(t.header.seed, Some(7));
 }
 
