@@ -20,6 +20,13 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Autoscaler {
+    Auto,
+    Karpenter,
+    Off,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Output {
     Text,
     Json,
@@ -42,9 +49,13 @@ enum Command {
         trace: String,
         #[arg(long)]
         config: Option<PathBuf>,
-        /// A profile name from the config; repeat to compare (default: spark-fleet and kube-default).
+        /// A policy; repeat to compare. Named policies: all-on-demand, all-spot,
+        /// mixed-node-group, karpenter-spread, kube-default, spark-fleet (see
+        /// simulations/README.md); any other profile name of the config runs that profile.
         /// `NAME@N` runs profile NAME with percentageOfNodesToScore N (0..=100, 0 = every node),
-        /// e.g. `--policy spark-fleet --policy spark-fleet@10`.
+        /// e.g. `--policy spark-fleet --policy spark-fleet@10`. Default: for a trace with Spark
+        /// applications all-on-demand, all-spot, karpenter-spread and spark-fleet; otherwise
+        /// spark-fleet and kube-default.
         #[arg(long = "policy")]
         policies: Vec<String>,
         #[arg(long, default_value_t = 1)]
@@ -55,9 +66,10 @@ enum Command {
         /// openb and spot-gpu import: fraction of nodes assigned spot (seeded).
         #[arg(long, default_value_t = 0.3)]
         spot_fraction: f64,
-        /// Provision nodes for pods left pending (Karpenter-like), with default settings.
-        #[arg(long)]
-        autoscaler: bool,
+        /// Who launches nodes for pending pods: `karpenter` (config `simulation.karpenter`),
+        /// `off`, or `auto` (Karpenter for traces with Spark applications).
+        #[arg(long, value_enum, default_value = "auto", num_args = 0..=1, default_missing_value = "karpenter")]
+        autoscaler: Autoscaler,
         /// Skip the shadow full scans that measure what node sampling costs in placement
         /// quality (report `sampling_quality` stays null): sampled runs then time as live.
         #[arg(long)]
@@ -131,6 +143,10 @@ enum TraceCommand {
         /// Plain pods of other tenants.
         #[arg(long)]
         other_pods: Option<usize>,
+        /// Interruptions per node-month of the spot nodes the simulated autoscaler launches
+        /// (written into the trace; default: the config's rates).
+        #[arg(long)]
+        spot_interruption_rate: Option<f64>,
     },
 }
 
@@ -271,7 +287,7 @@ fn run(cli: Cli) -> Result<(), InputError> {
                 }
             }
             use spark_fleet::sim::{
-                simulate, trace::ImportOptions, trace::Trace, AutoscalerOptions, SimOptions,
+                baselines, simulate, trace::ImportOptions, trace::Trace, AutoscalerMode, SimOptions,
             };
             let config = load_config(config.as_ref()).map_err(InputError)?;
             let import = ImportOptions {
@@ -281,16 +297,17 @@ fn run(cli: Cli) -> Result<(), InputError> {
             };
             let trace = Trace::load(&trace, &import).map_err(|e| InputError(e.into()))?;
             let policies = if policies.is_empty() {
-                vec![
-                    spark_fleet::config::SPARK_FLEET.to_owned(),
-                    spark_fleet::config::KUBE_DEFAULT.to_owned(),
-                ]
+                baselines::default_policies(trace.has_apps())
             } else {
                 policies
             };
             let opts = SimOptions {
                 seed,
-                autoscaler: autoscaler.then(AutoscalerOptions::default),
+                autoscaler: match autoscaler {
+                    Autoscaler::Auto => AutoscalerMode::Auto,
+                    Autoscaler::Karpenter => AutoscalerMode::Karpenter,
+                    Autoscaler::Off => AutoscalerMode::Off,
+                },
                 progress: true,
                 sampling_quality: !no_sampling_quality,
                 price_per_vcpu_hour: config.simulation.price_per_vcpu_hour.clone(),
@@ -300,6 +317,7 @@ fn run(cli: Cli) -> Result<(), InputError> {
             let report =
                 simulate(&trace, &config, &policies, &opts).map_err(|e| InputError(e.into()))?;
             print!("{}", report.summary_table());
+            print!("{}", report.never_bound_summary());
             let written = report.write(&out).map_err(|e| InputError(e.into()))?;
             for f in written {
                 println!("wrote {}", f.display());
@@ -352,6 +370,7 @@ fn run(cli: Cli) -> Result<(), InputError> {
                     scheduled_fraction,
                     dynamic_fraction,
                     other_pods,
+                    spot_interruption_rate,
                 },
         } => {
             let d = GenerateParams::default();
@@ -367,6 +386,7 @@ fn run(cli: Cli) -> Result<(), InputError> {
                 scheduled_fraction: scheduled_fraction.unwrap_or(d.scheduled_fraction),
                 dynamic_fraction: dynamic_fraction.unwrap_or(d.dynamic_fraction),
                 other_pods: other_pods.unwrap_or(d.other_pods),
+                spot_interruption_rate,
                 ..d
             };
             let trace = generate(&params).map_err(|e| InputError(e.into()))?;

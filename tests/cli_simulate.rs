@@ -149,3 +149,97 @@ fn sampled_policy_writes_sampling_quality() {
         "{err}"
     );
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/traces")
+        .join(name)
+}
+
+fn report_of(out_dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn policies_by_name_and_the_default_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = fixture("one-app-empty.jsonl");
+    // Every named policy runs; the report and the summary use its name.
+    let names = [
+        "all-on-demand",
+        "all-spot",
+        "mixed-node-group",
+        "karpenter-spread",
+        "kube-default",
+        "spark-fleet",
+        "spark-fleet-webhook",
+    ];
+    let mut args: Vec<&str> = Vec::new();
+    for n in names {
+        args.extend(["--policy", n]);
+    }
+    let out = dir.path().join("named");
+    let o = simulate(&trace, &out, &args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let report = report_of(&out);
+    for n in names {
+        assert!(report["policies"][n].is_object(), "{n}");
+        assert!(stdout.contains(n), "{n}");
+    }
+    assert_eq!(report["reference"], "all-on-demand");
+    assert!(out.join("cost-vs-losses.svg").exists());
+    // spark-fleet without the webhook leaves the driver pending: the summary says why.
+    assert!(
+        stdout.contains("spark-fleet: 1 pod(s) never bound"),
+        "{stdout}"
+    );
+
+    // No --policy on a Spark trace: the policies that answer the question.
+    let out = dir.path().join("default");
+    let o = simulate(&trace, &out, &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let report = report_of(&out);
+    let mut got: Vec<&str> = report["policies"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "all-on-demand",
+            "all-spot",
+            "karpenter-spread",
+            "mixed-node-group",
+            "spark-fleet",
+            "spark-fleet-webhook"
+        ]
+    );
+
+    // An unknown name is one clear error.
+    let o = simulate(&trace, &dir.path().join("bad"), &["--policy", "all-spotty"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("all-spotty"), "{err}");
+
+    // --autoscaler off: the trace's nodes only (none here), and the run still ends.
+    let out = dir.path().join("off");
+    let o = simulate(
+        &trace,
+        &out,
+        &["--autoscaler", "off", "--policy", "spark-fleet-webhook"],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let report = report_of(&out);
+    let p = &report["policies"]["spark-fleet-webhook"];
+    assert_eq!(p["ended_by"], "stalled");
+    assert!(p["autoscaler"].is_null());
+}

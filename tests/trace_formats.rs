@@ -26,10 +26,11 @@ fn spark_small_params() -> GenerateParams {
     GenerateParams {
         name: Some("spark-small".into()),
         apps: 60,
-        nodes: 40,
+        nodes: 3,
         seed: 7,
-        monthly_interruption_rate: 40.0,
+        spot_fraction: 0.0,
         duration_hours: 4.0,
+        spot_interruption_rate: Some(40.0),
         ..Default::default()
     }
 }
@@ -338,6 +339,7 @@ fn generated_shape_is_sane() {
             Event::StorageClass(_) | Event::VolumeAdd(_) | Event::ClaimAdd(_) => {
                 panic!("the generator writes no storage objects")
             }
+            Event::SpotInterruptionRate(_) => panic!("written only when asked for"),
         }
     }
     assert!(interruptions > 0);
@@ -395,12 +397,18 @@ fn committed_spark_small_matches_generator() {
     let committed = std::fs::read_to_string(&path).unwrap();
     assert_eq!(committed, fresh, "regenerate with SPARK_FLEET_BLESS=1");
     let t = Trace::read_file(&path).unwrap();
-    let interruptions = t
+    // An elastic cluster: a base pool of three on-demand nodes, the autoscaler's spot nodes
+    // interrupted at 40 a node-month.
+    let nodes = t
         .events
         .iter()
-        .filter(|e| matches!(e.event, Event::SpotInterruption(_)))
+        .filter(|e| matches!(e.event, Event::NodeAdd(_)))
         .count();
-    assert!(interruptions >= 3, "{interruptions}");
+    assert_eq!(nodes, 3);
+    assert!(matches!(
+        &t.events[0].event,
+        Event::SpotInterruptionRate(r) if r.per_month == 40.0
+    ));
 }
 
 #[test]
@@ -409,7 +417,7 @@ fn readme_example_parses() {
     let start = readme.find("```json\n").unwrap() + "```json\n".len();
     let len = readme[start..].find("```").unwrap();
     let t = parse(&readme[start..start + len]).unwrap();
-    assert_eq!(t.events.len(), 5);
+    assert_eq!(t.events.len(), 6);
     assert_eq!(t.header.seed, Some(7));
 }
 

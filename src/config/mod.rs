@@ -3,6 +3,7 @@
 //! Unknown fields are errors; every error names the file, line and field.
 
 mod defaults;
+mod karpenter;
 
 use crate::model::capacity::CapacityRules;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,9 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use defaults::{default_profiles, KUBE_DEFAULT, SPARK_FLEET};
+pub use karpenter::{
+    ConsolidationPolicy, InstanceTypeConfig, KarpenterConfig, DEFAULT_SPOT_INTERRUPTIONS_PER_MONTH,
+};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -146,6 +150,8 @@ pub struct SimulationConfig {
     /// type (a node-hour costs its vCPUs times this); types not listed use the default.
     pub price_per_vcpu_hour: BTreeMap<String, f64>,
     pub default_price_per_vcpu_hour: f64,
+    /// The autoscaler around the simulated cluster.
+    pub karpenter: KarpenterConfig,
 }
 
 impl Default for SimulationConfig {
@@ -157,6 +163,7 @@ impl Default for SimulationConfig {
                 (crate::model::capacity::SPOT.to_owned(), 0.0168),
             ]),
             default_price_per_vcpu_hour: 0.048,
+            karpenter: KarpenterConfig::default(),
         }
     }
 }
@@ -709,6 +716,9 @@ impl Config {
                 ));
             }
         }
+        sim.karpenter
+            .check()
+            .map_err(|(field, m)| invalid(format!("simulation.karpenter.{field}"), m))?;
         Ok(())
     }
 

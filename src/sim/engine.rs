@@ -2,22 +2,33 @@
 //!
 //! Time is virtual (a [`ManualClock`] the queue reads); nothing sleeps. At each instant the
 //! engine applies the trace events due, then its own events due (bind confirmations, pod and
-//! application completions, preemption victims leaving, spot terminations, autoscaler nodes),
-//! tells the queue what changed, and runs scheduling cycles until the active queue is empty.
-//! It then jumps to the next instant: the next trace or engine event, the next backoff expiry,
-//! or the next leftover flush of the unschedulable pool.
+//! application completions, preemption victims leaving, spot terminations, the autoscaler's
+//! batches, launches, consolidation and interruptions), tells the queue what changed, and runs
+//! scheduling cycles until the active queue is empty. It then jumps to the next instant: the
+//! next trace or engine event, the next backoff expiry, or the next leftover flush.
+//!
+//! A run always ends: when the trace is over and every application and timed pod is done; when
+//! nothing is left that could change anything; or, once the trace is over, when pods still wait
+//! and for `SimOptions::stall_seconds` no pod has finished and no application has completed,
+//! failed or got further than ever before, with nothing running that would (stalled). Bindings
+//! alone are not progress: pods bound and lost again on nodes interrupted at once make none.
+//! Pods still pending at the end are reported with the scheduler's message and the
+//! autoscaler's reason.
 
+use super::baselines::{Constraints, Pools};
 use super::cluster_model::{self, NodeRecord};
-use super::report::{AppShareSeries, RunResult, Sample};
+use super::karpenter::{self, Disruption, Karpenter, Launch};
+use super::report::{AppShareSeries, NeverBound, RunResult, Sample};
 use super::sampling::SamplingProbe;
 use super::spark_model::{App, AppPhase, AppSpec};
 use super::trace::{Event, PodSubmit, Trace};
-use super::{SimError, SimOptions};
+use super::webhook;
+use super::{AutoscalerMode, SimError, SimOptions};
 use crate::config::Config;
 use crate::framework::{schedule, CycleOptions, Nomination, Profile};
-use crate::model::capacity::{ON_DEMAND, SPOT};
+use crate::model::capacity::SPOT;
 use crate::model::{NodeSelectorTerm, Pod, PodKey, Sym};
-use crate::queue::{plugin, ClusterEvent, ManualClock, QueueConfig, SchedulingQueue};
+use crate::queue::{ClusterEvent, ManualClock, QueueConfig, SchedulingQueue};
 use crate::snapshot::{NodeIdx, Snapshot};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,18 +69,44 @@ enum SimEvent {
         key: PodKey,
         uid: String,
     },
+    /// A trace node's spot interruption notice has run out.
     NodeTerminate {
         name: Sym,
     },
+    /// A node the autoscaler launched is Ready.
     NodeReady {
         node: Box<crate::model::Node>,
         price: f64,
     },
-    Consolidate {
+    /// The autoscaler's batch window may have closed.
+    KarpenterBatch,
+    /// The autoscaler's disruption controller looks for a consolidation.
+    DisruptionPoll,
+    /// A spot interruption notice for an autoscaler node (drawn with `epoch`).
+    InterruptionNotice {
         name: Sym,
-        since_ms: u64,
+        epoch: u64,
     },
-    AutoscalerTick,
+    /// An admitted soft-mix executor stops waiting for its capacity type: retry it now, as
+    /// the live scheduler does.
+    WaitEnds {
+        key: PodKey,
+        uid: String,
+    },
+}
+
+impl SimEvent {
+    /// Events whose effect binds or finishes pods by itself: while one is due, the run is
+    /// not stalled.
+    fn makes_progress(&self) -> bool {
+        matches!(
+            self,
+            SimEvent::BindConfirm { .. }
+                | SimEvent::PodFinish { .. }
+                | SimEvent::AppCheck { .. }
+                | SimEvent::VictimDelete { .. }
+        )
+    }
 }
 
 struct Timed {
@@ -128,6 +165,28 @@ struct PodState {
     owner: Owner,
     submitted_ms: u64,
     phase: Phase,
+    /// A scheduling attempt failed (`PodScheduled=False`, reason Unschedulable): what an
+    /// autoscaler acts on.
+    unschedulable: bool,
+}
+
+/// Why a node took its pods with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    SpotInterruption,
+    Consolidation,
+    /// The trace removed the node.
+    NodeRemoved,
+}
+
+impl Loss {
+    fn name(self) -> &'static str {
+        match self {
+            Loss::SpotInterruption => "spot-interruption",
+            Loss::Consolidation => "consolidation",
+            Loss::NodeRemoved => "node-removed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +194,30 @@ enum Cause {
     /// Finished its work (plain pod done, application completed).
     Finished,
     /// Its node went away.
-    Lost,
+    Lost(Loss),
     Preempted,
     /// Its driver was lost, taking the executors with it.
     DriverGone,
+}
+
+impl Cause {
+    fn loss_name(self) -> Option<&'static str> {
+        match self {
+            Cause::Lost(l) => Some(l.name()),
+            Cause::Preempted => Some("preemption"),
+            Cause::Finished | Cause::DriverGone => None,
+        }
+    }
+}
+
+/// A policy's run: its profile, the constraints its pods carry and the autoscaler's pools.
+pub(crate) struct Policy<'a> {
+    pub name: &'a str,
+    pub profile: &'a Profile,
+    /// The profile's twin scoring every node, when the profile samples nodes.
+    pub full_scan: Option<&'a Profile>,
+    pub constraints: Constraints,
+    pub pools: Pools,
 }
 
 /// Counters and time integrals of one run.
@@ -157,8 +236,13 @@ struct Metrics {
     preemptions: u64,
     capacity_fallbacks: u64,
     decisions: u64,
-    nodes_provisioned: u64,
-    nodes_consolidated: u64,
+    /// Placed executors and drivers lost, by cause.
+    executor_losses_by: BTreeMap<String, u64>,
+    driver_losses_by: BTreeMap<String, u64>,
+    /// Executor-seconds lost executors had done (redone by their replacements).
+    recompute_executor_seconds: f64,
+    /// Executor-seconds of work done by attempts that failed with their driver.
+    work_lost_with_drivers: f64,
     pending_seconds: Vec<f64>,
     completion_seconds: Vec<f64>,
     latencies_us: Vec<f64>,
@@ -167,23 +251,6 @@ struct Metrics {
     cpu_util_integral: f64,
     cpu_util_seconds: f64,
 }
-
-struct Autoscaler {
-    opts: super::AutoscalerOptions,
-    shapes: BTreeMap<String, crate::model::Resources>,
-    tick_pending: bool,
-    /// Something changed since the last tick that may make a new one useful.
-    dirty: bool,
-    in_flight: u32,
-    seq: u32,
-    /// Pods capacity was asked for, until when (they are not counted again before).
-    covered: HashMap<PodKey, u64>,
-    /// How often each pod has asked: a pod no new node helps stops asking after a few tries.
-    asks: HashMap<PodKey, u32>,
-    zones: Vec<Sym>,
-}
-
-const MAX_ASKS_PER_POD: u32 = 3;
 
 struct Engine<'a> {
     config: &'a Config,
@@ -208,22 +275,33 @@ struct Engine<'a> {
     rng: ChaCha8Rng,
     m: Metrics,
     samples: Vec<Sample>,
-    autoscaler: Option<Autoscaler>,
+    karpenter: Option<Karpenter>,
+    /// Something changed since the autoscaler's last pass.
+    karpenter_dirty: bool,
+    poll_scheduled: bool,
+    /// When the last batch-close event pushed is due.
+    batch_event_at: Option<u64>,
+    constraints: Constraints,
+    /// Last time a pod was bound or finished, or an application completed or failed.
+    last_progress_ms: u64,
+    /// Pods with a duration not yet finished (pending or running).
+    open_timed_pods: u64,
+    /// Pending pods marked unschedulable (what the autoscaler acts on).
+    marked: usize,
+    ended_by: &'static str,
     bind_latency_ms: u64,
     /// Shadow full scans measuring a sampled profile's placement quality.
     sampling: Option<SamplingProbe<'a>>,
     shadow_scan_seconds: f64,
 }
 
-/// Runs `trace` under `profile`. With `full_scan` (the profile's twin scoring every node) each
-/// decision is also compared with a full scan, measuring what `profile`'s sampling costs.
+/// Runs `trace` under `policy`. With a full-scan twin, each decision is also compared with a
+/// full scan, measuring what the profile's sampling costs.
 pub(crate) fn run(
     trace: &Trace,
     config: &Config,
-    profile: &Profile,
-    full_scan: Option<&Profile>,
+    policy: &Policy,
     opts: &SimOptions,
-    policy: &str,
 ) -> Result<RunResult, SimError> {
     let clock = ManualClock::new(0);
     let qc = QueueConfig {
@@ -232,20 +310,19 @@ pub(crate) fn run(
         unschedulable_flush_ms: secs_to_ms(config.queue.unschedulable_flush_seconds),
     };
     let queue = SchedulingQueue::new(qc, Arc::new(clock.clone()))?;
-    let autoscaler = opts.autoscaler.as_ref().map(|a| Autoscaler {
-        shapes: a.resolved_shapes(),
-        opts: a.clone(),
-        tick_pending: false,
-        dirty: false,
-        in_flight: 0,
-        seq: 0,
-        covered: HashMap::new(),
-        asks: HashMap::new(),
-        zones: Vec::new(),
-    });
+    let autoscale = match opts.autoscaler {
+        AutoscalerMode::Auto => trace.has_apps(),
+        AutoscalerMode::Karpenter => true,
+        AutoscalerMode::Off => false,
+    };
+    let karpenter = if autoscale {
+        Some(new_karpenter(trace, config, policy.pools, opts.seed)?)
+    } else {
+        None
+    };
     let mut e = Engine {
         config,
-        profile,
+        profile: policy.profile,
         opts,
         clock,
         queue,
@@ -263,13 +340,41 @@ pub(crate) fn run(
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
         m: Metrics::default(),
         samples: Vec::new(),
-        autoscaler,
+        karpenter,
+        karpenter_dirty: false,
+        poll_scheduled: false,
+        batch_event_at: None,
+        constraints: policy.constraints,
+        last_progress_ms: 0,
+        open_timed_pods: 0,
+        marked: 0,
+        ended_by: "no more events",
         bind_latency_ms: secs_to_ms(opts.bind_latency_seconds),
-        sampling: full_scan.map(|f| SamplingProbe::new(f, profile.percentage_of_nodes_to_score)),
+        sampling: policy
+            .full_scan
+            .map(|f| SamplingProbe::new(f, policy.profile.percentage_of_nodes_to_score)),
         shadow_scan_seconds: 0.0,
     };
-    if let Some(a) = e.autoscaler.as_mut() {
-        let mut zones: Vec<Sym> = trace
+    let progress = progress_bar(opts.progress, trace.events.len() as u64, policy.name);
+    e.run_loop(trace, progress.as_ref())?;
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    Ok(e.finish(policy.name))
+}
+
+/// The autoscaler for `trace`: the config's Karpenter settings, the policy's NodePools (which
+/// may depend on the applications' mixes) and the zones nodes launch in.
+fn new_karpenter(
+    trace: &Trace,
+    config: &Config,
+    pools: Pools,
+    seed: u64,
+) -> Result<Karpenter, SimError> {
+    let cfg = &config.simulation.karpenter;
+    let mut zones: Vec<Sym> = cfg.zones.iter().map(|z| Sym::new(z)).collect();
+    if zones.is_empty() {
+        zones = trace
             .events
             .iter()
             .filter_map(|ev| match &ev.event {
@@ -279,14 +384,23 @@ pub(crate) fn run(
             .collect();
         zones.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         zones.dedup();
-        a.zones = zones;
     }
-    let progress = progress_bar(opts.progress, trace.events.len() as u64, policy);
-    e.run_loop(trace, progress.as_ref())?;
-    if let Some(p) = progress {
-        p.finish_and_clear();
+    if zones.is_empty() {
+        zones = ["zone-a", "zone-b", "zone-c"].map(Sym::new).to_vec();
     }
-    Ok(e.finish(policy))
+    let mut apps = Vec::new();
+    for ev in &trace.events {
+        if let Event::AppSubmit(a) = &ev.event {
+            let executors = match a.scaling() {
+                super::trace::ExecutorScaling::Fixed(n) => n,
+                super::trace::ExecutorScaling::Dynamic { max, .. } => max,
+            };
+            let target =
+                super::spark_model::target_spot_share(config, &a.namespace, &a.annotations);
+            apps.push((target, executors));
+        }
+    }
+    Ok(Karpenter::new(cfg, pools.node_pools(&apps), &zones, seed))
 }
 
 fn progress_bar(wanted: bool, len: u64, policy: &str) -> Option<indicatif::ProgressBar> {
@@ -322,6 +436,13 @@ impl Engine<'_> {
             {
                 self.heap.pop();
             }
+            let trace_over = i >= events.len();
+            if trace_over {
+                if let Some(why) = self.finished_or_stalled() {
+                    self.ended_by = why;
+                    break;
+                }
+            }
             let next_trace = events.get(i).map(|e| secs_to_ms(e.t));
             let next_own = self.heap.peek().map(|Reverse(t)| t.at);
             let more_work = next_trace.is_some() || next_own.is_some();
@@ -331,6 +452,10 @@ impl Engine<'_> {
                 // Unschedulable pods are retried on the leftover flush only while the cluster
                 // can still change; after the last event no retry can succeed.
                 next = min_opt(next, self.queue.next_leftover_flush_ms());
+            }
+            if trace_over && self.stall_deadline() > self.now {
+                // Wake up when the stall horizon passes, in case nothing else happens.
+                next = min_opt(next, Some(self.stall_deadline()));
             }
             let Some(t) = next else { break };
             self.advance_to(t.max(self.now));
@@ -352,6 +477,60 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// When the run counts as stalled if nothing has progressed since: the stall horizon after
+    /// the last pod finished, application completed or failed, or application got further than
+    /// ever before.
+    fn stall_deadline(&self) -> u64 {
+        let app_progress = self.apps.iter().map(|a| a.best_at_ms).max().unwrap_or(0);
+        self.last_progress_ms
+            .max(app_progress)
+            .saturating_add(secs_to_ms(self.opts.stall_seconds))
+    }
+
+    /// Applications not yet completed or failed, plus pods with a duration not yet finished.
+    fn open_work(&self) -> u64 {
+        let apps = self.m.apps_submitted - self.m.apps_completed - self.m.apps_failed;
+        apps + self.open_timed_pods
+    }
+
+    /// Whether an event that binds or finishes pods by itself is due.
+    fn progress_due(&self) -> bool {
+        self.heap
+            .iter()
+            .any(|Reverse(t)| t.ev.makes_progress() && self.is_live(&t.ev))
+    }
+
+    /// Whether work is being done right now: an application whose executors run, a timed pod
+    /// running, a binding or an eviction under way.
+    fn progressing_now(&self) -> bool {
+        self.apps
+            .iter()
+            .any(|a| a.phase == AppPhase::Running && a.rate() > 0.0)
+            || self.pods.values().any(|st| match st.phase {
+                Phase::Binding | Phase::Terminating => true,
+                Phase::Running => matches!(
+                    st.owner,
+                    Owner::Plain {
+                        duration_ms: Some(_),
+                        ..
+                    }
+                ),
+                Phase::Pending => false,
+            })
+    }
+
+    /// Once the trace is over: why the run ends now, if it does.
+    fn finished_or_stalled(&self) -> Option<&'static str> {
+        if self.open_work() == 0 && !self.progress_due() {
+            return Some("work done");
+        }
+        // The cheap test first: the scans run only past the stall horizon.
+        if self.now >= self.stall_deadline() && !self.progressing_now() {
+            return Some("stalled");
+        }
+        None
+    }
+
     /// Whether applying `ev` would still change anything.
     fn is_live(&self, ev: &SimEvent) -> bool {
         let pod_is = |key: &PodKey, uid: &str, phase: Option<Phase>| {
@@ -368,11 +547,16 @@ impl Engine<'_> {
                 .get(*app)
                 .is_some_and(|a| a.epoch == *epoch && a.phase == AppPhase::Running),
             SimEvent::NodeTerminate { name } => self.snap.nodes().get(*name).is_some(),
-            SimEvent::Consolidate { name, since_ms } => self
-                .nodes
-                .get(name)
-                .is_some_and(|r| r.empty_since_ms == Some(*since_ms)),
-            SimEvent::NodeReady { .. } | SimEvent::AutoscalerTick => true,
+            SimEvent::NodeReady { .. } => true,
+            SimEvent::KarpenterBatch => self.karpenter.as_ref().is_some_and(|k| k.batch_open()),
+            SimEvent::DisruptionPoll => {
+                self.karpenter.as_ref().is_some_and(|k| !k.nodes.is_empty())
+            }
+            SimEvent::InterruptionNotice { name, epoch } => self
+                .karpenter
+                .as_ref()
+                .is_some_and(|k| k.interruption_current(*name, *epoch)),
+            SimEvent::WaitEnds { key, uid } => pod_is(key, uid, Some(Phase::Pending)),
         }
     }
 
@@ -413,6 +597,8 @@ impl Engine<'_> {
         }
         self.now = t.max(self.now);
         self.clock.set(self.now);
+        // Rules that wait (an admitted soft-mix executor) read the virtual clock.
+        self.snap.set_now_ms(Some(self.now as i64));
     }
 
     fn sample(&mut self) {
@@ -451,11 +637,11 @@ impl Engine<'_> {
                     &self.opts.price_per_vcpu_hour,
                     self.opts.default_price_per_vcpu_hour,
                 );
-                self.add_node(node, price, false);
+                self.add_node(node, price);
             }
             Event::NodeRemove(r) => {
                 if let Some(name) = Sym::lookup(&r.name) {
-                    self.remove_node(name);
+                    self.remove_node(name, Loss::NodeRemoved);
                 }
             }
             Event::SpotInterruption(s) => {
@@ -472,8 +658,19 @@ impl Engine<'_> {
                     r.interrupted = true;
                 }
                 self.emit(ClusterEvent::NodeUpdated);
+                self.karpenter_dirty = true;
                 let at = self.now + secs_to_ms(s.notice_seconds);
                 self.push(at, SimEvent::NodeTerminate { name });
+            }
+            Event::SpotInterruptionRate(r) => {
+                let now = self.now;
+                let notices = match self.karpenter.as_mut() {
+                    Some(k) => k.set_interruption_rate(&r.instance_types, r.per_month, now),
+                    None => Vec::new(),
+                };
+                for (name, at, epoch) in notices {
+                    self.push(at, SimEvent::InterruptionNotice { name, epoch });
+                }
             }
             Event::AppSubmit(a) => {
                 let spec = Arc::new(AppSpec::from_trace(a, self.config)?);
@@ -577,12 +774,12 @@ impl Engine<'_> {
 
     // ---- nodes ---------------------------------------------------------------------
 
-    fn add_node(&mut self, node: crate::model::Node, price: f64, provisioned: bool) {
+    fn add_node(&mut self, node: crate::model::Node, price: f64) {
         let name = node.name;
         if self.snap.nodes().get(name).is_some() {
             // A node_add for a node we have: an update. Keep its pods and accounting simple
             // by removing the old one first.
-            self.remove_node(name);
+            self.remove_node(name, Loss::NodeRemoved);
         }
         let cpu = node.allocatable.milli_cpu;
         let idx = self.snap.upsert_node(node);
@@ -596,25 +793,25 @@ impl Engine<'_> {
             NodeRecord {
                 capacity_type: ty,
                 price_per_hour: price,
-                provisioned,
                 interrupted: false,
-                empty_since_ms: None,
             },
         );
-        if provisioned {
-            self.node_became_empty(name);
-        }
         self.emit(ClusterEvent::NodeAdded);
+        self.karpenter_dirty = true;
     }
 
-    fn remove_node(&mut self, name: Sym) {
+    /// The node leaves, taking its pods with it for `loss`.
+    fn remove_node(&mut self, name: Sym, loss: Loss) {
+        if let Some(k) = self.karpenter.as_mut() {
+            k.removed(name);
+        }
         let Some(idx) = self.snap.nodes().get(name) else {
             return;
         };
         let mut keys: Vec<PodKey> = self.snap.pods_on(idx).map(|e| e.pod.key.clone()).collect();
         keys.sort();
         for k in keys {
-            self.remove_pod(&k, Cause::Lost);
+            self.remove_pod(&k, Cause::Lost(loss));
         }
         let cpu = self.snap.nodes().alloc_cpu[idx as usize];
         self.snap.remove_node(name);
@@ -629,34 +826,150 @@ impl Engine<'_> {
             }
         }
         self.emit(ClusterEvent::NodeRemoved);
-        if let Some(a) = self.autoscaler.as_mut() {
-            a.dirty = true;
+        self.karpenter_dirty = true;
+    }
+
+    /// An autoscaler node is Ready: it joins, replaces the node it was launched for (if any)
+    /// and, on spot, gets its interruption notice drawn.
+    fn karpenter_node_ready(&mut self, node: crate::model::Node, price: f64) {
+        let name = node.name;
+        let now = self.now;
+        let Some(k) = self.karpenter.as_mut() else {
+            return;
+        };
+        if !k.owns(name) {
+            // Removed while launching (its replacement target went first).
+            return;
+        }
+        let (replaces, notice) = k.ready(name, now);
+        self.add_node(node, price);
+        if let Some(old) = replaces {
+            self.remove_node(old, Loss::Consolidation);
+        }
+        if let Some((at, epoch)) = notice {
+            self.push(at, SimEvent::InterruptionNotice { name, epoch });
+        }
+        self.schedule_poll();
+    }
+
+    /// Launches `launch` (Ready after the provisioning delay).
+    fn launch(&mut self, launch: Launch) {
+        self.push(
+            launch.ready_at,
+            SimEvent::NodeReady {
+                node: Box::new(launch.node),
+                price: launch.price,
+            },
+        );
+        self.schedule_poll();
+    }
+
+    fn schedule_poll(&mut self) {
+        if self.poll_scheduled {
+            return;
+        }
+        let Some(k) = self.karpenter.as_ref() else {
+            return;
+        };
+        if k.nodes.is_empty() {
+            return;
+        }
+        let every = secs_to_ms(k.config().disruption_poll_seconds).max(1);
+        // On the controller's tick: the next multiple of the poll period.
+        let at = (self.now / every + 1) * every;
+        self.poll_scheduled = true;
+        self.push(at, SimEvent::DisruptionPoll);
+    }
+
+    /// One round of the autoscaler's disruption controller.
+    fn disruption_poll(&mut self) {
+        self.poll_scheduled = false;
+        let now = self.now;
+        let Some(k) = self.karpenter.as_mut() else {
+            return;
+        };
+        let spark_stays = k.config().spark_do_not_disrupt;
+        let movable = |p: &Pod| !(spark_stays && p.spark.is_some());
+        match k.poll(now, &self.snap, movable) {
+            Some(Disruption::Delete(names)) => {
+                for n in names {
+                    self.remove_node(n, Loss::Consolidation);
+                }
+            }
+            Some(Disruption::Replace { old, launch }) => {
+                if let Some(i) = self.snap.nodes().get(old) {
+                    let tainted =
+                        karpenter::with_disrupted_taint(&self.snap.nodes().node[i as usize]);
+                    self.snap.upsert_node(tainted);
+                    self.emit(ClusterEvent::NodeUpdated);
+                }
+                self.launch(*launch);
+            }
+            None => {}
+        }
+        self.schedule_poll();
+    }
+
+    /// A spot notice for an autoscaler node: Karpenter drains and deletes it at once.
+    fn interruption_notice(&mut self, name: Sym, epoch: u64) {
+        let Some(k) = self.karpenter.as_mut() else {
+            return;
+        };
+        if !k.interruption_current(name, epoch) {
+            return;
+        }
+        k.stats.interruptions += 1;
+        k.mark_deleting(name);
+        if let Some(r) = self.nodes.get_mut(&name) {
+            r.interrupted = true;
+        }
+        self.remove_node(name, Loss::SpotInterruption);
+    }
+
+    /// Runs the autoscaler's provisioning pass if its batch window has closed.
+    fn karpenter_batch(&mut self) {
+        let now = self.now;
+        let due = self.karpenter.as_ref().is_some_and(|k| k.batch_due(now));
+        if !due {
+            return;
+        }
+        let mut pending: Vec<&Pod> = self
+            .pods
+            .values()
+            .filter(|st| {
+                st.phase == Phase::Pending
+                    && st.unschedulable
+                    && self.snap.nomination_of(&st.pod.key).is_none()
+            })
+            .map(|st| st.pod.as_ref())
+            .collect();
+        pending.sort_by(|a, b| a.key.cmp(&b.key));
+        let Some(k) = self.karpenter.as_mut() else {
+            return;
+        };
+        let launches = k.provision(now, &self.snap, &pending);
+        self.karpenter_dirty = false;
+        for l in launches {
+            self.launch(l);
         }
     }
 
-    fn node_became_empty(&mut self, name: Sym) {
-        let Some(delay) = self
-            .autoscaler
-            .as_ref()
-            .map(|a| secs_to_ms(a.opts.consolidation_delay_seconds))
-        else {
-            return;
-        };
+    /// Opens an autoscaler batch when a pod is (newly) marked unschedulable, or when the
+    /// cluster changed while marked pods wait and no batch is open.
+    fn karpenter_trigger(&mut self, newly_marked: bool) {
         let now = self.now;
-        let Some(r) = self.nodes.get_mut(&name) else {
+        let Some(k) = self.karpenter.as_mut() else {
             return;
         };
-        if !r.provisioned {
+        if !newly_marked && k.batch_open() {
             return;
         }
-        r.empty_since_ms = Some(now);
-        self.push(
-            now + delay,
-            SimEvent::Consolidate {
-                name,
-                since_ms: now,
-            },
-        );
+        let at = k.trigger(now);
+        // Pods marked at one instant close the window at the same time: one event will do.
+        if self.batch_event_at != Some(at) {
+            self.batch_event_at = Some(at);
+            self.push(at, SimEvent::KarpenterBatch);
+        }
     }
 
     // ---- pods ----------------------------------------------------------------------
@@ -664,6 +977,15 @@ impl Engine<'_> {
     fn submit(&mut self, pod: Pod, owner: Owner) {
         let pod = Arc::new(pod);
         self.m.pods_submitted += 1;
+        if matches!(
+            owner,
+            Owner::Plain {
+                duration_ms: Some(_),
+                ..
+            }
+        ) {
+            self.open_timed_pods += 1;
+        }
         self.pods.insert(
             pod.key.clone(),
             PodState {
@@ -671,19 +993,22 @@ impl Engine<'_> {
                 owner,
                 submitted_ms: self.now,
                 phase: Phase::Pending,
+                unschedulable: false,
             },
         );
         self.queue.add(pod);
-        if let Some(a) = self.autoscaler.as_mut() {
-            a.dirty = true;
-        }
     }
 
     fn submit_driver(&mut self, app: usize) {
         let a = &self.apps[app];
-        let pod = a
+        let mut pod = a
             .spec
             .driver_pod(a.attempt, self.now, &self.config.scheduler_name);
+        if self.constraints == Constraints::Webhook {
+            webhook::admit_driver(self.config, &mut pod);
+        } else {
+            self.constraints.driver(&mut pod);
+        }
         self.submit(pod, Owner::Driver { app });
     }
 
@@ -693,18 +1018,30 @@ impl Engine<'_> {
             let n = a.next_executor;
             a.next_executor += 1;
             a.pending.insert(n);
-            let mut pod = a
-                .spec
-                .executor_pod(n, self.now, &self.config.scheduler_name);
-            if let Some((class, request)) = a.spec.executor_claim {
+            let spec = a.spec.clone();
+            let mut pod = spec.executor_pod(n, self.now, &self.config.scheduler_name);
+            if let Some((class, request)) = spec.executor_claim {
                 // Spark's OnDemand claim, created with its executor.
                 let name = format!("{}-pvc-0", pod.key.name);
-                let c = crate::sim::trace::claim(&a.spec.namespace, &name, class, request);
+                let c = crate::sim::trace::claim(&spec.namespace, &name, class, request);
                 self.snap.storage_mut().upsert_claim(c);
                 pod.volumes.push(crate::model::PodVolume::Claim {
                     claim: name,
                     ephemeral: false,
                 });
+            }
+            if self.constraints == Constraints::Webhook {
+                // Admission counts the application's executors pending with a type chosen.
+                let pending: Vec<Sym> = self.apps[app]
+                    .pending
+                    .iter()
+                    .filter_map(|&m| self.pods.get(&self.executor_key(app, m)))
+                    .filter(|st| st.phase == Phase::Pending)
+                    .filter_map(|st| webhook::admitted_type(&st.pod))
+                    .collect();
+                webhook::admit_executor(self.config, &mut pod, &self.snap, pending.into_iter());
+            } else {
+                self.constraints.executor(&mut pod, &spec);
             }
             self.submit(pod, Owner::Executor { app, n });
         }
@@ -729,17 +1066,19 @@ impl Engine<'_> {
             .assume(bound.clone(), node)
             .map_err(|e| SimError::Options(format!("internal: assume failed: {e}")))?;
         self.placed_cpu += i128::from(bound.requests.milli_cpu);
-        if let Some(r) = self.nodes.get_mut(&node_name) {
-            r.empty_since_ms = None;
+        let now = self.now;
+        if let Some(k) = self.karpenter.as_mut() {
+            k.pod_changed(node_name, now);
         }
+        self.karpenter_dirty = true;
         let key = bound.key.clone();
         let uid = bound.uid.clone();
         if let Some(st) = self.pods.get_mut(&key) {
             st.pod = bound;
             st.phase = Phase::Binding;
-        }
-        if let Some(a) = self.autoscaler.as_mut() {
-            a.covered.remove(&key);
+            if std::mem::replace(&mut st.unschedulable, false) {
+                self.marked -= 1;
+            }
         }
         if self.bind_latency_ms == 0 {
             self.confirm_bind(&key, &uid);
@@ -817,6 +1156,9 @@ impl Engine<'_> {
         let Some(st) = self.pods.remove(key) else {
             return;
         };
+        if st.unschedulable {
+            self.marked -= 1;
+        }
         let now = self.now;
         let placed = st.phase != Phase::Pending;
         // Volumes reserved for a binding that will not be confirmed are released.
@@ -836,28 +1178,28 @@ impl Engine<'_> {
             self.placed_cpu -= i128::from(st.pod.requests.milli_cpu);
             let app = st.pod.spark.as_ref().map(|s| s.app);
             self.emit(ClusterEvent::PodDeleted { app });
-            if let Some(node) = st.pod.node_name {
-                if let Some(idx) = self.snap.nodes().get(node) {
-                    if self.snap.nodes().pod_count[idx as usize] == 0 {
-                        self.node_became_empty(node);
-                    }
-                }
+            if let (Some(node), Some(k)) = (st.pod.node_name, self.karpenter.as_mut()) {
+                k.pod_changed(node, now);
             }
+            self.karpenter_dirty = true;
         } else {
             self.queue.delete(key);
             self.snap.clear_nomination(key);
         }
-        if let Some(a) = self.autoscaler.as_mut() {
-            a.covered.remove(key);
+        if cause == Cause::Finished {
+            self.last_progress_ms = now;
         }
-        let lost = matches!(cause, Cause::Lost | Cause::Preempted);
+        let lost = cause.loss_name();
         match st.owner {
             Owner::Plain {
                 duration_ms,
                 template,
                 incarnation,
             } => {
-                if lost {
+                if duration_ms.is_some() {
+                    self.open_timed_pods = self.open_timed_pods.saturating_sub(1);
+                }
+                if lost.is_some() {
                     // A plain pod is recreated by its controller and starts over.
                     self.m.plain_pods_lost += 1;
                     let mut pod = (*template).clone();
@@ -878,12 +1220,18 @@ impl Engine<'_> {
                 a.advance(now);
                 let was_running = a.running.contains_key(&n);
                 match cause {
-                    Cause::Lost | Cause::Preempted => {
-                        a.executor_lost(n, now);
+                    Cause::Lost(_) | Cause::Preempted => {
+                        if let Some(redo) = a.executor_lost(n, now) {
+                            self.m.recompute_executor_seconds += redo;
+                        }
+                        let running = a.phase == AppPhase::Running;
                         if placed {
                             self.m.executor_losses += 1;
+                            if let Some(why) = lost {
+                                *self.m.executor_losses_by.entry(why.to_owned()).or_insert(0) += 1;
+                            }
                         }
-                        if a.phase == AppPhase::Running {
+                        if running {
                             self.request_executors(app, 1);
                         }
                     }
@@ -904,8 +1252,9 @@ impl Engine<'_> {
                 }
             }
             Owner::Driver { app } => {
-                if lost {
+                if let Some(why) = lost {
                     self.m.driver_losses += 1;
+                    *self.m.driver_losses_by.entry(why.to_owned()).or_insert(0) += 1;
                     self.fail_attempt(app);
                 }
             }
@@ -925,6 +1274,8 @@ impl Engine<'_> {
     fn fail_attempt(&mut self, app: usize) {
         let now = self.now;
         self.apps[app].advance(now);
+        // Everything the attempt did is gone with its driver.
+        self.m.work_lost_with_drivers += self.apps[app].work_done;
         self.apps[app].phase = AppPhase::Failed;
         for k in self.app_executor_keys(app) {
             self.remove_pod(&k, Cause::DriverGone);
@@ -937,6 +1288,7 @@ impl Engine<'_> {
             self.apps[app].epoch += 1;
             self.apps[app].finish_share(now);
             self.m.apps_failed += 1;
+            self.last_progress_ms = now;
         }
     }
 
@@ -948,6 +1300,7 @@ impl Engine<'_> {
         a.completed_ms = Some(now);
         a.epoch += 1;
         self.m.apps_completed += 1;
+        self.last_progress_ms = now;
         self.m
             .completion_seconds
             .push(now.saturating_sub(a.submitted_ms) as f64 / 1000.0);
@@ -991,25 +1344,16 @@ impl Engine<'_> {
                     }
                 }
             }
-            SimEvent::NodeTerminate { name } => self.remove_node(name),
-            SimEvent::NodeReady { node, price } => {
-                if let Some(a) = self.autoscaler.as_mut() {
-                    a.in_flight = a.in_flight.saturating_sub(1);
-                }
-                self.m.nodes_provisioned += 1;
-                self.add_node(*node, price, true);
-            }
-            SimEvent::Consolidate { name, since_ms } => {
-                let still_empty = self
-                    .nodes
-                    .get(&name)
-                    .is_some_and(|r| r.empty_since_ms == Some(since_ms));
-                if still_empty {
-                    self.m.nodes_consolidated += 1;
-                    self.remove_node(name);
+            SimEvent::NodeTerminate { name } => self.remove_node(name, Loss::SpotInterruption),
+            SimEvent::NodeReady { node, price } => self.karpenter_node_ready(*node, price),
+            SimEvent::KarpenterBatch => self.karpenter_batch(),
+            SimEvent::DisruptionPoll => self.disruption_poll(),
+            SimEvent::InterruptionNotice { name, epoch } => self.interruption_notice(name, epoch),
+            SimEvent::WaitEnds { key, uid } => {
+                if self.pods.get(&key).is_some_and(|st| st.pod.uid == uid) {
+                    self.queue.activate(&key);
                 }
             }
-            SimEvent::AutoscalerTick => self.autoscale(),
         }
         Ok(())
     }
@@ -1050,18 +1394,31 @@ impl Engine<'_> {
                     if d.post_filter.as_ref().is_some_and(|r| r.clears_nomination) {
                         self.snap.clear_nomination(&pod.key);
                     }
+                    let newly = self
+                        .pods
+                        .get_mut(&pod.key)
+                        .is_some_and(|st| !std::mem::replace(&mut st.unschedulable, true));
+                    if newly {
+                        self.marked += 1;
+                        self.karpenter_trigger(true);
+                    }
+                    let wait_ends = crate::plugins::capacity_mix::admitted_wait_ends_ms(
+                        self.config,
+                        &pod,
+                        &self.snap,
+                    );
+                    if let Some(at) = wait_ends.filter(|&at| at >= self.now as i64) {
+                        let (key, uid) = (pod.key.clone(), pod.uid.clone());
+                        self.push(at as u64 + 1, SimEvent::WaitEnds { key, uid });
+                    }
                     self.queue.requeue_unschedulable(qp, d.rejected_by())?;
                 }
             }
             self.deliver_events();
         }
-        if let Some(a) = self.autoscaler.as_mut() {
-            if a.dirty && !a.tick_pending && self.queue.pending_counts().unschedulable > 0 {
-                a.dirty = false;
-                a.tick_pending = true;
-                let at = self.now + secs_to_ms(a.opts.batch_window_seconds);
-                self.push(at, SimEvent::AutoscalerTick);
-            }
+        if self.karpenter_dirty && self.marked > 0 {
+            self.karpenter_dirty = false;
+            self.karpenter_trigger(false);
         }
         Ok(())
     }
@@ -1108,133 +1465,6 @@ impl Engine<'_> {
         }
     }
 
-    // ---- autoscaler ----------------------------------------------------------------
-
-    /// The capacity type a pending pod asks the autoscaler for.
-    fn wanted_type(&self, pod: &Pod) -> String {
-        let Some(sp) = pod.spark.as_ref() else {
-            return ON_DEMAND.to_owned();
-        };
-        if pod.is_driver() {
-            return ON_DEMAND.to_owned();
-        }
-        let app = self
-            .apps
-            .iter()
-            .rev()
-            .find(|a| a.spec.id == sp.app.as_str());
-        match app.and_then(|a| a.spec.target_spot_share.map(|t| (a, t))) {
-            None => SPOT.to_owned(),
-            Some((a, target)) => {
-                let n = a.running.len() as f64;
-                let spot = a.running.values().filter(|e| e.spot).count() as f64;
-                // The type whose share would fall furthest short with one more executor.
-                if spot < target * (n + 1.0) {
-                    SPOT.to_owned()
-                } else {
-                    ON_DEMAND.to_owned()
-                }
-            }
-        }
-    }
-
-    fn autoscale(&mut self) {
-        let now = self.now;
-        let Some(a) = self.autoscaler.as_ref() else {
-            return;
-        };
-        let window = secs_to_ms(a.opts.batch_window_seconds);
-        let delay = secs_to_ms(a.opts.provision_delay_seconds);
-        let mut eligible: Vec<Arc<Pod>> = Vec::new();
-        let mut next_tick: Option<u64> = None;
-        for qp in self.queue.unschedulable_pods() {
-            if !qp.rejected_by.contains(&plugin::NODE_RESOURCES_FIT) {
-                continue;
-            }
-            if a.asks.get(qp.key()).copied().unwrap_or(0) >= MAX_ASKS_PER_POD {
-                continue;
-            }
-            let ready_at = qp.first_enqueued_ms.saturating_add(window);
-            let covered_until = a.covered.get(qp.key()).copied().unwrap_or(0);
-            let at = ready_at.max(covered_until);
-            if at <= now {
-                eligible.push(qp.pod.clone());
-            } else {
-                next_tick = min_opt(next_tick, Some(at));
-            }
-        }
-        eligible.sort_by(|x, y| x.key.cmp(&y.key));
-        let mut by_type: BTreeMap<String, Vec<crate::model::Resources>> = BTreeMap::new();
-        let mut asked: Vec<PodKey> = Vec::new();
-        for pod in &eligible {
-            let ty = self.wanted_type(pod);
-            let Some(shape) = a.shapes.get(&ty) else {
-                continue;
-            };
-            let zone = a.zones.first().map(|z| z.as_str());
-            let probe = cluster_model::provisioned_node("probe", &ty, zone, shape);
-            if cluster_model::fits_empty(pod, &probe) {
-                by_type.entry(ty).or_default().push(pod.requests.clone());
-                asked.push(pod.key.clone());
-            }
-        }
-        let provisioned_live = self.nodes.values().filter(|r| r.provisioned).count() as u32;
-        let Some(a) = self.autoscaler.as_mut() else {
-            return;
-        };
-        let mut room = a
-            .opts
-            .max_nodes
-            .saturating_sub(provisioned_live + a.in_flight);
-        let mut new_nodes = Vec::new();
-        for (ty, reqs) in by_type {
-            let Some(shape) = a.shapes.get(&ty) else {
-                continue;
-            };
-            let n = cluster_model::nodes_needed(reqs, shape).min(room);
-            room -= n;
-            for _ in 0..n {
-                a.seq += 1;
-                let zone =
-                    (!a.zones.is_empty()).then(|| a.zones[a.seq as usize % a.zones.len()].as_str());
-                let name = format!("auto-{ty}-{}", a.seq);
-                let node = cluster_model::provisioned_node(&name, &ty, zone, shape);
-                let price = a.opts.shapes.get(&ty).and_then(|s| s.price_per_hour);
-                new_nodes.push((node, ty.clone(), price));
-            }
-        }
-        let cover_until = now + delay + window;
-        for k in asked {
-            *a.asks.entry(k.clone()).or_default() += 1;
-            a.covered.insert(k, cover_until);
-        }
-        a.in_flight += new_nodes.len() as u32;
-        a.tick_pending = false;
-        if !new_nodes.is_empty() {
-            next_tick = min_opt(next_tick, Some(cover_until));
-        }
-        if let Some(at) = next_tick {
-            a.tick_pending = true;
-            self.push(at, SimEvent::AutoscalerTick);
-        }
-        for (node, ty, price) in new_nodes {
-            let price = cluster_model::node_price(
-                price,
-                &ty,
-                &node.allocatable,
-                &self.opts.price_per_vcpu_hour,
-                self.opts.default_price_per_vcpu_hour,
-            );
-            self.push(
-                now + delay,
-                SimEvent::NodeReady {
-                    node: Box::new(node),
-                    price,
-                },
-            );
-        }
-    }
-
     // ---- the end -------------------------------------------------------------------
 
     fn finish(mut self, policy: &str) -> RunResult {
@@ -1245,13 +1475,15 @@ impl Engine<'_> {
                 a.finish_share(now);
             }
         }
-        let (mut weighted, mut weight) = (0.0, 0.0);
+        let (mut weighted, mut floor, mut weight) = (0.0, 0.0, 0.0);
         for a in &self.apps {
             if a.spec.target_spot_share.is_some() {
                 weighted += a.share.weighted_error;
+                floor += a.share.weighted_floor;
                 weight += a.share.weight_seconds;
             }
         }
+        let never_bound = self.never_bound();
         let mut largest: Vec<&App> = self
             .apps
             .iter()
@@ -1277,6 +1509,17 @@ impl Engine<'_> {
             })
             .collect();
         self.sample();
+        // The charts' lines run to the end of the run, changed or not.
+        if let Some(last) = self.samples.last() {
+            let end = self.now as f64 / 1000.0;
+            if last.t < end {
+                let mut s = last.clone();
+                s.t = end;
+                s.cost = self.m.cost.clone();
+                self.samples.push(s);
+            }
+        }
+        let stats = self.karpenter.as_ref().map(|k| k.stats.clone());
         let m = self.m;
         RunResult {
             sampling: self.sampling.map(|p| p.tally),
@@ -1294,9 +1537,15 @@ impl Engine<'_> {
             plain_pods_lost: m.plain_pods_lost,
             preemptions: m.preemptions,
             capacity_fallbacks: m.capacity_fallbacks,
-            nodes_provisioned: m.nodes_provisioned,
-            nodes_consolidated: m.nodes_consolidated,
+            executor_losses_by: m.executor_losses_by,
+            driver_losses_by: m.driver_losses_by,
+            recompute_executor_seconds: m.recompute_executor_seconds,
+            work_lost_with_drivers: m.work_lost_with_drivers,
+            autoscaler: stats,
+            ended_by: self.ended_by,
+            never_bound,
             spot_share_abs_error_mean: (weight > 0.0).then(|| weighted / weight),
+            spot_share_error_floor: (weight > 0.0).then(|| floor / weight),
             cost_by_type: m.cost,
             node_hours: m.node_hours,
             pending_seconds: m.pending_seconds,
@@ -1320,6 +1569,65 @@ impl Engine<'_> {
                 })
                 .collect(),
         }
+    }
+}
+
+impl Engine<'_> {
+    /// Every pod still pending at the end, with the scheduler's message (as it would write it
+    /// now) and the autoscaler's view.
+    fn never_bound(&mut self) -> Vec<NeverBound> {
+        let mut pending: Vec<(PodKey, Arc<Pod>, u64, bool)> = self
+            .pods
+            .values()
+            .filter(|st| st.phase == Phase::Pending)
+            .map(|st| {
+                (
+                    st.pod.key.clone(),
+                    st.pod.clone(),
+                    st.submitted_ms,
+                    st.unschedulable,
+                )
+            })
+            .collect();
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
+        let opts = CycleOptions {
+            detail: true,
+            post_filter: false,
+            ..CycleOptions::default()
+        };
+        let mut out = Vec::new();
+        for (key, pod, submitted, marked) in pending {
+            let d = schedule(self.profile, &pod, &mut self.snap, opts);
+            let scheduler = match d.node {
+                // The last cycle before the end may simply not have come round yet.
+                Some(_) => "fits a node now; not retried before the run ended".to_owned(),
+                None => d.message().unwrap_or_default(),
+            };
+            let autoscaler = match &self.karpenter {
+                None => "no autoscaler".to_owned(),
+                Some(_) if !marked => "never marked unschedulable".to_owned(),
+                Some(k) => match (k.reasons.get(&key), k.expected.get(&key)) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(n)) => format!("expects it to fit node {n}"),
+                    (None, None) => "not yet in a provisioning pass".to_owned(),
+                },
+            };
+            let role = if pod.is_driver() {
+                "driver"
+            } else if pod.is_executor() {
+                "executor"
+            } else {
+                "pod"
+            };
+            out.push(NeverBound {
+                pod: key.to_string(),
+                role,
+                waited_seconds: self.now.saturating_sub(submitted) as f64 / 1000.0,
+                scheduler,
+                autoscaler,
+            });
+        }
+        out
     }
 }
 

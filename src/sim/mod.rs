@@ -6,17 +6,20 @@
 //! plus wall-clock timing kept apart. [`SimReport::write`] puts `report.json` and SVG charts
 //! in a directory; [`SimReport::summary_table`] compares the policies side by side.
 
+pub mod baselines;
 pub mod charts;
 pub mod cluster_model;
 pub mod engine;
 pub mod fgd;
+pub mod karpenter;
 pub mod report;
 pub mod sampling;
 pub mod spark_model;
 pub mod storage_model;
 pub mod trace;
+pub mod webhook;
 
-pub use cluster_model::{AutoscalerOptions, NodeShape};
+pub use baselines::{Constraints, Pools};
 pub use report::{PolicyReport, SimReport, Timing};
 pub use sampling::SamplingQuality;
 
@@ -71,8 +74,13 @@ pub struct SimOptions {
     pub preemption_grace_seconds: (f64, f64),
     /// How often an application whose driver was lost is submitted again.
     pub app_resubmissions: u32,
-    /// Karpenter-like node provisioning; off when `None`.
-    pub autoscaler: Option<AutoscalerOptions>,
+    /// Whether Karpenter (configured by the config's `simulation.karpenter`) launches nodes.
+    pub autoscaler: AutoscalerMode,
+    /// After the trace's last event, a run in which for this long no pod has finished and no
+    /// application has completed, failed or got further than ever before, with nothing running
+    /// that would, ends (reported as stalled): nothing in the simulation helps the pods still
+    /// pending.
+    pub stall_seconds: f64,
     /// Price of a node the trace gives no price for: dollars per vCPU-hour, by capacity type.
     /// Types not listed use `default_price_per_vcpu_hour`.
     pub price_per_vcpu_hour: BTreeMap<String, f64>,
@@ -97,7 +105,8 @@ impl Default for SimOptions {
             bind_latency_seconds: 0.0,
             preemption_grace_seconds: (0.0, 30.0),
             app_resubmissions: 1,
-            autoscaler: None,
+            autoscaler: AutoscalerMode::Auto,
+            stall_seconds: 3600.0,
             price_per_vcpu_hour: prices,
             default_price_per_vcpu_hour: 0.048,
             chart_apps: 10,
@@ -131,36 +140,81 @@ impl SimOptions {
                 return bad(format!("price {p} must be finite and >= 0"));
             }
         }
-        if let Some(a) = &self.autoscaler {
-            a.validate().map_err(SimError::Options)?;
+        if !(self.stall_seconds.is_finite() && self.stall_seconds > 0.0) {
+            return bad(format!(
+                "stall horizon {} must be finite and > 0",
+                self.stall_seconds
+            ));
         }
         Ok(())
     }
 }
 
-/// A policy as given on the command line: a profile of the config, optionally with
-/// `@N` forcing its `percentageOfNodesToScore` to N (0..=100; 0 scores every node).
+/// When the simulated cluster has an autoscaler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoscalerMode {
+    /// Karpenter for traces with Spark applications; none for the others (openb, spot-gpu).
+    #[default]
+    Auto,
+    Karpenter,
+    Off,
+}
+
+/// A policy as given on the command line: a named baseline (`baselines::BASELINES`), or a
+/// profile of the config, optionally with `@N` forcing its `percentageOfNodesToScore` to N
+/// (0..=100; 0 scores every node).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySpec {
-    /// The name in the report: the profile, or `profile@N`.
+    /// The name in the report: the baseline, the profile, or `profile@N`.
     pub label: String,
     pub profile: String,
     pub sample_percent: Option<u32>,
+    /// What its Spark pods carry.
+    pub constraints: Constraints,
+    /// The autoscaler's NodePools.
+    pub pools: Pools,
 }
 
 impl PolicySpec {
-    /// A profile name of `config` as it is (even if it contains `@`), else `profile@N`.
+    /// A baseline name, else a profile name of `config` as it is (even if it contains `@`),
+    /// else `profile@N`.
     pub fn parse(spec: &str, config: &Config) -> Result<PolicySpec, SimError> {
+        if let Some(b) = baselines::lookup(spec) {
+            if config.profile(b.profile).is_none() {
+                return Err(SimError::PolicySpec {
+                    policy: spec.to_owned(),
+                    message: format!("needs profile {:?}, which the config lacks", b.profile),
+                });
+            }
+            return Ok(PolicySpec {
+                label: spec.to_owned(),
+                profile: b.profile.to_owned(),
+                sample_percent: None,
+                constraints: b.constraints,
+                pools: b.pools,
+            });
+        }
         let plain = || PolicySpec {
             label: spec.to_owned(),
             profile: spec.to_owned(),
             sample_percent: None,
+            constraints: Constraints::None,
+            pools: Pools::Default,
         };
         if config.profile(spec).is_some() {
             return Ok(plain());
         }
         let Some((profile, pct)) = spec.rsplit_once('@') else {
-            return Ok(plain());
+            let named: Vec<&str> = baselines::BASELINES.iter().map(|b| b.name).collect();
+            let profiles: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
+            return Err(SimError::PolicySpec {
+                policy: spec.to_owned(),
+                message: format!(
+                    "not a policy ({}) nor a profile of the config ({})",
+                    named.join(", "),
+                    profiles.join(", ")
+                ),
+            });
         };
         let bad = || SimError::PolicySpec {
             policy: spec.to_owned(),
@@ -180,6 +234,8 @@ impl PolicySpec {
             label: format!("{profile}@{n}"),
             profile: profile.to_owned(),
             sample_percent: Some(n),
+            constraints: Constraints::None,
+            pools: Pools::Default,
         })
     }
 }
@@ -234,15 +290,23 @@ pub fn simulate(
         } else {
             None
         };
-        profiles.push((spec.label, profile, full_scan));
+        profiles.push((spec, profile, full_scan));
     }
     let mut report = SimReport::new(trace, opts.seed);
-    for (name, profile, full_scan) in &profiles {
+    for (spec, profile, full_scan) in &profiles {
         let started = std::time::Instant::now();
-        let run = engine::run(trace, config, profile, full_scan.as_ref(), opts, name)?;
+        let policy = engine::Policy {
+            name: &spec.label,
+            profile,
+            full_scan: full_scan.as_ref(),
+            constraints: spec.constraints,
+            pools: spec.pools,
+        };
+        let run = engine::run(trace, config, &policy, opts)?;
         let wall = started.elapsed().as_secs_f64();
-        report.add_policy(name, run, wall);
+        report.add_policy(&spec.label, run, wall);
     }
+    report.compare_with(baselines::REFERENCE);
     Ok(report)
 }
 
@@ -282,6 +346,22 @@ mod tests {
         assert_eq!(
             PolicySpec::parse("team@5", &c).unwrap().sample_percent,
             None
+        );
+        // Named policies: a profile plus constraints and pools.
+        let p = PolicySpec::parse("all-spot", &c).unwrap();
+        assert_eq!(
+            (p.profile.as_str(), p.constraints, p.pools),
+            ("kube-default", Constraints::SpotExecutors, Pools::Default)
+        );
+        let p = PolicySpec::parse("spark-fleet-webhook", &c).unwrap();
+        assert_eq!(
+            (p.profile.as_str(), p.constraints),
+            ("spark-fleet", Constraints::Webhook)
+        );
+        let e = PolicySpec::parse("nope", &c).unwrap_err().to_string();
+        assert!(
+            e.contains("nope") && e.contains("karpenter-spread") && e.contains("kube-default"),
+            "{e}"
         );
     }
 }

@@ -27,9 +27,17 @@ pub struct RunResult {
     pub plain_pods_lost: u64,
     pub preemptions: u64,
     pub capacity_fallbacks: u64,
-    pub nodes_provisioned: u64,
-    pub nodes_consolidated: u64,
+    pub executor_losses_by: BTreeMap<String, u64>,
+    pub driver_losses_by: BTreeMap<String, u64>,
+    pub recompute_executor_seconds: f64,
+    pub work_lost_with_drivers: f64,
+    /// None when the run had no autoscaler.
+    pub autoscaler: Option<crate::sim::karpenter::Stats>,
+    pub ended_by: &'static str,
+    /// Pods still pending at the end.
+    pub never_bound: Vec<NeverBound>,
     pub spot_share_abs_error_mean: Option<f64>,
+    pub spot_share_error_floor: Option<f64>,
     pub cost_by_type: BTreeMap<String, f64>,
     pub node_hours: BTreeMap<String, f64>,
     pub pending_seconds: Vec<f64>,
@@ -46,6 +54,19 @@ pub struct RunResult {
     pub sampling: Option<SamplingTally>,
     /// Wall time spent in the shadow full scans (part of the run's wall time).
     pub shadow_scan_seconds: f64,
+}
+
+/// A pod still pending when the run ended, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NeverBound {
+    pub pod: String,
+    pub role: &'static str,
+    pub waited_seconds: f64,
+    /// The scheduler's FailedScheduling message at the end.
+    pub scheduler: String,
+    /// The autoscaler's view: its reason for launching nothing, or the node it expects the
+    /// pod on.
+    pub autoscaler: String,
 }
 
 /// The cluster at one instant (recorded when nodes or pending pods change).
@@ -99,6 +120,15 @@ pub struct CompletionSeconds {
     pub p99: f64,
 }
 
+/// Completion time relative to the reference policy, over applications both completed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Slowdown {
+    pub p50: f64,
+    pub p99: f64,
+    /// Applications completed under both policies.
+    pub apps: u64,
+}
+
 /// One policy's deterministic metrics (`report.json` → `policies.NAME`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyReport {
@@ -115,6 +145,14 @@ pub struct PolicyReport {
     pub driver_losses: u64,
     /// Placed executors lost to node loss or preemption.
     pub executor_losses: u64,
+    /// The same, by cause: `spot-interruption`, `consolidation`, `node-removed`, `preemption`.
+    pub executor_losses_by_cause: BTreeMap<String, u64>,
+    pub driver_losses_by_cause: BTreeMap<String, u64>,
+    /// Executor-seconds the lost executors had done, redone by their replacements.
+    pub recompute_executor_seconds: f64,
+    /// Executor-seconds done by attempts that failed with their driver (redone by the
+    /// resubmitted attempt, or lost with a failed application).
+    pub work_lost_with_drivers_executor_seconds: f64,
     /// Placed executors that went down with their driver.
     pub executors_failed_with_driver: u64,
     /// Plain pods lost (and recreated) to node loss or preemption.
@@ -124,22 +162,42 @@ pub struct PolicyReport {
     pub capacity_fallbacks: u64,
     /// null when no application with a mix target ran executors.
     pub spot_share_abs_error_mean: Option<f64>,
+    /// The same time weighting of the error no placement of the running executors could avoid
+    /// (with n executors and target t: min over k of |k/n − t|).
+    pub spot_share_error_floor: Option<f64>,
+    /// `spot_share_abs_error_mean − spot_share_error_floor`.
+    pub spot_share_error_above_floor: Option<f64>,
     pub cost_total: f64,
     pub cost: BTreeMap<String, f64>,
+    /// `1 − cost_total / cost_total of the reference policy` (null without it).
+    pub cost_saving_vs_reference: Option<f64>,
     pub node_hours: BTreeMap<String, f64>,
-    pub nodes_provisioned: u64,
-    pub nodes_consolidated: u64,
+    /// Nodes the autoscaler launched and took away (null without an autoscaler).
+    pub autoscaler: Option<crate::sim::karpenter::Stats>,
     /// From submission to running, over pods that ran.
     pub pending_seconds: PendingSeconds,
     /// From first submission to completion, over completed applications.
     pub app_completion_seconds: CompletionSeconds,
+    /// Per application completed under this and the reference policy, completion time over
+    /// the reference's (null without it).
+    pub completion_slowdown_vs_reference: Option<Slowdown>,
     pub cpu_utilization_mean: Option<f64>,
     pub decisions: u64,
     /// Virtual time at which the run ended.
     pub end_seconds: f64,
+    /// `work done`, `stalled` or `no more events`.
+    pub ended_by: String,
+    /// Pods still pending at the end, by role and the autoscaler's reason.
+    pub pending_at_end: u64,
+    pub pending_at_end_by_reason: BTreeMap<String, u64>,
+    /// The first pods still pending at the end (by key), with both messages.
+    pub never_bound_examples: Vec<NeverBound>,
     /// What node sampling cost in placement quality; null when the policy scores every node.
     pub sampling_quality: Option<SamplingQuality>,
 }
+
+/// Pods listed in `never_bound_examples`.
+const NEVER_BOUND_EXAMPLES: usize = 20;
 
 impl PolicyReport {
     fn from_run(r: &RunResult) -> PolicyReport {
@@ -147,6 +205,17 @@ impl PolicyReport {
         let completion = sorted(&r.completion_seconds);
         let round_map =
             |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), r6(*v))).collect();
+        let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+        for nb in &r.never_bound {
+            // Grouped without node names: which node Karpenter expects is in the examples.
+            let why = match nb.autoscaler.split_once(" node ") {
+                Some((head, _)) if nb.autoscaler.starts_with("expects it to fit") => {
+                    format!("{head} a node (existing or launching)")
+                }
+                _ => nb.autoscaler.clone(),
+            };
+            *by_reason.entry(format!("{}: {why}", nb.role)).or_insert(0) += 1;
+        }
         PolicyReport {
             pods_submitted: r.pods_submitted,
             pods_bound: r.pods_bound,
@@ -157,16 +226,25 @@ impl PolicyReport {
             app_resubmissions: r.app_resubmissions,
             driver_losses: r.driver_losses,
             executor_losses: r.executor_losses,
+            executor_losses_by_cause: r.executor_losses_by.clone(),
+            driver_losses_by_cause: r.driver_losses_by.clone(),
+            recompute_executor_seconds: r6(r.recompute_executor_seconds),
+            work_lost_with_drivers_executor_seconds: r6(r.work_lost_with_drivers),
             executors_failed_with_driver: r.executors_failed_with_driver,
             plain_pods_lost: r.plain_pods_lost,
             preemptions: r.preemptions,
             capacity_fallbacks: r.capacity_fallbacks,
             spot_share_abs_error_mean: r.spot_share_abs_error_mean.map(r6),
+            spot_share_error_floor: r.spot_share_error_floor.map(r6),
+            spot_share_error_above_floor: r
+                .spot_share_abs_error_mean
+                .zip(r.spot_share_error_floor)
+                .map(|(e, f)| r6(e - f)),
             cost_total: r6(r.cost_by_type.values().sum()),
             cost: round_map(&r.cost_by_type),
+            cost_saving_vs_reference: None,
             node_hours: round_map(&r.node_hours),
-            nodes_provisioned: r.nodes_provisioned,
-            nodes_consolidated: r.nodes_consolidated,
+            autoscaler: r.autoscaler.clone(),
             pending_seconds: PendingSeconds {
                 p50: r6(percentile(&pending, 50.0)),
                 p99: r6(percentile(&pending, 99.0)),
@@ -176,9 +254,22 @@ impl PolicyReport {
                 p50: r6(percentile(&completion, 50.0)),
                 p99: r6(percentile(&completion, 99.0)),
             },
+            completion_slowdown_vs_reference: None,
             cpu_utilization_mean: r.cpu_utilization_mean.map(r6),
             decisions: r.decisions,
             end_seconds: r6(r.end_seconds),
+            ended_by: r.ended_by.to_owned(),
+            pending_at_end: r.never_bound.len() as u64,
+            pending_at_end_by_reason: by_reason,
+            never_bound_examples: r
+                .never_bound
+                .iter()
+                .take(NEVER_BOUND_EXAMPLES)
+                .map(|nb| NeverBound {
+                    waited_seconds: r6(nb.waited_seconds),
+                    ..nb.clone()
+                })
+                .collect(),
             sampling_quality: r.sampling.as_ref().map(SamplingQuality::from_tally),
         }
     }
@@ -205,6 +296,8 @@ pub struct Timing {
 pub struct SimReport {
     pub trace: String,
     pub seed: u64,
+    /// The policy savings and slowdowns are measured against, when it ran.
+    pub reference: Option<String>,
     pub policies: BTreeMap<String, PolicyReport>,
     pub timing: BTreeMap<String, Timing>,
     /// Policy order as given, and the runs behind the charts.
@@ -222,6 +315,7 @@ impl SimReport {
                 .or_else(|| trace.header.source.clone())
                 .unwrap_or_default(),
             seed,
+            reference: None,
             policies: BTreeMap::new(),
             timing: BTreeMap::new(),
             runs: Vec::new(),
@@ -244,6 +338,48 @@ impl SimReport {
         self.policies
             .insert(name.to_owned(), PolicyReport::from_run(&run));
         self.runs.push(run);
+    }
+
+    /// Fills in each policy's cost saving and completion slowdown against `reference`, when
+    /// that policy ran.
+    pub fn compare_with(&mut self, reference: &str) {
+        let Some(base) = self.runs.iter().find(|r| r.policy == reference) else {
+            return;
+        };
+        let base_cost: f64 = base.cost_by_type.values().sum();
+        let base_apps: BTreeMap<&str, f64> = base
+            .apps
+            .iter()
+            .filter_map(|(id, c)| c.map(|c| (id.as_str(), c)))
+            .collect();
+        let mut filled = Vec::new();
+        for run in &self.runs {
+            let cost: f64 = run.cost_by_type.values().sum();
+            let saving = (base_cost > 0.0).then(|| r6(1.0 - cost / base_cost));
+            let ratios: Vec<f64> = run
+                .apps
+                .iter()
+                .filter_map(|(id, c)| {
+                    let mine = (*c)?;
+                    let theirs = *base_apps.get(id.as_str())?;
+                    (theirs > 0.0).then(|| mine / theirs)
+                })
+                .collect();
+            let ratios = sorted(&ratios);
+            let slowdown = (!ratios.is_empty()).then(|| Slowdown {
+                p50: r6(percentile(&ratios, 50.0)),
+                p99: r6(percentile(&ratios, 99.0)),
+                apps: ratios.len() as u64,
+            });
+            filled.push((run.policy.clone(), saving, slowdown));
+        }
+        for (policy, saving, slowdown) in filled {
+            if let Some(p) = self.policies.get_mut(&policy) {
+                p.cost_saving_vs_reference = saving;
+                p.completion_slowdown_vs_reference = slowdown;
+            }
+        }
+        self.reference = Some(reference.to_owned());
     }
 
     /// Pretty JSON of the whole report.
@@ -283,6 +419,32 @@ impl SimReport {
         Ok(written)
     }
 
+    /// For each policy that ended with pods pending: why, by role and the autoscaler's reason,
+    /// with the scheduler's message for the first such pod. Empty when every pod ran.
+    pub fn never_bound_summary(&self) -> String {
+        let mut out = String::new();
+        for run in &self.runs {
+            let Some(p) = self.policies.get(&run.policy) else {
+                continue;
+            };
+            if p.pending_at_end == 0 {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "{}: {} pod(s) never bound ({} at {:.0} s)",
+                run.policy, p.pending_at_end, p.ended_by, p.end_seconds
+            );
+            for (why, n) in &p.pending_at_end_by_reason {
+                let _ = writeln!(out, "  {n} × {why}");
+            }
+            if let Some(e) = p.never_bound_examples.first() {
+                let _ = writeln!(out, "  e.g. {}: {}", e.pod, e.scheduler);
+            }
+        }
+        out
+    }
+
     /// Policies side by side, one row per metric.
     pub fn summary_table(&self) -> String {
         let names: Vec<&String> = self.runs.iter().map(|r| &r.policy).collect();
@@ -293,31 +455,22 @@ impl SimReport {
             None => "-".to_owned(),
         };
         type Row<'a> = (&'a str, Box<dyn Fn(&PolicyReport) -> String + 'a>);
+        let by_cause = |m: &BTreeMap<String, u64>| {
+            if m.is_empty() {
+                return String::new();
+            }
+            let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            format!(" ({})", parts.join(", "))
+        };
         let mut rows: Vec<Row> = vec![
-            ("pods submitted", Box::new(|p| p.pods_submitted.to_string())),
-            ("pods bound", Box::new(|p| p.pods_bound.to_string())),
-            (
-                "pods never bound",
-                Box::new(|p| p.pods_never_bound.to_string()),
-            ),
-            ("apps submitted", Box::new(|p| p.apps_submitted.to_string())),
-            ("apps completed", Box::new(|p| p.apps_completed.to_string())),
-            ("apps failed", Box::new(|p| p.apps_failed.to_string())),
-            ("driver losses", Box::new(|p| p.driver_losses.to_string())),
-            (
-                "executor losses",
-                Box::new(|p| p.executor_losses.to_string()),
-            ),
-            ("preemptions", Box::new(|p| p.preemptions.to_string())),
-            (
-                "capacity fallbacks",
-                Box::new(|p| p.capacity_fallbacks.to_string()),
-            ),
-            (
-                "spot share |error| mean",
-                Box::new(move |p| opt(p.spot_share_abs_error_mean, 3)),
-            ),
             ("cost total $", Box::new(|p| format!("{:.2}", p.cost_total))),
+            (
+                "saving vs reference",
+                Box::new(|p| {
+                    p.cost_saving_vs_reference
+                        .map_or("-".into(), |s| format!("{:.1}%", s * 100.0))
+                }),
+            ),
             (
                 "node hours",
                 Box::new(|p| {
@@ -329,10 +482,38 @@ impl SimReport {
                 }),
             ),
             (
-                "pending s p50/p99/max",
+                "executor losses",
+                Box::new(move |p| {
+                    format!(
+                        "{}{}",
+                        p.executor_losses,
+                        by_cause(&p.executor_losses_by_cause)
+                    )
+                }),
+            ),
+            (
+                "driver losses",
+                Box::new(move |p| {
+                    format!("{}{}", p.driver_losses, by_cause(&p.driver_losses_by_cause))
+                }),
+            ),
+            (
+                "recompute executor-hours",
                 Box::new(|p| {
-                    let s = &p.pending_seconds;
-                    format!("{:.1}/{:.1}/{:.1}", s.p50, s.p99, s.max)
+                    format!(
+                        "{:.1} (+{:.1} with drivers)",
+                        p.recompute_executor_seconds / 3600.0,
+                        p.work_lost_with_drivers_executor_seconds / 3600.0
+                    )
+                }),
+            ),
+            (
+                "apps completed/failed/of",
+                Box::new(|p| {
+                    format!(
+                        "{}/{}/{}",
+                        p.apps_completed, p.apps_failed, p.apps_submitted
+                    )
                 }),
             ),
             (
@@ -341,6 +522,56 @@ impl SimReport {
                     let s = &p.app_completion_seconds;
                     format!("{:.0}/{:.0}", s.p50, s.p99)
                 }),
+            ),
+            (
+                "slowdown vs reference p50/p99",
+                Box::new(|p| {
+                    p.completion_slowdown_vs_reference
+                        .as_ref()
+                        .map_or("-".into(), |s| format!("{:.2}/{:.2}", s.p50, s.p99))
+                }),
+            ),
+            (
+                "spot share |error| (floor)",
+                Box::new(move |p| {
+                    format!(
+                        "{} ({})",
+                        opt(p.spot_share_abs_error_mean, 3),
+                        opt(p.spot_share_error_floor, 3)
+                    )
+                }),
+            ),
+            (
+                "capacity fallbacks",
+                Box::new(|p| p.capacity_fallbacks.to_string()),
+            ),
+            (
+                "pending s p50/p99/max",
+                Box::new(|p| {
+                    let s = &p.pending_seconds;
+                    format!("{:.1}/{:.1}/{:.1}", s.p50, s.p99, s.max)
+                }),
+            ),
+            (
+                "nodes launched",
+                Box::new(|p| {
+                    p.autoscaler.as_ref().map_or("-".into(), |a| {
+                        a.launched
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                }),
+            ),
+            (
+                "pods bound/submitted",
+                Box::new(|p| format!("{}/{}", p.pods_bound, p.pods_submitted)),
+            ),
+            ("preemptions", Box::new(|p| p.preemptions.to_string())),
+            (
+                "pending at end",
+                Box::new(|p| format!("{} ({})", p.pending_at_end, p.ended_by)),
             ),
             (
                 "cpu utilization mean",

@@ -202,6 +202,10 @@ pub struct App {
     pub completed_ms: Option<u64>,
     /// Largest number of executors running at once.
     pub peak_executors: usize,
+    /// The most work the application has had done at once, and when it first got there: an
+    /// application whose executors keep being lost before they pass it makes no progress.
+    pub best_work: f64,
+    pub best_at_ms: u64,
 }
 
 impl App {
@@ -221,6 +225,8 @@ impl App {
             share: ShareTracker::default(),
             completed_ms: None,
             peak_executors: 0,
+            best_work: 0.0,
+            best_at_ms: now_ms,
         }
     }
 
@@ -245,6 +251,10 @@ impl App {
         let dt = now_ms.saturating_sub(self.last_update_ms) as f64 / 1000.0;
         self.work_done += self.rate() * dt;
         self.last_update_ms = now_ms.max(self.last_update_ms);
+        if self.work_done > self.best_work + 1e-9 {
+            self.best_work = self.work_done;
+            self.best_at_ms = self.last_update_ms;
+        }
     }
 
     pub fn remaining(&self) -> f64 {
@@ -280,16 +290,17 @@ impl App {
         self.sample_share(now_ms);
     }
 
-    /// A running executor was lost: the work it did is lost with it. Returns whether it ran.
-    pub fn executor_lost(&mut self, n: u32, now_ms: u64) -> bool {
+    /// A running executor was lost: the work it did is lost with it and must be redone.
+    /// Returns the executor-seconds lost (None when it was not running).
+    pub fn executor_lost(&mut self, n: u32, now_ms: u64) -> Option<f64> {
         self.pending.remove(&n);
-        let Some(e) = self.running.remove(&n) else {
-            return false;
-        };
+        let e = self.running.remove(&n)?;
         let did = now_ms.saturating_sub(e.started_ms) as f64 / 1000.0;
-        self.work_done = (self.work_done - did).max(0.0);
+        // Never more than the application has done (work before a restart is gone already).
+        let lost = did.min(self.work_done);
+        self.work_done -= lost;
         self.sample_share(now_ms);
-        true
+        Some(lost)
     }
 
     /// An executor finished with the application (no work lost).
@@ -318,42 +329,67 @@ impl App {
         (n > 0).then(|| self.running.values().filter(|e| e.spot).count() as f64 / n as f64)
     }
 
+    /// (spot executors, executors) running, when any run.
+    fn running_counts(&self) -> Option<(usize, usize)> {
+        let n = self.running.len();
+        (n > 0).then(|| (self.running.values().filter(|e| e.spot).count(), n))
+    }
+
     fn sample_share(&mut self, now_ms: u64) {
-        let share = self.spot_share();
+        let counts = self.running_counts();
         self.share
-            .sample(now_ms, share, self.spec.target_spot_share);
+            .sample(now_ms, counts, self.spec.target_spot_share);
     }
 
     /// Closes the open share interval at the end of the simulation.
     pub fn finish_share(&mut self, now_ms: u64) {
+        let counts = self.running_counts();
         self.share
-            .sample(now_ms, self.spot_share(), self.spec.target_spot_share);
+            .sample(now_ms, counts, self.spec.target_spot_share);
     }
 }
 
+/// The closest any placement of `n` executors can come to `target`: min over k of |k/n − target|.
+pub fn share_floor(n: usize, target: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n_f = n as f64;
+    let k = (target * n_f).floor();
+    let below = (k / n_f - target).abs();
+    let above = ((k + 1.0).min(n_f) / n_f - target).abs();
+    below.min(above)
+}
+
 /// Time-weighted |actual − target| spot share of one application, sampled at every change of
-/// its executor set. Time with no running executors carries no weight (there is no share).
+/// its executor set, and the same weighting of the floor its executor counts allow. Time with
+/// no running executors carries no weight (there is no share).
 #[derive(Debug, Clone, Default)]
 pub struct ShareTracker {
     since_ms: u64,
-    /// The current share and its error, while executors run.
-    current: Option<(f64, f64)>,
+    /// The current share, its error and its floor, while executors run.
+    current: Option<(f64, f64, f64)>,
     pub weighted_error: f64,
+    /// ∫ floor dt: the error no placement of the running executors could avoid.
+    pub weighted_floor: f64,
     pub weight_seconds: f64,
     /// (time, share) at each change, for charts; None = no executors.
     pub series: Vec<(u64, Option<f64>)>,
 }
 
 impl ShareTracker {
-    fn sample(&mut self, now_ms: u64, share: Option<f64>, target: Option<f64>) {
-        if let Some((_, err)) = self.current {
+    /// `counts`: (spot executors, executors) running, None when none run.
+    fn sample(&mut self, now_ms: u64, counts: Option<(usize, usize)>, target: Option<f64>) {
+        if let Some((_, err, floor)) = self.current {
             let dt = now_ms.saturating_sub(self.since_ms) as f64 / 1000.0;
             self.weighted_error += err * dt;
+            self.weighted_floor += floor * dt;
             self.weight_seconds += dt;
         }
         self.since_ms = now_ms;
-        self.current = match (share, target) {
-            (Some(s), Some(t)) => Some((s, (s - t).abs())),
+        let share = counts.map(|(spot, n)| spot as f64 / n as f64);
+        self.current = match (counts, share, target) {
+            (Some((_, n)), Some(s), Some(t)) => Some((s, (s - t).abs(), share_floor(n, t))),
             _ => None,
         };
         // Several changes at one instant (executors starting together) chart as one point.
@@ -407,7 +443,8 @@ mod tests {
         assert_eq!(a.work_done, 20.0);
         assert_eq!(a.completion_ms(10_000), Some(50_000));
         // Executor 1 is lost after 10 s: its 10 executor-seconds go.
-        assert!(a.executor_lost(1, 10_000));
+        assert_eq!(a.executor_lost(1, 10_000), Some(10.0));
+        assert_eq!(a.executor_lost(1, 10_000), None);
         assert_eq!(a.work_done, 10.0);
         assert_eq!(a.completion_ms(10_000), Some(100_000));
     }
@@ -438,6 +475,19 @@ mod tests {
             vec![(0, Some(1.0)), (10_000, Some(0.5)), (40_000, None)]
         );
         assert_eq!(a.share.weighted_error / a.share.weight_seconds, 5.0 / 40.0);
+        // One executor cannot come closer to 0.5 than 0.5; two can hit it.
+        assert_eq!(a.share.weighted_floor, 0.5 * 10.0);
+    }
+
+    #[test]
+    fn share_floor_is_the_closest_count() {
+        // The example: 3 executors, 40%: 1/3 is 0.067 away.
+        assert!((share_floor(3, 0.4) - 0.066_666_666).abs() < 1e-6);
+        assert_eq!(share_floor(5, 0.4), 0.0);
+        assert!((share_floor(1, 0.7) - 0.3).abs() < 1e-12);
+        assert_eq!(share_floor(4, 1.0), 0.0);
+        assert_eq!(share_floor(4, 0.0), 0.0);
+        assert_eq!(share_floor(0, 0.4), 0.0);
     }
 
     #[test]

@@ -8,9 +8,9 @@
 use super::csv_import::zone_name;
 use super::{AppSubmit, ResourceList};
 use super::{
-    DynamicAllocation, Event, NodeAdd, PodSubmit, RoleSpec, SpotInterruption, StringMap,
-    TimedEvent, Trace, TraceError, TraceHeader, ANNOTATION_CAPACITY_MIX, CAPACITY_ON_DEMAND,
-    CAPACITY_SPOT, DEFAULT_SCHEDULER_NAME, LABEL_CAPACITY_TYPE,
+    DynamicAllocation, Event, NodeAdd, PodSubmit, RoleSpec, SpotInterruption, SpotInterruptionRate,
+    StringMap, TimedEvent, Trace, TraceError, TraceHeader, ANNOTATION_CAPACITY_MIX,
+    CAPACITY_ON_DEMAND, CAPACITY_SPOT, DEFAULT_SCHEDULER_NAME, LABEL_CAPACITY_TYPE,
 };
 use crate::model::{LABEL_HOSTNAME, LABEL_ZONE};
 use rand::{RngCore, SeedableRng};
@@ -83,6 +83,9 @@ pub struct GenerateParams {
     /// An interrupted spot node is replaced by a fresh spot node of the same shape and zone
     /// this long after it terminates; `None`: no replacement.
     pub replacement_delay_seconds: Option<f64>,
+    /// Interruptions per node-month of the spot nodes the simulator's autoscaler launches
+    /// (a `spot_interruption_rate` event at t = 0); `None`: the configured rates.
+    pub spot_interruption_rate: Option<f64>,
 }
 
 impl Default for GenerateParams {
@@ -101,6 +104,7 @@ impl Default for GenerateParams {
             other_pods: 8,
             notice_seconds: super::DEFAULT_NOTICE_SECONDS,
             replacement_delay_seconds: Some(90.0),
+            spot_interruption_rate: None,
         }
     }
 }
@@ -127,6 +131,10 @@ impl GenerateParams {
             }
         };
         non_negative("monthly_interruption_rate", self.monthly_interruption_rate)?;
+        non_negative(
+            "spot_interruption_rate",
+            self.spot_interruption_rate.unwrap_or(0.0),
+        )?;
         non_negative("notice_seconds", self.notice_seconds)?;
         non_negative(
             "replacement_delay_seconds",
@@ -149,10 +157,14 @@ impl GenerateParams {
 
     /// The command line that reproduces this trace, for the header's `source`.
     pub fn describe(&self) -> String {
+        let rate = self
+            .spot_interruption_rate
+            .map(|r| format!(" --spot-interruption-rate {r}"))
+            .unwrap_or_default();
         format!(
             "spark-fleet trace generate --apps {} --nodes {} --seed {} --spot-fraction {} \
              --monthly-interruption-rate {} --duration-hours {} --zones {} --scheduled-fraction {} \
-             --dynamic-fraction {} --other-pods {}",
+             --dynamic-fraction {} --other-pods {}{rate}",
             self.apps,
             self.nodes,
             self.seed,
@@ -290,6 +302,15 @@ pub fn generate(params: &GenerateParams) -> Result<Trace, TraceError> {
     let mut rng = Sampler::new(params.seed);
     let horizon = params.duration_hours * 3600.0;
     let mut events: Vec<TimedEvent> = Vec::new();
+    if let Some(per_month) = params.spot_interruption_rate {
+        events.push(TimedEvent {
+            t: 0.0,
+            event: Event::SpotInterruptionRate(SpotInterruptionRate {
+                per_month,
+                instance_types: Vec::new(),
+            }),
+        });
+    }
 
     // Nodes: shapes by pattern, zones round-robin, spot chosen by a seeded shuffle.
     let spot_count = (params.nodes as f64 * params.spot_fraction).round() as usize;

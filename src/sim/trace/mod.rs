@@ -11,6 +11,7 @@
 //! - [`NodeRemove`]: the node leaves at `t`; pods on it are lost.
 //! - [`SpotInterruption`]: notice at `t`; the node is terminated at `t + notice_seconds`. No separate
 //!   `node_remove` is written for it: the engine removes the node when the notice expires.
+//! - [`SpotInterruptionRate`]: from `t`, the autoscaler's spot nodes are interrupted at this rate.
 //! - [`AppSubmit`]: a Spark application's driver pod is submitted at `t`; once it runs, it asks for
 //!   executors. The app needs `work_executor_seconds` of executor run time in total (n executors
 //!   running for s seconds contribute n·s); when that is done, all its pods finish.
@@ -145,6 +146,7 @@ pub enum Event {
     NodeAdd(NodeAdd),
     NodeRemove(NodeRemove),
     SpotInterruption(SpotInterruption),
+    SpotInterruptionRate(SpotInterruptionRate),
     AppSubmit(AppSubmit),
     PodSubmit(PodSubmit),
     StorageClass(StorageClassAdd),
@@ -159,6 +161,7 @@ impl Event {
             Event::NodeAdd(_) => "node_add",
             Event::NodeRemove(_) => "node_remove",
             Event::SpotInterruption(_) => "spot_interruption",
+            Event::SpotInterruptionRate(_) => "spot_interruption_rate",
             Event::AppSubmit(_) => "app_submit",
             Event::PodSubmit(_) => "pod_submit",
             Event::StorageClass(_) => "storage_class",
@@ -323,6 +326,17 @@ pub struct SpotInterruption {
     pub node: String,
     #[serde(default = "default_notice")]
     pub notice_seconds: f64,
+}
+
+/// From `t` on, spot nodes the autoscaler launches (of `instance_types`, or of every type when
+/// empty) are interrupted at `per_month` notices per node per 730-hour month: the spot market the
+/// trace was recorded in, overriding the configured rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpotInterruptionRate {
+    pub per_month: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_types: Vec<String>,
 }
 
 fn default_notice() -> f64 {
@@ -637,6 +651,13 @@ impl Trace {
     }
 
     /// The pod submissions with their times, in order.
+    /// Whether the trace submits Spark applications.
+    pub fn has_apps(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e.event, Event::AppSubmit(_)))
+    }
+
     pub fn pod_submits(&self) -> Vec<(f64, &PodSubmit)> {
         self.events
             .iter()

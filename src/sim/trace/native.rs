@@ -188,6 +188,12 @@ fn check_event(event: &Event) -> Result<(), String> {
             check_name("node", &s.node)?;
             check_seconds("notice_seconds", s.notice_seconds)?;
         }
+        Event::SpotInterruptionRate(r) => {
+            check_seconds("per_month", r.per_month)?;
+            for (i, t) in r.instance_types.iter().enumerate() {
+                check_name(&format!("instance_types[{i}]"), t)?;
+            }
+        }
         Event::AppSubmit(a) => {
             check_name("id", &a.id)?;
             check_name("namespace", &a.namespace)?;
@@ -260,6 +266,7 @@ fn quantize_event(event: &mut Event) {
         Event::NodeAdd(n) => n.price_per_hour = n.price_per_hour.map(quantize),
         Event::NodeRemove(_) => {}
         Event::SpotInterruption(s) => s.notice_seconds = quantize(s.notice_seconds),
+        Event::SpotInterruptionRate(r) => r.per_month = quantize(r.per_month),
         Event::AppSubmit(a) => a.work_executor_seconds = quantize(a.work_executor_seconds),
         Event::PodSubmit(p) => p.duration_seconds = p.duration_seconds.map(quantize),
         Event::StorageClass(_) | Event::VolumeAdd(_) | Event::ClaimAdd(_) => {}
