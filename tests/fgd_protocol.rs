@@ -28,8 +28,8 @@ fn cells(row: &str) -> Vec<String> {
 fn expected(points: &[(usize, &str)]) -> Vec<String> {
     let mut v = vec![String::new(); 131];
     for &(k, value) in points {
-        for c in k - 1..=k + 1 {
-            v[c] = value.to_owned();
+        for cell in &mut v[k - 1..=k + 1] {
+            *cell = value.to_owned();
         }
     }
     v

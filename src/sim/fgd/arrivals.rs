@@ -90,7 +90,7 @@ mod tests {
         assert!(total <= 13_000 + 1000, "{total}");
         // It stopped because the next draw's milli per GPU would pass the target.
         assert!(total + 500 > 13_000, "{total}");
-        assert_eq!(a.len() > 3, true);
+        assert!(a.len() > 3);
         let originals: Vec<&str> = a[..3].iter().map(|p| p.key.name.as_str()).collect();
         let mut sorted = originals.clone();
         sorted.sort();
