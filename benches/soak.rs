@@ -61,6 +61,8 @@ fn per_pod_entries(r: &Retained) -> usize {
         + s.orphans
         + s.nominated
         + s.nominated_on
+        + s.claim_users
+        + s.volume_reservations
 }
 
 fn executor(app: &str, round: usize, i: usize) -> Result<Pod, serde_json::Error> {

@@ -82,6 +82,8 @@ fn per_pod_entries(r: &Retained) -> Vec<(&'static str, usize)> {
         ("snapshot.orphans", s.orphans),
         ("snapshot.nominated", s.nominated),
         ("snapshot.nominated_on", s.nominated_on),
+        ("snapshot.claim_users", s.claim_users),
+        ("snapshot.volume_reservations", s.volume_reservations),
     ]
 }
 

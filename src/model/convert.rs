@@ -1102,6 +1102,12 @@ pub fn pod_from_k8s(
         started_ms: status
             .and_then(|s| s.start_time.as_ref())
             .map(parse_time_ms),
+        unschedulable_since_ms: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+            .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(parse_time_ms),
         spark,
         interned: ctx.interned.into_inner(),
     })
@@ -1113,6 +1119,34 @@ mod tests {
 
     fn pod_yaml(y: &str) -> core::Pod {
         serde_saphyr::from_str(y).unwrap()
+    }
+
+    /// `PodScheduled=False` with reason Unschedulable gives the time it became so;
+    /// any other state of the condition gives none.
+    #[test]
+    fn unschedulable_since_is_the_conditions_transition_time() {
+        let with = |status: &str, reason: &str| {
+            let y = format!(
+                r#"
+metadata: {{name: p, namespace: ns}}
+spec: {{containers: [{{name: c}}]}}
+status:
+  conditions:
+  - {{type: PodScheduled, status: "{status}", reason: {reason}, lastTransitionTime: "2026-12-07T08:00:00Z"}}
+"#
+            );
+            pod_from_k8s(&pod_yaml(&y), &())
+                .unwrap()
+                .unschedulable_since_ms
+        };
+        assert_eq!(with("False", "Unschedulable"), Some(1_796_630_400_000));
+        assert_eq!(with("False", "SchedulerError"), None);
+        assert_eq!(with("True", "Scheduled"), None);
+        let none = pod_yaml("metadata: {name: p}\nspec: {containers: [{name: c}]}\n");
+        assert_eq!(
+            pod_from_k8s(&none, &()).unwrap().unschedulable_since_ms,
+            None
+        );
     }
 
     /// Everything a pod or node carries that is new for every pod, application

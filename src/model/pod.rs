@@ -186,6 +186,9 @@ pub struct Pod {
     pub spark: Option<SparkIdentity>,
     /// Milliseconds since the epoch the pod started (status.startTime), for preemption's tiebreak.
     pub started_ms: Option<i64>,
+    /// When `PodScheduled` last became False with reason `Unschedulable` (ms since
+    /// the epoch; the condition's lastTransitionTime): None while it is not so.
+    pub unschedulable_since_ms: Option<i64>,
     pub key: PodKey,
     pub labels: Labels,
     /// Milli-CPU and memory as the resource scorers count them (upstream's
@@ -274,6 +277,7 @@ impl Pod {
             finished: false,
             created_ms: 0,
             started_ms: None,
+            unschedulable_since_ms: None,
             spark: None,
             interned: Interned::default(),
         }

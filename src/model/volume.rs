@@ -348,6 +348,29 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// An unbound `ReadWriteOnce` filesystem claim asking for `request` bytes of
+    /// `class`, as a user or Spark creates one (uid `namespace/name`, resource version 1).
+    pub fn new(namespace: &str, name: &str, class: Sym, request: i64) -> Claim {
+        Claim {
+            namespace: Sym::new(namespace),
+            name: name.to_owned(),
+            uid: format!("{namespace}/{name}"),
+            class,
+            request,
+            access_modes: AccessModes::RWO,
+            block: false,
+            attributes_class: Sym::new(""),
+            selector: None,
+            volume_name: String::new(),
+            bind_completed: false,
+            selected_node: None,
+            lost: false,
+            deleting: false,
+            owner_uid: None,
+            resource_version: "1".into(),
+        }
+    }
+
     /// Upstream `isPVCFullyBound`.
     pub fn fully_bound(&self) -> bool {
         !self.volume_name.is_empty() && self.bind_completed

@@ -10,8 +10,8 @@
 //! An executor the admission webhook gave a type (`spark-fleet.io/capacity-type`)
 //! targets that type whatever the counts say now, so admission and scheduling
 //! never disagree: hard mode waits for it; soft mode waits too (an autoscaler is
-//! launching that capacity for it) until `admission.softFallbackSeconds` after
-//! the pod's creation, then falls back like any soft executor.
+//! launching that capacity for it) until it has been unschedulable for
+//! `admission.softFallbackSeconds`, then falls back like any soft executor.
 
 use crate::config::{Config, MixMode};
 use crate::framework::{
@@ -78,22 +78,29 @@ impl Plan {
     }
 }
 
-/// An admitted soft-mix executor waits for its type until this long after its
-/// creation; with no clock (explain, a simulator without one) it does not wait.
+/// An admitted soft-mix executor waits for its type until it has been
+/// unschedulable this long; with no clock (explain, a simulator without one) it
+/// does not wait.
 fn waits_for_admitted_type(config: &Config, pod: &Pod, snap: &Snapshot) -> bool {
-    let wait_ms = (config.admission.soft_fallback_seconds * 1000.0) as i64;
     snap.now_ms()
-        .is_some_and(|now| now < pod.created_ms.saturating_add(wait_ms))
+        .is_some_and(|now| now < admitted_wait_end(config, pod))
+}
+
+/// The end of an admitted executor's wait for its type: `softFallbackSeconds`
+/// after `PodScheduled` became False (Unschedulable), or after its creation
+/// while it has never been reported so (its first attempts).
+fn admitted_wait_end(config: &Config, pod: &Pod) -> i64 {
+    let wait_ms = (config.admission.soft_fallback_seconds * 1000.0) as i64;
+    pod.unschedulable_since_ms
+        .unwrap_or(pod.created_ms)
+        .saturating_add(wait_ms)
 }
 
 /// When an admitted soft-mix executor stops waiting for its capacity type (ms
 /// since the epoch), for the live scheduler to retry it then; None for any other pod.
 pub fn admitted_wait_ends_ms(config: &Config, pod: &Pod, snap: &Snapshot) -> Option<i64> {
     let plan = executor_plan(config, pod, snap).ok()??;
-    (plan.admitted && plan.mix.mode == MixMode::Soft).then(|| {
-        let wait_ms = (config.admission.soft_fallback_seconds * 1000.0) as i64;
-        pod.created_ms.saturating_add(wait_ms)
-    })
+    (plan.admitted && plan.mix.mode == MixMode::Soft).then(|| admitted_wait_end(config, pod))
 }
 
 fn executor_plan(config: &Config, pod: &Pod, snap: &Snapshot) -> Result<Option<Plan>, PolicyError> {

@@ -529,7 +529,7 @@ impl SchedulingQueue {
 }
 
 /// Upstream's isPodUpdated: an update that only touches status (nominated node,
-/// start time) can't make a pod schedulable, so it doesn't release it from the pool.
+/// start time, its own PodScheduled condition) can't make a pod schedulable, so it doesn't release it from the pool.
 fn changed_beyond_status(old: &Pod, new: &Pod) -> bool {
     if std::ptr::eq(old, new) {
         return false;
@@ -537,6 +537,7 @@ fn changed_beyond_status(old: &Pod, new: &Pod) -> bool {
     let mut old = old.clone();
     old.nominated_node_name = new.nominated_node_name;
     old.started_ms = new.started_ms;
+    old.unschedulable_since_ms = new.unschedulable_since_ms;
     old != *new
 }
 
@@ -813,6 +814,11 @@ mod tests {
         let mut status_only = pod_with("p", 0, None, 0);
         status_only.started_ms = Some(5);
         assert_eq!(q.add(Arc::new(status_only)), Location::Unschedulable);
+        // Our own PodScheduled=False report coming back through the watch.
+        let mut reported = pod_with("p", 0, None, 0);
+        reported.unschedulable_since_ms = Some(7);
+        assert_eq!(q.add(Arc::new(reported)), Location::Unschedulable);
+        assert_eq!(q.get(&key("p")).unwrap().pod.unschedulable_since_ms, Some(7));
         let mut spec_change = pod_with("p", 0, None, 0);
         spec_change.node_selector = vec![(Sym::new("zone"), Sym::new("a"))];
         assert_eq!(q.add(Arc::new(spec_change)), Location::Backoff);

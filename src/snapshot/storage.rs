@@ -450,22 +450,9 @@ mod tests {
 
     pub(crate) fn claim(ns: &str, name: &str, rv: &str) -> Claim {
         Claim {
-            namespace: Sym::new(ns),
-            name: name.into(),
             uid: format!("uid-{name}"),
-            class: Sym::new("gp3"),
-            request: 1 << 30,
-            access_modes: AccessModes::RWO,
-            block: false,
-            attributes_class: Sym::new(""),
-            selector: None,
-            volume_name: String::new(),
-            bind_completed: false,
-            selected_node: None,
-            lost: false,
-            deleting: false,
-            owner_uid: None,
             resource_version: rv.into(),
+            ..Claim::new(ns, name, Sym::new("gp3"), 1 << 30)
         }
     }
 

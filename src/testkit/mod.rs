@@ -489,22 +489,8 @@ pub struct ClaimBuilder(Claim);
 /// asking for 1 GiB.
 pub fn claim(name: &str, class: &str) -> ClaimBuilder {
     ClaimBuilder(Claim {
-        namespace: Sym::new("default"),
-        name: name.into(),
         uid: format!("uid-{name}"),
-        class: Sym::new(class),
-        request: GI,
-        access_modes: AccessModes::RWO,
-        block: false,
-        attributes_class: Sym::new(""),
-        selector: None,
-        volume_name: String::new(),
-        bind_completed: false,
-        selected_node: None,
-        lost: false,
-        deleting: false,
-        owner_uid: None,
-        resource_version: "1".into(),
+        ..Claim::new("default", name, Sym::new(class), GI)
     })
 }
 

@@ -617,6 +617,32 @@ fn admitted_type_is_the_target() {
     assert_eq!(chosen_type(&s, &d), Some("on-demand"));
 }
 
+/// The wait is counted from when the pod became unschedulable, not from its
+/// creation: an executor created long ago (held back behind its driver, say) still
+/// waits its full time for the type it was admitted with.
+#[test]
+fn admitted_soft_wait_counts_from_unschedulable() {
+    use crate::spark::annotations::CAPACITY_TYPE;
+    let mut cfg = Config::default();
+    cfg.admission.soft_fallback_seconds = 60.0;
+    let profile = spark_profile(&cfg);
+    let mut s = cluster(2, 0);
+    let mut pod = executor("e0", "app")
+        .annotation(EXECUTOR_CAPACITY_MIX, MIX_40_60)
+        .annotation(CAPACITY_TYPE, "on-demand")
+        .created(1_000_000)
+        .build();
+    pod.unschedulable_since_ms = Some(5_000_000);
+    let pod = std::sync::Arc::new(pod);
+    assert_eq!(admitted_wait_ends_ms(&cfg, &pod, &s), Some(5_060_000));
+    s.set_now_ms(Some(5_059_999));
+    let d = schedule(&profile, &pod, &mut s, CycleOptions::default());
+    assert_eq!(d.node, None, "still within 60 s of becoming unschedulable");
+    s.set_now_ms(Some(5_060_000));
+    let d = schedule(&profile, &pod, &mut s, CycleOptions::default());
+    assert_eq!(chosen_type(&s, &d), Some("spot"));
+}
+
 /// Hard: an admitted executor waits for its type, with the mix's message.
 /// Soft: it waits while `now` is within `softFallbackSeconds` of its creation,
 /// then falls back (a CapacityFallback); without a clock it does not wait.

@@ -196,24 +196,7 @@ impl ClaimAdd {
 
 /// An unbound `ReadWriteOnce` claim.
 pub fn claim(namespace: &str, name: &str, class: Sym, request: i64) -> Claim {
-    Claim {
-        namespace: Sym::new(namespace),
-        name: name.to_owned(),
-        uid: format!("{namespace}/{name}"),
-        class,
-        request,
-        access_modes: AccessModes::RWO,
-        block: false,
-        attributes_class: Sym::new(""),
-        selector: None,
-        volume_name: String::new(),
-        bind_completed: false,
-        selected_node: None,
-        lost: false,
-        deleting: false,
-        owner_uid: None,
-        resource_version: "1".into(),
-    }
+    Claim::new(namespace, name, class, request)
 }
 
 /// Spark's OnDemand claim for each executor
