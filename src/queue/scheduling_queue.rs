@@ -818,7 +818,10 @@ mod tests {
         let mut reported = pod_with("p", 0, None, 0);
         reported.unschedulable_since_ms = Some(7);
         assert_eq!(q.add(Arc::new(reported)), Location::Unschedulable);
-        assert_eq!(q.get(&key("p")).unwrap().pod.unschedulable_since_ms, Some(7));
+        assert_eq!(
+            q.get(&key("p")).unwrap().pod.unschedulable_since_ms,
+            Some(7)
+        );
         let mut spec_change = pod_with("p", 0, None, 0);
         spec_change.node_selector = vec![(Sym::new("zone"), Sym::new("a"))];
         assert_eq!(q.add(Arc::new(spec_change)), Location::Backoff);
