@@ -54,6 +54,22 @@ async fn bound_count(client: &Client, namespace: &str) -> usize {
         .count()
 }
 
+/// Waits until at least `n` pods of `spark` are bound; past `limit` fails with
+/// `what` and the tail of spark-fleet's log.
+async fn wait_bound_count(
+    client: &Client,
+    n: usize,
+    limit: Duration,
+    what: &str,
+    run: &Supervised,
+) {
+    let t = Instant::now();
+    while bound_count(client, "spark").await < n {
+        assert!(t.elapsed() < limit, "{what}: {}", log_tail(run.log(), 20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn log_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -89,15 +105,7 @@ async fn run_outside_a_pod_leads_in_kube_system_and_stops_cleanly_on_sigterm() {
         "sigterm.log",
     );
     run.spawn().unwrap();
-    let t = Instant::now();
-    while bound_count(&client, "spark").await < 40 {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "nothing bound: {}",
-            log_tail(run.log(), 20)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_bound_count(&client, 40, Duration::from_secs(60), "nothing bound", &run).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let lease = leases.get("spark-fleet").await.unwrap();
     assert!(lease.spec.unwrap().holder_identity.is_some());
@@ -198,24 +206,7 @@ async fn a_burst_of_2000_bindings_logs_a_few_lines_at_info() {
     );
     run.spawn().unwrap();
     let t = Instant::now();
-    while bound_count(&client, "spark").await < n {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "not all bound: {}",
-            log_tail(run.log(), 20)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    // Bindings resolve by reading the pod, so every pod can be bound before the
-    // watches' backoff lets them reconnect: wait for the recovery to be logged.
-    let t = Instant::now();
-    while !log_lines(run.log())
-        .iter()
-        .any(|l| l.contains("watch works again"))
-        && t.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_bound_count(&client, n, Duration::from_secs(120), "not all bound", &run).await;
     run.terminate();
     assert!(run.wait(Duration::from_secs(15)).await.is_some());
     let lines = log_lines(run.log());
@@ -413,27 +404,18 @@ async fn an_apiserver_restart_is_logged_in_a_few_lines() {
         "restart.log",
     );
     run.spawn().unwrap();
-    let t = Instant::now();
-    while bound_count(&client, "spark").await < 100 {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{}",
-            log_tail(run.log(), 20)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_bound_count(
+        &client,
+        100,
+        Duration::from_secs(60),
+        "before the restart",
+        &run,
+    )
+    .await;
     cp.kill_apiserver();
     tokio::time::sleep(Duration::from_secs(3)).await;
     cp.restart_apiserver().await.unwrap();
-    let t = Instant::now();
-    while bound_count(&client, "spark").await < n {
-        assert!(
-            t.elapsed() < Duration::from_secs(90),
-            "not all bound: {}",
-            log_tail(run.log(), 20)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_bound_count(&client, n, Duration::from_secs(90), "not all bound", &run).await;
     // Bindings resolve by reading the pod, so every pod can be bound before the
     // watches' backoff lets them reconnect: wait for the recovery to be logged.
     let t = Instant::now();

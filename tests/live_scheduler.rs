@@ -25,7 +25,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
-use spark_fleet::config::{Config, PluginEntry, ProfileConfig};
+use spark_fleet::config::{Config, PluginEntry};
 use spark_fleet::kube::Scheduler;
 use support::apiserver::TestApiServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,30 +39,9 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
-/// Plugins available in every build of the crate, so outcomes do not depend on others' work.
+/// The live-test profile (`testkit::live_test_config`), no leader election, short backoffs.
 fn config() -> Config {
-    let mut c = Config::default();
-    let plugins = [
-        "NodeUnschedulable",
-        "NodeName",
-        "TaintToleration",
-        "NodeAffinity",
-        "NodePorts",
-        "NodeResourcesFit",
-    ];
-    c.profiles.push(ProfileConfig {
-        name: "live-test".into(),
-        plugins: plugins
-            .iter()
-            .map(|n| PluginEntry {
-                name: (*n).into(),
-                weight: 1,
-            })
-            .collect(),
-        plugin_args: Default::default(),
-        percentage_of_nodes_to_score: 0,
-    });
-    c.default_profile = "live-test".into();
+    let mut c = spark_fleet::testkit::live_test_config();
     c.leader_election.enabled = false;
     c.metrics.address = "127.0.0.1:0".into();
     c.queue.initial_backoff_seconds = 0.05;

@@ -739,6 +739,7 @@ impl Snapshot {
     /// nominated or waiting for its node, every count is 0 (memory follows the
     /// pods alive, not the pods ever seen).
     pub fn retained(&self) -> Retained {
+        let (claim_users, volume_reservations) = self.storage.per_pod_entries();
         Retained {
             pods: self.by_key.len(),
             label_index: self.label_index.len(),
@@ -749,8 +750,8 @@ impl Snapshot {
             orphans: self.orphans.len(),
             nominated: self.nominated.len(),
             nominated_on: self.nominated_on.iter().map(Vec::len).sum(),
-            claim_users: self.storage.per_pod_entries().0,
-            volume_reservations: self.storage.per_pod_entries().1,
+            claim_users,
+            volume_reservations,
         }
     }
 }

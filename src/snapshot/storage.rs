@@ -76,6 +76,17 @@ pub struct Storage {
     claim_users: HashMap<ClaimKey, u32>,
 }
 
+/// Puts `value` under `key` unless an equal value is there already.
+fn upsert<V: PartialEq>(map: &mut HashMap<Sym, V>, key: Sym, value: V) -> Change<V> {
+    if map.get(&key) == Some(&value) {
+        return Change::Unchanged;
+    }
+    match map.insert(key, value) {
+        Some(old) => Change::Updated(old),
+        None => Change::Added,
+    }
+}
+
 /// Whether resource version `new` is newer than `old` (integers, as etcd's
 /// are; anything else counts as newer, so the API's view wins).
 fn newer(new: &str, old: &str) -> bool {
@@ -246,13 +257,7 @@ impl Storage {
     }
 
     pub fn upsert_class(&mut self, class: StorageClass) -> Change<StorageClass> {
-        match self.classes.get(&class.name) {
-            Some(old) if *old == class => Change::Unchanged,
-            _ => match self.classes.insert(class.name, class) {
-                Some(old) => Change::Updated(old),
-                None => Change::Added,
-            },
-        }
+        upsert(&mut self.classes, class.name, class)
     }
 
     pub fn remove_class(&mut self, name: Sym) -> bool {
@@ -260,13 +265,7 @@ impl Storage {
     }
 
     pub fn upsert_csi_node(&mut self, node: CsiNode) -> Change<CsiNode> {
-        match self.csi_nodes.get(&node.name) {
-            Some(old) if *old == node => Change::Unchanged,
-            _ => match self.csi_nodes.insert(node.name, node) {
-                Some(old) => Change::Updated(old),
-                None => Change::Added,
-            },
-        }
+        upsert(&mut self.csi_nodes, node.name, node)
     }
 
     pub fn remove_csi_node(&mut self, name: Sym) -> bool {
@@ -274,13 +273,7 @@ impl Storage {
     }
 
     pub fn upsert_driver(&mut self, driver: CsiDriver) -> Change<CsiDriver> {
-        match self.drivers.get(&driver.name) {
-            Some(old) if *old == driver => Change::Unchanged,
-            _ => match self.drivers.insert(driver.name, driver) {
-                Some(old) => Change::Updated(old),
-                None => Change::Added,
-            },
-        }
+        upsert(&mut self.drivers, driver.name, driver)
     }
 
     pub fn remove_driver(&mut self, name: Sym) -> bool {

@@ -301,6 +301,36 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied())
 }
 
+/// The config the live layer's integration tests start from: the default config
+/// plus a profile `live-test` (the default) of the plugins every build has, so
+/// outcomes do not depend on the scoring plugins.
+pub fn live_test_config() -> crate::config::Config {
+    use crate::config::{Config, PluginEntry, ProfileConfig};
+    let mut c = Config::default();
+    let plugins = [
+        "NodeUnschedulable",
+        "NodeName",
+        "TaintToleration",
+        "NodeAffinity",
+        "NodePorts",
+        "NodeResourcesFit",
+    ];
+    c.profiles.push(ProfileConfig {
+        name: "live-test".into(),
+        plugins: plugins
+            .iter()
+            .map(|n| PluginEntry {
+                name: (*n).into(),
+                weight: 1,
+            })
+            .collect(),
+        plugin_args: Default::default(),
+        percentage_of_nodes_to_score: 0,
+    });
+    c.default_profile = "live-test".into();
+    c
+}
+
 /// A seeded synthetic cluster for benchmarks and the memory probe: `nodes` nodes
 /// over 3 zones, 40% spot, 1 in 10 tainted for Spark, some labelled by team, each
 /// with about `pods_per_node` bound pods (a mix of Spark executors of many

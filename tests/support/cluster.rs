@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
-use spark_fleet::config::{Config, PluginEntry, ProfileConfig};
+use spark_fleet::config::{Config, PluginEntry};
 use spark_fleet::kube::Scheduler;
 use spark_fleet::model::Quantity;
 use std::collections::BTreeMap;
@@ -38,29 +38,7 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// A profile of plugins available in every build, for outcomes that do not depend on
 /// others' work; no leader election, metrics on a free port, short backoffs.
 pub fn config() -> Config {
-    let mut c = Config::default();
-    let plugins = [
-        "NodeUnschedulable",
-        "NodeName",
-        "TaintToleration",
-        "NodeAffinity",
-        "NodePorts",
-        "NodeResourcesFit",
-    ];
-    c.profiles.push(ProfileConfig {
-        name: "live-test".into(),
-        plugins: plugins
-            .iter()
-            .map(|n| PluginEntry {
-                name: (*n).into(),
-                weight: 1,
-            })
-            .collect(),
-        plugin_args: Default::default(),
-        percentage_of_nodes_to_score: 0,
-    });
-    c.default_profile = "live-test".into();
-    fast(c)
+    fast(spark_fleet::testkit::live_test_config())
 }
 
 /// `c` without leader election, with metrics on a free port and short backoffs.
