@@ -381,7 +381,7 @@ fn settle(shared: &Shared, qp: &QueuedPod, end: &End) -> u64 {
         }
         End::Requeued(_) => {
             st.snap.forget(key);
-            let _ = st.queue.requeue_backoff(qp.clone());
+            super::log_requeue_error(st.queue.requeue_backoff(qp.clone()));
         }
         End::Stopped => {}
     }
@@ -400,7 +400,7 @@ async fn volumes_failed(shared: &Arc<Shared>, qp: QueuedPod, node: &str, why: St
     let (fresh, transition) = {
         let mut st = shared.lock();
         st.snap.forget(&pod.key);
-        let _ = st.queue.requeue_backoff(qp);
+        super::log_requeue_error(st.queue.requeue_backoff(qp));
         let fresh = st.reported.get(&pod.key) != Some(&message);
         if fresh {
             st.reported.insert(pod.key.clone(), message.clone());

@@ -47,7 +47,7 @@ pub use partition::{is_ours, parse_selector, raw_is_ours, Partition};
 use crate::config::{Config, LogFormat};
 use crate::framework::{schedule, CycleOptions, Profile};
 use crate::model::{Pod, PodKey, PriorityResolver};
-use crate::queue::{QueueConfig, QueuedPod, SchedulingQueue, SystemClock};
+use crate::queue::{QueueConfig, QueueError, QueuedPod, SchedulingQueue, SystemClock};
 use crate::snapshot::Snapshot;
 use kube::Client;
 use rate_limit::RateLimiter;
@@ -536,6 +536,14 @@ impl Drop for Scheduler {
     }
 }
 
+/// A requeue refused because the pod is not in flight means the pod is queued
+/// or gone already; a bug elsewhere if it happens, so it is logged, never silent.
+fn log_requeue_error(result: Result<Option<crate::queue::Location>, QueueError>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "requeue refused");
+    }
+}
+
 fn secs_to_ms(s: f64) -> u64 {
     if s.is_finite() && s > 0.0 {
         (s * 1000.0).round() as u64
@@ -728,7 +736,7 @@ fn cycle(
                 st.snap.forget(&pod.key);
                 tracing::warn!(pod = %pod.key, error = %e, "assume failed; retrying");
                 ::metrics::counter!(metrics::SCHEDULE_ATTEMPTS, "result" => "error").increment(1);
-                let _ = st.queue.requeue_backoff(qp);
+                log_requeue_error(st.queue.requeue_backoff(qp));
                 return Outcome::Retry;
             }
         }
@@ -737,10 +745,10 @@ fn cycle(
     let message = decision.message().unwrap_or_default();
     let errored = decision.error.is_some();
     let result = if errored {
-        let _ = st.queue.requeue_backoff(qp);
+        log_requeue_error(st.queue.requeue_backoff(qp));
         "error"
     } else {
-        let _ = st.queue.requeue_unschedulable(qp, decision.rejected_by());
+        log_requeue_error(st.queue.requeue_unschedulable(qp, decision.rejected_by()));
         retry_when_wait_ends(shared, st, &pod);
         "unschedulable"
     };
