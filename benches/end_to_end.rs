@@ -9,7 +9,8 @@
 //! - **raw binder**: no logic, bindings round-robin over the nodes, 64 in flight
 //!   (`--raw-in-flight`), this program started again as a separate process.
 //!
-//! Each binder starts after its backlog has been created, as a separate process
+//! Each binder starts after its backlog has been created and etcd and the API server
+//! have come to rest ([`settle`]), as a separate process
 //! authenticated as a ServiceAccount (outside `kube-system`), so API Priority and Fairness
 //! classifies all three alike (flow schema `service-accounts`, priority level
 //! `workload-low`). spark-fleet runs as deployed: `deploy/`'s namespace, ServiceAccount
@@ -58,6 +59,8 @@ const NODE_PODS: u32 = 110;
 const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 /// How long a trial waits, after the last binding, for the `Scheduled` events.
 const EVENT_WAIT: Duration = Duration::from_secs(60);
+/// How long a trial waits at most for the API server to come to rest before it starts.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// Two nodes in five are spot.
 fn is_spot(i: usize) -> bool {
     i % 5 < 2
@@ -565,6 +568,33 @@ fn cpu_of(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|p| cpu_seconds(*p)).sum()
 }
 
+/// Waits until etcd and kube-apiserver are at rest (under a tenth of a core over
+/// half a second), at most [`SETTLE_LIMIT`]: creating the backlog and clearing the
+/// last trial leave them busy for a while (writes, watch fan-out, garbage
+/// collection), and a binder started into that would pay for it.
+/// Returns how long it waited.
+async fn settle(server_pids: &[u32], tag: &str) -> Duration {
+    let start = Instant::now();
+    let limit = start + SETTLE_LIMIT;
+    let mut before = cpu_of(server_pids);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = cpu_of(server_pids);
+        if now - before < 0.05 {
+            return start.elapsed();
+        }
+        if Instant::now() >= limit {
+            eprintln!(
+                "  {tag}: the API server was still busy ({:.0}% of a core) after {} s; starting anyway",
+                (now - before) * 200.0,
+                SETTLE_LIMIT.as_secs()
+            );
+            return start.elapsed();
+        }
+        before = now;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Trial {
     workload: Workload,
@@ -583,6 +613,8 @@ struct Trial {
     spot_share: Option<f64>,
     /// Seconds from the last binding to the last `Scheduled` event (schedulers only).
     events_after: Option<f64>,
+    /// Seconds waited, after creating the backlog, for the API server to come to rest.
+    settled: f64,
 }
 
 /// A binder process running for one trial.
@@ -696,6 +728,7 @@ impl Bench {
             .collect();
         create_pods(&self.admin, pods).await?;
         let server_pids: Vec<u32> = self.cp.pids().into_iter().take(2).collect();
+        let settled = settle(&server_pids, &tag).await.as_secs_f64();
         let server_cpu0 = cpu_of(&server_pids);
         let started = Instant::now();
         let mut running = self.start_contender(c, &tag).await?;
@@ -779,6 +812,7 @@ impl Bench {
             server_cpu,
             spot_share,
             events_after,
+            settled,
         };
         if n < m {
             eprintln!(
@@ -957,7 +991,7 @@ async fn run(args: Args) -> Result<(), Error> {
                 let t = bench.trial(workload, c, round).await?;
                 println!(
                     "{:<6} round {} {:<15} {:>7.1} pods/s  first→last {:>6.2} s  start→first {:>5.2} s  \
-                     start→last {:>6.2} s  cpu {:>5.2} s  apiserver+etcd cpu {:>6.2} s{}{}",
+                     start→last {:>6.2} s  cpu {:>5.2} s  apiserver+etcd cpu {:>6.2} s  rest {:.1} s{}{}",
                     workload.label(),
                     round + 1,
                     c.label(),
@@ -967,6 +1001,7 @@ async fn run(args: Args) -> Result<(), Error> {
                     t.start_to_last,
                     t.cpu,
                     t.server_cpu,
+                    t.settled,
                     t.events_after
                         .map(|s| format!("  last Scheduled event +{s:.2} s"))
                         .unwrap_or_default(),
