@@ -7,7 +7,7 @@
 //! (PodScheduled condition, events, nominatedNodeName, preemption of victims).
 //!
 //! - **Load on the API server**: at most `bind.concurrency` bindings (default 64),
-//!   [`reporter::REPORTS_IN_FLIGHT`] status patches or deletions and one event are in
+//!   `reporter::REPORTS_IN_FLIGHT` (8) status patches or deletions and one event are in
 //!   flight at once. Events wait in a bounded queue for one sender, as upstream's
 //!   broadcaster: during a burst they trail the bindings instead of halving their rate.
 //! - **Client rate limit**: every request we make (bindings, status patches,
@@ -22,7 +22,7 @@
 //! - **Observability** ([`health`], [`metrics`]): `/metrics`, `/healthz`, `/readyz`.
 //! - **Admission webhook** (`webhook`, [`crate::admission`]): served over HTTPS by
 //!   every replica from the same snapshot, recording executor admissions in
-//!   [`State::admissions`] under the state lock.
+//!   `State::admissions` under the state lock.
 //! - **Shutdown** ([`Scheduler::shutdown`]): stop dequeuing, wait up to 10 s for
 //!   in-flight bindings, release the lease.
 //!

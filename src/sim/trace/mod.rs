@@ -2,7 +2,7 @@
 //!
 //! A [`Trace`] is a header plus time-ordered [`TimedEvent`]s. It is read from and written to the
 //! native JSON Lines format ([`native`]), imported from the Alibaba openb CSVs ([`openb`]) or the
-//! Alibaba spot GPU CSVs ([`spot_gpu`]), or generated synthetically ([`generate`]). Every trace that reaches the engine has been validated:
+//! Alibaba spot GPU CSVs ([`spot_gpu`]), or generated synthetically ([`mod@generate`]). Every trace that reaches the engine has been validated:
 //! times are finite, non-negative and non-decreasing, every quantity parses, every enum-like string
 //! is known, and all seconds/prices are quantized to micro-units (see [`quantize`]).
 //!
