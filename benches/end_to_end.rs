@@ -569,10 +569,8 @@ fn cpu_of(pids: &[u32]) -> f64 {
 }
 
 /// Waits until etcd and kube-apiserver are at rest (under a tenth of a core over
-/// half a second), at most [`SETTLE_LIMIT`]: creating the backlog and clearing the
-/// last trial leave them busy for a while (writes, watch fan-out, garbage
-/// collection), and a binder started into that would pay for it.
-/// Returns how long it waited.
+/// half a second), at most [`SETTLE_LIMIT`], so that no binder starts into work left
+/// from creating its backlog or clearing the last trial. Returns how long it waited.
 async fn settle(server_pids: &[u32], tag: &str) -> Duration {
     let start = Instant::now();
     let limit = start + SETTLE_LIMIT;
