@@ -243,6 +243,17 @@ impl PodVolume {
             PodVolume::Disk(_) => None,
         }
     }
+
+    /// The claim the pod names itself (not a generic ephemeral volume's).
+    pub fn named_claim(&self) -> Option<&String> {
+        match self {
+            PodVolume::Claim {
+                claim,
+                ephemeral: false,
+            } => Some(claim),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

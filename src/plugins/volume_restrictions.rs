@@ -55,14 +55,7 @@ impl PreFilterPlugin for VolumeRestrictions {
         }
         let storage = snap.storage();
         let mut s = RestrictionState::default();
-        for v in &pod.volumes {
-            let PodVolume::Claim {
-                claim,
-                ephemeral: false,
-            } = v
-            else {
-                continue;
-            };
+        for claim in pod.volumes.iter().filter_map(PodVolume::named_claim) {
             let Some(c) = storage.api_claim(pod.key.namespace, claim) else {
                 return Status::unresolvable(
                     NAME,

@@ -56,14 +56,7 @@ fn ga_key(key: &str) -> &str {
 fn pod_topologies(pod: &Pod, snap: &Snapshot) -> Result<Vec<VolumeTopology>, Status> {
     let storage = snap.storage();
     let mut out = Vec::new();
-    for v in &pod.volumes {
-        let PodVolume::Claim {
-            claim,
-            ephemeral: false,
-        } = v
-        else {
-            continue;
-        };
+    for claim in pod.volumes.iter().filter_map(PodVolume::named_claim) {
         let Some(c) = storage.api_claim(pod.key.namespace, claim) else {
             return Err(Status::unresolvable(
                 NAME,

@@ -418,14 +418,7 @@ impl Storage {
     }
 
     pub(super) fn count_users(&mut self, namespace: Sym, volumes: &[PodVolume], delta: i32) {
-        for v in volumes {
-            let PodVolume::Claim {
-                claim,
-                ephemeral: false,
-            } = v
-            else {
-                continue;
-            };
+        for claim in volumes.iter().filter_map(PodVolume::named_claim) {
             let key = (namespace, claim.clone());
             let n = self.claim_users.entry(key.clone()).or_default();
             *n = n.saturating_add_signed(delta);
